@@ -1,0 +1,17 @@
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::response::IntoResponse;
+use axum::Json;
+use ticketing_shared::auth::cleared_session_cookie;
+
+use crate::AppState;
+
+/// Sign out: the session cookie is expired.
+#[utoipa::path(post, path = "/api/users/signout", tag = "auth",
+    responses((status = 200, description = "Signed out; clears the session cookie", body = Object)))]
+pub async fn signout(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(SET_COOKIE, cleared_session_cookie(state.cookie_secure))],
+        Json(serde_json::json!({})),
+    )
+}

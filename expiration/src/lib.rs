@@ -1,0 +1,1 @@
+//! Expiration service: fires `expiration:complete` when an order's reservation runs out.

@@ -1,0 +1,1 @@
+//! Orders service: reservations of tickets (`/api/orders`).

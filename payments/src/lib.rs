@@ -1,0 +1,1 @@
+//! Payments service: charging orders (`/api/payments`).

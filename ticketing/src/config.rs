@@ -1,0 +1,115 @@
+//! Command line and environment: every flag is also an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ticketing",
+    version,
+    about = "Ticketing: an event-driven ticket marketplace"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the system (the default).
+    Serve,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// Every service, the web pages and every background worker in one process.
+    All,
+    Auth,
+}
+
+impl Target {
+    pub fn includes(self, other: Target) -> bool {
+        self == Target::All || self == other
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// What this process runs.
+    #[arg(
+        long,
+        env = "TICKETING_TARGET",
+        value_enum,
+        default_value = "all",
+        global = true
+    )]
+    pub target: Target,
+
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "TICKETING_LISTEN",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Embedded mode: one SQLite file per service is kept here.
+    #[arg(
+        long,
+        env = "TICKETING_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Distributed mode: a `postgres://` server URL. Each service uses its own database
+    /// named `<db>_<service>` (`<db>` from the URL, default `ticketing`), created if missing.
+    #[arg(long, env = "TICKETING_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Full database URL of the auth service, replacing the derived one.
+    #[arg(long, env = "TICKETING_AUTH_DATABASE_URL", global = true)]
+    pub auth_database_url: Option<String>,
+
+    /// HS256 key of session tokens. Required in distributed mode; in embedded mode one is
+    /// generated on first start and kept in the data directory.
+    #[arg(long, env = "JWT_KEY", hide_env_values = true, global = true)]
+    pub jwt_key: Option<String>,
+
+    /// Session lifetime.
+    #[arg(
+        long,
+        env = "TICKETING_SESSION_TTL_SECONDS",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub session_ttl_seconds: u64,
+
+    /// Mark the session cookie `Secure` (default: on, except in embedded mode).
+    #[arg(long, env = "TICKETING_COOKIE_SECURE", global = true)]
+    pub cookie_secure: Option<bool>,
+
+    /// How long an order reserves its ticket.
+    #[arg(
+        long,
+        env = "TICKETING_ORDER_TTL_SECONDS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub order_ttl_seconds: u64,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "TICKETING_LOG_JSON", global = true)]
+    pub log_json: bool,
+}
+
+impl ServeArgs {
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none()
+    }
+}

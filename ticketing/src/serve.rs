@@ -1,0 +1,137 @@
+//! `ticketing serve`: start the services of the chosen target on one listener.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use ticketing_shared::auth::JwtKeys;
+use ticketing_shared::runtime::{Mounted, Runtime};
+use ticketing_shared::store::DatabaseConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ServeArgs, Target};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = runtime(&args)?;
+    let mut services = start(args.target, &runtime).await?;
+    let app = ticketing_shared::app::compose(&mut services, Router::new(), vec![]);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(
+        target_services = ?args.target,
+        mode = if args.is_embedded() { "embedded" } else { "distributed" },
+        "listening on http://{}",
+        listener.local_addr()?
+    );
+    let shutdown = runtime.shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        })
+        .await?;
+    runtime.shutdown.cancel();
+    for task in services.iter_mut().flat_map(|s| s.tasks.drain(..)) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    Ok(())
+}
+
+/// Start every service the target includes.
+pub async fn start(target: Target, runtime: &Runtime) -> anyhow::Result<Vec<Mounted>> {
+    let mut services = Vec::new();
+    if target.includes(Target::Auth) {
+        services.push(ticketing_auth::mount(runtime).await?);
+    }
+    Ok(services)
+}
+
+fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
+    let database = match &args.database_url {
+        Some(url) => {
+            anyhow::ensure!(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "--database-url must be a postgres:// URL"
+            );
+            DatabaseConfig::Postgres { url: url.clone() }
+        }
+        None => DatabaseConfig::Embedded {
+            data_dir: args.data_dir.clone(),
+        },
+    };
+    let mut database_overrides = HashMap::new();
+    if let Some(url) = &args.auth_database_url {
+        database_overrides.insert("auth".to_owned(), url.clone());
+    }
+    let key = match &args.jwt_key {
+        Some(key) if !key.is_empty() => key.clone().into_bytes(),
+        _ if args.is_embedded() => embedded_jwt_key(&args.data_dir)?,
+        _ => anyhow::bail!("JWT_KEY must be set in distributed mode"),
+    };
+    Ok(Runtime {
+        database,
+        database_overrides,
+        keys: JwtKeys::new(&key, Duration::from_secs(args.session_ttl_seconds)),
+        cookie_secure: args.cookie_secure.unwrap_or(!args.is_embedded()),
+        order_ttl: Duration::from_secs(args.order_ttl_seconds),
+        shutdown: CancellationToken::new(),
+    })
+}
+
+/// The embedded mode's signing key: generated once, kept so sessions survive restarts.
+fn embedded_jwt_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("jwt.key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        let key = key.trim();
+        if !key.is_empty() {
+            return Ok(key.as_bytes().to_vec());
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a JWT key for embedded mode");
+    Ok(key.into_bytes())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

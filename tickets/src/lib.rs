@@ -1,0 +1,1 @@
+//! Tickets service: listings and their reservation state (`/api/tickets`).

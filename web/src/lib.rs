@@ -1,0 +1,1 @@
+//! Web client: server-rendered pages.
