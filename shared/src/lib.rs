@@ -4,8 +4,10 @@
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod json;
+pub mod money;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
