@@ -1,0 +1,489 @@
+//! The auth contract (`../shared/spec/api.md` §auth), over real HTTP, on both backends.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use ticketing_shared::backend_tests;
+use ticketing_shared::testing::{TestBackend, TestEnv, TestServer};
+
+struct App {
+    server: TestServer,
+    _env: TestEnv,
+}
+
+async fn spawn(backend: TestBackend) -> App {
+    spawn_with(backend, |_| {}).await
+}
+
+async fn spawn_with(backend: TestBackend, configure: impl FnOnce(&mut TestEnv)) -> App {
+    let mut env = TestEnv::new(backend);
+    configure(&mut env);
+    let auth = ticketing_auth::mount(&env.runtime)
+        .await
+        .expect("mount auth");
+    App {
+        server: TestServer::spawn(vec![auth]).await,
+        _env: env,
+    }
+}
+
+impl App {
+    async fn post(&self, path: &str, body: Value) -> Response {
+        self.server
+            .client
+            .post(self.server.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn signup(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/api/users/signup",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    async fn current_user(&self) -> Value {
+        let res = self
+            .server
+            .client
+            .get(self.server.url("/api/users/currentuser"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+}
+
+async fn errors(res: Response) -> Vec<Value> {
+    let body: Value = res.json().await.expect("error body is JSON");
+    body["errors"].as_array().expect("errors array").clone()
+}
+
+fn fields(errors: &[Value]) -> Vec<&str> {
+    errors.iter().filter_map(|e| e["field"].as_str()).collect()
+}
+
+fn set_cookie(res: &Response) -> String {
+    res.headers()
+        .get(SET_COOKIE)
+        .expect("Set-Cookie")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The JWT inside a `session=<base64 {"jwt": ..}>` Set-Cookie header.
+fn jwt_of(cookie: &str) -> String {
+    let value = cookie
+        .strip_prefix("session=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let session: Value = serde_json::from_slice(&STANDARD.decode(value).unwrap()).unwrap();
+    session["jwt"].as_str().unwrap().to_owned()
+}
+
+async fn signup_returns_201_and_sets_the_session_cookie(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let res = app.signup("test@test.com", "password123").await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let cookie = set_cookie(&res);
+    assert!(cookie.starts_with("session="), "{cookie}");
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "embedded test runtime is not Secure"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["email"], "test@test.com");
+    assert!(body["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(body.get("password").is_none() && body.get("passwordHash").is_none());
+}
+
+async fn signup_rejects_an_invalid_email(backend: TestBackend) {
+    let app = spawn(backend).await;
+    for email in ["alskdflaskjfd", "a@b", "", "x@y..com"] {
+        let res = app.signup(email, "password123").await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{email}");
+        assert_eq!(fields(&errors(res).await), ["email"]);
+    }
+    let long = format!("{}@example.com", "a".repeat(243));
+    let res = app.signup(&long, "password123").await;
+    assert_eq!(fields(&errors(res).await), ["email"]);
+}
+
+async fn signup_rejects_an_invalid_password(backend: TestBackend) {
+    let app = spawn(backend).await;
+    for password in ["p", "seven77", &"x".repeat(129)] {
+        let res = app.signup("test@test.com", password).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(fields(&errors(res).await), ["password"]);
+    }
+    // 8 and 128 characters are fine, counted as characters, not bytes.
+    assert_eq!(
+        app.signup("a@test.com", "ççççççç1").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.signup("b@test.com", &"y".repeat(128)).await.status(),
+        StatusCode::CREATED
+    );
+}
+
+async fn signup_names_every_missing_field(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let res = app.post("/api/users/signup", json!({})).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&errors(res).await), ["email", "password"]);
+    let res = app
+        .post("/api/users/signup", json!({"email": "test@test.com"}))
+        .await;
+    assert_eq!(fields(&errors(res).await), ["password"]);
+    let res = app
+        .post("/api/users/signup", json!({"password": "password123"}))
+        .await;
+    assert_eq!(fields(&errors(res).await), ["email"]);
+}
+
+async fn signup_refuses_a_taken_email_in_any_case(backend: TestBackend) {
+    let app = spawn(backend).await;
+    assert_eq!(
+        app.signup("test@test.com", "password123").await.status(),
+        StatusCode::CREATED
+    );
+    for email in ["test@test.com", "TEST@Test.com"] {
+        let res = app.signup(email, "password456").await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let errs = errors(res).await;
+        assert_eq!(errs[0]["message"], "Email in use");
+        assert!(errs[0].get("field").is_none());
+    }
+}
+
+async fn concurrent_signups_for_one_email_create_one_account(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let attempts = (0..10).map(|i| {
+        let email = if i % 2 == 0 {
+            "race@test.com"
+        } else {
+            "RACE@test.com"
+        };
+        let client = TestServer::new_client();
+        let url = app.server.url("/api/users/signup");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": email, "password": "password123"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::CREATED || *s == StatusCode::BAD_REQUEST));
+}
+
+async fn signin_with_unknown_email_or_wrong_password_says_the_same(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let unknown = app
+        .post(
+            "/api/users/signin",
+            json!({"email": "nobody@test.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(unknown.headers().get(SET_COOKIE).is_none());
+    let unknown = errors(unknown).await;
+
+    app.signup("test@test.com", "password123").await;
+    let wrong = app
+        .post(
+            "/api/users/signin",
+            json!({"email": "test@test.com", "password": "password124"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    assert_eq!(errors(wrong).await, unknown);
+    assert_eq!(unknown[0]["message"], "Invalid credentials");
+}
+
+async fn signin_validates_its_fields(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let res = app
+        .post(
+            "/api/users/signin",
+            json!({"email": "not-an-email", "password": ""}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&errors(res).await), ["email", "password"]);
+}
+
+async fn signin_with_valid_credentials_sets_the_cookie(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let created: Value = app
+        .signup("test@test.com", "password123")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .post(
+            "/api/users/signin",
+            json!({"email": "Test@Test.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(set_cookie(&res).starts_with("session="));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["id"], created["id"]);
+    assert_eq!(body["email"], "test@test.com");
+}
+
+async fn signout_clears_the_cookie(backend: TestBackend) {
+    let app = spawn(backend).await;
+    app.signup("test@test.com", "password123").await;
+    let res = app.post("/api/users/signout", json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = set_cookie(&res);
+    assert!(cookie.starts_with("session=;"), "{cookie}");
+    assert!(
+        cookie.contains("Expires=Thu, 01 Jan 1970 00:00:00 GMT"),
+        "{cookie}"
+    );
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({}));
+    assert_eq!(app.current_user().await, json!({"currentUser": null}));
+}
+
+async fn currentuser_describes_the_signed_in_user(backend: TestBackend) {
+    let app = spawn(backend).await;
+    assert_eq!(app.current_user().await, json!({"currentUser": null}));
+    let created: Value = app
+        .signup("test@test.com", "password123")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let me = app.current_user().await;
+    assert_eq!(me["currentUser"]["email"], "test@test.com");
+    assert_eq!(me["currentUser"]["id"], created["id"]);
+    assert!(me["currentUser"]["iat"].is_i64());
+}
+
+async fn sessions_work_by_bearer_and_by_the_seed_cookie_name(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let res = app.signup("test@test.com", "password123").await;
+    let cookie = set_cookie(&res);
+    let jwt = jwt_of(&cookie);
+    let value = cookie
+        .strip_prefix("session=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let anonymous = TestServer::new_client();
+    let url = app.server.url("/api/users/currentuser");
+
+    let by_bearer: Value = anonymous
+        .get(&url)
+        .header(AUTHORIZATION, format!("Bearer {jwt}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_bearer["currentUser"]["email"], "test@test.com");
+
+    let by_legacy: Value = anonymous
+        .get(&url)
+        .header(COOKIE, format!("express:sess={value}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_legacy["currentUser"]["email"], "test@test.com");
+}
+
+async fn foreign_expired_and_unsigned_tokens_are_anonymous(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let url = app.server.url("/api/users/currentuser");
+    let foreign =
+        ticketing_shared::auth::JwtKeys::new(b"someone else", std::time::Duration::from_secs(60));
+    let (foreign_token, _) = foreign.issue("u1", "a@b.co").unwrap();
+    let expired = ticketing_shared::auth::JwtKeys::new(
+        ticketing_shared::testing::TEST_JWT_KEY,
+        std::time::Duration::from_secs(0),
+    );
+    let (expired_token, _) = expired.issue("u1", "a@b.co").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(6100)).await;
+    let header = STANDARD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    let claims = STANDARD.encode(r#"{"id":"u1","email":"a@b.co","iat":1,"exp":99999999999}"#);
+    let unsigned = format!(
+        "{}.{}.",
+        header.trim_end_matches('='),
+        claims.trim_end_matches('=')
+    );
+
+    for token in [foreign_token, expired_token, unsigned, "garbage".to_owned()] {
+        let res = TestServer::new_client()
+            .get(&url)
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.json::<Value>().await.unwrap(),
+            json!({"currentUser": null})
+        );
+    }
+    let res = TestServer::new_client()
+        .get(&url)
+        .header(COOKIE, "session=not-base64!!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"currentUser": null})
+    );
+}
+
+async fn secure_cookies_when_configured(backend: TestBackend) {
+    let app = spawn_with(backend, |env| env.runtime.cookie_secure = true).await;
+    let res = app.signup("test@test.com", "password123").await;
+    assert!(set_cookie(&res).contains("; Secure"));
+    let res = app.post("/api/users/signout", json!({})).await;
+    assert!(set_cookie(&res).contains("; Secure"));
+}
+
+async fn bad_input_gets_a_4xx_in_the_contract_format(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let url = app.server.url("/api/users/signup");
+    let client = &app.server.client;
+    let send = |body: Vec<u8>, content_type: &'static str| {
+        client
+            .post(&url)
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+    };
+
+    let malformed = send(b"{\"email\": ".to_vec(), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        errors(malformed).await[0]["message"],
+        "Malformed JSON body."
+    );
+
+    let not_object = send(b"[1,2,3]".to_vec(), "application/json").await.unwrap();
+    assert_eq!(not_object.status(), StatusCode::BAD_REQUEST);
+
+    let wrong_types = send(
+        br#"{"email": 5, "password": ["x"]}"#.to_vec(),
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong_types.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&errors(wrong_types).await), ["email", "password"]);
+
+    let huge = format!(
+        r#"{{"email": "a@b.co", "password": "{}"}}"#,
+        "x".repeat(3 * 1024 * 1024)
+    );
+    let too_large = send(huge.into_bytes(), "application/json").await.unwrap();
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!errors(too_large).await.is_empty());
+
+    let form = send(
+        b"email=a@b.co".to_vec(),
+        "application/x-www-form-urlencoded",
+    )
+    .await
+    .unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(!errors(form).await.is_empty());
+
+    let unknown = client
+        .get(app.server.url("/api/users/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(errors(unknown).await[0]["message"], "Not found.");
+}
+
+async fn health_and_openapi_are_served(backend: TestBackend) {
+    let app = spawn(backend).await;
+    let client = &app.server.client;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let res = client.get(app.server.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    let doc: Value = client
+        .get(app.server.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/users/signup",
+        "/api/users/signin",
+        "/api/users/signout",
+        "/api/users/currentuser",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+}
+
+backend_tests!(
+    signup_returns_201_and_sets_the_session_cookie,
+    signup_rejects_an_invalid_email,
+    signup_rejects_an_invalid_password,
+    signup_names_every_missing_field,
+    signup_refuses_a_taken_email_in_any_case,
+    concurrent_signups_for_one_email_create_one_account,
+    signin_with_unknown_email_or_wrong_password_says_the_same,
+    signin_validates_its_fields,
+    signin_with_valid_credentials_sets_the_cookie,
+    signout_clears_the_cookie,
+    currentuser_describes_the_signed_in_user,
+    sessions_work_by_bearer_and_by_the_seed_cookie_name,
+    foreign_expired_and_unsigned_tokens_are_anonymous,
+    secure_cookies_when_configured,
+    bad_input_gets_a_4xx_in_the_contract_format,
+    health_and_openapi_are_served,
+);
