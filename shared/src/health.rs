@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use futures::future::BoxFuture;
 use serde_json::json;
 
+use crate::events::SharedBus;
 use crate::store::Store;
 
 type CheckFn = dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync;
@@ -32,6 +33,14 @@ impl ReadyCheck {
             name: name.into(),
             check: Arc::new(move || Box::pin(check())),
         }
+    }
+
+    pub fn bus(name: impl Into<String>, bus: &SharedBus) -> Self {
+        let bus = bus.clone();
+        Self::new(name, move || {
+            let bus = bus.clone();
+            async move { bus.ping().await }
+        })
     }
 
     pub fn store(name: impl Into<String>, store: &Store) -> Self {

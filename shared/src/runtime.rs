@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::JwtKeys;
+use crate::events::SharedBus;
 use crate::health::ReadyCheck;
 use crate::store::{DatabaseConfig, DbLocation};
 
@@ -22,6 +23,9 @@ pub struct Runtime {
     pub cookie_secure: bool,
     /// How long an order reserves its ticket.
     pub order_ttl: Duration,
+    /// The event bus: JetStream in distributed mode, the in-process bus (its log in the
+    /// data directory) in embedded mode.
+    pub bus: SharedBus,
     /// Cancelled when the process shuts down; background workers stop on it.
     pub shutdown: CancellationToken,
 }

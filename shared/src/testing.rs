@@ -4,15 +4,21 @@
 //! PostgreSQL tests use `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`)
 //! and a database prefix unique to the test, so tests run in parallel. A server that
 //! cannot be reached fails the test: nothing is skipped.
+//!
+//! The event bus is the in-process one (its log in the test's temp dir) by default, or
+//! JetStream (`TEST_NATS_URL`, default `nats://127.0.0.1:4222`) with the test's prefix as
+//! stream and subject prefix.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
+use crate::events::{InProcessBus, NatsBus, RetryPolicy, SharedBus};
 use crate::runtime::{Mounted, Runtime};
 use crate::store::DatabaseConfig;
 
@@ -34,6 +40,19 @@ pub fn postgres_base_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// Retries fast enough for tests: 5 attempts, 20 ms apart at first.
+pub fn test_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 5,
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+    }
+}
+
 /// Everything a test needs to start services against fresh databases.
 pub struct TestEnv {
     pub runtime: Runtime,
@@ -42,9 +61,32 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// Fresh databases on `backend` and an in-process bus in the temp dir.
     pub fn new(backend: TestBackend) -> TestEnv {
         let prefix = unique_prefix();
         let dir = tempfile::tempdir().expect("temp dir");
+        let bus = InProcessBus::open_lazy(&dir.path().join("bus.db"), test_retry_policy())
+            .expect("in-process bus");
+        Self::build(backend, prefix, dir, Arc::new(bus))
+    }
+
+    /// Fresh databases on `backend` and JetStream with this test's own stream. Fails
+    /// when NATS is unreachable.
+    pub async fn with_nats(backend: TestBackend) -> TestEnv {
+        let prefix = unique_prefix();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = NatsBus::connect_with(&nats_url(), &prefix, test_retry_policy())
+            .await
+            .expect("NATS with JetStream must be reachable (TEST_NATS_URL)");
+        Self::build(backend, prefix, dir, Arc::new(bus))
+    }
+
+    fn build(
+        backend: TestBackend,
+        prefix: String,
+        dir: tempfile::TempDir,
+        bus: SharedBus,
+    ) -> TestEnv {
         let database = match backend {
             TestBackend::Sqlite => DatabaseConfig::Embedded {
                 data_dir: dir.path().to_owned(),
@@ -60,6 +102,7 @@ impl TestEnv {
                 keys: JwtKeys::new(TEST_JWT_KEY, Duration::from_secs(3600)),
                 cookie_secure: false,
                 order_ttl: Duration::from_secs(900),
+                bus,
                 shutdown: CancellationToken::new(),
             },
             prefix,

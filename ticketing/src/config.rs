@@ -22,6 +22,31 @@ pub struct Cli {
 pub enum Command {
     /// Serve the system (the default).
     Serve,
+    /// Inspect and feed the event bus (JetStream with `--nats-url`, else `<data-dir>/bus.db`).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// Follow events live, with their headers.
+    Tail {
+        /// Only this subject (e.g. `ticket:created`); repeatable. Default: all.
+        #[arg(long)]
+        subject: Vec<String>,
+        /// Start from the oldest event kept instead of new events only.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Publish one event (a fresh id, produced now).
+    Publish {
+        /// The subject, e.g. `ticket:created`.
+        subject: String,
+        /// The JSON payload.
+        json: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,6 +127,20 @@ pub struct ServeArgs {
         global = true
     )]
     pub order_ttl_seconds: u64,
+
+    /// Distributed mode's event bus: a NATS server with JetStream. Without it, the
+    /// in-process bus keeps its log at `<data-dir>/bus.db`.
+    #[arg(long, env = "NATS_URL", global = true)]
+    pub nats_url: Option<String>,
+
+    /// Prefix of the JetStream stream (`<prefix>-events`) and subjects (`<prefix>.<subject>`).
+    #[arg(
+        long,
+        env = "TICKETING_NATS_PREFIX",
+        default_value = "ticketing",
+        global = true
+    )]
+    pub nats_prefix: String,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TICKETING_LOG_JSON", global = true)]

@@ -1,4 +1,5 @@
 mod config;
+mod events;
 mod serve;
 
 use clap::Parser;
@@ -11,5 +12,6 @@ async fn main() -> anyhow::Result<()> {
     ticketing_shared::telemetry::init_tracing(cli.serve.log_json);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve::run(cli.serve).await,
+        Command::Events { command } => events::run(&cli.serve, command).await,
     }
 }

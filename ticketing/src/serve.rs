@@ -2,11 +2,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use ticketing_shared::auth::JwtKeys;
+use ticketing_shared::events::{InProcessBus, NatsBus, SharedBus};
+use ticketing_shared::health::ReadyCheck;
 use ticketing_shared::runtime::{Mounted, Runtime};
 use ticketing_shared::store::DatabaseConfig;
 use tokio_util::sync::CancellationToken;
@@ -14,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ServeArgs, Target};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let runtime = runtime(&args)?;
+    let runtime = runtime(&args).await?;
     let mut services = start(args.target, &runtime).await?;
-    let app = ticketing_shared::app::compose(&mut services, Router::new(), vec![]);
+    let ready = vec![ReadyCheck::bus("bus", &runtime.bus)];
+    let app = ticketing_shared::app::compose(&mut services, Router::new(), ready);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -51,7 +55,16 @@ pub async fn start(target: Target, runtime: &Runtime) -> anyhow::Result<Vec<Moun
     Ok(services)
 }
 
-fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
+/// The event bus: JetStream when a NATS URL is given, else the in-process bus with its
+/// log at `<data-dir>/bus.db`.
+pub async fn bus(args: &ServeArgs) -> anyhow::Result<SharedBus> {
+    Ok(match &args.nats_url {
+        Some(url) => Arc::new(NatsBus::connect(url, &args.nats_prefix).await?),
+        None => Arc::new(InProcessBus::open(&args.data_dir.join("bus.db")).await?),
+    })
+}
+
+async fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
     let database = match &args.database_url {
         Some(url) => {
             anyhow::ensure!(
@@ -79,6 +92,7 @@ fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
         keys: JwtKeys::new(&key, Duration::from_secs(args.session_ttl_seconds)),
         cookie_secure: args.cookie_secure.unwrap_or(!args.is_embedded()),
         order_ttl: Duration::from_secs(args.order_ttl_seconds),
+        bus: bus(args).await?,
         shutdown: CancellationToken::new(),
     })
 }

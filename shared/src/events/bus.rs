@@ -6,6 +6,7 @@
 //! dead-letter subject.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
@@ -58,6 +59,81 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Is the bus reachable?
     async fn ping(&self) -> anyhow::Result<()>;
+
+    /// Publish several events in order; returns once the bus has durably accepted all of
+    /// them. Backends override it to pay one round trip / one commit per batch.
+    async fn publish_batch(&self, events: &[Envelope]) -> anyhow::Result<()> {
+        for event in events {
+            self.publish(event).await?;
+        }
+        Ok(())
+    }
+
+    /// The events `group` gave up on for `subject` (oldest first), for operators and tests.
+    async fn dead_letters(&self, group: &str, subject: Subject) -> anyhow::Result<Vec<DeadLetter>> {
+        let _ = (group, subject);
+        anyhow::bail!("this bus does not keep dead letters")
+    }
+}
+
+/// An event a consumer group gave up on: a poison message, or one whose handler kept
+/// failing until the attempt limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub group: String,
+    pub event: Envelope,
+    /// Deliveries made before giving up.
+    pub attempts: u32,
+    /// The last handler error.
+    pub error: String,
+}
+
+/// How a bus redelivers an event whose handler failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deliveries before the event is dead-lettered (`HandlerError::Poison`: at once).
+    pub max_attempts: u32,
+    /// Delay before the second delivery; doubled for each further one.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// About a minute of retries in total: enough for a predecessor event stuck behind a
+    /// briefly unavailable producer, short enough for a poison message to surface.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before redelivering after `attempts` failed deliveries (1-based).
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exponent = attempts.saturating_sub(1).min(20);
+        self.backoff_base
+            .saturating_mul(1u32 << exponent)
+            .min(self.backoff_max)
+    }
+}
+
+/// Run a handler, turning a panic into an ordinary failure so one bad event cannot
+/// kill a subscription.
+pub(crate) async fn run_handler(
+    handler: &dyn Handler,
+    event: &Envelope,
+) -> Result<(), HandlerError> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(handler.handle(event))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Err(HandlerError::Other(anyhow::anyhow!("handler panicked"))),
+    }
 }
 
 pub type SharedBus = Arc<dyn EventBus>;

@@ -33,6 +33,18 @@ impl Envelope {
         }
     }
 
+    /// A new event from an already encoded payload (tools, tests), fresh id, stamped now.
+    pub fn raw(subject: Subject, payload: impl Into<Bytes>) -> Envelope {
+        Envelope {
+            id: uuid::Uuid::now_v7().to_string(),
+            subject,
+            payload: payload.into(),
+            traceparent: None,
+            tracestate: None,
+            produced_at: now_millis(),
+        }
+    }
+
     /// The typed payload; an error when the subject or the JSON does not match.
     pub fn decode<E: Event>(&self) -> anyhow::Result<E> {
         anyhow::ensure!(

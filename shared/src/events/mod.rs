@@ -5,7 +5,16 @@
 pub mod bus;
 pub mod contracts;
 pub mod envelope;
+pub mod inbox;
+pub mod inprocess;
+pub mod nats;
+pub mod outbox;
+pub mod replica;
+pub mod schema;
 
-pub use bus::{EventBus, Handler, HandlerError, SharedBus};
+pub use bus::{DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, SharedBus};
 pub use contracts::*;
 pub use envelope::Envelope;
+pub use inprocess::InProcessBus;
+pub use nats::NatsBus;
+pub use outbox::Outbox;

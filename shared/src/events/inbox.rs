@@ -1,0 +1,47 @@
+//! Idempotent consumers: the "processed" mark of an event and the handler's effects
+//! commit in one transaction, so a redelivered event is acknowledged without effect.
+
+use sqlx::{Any, Transaction};
+
+use super::envelope::Envelope;
+use crate::store::Store;
+use crate::timefmt::now_millis;
+
+/// Begin the transaction that handles `event` for consumer `group`, with the
+/// "processed" mark already written in it; None when the event was already handled.
+///
+/// On PostgreSQL a concurrent duplicate blocks on the mark's primary key until the
+/// first transaction ends: it then sees the mark (None) or, if the first rolled back,
+/// takes over. On SQLite writes are serialised by the store's single writer.
+pub async fn begin(
+    store: &Store,
+    group: &str,
+    event: &Envelope,
+) -> Result<Option<Transaction<'static, Any>>, sqlx::Error> {
+    let mut tx = store.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO inbox (consumer_group, event_id, processed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(group)
+    .bind(&event.id)
+    .bind(now_millis())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    Ok(Some(tx))
+}
+
+/// Forget marks older than `age_millis` (a redelivery after that long is not expected:
+/// both buses deduplicate and ack within minutes).
+pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM inbox WHERE processed_at < $1")
+        .bind(now_millis() - age_millis)
+        .execute(store.writer())
+        .await?
+        .rows_affected())
+}

@@ -1,0 +1,307 @@
+//! The transactional outbox: a service writes its events into its own database in the
+//! transaction that makes the change ([`enqueue`]), and a relay ([`Outbox`]) publishes
+//! them to the bus afterwards. A change is never committed without its events, and an
+//! event never announces a change that rolled back.
+//!
+//! The relay publishes in sequence order, marks rows sent only once the bus has
+//! confirmed them, and retries with backoff while the bus is down. Delivery to the bus
+//! is at-least-once; a row published twice (relay killed between publish and mark) is
+//! dropped by the bus's deduplication on the event id.
+//!
+//! Several replicas on PostgreSQL: a relay pass holds a transaction-scoped advisory lock,
+//! so one replica at a time publishes and order is kept; a replica that finds the lock
+//! taken comes back shortly (its rows are then published by whichever relay runs next).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::bus::SharedBus;
+use super::contracts::Subject;
+use super::envelope::Envelope;
+use crate::store::{Backend, Store};
+use crate::timefmt::now_millis;
+
+/// Key of the PostgreSQL advisory lock that elects the publishing relay (one per
+/// service database, so a constant is enough).
+const RELAY_LOCK: i64 = 7_301_000_000_000_002;
+
+/// Write `event` into the outbox inside the caller's transaction. Call
+/// [`Outbox::notify`] after the commit.
+pub async fn enqueue(
+    tx: &mut Transaction<'static, Any>,
+    event: &Envelope,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event.id)
+    .bind(event.subject.as_str())
+    .bind(event.payload.to_vec())
+    .bind(event.traceparent.clone())
+    .bind(event.tracestate.clone())
+    .bind(event.produced_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Tuning of the relay.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxOptions {
+    /// Rows published per bus round trip.
+    pub batch: i64,
+    /// Safety net: look for unsent rows this often even without a notification (rows
+    /// committed by another replica, or a notification lost to a crash).
+    pub poll: Duration,
+    /// Sent rows are kept this long (for inspection), then deleted.
+    pub retention: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for OutboxOptions {
+    fn default() -> Self {
+        OutboxOptions {
+            batch: 500,
+            poll: Duration::from_secs(1),
+            retention: Duration::from_secs(600),
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The relay of one service's outbox.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    bus: SharedBus,
+    options: OutboxOptions,
+    wake: Notify,
+    /// One pass at a time in this process (clones share it); replicas are handled by
+    /// the database lock.
+    pass: Mutex<()>,
+}
+
+/// What one relay pass did.
+enum Pass {
+    /// Published a full batch: there may be more.
+    More,
+    /// Nothing left to publish.
+    Idle,
+    /// Another replica is publishing.
+    Busy,
+}
+
+impl Outbox {
+    pub fn new(store: Store, bus: SharedBus) -> Outbox {
+        Self::with_options(store, bus, OutboxOptions::default())
+    }
+
+    pub fn with_options(store: Store, bus: SharedBus, options: OutboxOptions) -> Outbox {
+        Outbox {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                options,
+                wake: Notify::new(),
+                pass: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Wake the relay after a commit that enqueued events.
+    pub fn notify(&self) {
+        // notify_one keeps a permit when the relay is busy, so no wake-up is lost.
+        self.inner.wake.notify_one();
+    }
+
+    /// Start the relay loop; it ends on `shutdown`.
+    pub fn spawn(&self, shutdown: CancellationToken) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.run(shutdown).await })
+    }
+
+    /// Publish everything pending now (tests, and the CLI); returns the rows published.
+    pub async fn flush(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let (pass, published) = self.pass().await?;
+            total += published;
+            match pass {
+                Pass::More => continue,
+                Pass::Idle => return Ok(total),
+                Pass::Busy => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    async fn run(&self, shutdown: CancellationToken) {
+        let options = self.inner.options;
+        let mut failures: u32 = 0;
+        let mut next_prune = Instant::now() + options.retention.min(Duration::from_secs(60));
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let delay = match self.pass().await {
+                Ok((Pass::More, _)) => {
+                    failures = 0;
+                    continue;
+                }
+                Ok((Pass::Idle, _)) => {
+                    failures = 0;
+                    options.poll
+                }
+                Ok((Pass::Busy, _)) => Duration::from_millis(20),
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    let delay = options
+                        .backoff_base
+                        .saturating_mul(1 << failures.min(16))
+                        .min(options.backoff_max);
+                    tracing::warn!(error = %err, retry_in = ?delay, "outbox relay failed");
+                    delay
+                }
+            };
+            if Instant::now() >= next_prune {
+                next_prune = Instant::now() + Duration::from_secs(60);
+                if let Err(err) = self.prune().await {
+                    tracing::warn!(error = %err, "pruning the outbox failed");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                // After a failure, wait out the backoff even if notified.
+                _ = self.inner.wake.notified(), if failures == 0 => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Publish one batch of unsent rows and mark them sent.
+    async fn pass(&self) -> anyhow::Result<(Pass, usize)> {
+        let _pass = self.inner.pass.lock().await;
+        let store = &self.inner.store;
+        let batch = self.inner.options.batch;
+        match store.backend() {
+            Backend::Postgres => {
+                let mut tx = store.begin().await?;
+                let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                    .bind(RELAY_LOCK)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !elected {
+                    tx.rollback().await?;
+                    return Ok((Pass::Busy, 0));
+                }
+                let rows = sqlx::query(SELECT_UNSENT)
+                    .bind(batch)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let (seqs, events) = decode_rows(&rows)?;
+                if !events.is_empty() {
+                    self.inner.bus.publish_batch(&events).await?;
+                }
+                mark_sent(&mut tx, &seqs).await?;
+                tx.commit().await?;
+                Ok((pass_of(rows.len(), batch), events.len()))
+            }
+            Backend::Sqlite => {
+                // Read outside a write transaction: holding the single writer while
+                // waiting for the bus would stall every write of the service.
+                let rows = sqlx::query(SELECT_UNSENT)
+                    .bind(batch)
+                    .fetch_all(store.reader())
+                    .await?;
+                let (seqs, events) = decode_rows(&rows)?;
+                if !events.is_empty() {
+                    self.inner.bus.publish_batch(&events).await?;
+                }
+                let mut tx = store.begin().await?;
+                mark_sent(&mut tx, &seqs).await?;
+                tx.commit().await?;
+                Ok((pass_of(rows.len(), batch), events.len()))
+            }
+        }
+    }
+
+    async fn prune(&self) -> Result<u64, sqlx::Error> {
+        let cutoff = now_millis() - self.inner.options.retention.as_millis() as i64;
+        Ok(
+            sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
+                .bind(cutoff)
+                .execute(self.inner.store.writer())
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
+const SELECT_UNSENT: &str = "SELECT seq, event_id, subject, payload, traceparent, tracestate, \
+     produced_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1";
+
+fn pass_of(rows: usize, batch: i64) -> Pass {
+    if rows as i64 >= batch {
+        Pass::More
+    } else {
+        Pass::Idle
+    }
+}
+
+/// The rows' sequence numbers (all of them, to be marked) and their events. A row
+/// with an unknown subject cannot be published by anyone: it is logged and marked so
+/// it does not block the rows behind it.
+fn decode_rows(rows: &[AnyRow]) -> Result<(Vec<i64>, Vec<Envelope>), sqlx::Error> {
+    let mut seqs = Vec::with_capacity(rows.len());
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        seqs.push(seq);
+        let name: String = row.try_get("subject")?;
+        let Some(subject) = Subject::parse(&name) else {
+            tracing::error!(seq, subject = %name, "outbox row with an unknown subject dropped");
+            continue;
+        };
+        let payload: Vec<u8> = row.try_get("payload")?;
+        events.push(Envelope {
+            id: row.try_get("event_id")?,
+            subject,
+            payload: payload.into(),
+            traceparent: row.try_get("traceparent")?,
+            tracestate: row.try_get("tracestate")?,
+            produced_at: row.try_get("produced_at")?,
+        });
+    }
+    Ok((seqs, events))
+}
+
+async fn mark_sent(tx: &mut Transaction<'static, Any>, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    // Explicit sequence numbers, not a range: a row committed late with a lower
+    // number than ones already read must not be marked without being published.
+    for chunk in seqs.chunks(500) {
+        let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE outbox SET sent_at = $1 WHERE seq IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now_millis());
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
