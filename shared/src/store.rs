@@ -180,9 +180,14 @@ impl Store {
         &self.write
     }
 
-    /// A write transaction.
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for
+    /// another writer and fails with `SQLITE_BUSY` instead.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        self.write.begin().await
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
+        }
     }
 
     /// Is the database reachable?

@@ -178,3 +178,99 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// A storage backend and an event bus to run a test on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flavor {
+    pub backend: TestBackend,
+    pub nats: bool,
+}
+
+impl TestEnv {
+    pub async fn with_flavor(flavor: Flavor) -> TestEnv {
+        if flavor.nats {
+            Self::with_nats(flavor.backend).await
+        } else {
+            Self::new(flavor.backend)
+        }
+    }
+}
+
+/// Run each named `async fn(Flavor)` on SQLite and PostgreSQL, each with the in-process
+/// bus and with NATS JetStream.
+#[macro_export]
+macro_rules! flavor_tests {
+    ($($name:ident),* $(,)?) => {
+        $crate::flavor_tests!(@module sqlite_inprocess, Sqlite, false; $($name),*);
+        $crate::flavor_tests!(@module postgres_inprocess, Postgres, false; $($name),*);
+        $crate::flavor_tests!(@module sqlite_nats, Sqlite, true; $($name),*);
+        $crate::flavor_tests!(@module postgres_nats, Postgres, true; $($name),*);
+    };
+    (@module $module:ident, $backend:ident, $nats:expr; $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Flavor {
+                        backend: $crate::testing::TestBackend::$backend,
+                        nats: $nats,
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+/// Records the events of one subject as an observer group of its own.
+pub struct EventRecorder {
+    rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<crate::events::Envelope>>,
+}
+
+struct RecordingHandler(tokio::sync::mpsc::UnboundedSender<crate::events::Envelope>);
+
+#[async_trait::async_trait]
+impl crate::events::Handler for RecordingHandler {
+    async fn handle(
+        &self,
+        event: &crate::events::Envelope,
+    ) -> Result<(), crate::events::HandlerError> {
+        let _ = self.0.send(event.clone());
+        Ok(())
+    }
+}
+
+impl EventRecorder {
+    pub async fn start(runtime: &Runtime, subject: crate::events::Subject) -> EventRecorder {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let group = format!("test-recorder-{}", uuid::Uuid::new_v4().simple());
+        runtime
+            .bus
+            .subscribe(
+                &group,
+                subject,
+                Arc::new(RecordingHandler(tx)),
+                runtime.shutdown.clone(),
+            )
+            .await
+            .expect("subscribe recorder");
+        EventRecorder {
+            rx: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// The next event; fails the test after 10 s.
+    pub async fn next(&self) -> crate::events::Envelope {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.lock().await.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("recorder open")
+    }
+
+    /// Fails the test if an event arrives within `wait`.
+    pub async fn assert_quiet(&self, wait: Duration) {
+        if let Ok(Some(event)) = tokio::time::timeout(wait, self.rx.lock().await.recv()).await {
+            panic!("unexpected event {event:?}");
+        }
+    }
+}

@@ -116,3 +116,21 @@ mod tests {
         }
     }
 }
+
+/// Ids are opaque strings chosen by their owning service: 1–64 characters of
+/// `[A-Za-z0-9_-]` (UUIDs fit). Anything else can name no object.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An id field of a request body.
+pub fn parse_id(name: &str, raw: &Value) -> Result<String, String> {
+    let text = as_str(name, raw)?;
+    if !is_valid_id(text) {
+        return Err(format!("{} must be a valid id", label(name)));
+    }
+    Ok(text.to_owned())
+}

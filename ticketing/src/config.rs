@@ -54,6 +54,8 @@ pub enum Target {
     /// Every service, the web pages and every background worker in one process.
     All,
     Auth,
+    Tickets,
+    Orders,
 }
 
 impl Target {
@@ -100,6 +102,14 @@ pub struct ServeArgs {
     /// Full database URL of the auth service, replacing the derived one.
     #[arg(long, env = "TICKETING_AUTH_DATABASE_URL", global = true)]
     pub auth_database_url: Option<String>,
+
+    /// Full database URL of the tickets service, replacing the derived one.
+    #[arg(long, env = "TICKETING_TICKETS_DATABASE_URL", global = true)]
+    pub tickets_database_url: Option<String>,
+
+    /// Full database URL of the orders service, replacing the derived one.
+    #[arg(long, env = "TICKETING_ORDERS_DATABASE_URL", global = true)]
+    pub orders_database_url: Option<String>,
 
     /// HS256 key of session tokens. Required in distributed mode; in embedded mode one is
     /// generated on first start and kept in the data directory.

@@ -52,6 +52,12 @@ pub async fn start(target: Target, runtime: &Runtime) -> anyhow::Result<Vec<Moun
     if target.includes(Target::Auth) {
         services.push(ticketing_auth::mount(runtime).await?);
     }
+    if target.includes(Target::Tickets) {
+        services.push(ticketing_tickets::mount(runtime).await?);
+    }
+    if target.includes(Target::Orders) {
+        services.push(ticketing_orders::mount(runtime).await?);
+    }
     Ok(services)
 }
 
@@ -78,8 +84,14 @@ async fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
         },
     };
     let mut database_overrides = HashMap::new();
-    if let Some(url) = &args.auth_database_url {
-        database_overrides.insert("auth".to_owned(), url.clone());
+    for (service, url) in [
+        ("auth", &args.auth_database_url),
+        ("tickets", &args.tickets_database_url),
+        ("orders", &args.orders_database_url),
+    ] {
+        if let Some(url) = url {
+            database_overrides.insert(service.to_owned(), url.clone());
+        }
     }
     let key = match &args.jwt_key {
         Some(key) if !key.is_empty() => key.clone().into_bytes(),

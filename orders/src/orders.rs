@@ -1,0 +1,195 @@
+//! The `orders` table: every state change writes its event to the outbox in the same
+//! transaction.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use ticketing_shared::events::{
+    outbox, status, Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef,
+};
+use ticketing_shared::money::Cents;
+use ticketing_shared::store::Store;
+use ticketing_shared::timefmt::format_millis;
+
+use crate::domain::OPEN;
+use crate::tickets::TicketCopy;
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: String,
+    pub user_id: String,
+    pub status: String,
+    pub expires_at: i64,
+    pub version: i64,
+    pub ticket: TicketCopy,
+}
+
+const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.version, \
+    t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version \
+    FROM orders o JOIN tickets t ON t.id = o.ticket_id";
+
+fn from_row(row: &AnyRow) -> Order {
+    Order {
+        id: row.get("id"),
+        user_id: row.get("user_id"),
+        status: row.get("status"),
+        expires_at: row.get("expires_at"),
+        version: row.get("version"),
+        ticket: TicketCopy {
+            id: row.get("ticket_id"),
+            title: row.get("title"),
+            price: Cents::new(row.get("price_cents")),
+            version: row.get("ticket_version"),
+        },
+    }
+}
+
+fn open_states() -> String {
+    OPEN.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+}
+
+/// Why a new order was not placed.
+pub enum PlaceError {
+    /// Another active order holds the ticket (decided by the unique index).
+    Reserved,
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for PlaceError {
+    fn from(e: sqlx::Error) -> Self {
+        PlaceError::Db(e)
+    }
+}
+
+/// Place an order for `ticket`. Unpaid orders past their expiry no longer hold the
+/// ticket: they are cancelled here, in the same transaction (lazy expiry), so the
+/// unique index only sees orders that really hold it.
+pub async fn place(
+    tx: &mut Transaction<'static, Any>,
+    ticket: &TicketCopy,
+    user_id: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<Order, PlaceError> {
+    let expired = sqlx::query(&format!(
+        "UPDATE orders SET status = '{}', version = version + 1 \
+         WHERE ticket_id = $1 AND status IN ({}) AND expires_at <= $2 RETURNING id, version",
+        status::CANCELLED,
+        open_states()
+    ))
+    .bind(&ticket.id)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in &expired {
+        outbox::enqueue(tx, &cancelled_event(row.get("id"), row.get("version"), &ticket.id)).await?;
+    }
+
+    let order = Order {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.to_owned(),
+        status: status::CREATED.to_owned(),
+        expires_at,
+        version: 0,
+        ticket: ticket.clone(),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+         VALUES ($1, $2, $3, $4, $5, 0)",
+    )
+    .bind(&order.id)
+    .bind(&order.user_id)
+    .bind(&ticket.id)
+    .bind(&order.status)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(PlaceError::Reserved),
+        Err(e) => return Err(e.into()),
+    }
+    let event = Envelope::new(&OrderCreated {
+        id: order.id.clone(),
+        status: order.status.clone(),
+        user_id: order.user_id.clone(),
+        expires_at: format_millis(expires_at),
+        version: 0,
+        ticket: OrderCreatedTicket {
+            id: ticket.id.clone(),
+            price: ticket.price,
+        },
+    });
+    outbox::enqueue(tx, &event).await?;
+    Ok(order)
+}
+
+fn cancelled_event(order_id: String, version: i64, ticket_id: &str) -> Envelope {
+    Envelope::new(&OrderCancelled {
+        id: order_id,
+        version,
+        ticket: TicketRef {
+            id: ticket_id.to_owned(),
+        },
+    })
+}
+
+pub async fn find(store: &Store, id: &str) -> Result<Option<Order>, sqlx::Error> {
+    let row = sqlx::query(&format!("{SELECT} WHERE o.id = $1"))
+        .bind(id)
+        .fetch_optional(store.reader())
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+pub async fn list_for_user(store: &Store, user_id: &str) -> Result<Vec<Order>, sqlx::Error> {
+    let rows = sqlx::query(&format!("{SELECT} WHERE o.user_id = $1 ORDER BY o.id"))
+        .bind(user_id)
+        .fetch_all(store.reader())
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Cancel an open order (optionally only the caller's); publishes `order:cancelled`.
+/// `None` when the order is not open (or not the caller's).
+pub async fn cancel(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    owner: Option<&str>,
+) -> Result<Option<(String, i64)>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE orders SET status = '{}', version = version + 1 \
+         WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
+         RETURNING ticket_id, version",
+        status::CANCELLED,
+        open_states()
+    ))
+    .bind(id)
+    .bind(owner.unwrap_or(""))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let (ticket_id, version): (String, i64) = (row.get("ticket_id"), row.get("version"));
+    outbox::enqueue(tx, &cancelled_event(id.to_owned(), version, &ticket_id)).await?;
+    Ok(Some((ticket_id, version)))
+}
+
+/// Mark an open order paid. `false` when it was not open (already complete, cancelled).
+pub async fn complete(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(&format!(
+        "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({})",
+        status::COMPLETE,
+        open_states()
+    ))
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn status_of(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT status FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.get("status")))
+}

@@ -1,0 +1,55 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use ticketing_shared::auth::RequireUser;
+use ticketing_shared::error::ErrorBody;
+use ticketing_shared::json::ApiJson;
+use ticketing_shared::timefmt::now_millis;
+use ticketing_shared::validate::{parse_id, Fields};
+use ticketing_shared::{ApiError, ApiResult};
+use utoipa::ToSchema;
+
+use super::OrderBody;
+use crate::orders::{self, PlaceError};
+use crate::{tickets, AppState};
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrder {
+    #[schema(value_type = String)]
+    pub ticket_id: Option<serde_json::Value>,
+}
+
+/// Reserve a ticket: the order holds it until `expiresAt` unless paid.
+///
+/// At most one active order per ticket is guaranteed by the database, also under
+/// concurrent requests: the loser gets `Ticket is already reserved`.
+#[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = CreateOrder,
+    responses(
+        (status = 201, description = "Created; publishes `order:created`", body = OrderBody),
+        (status = 400, description = "Missing or malformed ticketId, or `Ticket is already reserved`", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "Unknown ticket", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    RequireUser(user): RequireUser,
+    ApiJson(body): ApiJson<CreateOrder>,
+) -> ApiResult<(StatusCode, Json<OrderBody>)> {
+    let mut fields = Fields::new();
+    let ticket_id = fields.parse("ticketId", body.ticket_id.as_ref(), |v| parse_id("ticketId", v));
+    let ticket_id = fields.finish(ticket_id)?;
+
+    let now = now_millis();
+    let expires_at = now + state.order_ttl.as_millis() as i64;
+    let mut tx = state.store.begin().await?;
+    let ticket = tickets::find(&mut tx, &ticket_id).await?.ok_or(ApiError::NotFound)?;
+    let order = match orders::place(&mut tx, &ticket, &user.id, now, expires_at).await {
+        Ok(order) => order,
+        Err(PlaceError::Reserved) => return Err(ApiError::bad_request("Ticket is already reserved")),
+        Err(PlaceError::Db(e)) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    state.outbox.notify();
+    Ok((StatusCode::CREATED, Json(order.into())))
+}

@@ -1,0 +1,19 @@
+use axum::extract::State;
+use axum::Json;
+use ticketing_shared::auth::RequireUser;
+use ticketing_shared::error::ErrorBody;
+use ticketing_shared::ApiResult;
+
+use super::OrderBody;
+use crate::{orders, AppState};
+
+/// The caller's orders, oldest first, each with its ticket.
+#[utoipa::path(get, path = "/api/orders", tag = "orders",
+    responses(
+        (status = 200, description = "The caller's orders", body = [OrderBody]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<AppState>, RequireUser(user): RequireUser) -> ApiResult<Json<Vec<OrderBody>>> {
+    let orders = orders::list_for_user(&state.store, &user.id).await?;
+    Ok(Json(orders.into_iter().map(OrderBody::from).collect()))
+}

@@ -1,0 +1,24 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use ticketing_shared::auth::RequireUser;
+use ticketing_shared::error::ErrorBody;
+use ticketing_shared::ApiResult;
+
+use super::{own_order, OrderBody};
+use crate::AppState;
+
+/// One of the caller's orders.
+#[utoipa::path(get, path = "/api/orders/{orderId}", tag = "orders",
+    params(("orderId" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order with its ticket", body = OrderBody),
+        (status = 401, description = "Not signed in, or not the caller's order", body = ErrorBody),
+        (status = 404, description = "Unknown order", body = ErrorBody),
+    ))]
+pub async fn show(
+    State(state): State<AppState>,
+    RequireUser(user): RequireUser,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<OrderBody>> {
+    Ok(Json(own_order(&state, &order_id, &user.id).await?.into()))
+}

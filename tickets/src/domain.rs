@@ -1,0 +1,32 @@
+//! Ticket input, parsed.
+
+use serde_json::Value;
+use ticketing_shared::money::Cents;
+use ticketing_shared::validate::as_str;
+
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// A title: not empty after trimming, at most 200 characters; stored trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    pub fn parse(raw: &Value) -> Result<Title, String> {
+        let text = as_str("title", raw)?.trim();
+        if text.is_empty() {
+            return Err("Title is required".into());
+        }
+        if text.chars().count() > MAX_TITLE_CHARS {
+            return Err(format!("Title must be at most {MAX_TITLE_CHARS} characters"));
+        }
+        Ok(Title(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub fn parse_price(raw: &Value) -> Result<Cents, String> {
+    Cents::parse_price(raw)
+}

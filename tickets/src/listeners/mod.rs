@@ -1,0 +1,2 @@
+pub mod order_cancelled;
+pub mod order_created;

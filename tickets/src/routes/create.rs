@@ -1,0 +1,36 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use ticketing_shared::auth::RequireUser;
+use ticketing_shared::error::ErrorBody;
+use ticketing_shared::json::ApiJson;
+use ticketing_shared::validate::Fields;
+use ticketing_shared::ApiResult;
+
+use super::{TicketBody, TicketInput};
+use crate::domain::{parse_price, Title};
+use crate::{tickets, AppState};
+
+/// List a ticket for sale.
+#[utoipa::path(post, path = "/api/tickets", tag = "tickets", request_body = TicketInput,
+    responses(
+        (status = 201, description = "Created; publishes `ticket:created`", body = TicketBody),
+        (status = 400, description = "Invalid title or price", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    RequireUser(user): RequireUser,
+    ApiJson(body): ApiJson<TicketInput>,
+) -> ApiResult<(StatusCode, Json<TicketBody>)> {
+    let mut fields = Fields::new();
+    let title = fields.parse("title", body.title.as_ref(), Title::parse);
+    let price = fields.parse("price", body.price.as_ref(), parse_price);
+    let (title, price) = fields.finish((title, price))?;
+
+    let mut tx = state.store.begin().await?;
+    let ticket = tickets::create(&mut tx, &title, price, &user.id).await?;
+    tx.commit().await?;
+    state.outbox.notify();
+    Ok((StatusCode::CREATED, Json(ticket.into())))
+}

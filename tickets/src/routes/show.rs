@@ -1,0 +1,23 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use ticketing_shared::error::ErrorBody;
+use ticketing_shared::validate::is_valid_id;
+use ticketing_shared::{ApiError, ApiResult};
+
+use super::TicketBody;
+use crate::{tickets, AppState};
+
+/// One ticket, reserved or not.
+#[utoipa::path(get, path = "/api/tickets/{id}", tag = "tickets",
+    params(("id" = String, Path, description = "Ticket id")),
+    responses(
+        (status = 200, description = "The ticket", body = TicketBody),
+        (status = 404, description = "Unknown or malformed id", body = ErrorBody),
+    ))]
+pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TicketBody>> {
+    if !is_valid_id(&id) {
+        return Err(ApiError::NotFound);
+    }
+    let ticket = tickets::find(&state.store, &id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(ticket.into()))
+}

@@ -1,0 +1,49 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use ticketing_shared::auth::RequireUser;
+use ticketing_shared::error::ErrorBody;
+use ticketing_shared::json::ApiJson;
+use ticketing_shared::validate::{is_valid_id, Fields};
+use ticketing_shared::{ApiError, ApiResult};
+
+use super::{TicketBody, TicketInput};
+use crate::domain::{parse_price, Title};
+use crate::{tickets, AppState};
+
+/// Change a ticket's title and price (owner only, not while reserved).
+#[utoipa::path(put, path = "/api/tickets/{id}", tag = "tickets", request_body = TicketInput,
+    params(("id" = String, Path, description = "Ticket id")),
+    responses(
+        (status = 200, description = "Updated (version + 1); publishes `ticket:updated`", body = TicketBody),
+        (status = 400, description = "Invalid input, or `Cannot edit a reserved ticket`", body = ErrorBody),
+        (status = 401, description = "Not signed in, or not the owner", body = ErrorBody),
+        (status = 404, description = "Unknown ticket", body = ErrorBody),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    RequireUser(user): RequireUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TicketInput>,
+) -> ApiResult<Json<TicketBody>> {
+    let mut fields = Fields::new();
+    let title = fields.parse("title", body.title.as_ref(), Title::parse);
+    let price = fields.parse("price", body.price.as_ref(), parse_price);
+    let (title, price) = fields.finish((title, price))?;
+    if !is_valid_id(&id) {
+        return Err(ApiError::NotFound);
+    }
+
+    let mut tx = state.store.begin().await?;
+    if let Some(ticket) = tickets::update(&mut tx, &id, &user.id, &title, price).await? {
+        tx.commit().await?;
+        state.outbox.notify();
+        return Ok(Json(ticket.into()));
+    }
+    drop(tx);
+    // The conditional write refused: say why, in the contract's order.
+    match tickets::find(&state.store, &id).await? {
+        None => Err(ApiError::NotFound),
+        Some(t) if t.order_id.is_some() => Err(ApiError::bad_request("Cannot edit a reserved ticket")),
+        Some(_) => Err(ApiError::NotAuthorized),
+    }
+}

@@ -1,0 +1,189 @@
+//! The `tickets` table and the events its changes publish.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use ticketing_shared::events::outbox;
+use ticketing_shared::events::{Envelope, TicketCreated, TicketUpdated};
+use ticketing_shared::money::Cents;
+use ticketing_shared::store::Store;
+
+use crate::domain::Title;
+
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub id: String,
+    pub title: String,
+    pub price: Cents,
+    pub user_id: String,
+    pub version: i64,
+    pub order_id: Option<String>,
+}
+
+const COLUMNS: &str = "id, title, price_cents, user_id, version, order_id";
+
+fn from_row(row: &AnyRow) -> Ticket {
+    Ticket {
+        id: row.get("id"),
+        title: row.get("title"),
+        price: Cents::new(row.get("price_cents")),
+        user_id: row.get("user_id"),
+        version: row.get("version"),
+        order_id: row.get("order_id"),
+    }
+}
+
+impl Ticket {
+    fn updated_event(&self) -> Envelope {
+        Envelope::new(&TicketUpdated {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            price: self.price,
+            user_id: self.user_id.clone(),
+            version: self.version,
+            order_id: self.order_id.clone(),
+        })
+    }
+}
+
+pub async fn create(
+    tx: &mut Transaction<'static, Any>,
+    title: &Title,
+    price: Cents,
+    user_id: &str,
+) -> Result<Ticket, sqlx::Error> {
+    let ticket = Ticket {
+        id: uuid::Uuid::now_v7().to_string(),
+        title: title.as_str().to_owned(),
+        price,
+        user_id: user_id.to_owned(),
+        version: 0,
+        order_id: None,
+    };
+    sqlx::query(
+        "INSERT INTO tickets (id, title, price_cents, user_id, version, order_id) \
+         VALUES ($1, $2, $3, $4, 0, NULL)",
+    )
+    .bind(&ticket.id)
+    .bind(&ticket.title)
+    .bind(ticket.price.get())
+    .bind(&ticket.user_id)
+    .execute(&mut **tx)
+    .await?;
+    let event = Envelope::new(&TicketCreated {
+        id: ticket.id.clone(),
+        title: ticket.title.clone(),
+        price: ticket.price,
+        user_id: ticket.user_id.clone(),
+        version: 0,
+    });
+    outbox::enqueue(tx, &event).await?;
+    Ok(ticket)
+}
+
+pub async fn find(store: &Store, id: &str) -> Result<Option<Ticket>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(store.reader())
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Available tickets, oldest first, after the cursor (an id).
+pub async fn list_available(
+    store: &Store,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Ticket>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM tickets WHERE order_id IS NULL AND id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(store.reader())
+    .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Edit title and price: only the owner, only while not reserved; checked by the write.
+pub async fn update(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    user_id: &str,
+    title: &Title,
+    price: Cents,
+) -> Result<Option<Ticket>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE tickets SET title = $1, price_cents = $2, version = version + 1 \
+         WHERE id = $3 AND user_id = $4 AND order_id IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(title.as_str())
+    .bind(price.get())
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(ticket) = row.as_ref().map(from_row) else {
+        return Ok(None);
+    };
+    outbox::enqueue(tx, &ticket.updated_event()).await?;
+    Ok(Some(ticket))
+}
+
+/// Reserve for `order_id`. The orders service decides who holds a ticket; events for
+/// different orders may arrive in any order, so a ticket moves only to a newer order
+/// (order ids are UUIDv7, ordered by creation time) and never to a cancelled one.
+pub async fn reserve(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    order_id: &str,
+) -> Result<Option<Ticket>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE tickets SET order_id = $1, version = version + 1 \
+         WHERE id = $2 AND (order_id IS NULL OR order_id < $1) \
+           AND NOT EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1) \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(order_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(ticket) = row.as_ref().map(from_row) else {
+        return Ok(None);
+    };
+    outbox::enqueue(tx, &ticket.updated_event()).await?;
+    Ok(Some(ticket))
+}
+
+/// Release, only when the ticket is still held by `order_id`; remember the order is
+/// cancelled in case its `order:created` is still on the way.
+pub async fn release(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    order_id: &str,
+) -> Result<Option<Ticket>, sqlx::Error> {
+    sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(order_id)
+        .execute(&mut **tx)
+        .await?;
+    let row = sqlx::query(&format!(
+        "UPDATE tickets SET order_id = NULL, version = version + 1 \
+         WHERE id = $1 AND order_id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(order_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(ticket) = row.as_ref().map(from_row) else {
+        return Ok(None);
+    };
+    outbox::enqueue(tx, &ticket.updated_event()).await?;
+    Ok(Some(ticket))
+}
+
+pub async fn exists(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query("SELECT 1 FROM tickets WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some())
+}

@@ -1,0 +1,340 @@
+//! The tickets contract (`../shared/spec/api.md` §tickets) over real HTTP, on every
+//! storage backend and event bus, with the events it publishes and consumes.
+
+use reqwest::header::AUTHORIZATION;
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use ticketing_shared::events::{Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, Subject, TicketRef};
+use ticketing_shared::flavor_tests;
+use ticketing_shared::money::Cents;
+use ticketing_shared::testing::{EventRecorder, Flavor, TestEnv, TestServer};
+
+struct App {
+    server: TestServer,
+    env: TestEnv,
+}
+
+async fn spawn(flavor: Flavor) -> App {
+    let env = TestEnv::with_flavor(flavor).await;
+    let tickets = ticketing_tickets::mount(&env.runtime).await.expect("mount tickets");
+    App {
+        server: TestServer::spawn(vec![tickets]).await,
+        env,
+    }
+}
+
+impl App {
+    fn as_user(&self, req: RequestBuilder, user: &str) -> RequestBuilder {
+        let (token, _) = self.env.runtime.keys.issue(user, &format!("{user}@test.com")).unwrap();
+        req.header(AUTHORIZATION, format!("Bearer {token}"))
+    }
+
+    async fn create(&self, user: &str, body: Value) -> Response {
+        let req = self.server.client.post(self.server.url("/api/tickets")).json(&body);
+        self.as_user(req, user).send().await.unwrap()
+    }
+
+    async fn update(&self, user: &str, id: &str, body: Value) -> Response {
+        let req = self
+            .server
+            .client
+            .put(self.server.url(&format!("/api/tickets/{id}")))
+            .json(&body);
+        self.as_user(req, user).send().await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.server.client.get(self.server.url(path)).send().await.unwrap()
+    }
+
+    async fn ticket(&self, user: &str, title: &str, price: Value) -> Value {
+        let res = self.create(user, json!({"title": title, "price": price})).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.unwrap()
+    }
+}
+
+async fn errors(res: Response) -> Vec<Value> {
+    let body: Value = res.json().await.unwrap();
+    body["errors"].as_array().unwrap().clone()
+}
+
+fn fields(errors: &[Value]) -> Vec<&str> {
+    errors.iter().filter_map(|e| e["field"].as_str()).collect()
+}
+
+async fn create_requires_a_session(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let res = app
+        .server
+        .client
+        .post(app.server.url("/api/tickets"))
+        .json(&json!({"title": "t", "price": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(errors(res).await[0]["message"], "User not authorized.");
+}
+
+async fn create_validates_title_and_price(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    for (body, expected) in [
+        (json!({"title": "", "price": 10}), vec!["title"]),
+        (json!({"title": "   ", "price": 10}), vec!["title"]),
+        (json!({"price": 10}), vec!["title"]),
+        (json!({"title": "x".repeat(201), "price": 10}), vec!["title"]),
+        (json!({"title": "t", "price": -10}), vec!["price"]),
+        (json!({"title": "t", "price": 0}), vec!["price"]),
+        (json!({"title": "t", "price": 10.999}), vec!["price"]),
+        (json!({"title": "t", "price": 1000000.01}), vec!["price"]),
+        (json!({"title": "t", "price": "abc"}), vec!["price"]),
+        (json!({"title": "t"}), vec!["price"]),
+        (json!({}), vec!["title", "price"]),
+        (json!({"title": 5, "price": true}), vec!["title", "price"]),
+    ] {
+        let res = app.create("alice", body.clone()).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(fields(&errors(res).await), expected, "{body}");
+    }
+}
+
+async fn create_stores_the_ticket_and_publishes_ticket_created(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let created = EventRecorder::start(&app.env.runtime, Subject::TicketCreated).await;
+    let res = app.create("alice", json!({"title": "  Concert  ", "price": "10.99"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let ticket: Value = res.json().await.unwrap();
+    assert_eq!(ticket["title"], "Concert");
+    assert_eq!(ticket["price"], json!(10.99));
+    assert_eq!(ticket["userId"], "alice");
+    assert_eq!(ticket["version"], 0);
+    assert!(ticket.get("orderId").is_none());
+
+    let event = created.next().await;
+    let payload: Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(payload["id"], ticket["id"]);
+    assert_eq!(payload["title"], "Concert");
+    assert_eq!(payload["price"], json!(10.99));
+    assert_eq!(payload["userId"], "alice");
+    assert_eq!(payload["version"], 0);
+
+    let shown: Value = app.get(&format!("/api/tickets/{}", ticket["id"].as_str().unwrap())).await.json().await.unwrap();
+    assert_eq!(shown, ticket);
+}
+
+async fn show_answers_404_for_unknown_and_malformed_ids(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    for id in ["0190d5d3-7c5e-7000-8000-000000000000", "not a valid id!", "x".repeat(65).as_str()] {
+        let res = app.get(&format!("/api/tickets/{}", urlencode(id))).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{id}");
+        assert_eq!(errors(res).await[0]["message"], "Not found.");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace(' ', "%20").replace('!', "%21")
+}
+
+async fn list_pages_through_available_tickets_oldest_first(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.ticket("alice", &format!("t{i}"), json!(i + 1)).await["id"].clone());
+    }
+    let all: Vec<Value> = app.get("/api/tickets").await.json().await.unwrap();
+    assert_eq!(all.iter().map(|t| t["id"].clone()).collect::<Vec<_>>(), ids);
+
+    let first = app.get("/api/tickets?limit=2").await;
+    let cursor = first.headers()["x-next-cursor"].to_str().unwrap().to_owned();
+    let page: Vec<Value> = first.json().await.unwrap();
+    assert_eq!(page.len(), 2);
+    let second: Vec<Value> = app
+        .get(&format!("/api/tickets?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second[0]["id"], ids[2]);
+    assert_eq!(second[1]["id"], ids[3]);
+
+    for bad in ["limit=0", "limit=1001", "limit=abc", "cursor=%21%21"] {
+        let res = app.get(&format!("/api/tickets?{bad}")).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+async fn update_checks_in_the_contract_order(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let ticket = app.ticket("alice", "Concert", json!(20)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let valid = json!({"title": "New", "price": 30});
+
+    let anonymous = app
+        .server
+        .client
+        .put(app.server.url(&format!("/api/tickets/{id}")))
+        .json(&valid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let invalid = app.update("alice", id, json!({"title": "", "price": -1})).await;
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&errors(invalid).await), ["title", "price"]);
+
+    let unknown = app.update("alice", "0190d5d3-7c5e-7000-8000-000000000000", valid.clone()).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let stranger = app.update("mallory", id, valid.clone()).await;
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
+
+    let unchanged: Value = app.get(&format!("/api/tickets/{id}")).await.json().await.unwrap();
+    assert_eq!(unchanged, ticket);
+}
+
+async fn update_bumps_the_version_and_publishes_ticket_updated(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let updated = EventRecorder::start(&app.env.runtime, Subject::TicketUpdated).await;
+    let ticket = app.ticket("alice", "Concert", json!(20)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let res = app.update("alice", id, json!({"title": "New title", "price": 100.5})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["title"], "New title");
+    assert_eq!(body["price"], json!(100.5));
+    assert_eq!(body["version"], 1);
+
+    let event = updated.next().await;
+    let payload: Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(payload["version"], 1);
+    assert_eq!(payload["title"], "New title");
+    assert!(payload.get("orderId").is_none());
+}
+
+fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
+    Envelope::new(&OrderCreated {
+        id: order_id.to_owned(),
+        status: "created".into(),
+        user_id: "bob".into(),
+        expires_at: "2030-01-01T00:00:00.000Z".into(),
+        version: 0,
+        ticket: OrderCreatedTicket {
+            id: ticket_id.to_owned(),
+            price: Cents::new(2000),
+        },
+    })
+}
+
+fn order_cancelled(order_id: &str, ticket_id: &str) -> Envelope {
+    Envelope::new(&OrderCancelled {
+        id: order_id.to_owned(),
+        version: 1,
+        ticket: TicketRef {
+            id: ticket_id.to_owned(),
+        },
+    })
+}
+
+async fn show(app: &App, id: &str) -> Value {
+    app.get(&format!("/api/tickets/{id}")).await.json().await.unwrap()
+}
+
+async fn eventually_reserved_by(app: &App, id: &str, order: Option<&str>) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let t = show(app, id).await;
+        if t["orderId"].as_str() == order {
+            return t;
+        }
+        assert!(std::time::Instant::now() < deadline, "ticket {t} never held by {order:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+async fn order_events_reserve_and_release_the_ticket(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let updated = EventRecorder::start(&app.env.runtime, Subject::TicketUpdated).await;
+    let ticket = app.ticket("alice", "Concert", json!(20)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let order = uuid::Uuid::now_v7().to_string();
+    let bus = &app.env.runtime.bus;
+
+    let created = order_created(&order, id);
+    bus.publish(&created).await.unwrap();
+    let reserved = eventually_reserved_by(&app, id, Some(&order)).await;
+    assert_eq!(reserved["version"], 1);
+    let event: Value = serde_json::from_slice(&updated.next().await.payload).unwrap();
+    assert_eq!(event["orderId"], json!(order));
+    assert_eq!(event["version"], 1);
+
+    // Reserved: the owner can no longer edit it, and it leaves the listing.
+    let res = app.update("alice", id, json!({"title": "x", "price": 1})).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(errors(res).await[0]["message"], "Cannot edit a reserved ticket");
+    let listed: Vec<Value> = app.get("/api/tickets").await.json().await.unwrap();
+    assert!(listed.is_empty());
+
+    // A redelivered order:created changes nothing.
+    bus.publish(&Envelope { id: uuid::Uuid::now_v7().to_string(), ..created.clone() }).await.unwrap();
+
+    // A cancellation of some other order does not release it.
+    let other = uuid::Uuid::now_v7().to_string();
+    bus.publish(&order_cancelled(&other, id)).await.unwrap();
+    bus.publish(&order_cancelled(&order, id)).await.unwrap();
+    let released = eventually_reserved_by(&app, id, None).await;
+    assert_eq!(released["version"], 2);
+    let event: Value = serde_json::from_slice(&updated.next().await.payload).unwrap();
+    assert_eq!(event["version"], 2);
+    assert!(event.get("orderId").is_none());
+}
+
+async fn late_events_of_an_older_order_never_steal_the_ticket(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let ticket = app.ticket("alice", "Concert", json!(20)).await;
+    let id = ticket["id"].as_str().unwrap();
+    let older = uuid::Uuid::now_v7().to_string();
+    let newer = uuid::Uuid::now_v7().to_string();
+    let bus = &app.env.runtime.bus;
+
+    // The newer order's creation overtakes the older order's events.
+    bus.publish(&order_created(&newer, id)).await.unwrap();
+    eventually_reserved_by(&app, id, Some(&newer)).await;
+    bus.publish(&order_created(&older, id)).await.unwrap();
+    bus.publish(&order_cancelled(&older, id)).await.unwrap();
+    // A cancellation that overtakes its own creation.
+    let third = uuid::Uuid::now_v7().to_string();
+    bus.publish(&order_cancelled(&third, id)).await.unwrap();
+    bus.publish(&order_created(&third, id)).await.unwrap();
+    // Let everything drain, then the newer order still holds the ticket.
+    let marker = uuid::Uuid::now_v7().to_string();
+    bus.publish(&order_cancelled(&marker, id)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(show(&app, id).await["orderId"], json!(newer));
+}
+
+async fn openapi_covers_every_tickets_route(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    let paths = &doc["paths"];
+    for method in ["get", "post"] {
+        assert!(paths["/api/tickets"].get(method).is_some(), "{method} /api/tickets");
+    }
+    for method in ["get", "put"] {
+        assert!(paths["/api/tickets/{id}"].get(method).is_some(), "{method} /api/tickets/{{id}}");
+    }
+}
+
+flavor_tests!(
+    create_requires_a_session,
+    create_validates_title_and_price,
+    create_stores_the_ticket_and_publishes_ticket_created,
+    show_answers_404_for_unknown_and_malformed_ids,
+    list_pages_through_available_tickets_oldest_first,
+    update_checks_in_the_contract_order,
+    update_bumps_the_version_and_publishes_ticket_updated,
+    order_events_reserve_and_release_the_ticket,
+    late_events_of_an_older_order_never_steal_the_ticket,
+    openapi_covers_every_tickets_route,
+);
