@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ticketing_shared::events::{
-    inbox, outbox, Envelope, Handler, HandlerError, Outbox, SharedBus, Subject,
-    TicketCreated,
+    inbox, outbox, Envelope, Handler, HandlerError, Outbox, SharedBus, Subject, TicketCreated,
 };
 use ticketing_shared::money::Cents;
 use ticketing_shared::testing::{TestBackend, TestEnv};
@@ -24,6 +23,11 @@ enum BusKind {
 }
 
 async fn env(kind: BusKind, backend: TestBackend) -> TestEnv {
+    // `RUST_LOG=debug` shows what the buses do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     match kind {
         BusKind::InProcess => TestEnv::new(backend),
         BusKind::Nats => TestEnv::with_nats(backend).await,
@@ -189,7 +193,10 @@ async fn one_delivery_per_group(kind: BusKind) {
     got.extend(h.extra(Duration::from_millis(500)).await);
     let counts = count_by_id(&got);
     assert_eq!(counts.len(), events.len());
-    assert!(counts.values().all(|&n| n == 1), "each event once: {counts:?}");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "each event once: {counts:?}"
+    );
 }
 
 async fn fans_out_across_groups(kind: BusKind) {
@@ -219,13 +226,18 @@ async fn fans_out_across_groups(kind: BusKind) {
 async fn redelivers_after_failure(kind: BusKind) {
     let env = env(kind, TestBackend::Sqlite).await;
     let mut h = Harness::new(&env);
-    h.subscribe("a", "orders-service", Subject::TicketCreated, |_, attempt| {
-        if attempt < 3 {
-            Err(HandlerError::Retry("not yet".into()))
-        } else {
-            Ok(())
-        }
-    })
+    h.subscribe(
+        "a",
+        "orders-service",
+        Subject::TicketCreated,
+        |_, attempt| {
+            if attempt < 3 {
+                Err(HandlerError::Retry("not yet".into()))
+            } else {
+                Ok(())
+            }
+        },
+    )
     .await;
     let event = ticket(1);
     h.bus.publish(&event).await.unwrap();
@@ -245,13 +257,18 @@ async fn dead_letters_after_attempts(kind: BusKind) {
     let mut h = Harness::new(&env);
     let failing = Arc::new(AtomicU32::new(0));
     let counter = failing.clone();
-    h.subscribe("a", "orders-service", Subject::TicketCreated, move |e, _| {
-        if e.id.ends_with("poison") {
-            return Err(HandlerError::Poison("bad".into()));
-        }
-        counter.fetch_add(1, Ordering::SeqCst);
-        Err(HandlerError::Retry("never".into()))
-    })
+    h.subscribe(
+        "a",
+        "orders-service",
+        Subject::TicketCreated,
+        move |e, _| {
+            if e.id.ends_with("poison") {
+                return Err(HandlerError::Poison("bad".into()));
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            Err(HandlerError::Retry("never".into()))
+        },
+    )
     .await;
     let stuck = ticket(1);
     let mut poison = ticket(2);
@@ -448,7 +465,9 @@ async fn inbox_applies_once(backend: TestBackend) {
     assert_eq!(applied, 1);
 
     // Another group handles the same event independently.
-    let other = inbox::begin(&store, "payments-service", &event).await.unwrap();
+    let other = inbox::begin(&store, "payments-service", &event)
+        .await
+        .unwrap();
     assert!(other.is_some());
     other.unwrap().rollback().await.unwrap();
 
