@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
 use crate::events::{InProcessBus, NatsBus, RetryPolicy, SharedBus};
 use crate::runtime::{Mounted, Runtime};
-use crate::store::DatabaseConfig;
+use crate::store::{DatabaseConfig, Migrations, Store};
 
 pub const TEST_JWT_KEY: &[u8] = b"test-jwt-key";
 
@@ -43,6 +44,14 @@ pub fn postgres_base_url() -> String {
 pub fn nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
+
+static NO_MIGRATOR: Migrator = Migrator::DEFAULT;
+
+/// No migrations: for test stores that only need the event tables.
+pub const NO_MIGRATIONS: Migrations = Migrations {
+    sqlite: &NO_MIGRATOR,
+    postgres: &NO_MIGRATOR,
+};
 
 /// Retries fast enough for tests: 5 attempts, 20 ms apart at first.
 pub fn test_retry_policy() -> RetryPolicy {
@@ -108,6 +117,20 @@ impl TestEnv {
             prefix,
             dir,
         }
+    }
+}
+
+impl TestEnv {
+    /// A fresh store for `service` with the outbox and inbox tables and no other schema.
+    pub async fn event_store(&self, service: &str) -> Store {
+        let location = self.runtime.location(service).expect("location");
+        let store = Store::open(&location, &NO_MIGRATIONS)
+            .await
+            .expect("the test database must be reachable");
+        crate::events::schema::install(&store)
+            .await
+            .expect("event tables");
+        store
     }
 }
 

@@ -11,11 +11,12 @@
 //! Headers: `Nats-Msg-Id` = event id (the stream's duplicate window drops republished
 //! events), `traceparent`, `tracestate`, `Ticketing-Produced-At` (epoch milliseconds).
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+use async_nats::header::{HeaderMap, HeaderName, NATS_MESSAGE_ID};
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -143,6 +144,13 @@ fn token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
+/// A header of a received message. Looked up by parsed name: received headers with a
+/// standard name (`Nats-Msg-Id`) do not match a name given as a plain `&str`.
+pub fn header_value(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
+    let name = HeaderName::from_str(name).ok()?;
+    headers?.get(name).map(|v| v.as_str().to_owned())
+}
+
 pub fn headers_of(event: &Envelope) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(NATS_MESSAGE_ID, event.id.as_str());
@@ -162,11 +170,7 @@ pub fn envelope_of(
     headers: Option<&HeaderMap>,
     payload: &bytes::Bytes,
 ) -> anyhow::Result<Envelope> {
-    let header = |name: &str| {
-        headers
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-    };
+    let header = |name: &str| header_value(headers, name);
     Ok(Envelope {
         id: header(NATS_MESSAGE_ID.as_ref()).context("message without Nats-Msg-Id")?,
         subject,
@@ -260,7 +264,7 @@ impl EventBus for NatsBus {
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|e| anyhow::anyhow!(e))?;
                 let headers = message.headers.as_ref();
-                let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.to_string());
+                let header = |name: &str| header_value(headers, name);
                 let mut event = envelope_of(subject, headers, &message.payload)?;
                 // The dead letter's own id carries a suffix; give back the event's.
                 if let Some(id) = header("Ticketing-Event-Id") {
