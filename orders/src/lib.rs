@@ -53,13 +53,22 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
     };
     let mut tasks = vec![outbox.spawn(rt.shutdown.clone())];
     let handlers: [(Subject, Arc<dyn Handler>); 4] = [
-        (Subject::TicketCreated, Arc::new(listeners::ticket_created::Listener(state.clone()))),
-        (Subject::TicketUpdated, Arc::new(listeners::ticket_updated::Listener(state.clone()))),
+        (
+            Subject::TicketCreated,
+            Arc::new(listeners::ticket_created::Listener(state.clone())),
+        ),
+        (
+            Subject::TicketUpdated,
+            Arc::new(listeners::ticket_updated::Listener(state.clone())),
+        ),
         (
             Subject::ExpirationComplete,
             Arc::new(listeners::expiration_complete::Listener(state.clone())),
         ),
-        (Subject::PaymentCreated, Arc::new(listeners::payment_created::Listener(state.clone()))),
+        (
+            Subject::PaymentCreated,
+            Arc::new(listeners::payment_created::Listener(state.clone())),
+        ),
     ];
     for (subject, handler) in handlers {
         tasks.push(

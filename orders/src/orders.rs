@@ -44,7 +44,10 @@ fn from_row(row: &AnyRow) -> Order {
 }
 
 fn open_states() -> String {
-    OPEN.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+    OPEN.iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a new order was not placed.
@@ -81,7 +84,11 @@ pub async fn place(
     .fetch_all(&mut **tx)
     .await?;
     for row in &expired {
-        outbox::enqueue(tx, &cancelled_event(row.get("id"), row.get("version"), &ticket.id)).await?;
+        outbox::enqueue(
+            tx,
+            &cancelled_event(row.get("id"), row.get("version"), &ticket.id),
+        )
+        .await?;
     }
 
     let order = Order {
@@ -105,7 +112,9 @@ pub async fn place(
     .await;
     match inserted {
         Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(PlaceError::Reserved),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(PlaceError::Reserved)
+        }
         Err(e) => return Err(e.into()),
     }
     let event = Envelope::new(&OrderCreated {
@@ -186,7 +195,10 @@ pub async fn complete(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bo
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn status_of(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn status_of(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+) -> Result<Option<String>, sqlx::Error> {
     let row = sqlx::query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)

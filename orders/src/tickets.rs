@@ -12,7 +12,10 @@ pub struct TicketCopy {
     pub version: i64,
 }
 
-pub async fn find(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option<TicketCopy>, sqlx::Error> {
+pub async fn find(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+) -> Result<Option<TicketCopy>, sqlx::Error> {
     let row = sqlx::query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -26,7 +29,10 @@ pub async fn find(tx: &mut Transaction<'static, Any>, id: &str) -> Result<Option
 }
 
 /// Apply a ticket's state at `copy.version`, if it is the next one.
-pub async fn apply(tx: &mut Transaction<'static, Any>, copy: &TicketCopy) -> Result<VersionCheck, sqlx::Error> {
+pub async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    copy: &TicketCopy,
+) -> Result<VersionCheck, sqlx::Error> {
     let current = find(tx, &copy.id).await?.map(|t| t.version);
     let check = replica::check(current, copy.version);
     if check == VersionCheck::Apply {

@@ -17,7 +17,9 @@ impl Title {
             return Err("Title is required".into());
         }
         if text.chars().count() > MAX_TITLE_CHARS {
-            return Err(format!("Title must be at most {MAX_TITLE_CHARS} characters"));
+            return Err(format!(
+                "Title must be at most {MAX_TITLE_CHARS} characters"
+            ));
         }
         Ok(Title(text.to_owned()))
     }

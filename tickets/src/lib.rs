@@ -48,8 +48,14 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
     };
     let mut tasks = vec![outbox.spawn(rt.shutdown.clone())];
     let handlers: [(Subject, Arc<dyn ticketing_shared::events::Handler>); 2] = [
-        (Subject::OrderCreated, Arc::new(listeners::order_created::Listener(state.clone()))),
-        (Subject::OrderCancelled, Arc::new(listeners::order_cancelled::Listener(state.clone()))),
+        (
+            Subject::OrderCreated,
+            Arc::new(listeners::order_created::Listener(state.clone())),
+        ),
+        (
+            Subject::OrderCancelled,
+            Arc::new(listeners::order_cancelled::Listener(state.clone())),
+        ),
     ];
     for (subject, handler) in handlers {
         tasks.push(

@@ -4,7 +4,9 @@
 use reqwest::header::AUTHORIZATION;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use ticketing_shared::events::{Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, Subject, TicketRef};
+use ticketing_shared::events::{
+    Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, Subject, TicketRef,
+};
 use ticketing_shared::flavor_tests;
 use ticketing_shared::money::Cents;
 use ticketing_shared::testing::{EventRecorder, Flavor, TestEnv, TestServer};
@@ -16,7 +18,9 @@ struct App {
 
 async fn spawn(flavor: Flavor) -> App {
     let env = TestEnv::with_flavor(flavor).await;
-    let tickets = ticketing_tickets::mount(&env.runtime).await.expect("mount tickets");
+    let tickets = ticketing_tickets::mount(&env.runtime)
+        .await
+        .expect("mount tickets");
     App {
         server: TestServer::spawn(vec![tickets]).await,
         env,
@@ -25,12 +29,21 @@ async fn spawn(flavor: Flavor) -> App {
 
 impl App {
     fn as_user(&self, req: RequestBuilder, user: &str) -> RequestBuilder {
-        let (token, _) = self.env.runtime.keys.issue(user, &format!("{user}@test.com")).unwrap();
+        let (token, _) = self
+            .env
+            .runtime
+            .keys
+            .issue(user, &format!("{user}@test.com"))
+            .unwrap();
         req.header(AUTHORIZATION, format!("Bearer {token}"))
     }
 
     async fn create(&self, user: &str, body: Value) -> Response {
-        let req = self.server.client.post(self.server.url("/api/tickets")).json(&body);
+        let req = self
+            .server
+            .client
+            .post(self.server.url("/api/tickets"))
+            .json(&body);
         self.as_user(req, user).send().await.unwrap()
     }
 
@@ -44,11 +57,18 @@ impl App {
     }
 
     async fn get(&self, path: &str) -> Response {
-        self.server.client.get(self.server.url(path)).send().await.unwrap()
+        self.server
+            .client
+            .get(self.server.url(path))
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn ticket(&self, user: &str, title: &str, price: Value) -> Value {
-        let res = self.create(user, json!({"title": title, "price": price})).await;
+        let res = self
+            .create(user, json!({"title": title, "price": price}))
+            .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         res.json().await.unwrap()
     }
@@ -83,7 +103,10 @@ async fn create_validates_title_and_price(flavor: Flavor) {
         (json!({"title": "", "price": 10}), vec!["title"]),
         (json!({"title": "   ", "price": 10}), vec!["title"]),
         (json!({"price": 10}), vec!["title"]),
-        (json!({"title": "x".repeat(201), "price": 10}), vec!["title"]),
+        (
+            json!({"title": "x".repeat(201), "price": 10}),
+            vec!["title"],
+        ),
         (json!({"title": "t", "price": -10}), vec!["price"]),
         (json!({"title": "t", "price": 0}), vec!["price"]),
         (json!({"title": "t", "price": 10.999}), vec!["price"]),
@@ -102,7 +125,9 @@ async fn create_validates_title_and_price(flavor: Flavor) {
 async fn create_stores_the_ticket_and_publishes_ticket_created(flavor: Flavor) {
     let app = spawn(flavor).await;
     let created = EventRecorder::start(&app.env.runtime, Subject::TicketCreated).await;
-    let res = app.create("alice", json!({"title": "  Concert  ", "price": "10.99"})).await;
+    let res = app
+        .create("alice", json!({"title": "  Concert  ", "price": "10.99"}))
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let ticket: Value = res.json().await.unwrap();
     assert_eq!(ticket["title"], "Concert");
@@ -119,13 +144,22 @@ async fn create_stores_the_ticket_and_publishes_ticket_created(flavor: Flavor) {
     assert_eq!(payload["userId"], "alice");
     assert_eq!(payload["version"], 0);
 
-    let shown: Value = app.get(&format!("/api/tickets/{}", ticket["id"].as_str().unwrap())).await.json().await.unwrap();
+    let shown: Value = app
+        .get(&format!("/api/tickets/{}", ticket["id"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(shown, ticket);
 }
 
 async fn show_answers_404_for_unknown_and_malformed_ids(flavor: Flavor) {
     let app = spawn(flavor).await;
-    for id in ["0190d5d3-7c5e-7000-8000-000000000000", "not a valid id!", "x".repeat(65).as_str()] {
+    for id in [
+        "0190d5d3-7c5e-7000-8000-000000000000",
+        "not a valid id!",
+        "x".repeat(65).as_str(),
+    ] {
         let res = app.get(&format!("/api/tickets/{}", urlencode(id))).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{id}");
         assert_eq!(errors(res).await[0]["message"], "Not found.");
@@ -146,7 +180,10 @@ async fn list_pages_through_available_tickets_oldest_first(flavor: Flavor) {
     assert_eq!(all.iter().map(|t| t["id"].clone()).collect::<Vec<_>>(), ids);
 
     let first = app.get("/api/tickets?limit=2").await;
-    let cursor = first.headers()["x-next-cursor"].to_str().unwrap().to_owned();
+    let cursor = first.headers()["x-next-cursor"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let page: Vec<Value> = first.json().await.unwrap();
     assert_eq!(page.len(), 2);
     let second: Vec<Value> = app
@@ -180,17 +217,30 @@ async fn update_checks_in_the_contract_order(flavor: Flavor) {
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
-    let invalid = app.update("alice", id, json!({"title": "", "price": -1})).await;
+    let invalid = app
+        .update("alice", id, json!({"title": "", "price": -1}))
+        .await;
     assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
     assert_eq!(fields(&errors(invalid).await), ["title", "price"]);
 
-    let unknown = app.update("alice", "0190d5d3-7c5e-7000-8000-000000000000", valid.clone()).await;
+    let unknown = app
+        .update(
+            "alice",
+            "0190d5d3-7c5e-7000-8000-000000000000",
+            valid.clone(),
+        )
+        .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
     let stranger = app.update("mallory", id, valid.clone()).await;
     assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
 
-    let unchanged: Value = app.get(&format!("/api/tickets/{id}")).await.json().await.unwrap();
+    let unchanged: Value = app
+        .get(&format!("/api/tickets/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(unchanged, ticket);
 }
 
@@ -199,7 +249,9 @@ async fn update_bumps_the_version_and_publishes_ticket_updated(flavor: Flavor) {
     let updated = EventRecorder::start(&app.env.runtime, Subject::TicketUpdated).await;
     let ticket = app.ticket("alice", "Concert", json!(20)).await;
     let id = ticket["id"].as_str().unwrap();
-    let res = app.update("alice", id, json!({"title": "New title", "price": 100.5})).await;
+    let res = app
+        .update("alice", id, json!({"title": "New title", "price": 100.5}))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["title"], "New title");
@@ -238,7 +290,11 @@ fn order_cancelled(order_id: &str, ticket_id: &str) -> Envelope {
 }
 
 async fn show(app: &App, id: &str) -> Value {
-    app.get(&format!("/api/tickets/{id}")).await.json().await.unwrap()
+    app.get(&format!("/api/tickets/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn eventually_reserved_by(app: &App, id: &str, order: Option<&str>) -> Value {
@@ -248,7 +304,10 @@ async fn eventually_reserved_by(app: &App, id: &str, order: Option<&str>) -> Val
         if t["orderId"].as_str() == order {
             return t;
         }
-        assert!(std::time::Instant::now() < deadline, "ticket {t} never held by {order:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ticket {t} never held by {order:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
@@ -270,14 +329,24 @@ async fn order_events_reserve_and_release_the_ticket(flavor: Flavor) {
     assert_eq!(event["version"], 1);
 
     // Reserved: the owner can no longer edit it, and it leaves the listing.
-    let res = app.update("alice", id, json!({"title": "x", "price": 1})).await;
+    let res = app
+        .update("alice", id, json!({"title": "x", "price": 1}))
+        .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(errors(res).await[0]["message"], "Cannot edit a reserved ticket");
+    assert_eq!(
+        errors(res).await[0]["message"],
+        "Cannot edit a reserved ticket"
+    );
     let listed: Vec<Value> = app.get("/api/tickets").await.json().await.unwrap();
     assert!(listed.is_empty());
 
     // A redelivered order:created changes nothing.
-    bus.publish(&Envelope { id: uuid::Uuid::now_v7().to_string(), ..created.clone() }).await.unwrap();
+    bus.publish(&Envelope {
+        id: uuid::Uuid::now_v7().to_string(),
+        ..created.clone()
+    })
+    .await
+    .unwrap();
 
     // A cancellation of some other order does not release it.
     let other = uuid::Uuid::now_v7().to_string();
@@ -303,15 +372,25 @@ async fn late_events_of_an_older_order_never_steal_the_ticket(flavor: Flavor) {
     eventually_reserved_by(&app, id, Some(&newer)).await;
     bus.publish(&order_created(&older, id)).await.unwrap();
     bus.publish(&order_cancelled(&older, id)).await.unwrap();
-    // A cancellation that overtakes its own creation.
-    let third = uuid::Uuid::now_v7().to_string();
-    bus.publish(&order_cancelled(&third, id)).await.unwrap();
-    bus.publish(&order_created(&third, id)).await.unwrap();
-    // Let everything drain, then the newer order still holds the ticket.
-    let marker = uuid::Uuid::now_v7().to_string();
-    bus.publish(&order_cancelled(&marker, id)).await.unwrap();
+    // Let everything drain: the newer order still holds the ticket.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(show(&app, id).await["orderId"], json!(newer));
+
+    // A cancellation that overtakes its own creation leaves the ticket free.
+    let other = app.ticket("alice", "Play", json!(30)).await;
+    let other_id = other["id"].as_str().unwrap();
+    let withdrawn = uuid::Uuid::now_v7().to_string();
+    bus.publish(&order_cancelled(&withdrawn, other_id))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    bus.publish(&order_created(&withdrawn, other_id))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let after = show(&app, other_id).await;
+    assert!(after.get("orderId").is_none(), "{after}");
+    assert_eq!(after["version"], 0);
 }
 
 async fn openapi_covers_every_tickets_route(flavor: Flavor) {
@@ -319,10 +398,16 @@ async fn openapi_covers_every_tickets_route(flavor: Flavor) {
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
     let paths = &doc["paths"];
     for method in ["get", "post"] {
-        assert!(paths["/api/tickets"].get(method).is_some(), "{method} /api/tickets");
+        assert!(
+            paths["/api/tickets"].get(method).is_some(),
+            "{method} /api/tickets"
+        );
     }
     for method in ["get", "put"] {
-        assert!(paths["/api/tickets/{id}"].get(method).is_some(), "{method} /api/tickets/{{id}}");
+        assert!(
+            paths["/api/tickets/{id}"].get(method).is_some(),
+            "{method} /api/tickets/{{id}}"
+        );
     }
 }
 

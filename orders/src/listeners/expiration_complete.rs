@@ -2,7 +2,9 @@
 //! `order:cancelled`.
 
 use async_trait::async_trait;
-use ticketing_shared::events::{groups, inbox, Envelope, ExpirationComplete, Handler, HandlerError};
+use ticketing_shared::events::{
+    groups, inbox, Envelope, ExpirationComplete, Handler, HandlerError,
+};
 
 use crate::{orders, AppState};
 
@@ -11,7 +13,9 @@ pub struct Listener(pub AppState);
 #[async_trait]
 impl Handler for Listener {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let e: ExpirationComplete = event.decode().map_err(|e| HandlerError::Poison(e.to_string()))?;
+        let e: ExpirationComplete = event
+            .decode()
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
         let Some(mut tx) = inbox::begin(&self.0.store, groups::ORDERS, event).await? else {
             return Ok(());
         };

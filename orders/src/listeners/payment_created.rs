@@ -10,13 +10,20 @@ pub struct Listener(pub AppState);
 #[async_trait]
 impl Handler for Listener {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let p: PaymentCreated = event.decode().map_err(|e| HandlerError::Poison(e.to_string()))?;
+        let p: PaymentCreated = event
+            .decode()
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
         let Some(mut tx) = inbox::begin(&self.0.store, groups::ORDERS, event).await? else {
             return Ok(());
         };
         if !orders::complete(&mut tx, &p.order_id).await? {
             match orders::status_of(&mut tx, &p.order_id).await? {
-                None => return Err(HandlerError::Poison(format!("unknown order {}", p.order_id))),
+                None => {
+                    return Err(HandlerError::Poison(format!(
+                        "unknown order {}",
+                        p.order_id
+                    )))
+                }
                 Some(status) => tracing::warn!(
                     order = %p.order_id, payment = %p.id, %status,
                     "payment for an order that is no longer open"

@@ -11,7 +11,9 @@ pub struct Listener(pub AppState);
 #[async_trait]
 impl Handler for Listener {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let t: TicketCreated = event.decode().map_err(|e| HandlerError::Poison(e.to_string()))?;
+        let t: TicketCreated = event
+            .decode()
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
         let Some(mut tx) = inbox::begin(&self.0.store, groups::ORDERS, event).await? else {
             return Ok(());
         };

@@ -24,7 +24,10 @@ pub async fn cancel(
 ) -> ApiResult<StatusCode> {
     own_order(&state, &order_id, &user.id).await?;
     let mut tx = state.store.begin().await?;
-    if orders::cancel(&mut tx, &order_id, Some(&user.id)).await?.is_some() {
+    if orders::cancel(&mut tx, &order_id, Some(&user.id))
+        .await?
+        .is_some()
+    {
         tx.commit().await?;
         state.outbox.notify();
         return Ok(StatusCode::NO_CONTENT);

@@ -37,16 +37,22 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateOrder>,
 ) -> ApiResult<(StatusCode, Json<OrderBody>)> {
     let mut fields = Fields::new();
-    let ticket_id = fields.parse("ticketId", body.ticket_id.as_ref(), |v| parse_id("ticketId", v));
+    let ticket_id = fields.parse("ticketId", body.ticket_id.as_ref(), |v| {
+        parse_id("ticketId", v)
+    });
     let ticket_id = fields.finish(ticket_id)?;
 
     let now = now_millis();
     let expires_at = now + state.order_ttl.as_millis() as i64;
     let mut tx = state.store.begin().await?;
-    let ticket = tickets::find(&mut tx, &ticket_id).await?.ok_or(ApiError::NotFound)?;
+    let ticket = tickets::find(&mut tx, &ticket_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let order = match orders::place(&mut tx, &ticket, &user.id, now, expires_at).await {
         Ok(order) => order,
-        Err(PlaceError::Reserved) => return Err(ApiError::bad_request("Ticket is already reserved")),
+        Err(PlaceError::Reserved) => {
+            return Err(ApiError::bad_request("Ticket is already reserved"))
+        }
         Err(PlaceError::Db(e)) => return Err(e.into()),
     };
     tx.commit().await?;

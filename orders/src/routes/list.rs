@@ -13,7 +13,10 @@ use crate::{orders, AppState};
         (status = 200, description = "The caller's orders", body = [OrderBody]),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
-pub async fn list(State(state): State<AppState>, RequireUser(user): RequireUser) -> ApiResult<Json<Vec<OrderBody>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    RequireUser(user): RequireUser,
+) -> ApiResult<Json<Vec<OrderBody>>> {
     let orders = orders::list_for_user(&state.store, &user.id).await?;
     Ok(Json(orders.into_iter().map(OrderBody::from).collect()))
 }

@@ -67,7 +67,9 @@ async fn own_order(state: &AppState, id: &str, user_id: &str) -> ApiResult<Order
     if !is_valid_id(id) {
         return Err(ApiError::NotFound);
     }
-    let order = orders::find(&state.store, id).await?.ok_or(ApiError::NotFound)?;
+    let order = orders::find(&state.store, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if order.user_id != user_id {
         return Err(ApiError::NotAuthorized);
     }

@@ -16,10 +16,15 @@ impl Handler for Listener {
         let Some(mut tx) = inbox::begin(&self.0.store, groups::TICKETS, event).await? else {
             return Ok(());
         };
-        if tickets::reserve(&mut tx, &order.ticket.id, &order.id).await?.is_none()
+        if tickets::reserve(&mut tx, &order.ticket.id, &order.id)
+            .await?
+            .is_none()
             && !tickets::exists(&mut tx, &order.ticket.id).await?
         {
-            return Err(HandlerError::Poison(format!("unknown ticket {}", order.ticket.id)));
+            return Err(HandlerError::Poison(format!(
+                "unknown ticket {}",
+                order.ticket.id
+            )));
         }
         tx.commit().await?;
         self.0.outbox.notify();

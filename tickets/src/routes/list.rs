@@ -39,7 +39,9 @@ pub async fn list(
             .parse::<i64>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::field("limit", format!("Limit must be between 1 and {MAX_LIMIT}")))?,
+            .ok_or_else(|| {
+                ApiError::field("limit", format!("Limit must be between 1 and {MAX_LIMIT}"))
+            })?,
     };
     let cursor = match query.get("cursor").map(String::as_str) {
         None | Some("") => None,
@@ -53,11 +55,15 @@ pub async fn list(
             headers.push((NEXT_CURSOR, last.id.clone()));
             headers.push((
                 LINK,
-                format!("</api/tickets?limit={limit}&cursor={}>; rel=\"next\"", last.id),
+                format!(
+                    "</api/tickets?limit={limit}&cursor={}>; rel=\"next\"",
+                    last.id
+                ),
             ));
         }
     }
-    let mut response = Json(page.into_iter().map(TicketBody::from).collect::<Vec<_>>()).into_response();
+    let mut response =
+        Json(page.into_iter().map(TicketBody::from).collect::<Vec<_>>()).into_response();
     for (name, value) in headers {
         if let Ok(value) = value.parse() {
             response.headers_mut().insert(name, value);

@@ -14,10 +14,15 @@ use crate::{tickets, AppState};
         (status = 200, description = "The ticket", body = TicketBody),
         (status = 404, description = "Unknown or malformed id", body = ErrorBody),
     ))]
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<TicketBody>> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TicketBody>> {
     if !is_valid_id(&id) {
         return Err(ApiError::NotFound);
     }
-    let ticket = tickets::find(&state.store, &id).await?.ok_or(ApiError::NotFound)?;
+    let ticket = tickets::find(&state.store, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(ticket.into()))
 }

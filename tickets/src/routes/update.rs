@@ -43,7 +43,9 @@ pub async fn update(
     // The conditional write refused: say why, in the contract's order.
     match tickets::find(&state.store, &id).await? {
         None => Err(ApiError::NotFound),
-        Some(t) if t.order_id.is_some() => Err(ApiError::bad_request("Cannot edit a reserved ticket")),
+        Some(t) if t.order_id.is_some() => {
+            Err(ApiError::bad_request("Cannot edit a reserved ticket"))
+        }
         Some(_) => Err(ApiError::NotAuthorized),
     }
 }
