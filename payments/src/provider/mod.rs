@@ -7,6 +7,9 @@
 mod sandbox;
 mod stripe;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use ticketing_shared::money::Cents;
 
@@ -21,6 +24,37 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Charge `amount` cents (USD) with card `token`; `idempotency_key` makes a retried
     /// request never charge twice.
     async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ChargeError>;
+}
+
+/// The provider the configuration asks for: Stripe when a secret key is set (non-empty),
+/// otherwise the offline sandbox.
+pub fn from_config(
+    stripe_secret_key: Option<&str>,
+    stripe_base_url: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<Arc<dyn PaymentProvider>> {
+    match stripe_secret_key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) => Ok(Arc::new(StripeProvider::new(
+            key,
+            stripe_base_url,
+            timeout,
+        )?)),
+        None => Ok(Arc::new(SandboxProvider::new())),
+    }
+}
+
+/// The idempotency key for paying `order_id` with card `token`.
+///
+/// A retried request for the same order and card (client retry, timeout, redelivery) gets
+/// the same key and so never charges twice. A different card after a decline gets a new
+/// key: Stripe refuses a key reused with other parameters, and the order stays payable
+/// after a decline. Two concurrent payments of one order with different cards are not
+/// told apart here: the payments service must serialise payments per order (and refuse
+/// an order already paid) before charging.
+pub fn idempotency_key(order_id: &str, token: &str) -> String {
+    // Stripe accepts keys of up to 255 characters.
+    let token: String = token.chars().take(180).collect();
+    format!("order-{order_id}-{token}")
 }
 
 /// One charge to make.
@@ -95,5 +129,55 @@ impl ChargeError {
             message: message.into(),
             code: code.map(str::to_owned),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys() {
+        let order = "0193a5c2-7d1e-7c3a-9f1b-2a3b4c5d6e7f";
+        assert_eq!(
+            idempotency_key(order, "tok_visa"),
+            format!("order-{order}-tok_visa")
+        );
+        assert_eq!(
+            idempotency_key(order, "tok_visa"),
+            idempotency_key(order, "tok_visa")
+        );
+        assert_ne!(
+            idempotency_key(order, "tok_visa"),
+            idempotency_key(order, "tok_amex")
+        );
+        assert!(idempotency_key(order, &"x".repeat(1000)).len() <= 255);
+    }
+
+    #[tokio::test]
+    async fn config_picks_the_provider() {
+        let timeout = Duration::from_secs(5);
+        // No key (or a blank one): the sandbox, which knows the test tokens.
+        for key in [None, Some(""), Some("  ")] {
+            let p = from_config(key, None, timeout).unwrap();
+            let charge = p
+                .charge(&ChargeRequest::usd(Cents::new(100), "tok_visa", "k"))
+                .await
+                .unwrap();
+            assert!(charge.id.starts_with("ch_"));
+        }
+        // A key: Stripe (here pointed at a closed port, so unavailable, not a sandbox result).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let p = from_config(Some("sk_test_x"), Some(&base), timeout).unwrap();
+        let err = p
+            .charge(&ChargeRequest::usd(Cents::new(100), "tok_visa", "k"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChargeError::Unavailable(_)), "{err:?}");
     }
 }
