@@ -121,16 +121,15 @@ async fn fires_when_due_earliest_first(kind: Kind) {
     let h = Harness::new(kind);
     let q = h.open_default().await;
     let now = now_millis();
-    q.schedule("late", now + 600).await.unwrap();
-    q.schedule("soon", now + 250).await.unwrap();
+    q.schedule("late", now + 900).await.unwrap();
+    q.schedule("soon", now + 400).await.unwrap();
 
-    let started = Instant::now();
     let jobs = next_within(&*q, 10, Duration::from_secs(5)).await;
     assert_eq!(ids(&jobs), ["soon"]);
-    assert_eq!(jobs[0].due_at_millis, now + 250);
+    assert_eq!(jobs[0].due_at_millis, now + 400);
+    // Not early (lateness >= 0), not much late.
     let lateness = now_millis() - jobs[0].due_at_millis;
     assert!((0..LATE_OK).contains(&lateness), "fired {lateness} ms late");
-    assert!(started.elapsed() >= Duration::from_millis(200));
     q.complete(&jobs[0]).await.unwrap();
 
     let jobs = next_within(&*q, 10, Duration::from_secs(5)).await;
@@ -225,7 +224,8 @@ async fn restart_keeps_pending_jobs(kind: Kind) {
     let now = now_millis();
     {
         let q = h.open_default().await;
-        q.schedule("pending", now + 300).await.unwrap();
+        // Far enough ahead to still be pending after a slow reopen (PostgreSQL).
+        q.schedule("pending", now + 2_000).await.unwrap();
         q.schedule("overdue", now - 5).await.unwrap();
     }
     // "Restart": close the first instance's connections, open a new one.
@@ -239,7 +239,8 @@ async fn restart_keeps_pending_jobs(kind: Kind) {
     q.complete(&jobs[0]).await.unwrap();
     let jobs = next_within(&*q, 10, Duration::from_secs(3)).await;
     assert_eq!(ids(&jobs), ["pending"]);
-    assert!(now_millis() - (now + 300) < LATE_OK);
+    let lateness = now_millis() - (now + 2_000);
+    assert!((0..LATE_OK).contains(&lateness), "fired {lateness} ms late");
     h.cleanup().await;
 }
 
@@ -295,7 +296,7 @@ async fn concurrent_consumers_never_claim_the_same_job(kind: Kind) {
 async fn expired_lease_hands_the_job_out_again(kind: Kind) {
     let h = Harness::new(kind);
     let options = QueueOptions {
-        lease: Duration::from_millis(400),
+        lease: Duration::from_millis(1_000),
         max_sleep: Duration::from_millis(200),
     };
     let crashed = h.open(options.clone()).await;
@@ -308,13 +309,13 @@ async fn expired_lease_hands_the_job_out_again(kind: Kind) {
         .await
         .is_empty());
     // The claimer never completes; after the lease the survivor gets it.
-    let second = next_within(&*survivor, 10, Duration::from_secs(2)).await;
+    let second = next_within(&*survivor, 10, Duration::from_secs(3)).await;
     assert_eq!(ids(&second), ["o"]);
     assert_ne!(first[0].claim, second[0].claim);
     assert_eq!(first[0].due_at_millis, second[0].due_at_millis);
     // The stale claim removes nothing; the live one removes the job.
     crashed.complete(&first[0]).await.unwrap();
-    let third = next_within(&*survivor, 10, Duration::from_secs(1)).await;
+    let third = next_within(&*survivor, 10, Duration::from_secs(3)).await;
     assert_eq!(
         ids(&third),
         ["o"],
