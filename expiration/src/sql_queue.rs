@@ -1,0 +1,148 @@
+//! The delay queue in the service's own database (`expiration_jobs`): SQLite in embedded
+//! mode, PostgreSQL otherwise. Durable: a restart finds every pending job, and overdue
+//! ones are claimable at once.
+//!
+//! A claim is one `UPDATE ... WHERE order_id IN (SELECT ... LIMIT n) RETURNING`: on SQLite
+//! writes are serialised, on PostgreSQL the inner select skips rows another claimer has
+//! locked and the outer `available_at <= now` is rechecked on the locked row, so two
+//! replicas never take the same job.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::Row;
+use ticketing_shared::store::{Backend as StoreBackend, Store};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{wait_and_claim, Backend, DelayQueue, DueJob, QueueOptions};
+
+#[derive(Clone, Debug)]
+pub struct SqlDelayQueue {
+    store: Store,
+    wake: Arc<Notify>,
+    options: QueueOptions,
+    claim_sql: Arc<str>,
+}
+
+impl SqlDelayQueue {
+    /// A queue over `store`, which must have been opened with [`crate::MIGRATIONS`].
+    pub fn new(store: Store, options: QueueOptions) -> SqlDelayQueue {
+        let lock = match store.backend() {
+            StoreBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+            StoreBackend::Sqlite => "",
+        };
+        let claim_sql = format!(
+            "UPDATE expiration_jobs SET available_at = $1, claim_token = $2 \
+             WHERE order_id IN (SELECT order_id FROM expiration_jobs WHERE available_at <= $3 \
+                                ORDER BY available_at LIMIT $4{lock}) \
+               AND available_at <= $3 \
+             RETURNING order_id, due_at"
+        );
+        SqlDelayQueue {
+            store,
+            wake: Arc::new(Notify::new()),
+            options,
+            claim_sql: claim_sql.into(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// How many jobs are pending or claimed.
+    pub async fn len(&self) -> anyhow::Result<usize> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM expiration_jobs")
+            .fetch_one(self.store.reader())
+            .await?;
+        Ok(n as usize)
+    }
+}
+
+#[async_trait]
+impl Backend for SqlDelayQueue {
+    async fn claim(
+        &self,
+        now: i64,
+        max: usize,
+        lease_until: i64,
+        token: &str,
+    ) -> anyhow::Result<Vec<DueJob>> {
+        let rows = sqlx::query(&self.claim_sql)
+            .bind(lease_until)
+            .bind(token)
+            .bind(now)
+            .bind(max as i64)
+            .fetch_all(self.store.writer())
+            .await
+            .context("claiming due expiration jobs")?;
+        let mut jobs = rows
+            .iter()
+            .map(|row| {
+                Ok(DueJob {
+                    order_id: row.try_get("order_id")?,
+                    due_at_millis: row.try_get("due_at")?,
+                    claim: token.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        jobs.sort_by_key(|j| j.due_at_millis);
+        Ok(jobs)
+    }
+
+    async fn earliest(&self) -> anyhow::Result<Option<i64>> {
+        let at: Option<i64> = sqlx::query_scalar("SELECT MIN(available_at) FROM expiration_jobs")
+            .fetch_one(self.store.reader())
+            .await?;
+        Ok(at)
+    }
+}
+
+#[async_trait]
+impl DelayQueue for SqlDelayQueue {
+    async fn schedule(&self, order_id: &str, due_at_millis: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO expiration_jobs (order_id, due_at, available_at, claim_token) \
+             VALUES ($1, $2, $2, NULL) \
+             ON CONFLICT (order_id) DO UPDATE \
+               SET due_at = excluded.due_at, available_at = excluded.available_at, claim_token = NULL \
+               WHERE expiration_jobs.due_at <> excluded.due_at",
+        )
+        .bind(order_id)
+        .bind(due_at_millis)
+        .execute(self.store.writer())
+        .await
+        .context("scheduling an expiration job")?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    async fn cancel(&self, order_id: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM expiration_jobs WHERE order_id = $1")
+            .bind(order_id)
+            .execute(self.store.writer())
+            .await
+            .context("cancelling an expiration job")?;
+        Ok(())
+    }
+
+    async fn next_due(
+        &self,
+        max: usize,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Vec<DueJob>> {
+        wait_and_claim(self, &self.wake, &self.options, max, shutdown).await
+    }
+
+    async fn complete(&self, job: &DueJob) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM expiration_jobs WHERE order_id = $1 AND claim_token = $2")
+            .bind(&job.order_id)
+            .bind(&job.claim)
+            .execute(self.store.writer())
+            .await
+            .context("completing an expiration job")?;
+        Ok(())
+    }
+}
