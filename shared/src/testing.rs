@@ -67,6 +67,8 @@ pub struct TestEnv {
     pub runtime: Runtime,
     pub prefix: String,
     pub dir: tempfile::TempDir,
+    /// The JetStream stream to delete when the test ends.
+    nats_stream: Option<String>,
 }
 
 impl TestEnv {
@@ -87,7 +89,10 @@ impl TestEnv {
         let bus = NatsBus::connect_with(&nats_url(), &prefix, test_retry_policy())
             .await
             .expect("NATS with JetStream must be reachable (TEST_NATS_URL)");
-        Self::build(backend, prefix, dir, Arc::new(bus))
+        let stream = bus.stream_name().to_owned();
+        let mut env = Self::build(backend, prefix, dir, Arc::new(bus));
+        env.nats_stream = Some(stream);
+        env
     }
 
     fn build(
@@ -116,6 +121,7 @@ impl TestEnv {
             },
             prefix,
             dir,
+            nats_stream: None,
         }
     }
 }
@@ -137,6 +143,29 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.runtime.shutdown.cancel();
+        if let Some(stream) = self.nats_stream.take() {
+            // Drop cannot await: delete the test's stream from a thread of its own, on a
+            // connection of its own, so the shared server does not fill up.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        let client = async_nats::connect(nats_url()).await?;
+                        async_nats::jetstream::new(client)
+                            .delete_stream(&stream)
+                            .await?;
+                        anyhow::Ok(())
+                    })
+                    .await;
+                });
+            })
+            .join();
+        }
     }
 }
 

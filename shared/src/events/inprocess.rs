@@ -40,6 +40,9 @@ use crate::timefmt::now_millis;
 const WINDOW: usize = 1024;
 /// Look for events appended by another process this often.
 const POLL: Duration = Duration::from_secs(1);
+/// A claimed event not settled within this long (its subscriber was aborted mid-handler)
+/// is handed out again, like JetStream's ack wait.
+const ACK_WAIT: Duration = Duration::from_secs(30);
 /// Persist a moved cursor at least this often while busy.
 const CURSOR_EVERY: Duration = Duration::from_millis(20);
 
@@ -475,11 +478,16 @@ impl Consumer {
         let mut w = self.window();
         let mut next_due: Option<Instant> = None;
         for (&seq, slot) in w.slots.iter_mut() {
+            if slot.state == SlotState::Claimed && now.duration_since(slot.due) >= ACK_WAIT {
+                slot.state = SlotState::Ready;
+            }
             if slot.state != SlotState::Ready {
                 continue;
             }
             if slot.due <= now {
                 slot.state = SlotState::Claimed;
+                // While claimed, `due` is the claim time (for ACK_WAIT).
+                slot.due = now;
                 slot.attempts += 1;
                 return Claim::Event {
                     seq,
