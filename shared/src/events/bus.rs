@@ -18,13 +18,16 @@ use super::envelope::Envelope;
 /// Why a handler did not finish an event.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Try again later (e.g. an update that arrived before its predecessor, or a
-    /// database that is briefly unavailable). Counts towards the attempt limit.
+    /// Not yet: the event depends on one still on its way (an update that arrived
+    /// before its predecessor). Redelivered with capped backoff for as long as it takes
+    /// and never dead-lettered: an early event must not be lost.
     #[error("retry later: {0}")]
     Retry(String),
     /// The message can never succeed (undecodable payload): dead-letter it at once.
     #[error("poison message: {0}")]
     Poison(String),
+    /// A failure (database unavailable, a bug): redelivered with backoff, dead-lettered
+    /// after the bus's attempt limit.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -133,6 +136,17 @@ pub(crate) async fn run_handler(
     {
         Ok(outcome) => outcome,
         Err(_) => Err(HandlerError::Other(anyhow::anyhow!("handler panicked"))),
+    }
+}
+
+impl HandlerError {
+    /// Has an event that failed this way, `attempts` times, run out of chances?
+    pub fn gives_up(&self, attempts: u32, policy: &RetryPolicy) -> bool {
+        match self {
+            HandlerError::Poison(_) => true,
+            HandlerError::Retry(_) => false,
+            HandlerError::Other(_) => attempts >= policy.max_attempts,
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{run_handler, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy};
+use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy};
 use super::contracts::Subject;
 use super::envelope::Envelope;
 use crate::timefmt::now_millis;
@@ -642,8 +642,7 @@ impl Worker {
             Err(err) => err,
         };
         let policy = inner.policy;
-        let poison = matches!(error, HandlerError::Poison(_));
-        if poison || attempts >= policy.max_attempts {
+        if error.gives_up(attempts, &policy) {
             let message = error.to_string();
             tracing::error!(
                 group = %consumer.group, subject = %consumer.subject, event_id = %event.id,

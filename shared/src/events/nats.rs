@@ -23,7 +23,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{run_handler, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy};
+use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy};
 use super::contracts::Subject;
 use super::envelope::Envelope;
 
@@ -356,7 +356,7 @@ impl Subscription {
             Err(err) => err,
         };
         let policy = self.bus.policy;
-        if matches!(error, HandlerError::Poison(_)) || attempts >= policy.max_attempts {
+        if error.gives_up(attempts, &policy) {
             self.give_up(&message, &event, attempts, &error.to_string())
                 .await;
         } else {
