@@ -29,6 +29,7 @@ pub fn compose(services: &mut [Mounted], extra: Router, extra_ready: Vec<ReadyCh
         .merge(health::router(ready))
         .merge(telemetry::metrics_router())
         .layer(axum::middleware::from_fn(telemetry::track_http))
+        .layer(axum::middleware::from_fn(crate::trace::trace_http))
         // Bodies above the limit are refused by `ApiJson` with 413 in the error format.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

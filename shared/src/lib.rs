@@ -12,6 +12,7 @@ pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod timefmt;
+pub mod trace;
 pub mod validate;
 
 #[cfg(feature = "testing")]

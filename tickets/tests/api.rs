@@ -153,6 +153,32 @@ async fn create_stores_the_ticket_and_publishes_ticket_created(flavor: Flavor) {
     assert_eq!(shown, ticket);
 }
 
+async fn events_carry_the_callers_trace(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let created = EventRecorder::start(&app.env.runtime, Subject::TicketCreated).await;
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let req = app
+        .server
+        .client
+        .post(app.server.url("/api/tickets"))
+        .header("traceparent", caller)
+        .json(&json!({"title": "Traced", "price": 5}));
+    let res = app.as_user(req, "alice").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let answered = res.headers()["traceparent"].to_str().unwrap().to_owned();
+    assert!(
+        answered.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{answered}"
+    );
+    let event = created.next().await;
+    let carried = event.traceparent.expect("traceparent header on the event");
+    assert!(
+        carried.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{carried}"
+    );
+    assert_ne!(carried, caller);
+}
+
 async fn show_answers_404_for_unknown_and_malformed_ids(flavor: Flavor) {
     let app = spawn(flavor).await;
     for id in [
@@ -416,6 +442,7 @@ flavor_tests!(
     create_validates_title_and_price,
     create_stores_the_ticket_and_publishes_ticket_created,
     show_answers_404_for_unknown_and_malformed_ids,
+    events_carry_the_callers_trace,
     list_pages_through_available_tickets_oldest_first,
     update_checks_in_the_contract_order,
     update_bumps_the_version_and_publishes_ticket_updated,

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::contracts::Subject;
 use super::envelope::Envelope;
+use crate::trace::TraceContext;
 
 /// Why a handler did not finish an event.
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +131,14 @@ pub(crate) async fn run_handler(
     event: &Envelope,
 ) -> Result<(), HandlerError> {
     use futures::FutureExt;
-    match std::panic::AssertUnwindSafe(handler.handle(event))
-        .catch_unwind()
-        .await
-    {
+    // The handler continues the trace of the operation that published the event.
+    let trace = event
+        .traceparent
+        .as_deref()
+        .and_then(|tp| TraceContext::parse(tp, event.tracestate.as_deref()))
+        .unwrap_or_else(TraceContext::root);
+    let handled = std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind();
+    match trace.scope(handled).await {
         Ok(outcome) => outcome,
         Err(_) => Err(HandlerError::Other(anyhow::anyhow!("handler panicked"))),
     }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::contracts::{Event, Subject};
 use crate::timefmt::now_millis;
+use crate::trace::TraceContext;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -22,13 +23,15 @@ pub struct Envelope {
 
 impl Envelope {
     /// A new event with a fresh id, stamped now.
+    /// It carries the trace context of the operation in progress (a child span of it).
     pub fn new<E: Event>(event: &E) -> Envelope {
+        let trace = TraceContext::current().map(|c| c.child());
         Envelope {
             id: uuid::Uuid::now_v7().to_string(),
             subject: E::SUBJECT,
             payload: Bytes::from(serde_json::to_vec(event).expect("event payloads serialize")),
-            traceparent: None,
-            tracestate: None,
+            traceparent: trace.as_ref().map(TraceContext::traceparent),
+            tracestate: trace.and_then(|c| c.tracestate),
             produced_at: now_millis(),
         }
     }
