@@ -13,10 +13,9 @@ use ticketing_shared::store::Store;
 use ticketing_shared::testing::{unique_prefix, TestBackend, TestEnv};
 use tokio_util::sync::CancellationToken;
 
-/// How late a job may fire in these tests. Tight on an idle machine (the benchmark
-/// measures the real figures), loose enough for a loaded CI box.
-// A sanity bound (never early, not absurdly late) that holds on a loaded CI machine;
-// precision is measured by the `lateness` example, not asserted here.
+/// How late a job may fire in these tests: a sanity bound (never early, not absurdly
+/// late) that holds on a loaded CI box. Precision is measured by the `lateness`
+/// example, not asserted here.
 const LATE_OK: i64 = 3_000;
 
 #[derive(Clone, Copy, Debug)]
