@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use ticketing_expiration::Settings;
 use ticketing_shared::events::{
-    Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, PaymentCreated, Subject,
-    TicketRef,
+    Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, PaymentCreated, Subject, TicketRef,
 };
 use ticketing_shared::flavor_tests;
 use ticketing_shared::money::Cents;

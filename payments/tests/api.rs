@@ -150,12 +150,11 @@ impl App {
     async fn wait_replica(&self, order_id: &str, status: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let row: Option<String> =
-                sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
-                    .bind(order_id)
-                    .fetch_optional(self.store.reader())
-                    .await
-                    .unwrap();
+            let row: Option<String> = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+                .bind(order_id)
+                .fetch_optional(self.store.reader())
+                .await
+                .unwrap();
             if row.as_deref() == Some(status) {
                 return;
             }
@@ -200,7 +199,11 @@ async fn validates_token_and_order_id(flavor: Flavor) {
     let app = spawn(flavor).await;
     let res = app.pay(Some("bob"), json!({})).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let fields: Vec<Value> = errors(res).await.iter().map(|e| e["field"].clone()).collect();
+    let fields: Vec<Value> = errors(res)
+        .await
+        .iter()
+        .map(|e| e["field"].clone())
+        .collect();
     assert_eq!(fields, vec![json!("token"), json!("orderId")]);
     for body in [
         json!({"orderId": new_id()}),
@@ -225,7 +228,10 @@ async fn validates_token_and_order_id(flavor: Flavor) {
 async fn unknown_order_is_404_and_others_order_401(flavor: Flavor) {
     let app = spawn(flavor).await;
     let res = app
-        .pay(Some("bob"), json!({"orderId": new_id(), "token": "tok_visa"}))
+        .pay(
+            Some("bob"),
+            json!({"orderId": new_id(), "token": "tok_visa"}),
+        )
         .await;
     refused(res, StatusCode::NOT_FOUND, "Not found.").await;
     let id = app.order("bob", 60_000).await;
@@ -270,7 +276,12 @@ async fn cancelled_order_cannot_be_paid(flavor: Flavor) {
     let res = app
         .pay(Some("bob"), json!({"orderId": id, "token": "tok_visa"}))
         .await;
-    refused(res, StatusCode::BAD_REQUEST, "Cannot pay for a cancelled order").await;
+    refused(
+        res,
+        StatusCode::BAD_REQUEST,
+        "Cannot pay for a cancelled order",
+    )
+    .await;
     assert_eq!(app.sandbox.charges_made(), 0);
 }
 
@@ -313,7 +324,12 @@ async fn declined_card_leaves_the_order_payable(flavor: Flavor) {
             json!({"orderId": id, "token": "tok_chargeDeclinedInsufficientFunds"}),
         )
         .await;
-    refused(res, StatusCode::BAD_REQUEST, "Your card has insufficient funds.").await;
+    refused(
+        res,
+        StatusCode::BAD_REQUEST,
+        "Your card has insufficient funds.",
+    )
+    .await;
     let res = app
         .pay(Some("bob"), json!({"orderId": id, "token": "tok_bogus"}))
         .await;
@@ -343,12 +359,19 @@ async fn simultaneous_payments_charge_once(flavor: Flavor) {
     let id = app.order("bob", 60_000).await;
     let (a, b) = futures::join!(
         app.pay(Some("bob"), json!({"orderId": id, "token": "tok_visa"})),
-        app.pay(Some("bob"), json!({"orderId": id, "token": "tok_mastercard"})),
+        app.pay(
+            Some("bob"),
+            json!({"orderId": id, "token": "tok_mastercard"})
+        ),
     );
     let mut statuses = vec![a.status(), b.status()];
     statuses.sort();
     assert_eq!(statuses, vec![StatusCode::CREATED, StatusCode::BAD_REQUEST]);
-    let loser = if a.status() == StatusCode::BAD_REQUEST { a } else { b };
+    let loser = if a.status() == StatusCode::BAD_REQUEST {
+        a
+    } else {
+        b
+    };
     let message = errors(loser).await[0]["message"].clone();
     assert!(
         message == "A payment for this order is already in progress"
@@ -386,7 +409,12 @@ async fn order_cancelled_during_the_charge_is_refunded(flavor: Flavor) {
         app.cancel(&id).await;
     };
     let (res, ()) = futures::join!(pay, cancel);
-    refused(res, StatusCode::BAD_REQUEST, "Cannot pay for a cancelled order").await;
+    refused(
+        res,
+        StatusCode::BAD_REQUEST,
+        "Cannot pay for a cancelled order",
+    )
+    .await;
     assert_eq!(app.sandbox.refunded().len(), 1);
     let paid: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments")
         .fetch_one(app.store.reader())
@@ -408,7 +436,12 @@ async fn pays_through_stripe(flavor: Flavor) {
             json!({"orderId": id, "token": "tok_chargeDeclinedInsufficientFunds"}),
         )
         .await;
-    refused(res, StatusCode::BAD_REQUEST, "Your card has insufficient funds.").await;
+    refused(
+        res,
+        StatusCode::BAD_REQUEST,
+        "Your card has insufficient funds.",
+    )
+    .await;
     let res = app
         .pay(Some("bob"), json!({"orderId": id, "token": "tok_visa"}))
         .await;
