@@ -181,7 +181,7 @@ async fn refunds(
     let key = header(&headers, "idempotency-key").unwrap_or_default();
     let charge = form.get("charge").cloned().unwrap_or_default();
     let mut keys = fake.refund_keys.lock().unwrap();
-    if !keys.contains_key(&key) {
+    if let std::collections::hash_map::Entry::Vacant(entry) = keys.entry(key) {
         let mut refunds = fake.refunds.lock().unwrap();
         if refunds.contains(&charge) {
             return stripe_error(
@@ -192,7 +192,7 @@ async fn refunds(
             .into_response_json();
         }
         refunds.push(charge.clone());
-        keys.insert(key, charge.clone());
+        entry.insert(charge.clone());
     }
     (
         StatusCode::OK,
