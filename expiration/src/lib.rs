@@ -15,6 +15,7 @@
 
 mod queue;
 mod redis_queue;
+mod service;
 mod sql_queue;
 
 use sqlx::migrate::Migrator;
@@ -22,6 +23,7 @@ use ticketing_shared::store::Migrations;
 
 pub use queue::{now_millis, DelayQueue, DueJob, QueueOptions};
 pub use redis_queue::RedisDelayQueue;
+pub use service::{expiration_event, mount, Settings};
 pub use sql_queue::SqlDelayQueue;
 
 pub const SERVICE: &str = "expiration";
@@ -29,7 +31,7 @@ pub const SERVICE: &str = "expiration";
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The `expiration_jobs` table, for [`Store::open`](ticketing_shared::store::Store::open).
+/// The `expiration_jobs` and `finished_orders` tables, for [`Store::open`](ticketing_shared::store::Store::open).
 pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &SQLITE,
     postgres: &POSTGRES,

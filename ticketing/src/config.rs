@@ -56,6 +56,8 @@ pub enum Target {
     Auth,
     Tickets,
     Orders,
+    Payments,
+    Expiration,
 }
 
 impl Target {
@@ -111,6 +113,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TICKETING_ORDERS_DATABASE_URL", global = true)]
     pub orders_database_url: Option<String>,
 
+    /// Full database URL of the payments service, replacing the derived one.
+    #[arg(long, env = "TICKETING_PAYMENTS_DATABASE_URL", global = true)]
+    pub payments_database_url: Option<String>,
+
+    /// Full database URL of the expiration service, replacing the derived one.
+    #[arg(long, env = "TICKETING_EXPIRATION_DATABASE_URL", global = true)]
+    pub expiration_database_url: Option<String>,
+
     /// HS256 key of session tokens. Required in distributed mode; in embedded mode one is
     /// generated on first start and kept in the data directory.
     #[arg(long, env = "JWT_KEY", hide_env_values = true, global = true)]
@@ -151,6 +161,38 @@ pub struct ServeArgs {
         global = true
     )]
     pub nats_prefix: String,
+
+    /// Stripe secret key (`sk_live_...` / `sk_test_...`). Without it payments go to the
+    /// offline sandbox, where Stripe's test tokens decide the outcome.
+    #[arg(long, env = "STRIPE_KEY", hide_env_values = true, global = true)]
+    pub stripe_key: Option<String>,
+
+    /// Base URL of the Stripe API (a test double, a proxy).
+    #[arg(long, env = "STRIPE_BASE_URL", global = true)]
+    pub stripe_base_url: Option<String>,
+
+    /// Timeout of one request to Stripe (each charge gets up to 3 attempts).
+    #[arg(
+        long,
+        env = "TICKETING_STRIPE_TIMEOUT_SECONDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub stripe_timeout_seconds: u64,
+
+    /// The expiration queue on Redis (distributed mode). Without it the queue lives in
+    /// the expiration service's own database.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of the expiration queue's Redis keys.
+    #[arg(
+        long,
+        env = "TICKETING_REDIS_PREFIX",
+        default_value = "expiration",
+        global = true
+    )]
+    pub redis_prefix: String,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TICKETING_LOG_JSON", global = true)]

@@ -18,7 +18,7 @@ use crate::config::{ServeArgs, Target};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = runtime(&args).await?;
-    let mut services = start(args.target, &runtime).await?;
+    let mut services = start(args.target, &args, &runtime).await?;
     let ready = vec![ReadyCheck::bus("bus", &runtime.bus)];
     let app = ticketing_shared::app::compose(&mut services, Router::new(), ready);
 
@@ -47,7 +47,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Start every service the target includes.
-pub async fn start(target: Target, runtime: &Runtime) -> anyhow::Result<Vec<Mounted>> {
+pub async fn start(
+    target: Target,
+    args: &ServeArgs,
+    runtime: &Runtime,
+) -> anyhow::Result<Vec<Mounted>> {
     let mut services = Vec::new();
     if target.includes(Target::Auth) {
         services.push(ticketing_auth::mount(runtime).await?);
@@ -57,6 +61,22 @@ pub async fn start(target: Target, runtime: &Runtime) -> anyhow::Result<Vec<Moun
     }
     if target.includes(Target::Orders) {
         services.push(ticketing_orders::mount(runtime).await?);
+    }
+    if target.includes(Target::Payments) {
+        let provider = ticketing_payments::provider::from_config(
+            args.stripe_key.as_deref(),
+            args.stripe_base_url.as_deref(),
+            Duration::from_secs(args.stripe_timeout_seconds.max(1)),
+        )?;
+        services.push(ticketing_payments::mount(runtime, provider).await?);
+    }
+    if target.includes(Target::Expiration) {
+        let settings = ticketing_expiration::Settings {
+            redis_url: args.redis_url.clone().filter(|u| !u.trim().is_empty()),
+            redis_prefix: args.redis_prefix.clone(),
+            ..Default::default()
+        };
+        services.push(ticketing_expiration::mount(runtime, &settings).await?);
     }
     Ok(services)
 }
@@ -88,6 +108,8 @@ async fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
         ("auth", &args.auth_database_url),
         ("tickets", &args.tickets_database_url),
         ("orders", &args.orders_database_url),
+        ("payments", &args.payments_database_url),
+        ("expiration", &args.expiration_database_url),
     ] {
         if let Some(url) = url {
             database_overrides.insert(service.to_owned(), url.clone());

@@ -24,6 +24,17 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Charge `amount` cents (USD) with card `token`; `idempotency_key` makes a retried
     /// request never charge twice.
     async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ChargeError>;
+
+    /// Refund charge `charge_id` in full (a charge accepted by the provider that the
+    /// payments service could not accept any more: the order was cancelled or expired
+    /// meanwhile). `idempotency_key` makes a retried refund never refund twice; refunding
+    /// an already refunded charge succeeds.
+    async fn refund(&self, charge_id: &str, idempotency_key: &str) -> Result<(), ChargeError>;
+}
+
+/// The idempotency key for refunding charge `charge_id`.
+pub fn refund_idempotency_key(charge_id: &str) -> String {
+    format!("refund-{charge_id}")
 }
 
 /// The provider the configuration asks for: Stripe when a secret key is set (non-empty),

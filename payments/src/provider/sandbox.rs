@@ -177,6 +177,8 @@ struct Fingerprint {
 #[derive(Debug, Default)]
 pub struct SandboxProvider {
     results: Mutex<HashMap<String, Remembered>>,
+    /// Refunds made: idempotency key → charge id.
+    refunds: Mutex<HashMap<String, String>>,
 }
 
 impl SandboxProvider {
@@ -188,6 +190,22 @@ impl SandboxProvider {
     pub fn charges_made(&self) -> usize {
         let results = self.results.lock().expect("sandbox lock");
         results.values().filter(|(_, r)| r.is_ok()).count()
+    }
+
+    /// The charges refunded (each refund idempotency key counted once), sorted.
+    pub fn refunded(&self) -> Vec<String> {
+        let refunds = self.refunds.lock().expect("sandbox lock");
+        let mut ids: Vec<String> = refunds.values().cloned().collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    fn charge_exists(&self, charge_id: &str) -> bool {
+        let results = self.results.lock().expect("sandbox lock");
+        results
+            .values()
+            .any(|(_, r)| matches!(r, Ok(c) if c.id == charge_id))
     }
 
     fn decide(req: &ChargeRequest) -> Result<Charge, (String, Option<String>)> {
@@ -248,6 +266,17 @@ impl PaymentProvider for SandboxProvider {
             }
         };
         result.map_err(|(message, code)| ChargeError::Declined { message, code })
+    }
+
+    async fn refund(&self, charge_id: &str, idempotency_key: &str) -> Result<(), ChargeError> {
+        if !self.charge_exists(charge_id) {
+            return Err(ChargeError::Other(anyhow!("No such charge: '{charge_id}'")));
+        }
+        self.refunds
+            .lock()
+            .expect("sandbox lock")
+            .insert(idempotency_key.to_owned(), charge_id.to_owned());
+        Ok(())
     }
 }
 
@@ -403,5 +432,16 @@ mod tests {
             sandbox.charge(&r).await,
             Err(ChargeError::Other(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn refunds_are_recorded_once() {
+        let sandbox = SandboxProvider::new();
+        let charge = sandbox.charge(&req("tok_visa", "r1")).await.unwrap();
+        let key = super::super::refund_idempotency_key(&charge.id);
+        sandbox.refund(&charge.id, &key).await.unwrap();
+        sandbox.refund(&charge.id, &key).await.unwrap();
+        assert_eq!(sandbox.refunded(), vec![charge.id]);
+        assert!(sandbox.refund("ch_unknown", "x").await.is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! The real Stripe Charges API (`POST /v1/charges`).
+//! The real Stripe Charges API (`POST /v1/charges`) and refunds (`POST /v1/refunds`).
 //!
 //! Requests are form-encoded and authenticated with the secret key as a bearer token. Each
 //! carries the caller's `Idempotency-Key`, so a request that timed out or met a 5xx is
@@ -25,6 +25,7 @@ pub struct StripeProvider {
     client: reqwest::Client,
     secret_key: String,
     charges_url: String,
+    refunds_url: String,
     max_attempts: u32,
     backoff: Duration,
 }
@@ -64,6 +65,7 @@ impl StripeProvider {
             client,
             secret_key,
             charges_url: format!("{base}/v1/charges"),
+            refunds_url: format!("{base}/v1/refunds"),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
         })
@@ -77,7 +79,40 @@ impl StripeProvider {
         self
     }
 
-    async fn attempt(&self, req: &ChargeRequest) -> Attempt {
+    /// One form POST with the idempotency key: the answer, or why it is worth retrying.
+    async fn post(
+        &self,
+        url: &str,
+        idempotency_key: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(StatusCode, Option<bool>, Vec<u8>), String> {
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(&self.secret_key)
+            .header("Idempotency-Key", idempotency_key)
+            .form(form)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            // Timeouts, refused or reset connections: the request may or may not have
+            // been carried out; the same idempotency key makes the retry safe either way.
+            Err(e) => return Err(describe_transport_error(&e)),
+        };
+        let status = response.status();
+        let should_retry = response
+            .headers()
+            .get("stripe-should-retry")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v == "true");
+        match response.bytes().await {
+            Ok(b) => Ok((status, should_retry, b.to_vec())),
+            Err(e) => Err(describe_transport_error(&e)),
+        }
+    }
+
+    async fn attempt(&self, req: &ChargeRequest) -> Attempt<Charge> {
         let amount = req.amount.get().to_string();
         let mut form: Vec<(&str, &str)> = vec![
             ("amount", amount.as_str()),
@@ -87,29 +122,12 @@ impl StripeProvider {
         if let Some(description) = &req.description {
             form.push(("description", description.as_str()));
         }
-        let response = self
-            .client
-            .post(&self.charges_url)
-            .bearer_auth(&self.secret_key)
-            .header("Idempotency-Key", &req.idempotency_key)
-            .form(&form)
-            .send()
-            .await;
-        let response = match response {
-            Ok(r) => r,
-            // Timeouts, refused or reset connections: the charge may or may not have been
-            // made; the same idempotency key makes the retry safe either way.
-            Err(e) => return Attempt::Retry(describe_transport_error(&e)),
-        };
-        let status = response.status();
-        let should_retry = response
-            .headers()
-            .get("stripe-should-retry")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v == "true");
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => return Attempt::Retry(describe_transport_error(&e)),
+        let (status, should_retry, body) = match self
+            .post(&self.charges_url, &req.idempotency_key, &form)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(reason) => return Attempt::Retry(reason),
         };
         if status.is_success() {
             return Attempt::Done(match serde_json::from_slice::<ChargeBody>(&body) {
@@ -127,33 +145,80 @@ impl StripeProvider {
             .unwrap_or_default();
         classify(status, should_retry, error)
     }
-}
 
-#[async_trait]
-impl PaymentProvider for StripeProvider {
-    async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ChargeError> {
+    async fn refund_attempt(&self, charge_id: &str, idempotency_key: &str) -> Attempt<()> {
+        let form = [("charge", charge_id)];
+        let (status, should_retry, body) =
+            match self.post(&self.refunds_url, idempotency_key, &form).await {
+                Ok(answer) => answer,
+                Err(reason) => return Attempt::Retry(reason),
+            };
+        if status.is_success() {
+            return Attempt::Done(Ok(()));
+        }
+        let error = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_default();
+        // Refunded already (by an earlier attempt whose answer was lost): done.
+        if error.code.as_deref() == Some("charge_already_refunded") {
+            return Attempt::Done(Ok(()));
+        }
+        let message = error
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("Stripe answered {status}"));
+        let transient = status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::CONFLICT;
+        if should_retry.unwrap_or(transient) {
+            return Attempt::Retry(format!("{status}: {message}"));
+        }
+        Attempt::Done(Err(ChargeError::Other(anyhow!(
+            "Stripe refused the refund of {charge_id} ({status}): {message}"
+        ))))
+    }
+
+    /// Run `attempt` until it is done, retrying (bounded, with backoff) while Stripe is
+    /// unavailable.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, ChargeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
         let mut backoff = self.backoff;
-        let mut attempt = 1;
+        let mut tries = 1;
         loop {
-            match self.attempt(req).await {
+            match attempt().await {
                 Attempt::Done(result) => return result,
-                Attempt::Retry(reason) if attempt >= self.max_attempts => {
-                    tracing::warn!(%reason, attempts = attempt, "Stripe unavailable, giving up");
+                Attempt::Retry(reason) if tries >= self.max_attempts => {
+                    tracing::warn!(%reason, attempts = tries, what, "Stripe unavailable, giving up");
                     return Err(ChargeError::Unavailable(reason));
                 }
                 Attempt::Retry(reason) => {
-                    tracing::warn!(%reason, attempt, ?backoff, "Stripe unavailable, retrying");
+                    tracing::warn!(%reason, attempt = tries, ?backoff, what, "Stripe unavailable, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = backoff.saturating_mul(2);
-                    attempt += 1;
+                    tries += 1;
                 }
             }
         }
     }
 }
 
-enum Attempt {
-    Done(Result<Charge, ChargeError>),
+#[async_trait]
+impl PaymentProvider for StripeProvider {
+    async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ChargeError> {
+        self.retrying("charge", || self.attempt(req)).await
+    }
+
+    async fn refund(&self, charge_id: &str, idempotency_key: &str) -> Result<(), ChargeError> {
+        self.retrying("refund", || self.refund_attempt(charge_id, idempotency_key))
+            .await
+    }
+}
+
+enum Attempt<T> {
+    Done(Result<T, ChargeError>),
     /// Worth retrying with the same idempotency key; the reason if it was the last try.
     Retry(String),
 }
@@ -183,7 +248,7 @@ struct StripeError {
     param: Option<String>,
 }
 
-fn classify(status: StatusCode, should_retry: Option<bool>, e: StripeError) -> Attempt {
+fn classify(status: StatusCode, should_retry: Option<bool>, e: StripeError) -> Attempt<Charge> {
     let message = e
         .message
         .clone()
@@ -280,7 +345,7 @@ mod tests {
         }
     }
 
-    fn outcome(a: Attempt) -> &'static str {
+    fn outcome(a: Attempt<Charge>) -> &'static str {
         match a {
             Attempt::Done(Ok(_)) => "ok",
             Attempt::Done(Err(ChargeError::Declined { .. })) => "declined",

@@ -1,0 +1,182 @@
+//! The expiration service over the bus: `order:created` schedules, `order:cancelled` /
+//! `payment:created` drop, due jobs publish `expiration:complete`; pending jobs survive
+//! a restart. With the queue in the service's store and on Redis, on every flavor.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use ticketing_expiration::Settings;
+use ticketing_shared::events::{
+    Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, PaymentCreated, Subject, TicketRef,
+};
+use ticketing_shared::flavor_tests;
+use ticketing_shared::money::Cents;
+use ticketing_shared::runtime::{Mounted, Runtime};
+use ticketing_shared::store::Store;
+use ticketing_shared::testing::{unique_prefix, EventRecorder, Flavor, TestEnv};
+use ticketing_shared::timefmt::{format_millis, now_millis};
+use tokio_util::sync::CancellationToken;
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn settings(redis: bool) -> Settings {
+    Settings {
+        redis_url: redis.then(redis_url),
+        redis_prefix: unique_prefix(),
+        ..Settings::default()
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn created(id: &str, due: i64) -> Envelope {
+    Envelope::new(&OrderCreated {
+        id: id.into(),
+        status: "created".into(),
+        user_id: "bob".into(),
+        expires_at: format_millis(due),
+        version: 0,
+        ticket: OrderCreatedTicket {
+            id: new_id(),
+            price: Cents::new(1000),
+        },
+    })
+}
+
+async fn mount(rt: &Runtime, settings: &Settings) -> Mounted {
+    ticketing_expiration::mount(rt, settings)
+        .await
+        .expect("mount expiration")
+}
+
+/// Wait until the service has handled `n` events.
+async fn wait_handled(rt: &Runtime, n: i64) {
+    let location = rt.location(ticketing_expiration::SERVICE).unwrap();
+    let store = Store::open(&location, &ticketing_expiration::MIGRATIONS)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let handled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox")
+            .fetch_one(store.reader())
+            .await
+            .unwrap();
+        if handled >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {handled} events handled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn fires_at_expires_at(flavor: Flavor, redis: bool) {
+    let env = TestEnv::with_flavor(flavor).await;
+    let recorder = EventRecorder::start(&env.runtime, Subject::ExpirationComplete).await;
+    let _service = mount(&env.runtime, &settings(redis)).await;
+    let id = new_id();
+    let due = now_millis() + 300;
+    env.runtime.bus.publish(&created(&id, due)).await.unwrap();
+    let event = recorder.next().await;
+    assert!(now_millis() >= due, "fired early");
+    assert_eq!(event.id, format!("expiration-{id}"));
+    let payload: Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(payload, serde_json::json!({ "orderId": id }));
+    recorder.assert_quiet(Duration::from_millis(500)).await;
+}
+
+async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool) {
+    let env = TestEnv::with_flavor(flavor).await;
+    let recorder = EventRecorder::start(&env.runtime, Subject::ExpirationComplete).await;
+    let _service = mount(&env.runtime, &settings(redis)).await;
+    let (cancelled, paid) = (new_id(), new_id());
+    let due = now_millis() + 800;
+    let bus = &env.runtime.bus;
+    bus.publish(&created(&cancelled, due)).await.unwrap();
+    bus.publish(&created(&paid, due)).await.unwrap();
+    wait_handled(&env.runtime, 2).await;
+    bus.publish(&Envelope::new(&OrderCancelled {
+        id: cancelled.clone(),
+        version: 1,
+        ticket: TicketRef { id: new_id() },
+    }))
+    .await
+    .unwrap();
+    bus.publish(&Envelope::new(&PaymentCreated {
+        id: new_id(),
+        order_id: paid.clone(),
+        stripe_id: "ch_x".into(),
+    }))
+    .await
+    .unwrap();
+    // A cancellation overtaking its order:created: nothing is scheduled either.
+    let late = new_id();
+    bus.publish(&Envelope::new(&OrderCancelled {
+        id: late.clone(),
+        version: 1,
+        ticket: TicketRef { id: new_id() },
+    }))
+    .await
+    .unwrap();
+    wait_handled(&env.runtime, 5).await;
+    bus.publish(&created(&late, now_millis() + 100))
+        .await
+        .unwrap();
+    recorder.assert_quiet(Duration::from_millis(1500)).await;
+}
+
+async fn pending_expiry_survives_a_restart(flavor: Flavor, redis: bool) {
+    let env = TestEnv::with_flavor(flavor).await;
+    let settings = settings(redis);
+    let first = mount(&env.runtime, &settings).await;
+    let id = new_id();
+    let due = now_millis() + 1500;
+    env.runtime.bus.publish(&created(&id, due)).await.unwrap();
+    wait_handled(&env.runtime, 1).await;
+
+    // Stop every task of the first instance, then start again on the same storage.
+    let mut second_rt = env.runtime.clone();
+    second_rt.shutdown = CancellationToken::new();
+    let _stop = second_rt.shutdown.clone().drop_guard();
+    env.runtime.shutdown.cancel();
+    for task in first.tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    let recorder = EventRecorder::start(&second_rt, Subject::ExpirationComplete).await;
+    let _second = mount(&second_rt, &settings).await;
+    let event = recorder.next().await;
+    assert!(now_millis() >= due);
+    let payload: Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(payload["orderId"], id.as_str());
+}
+
+async fn fires_sql(flavor: Flavor) {
+    fires_at_expires_at(flavor, false).await
+}
+async fn fires_redis(flavor: Flavor) {
+    fires_at_expires_at(flavor, true).await
+}
+async fn dropped_sql(flavor: Flavor) {
+    cancelled_or_paid_before_due_fires_nothing(flavor, false).await
+}
+async fn dropped_redis(flavor: Flavor) {
+    cancelled_or_paid_before_due_fires_nothing(flavor, true).await
+}
+async fn restart_sql(flavor: Flavor) {
+    pending_expiry_survives_a_restart(flavor, false).await
+}
+async fn restart_redis(flavor: Flavor) {
+    pending_expiry_survives_a_restart(flavor, true).await
+}
+
+flavor_tests!(
+    fires_sql,
+    fires_redis,
+    dropped_sql,
+    dropped_redis,
+    restart_sql,
+    restart_redis,
+);

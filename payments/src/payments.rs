@@ -1,0 +1,128 @@
+//! The `payments` table and the per-order payment claim.
+
+use std::time::Duration;
+
+use sqlx::{Any, Row, Transaction};
+use ticketing_shared::events::{outbox, Envelope, PaymentCreated};
+use ticketing_shared::store::Store;
+use ticketing_shared::timefmt::now_millis;
+
+/// A claim older than this is left over by a process that died mid-payment and may be
+/// taken over. Longer than any charge can take (Stripe: 3 attempts of at most the HTTP
+/// timeout, plus backoff), so a live claim is never stolen.
+pub const STALE_CLAIM: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub id: String,
+    pub order_id: String,
+    pub stripe_id: String,
+}
+
+pub async fn find_for_order(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &str,
+) -> Result<Option<Payment>, sqlx::Error> {
+    let row = sqlx::query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| Payment {
+        id: r.get("id"),
+        order_id: r.get("order_id"),
+        stripe_id: r.get("stripe_id"),
+    }))
+}
+
+/// Take the order's payment claim. `false` when another payment of the order is in
+/// progress (a live claim).
+pub async fn claim(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &str,
+    claim: &str,
+) -> Result<bool, sqlx::Error> {
+    let now = now_millis();
+    let taken = sqlx::query(
+        "INSERT INTO payment_attempts (order_id, claim, started_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (order_id) DO UPDATE SET claim = excluded.claim, started_at = excluded.started_at \
+         WHERE payment_attempts.started_at < $4",
+    )
+    .bind(order_id)
+    .bind(claim)
+    .bind(now)
+    .bind(now - STALE_CLAIM.as_millis() as i64)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
+}
+
+/// Give the claim up (only if it is still ours).
+pub async fn release(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &str,
+    claim: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM payment_attempts WHERE order_id = $1 AND claim = $2")
+        .bind(order_id)
+        .bind(claim)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Give the claim up in a transaction of its own.
+pub async fn release_now(store: &Store, order_id: &str, claim: &str) -> Result<(), sqlx::Error> {
+    let mut tx = store.begin().await?;
+    release(&mut tx, order_id, claim).await?;
+    tx.commit().await
+}
+
+/// Why a payment was not recorded.
+pub enum RecordError {
+    /// The order already has a payment (the unique index decided).
+    AlreadyPaid,
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for RecordError {
+    fn from(e: sqlx::Error) -> Self {
+        RecordError::Db(e)
+    }
+}
+
+/// Record the payment of `order_id` by charge `stripe_id` and enqueue `payment:created`.
+pub async fn record(
+    tx: &mut Transaction<'static, Any>,
+    order_id: &str,
+    stripe_id: &str,
+) -> Result<Payment, RecordError> {
+    let payment = Payment {
+        id: uuid::Uuid::now_v7().to_string(),
+        order_id: order_id.to_owned(),
+        stripe_id: stripe_id.to_owned(),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO payments (id, order_id, stripe_id, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&payment.id)
+    .bind(&payment.order_id)
+    .bind(&payment.stripe_id)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(RecordError::AlreadyPaid)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let event = Envelope::new(&PaymentCreated {
+        id: payment.id.clone(),
+        order_id: payment.order_id.clone(),
+        stripe_id: payment.stripe_id.clone(),
+    });
+    outbox::enqueue(tx, &event).await?;
+    Ok(payment)
+}
