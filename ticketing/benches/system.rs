@@ -447,14 +447,29 @@ impl Report {
     }
 
     fn print(&self) {
-        let w0 = self.rows.iter().map(|r| r.metric.len()).max().unwrap_or(0);
-        let w1 = self.rows.iter().map(|r| r.figure.len()).max().unwrap_or(0);
-        let w2 = self.rows.iter().map(|r| r.target.len()).max().unwrap_or(0);
+        let w0 = self
+            .rows
+            .iter()
+            .map(|r| r.metric.chars().count())
+            .max()
+            .unwrap_or(0);
+        let w1 = self
+            .rows
+            .iter()
+            .map(|r| r.figure.chars().count())
+            .max()
+            .unwrap_or(0);
+        let w2 = self
+            .rows
+            .iter()
+            .map(|r| r.target.chars().count())
+            .max()
+            .unwrap_or(0);
         let rule = "-".repeat(w0 + w1 + w2 + 16);
         println!("\n{rule}");
         println!(
-            "{:w0$} | {:w1$} | {:w2$} | {}",
-            "metric", "figure", "target", ""
+            "{:w0$} | {:w1$} | {:w2$} | verdict",
+            "metric", "figure", "target"
         );
         println!("{rule}");
         for r in &self.rows {
