@@ -94,6 +94,24 @@ all_parsed!(A, B);
 all_parsed!(A, B, C);
 all_parsed!(A, B, C, D);
 
+/// Ids are opaque strings chosen by their owning service: 1–64 characters of
+/// `[A-Za-z0-9_-]` (UUIDs fit). Anything else can name no object.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An id field of a request body.
+pub fn parse_id(name: &str, raw: &Value) -> Result<String, String> {
+    let text = as_str(name, raw)?;
+    if !is_valid_id(text) {
+        return Err(format!("{} must be a valid id", label(name)));
+    }
+    Ok(text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,22 +133,4 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
     }
-}
-
-/// Ids are opaque strings chosen by their owning service: 1–64 characters of
-/// `[A-Za-z0-9_-]` (UUIDs fit). Anything else can name no object.
-pub fn is_valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// An id field of a request body.
-pub fn parse_id(name: &str, raw: &Value) -> Result<String, String> {
-    let text = as_str(name, raw)?;
-    if !is_valid_id(text) {
-        return Err(format!("{} must be a valid id", label(name)));
-    }
-    Ok(text.to_owned())
 }
