@@ -94,13 +94,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         (Subject::OrderCancelled, Arc::new(Drop(state.clone()))),
         (Subject::PaymentCreated, Arc::new(Drop(state.clone()))),
     ];
-    for (subject, handler) in handlers {
-        tasks.push(
-            rt.bus
-                .subscribe(groups::EXPIRATION, subject, handler, rt.shutdown.clone())
-                .await?,
-        );
-    }
+    tasks.extend(rt.subscribe_all(groups::EXPIRATION, handlers).await?);
     tasks.push(spawn_runner(store, outbox, queue, rt.shutdown.clone()));
     Ok(Mounted {
         name: SERVICE,

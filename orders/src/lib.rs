@@ -70,13 +70,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
             Arc::new(listeners::payment_created::Listener(state.clone())),
         ),
     ];
-    for (subject, handler) in handlers {
-        tasks.push(
-            rt.bus
-                .subscribe(groups::ORDERS, subject, handler, rt.shutdown.clone())
-                .await?,
-        );
-    }
+    tasks.extend(rt.subscribe_all(groups::ORDERS, handlers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

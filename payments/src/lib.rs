@@ -69,13 +69,7 @@ pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::
             Arc::new(listeners::order_cancelled::Listener(state.clone())),
         ),
     ];
-    for (subject, handler) in handlers {
-        tasks.push(
-            rt.bus
-                .subscribe(groups::PAYMENTS, subject, handler, rt.shutdown.clone())
-                .await?,
-        );
-    }
+    tasks.extend(rt.subscribe_all(groups::PAYMENTS, handlers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

@@ -1,6 +1,7 @@
 //! What a service is started with, and what it hands back to the `ticketing` binary.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -8,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::JwtKeys;
-use crate::events::SharedBus;
+use crate::events::{Handler, SharedBus, Subject};
 use crate::health::ReadyCheck;
 use crate::store::{DatabaseConfig, DbLocation};
 
@@ -46,4 +47,24 @@ pub struct Mounted {
     pub router: OpenApiRouter,
     pub ready: Vec<ReadyCheck>,
     pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Subscribe a service's listeners as its consumer group; the returned tasks end at
+    /// shutdown.
+    pub async fn subscribe_all(
+        &self,
+        group: &str,
+        handlers: impl IntoIterator<Item = (Subject, Arc<dyn Handler>)>,
+    ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let mut tasks = Vec::new();
+        for (subject, handler) in handlers {
+            tasks.push(
+                self.bus
+                    .subscribe(group, subject, handler, self.shutdown.clone())
+                    .await?,
+            );
+        }
+        Ok(tasks)
+    }
 }

@@ -101,7 +101,8 @@ impl Sys {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buy_pay_expire_and_restart() {
     let mut env = TestEnv::new(TestBackend::Sqlite);
-    env.runtime.order_ttl = Duration::from_secs(1);
+    // Long enough to buy and pay on a loaded CI machine, short enough to wait out.
+    env.runtime.order_ttl = Duration::from_secs(3);
     let first = mount_all(&env.runtime).await;
     let sys = Sys {
         server: TestServer::spawn(first).await,
@@ -129,7 +130,7 @@ async fn buy_pay_expire_and_restart() {
     })
     .await;
     // Past the TTL the paid order stays complete and keeps its ticket.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let o = sys.get(&buyer, &format!("/api/orders/{order_id}")).await;
     assert_eq!(o["status"], "complete");
     let t = sys

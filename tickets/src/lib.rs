@@ -14,7 +14,7 @@ use axum::extract::FromRef;
 use sqlx::migrate::Migrator;
 use ticketing_shared::auth::JwtKeys;
 use ticketing_shared::events::outbox::Outbox;
-use ticketing_shared::events::{groups, schema, Subject};
+use ticketing_shared::events::{groups, schema, Handler, Subject};
 use ticketing_shared::health::ReadyCheck;
 use ticketing_shared::runtime::{Mounted, Runtime};
 use ticketing_shared::store::{Migrations, Store};
@@ -47,7 +47,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
         outbox: outbox.clone(),
     };
     let mut tasks = vec![outbox.spawn(rt.shutdown.clone())];
-    let handlers: [(Subject, Arc<dyn ticketing_shared::events::Handler>); 2] = [
+    let handlers: [(Subject, Arc<dyn Handler>); 2] = [
         (
             Subject::OrderCreated,
             Arc::new(listeners::order_created::Listener(state.clone())),
@@ -57,13 +57,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
             Arc::new(listeners::order_cancelled::Listener(state.clone())),
         ),
     ];
-    for (subject, handler) in handlers {
-        tasks.push(
-            rt.bus
-                .subscribe(groups::TICKETS, subject, handler, rt.shutdown.clone())
-                .await?,
-        );
-    }
+    tasks.extend(rt.subscribe_all(groups::TICKETS, handlers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),
