@@ -205,3 +205,18 @@ pub async fn status_of(
         .await?;
     Ok(row.map(|r| r.get("status")))
 }
+
+/// The expiry of an order that is still open (`None` when unknown or no longer open).
+pub async fn open_expiry(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT expires_at FROM orders WHERE id = $1 AND status IN ({})",
+        open_states()
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.get("expires_at")))
+}
