@@ -104,6 +104,19 @@ pub async fn list_available(
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// A conditional write's outcome: the changed ticket, announced as `ticket:updated` in
+/// the same transaction, or `None` when the condition refused the change.
+async fn announce_change(
+    tx: &mut Transaction<'static, Any>,
+    row: Option<AnyRow>,
+) -> Result<Option<Ticket>, sqlx::Error> {
+    let Some(ticket) = row.as_ref().map(from_row) else {
+        return Ok(None);
+    };
+    outbox::enqueue(tx, &ticket.updated_event()).await?;
+    Ok(Some(ticket))
+}
+
 /// Edit title and price: only the owner, only while not reserved; checked by the write.
 pub async fn update(
     tx: &mut Transaction<'static, Any>,
@@ -122,11 +135,7 @@ pub async fn update(
     .bind(user_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(ticket) = row.as_ref().map(from_row) else {
-        return Ok(None);
-    };
-    outbox::enqueue(tx, &ticket.updated_event()).await?;
-    Ok(Some(ticket))
+    announce_change(tx, row).await
 }
 
 /// Reserve for `order_id`. The orders service decides who holds a ticket; events for
@@ -147,11 +156,7 @@ pub async fn reserve(
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(ticket) = row.as_ref().map(from_row) else {
-        return Ok(None);
-    };
-    outbox::enqueue(tx, &ticket.updated_event()).await?;
-    Ok(Some(ticket))
+    announce_change(tx, row).await
 }
 
 /// Release, only when the ticket is still held by `order_id`; remember the order is
@@ -173,11 +178,7 @@ pub async fn release(
     .bind(order_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(ticket) = row.as_ref().map(from_row) else {
-        return Ok(None);
-    };
-    outbox::enqueue(tx, &ticket.updated_event()).await?;
-    Ok(Some(ticket))
+    announce_change(tx, row).await
 }
 
 pub async fn exists(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, sqlx::Error> {
