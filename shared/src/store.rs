@@ -7,12 +7,14 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,8 @@ pub struct Store {
     backend: Backend,
     write: AnyPool,
     read: AnyPool,
+    /// SQLite: stops the background checkpointer when the last clone is dropped.
+    _checkpointer: Option<Arc<DropGuard>>,
 }
 
 impl Store {
@@ -128,11 +132,15 @@ impl Store {
                 .max_connections(max)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
+                // A file does not hang up: pinging it on every acquire would only add a
+                // round trip to the connection's thread.
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                             PRAGMA wal_autocheckpoint = 0;",
                         )
                         .await?;
                         Ok(())
@@ -144,10 +152,12 @@ impl Store {
             .await
             .with_context(|| format!("opening {}", path.display()))?;
         let read = pool(4).connect_with(options).await?;
+        let checkpointer = spawn_checkpointer(read.clone());
         Ok(Store {
             backend: Backend::Sqlite,
             write,
             read,
+            _checkpointer: Some(Arc::new(checkpointer)),
         })
     }
 
@@ -163,6 +173,7 @@ impl Store {
             backend: Backend::Postgres,
             write: pool.clone(),
             read: pool,
+            _checkpointer: None,
         })
     }
 
@@ -200,6 +211,44 @@ impl Store {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// How often a SQLite file's write-ahead log is copied back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Checkpoint a SQLite file in the background, every [`CHECKPOINT_EVERY`], until the
+/// returned guard is dropped.
+///
+/// SQLite's automatic checkpoint runs inside the commit that crosses the log's size
+/// limit, and with `synchronous = NORMAL` it is the only step that waits for the disk
+/// (two fsyncs): every writer queued behind that commit waits too. Connections are
+/// opened with `wal_autocheckpoint = 0` and a `PASSIVE` checkpoint on a reader
+/// connection does the work beside the writer instead of in its way.
+pub(crate) fn spawn_checkpointer<DB: sqlx::Database>(pool: sqlx::Pool<DB>) -> DropGuard
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stopped.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                Ok(_) => {}
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(err) => tracing::warn!(error = %err, "SQLite checkpoint failed"),
+            }
+        }
+    });
+    stop.drop_guard()
 }
 
 /// Create the service's database on its server when it does not exist yet.

@@ -337,7 +337,7 @@ async fn keeps_order_per_subscriber(kind: BusKind) {
 }
 
 /// A change committed with its event; the relay dies before publishing one event and
-/// after publishing (but before marking) another. A new relay delivers both exactly once
+/// after publishing (but before deleting) another. A new relay delivers both exactly once
 /// to every group.
 async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
     let env = env(kind, backend).await;
@@ -369,12 +369,9 @@ async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
     outbox::enqueue(&mut tx, &ticket(3)).await.unwrap();
     tx.rollback().await.unwrap();
 
-    // The first relay: killed before its first pass.
-    let dead = Outbox::new(store.clone(), h.bus.clone());
-    let task = dead.spawn(h.shutdown.child_token());
-    task.abort();
-    let _ = task.await;
-    // ...and a previous incarnation that published one event but died before marking it.
+    // The process died right after these commits, before any relay pass (aborting a
+    // freshly spawned relay is no way to get there: it may already have run a pass)...
+    // ...and a previous incarnation that published one event but died before deleting it.
     h.bus.publish(&published_unmarked).await.unwrap();
     let got = h.take(2).await;
     assert!(got.iter().all(|(_, e)| e.id == published_unmarked.id));
@@ -392,7 +389,7 @@ async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
             .collect();
         assert_eq!(ids, vec![unpublished.id.clone()], "{label}");
     }
-    let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+    let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
         .fetch_one(store.reader())
         .await
         .unwrap();

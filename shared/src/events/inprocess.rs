@@ -24,15 +24,16 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::{watch, Mutex, Notify, OnceCell};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy};
 use super::contracts::Subject;
 use super::envelope::Envelope;
+use crate::store::spawn_checkpointer;
 use crate::timefmt::now_millis;
 
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
@@ -43,6 +44,8 @@ const POLL: Duration = Duration::from_secs(1);
 /// A claimed event not settled within this long (its subscriber was aborted mid-handler)
 /// is handed out again, like JetStream's ack wait.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+/// Events per insert statement (7 parameters each, far below SQLite's limit).
+const PUBLISH_CHUNK: usize = 256;
 /// Persist a moved cursor at least this often while busy.
 const CURSOR_EVERY: Duration = Duration::from_millis(20);
 
@@ -100,7 +103,8 @@ struct Inner {
     /// One connection: commits queue in the process instead of failing busy.
     write: SqlitePool,
     read: SqlitePool,
-    schema: OnceCell<()>,
+    /// Set once the schema is in place; holds the checkpointer's guard.
+    schema: OnceCell<DropGuard>,
     policy: RetryPolicy,
     consumers: SyncMutex<HashMap<(String, Subject), Arc<Consumer>>>,
     /// Bumped after every commit of the log; subscribers wait on it.
@@ -132,11 +136,14 @@ impl InProcessBus {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Checkpoints run beside the writer (see `store::spawn_checkpointer`).
+            .pragma("wal_autocheckpoint", "0");
         let pool = |max: u32| {
             SqlitePoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(30))
+                .test_before_acquire(false)
                 .connect_lazy_with(options.clone())
         };
         Ok(InProcessBus {
@@ -165,7 +172,7 @@ impl InProcessBus {
                     sqlx::query(statement).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                anyhow::Ok(())
+                anyhow::Ok(spawn_checkpointer(self.inner.read.clone()))
             })
             .await
             .with_context(|| format!("opening the event log {}", self.inner.path.display()))?;
@@ -281,25 +288,32 @@ impl EventBus for InProcessBus {
         }
         self.ready().await?;
         let now = now_millis();
-        let mut tx = self.inner.write.begin().await?;
-        for event in events {
-            // The id is unique: a republished event is accepted and dropped.
-            sqlx::query(
+        // One multi-row statement per chunk, without a transaction around them: each
+        // statement is atomic, and a chunk that fails is republished whole by the caller
+        // (the rows that made it are then dropped as duplicates).
+        for chunk in events.chunks(PUBLISH_CHUNK) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (event_id, subject, payload, traceparent, tracestate, \
-                 produced_at, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(&event.id)
-            .bind(event.subject.as_str())
-            .bind(event.payload.as_ref())
-            .bind(event.traceparent.as_deref())
-            .bind(event.tracestate.as_deref())
-            .bind(event.produced_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+                 produced_at, published_at) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(&event.id)
+                    .push_bind(event.subject.as_str())
+                    .push_bind(event.payload.as_ref())
+                    .push_bind(event.traceparent.as_deref())
+                    .push_bind(event.tracestate.as_deref())
+                    .push_bind(event.produced_at)
+                    .push_bind(now);
+            });
+            // The id is unique: a republished event is accepted and dropped.
+            insert.push(" ON CONFLICT (event_id) DO NOTHING");
+            // The text depends on the chunk's length: not worth caching.
+            insert
+                .build()
+                .persistent(false)
+                .execute(&self.inner.write)
+                .await?;
         }
-        tx.commit().await?;
         self.inner.published.send_modify(|n| *n += 1);
         Ok(())
     }

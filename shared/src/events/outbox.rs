@@ -3,10 +3,12 @@
 //! them to the bus afterwards. A change is never committed without its events, and an
 //! event never announces a change that rolled back.
 //!
-//! The relay publishes in sequence order, marks rows sent only once the bus has
-//! confirmed them, and retries with backoff while the bus is down. Delivery to the bus
-//! is at-least-once; a row published twice (relay killed between publish and mark) is
-//! dropped by the bus's deduplication on the event id.
+//! The relay publishes in sequence order, deletes rows only once the bus has confirmed
+//! them, and retries with backoff while the bus is down. Delivery to the bus is
+//! at-least-once; a row published twice (relay killed between publish and delete) is
+//! dropped by the bus's deduplication on the event id. Published rows are deleted
+//! rather than marked: the bus keeps the log (`ticketing events tail`), and a table that
+//! holds only pending rows needs no index beyond its key and no pruning.
 //!
 //! Several replicas on PostgreSQL: a relay pass holds a transaction-scoped advisory lock,
 //! so one replica at a time publishes and order is kept; a replica that finds the lock
@@ -16,17 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::bus::SharedBus;
 use super::contracts::Subject;
 use super::envelope::Envelope;
 use crate::store::{Backend, Store};
-use crate::timefmt::now_millis;
 
 /// Key of the PostgreSQL advisory lock that elects the publishing relay (one per
 /// service database, so a constant is enough).
@@ -61,8 +61,6 @@ pub struct OutboxOptions {
     /// Safety net: look for unsent rows this often even without a notification (rows
     /// committed by another replica, or a notification lost to a crash).
     pub poll: Duration,
-    /// Sent rows are kept this long (for inspection), then deleted.
-    pub retention: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
 }
@@ -72,7 +70,6 @@ impl Default for OutboxOptions {
         OutboxOptions {
             batch: 500,
             poll: Duration::from_secs(1),
-            retention: Duration::from_secs(600),
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
         }
@@ -151,7 +148,6 @@ impl Outbox {
     async fn run(&self, shutdown: CancellationToken) {
         let options = self.inner.options;
         let mut failures: u32 = 0;
-        let mut next_prune = Instant::now() + options.retention.min(Duration::from_secs(60));
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -176,12 +172,6 @@ impl Outbox {
                     delay
                 }
             };
-            if Instant::now() >= next_prune {
-                next_prune = Instant::now() + Duration::from_secs(60);
-                if let Err(err) = self.prune().await {
-                    tracing::warn!(error = %err, "pruning the outbox failed");
-                }
-            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 // After a failure, wait out the backoff even if notified.
@@ -191,7 +181,7 @@ impl Outbox {
         }
     }
 
-    /// Publish one batch of unsent rows and mark them sent.
+    /// Publish one batch of pending rows and delete them.
     async fn pass(&self) -> anyhow::Result<(Pass, usize)> {
         let _pass = self.inner.pass.lock().await;
         let store = &self.inner.store;
@@ -207,7 +197,7 @@ impl Outbox {
                     tx.rollback().await?;
                     return Ok((Pass::Busy, 0));
                 }
-                let rows = sqlx::query(SELECT_UNSENT)
+                let rows = sqlx::query(SELECT_PENDING)
                     .bind(batch)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -215,14 +205,14 @@ impl Outbox {
                 if !events.is_empty() {
                     self.inner.bus.publish_batch(&events).await?;
                 }
-                mark_sent(&mut tx, &seqs).await?;
+                delete_sent(&mut tx, &seqs).await?;
                 tx.commit().await?;
                 Ok((pass_of(rows.len(), batch), events.len()))
             }
             Backend::Sqlite => {
                 // Read outside a write transaction: holding the single writer while
                 // waiting for the bus would stall every write of the service.
-                let rows = sqlx::query(SELECT_UNSENT)
+                let rows = sqlx::query(SELECT_PENDING)
                     .bind(batch)
                     .fetch_all(store.reader())
                     .await?;
@@ -230,28 +220,17 @@ impl Outbox {
                 if !events.is_empty() {
                     self.inner.bus.publish_batch(&events).await?;
                 }
-                let mut tx = store.begin().await?;
-                mark_sent(&mut tx, &seqs).await?;
-                tx.commit().await?;
+                // No transaction: each statement is atomic, and a row deleted twice or
+                // left for the next pass is harmless.
+                delete_sent(&mut *store.writer().acquire().await?, &seqs).await?;
                 Ok((pass_of(rows.len(), batch), events.len()))
             }
         }
     }
-
-    async fn prune(&self) -> Result<u64, sqlx::Error> {
-        let cutoff = now_millis() - self.inner.options.retention.as_millis() as i64;
-        Ok(
-            sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1")
-                .bind(cutoff)
-                .execute(self.inner.store.writer())
-                .await?
-                .rows_affected(),
-        )
-    }
 }
 
-const SELECT_UNSENT: &str = "SELECT seq, event_id, subject, payload, traceparent, tracestate, \
-     produced_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1";
+const SELECT_PENDING: &str = "SELECT seq, event_id, subject, payload, traceparent, tracestate, \
+     produced_at FROM outbox ORDER BY seq LIMIT $1";
 
 fn pass_of(rows: usize, batch: i64) -> Pass {
     if rows as i64 >= batch {
@@ -261,8 +240,8 @@ fn pass_of(rows: usize, batch: i64) -> Pass {
     }
 }
 
-/// The rows' sequence numbers (all of them, to be marked) and their events. A row
-/// with an unknown subject cannot be published by anyone: it is logged and marked so
+/// The rows' sequence numbers (all of them, to be deleted) and their events. A row
+/// with an unknown subject cannot be published by anyone: it is logged and dropped so
 /// it does not block the rows behind it.
 fn decode_rows(rows: &[AnyRow]) -> Result<(Vec<i64>, Vec<Envelope>), sqlx::Error> {
     let mut seqs = Vec::with_capacity(rows.len());
@@ -288,20 +267,20 @@ fn decode_rows(rows: &[AnyRow]) -> Result<(Vec<i64>, Vec<Envelope>), sqlx::Error
     Ok((seqs, events))
 }
 
-async fn mark_sent(tx: &mut Transaction<'static, Any>, seqs: &[i64]) -> Result<(), sqlx::Error> {
-    // Explicit sequence numbers, not a range: a row committed late with a lower
-    // number than ones already read must not be marked without being published.
+async fn delete_sent(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    // Explicit sequence numbers, not a range: on PostgreSQL a row committed late with a
+    // lower number than ones already read must not go without being published.
     for chunk in seqs.chunks(500) {
-        let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "UPDATE outbox SET sent_at = $1 WHERE seq IN ({})",
+            "DELETE FROM outbox WHERE seq IN ({})",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(now_millis());
+        let mut query = sqlx::query(&sql).persistent(false);
         for seq in chunk {
             query = query.bind(*seq);
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

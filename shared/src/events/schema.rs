@@ -8,7 +8,8 @@
 use crate::store::{Backend, Store};
 
 const SQLITE: &[&str] = &[
-    // AUTOINCREMENT: a pruned table never hands out an old sequence number again.
+    // AUTOINCREMENT: an emptied table never hands out an old sequence number again.
+    // `sent_at` is no longer written (rows are deleted once published).
     "CREATE TABLE IF NOT EXISTS outbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         event_id TEXT NOT NULL UNIQUE,
@@ -19,8 +20,10 @@ const SQLITE: &[&str] = &[
         produced_at BIGINT NOT NULL,
         sent_at BIGINT
     )",
-    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
-    "CREATE INDEX IF NOT EXISTS outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL",
+    // Before published rows were deleted they were marked and kept for a while.
+    "DROP INDEX IF EXISTS outbox_unsent",
+    "DROP INDEX IF EXISTS outbox_sent_at",
+    "DELETE FROM outbox WHERE sent_at IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS inbox (
         consumer_group TEXT NOT NULL,
         event_id TEXT NOT NULL,
@@ -41,8 +44,10 @@ const POSTGRES: &[&str] = &[
         produced_at BIGINT NOT NULL,
         sent_at BIGINT
     )",
-    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
-    "CREATE INDEX IF NOT EXISTS outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL",
+    // Before published rows were deleted they were marked and kept for a while.
+    "DROP INDEX IF EXISTS outbox_unsent",
+    "DROP INDEX IF EXISTS outbox_sent_at",
+    "DELETE FROM outbox WHERE sent_at IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS inbox (
         consumer_group TEXT NOT NULL,
         event_id TEXT NOT NULL,
