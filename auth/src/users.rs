@@ -21,7 +21,7 @@ pub async fn insert(store: &Store, email: &Email, password_hash: &str) -> Result
         .bind(email.as_str())
         .bind(password_hash)
         .bind(now_millis())
-        .execute(store.writer())
+        .execute(&mut *store.write().await?)
         .await
         .map_err(|e| ApiError::on_unique(e, || ApiError::bad_request("Email in use")))?;
     Ok(User {

@@ -75,7 +75,7 @@ impl Backend for SqlDelayQueue {
             .bind(token)
             .bind(now)
             .bind(max as i64)
-            .fetch_all(self.store.writer())
+            .fetch_all(&mut *self.store.write().await?)
             .await
             .context("claiming due expiration jobs")?;
         let mut jobs = rows
@@ -112,7 +112,7 @@ impl DelayQueue for SqlDelayQueue {
         )
         .bind(order_id)
         .bind(due_at_millis)
-        .execute(self.store.writer())
+        .execute(&mut *self.store.write().await?)
         .await
         .context("scheduling an expiration job")?;
         self.wake.notify_waiters();
@@ -122,7 +122,7 @@ impl DelayQueue for SqlDelayQueue {
     async fn cancel(&self, order_id: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM expiration_jobs WHERE order_id = $1")
             .bind(order_id)
-            .execute(self.store.writer())
+            .execute(&mut *self.store.write().await?)
             .await
             .context("cancelling an expiration job")?;
         Ok(())
@@ -140,7 +140,7 @@ impl DelayQueue for SqlDelayQueue {
         sqlx::query("DELETE FROM expiration_jobs WHERE order_id = $1 AND claim_token = $2")
             .bind(&job.order_id)
             .bind(&job.claim)
-            .execute(self.store.writer())
+            .execute(&mut *self.store.write().await?)
             .await
             .context("completing an expiration job")?;
         Ok(())

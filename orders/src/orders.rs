@@ -2,12 +2,12 @@
 //! transaction.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use ticketing_shared::events::{
     outbox, status, Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef,
 };
 use ticketing_shared::money::Cents;
-use ticketing_shared::store::Store;
+use ticketing_shared::store::{Store, Tx};
 use ticketing_shared::timefmt::format_millis;
 
 use crate::domain::OPEN;
@@ -67,7 +67,7 @@ impl From<sqlx::Error> for PlaceError {
 /// ticket: they are cancelled here, in the same transaction (lazy expiry), so the
 /// unique index only sees orders that really hold it.
 pub async fn place(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     ticket: &TicketCopy,
     user_id: &str,
     now: i64,
@@ -161,7 +161,7 @@ pub async fn list_for_user(store: &Store, user_id: &str) -> Result<Vec<Order>, s
 /// Cancel an open order (optionally only the caller's); publishes `order:cancelled`.
 /// `None` when the order is not open (or not the caller's).
 pub async fn cancel(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     id: &str,
     owner: Option<&str>,
 ) -> Result<Option<(String, i64)>, sqlx::Error> {
@@ -183,7 +183,7 @@ pub async fn cancel(
 }
 
 /// Mark an open order paid. `false` when it was not open (already complete, cancelled).
-pub async fn complete(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn complete(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({})",
         status::COMPLETE,
@@ -195,10 +195,7 @@ pub async fn complete(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bo
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn status_of(
-    tx: &mut Transaction<'static, Any>,
-    id: &str,
-) -> Result<Option<String>, sqlx::Error> {
+pub async fn status_of(tx: &mut Tx, id: &str) -> Result<Option<String>, sqlx::Error> {
     let row = sqlx::query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -207,10 +204,7 @@ pub async fn status_of(
 }
 
 /// The expiry of an order that is still open (`None` when unknown or no longer open).
-pub async fn open_expiry(
-    tx: &mut Transaction<'static, Any>,
-    id: &str,
-) -> Result<Option<i64>, sqlx::Error> {
+pub async fn open_expiry(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT expires_at FROM orders WHERE id = $1 AND status IN ({})",
         open_states()

@@ -1,8 +1,9 @@
 //! The replica of tickets, applied in version order.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use ticketing_shared::events::replica::{self, VersionCheck};
 use ticketing_shared::money::Cents;
+use ticketing_shared::store::Tx;
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
@@ -12,10 +13,7 @@ pub struct TicketCopy {
     pub version: i64,
 }
 
-pub async fn find(
-    tx: &mut Transaction<'static, Any>,
-    id: &str,
-) -> Result<Option<TicketCopy>, sqlx::Error> {
+pub async fn find(tx: &mut Tx, id: &str) -> Result<Option<TicketCopy>, sqlx::Error> {
     let row = sqlx::query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -29,10 +27,7 @@ pub async fn find(
 }
 
 /// Apply a ticket's state at `copy.version`, if it is the next one.
-pub async fn apply(
-    tx: &mut Transaction<'static, Any>,
-    copy: &TicketCopy,
-) -> Result<VersionCheck, sqlx::Error> {
+pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, sqlx::Error> {
     let current = find(tx, &copy.id).await?.map(|t| t.version);
     let check = replica::check(current, copy.version);
     if check == VersionCheck::Apply {

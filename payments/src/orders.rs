@@ -1,9 +1,10 @@
 //! The replica of orders, applied in version order.
 
-use sqlx::{Any, Executor, Row, Transaction};
+use sqlx::{Any, Executor, Row};
 use ticketing_shared::events::replica::{self, VersionCheck};
 use ticketing_shared::events::status;
 use ticketing_shared::money::Cents;
+use ticketing_shared::store::Tx;
 
 #[derive(Debug, Clone)]
 pub struct OrderCopy {
@@ -46,10 +47,7 @@ where
     }))
 }
 
-async fn version_of(
-    tx: &mut Transaction<'static, Any>,
-    id: &str,
-) -> Result<Option<i64>, sqlx::Error> {
+async fn version_of(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
     let row = sqlx::query("SELECT version FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -58,10 +56,7 @@ async fn version_of(
 }
 
 /// A new order (`order:created`, version 0).
-pub async fn apply_created(
-    tx: &mut Transaction<'static, Any>,
-    order: &OrderCopy,
-) -> Result<VersionCheck, sqlx::Error> {
+pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionCheck, sqlx::Error> {
     let check = replica::check(version_of(tx, &order.id).await?, order.version);
     if check == VersionCheck::Apply {
         sqlx::query(
@@ -82,7 +77,7 @@ pub async fn apply_created(
 
 /// An order cancelled at `version` (`order:cancelled`).
 pub async fn apply_cancelled(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     id: &str,
     version: i64,
 ) -> Result<VersionCheck, sqlx::Error> {

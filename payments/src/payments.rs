@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use ticketing_shared::events::{outbox, Envelope, PaymentCreated};
-use ticketing_shared::store::Store;
+use ticketing_shared::store::{Store, Tx};
 use ticketing_shared::timefmt::now_millis;
 
 /// A claim older than this is left over by a process that died mid-payment and may be
@@ -19,10 +19,7 @@ pub struct Payment {
     pub stripe_id: String,
 }
 
-pub async fn find_for_order(
-    tx: &mut Transaction<'static, Any>,
-    order_id: &str,
-) -> Result<Option<Payment>, sqlx::Error> {
+pub async fn find_for_order(tx: &mut Tx, order_id: &str) -> Result<Option<Payment>, sqlx::Error> {
     let row = sqlx::query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
         .bind(order_id)
         .fetch_optional(&mut **tx)
@@ -36,11 +33,7 @@ pub async fn find_for_order(
 
 /// Take the order's payment claim. `false` when another payment of the order is in
 /// progress (a live claim).
-pub async fn claim(
-    tx: &mut Transaction<'static, Any>,
-    order_id: &str,
-    claim: &str,
-) -> Result<bool, sqlx::Error> {
+pub async fn claim(tx: &mut Tx, order_id: &str, claim: &str) -> Result<bool, sqlx::Error> {
     let now = now_millis();
     let taken = sqlx::query(
         "INSERT INTO payment_attempts (order_id, claim, started_at) VALUES ($1, $2, $3) \
@@ -58,11 +51,7 @@ pub async fn claim(
 }
 
 /// Give the claim up (only if it is still ours).
-pub async fn release(
-    tx: &mut Transaction<'static, Any>,
-    order_id: &str,
-    claim: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn release(tx: &mut Tx, order_id: &str, claim: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM payment_attempts WHERE order_id = $1 AND claim = $2")
         .bind(order_id)
         .bind(claim)
@@ -92,11 +81,7 @@ impl From<sqlx::Error> for RecordError {
 }
 
 /// Record the payment of `order_id` by charge `stripe_id` and enqueue `payment:created`.
-pub async fn record(
-    tx: &mut Transaction<'static, Any>,
-    order_id: &str,
-    stripe_id: &str,
-) -> Result<Payment, RecordError> {
+pub async fn record(tx: &mut Tx, order_id: &str, stripe_id: &str) -> Result<Payment, RecordError> {
     let payment = Payment {
         id: uuid::Uuid::now_v7().to_string(),
         order_id: order_id.to_owned(),

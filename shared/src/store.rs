@@ -11,9 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use std::ops::{Deref, DerefMut};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyTransactionManager};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, TransactionManager};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Which database engine a store runs on.
@@ -87,14 +91,19 @@ pub struct Migrations {
 
 /// A service's database handle.
 ///
-/// On SQLite, writes go through a single connection so that write transactions queue in
-/// the process instead of failing with `SQLITE_BUSY`; reads use a pool beside it (WAL).
-/// On PostgreSQL both are the same pool.
+/// On SQLite, writes go through a single connection that the store owns, so that write
+/// transactions queue in the process instead of failing with `SQLITE_BUSY`; reads use a
+/// pool beside it (WAL). The writer is held, not pooled: sqlx's pool pings a connection
+/// every time it is returned, and on SQLite each ping is a round trip to the
+/// connection's thread, a third of the cost of a small transaction.
+/// On PostgreSQL reads and writes share one pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
-    write: AnyPool,
-    read: AnyPool,
+    /// SQLite only; `None` once closed.
+    writer: Option<Arc<Mutex<Option<AnyConnection>>>>,
+    /// SQLite: the readers. PostgreSQL: every connection.
+    pool: AnyPool,
     /// SQLite: stops the background checkpointer when the last clone is dropped.
     _checkpointer: Option<Arc<DropGuard>>,
 }
@@ -112,7 +121,7 @@ impl Store {
             Backend::Postgres => migrations.postgres,
         };
         migrator
-            .run(&store.write)
+            .run(&mut *store.write().await?)
             .await
             .context("running database migrations")?;
         Ok(store)
@@ -127,36 +136,30 @@ impl Store {
         }
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                // A file does not hang up: pinging it on every acquire would only add a
-                // round trip to the connection's thread.
-                .test_before_acquire(false)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                             PRAGMA wal_autocheckpoint = 0;",
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
-        };
-        let write = pool(1)
-            .connect_with(options.clone())
+        let mut writer = AnyConnection::connect_with(&options)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
-        let read = pool(4).connect_with(options).await?;
+        writer.execute(SQLITE_PRAGMAS).await?;
+        let read = AnyPoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            // A file does not hang up: pinging it on every acquire would only add a
+            // round trip to the connection's thread.
+            .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
         let checkpointer = spawn_checkpointer(read.clone());
         Ok(Store {
             backend: Backend::Sqlite,
-            write,
-            read,
+            writer: Some(Arc::new(Mutex::new(Some(writer)))),
+            pool: read,
             _checkpointer: Some(Arc::new(checkpointer)),
         })
     }
@@ -171,8 +174,8 @@ impl Store {
             .context("connecting to PostgreSQL")?;
         Ok(Store {
             backend: Backend::Postgres,
-            write: pool.clone(),
-            read: pool,
+            writer: None,
+            pool,
             _checkpointer: None,
         })
     }
@@ -183,33 +186,122 @@ impl Store {
 
     /// The pool for reads outside a transaction.
     pub fn reader(&self) -> &AnyPool {
-        &self.read
+        &self.pool
     }
 
-    /// The pool for writes outside a transaction.
-    pub fn writer(&self) -> &AnyPool {
-        &self.write
+    /// The connection for writes outside a transaction (SQLite: the writer, waited
+    /// for while a transaction holds it).
+    pub async fn write(&self) -> Result<WriteConn, sqlx::Error> {
+        match &self.writer {
+            Some(writer) => {
+                let guard = writer.clone().lock_owned().await;
+                if guard.is_none() {
+                    return Err(sqlx::Error::PoolClosed);
+                }
+                Ok(WriteConn::Held(guard))
+            }
+            None => Ok(WriteConn::Pooled(self.pool.acquire().await?)),
+        }
     }
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for
     /// another writer and fails with `SQLITE_BUSY` instead.
-    pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.write.begin().await,
-        }
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        let mut conn = self.write().await?;
+        let statement = match self.backend {
+            Backend::Sqlite => Some("BEGIN IMMEDIATE".into()),
+            Backend::Postgres => None,
+        };
+        AnyTransactionManager::begin(&mut conn, statement).await?;
+        Ok(Tx { conn, open: true })
     }
 
     /// Is the database reachable?
     pub async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
     pub async fn close(&self) {
-        self.write.close().await;
-        self.read.close().await;
+        if let Some(writer) = &self.writer {
+            if let Some(conn) = writer.lock().await.take() {
+                let _ = conn.close().await;
+            }
+        }
+        self.pool.close().await;
+    }
+}
+
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+
+/// A connection to write with: the SQLite writer (held until dropped) or a pooled one.
+pub enum WriteConn {
+    Held(OwnedMutexGuard<Option<AnyConnection>>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl Deref for WriteConn {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriteConn::Held(guard) => guard.as_ref().expect("checked when locked"),
+            WriteConn::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteConn::Held(guard) => guard.as_mut().expect("checked when locked"),
+            WriteConn::Pooled(conn) => conn,
+        }
+    }
+}
+
+/// A write transaction: use `&mut *tx` as the executor, then [`commit`](Tx::commit).
+/// Dropped without a commit, it rolls back (queued before the connection's next use).
+pub struct Tx {
+    conn: WriteConn,
+    open: bool,
+}
+
+impl Tx {
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        AnyTransactionManager::commit(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        AnyTransactionManager::rollback(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open {
+            AnyTransactionManager::start_rollback(&mut self.conn);
+        }
     }
 }
 

@@ -343,7 +343,7 @@ async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
     let env = env(kind, backend).await;
     let store = env.event_store("outboxtest").await;
     sqlx::query("CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)")
-        .execute(store.writer())
+        .execute(&mut *store.write().await.unwrap())
         .await
         .unwrap();
     let mut h = Harness::new(&env);
@@ -433,11 +433,11 @@ async fn inbox_applies_once(backend: TestBackend) {
     let env = TestEnv::new(backend);
     let store = env.event_store("inboxtest").await;
     sqlx::query("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)")
-        .execute(store.writer())
+        .execute(&mut *store.write().await.unwrap())
         .await
         .unwrap();
     sqlx::query("INSERT INTO counter (id, n) VALUES (1, 0)")
-        .execute(store.writer())
+        .execute(&mut *store.write().await.unwrap())
         .await
         .unwrap();
     let handle = |event: Envelope| {

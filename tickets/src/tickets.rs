@@ -1,11 +1,11 @@
 //! The `tickets` table and the events its changes publish.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use ticketing_shared::events::outbox;
 use ticketing_shared::events::{Envelope, TicketCreated, TicketUpdated};
 use ticketing_shared::money::Cents;
-use ticketing_shared::store::Store;
+use ticketing_shared::store::{Store, Tx};
 
 use crate::domain::Title;
 
@@ -46,7 +46,7 @@ impl Ticket {
 }
 
 pub async fn create(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     title: &Title,
     price: Cents,
     user_id: &str,
@@ -106,10 +106,7 @@ pub async fn list_available(
 
 /// A conditional write's outcome: the changed ticket, announced as `ticket:updated` in
 /// the same transaction, or `None` when the condition refused the change.
-async fn announce_change(
-    tx: &mut Transaction<'static, Any>,
-    row: Option<AnyRow>,
-) -> Result<Option<Ticket>, sqlx::Error> {
+async fn announce_change(tx: &mut Tx, row: Option<AnyRow>) -> Result<Option<Ticket>, sqlx::Error> {
     let Some(ticket) = row.as_ref().map(from_row) else {
         return Ok(None);
     };
@@ -119,7 +116,7 @@ async fn announce_change(
 
 /// Edit title and price: only the owner, only while not reserved; checked by the write.
 pub async fn update(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     id: &str,
     user_id: &str,
     title: &Title,
@@ -141,11 +138,7 @@ pub async fn update(
 /// Reserve for `order_id`. The orders service decides who holds a ticket; events for
 /// different orders may arrive in any order, so a ticket moves only to a newer order
 /// (order ids are UUIDv7, ordered by creation time) and never to a cancelled one.
-pub async fn reserve(
-    tx: &mut Transaction<'static, Any>,
-    id: &str,
-    order_id: &str,
-) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn reserve(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Ticket>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "UPDATE tickets SET order_id = $1, version = version + 1 \
          WHERE id = $2 AND (order_id IS NULL OR order_id < $1) \
@@ -161,11 +154,7 @@ pub async fn reserve(
 
 /// Release, only when the ticket is still held by `order_id`; remember the order is
 /// cancelled in case its `order:created` is still on the way.
-pub async fn release(
-    tx: &mut Transaction<'static, Any>,
-    id: &str,
-    order_id: &str,
-) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn release(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Ticket>, sqlx::Error> {
     sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(order_id)
         .execute(&mut **tx)
@@ -181,7 +170,7 @@ pub async fn release(
     announce_change(tx, row).await
 }
 
-pub async fn exists(tx: &mut Transaction<'static, Any>, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn exists(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query("SELECT 1 FROM tickets WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)

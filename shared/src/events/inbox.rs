@@ -1,10 +1,8 @@
 //! Idempotent consumers: the "processed" mark of an event and the handler's effects
 //! commit in one transaction, so a redelivered event is acknowledged without effect.
 
-use sqlx::{Any, Transaction};
-
 use super::envelope::Envelope;
-use crate::store::Store;
+use crate::store::{Store, Tx};
 use crate::timefmt::now_millis;
 
 /// Begin the transaction that handles `event` for consumer `group`, with the
@@ -17,7 +15,7 @@ pub async fn begin(
     store: &Store,
     group: &str,
     event: &Envelope,
-) -> Result<Option<Transaction<'static, Any>>, sqlx::Error> {
+) -> Result<Option<Tx>, sqlx::Error> {
     let mut tx = store.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO inbox (consumer_group, event_id, processed_at) VALUES ($1, $2, $3) \
@@ -41,7 +39,7 @@ pub async fn begin(
 pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM inbox WHERE processed_at < $1")
         .bind(now_millis() - age_millis)
-        .execute(store.writer())
+        .execute(&mut *store.write().await?)
         .await?
         .rows_affected())
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::bus::SharedBus;
 use super::contracts::Subject;
 use super::envelope::Envelope;
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Store, Tx};
 
 /// Key of the PostgreSQL advisory lock that elects the publishing relay (one per
 /// service database, so a constant is enough).
@@ -34,10 +34,7 @@ const RELAY_LOCK: i64 = 7_301_000_000_000_002;
 
 /// Write `event` into the outbox inside the caller's transaction. Call
 /// [`Outbox::notify`] after the commit.
-pub async fn enqueue(
-    tx: &mut Transaction<'static, Any>,
-    event: &Envelope,
-) -> Result<(), sqlx::Error> {
+pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -222,7 +219,7 @@ impl Outbox {
                 }
                 // No transaction: each statement is atomic, and a row deleted twice or
                 // left for the next pass is harmless.
-                delete_sent(&mut *store.writer().acquire().await?, &seqs).await?;
+                delete_sent(&mut *store.write().await?, &seqs).await?;
                 Ok((pass_of(rows.len(), batch), events.len()))
             }
         }
