@@ -5,10 +5,13 @@
 //! `nats://127.0.0.1:4222`; `BENCH_BUS=in-process` or `nats` runs one backend). Prints
 //! figures; asserts nothing.
 //!
-//! Three measures per backend: latency one event at a time; latency at a fixed offered
-//! rate (open loop: producers keep the schedule whatever the latency, and latency counts
-//! from the scheduled instant, so a stall is not hidden by producers waiting on it);
-//! and the throughput of producers committing as fast as they can.
+//! Per backend: latency one event at a time; latency at a fixed offered rate (open
+//! loop: every transaction starts on its own schedule whatever the latency, and latency
+//! counts from the scheduled instant, so a stall is not hidden by producers waiting on
+//! it); and the rate of 4 producers committing as fast as they can. The last two with 1
+//! event per producer transaction, then 10: one transaction per event is bounded by how
+//! many commits the service's own database takes, ten show what the relay and the bus
+//! carry.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +30,9 @@ const LATENCY_EVENTS: usize = 2_000;
 const THROUGHPUT_EVENTS: usize = 20_000;
 const PRODUCERS: usize = 4;
 const RATE_SECONDS: f64 = 3.0;
+/// Events per producer transaction: one (a service's typical change) and ten (the bus
+/// itself, with the producers' commit rate out of the way).
+const EVENTS_PER_TX: [usize; 2] = [1, 10];
 
 /// Reports, per handled event, how long since its producer committed it.
 struct Timer {
@@ -92,15 +98,23 @@ impl Rig {
 
     /// Commit one event (as a service does) and wake the relay.
     async fn produce(store: &Store, relay: &Outbox, start: Instant) -> anyhow::Result<()> {
-        Self::produce_at(store, relay, start.elapsed()).await
+        Self::produce_at(store, relay, start.elapsed(), 1).await
     }
 
-    /// Like [`produce`](Self::produce), with latency counted from `sent` (since start).
-    async fn produce_at(store: &Store, relay: &Outbox, sent: Duration) -> anyhow::Result<()> {
+    /// Commit `per_tx` events in one transaction, with latency counted from `sent`
+    /// (since start), and wake the relay.
+    async fn produce_at(
+        store: &Store,
+        relay: &Outbox,
+        sent: Duration,
+        per_tx: usize,
+    ) -> anyhow::Result<()> {
         let sent = sent.as_nanos().to_string();
-        let event = Envelope::raw(Subject::TicketCreated, sent.into_bytes());
         let mut tx = store.begin().await?;
-        outbox::enqueue(&mut tx, &event).await?;
+        for _ in 0..per_tx {
+            let event = Envelope::raw(Subject::TicketCreated, sent.clone().into_bytes());
+            outbox::enqueue(&mut tx, &event).await?;
+        }
         tx.commit().await?;
         relay.notify();
         Ok(())
@@ -115,62 +129,68 @@ impl Rig {
         Ok(samples)
     }
 
-    /// `rate` events/s for `RATE_SECONDS`, spread over the producers.
-    async fn at_rate(&mut self, rate: u32) -> anyhow::Result<(f64, Vec<Duration>)> {
-        let total = (rate as f64 * RATE_SECONDS) as usize;
-        let per_producer = total / PRODUCERS;
-        let period = Duration::from_secs_f64(PRODUCERS as f64 / rate as f64);
+    /// `rate` events/s for `RATE_SECONDS` in transactions of `per_tx` events. Open loop:
+    /// each transaction starts on its own schedule, as independent requests would, not
+    /// after the previous one of a fixed set of producers.
+    async fn at_rate(&mut self, rate: u32, per_tx: usize) -> anyhow::Result<Run> {
+        let transactions = (rate as f64 * RATE_SECONDS) as usize / per_tx;
+        let period = Duration::from_secs_f64(per_tx as f64 / rate as f64);
+        let (store, relay, start) = (self.store.clone(), self.relay.clone(), self.start);
         let begin = Instant::now();
-        let mut producers = Vec::new();
-        for p in 0..PRODUCERS {
-            let (store, relay, start) = (self.store.clone(), self.relay.clone(), self.start);
-            // Stagger the producers across one period.
-            let first = begin + period.mul_f64(p as f64 / PRODUCERS as f64);
-            producers.push(tokio::spawn(async move {
-                for i in 0..per_producer {
-                    let due = first + period * i as u32;
-                    tokio::time::sleep_until(due.into()).await;
-                    Self::produce_at(&store, &relay, due - start).await?;
-                }
-                anyhow::Ok(())
-            }));
-        }
-        let mut samples = Vec::with_capacity(per_producer * PRODUCERS);
-        for _ in 0..per_producer * PRODUCERS {
-            samples.push(self.recv().await?);
-        }
-        for producer in producers {
-            producer.await??;
-        }
-        Ok((
-            samples.len() as f64 / begin.elapsed().as_secs_f64(),
-            samples,
-        ))
+        let scheduler = tokio::spawn(async move {
+            let mut running = tokio::task::JoinSet::new();
+            for i in 0..transactions {
+                let due = begin + period * i as u32;
+                tokio::time::sleep_until(due.into()).await;
+                let (store, relay) = (store.clone(), relay.clone());
+                running.spawn(async move {
+                    Self::produce_at(&store, &relay, due - start, per_tx).await
+                });
+            }
+            while let Some(done) = running.join_next().await {
+                done??;
+            }
+            anyhow::Ok(())
+        });
+        self.collect(begin, vec![scheduler], transactions * per_tx)
+            .await
     }
 
-    async fn throughput(&mut self) -> anyhow::Result<(f64, Vec<Duration>)> {
+    /// Producers committing transactions of `per_tx` events as fast as they can.
+    async fn throughput(&mut self, per_tx: usize) -> anyhow::Result<Run> {
+        let transactions = THROUGHPUT_EVENTS / per_tx / PRODUCERS;
         let begin = Instant::now();
         let mut producers = Vec::new();
         for _ in 0..PRODUCERS {
             let (store, relay, start) = (self.store.clone(), self.relay.clone(), self.start);
             producers.push(tokio::spawn(async move {
-                for _ in 0..THROUGHPUT_EVENTS / PRODUCERS {
-                    Self::produce(&store, &relay, start).await?;
+                for _ in 0..transactions {
+                    Self::produce_at(&store, &relay, start.elapsed(), per_tx).await?;
                 }
                 anyhow::Ok(())
             }));
         }
-        let mut samples = Vec::with_capacity(THROUGHPUT_EVENTS);
-        for _ in 0..THROUGHPUT_EVENTS {
+        self.collect(begin, producers, transactions * PRODUCERS * per_tx)
+            .await
+    }
+
+    async fn collect(
+        &mut self,
+        begin: Instant,
+        producers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+        events: usize,
+    ) -> anyhow::Result<Run> {
+        let mut samples = Vec::with_capacity(events);
+        for _ in 0..events {
             samples.push(self.recv().await?);
         }
         for producer in producers {
             producer.await??;
         }
-        Ok((
-            THROUGHPUT_EVENTS as f64 / begin.elapsed().as_secs_f64(),
+        Ok(Run {
+            rate: events as f64 / begin.elapsed().as_secs_f64(),
             samples,
-        ))
+        })
     }
 
     async fn recv(&mut self) -> anyhow::Result<Duration> {
@@ -180,14 +200,21 @@ impl Rig {
     }
 }
 
+/// Events handled per second, and each one's latency.
+struct Run {
+    rate: f64,
+    samples: Vec<Duration>,
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     samples[((samples.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn report(name: &str, what: &str, samples: &mut [Duration]) {
+fn report(name: &str, what: &str, samples: &mut [Duration], rate: Option<f64>) {
+    let rate = rate.map_or(String::new(), |r| format!("   {r:>6.0} events/s"));
     println!(
-        "{name:<10} {what:<28} p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms",
+        "{name:<10} {what:<34} p50 {:>7.3} ms   p99 {:>8.3} ms   max {:>8.3} ms{rate}",
         percentile(samples, 0.50).as_secs_f64() * 1e3,
         percentile(samples, 0.99).as_secs_f64() * 1e3,
         percentile(samples, 1.0).as_secs_f64() * 1e3,
@@ -202,15 +229,17 @@ async fn run(name: &str, bus: SharedBus, dir: &std::path::Path, rate: u32) -> an
         rig.recv().await?;
     }
     let mut samples = rig.latency().await?;
-    report(name, "latency (one at a time)", &mut samples);
-    let (achieved, mut samples) = rig.at_rate(rate).await?;
-    report(name, &format!("latency at {rate} events/s"), &mut samples);
-    println!("{name:<10} achieved                     {achieved:>8.0} events/s");
-    let (rate, mut samples) = rig.throughput().await?;
-    report(name, "latency under load", &mut samples);
-    println!(
-        "{name:<10} throughput                   {rate:>8.0} events/s ({THROUGHPUT_EVENTS} events, {PRODUCERS} producers, 1 event per transaction)"
-    );
+    report(name, "one event at a time", &mut samples, None);
+    for per_tx in EVENTS_PER_TX {
+        let mut run = rig.at_rate(rate, per_tx).await?;
+        let what = format!("{rate}/s offered, {per_tx} per tx");
+        report(name, &what, &mut run.samples, Some(run.rate));
+    }
+    for per_tx in EVENTS_PER_TX {
+        let mut run = rig.throughput(per_tx).await?;
+        let what = format!("flat out, {per_tx} per tx");
+        report(name, &what, &mut run.samples, Some(run.rate));
+    }
     rig.shutdown.cancel();
     rig.store.close().await;
     Ok(())
