@@ -94,7 +94,10 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         (Subject::OrderCancelled, Arc::new(Drop(state.clone()))),
         (Subject::PaymentCreated, Arc::new(Drop(state.clone()))),
     ];
-    tasks.extend(rt.subscribe_all(groups::EXPIRATION, handlers).await?);
+    tasks.extend(
+        rt.subscribe_all(groups::EXPIRATION, &store, handlers)
+            .await?,
+    );
     tasks.push(spawn_runner(store, outbox, queue, rt.shutdown.clone()));
     Ok(Mounted {
         name: SERVICE,

@@ -70,7 +70,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
             Arc::new(listeners::payment_created::Listener(state.clone())),
         ),
     ];
-    tasks.extend(rt.subscribe_all(groups::ORDERS, handlers).await?);
+    tasks.extend(rt.subscribe_all(groups::ORDERS, &store, handlers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

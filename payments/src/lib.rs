@@ -69,7 +69,7 @@ pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::
             Arc::new(listeners::order_cancelled::Listener(state.clone())),
         ),
     ];
-    tasks.extend(rt.subscribe_all(groups::PAYMENTS, handlers).await?);
+    tasks.extend(rt.subscribe_all(groups::PAYMENTS, &store, handlers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::JwtKeys;
-use crate::events::{Handler, SharedBus, Subject};
+use crate::events::{inbox, Handler, SharedBus, Subject};
 use crate::health::ReadyCheck;
-use crate::store::{DatabaseConfig, DbLocation};
+use crate::store::{DatabaseConfig, DbLocation, Store};
 
 /// Settings and shared handles every service gets.
 #[derive(Clone)]
@@ -50,14 +50,16 @@ pub struct Mounted {
 }
 
 impl Runtime {
-    /// Subscribe a service's listeners as its consumer group; the returned tasks end at
-    /// shutdown.
+    /// Subscribe a service's listeners as its consumer group, and keep the inbox in
+    /// `store` (where the listeners mark what they handled) pruned; the returned tasks
+    /// end at shutdown.
     pub async fn subscribe_all(
         &self,
         group: &str,
+        store: &Store,
         handlers: impl IntoIterator<Item = (Subject, Arc<dyn Handler>)>,
     ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        let mut tasks = Vec::new();
+        let mut tasks = vec![inbox::spawn_pruner(store.clone(), self.shutdown.clone())];
         for (subject, handler) in handlers {
             tasks.push(
                 self.bus

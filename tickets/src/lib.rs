@@ -57,7 +57,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
             Arc::new(listeners::order_cancelled::Listener(state.clone())),
         ),
     ];
-    tasks.extend(rt.subscribe_all(groups::TICKETS, handlers).await?);
+    tasks.extend(rt.subscribe_all(groups::TICKETS, &store, handlers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

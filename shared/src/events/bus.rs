@@ -16,6 +16,10 @@ use super::contracts::Subject;
 use super::envelope::Envelope;
 use crate::trace::TraceContext;
 
+/// How long a bus keeps an event (and a dead letter), handled or not: JetStream's
+/// stream `max_age`, and the in-process log's pruning age.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Why a handler did not finish an event.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {

@@ -1,6 +1,12 @@
 //! Idempotent consumers: the "processed" mark of an event and the handler's effects
 //! commit in one transaction, so a redelivered event is acknowledged without effect.
 
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::bus::RETENTION;
 use super::envelope::Envelope;
 use crate::store::{Store, Tx};
 use crate::timefmt::now_millis;
@@ -34,12 +40,34 @@ pub async fn begin(
     Ok(Some(tx))
 }
 
-/// Forget marks older than `age_millis` (a redelivery after that long is not expected:
-/// both buses deduplicate and ack within minutes).
+/// Marks are kept longer than a bus keeps an event ([`RETENTION`]): an event can only be
+/// redelivered while its bus still holds it.
+pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Forget marks older than `age_millis`.
 pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM inbox WHERE processed_at < $1")
         .bind(now_millis() - age_millis)
         .execute(&mut *store.write().await?)
         .await?
         .rows_affected())
+}
+
+/// Prune marks older than [`KEEP`] every hour until `shutdown`.
+pub fn spawn_pruner(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match prune(&store, KEEP.as_millis() as i64).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "old inbox marks deleted"),
+                Err(err) => tracing::warn!(error = %err, "pruning the inbox failed"),
+            }
+        }
+    })
 }

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy};
+use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use super::contracts::Subject;
 use super::envelope::Envelope;
 use crate::store::spawn_checkpointer;
@@ -39,6 +39,8 @@ use crate::timefmt::now_millis;
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
 /// above the floor).
 const WINDOW: usize = 1024;
+/// Delete events (and dead letters) older than [`RETENTION`] this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Look for events appended by another process this often.
 const POLL: Duration = Duration::from_secs(1);
 /// A claimed event not settled within this long (its subscriber was aborted mid-handler)
@@ -103,8 +105,9 @@ struct Inner {
     /// One connection: commits queue in the process instead of failing busy.
     write: SqlitePool,
     read: SqlitePool,
-    /// Set once the schema is in place; holds the checkpointer's guard.
-    schema: OnceCell<DropGuard>,
+    /// Set once the schema is in place; holds the guards of the checkpointer and the
+    /// pruner.
+    schema: OnceCell<(DropGuard, DropGuard)>,
     policy: RetryPolicy,
     consumers: SyncMutex<HashMap<(String, Subject), Arc<Consumer>>>,
     /// Bumped after every commit of the log; subscribers wait on it.
@@ -172,7 +175,9 @@ impl InProcessBus {
                     sqlx::query(statement).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                anyhow::Ok(spawn_checkpointer(self.inner.read.clone()))
+                let checkpointer = spawn_checkpointer(self.inner.read.clone());
+                let pruner = spawn_pruner(self.inner.write.clone());
+                anyhow::Ok((checkpointer, pruner))
             })
             .await
             .with_context(|| format!("opening the event log {}", self.inner.path.display()))?;
@@ -262,6 +267,50 @@ impl InProcessBus {
             .await?;
         Ok(consumer)
     }
+}
+
+/// Delete what is older than [`RETENTION`], as JetStream's `max_age` does, every
+/// [`PRUNE_EVERY`] until the guard is dropped. Consumers never look below their
+/// cursor, so a gap under it is invisible to them.
+fn spawn_pruner(write: SqlitePool) -> DropGuard {
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = stopped.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match prune(&write, now_millis() - RETENTION.as_millis() as i64).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "old events deleted from the in-process log"),
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(err) => tracing::warn!(error = %err, "pruning the in-process log failed"),
+            }
+        }
+    });
+    stop.drop_guard()
+}
+
+async fn prune(write: &SqlitePool, before_millis: i64) -> Result<u64, sqlx::Error> {
+    // The log is in publish order: delete up to the first event young enough to keep,
+    // scanning only what goes (no index on the time).
+    let events = sqlx::query(
+        "DELETE FROM events WHERE seq < COALESCE(\
+           (SELECT seq FROM events WHERE published_at >= ?1 ORDER BY seq LIMIT 1), \
+           (SELECT MAX(seq) + 1 FROM events))",
+    )
+    .bind(before_millis)
+    .execute(write)
+    .await?
+    .rows_affected();
+    let letters = sqlx::query("DELETE FROM dead_letters WHERE dead_at < ?1")
+        .bind(before_millis)
+        .execute(write)
+        .await?
+        .rows_affected();
+    Ok(events + letters)
 }
 
 fn envelope_of(row: &sqlx::sqlite::SqliteRow, subject: Subject) -> Result<Envelope, sqlx::Error> {
@@ -687,5 +736,36 @@ impl Worker {
         if let Err(err) = self.consumer.persist(inner, force).await {
             tracing::warn!(error = %err, "saving a consumer cursor failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pruning_deletes_what_is_older_than_the_cutoff_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = InProcessBus::open(&dir.path().join("bus.db"))
+            .await
+            .unwrap();
+        let events: Vec<_> = (0..3)
+            .map(|i| Envelope::raw(Subject::TicketCreated, format!("{i}").into_bytes()))
+            .collect();
+        for event in &events {
+            bus.publish(event).await.unwrap();
+        }
+        // The first two were published long ago.
+        sqlx::query("UPDATE events SET published_at = 1000 WHERE seq <= 2")
+            .execute(&bus.inner.write)
+            .await
+            .unwrap();
+        assert_eq!(prune(&bus.inner.write, 2000).await.unwrap(), 2);
+        let kept: Vec<_> = bus.read_log(0, None, 10).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].event.id, events[2].id);
+        // Everything old: everything goes.
+        assert_eq!(prune(&bus.inner.write, i64::MAX).await.unwrap(), 1);
+        assert!(bus.read_log(0, None, 10).await.unwrap().is_empty());
     }
 }

@@ -23,7 +23,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy};
+use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use super::contracts::Subject;
 use super::envelope::Envelope;
 
@@ -36,8 +36,6 @@ pub const HEADER_ERROR: &str = "Ticketing-Error";
 
 /// How long JetStream drops a republished event id.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// How long the stream keeps events (a new consumer group starts from the oldest kept).
-const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A handler running longer than this gets its event redelivered.
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -77,7 +75,7 @@ impl NatsBus {
             subjects: vec![format!("{prefix}.>")],
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
-            max_age: MAX_AGE,
+            max_age: RETENTION,
             ..Default::default()
         })
         .await
