@@ -237,8 +237,9 @@ fn spawn_runner(
     })
 }
 
-/// Enqueue the order's `expiration:complete` (once: a re-fired job finds its event in the
-/// outbox), unless the order is known to be finished.
+/// Enqueue the order's `expiration:complete` unless the order is known to be finished.
+/// Once: a job fired again finds its event still pending in the outbox, or, once it was
+/// published, the bus drops the event id as a duplicate and consumers' inboxes have it.
 async fn fire(store: &Store, job: &DueJob) -> Result<(), sqlx::Error> {
     let event = expiration_event(&job.order_id);
     let mut tx = store.begin().await?;

@@ -59,7 +59,7 @@ impl Runtime {
         store: &Store,
         handlers: impl IntoIterator<Item = (Subject, Arc<dyn Handler>)>,
     ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        let mut tasks = vec![inbox::spawn_pruner(store.clone(), self.shutdown.clone())];
+        let mut tasks = Vec::new();
         for (subject, handler) in handlers {
             tasks.push(
                 self.bus
@@ -67,6 +67,7 @@ impl Runtime {
                     .await?,
             );
         }
+        tasks.push(inbox::spawn_pruner(store.clone(), self.shutdown.clone()));
         Ok(tasks)
     }
 }

@@ -100,8 +100,8 @@ pub struct Migrations {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
-    /// SQLite only; `None` once closed.
-    writer: Option<Arc<Mutex<Option<AnyConnection>>>>,
+    /// SQLite only.
+    writer: Option<Arc<Writer>>,
     /// SQLite: the readers. PostgreSQL: every connection.
     pool: AnyPool,
     /// SQLite: stops the background checkpointer when the last clone is dropped.
@@ -136,10 +136,10 @@ impl Store {
         }
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let options = AnyConnectOptions::from_str(&url)?;
-        let mut writer = AnyConnection::connect_with(&options)
+        let options_for_writer = options.clone();
+        let writer = connect_sqlite(&options)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
-        writer.execute(SQLITE_PRAGMAS).await?;
         let read = AnyPoolOptions::new()
             .max_connections(4)
             .min_connections(1)
@@ -158,7 +158,10 @@ impl Store {
         let checkpointer = spawn_checkpointer(read.clone());
         Ok(Store {
             backend: Backend::Sqlite,
-            writer: Some(Arc::new(Mutex::new(Some(writer)))),
+            writer: Some(Arc::new(Writer {
+                conn: Arc::new(Mutex::new(Some(writer))),
+                options: options_for_writer,
+            })),
             pool: read,
             _checkpointer: Some(Arc::new(checkpointer)),
         })
@@ -193,13 +196,7 @@ impl Store {
     /// for while a transaction holds it).
     pub async fn write(&self) -> Result<WriteConn, sqlx::Error> {
         match &self.writer {
-            Some(writer) => {
-                let guard = writer.clone().lock_owned().await;
-                if guard.is_none() {
-                    return Err(sqlx::Error::PoolClosed);
-                }
-                Ok(WriteConn::Held(guard))
-            }
+            Some(writer) => Ok(WriteConn::Held(writer.lock().await?)),
             None => Ok(WriteConn::Pooled(self.pool.acquire().await?)),
         }
     }
@@ -208,13 +205,18 @@ impl Store {
     /// IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for
     /// another writer and fails with `SQLITE_BUSY` instead.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let mut conn = self.write().await?;
         let statement = match self.backend {
             Backend::Sqlite => Some("BEGIN IMMEDIATE".into()),
             Backend::Postgres => None,
         };
-        AnyTransactionManager::begin(&mut conn, statement).await?;
-        Ok(Tx { conn, open: true })
+        // Open before beginning: if this future is dropped after BEGIN ran, the Tx's
+        // drop still rolls it back (at depth 0 the rollback does nothing).
+        let mut tx = Tx {
+            conn: self.write().await?,
+            open: true,
+        };
+        AnyTransactionManager::begin(&mut tx.conn, statement).await?;
+        Ok(tx)
     }
 
     /// Is the database reachable?
@@ -225,12 +227,45 @@ impl Store {
 
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
-            if let Some(conn) = writer.lock().await.take() {
+            if let Some(conn) = writer.conn.lock().await.take() {
                 let _ = conn.close().await;
             }
         }
         self.pool.close().await;
     }
+}
+
+/// The SQLite writer, and how to open it again.
+#[derive(Debug)]
+struct Writer {
+    /// `None` once the store is closed.
+    conn: Arc<Mutex<Option<AnyConnection>>>,
+    options: AnyConnectOptions,
+}
+
+impl Writer {
+    /// Wait for the writer, and hand it out clean: a transaction left open (a commit
+    /// that failed and whose rollback failed too: disk full, I/O error) is rolled back,
+    /// and a connection that cannot even do that is replaced.
+    async fn lock(&self) -> Result<OwnedMutexGuard<Option<AnyConnection>>, sqlx::Error> {
+        let mut guard = self.conn.clone().lock_owned().await;
+        let Some(conn) = guard.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        if AnyTransactionManager::get_transaction_depth(conn) > 0 {
+            if let Err(err) = AnyTransactionManager::rollback(conn).await {
+                tracing::warn!(error = %err, "SQLite writer stuck in a transaction; reopening it");
+                *guard = Some(connect_sqlite(&self.options).await?);
+            }
+        }
+        Ok(guard)
+    }
+}
+
+async fn connect_sqlite(options: &AnyConnectOptions) -> Result<AnyConnection, sqlx::Error> {
+    let mut conn = AnyConnection::connect_with(options).await?;
+    conn.execute(SQLITE_PRAGMAS).await?;
+    Ok(conn)
 }
 
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \

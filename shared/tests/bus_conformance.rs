@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ticketing_shared::events::{
-    inbox, outbox, Envelope, Handler, HandlerError, Outbox, SharedBus, Subject, TicketCreated,
+    inbox, outbox, Envelope, EventBus, Handler, HandlerError, Outbox, SharedBus, Subject,
+    TicketCreated,
 };
 use ticketing_shared::money::Cents;
 use ticketing_shared::testing::{TestBackend, TestEnv};
@@ -369,8 +370,15 @@ async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
     outbox::enqueue(&mut tx, &ticket(3)).await.unwrap();
     tx.rollback().await.unwrap();
 
-    // The process died right after these commits, before any relay pass (aborting a
-    // freshly spawned relay is no way to get there: it may already have run a pass)...
+    // The first relay: killed while publishing (its bus never answers), so nothing of
+    // its pass reached the bus...
+    let (entered, mut publishing) = mpsc::unbounded_channel();
+    let dead = Outbox::new(store.clone(), Arc::new(Unanswering(entered)));
+    let task = dead.spawn(h.shutdown.child_token());
+    dead.notify();
+    publishing.recv().await.expect("the relay reached the bus");
+    task.abort();
+    let _ = task.await;
     // ...and a previous incarnation that published one event but died before deleting it.
     h.bus.publish(&published_unmarked).await.unwrap();
     let got = h.take(2).await;
@@ -395,6 +403,32 @@ async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
         .unwrap();
     assert_eq!(unsent, 0);
     store.close().await;
+}
+
+/// A bus that takes a publish and never confirms it (it reports that the publish
+/// started); subscribing is not for it.
+struct Unanswering(mpsc::UnboundedSender<()>);
+
+#[async_trait]
+impl EventBus for Unanswering {
+    async fn publish(&self, _: &Envelope) -> anyhow::Result<()> {
+        let _ = self.0.send(());
+        std::future::pending().await
+    }
+
+    async fn subscribe(
+        &self,
+        _: &str,
+        _: Subject,
+        _: Arc<dyn Handler>,
+        _: CancellationToken,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        anyhow::bail!("publish only")
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Two relays (replicas) on one outbox: everything delivered once, in order.

@@ -44,20 +44,36 @@ pub async fn begin(
 /// redelivered while its bus still holds it.
 pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_BATCH: i64 = 5000;
 
-/// Forget marks older than `age_millis`.
+/// Forget marks older than `age_millis`, a batch per statement so that the writer is
+/// never held for long.
 pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM inbox WHERE processed_at < $1")
-        .bind(now_millis() - age_millis)
+    let before = now_millis() - age_millis;
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM inbox WHERE (consumer_group, event_id) IN \
+             (SELECT consumer_group, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
+        )
+        .bind(before)
+        .bind(PRUNE_BATCH)
         .execute(&mut *store.write().await?)
         .await?
-        .rows_affected())
+        .rows_affected();
+        total += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
 }
 
-/// Prune marks older than [`KEEP`] every hour until `shutdown`.
+/// Prune marks older than [`KEEP`] every hour (the first time a minute after start, out
+/// of the way of start-up) until `shutdown`.
 pub fn spawn_pruner(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        let first = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut tick = tokio::time::interval_at(first, PRUNE_EVERY);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

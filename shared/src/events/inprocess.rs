@@ -11,8 +11,8 @@
 //!
 //! Consumers are woken in memory on publish (no polling latency); a slow poll picks up
 //! events another process (`ticketing events publish`) appended. Writes are batched: a
-//! `publish_batch` is one commit, and a cursor moves at most every few milliseconds, so
-//! with WAL and `synchronous = NORMAL` there is no fsync per event. (That survives a
+//! `publish_batch` is one commit per 256 events, and a cursor moves at most every few
+//! milliseconds, so with WAL and `synchronous = NORMAL` there is no fsync per event. (That survives a
 //! process crash; an OS crash may lose the last commits, as for the services' files.)
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +41,7 @@ use crate::timefmt::now_millis;
 const WINDOW: usize = 1024;
 /// Delete events (and dead letters) older than [`RETENTION`] this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_BATCH: i64 = 5000;
 /// Look for events appended by another process this often.
 const POLL: Duration = Duration::from_secs(1);
 /// A claimed event not settled within this long (its subscriber was aborted mid-handler)
@@ -276,7 +277,9 @@ fn spawn_pruner(write: SqlitePool) -> DropGuard {
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        // The first time a minute after start, out of the way of start-up.
+        let first = Instant::now() + Duration::from_secs(60);
+        let mut tick = tokio::time::interval_at(first, PRUNE_EVERY);
         loop {
             tokio::select! {
                 _ = stopped.cancelled() => return,
@@ -294,23 +297,42 @@ fn spawn_pruner(write: SqlitePool) -> DropGuard {
 }
 
 async fn prune(write: &SqlitePool, before_millis: i64) -> Result<u64, sqlx::Error> {
-    // The log is in publish order: delete up to the first event young enough to keep,
-    // scanning only what goes (no index on the time).
-    let events = sqlx::query(
-        "DELETE FROM events WHERE seq < COALESCE(\
+    // The log is in publish order: everything below the first event young enough to
+    // keep goes (found scanning only what goes: no index on the time)...
+    let keep_from: Option<i64> = sqlx::query_scalar(
+        "SELECT COALESCE(\
            (SELECT seq FROM events WHERE published_at >= ?1 ORDER BY seq LIMIT 1), \
            (SELECT MAX(seq) + 1 FROM events))",
     )
     .bind(before_millis)
-    .execute(write)
-    .await?
-    .rows_affected();
+    .fetch_one(write)
+    .await?;
+    let Some(keep_from) = keep_from else {
+        return Ok(0);
+    };
+    // ...a batch per statement, so that publishes never wait long behind it.
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM events WHERE seq IN \
+             (SELECT seq FROM events WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
+        )
+        .bind(keep_from)
+        .bind(PRUNE_BATCH)
+        .execute(write)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
     let letters = sqlx::query("DELETE FROM dead_letters WHERE dead_at < ?1")
         .bind(before_millis)
         .execute(write)
         .await?
         .rows_affected();
-    Ok(events + letters)
+    Ok(total + letters)
 }
 
 fn envelope_of(row: &sqlx::sqlite::SqliteRow, subject: Subject) -> Result<Envelope, sqlx::Error> {
@@ -755,12 +777,14 @@ mod tests {
         for event in &events {
             bus.publish(event).await.unwrap();
         }
-        // The first two were published long ago.
-        sqlx::query("UPDATE events SET published_at = 1000 WHERE seq <= 2")
+        // The first two were published an hour ago.
+        let hour_ago = now_millis() - 3_600_000;
+        sqlx::query("UPDATE events SET published_at = ?1 WHERE seq <= 2")
+            .bind(hour_ago)
             .execute(&bus.inner.write)
             .await
             .unwrap();
-        assert_eq!(prune(&bus.inner.write, 2000).await.unwrap(), 2);
+        assert_eq!(prune(&bus.inner.write, hour_ago + 1).await.unwrap(), 2);
         let kept: Vec<_> = bus.read_log(0, None, 10).await.unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].event.id, events[2].id);

@@ -226,8 +226,10 @@ impl Outbox {
     }
 }
 
+/// `sent_at` is never set any more, but a replica of the previous version may still be
+/// marking rows during a rolling upgrade.
 const SELECT_PENDING: &str = "SELECT seq, event_id, subject, payload, traceparent, tracestate, \
-     produced_at FROM outbox ORDER BY seq LIMIT $1";
+     produced_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1";
 
 fn pass_of(rows: usize, batch: i64) -> Pass {
     if rows as i64 >= batch {

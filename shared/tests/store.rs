@@ -1,0 +1,143 @@
+//! The store's write path: whatever happens to a transaction — dropped before its
+//! commit, its future cancelled mid-statement or mid-`BEGIN` — the next writer starts
+//! clean and nothing of the abandoned one survives. On SQLite this is the one held
+//! writer connection, so a leftover transaction would swallow every later write.
+
+use std::time::Duration;
+
+use ticketing_shared::backend_tests;
+use ticketing_shared::events::{inbox, Envelope, Subject};
+use ticketing_shared::store::Store;
+use ticketing_shared::testing::{TestBackend, TestEnv};
+
+async fn store(env: &TestEnv) -> Store {
+    let store = env.event_store("storetest").await;
+    sqlx::query("CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)")
+        .execute(&mut *store.write().await.unwrap())
+        .await
+        .unwrap();
+    store
+}
+
+async fn count(store: &Store) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM things")
+        .fetch_one(store.reader())
+        .await
+        .unwrap()
+}
+
+async fn insert(conn: &mut sqlx::AnyConnection, id: &str) {
+    sqlx::query("INSERT INTO things (id) VALUES ($1)")
+        .bind(id)
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+async fn abandoned_transactions_leave_nothing_behind(backend: TestBackend) {
+    let env = TestEnv::new(backend);
+    let store = store(&env).await;
+
+    // Dropped without a commit.
+    let mut tx = store.begin().await.unwrap();
+    insert(&mut tx, "dropped").await;
+    drop(tx);
+
+    // Cancelled in the middle of a statement (a client that went away).
+    let mut tx = store.begin().await.unwrap();
+    let statement = async {
+        insert(&mut tx, "cancelled").await;
+        std::future::pending::<()>().await
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(50), statement).await;
+    drop(tx);
+
+    // Cancelled while beginning, over and over, at every point of `begin`.
+    for _ in 0..50 {
+        let begin = store.begin();
+        let _ = tokio::time::timeout(Duration::from_micros(50), begin).await;
+    }
+
+    // The next writers work, in and out of transactions, and see a clean slate.
+    let mut tx = store.begin().await.unwrap();
+    insert(&mut tx, "kept").await;
+    tx.commit().await.unwrap();
+    insert(&mut store.write().await.unwrap(), "autocommit").await;
+    assert_eq!(count(&store).await, 2);
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM things ORDER BY id")
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(ids, ["autocommit", "kept"]);
+    store.close().await;
+}
+
+async fn a_failed_commit_rolls_back(backend: TestBackend) {
+    let env = TestEnv::new(backend);
+    let store = store(&env).await;
+    // A deferred constraint fails at commit on PostgreSQL; on SQLite a foreign key with
+    // `DEFERRABLE INITIALLY DEFERRED` does the same.
+    let ddl = match backend {
+        TestBackend::Sqlite => {
+            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL \
+             REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
+        }
+        TestBackend::Postgres => {
+            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL, \
+             FOREIGN KEY (parent) REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
+        }
+    };
+    sqlx::query(ddl)
+        .execute(&mut *store.write().await.unwrap())
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    insert(&mut tx, "orphaned-parent").await;
+    sqlx::query("INSERT INTO children (id, parent) VALUES ('c', 'nobody')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert!(tx.commit().await.is_err(), "the commit must fail");
+
+    let mut tx = store.begin().await.unwrap();
+    insert(&mut tx, "after").await;
+    tx.commit().await.unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM things")
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(ids, ["after"]);
+    store.close().await;
+}
+
+async fn inbox_pruning_forgets_old_marks_only(backend: TestBackend) {
+    let env = TestEnv::new(backend);
+    let store = store(&env).await;
+    let old = Envelope::raw(Subject::TicketCreated, b"old".to_vec());
+    let new = Envelope::raw(Subject::TicketCreated, b"new".to_vec());
+    for event in [&old, &new] {
+        inbox::begin(&store, "g", event)
+            .await
+            .unwrap()
+            .unwrap()
+            .commit()
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE inbox SET processed_at = processed_at - 7200000 WHERE event_id = $1")
+        .bind(&old.id)
+        .execute(&mut *store.write().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(inbox::prune(&store, 3_600_000).await.unwrap(), 1);
+    // The old event would be handled again; the new one is still a duplicate.
+    assert!(inbox::begin(&store, "g", &old).await.unwrap().is_some());
+    assert!(inbox::begin(&store, "g", &new).await.unwrap().is_none());
+    store.close().await;
+}
+
+backend_tests!(
+    abandoned_transactions_leave_nothing_behind,
+    a_failed_commit_rolls_back,
+    inbox_pruning_forgets_old_marks_only,
+);
