@@ -5,6 +5,7 @@
 //! `ON CONFLICT`, integer timestamps); only the DDL differs, so each service ships one
 //! migration set per backend. See docs/decisions/0002-storage.md.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -155,13 +156,17 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let checkpointer = spawn_checkpointer(read.clone());
+        let writer = Arc::new(Writer {
+            conn: Arc::new(Mutex::new(Some(writer))),
+            options: options_for_writer,
+        });
+        let checkpointer = {
+            let writer = writer.clone();
+            spawn_checkpointer(read.clone(), move || writer.clone().checkpoint())
+        };
         Ok(Store {
             backend: Backend::Sqlite,
-            writer: Some(Arc::new(Writer {
-                conn: Arc::new(Mutex::new(Some(writer))),
-                options: options_for_writer,
-            })),
+            writer: Some(writer),
             pool: read,
             _checkpointer: Some(Arc::new(checkpointer)),
         })
@@ -205,18 +210,39 @@ impl Store {
     /// IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for
     /// another writer and fails with `SQLITE_BUSY` instead.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let statement = match self.backend {
-            Backend::Sqlite => Some("BEGIN IMMEDIATE".into()),
-            Backend::Postgres => None,
-        };
-        // Open before beginning: if this future is dropped after BEGIN ran, the Tx's
-        // drop still rolls it back (at depth 0 the rollback does nothing).
-        let mut tx = Tx {
-            conn: self.write().await?,
-            open: true,
-        };
-        AnyTransactionManager::begin(&mut tx.conn, statement).await?;
-        Ok(tx)
+        match self.backend {
+            Backend::Sqlite => {
+                // Open before beginning: if this future is dropped after BEGIN ran, the
+                // Tx's drop still rolls it back. (SQLite's connection thread counts the
+                // transaction itself, so the count is right whenever we stop.)
+                let mut tx = Tx {
+                    conn: self.write().await?,
+                    open: true,
+                };
+                AnyTransactionManager::begin(&mut tx.conn, Some("BEGIN IMMEDIATE".into()))
+                    .await?;
+                Ok(tx)
+            }
+            Backend::Postgres => {
+                // sqlx counts a PostgreSQL transaction only once BEGIN is answered: a
+                // begin dropped while waiting leaves the server inside a transaction the
+                // connection does not know about, and the pool hands it to the next
+                // caller, whose writes then never commit. Beginning in a task of its own
+                // cannot be interrupted; if nobody waits for the Tx any more, it is
+                // dropped there and rolls back.
+                let pool = self.pool.clone();
+                tokio::spawn(async move {
+                    let mut tx = Tx {
+                        conn: WriteConn::Pooled(pool.acquire().await?),
+                        open: true,
+                    };
+                    AnyTransactionManager::begin(&mut tx.conn, None).await?;
+                    Ok(tx)
+                })
+                .await
+                .map_err(|err| sqlx::Error::Io(std::io::Error::other(err)))?
+            }
+        }
     }
 
     /// Is the database reachable?
@@ -262,6 +288,13 @@ impl Writer {
     }
 }
 
+impl Writer {
+    async fn checkpoint(self: Arc<Self>) -> Result<(), sqlx::Error> {
+        let mut conn = WriteConn::Held(self.lock().await?);
+        sqlx::query(CHECKPOINT).execute(&mut *conn).await.map(drop)
+    }
+}
+
 async fn connect_sqlite(options: &AnyConnectOptions) -> Result<AnyConnection, sqlx::Error> {
     let mut conn = AnyConnection::connect_with(options).await?;
     conn.execute(SQLITE_PRAGMAS).await?;
@@ -269,7 +302,8 @@ async fn connect_sqlite(options: &AnyConnectOptions) -> Result<AnyConnection, sq
 }
 
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
+     PRAGMA journal_size_limit = 16777216;";
 
 /// A connection to write with: the SQLite writer (held until dropped) or a pooled one.
 pub enum WriteConn {
@@ -343,17 +377,28 @@ impl Drop for Tx {
 /// How often a SQLite file's write-ahead log is copied back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// Checkpoint a SQLite file in the background, every [`CHECKPOINT_EVERY`], until the
-/// returned guard is dropped.
+const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
+/// Checkpoint a SQLite file in the background until the returned guard is dropped.
 ///
 /// SQLite's automatic checkpoint runs inside the commit that crosses the log's size
 /// limit, and with `synchronous = NORMAL` it is the only step that waits for the disk
 /// (two fsyncs): every writer queued behind that commit waits too. Connections are
-/// opened with `wal_autocheckpoint = 0` and a `PASSIVE` checkpoint on a reader
-/// connection does the work beside the writer instead of in its way.
-pub(crate) fn spawn_checkpointer<DB: sqlx::Database>(pool: sqlx::Pool<DB>) -> DropGuard
+/// opened with `wal_autocheckpoint = 0` instead, and every [`CHECKPOINT_EVERY`] a
+/// `PASSIVE` checkpoint on a reader connection copies the log beside the writer.
+///
+/// That alone never lets the log start over under steady writes (it grew by hundreds of
+/// megabytes a minute in the benchmarks): the log is reset only by a write transaction
+/// that begins with every frame copied back, and commits keep landing while a reader's
+/// checkpoint runs. So `on_writer` then finishes the checkpoint holding the writer — by
+/// then only the frames of the last few milliseconds are left — and the next write
+/// transaction resets the log; `journal_size_limit` trims the file when it does.
+pub(crate) fn spawn_checkpointer<DB, F, Fut>(readers: sqlx::Pool<DB>, on_writer: F) -> DropGuard
 where
+    DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), sqlx::Error>> + Send,
 {
     let stop = CancellationToken::new();
     let stopped = stop.clone();
@@ -365,11 +410,12 @@ where
                 _ = stopped.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
-                Ok(_) => {}
+            let mut done = sqlx::raw_sql(CHECKPOINT).execute(&readers).await.map(drop);
+            if done.is_ok() {
+                done = on_writer().await;
+            }
+            match done {
+                Ok(()) => {}
                 Err(sqlx::Error::PoolClosed) => return,
                 Err(err) => tracing::warn!(error = %err, "SQLite checkpoint failed"),
             }

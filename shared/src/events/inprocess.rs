@@ -142,7 +142,8 @@ impl InProcessBus {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             // Checkpoints run beside the writer (see `store::spawn_checkpointer`).
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", "16777216");
         let pool = |max: u32| {
             SqlitePoolOptions::new()
                 .max_connections(max)
@@ -176,7 +177,16 @@ impl InProcessBus {
                     sqlx::query(statement).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                let checkpointer = spawn_checkpointer(self.inner.read.clone());
+                let write = self.inner.write.clone();
+                let checkpointer = spawn_checkpointer(self.inner.read.clone(), move || {
+                    let write = write.clone();
+                    async move {
+                        sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                            .execute(&write)
+                            .await
+                            .map(drop)
+                    }
+                });
                 let pruner = spawn_pruner(self.inner.write.clone());
                 anyhow::Ok((checkpointer, pruner))
             })
