@@ -2,8 +2,10 @@
 //! commits a change with its event, the relay publishes it, a subscriber handles it.
 //!
 //! `cargo bench -p ticketing-shared --bench bus` (NATS at `TEST_NATS_URL`, default
-//! `nats://127.0.0.1:4222`; `BENCH_BUS=in-process` or `nats` runs one backend). Prints
-//! figures; asserts nothing.
+//! `nats://127.0.0.1:4222`; PostgreSQL at `TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432`). Three set-ups: `in-process` and `nats` with the
+//! service's database on SQLite, `nats+pg` with it on PostgreSQL (distributed mode);
+//! `BENCH_BUS=<set-up>` runs one. Prints figures; asserts nothing.
 //!
 //! Per backend: latency one event at a time; latency at a fixed offered rate (open
 //! loop: every transaction starts on its own schedule whatever the latency, and latency
@@ -22,7 +24,7 @@ use ticketing_shared::events::{
     Subject,
 };
 use ticketing_shared::store::{DbLocation, Store};
-use ticketing_shared::testing::{nats_url, unique_prefix, NO_MIGRATIONS};
+use ticketing_shared::testing::{nats_url, postgres_base_url, unique_prefix, NO_MIGRATIONS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -65,14 +67,8 @@ struct Rig {
 }
 
 impl Rig {
-    async fn new(bus: SharedBus, dir: &std::path::Path) -> anyhow::Result<Rig> {
-        let store = Store::open(
-            &DbLocation::Sqlite {
-                path: dir.join("service.db"),
-            },
-            &NO_MIGRATIONS,
-        )
-        .await?;
+    async fn new(bus: SharedBus, location: &DbLocation) -> anyhow::Result<Rig> {
+        let store = Store::open(location, &NO_MIGRATIONS).await?;
         ticketing_shared::events::schema::install(&store).await?;
         let shutdown = CancellationToken::new();
         let relay = Outbox::new(store.clone(), bus.clone());
@@ -221,8 +217,8 @@ fn report(name: &str, what: &str, samples: &mut [Duration], rate: Option<f64>) {
     );
 }
 
-async fn run(name: &str, bus: SharedBus, dir: &std::path::Path, rate: u32) -> anyhow::Result<()> {
-    let mut rig = Rig::new(bus, dir).await?;
+async fn run(name: &str, bus: SharedBus, store: &DbLocation, rate: u32) -> anyhow::Result<()> {
+    let mut rig = Rig::new(bus, store).await?;
     // Warm up connections and caches.
     for _ in 0..200 {
         Rig::produce(&rig.store, &rig.relay, rig.start).await?;
@@ -245,6 +241,34 @@ async fn run(name: &str, bus: SharedBus, dir: &std::path::Path, rate: u32) -> an
     Ok(())
 }
 
+fn sqlite(dir: &std::path::Path) -> DbLocation {
+    DbLocation::Sqlite {
+        path: dir.join("service.db"),
+    }
+}
+
+async fn nats_run(name: &str, store: &DbLocation) -> anyhow::Result<()> {
+    let nats = NatsBus::connect(&nats_url(), &unique_prefix()).await?;
+    let stream = nats.stream_name().to_owned();
+    let client = nats.client().clone();
+    let result = run(name, Arc::new(nats), store, 5_000).await;
+    // Leave no benchmark stream behind.
+    let _ = async_nats::jetstream::new(client)
+        .delete_stream(stream)
+        .await;
+    result
+}
+
+async fn drop_postgres_database(name: &str) {
+    let url = format!("{}/postgres", postgres_base_url());
+    if let Ok(admin) = sqlx::AnyPool::connect(&url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     sqlx::any::install_default_drivers();
@@ -258,20 +282,21 @@ async fn main() -> anyhow::Result<()> {
         run(
             "in-process",
             Arc::new(in_process),
-            &dir.path().join("a"),
+            &sqlite(&dir.path().join("a")),
             10_000,
         )
         .await?;
     }
     if wanted("nats") {
-        let nats = NatsBus::connect(&nats_url(), &unique_prefix()).await?;
-        let stream = nats.stream_name().to_owned();
-        let client = nats.client().clone();
-        run("nats", Arc::new(nats), &dir.path().join("b"), 5_000).await?;
-        // Leave no benchmark stream behind.
-        let _ = async_nats::jetstream::new(client)
-            .delete_stream(stream)
-            .await;
+        nats_run("nats", &sqlite(&dir.path().join("b"))).await?;
+    }
+    if wanted("nats+pg") {
+        // Distributed mode's pairing: the service's database on PostgreSQL.
+        let name = format!("{}_bench", unique_prefix());
+        let url = format!("{}/{name}", postgres_base_url());
+        let result = nats_run("nats+pg", &DbLocation::Postgres { url }).await;
+        drop_postgres_database(&name).await;
+        result?;
     }
     Ok(())
 }

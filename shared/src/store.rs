@@ -219,8 +219,7 @@ impl Store {
                     conn: self.write().await?,
                     open: true,
                 };
-                AnyTransactionManager::begin(&mut tx.conn, Some("BEGIN IMMEDIATE".into()))
-                    .await?;
+                AnyTransactionManager::begin(&mut tx.conn, Some("BEGIN IMMEDIATE".into())).await?;
                 Ok(tx)
             }
             Backend::Postgres => {
@@ -286,9 +285,8 @@ impl Writer {
         }
         Ok(guard)
     }
-}
 
-impl Writer {
+    /// The last step of [`spawn_checkpointer`], holding the writer.
     async fn checkpoint(self: Arc<Self>) -> Result<(), sqlx::Error> {
         let mut conn = WriteConn::Held(self.lock().await?);
         sqlx::query(CHECKPOINT).execute(&mut *conn).await.map(drop)
