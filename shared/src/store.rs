@@ -162,7 +162,9 @@ impl Store {
         });
         let checkpointer = {
             let writer = writer.clone();
-            spawn_checkpointer(read.clone(), move || writer.clone().checkpoint())
+            spawn_checkpointer(wal_path(path), read.clone(), move || {
+                writer.clone().checkpoint()
+            })
         };
         Ok(Store {
             backend: Backend::Sqlite,
@@ -372,6 +374,13 @@ impl Drop for Tx {
     }
 }
 
+/// The write-ahead log of the SQLite file at `db`.
+pub(crate) fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
 /// How often a SQLite file's write-ahead log is copied back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
@@ -391,7 +400,11 @@ const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 /// checkpoint runs. So `on_writer` then finishes the checkpoint holding the writer — by
 /// then only the frames of the last few milliseconds are left — and the next write
 /// transaction resets the log; `journal_size_limit` trims the file when it does.
-pub(crate) fn spawn_checkpointer<DB, F, Fut>(readers: sqlx::Pool<DB>, on_writer: F) -> DropGuard
+pub(crate) fn spawn_checkpointer<DB, F, Fut>(
+    wal: PathBuf,
+    readers: sqlx::Pool<DB>,
+    on_writer: F,
+) -> DropGuard
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -403,11 +416,18 @@ where
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_seen = None;
         loop {
             tokio::select! {
                 _ = stopped.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // Nothing written since the last round (an idle service): nothing to do.
+            let modified = std::fs::metadata(&wal).and_then(|m| m.modified()).ok();
+            if modified.is_none() || modified == last_seen {
+                continue;
+            }
+            last_seen = modified;
             let mut done = sqlx::raw_sql(CHECKPOINT).execute(&readers).await.map(drop);
             if done.is_ok() {
                 done = on_writer().await;

@@ -33,7 +33,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use super::contracts::Subject;
 use super::envelope::Envelope;
-use crate::store::spawn_checkpointer;
+use crate::store::{spawn_checkpointer, wal_path};
 use crate::timefmt::now_millis;
 
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
@@ -178,7 +178,8 @@ impl InProcessBus {
                 }
                 tx.commit().await?;
                 let write = self.inner.write.clone();
-                let checkpointer = spawn_checkpointer(self.inner.read.clone(), move || {
+                let wal = wal_path(&self.inner.path);
+                let checkpointer = spawn_checkpointer(wal, self.inner.read.clone(), move || {
                     let write = write.clone();
                     async move {
                         sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
