@@ -1,12 +1,18 @@
 //! Assemble started services into one HTTP application: their routes, the OpenAPI
-//! document, health, metrics, the 404 fallback and the body limit.
+//! document, health, metrics, the 404 fallback, the body limit and load shedding.
 
-use axum::extract::DefaultBodyLimit;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use tokio::sync::Semaphore;
 use utoipa::openapi::OpenApi;
 
-use crate::error::not_found;
+use crate::error::{not_found, ApiError};
 use crate::health::{self, ReadyCheck};
 use crate::json::MAX_BODY_BYTES;
 use crate::runtime::Mounted;
@@ -22,16 +28,47 @@ pub fn compose(services: &mut [Mounted], extra: Router, extra_ready: Vec<ReadyCh
         ready.append(&mut service.ready);
     }
     let (router, doc) = api.split_for_parts();
-    router
+    let router = router
         .route("/api/openapi.json", get(move || async move { Json(doc) }))
         .nest("/api", Router::new().fallback(not_found))
-        .merge(extra)
+        .merge(extra);
+    // Health and metrics stay outside the limit: they must answer most when busy.
+    shed_load(router, MAX_IN_FLIGHT)
         .merge(health::router(ready))
         .merge(telemetry::metrics_router())
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(axum::middleware::from_fn(crate::trace::trace_http))
         // Bodies above the limit are refused by `ApiJson` with 413 in the error format.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// Requests handled at once; more are refused at once with 503 and `Retry-After`.
+///
+/// Without a bound, a client sending faster than the databases commit makes requests
+/// queue in memory without end (an open-loop benchmark took the process past 2 GB):
+/// refusing early keeps memory flat and latency of the admitted requests bounded, and
+/// tells clients (and load balancers) to come back.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// Refuse requests beyond `max` in flight with 503 in the error format.
+pub fn shed_load(router: Router, max: usize) -> Router {
+    let permits = Arc::new(Semaphore::new(max));
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let permits = permits.clone();
+            async move {
+                let Ok(_permit) = permits.try_acquire_owned() else {
+                    metrics::counter!("http_requests_shed_total").increment(1);
+                    let mut response = ApiError::Unavailable.into_response();
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return response;
+                };
+                next.run(request).await
+            }
+        },
+    ))
 }
 
 fn base_document() -> OpenApi {
@@ -41,4 +78,48 @@ fn base_document() -> OpenApi {
     doc.info.description =
         Some("Event-driven ticket marketplace: auth, tickets, orders, payments.".into());
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tokio::sync::Notify;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_beyond_the_limit_are_refused_with_503() {
+        let release = Arc::new(Notify::new());
+        let slow = {
+            let release = release.clone();
+            get(move || async move {
+                release.notified().await;
+                "done"
+            })
+        };
+        let app = shed_load(Router::new().route("/slow", slow), 1);
+        let request = || Request::get("/slow").body(Body::empty()).unwrap();
+
+        let first = tokio::spawn(app.clone().oneshot(request()));
+        // Let the first request take the only slot.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let refused = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()["retry-after"], "1");
+        let body = axum::body::to_bytes(refused.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["message"], "Service unavailable.");
+
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        // The slot is free again.
+        let again = tokio::spawn(app.clone().oneshot(request()));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        release.notify_one();
+        assert_eq!(again.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
 }
