@@ -110,7 +110,9 @@ mod tests {
         let refused = app.clone().oneshot(request()).await.unwrap();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.headers()["retry-after"], "1");
-        let body = axum::body::to_bytes(refused.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(refused.into_body(), 1 << 16)
+            .await
+            .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["errors"][0]["message"], "Service unavailable.");
 

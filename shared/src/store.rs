@@ -384,7 +384,7 @@ pub(crate) fn wal_path(db: &Path) -> PathBuf {
 /// How often a SQLite file's write-ahead log is copied back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+pub(crate) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
 /// Checkpoint a SQLite file in the background until the returned guard is dropped.
 ///

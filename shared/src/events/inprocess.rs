@@ -12,8 +12,9 @@
 //! Consumers are woken in memory on publish (no polling latency); a slow poll picks up
 //! events another process (`ticketing events publish`) appended. Writes are batched: a
 //! `publish_batch` is one commit per 256 events, and a cursor moves at most every few
-//! milliseconds, so with WAL and `synchronous = NORMAL` there is no fsync per event. (That survives a
-//! process crash; an OS crash may lose the last commits, as for the services' files.)
+//! milliseconds, so with WAL and `synchronous = NORMAL` there is no fsync per event.
+//! (That survives a process crash; an OS crash may lose the last commits, as for the
+//! services' files.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use super::contracts::Subject;
 use super::envelope::Envelope;
-use crate::store::{spawn_checkpointer, wal_path};
+use crate::store::{spawn_checkpointer, wal_path, CHECKPOINT};
 use crate::timefmt::now_millis;
 
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
@@ -141,7 +142,7 @@ impl InProcessBus {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            // Checkpoints run beside the writer (see `store::spawn_checkpointer`).
+            // Checkpoints run in the background (see `store::spawn_checkpointer`).
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", "16777216");
         let pool = |max: u32| {
@@ -181,12 +182,7 @@ impl InProcessBus {
                 let wal = wal_path(&self.inner.path);
                 let checkpointer = spawn_checkpointer(wal, self.inner.read.clone(), move || {
                     let write = write.clone();
-                    async move {
-                        sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                            .execute(&write)
-                            .await
-                            .map(drop)
-                    }
+                    async move { sqlx::raw_sql(CHECKPOINT).execute(&write).await.map(drop) }
                 });
                 let pruner = spawn_pruner(self.inner.write.clone());
                 anyhow::Ok((checkpointer, pruner))
