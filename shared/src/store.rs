@@ -6,19 +6,18 @@
 //! migration set per backend. See docs/decisions/0002-storage.md.
 
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use std::ops::{Deref, DerefMut};
-
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyTransactionManager};
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, TransactionManager};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Which database engine a store runs on.
@@ -274,18 +273,17 @@ impl Writer {
     /// Wait for the writer, and hand it out clean: a transaction left open (a commit
     /// that failed and whose rollback failed too: disk full, I/O error) is rolled back,
     /// and a connection that cannot even do that is replaced.
-    async fn lock(&self) -> Result<OwnedMutexGuard<Option<AnyConnection>>, sqlx::Error> {
-        let mut guard = self.conn.clone().lock_owned().await;
-        let Some(conn) = guard.as_mut() else {
-            return Err(sqlx::Error::PoolClosed);
-        };
-        if AnyTransactionManager::get_transaction_depth(conn) > 0 {
-            if let Err(err) = AnyTransactionManager::rollback(conn).await {
+    async fn lock(&self) -> Result<HeldConn, sqlx::Error> {
+        let guard = self.conn.clone().lock_owned().await;
+        let mut conn = OwnedMutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_closed| sqlx::Error::PoolClosed)?;
+        if AnyTransactionManager::get_transaction_depth(&conn) > 0 {
+            if let Err(err) = AnyTransactionManager::rollback(&mut conn).await {
                 tracing::warn!(error = %err, "SQLite writer stuck in a transaction; reopening it");
-                *guard = Some(connect_sqlite(&self.options).await?);
+                *conn = connect_sqlite(&self.options).await?;
             }
         }
-        Ok(guard)
+        Ok(conn)
     }
 
     /// The last step of [`spawn_checkpointer`], holding the writer.
@@ -305,9 +303,12 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NO
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
      PRAGMA journal_size_limit = 16777216;";
 
+/// The SQLite writer, locked.
+type HeldConn = OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>;
+
 /// A connection to write with: the SQLite writer (held until dropped) or a pooled one.
 pub enum WriteConn {
-    Held(OwnedMutexGuard<Option<AnyConnection>>),
+    Held(HeldConn),
     Pooled(PoolConnection<Any>),
 }
 
@@ -316,7 +317,7 @@ impl Deref for WriteConn {
 
     fn deref(&self) -> &AnyConnection {
         match self {
-            WriteConn::Held(guard) => guard.as_ref().expect("checked when locked"),
+            WriteConn::Held(conn) => conn,
             WriteConn::Pooled(conn) => conn,
         }
     }
@@ -325,7 +326,7 @@ impl Deref for WriteConn {
 impl DerefMut for WriteConn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
-            WriteConn::Held(guard) => guard.as_mut().expect("checked when locked"),
+            WriteConn::Held(conn) => conn,
             WriteConn::Pooled(conn) => conn,
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::bus::RETENTION;
+use super::bus::{self, RETENTION};
 use super::envelope::Envelope;
 use crate::store::{Store, Tx};
 use crate::timefmt::now_millis;
@@ -43,7 +43,6 @@ pub async fn begin(
 /// Marks are kept longer than a bus keeps an event ([`RETENTION`]): an event can only be
 /// redelivered while its bus still holds it.
 pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const PRUNE_BATCH: i64 = 5000;
 
 /// Forget marks older than `age_millis`, a batch per statement so that the writer is
@@ -68,22 +67,10 @@ pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
     }
 }
 
-/// Prune marks older than [`KEEP`] every hour (the first time a minute after start, out
-/// of the way of start-up) until `shutdown`.
+/// Prune marks older than [`KEEP`] every hour until `shutdown`.
 pub fn spawn_pruner(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let first = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut tick = tokio::time::interval_at(first, PRUNE_EVERY);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match prune(&store, KEEP.as_millis() as i64).await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, "old inbox marks deleted"),
-                Err(err) => tracing::warn!(error = %err, "pruning the inbox failed"),
-            }
-        }
+    bus::spawn_pruner("inbox marks", shutdown, move || {
+        let store = store.clone();
+        async move { prune(&store, KEEP.as_millis() as i64).await }
     })
 }

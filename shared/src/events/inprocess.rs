@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
+use super::bus::{self, run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use super::contracts::Subject;
 use super::envelope::Envelope;
 use crate::store::{spawn_checkpointer, wal_path, CHECKPOINT};
@@ -40,8 +40,6 @@ use crate::timefmt::now_millis;
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
 /// above the floor).
 const WINDOW: usize = 1024;
-/// Delete events (and dead letters) older than [`RETENTION`] this often.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const PRUNE_BATCH: i64 = 5000;
 /// Look for events appended by another process this often.
 const POLL: Duration = Duration::from_secs(1);
@@ -277,28 +275,14 @@ impl InProcessBus {
     }
 }
 
-/// Delete what is older than [`RETENTION`], as JetStream's `max_age` does, every
-/// [`PRUNE_EVERY`] until the guard is dropped. Consumers never look below their
-/// cursor, so a gap under it is invisible to them.
+/// Delete what is older than [`RETENTION`], as JetStream's `max_age` does, hourly
+/// until the guard is dropped. Consumers never look below their cursor, so a gap under
+/// it is invisible to them.
 fn spawn_pruner(write: SqlitePool) -> DropGuard {
     let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    tokio::spawn(async move {
-        // The first time a minute after start, out of the way of start-up.
-        let first = Instant::now() + Duration::from_secs(60);
-        let mut tick = tokio::time::interval_at(first, PRUNE_EVERY);
-        loop {
-            tokio::select! {
-                _ = stopped.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match prune(&write, now_millis() - RETENTION.as_millis() as i64).await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, "old events deleted from the in-process log"),
-                Err(sqlx::Error::PoolClosed) => return,
-                Err(err) => tracing::warn!(error = %err, "pruning the in-process log failed"),
-            }
-        }
+    bus::spawn_pruner("in-process log", stop.clone(), move || {
+        let write = write.clone();
+        async move { prune(&write, now_millis() - RETENTION.as_millis() as i64).await }
     });
     stop.drop_guard()
 }
