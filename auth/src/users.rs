@@ -1,7 +1,6 @@
 //! The `users` table.
 
-use sqlx::Row;
-use ticketing_shared::store::Store;
+use ticketing_shared::store::{query, Store};
 use ticketing_shared::timefmt::now_millis;
 use ticketing_shared::ApiError;
 
@@ -16,12 +15,12 @@ pub struct User {
 /// Insert a user; a taken e-mail (any case) is the contract's `Email in use`.
 pub async fn insert(store: &Store, email: &Email, password_hash: &str) -> Result<User, ApiError> {
     let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
+    query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&id)
         .bind(email.as_str())
         .bind(password_hash)
         .bind(now_millis())
-        .execute(&mut *store.write().await?)
+        .execute(store.writer())
         .await
         .map_err(|e| ApiError::on_unique(e, || ApiError::bad_request("Email in use")))?;
     Ok(User {
@@ -32,11 +31,10 @@ pub async fn insert(store: &Store, email: &Email, password_hash: &str) -> Result
 }
 
 pub async fn find_by_email(store: &Store, email: &Email) -> Result<Option<User>, ApiError> {
-    let row =
-        sqlx::query("SELECT id, email, password_hash FROM users WHERE lower(email) = lower($1)")
-            .bind(email.as_str())
-            .fetch_optional(store.reader())
-            .await?;
+    let row = query("SELECT id, email, password_hash FROM users WHERE lower(email) = lower($1)")
+        .bind(email.as_str())
+        .fetch_optional(store.reader())
+        .await?;
     Ok(row.map(|r| User {
         id: r.get("id"),
         email: r.get("email"),

@@ -14,7 +14,7 @@ use ticketing_shared::events::{
 };
 use ticketing_shared::health::ReadyCheck;
 use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::Store;
+use ticketing_shared::store::{query, On, Store};
 use ticketing_shared::timefmt::{now_millis, parse_millis};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -111,7 +111,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
 /// transactions, so its operations run before the inbox mark; they are idempotent.)
 async fn processed(store: &Store, event: &Envelope) -> Result<bool, sqlx::Error> {
     Ok(
-        sqlx::query("SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2")
+        query("SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2")
             .bind(groups::EXPIRATION)
             .bind(&event.id)
             .fetch_optional(store.reader())
@@ -126,29 +126,24 @@ async fn mark(store: &Store, event: &Envelope, finished: Option<&str>) -> Result
         return Ok(());
     };
     if let Some(order_id) = finished {
-        sqlx::query(
+        query(
             "INSERT INTO finished_orders (order_id, finished_at) VALUES ($1, $2) \
              ON CONFLICT DO NOTHING",
         )
         .bind(order_id)
         .bind(now_millis())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
     }
     tx.commit().await
 }
 
-async fn is_finished<'e, E>(executor: E, order_id: &str) -> Result<bool, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    Ok(
-        sqlx::query("SELECT 1 FROM finished_orders WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(executor)
-            .await?
-            .is_some(),
-    )
+async fn is_finished<'a>(on: impl Into<On<'a>>, order_id: &str) -> Result<bool, sqlx::Error> {
+    Ok(query("SELECT 1 FROM finished_orders WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(on)
+        .await?
+        .is_some())
 }
 
 /// `order:created` → schedule the order's expiry at `expiresAt`.
@@ -243,12 +238,12 @@ fn spawn_runner(
 async fn fire(store: &Store, job: &DueJob) -> Result<(), sqlx::Error> {
     let event = expiration_event(&job.order_id);
     let mut tx = store.begin().await?;
-    if is_finished(&mut *tx, &job.order_id).await? {
+    if is_finished(&mut tx, &job.order_id).await? {
         return tx.commit().await;
     }
-    let enqueued = sqlx::query("SELECT 1 FROM outbox WHERE event_id = $1")
+    let enqueued = query("SELECT 1 FROM outbox WHERE event_id = $1")
         .bind(&event.id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?
         .is_some();
     if !enqueued {

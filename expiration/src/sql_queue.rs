@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::Row;
-use ticketing_shared::store::{Backend as StoreBackend, Store};
+use ticketing_shared::store::{query, Backend as StoreBackend, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -54,8 +53,8 @@ impl SqlDelayQueue {
 
     /// How many jobs are pending or claimed.
     pub async fn len(&self) -> anyhow::Result<usize> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM expiration_jobs")
-            .fetch_one(self.store.reader())
+        let n: i64 = query("SELECT COUNT(*) FROM expiration_jobs")
+            .scalar(self.store.reader())
             .await?;
         Ok(n as usize)
     }
@@ -70,12 +69,12 @@ impl Backend for SqlDelayQueue {
         lease_until: i64,
         token: &str,
     ) -> anyhow::Result<Vec<DueJob>> {
-        let rows = sqlx::query(&self.claim_sql)
+        let rows = query(&self.claim_sql)
             .bind(lease_until)
             .bind(token)
             .bind(now)
             .bind(max as i64)
-            .fetch_all(&mut *self.store.write().await?)
+            .fetch_all(self.store.writer())
             .await
             .context("claiming due expiration jobs")?;
         let mut jobs = rows
@@ -93,8 +92,8 @@ impl Backend for SqlDelayQueue {
     }
 
     async fn earliest(&self) -> anyhow::Result<Option<i64>> {
-        let at: Option<i64> = sqlx::query_scalar("SELECT MIN(available_at) FROM expiration_jobs")
-            .fetch_one(self.store.reader())
+        let at: Option<i64> = query("SELECT MIN(available_at) FROM expiration_jobs")
+            .scalar(self.store.reader())
             .await?;
         Ok(at)
     }
@@ -103,7 +102,7 @@ impl Backend for SqlDelayQueue {
 #[async_trait]
 impl DelayQueue for SqlDelayQueue {
     async fn schedule(&self, order_id: &str, due_at_millis: i64) -> anyhow::Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO expiration_jobs (order_id, due_at, available_at, claim_token) \
              VALUES ($1, $2, $2, NULL) \
              ON CONFLICT (order_id) DO UPDATE \
@@ -112,7 +111,7 @@ impl DelayQueue for SqlDelayQueue {
         )
         .bind(order_id)
         .bind(due_at_millis)
-        .execute(&mut *self.store.write().await?)
+        .execute(self.store.writer())
         .await
         .context("scheduling an expiration job")?;
         self.wake.notify_waiters();
@@ -120,9 +119,9 @@ impl DelayQueue for SqlDelayQueue {
     }
 
     async fn cancel(&self, order_id: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM expiration_jobs WHERE order_id = $1")
+        query("DELETE FROM expiration_jobs WHERE order_id = $1")
             .bind(order_id)
-            .execute(&mut *self.store.write().await?)
+            .execute(self.store.writer())
             .await
             .context("cancelling an expiration job")?;
         Ok(())
@@ -137,10 +136,10 @@ impl DelayQueue for SqlDelayQueue {
     }
 
     async fn complete(&self, job: &DueJob) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM expiration_jobs WHERE order_id = $1 AND claim_token = $2")
+        query("DELETE FROM expiration_jobs WHERE order_id = $1 AND claim_token = $2")
             .bind(&job.order_id)
             .bind(&job.claim)
-            .execute(&mut *self.store.write().await?)
+            .execute(self.store.writer())
             .await
             .context("completing an expiration job")?;
         Ok(())

@@ -12,7 +12,7 @@ use ticketing_shared::events::{
 use ticketing_shared::flavor_tests;
 use ticketing_shared::money::Cents;
 use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::Store;
+use ticketing_shared::store::{query, Store};
 use ticketing_shared::testing::{unique_prefix, EventRecorder, Flavor, TestEnv};
 use ticketing_shared::timefmt::{format_millis, now_millis};
 use tokio_util::sync::CancellationToken;
@@ -61,8 +61,8 @@ async fn wait_handled(rt: &Runtime, n: i64) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let handled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox")
-            .fetch_one(store.reader())
+        let handled: i64 = query("SELECT COUNT(*) FROM inbox")
+            .scalar(store.reader())
             .await
             .unwrap();
         if handled >= n {

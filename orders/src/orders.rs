@@ -1,13 +1,11 @@
 //! The `orders` table: every state change writes its event to the outbox in the same
 //! transaction.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use ticketing_shared::events::{
     outbox, status, Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef,
 };
 use ticketing_shared::money::Cents;
-use ticketing_shared::store::{Store, Tx};
+use ticketing_shared::store::{query, Row, Store, Tx};
 use ticketing_shared::timefmt::format_millis;
 
 use crate::domain::OPEN;
@@ -27,7 +25,7 @@ const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.version,
     t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version \
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
-fn from_row(row: &AnyRow) -> Order {
+fn from_row(row: &Row) -> Order {
     Order {
         id: row.get("id"),
         user_id: row.get("user_id"),
@@ -73,7 +71,7 @@ pub async fn place(
     now: i64,
     expires_at: i64,
 ) -> Result<Order, PlaceError> {
-    let expired = sqlx::query(&format!(
+    let expired = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 \
          WHERE ticket_id = $1 AND status IN ({}) AND expires_at <= $2 RETURNING id, version",
         status::CANCELLED,
@@ -81,7 +79,7 @@ pub async fn place(
     ))
     .bind(&ticket.id)
     .bind(now)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     for row in &expired {
         outbox::enqueue(
@@ -99,7 +97,7 @@ pub async fn place(
         version: 0,
         ticket: ticket.clone(),
     };
-    let inserted = sqlx::query(
+    let inserted = query(
         "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
          VALUES ($1, $2, $3, $4, $5, 0)",
     )
@@ -108,7 +106,7 @@ pub async fn place(
     .bind(&ticket.id)
     .bind(&order.status)
     .bind(expires_at)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await;
     match inserted {
         Ok(_) => {}
@@ -143,7 +141,7 @@ fn cancelled_event(order_id: String, version: i64, ticket_id: &str) -> Envelope 
 }
 
 pub async fn find(store: &Store, id: &str) -> Result<Option<Order>, sqlx::Error> {
-    let row = sqlx::query(&format!("{SELECT} WHERE o.id = $1"))
+    let row = query(&format!("{SELECT} WHERE o.id = $1"))
         .bind(id)
         .fetch_optional(store.reader())
         .await?;
@@ -151,7 +149,7 @@ pub async fn find(store: &Store, id: &str) -> Result<Option<Order>, sqlx::Error>
 }
 
 pub async fn list_for_user(store: &Store, user_id: &str) -> Result<Vec<Order>, sqlx::Error> {
-    let rows = sqlx::query(&format!("{SELECT} WHERE o.user_id = $1 ORDER BY o.id"))
+    let rows = query(&format!("{SELECT} WHERE o.user_id = $1 ORDER BY o.id"))
         .bind(user_id)
         .fetch_all(store.reader())
         .await?;
@@ -165,7 +163,7 @@ pub async fn cancel(
     id: &str,
     owner: Option<&str>,
 ) -> Result<Option<(String, i64)>, sqlx::Error> {
-    let row = sqlx::query(&format!(
+    let row = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 \
          WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
          RETURNING ticket_id, version",
@@ -174,7 +172,7 @@ pub async fn cancel(
     ))
     .bind(id)
     .bind(owner.unwrap_or(""))
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(None) };
     let (ticket_id, version): (String, i64) = (row.get("ticket_id"), row.get("version"));
@@ -184,33 +182,33 @@ pub async fn cancel(
 
 /// Mark an open order paid. `false` when it was not open (already complete, cancelled).
 pub async fn complete(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(&format!(
+    let done = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({})",
         status::COMPLETE,
         open_states()
     ))
     .bind(id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(done == 1)
 }
 
 pub async fn status_of(tx: &mut Tx, id: &str) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query("SELECT status FROM orders WHERE id = $1")
+    let row = query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     Ok(row.map(|r| r.get("status")))
 }
 
 /// The expiry of an order that is still open (`None` when unknown or no longer open).
 pub async fn open_expiry(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(&format!(
+    let row = query(&format!(
         "SELECT expires_at FROM orders WHERE id = $1 AND status IN ({})",
         open_states()
     ))
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     Ok(row.map(|r| r.get("expires_at")))
 }

@@ -1,9 +1,8 @@
 //! The replica of tickets, applied in version order.
 
-use sqlx::Row;
 use ticketing_shared::events::replica::{self, VersionCheck};
 use ticketing_shared::money::Cents;
-use ticketing_shared::store::Tx;
+use ticketing_shared::store::{query, Tx};
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
@@ -14,9 +13,9 @@ pub struct TicketCopy {
 }
 
 pub async fn find(tx: &mut Tx, id: &str) -> Result<Option<TicketCopy>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
+    let row = query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     Ok(row.map(|r| TicketCopy {
         id: r.get("id"),
@@ -31,7 +30,7 @@ pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, sqlx:
     let current = find(tx, &copy.id).await?.map(|t| t.version);
     let check = replica::check(current, copy.version);
     if check == VersionCheck::Apply {
-        sqlx::query(
+        query(
             "INSERT INTO tickets (id, title, price_cents, version) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET title = $2, price_cents = $3, version = $4",
         )
@@ -39,7 +38,7 @@ pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, sqlx:
         .bind(&copy.title)
         .bind(copy.price.get())
         .bind(copy.version)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(check)

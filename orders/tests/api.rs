@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
-use sqlx::Row;
 use ticketing_shared::events::{
     Envelope, ExpirationComplete, PaymentCreated, Subject, TicketCreated, TicketUpdated,
 };
 use ticketing_shared::flavor_tests;
 use ticketing_shared::money::Cents;
-use ticketing_shared::store::Store;
+use ticketing_shared::store::{query, Store};
 use ticketing_shared::testing::{EventRecorder, Flavor, TestEnv, TestServer};
 use ticketing_shared::timefmt::{now_millis, parse_millis};
 
@@ -555,7 +554,7 @@ async fn replica_applies_versions_in_order_whatever_the_delivery(flavor: Flavor)
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let row = sqlx::query("SELECT title, price_cents, version FROM tickets WHERE id = $1")
+        let row = query("SELECT title, price_cents, version FROM tickets WHERE id = $1")
             .bind(&id)
             .fetch_optional(store.reader())
             .await
@@ -563,8 +562,8 @@ async fn replica_applies_versions_in_order_whatever_the_delivery(flavor: Flavor)
         if let Some(row) = row {
             let version: i64 = row.get("version");
             if version == 4 {
-                assert_eq!(row.get::<String, _>("title"), "v4");
-                assert_eq!(row.get::<i64, _>("price_cents"), 1004);
+                assert_eq!(row.get::<String>("title"), "v4");
+                assert_eq!(row.get::<i64>("price_cents"), 1004);
                 break;
             }
         }
@@ -579,13 +578,13 @@ async fn replica_applies_versions_in_order_whatever_the_delivery(flavor: Flavor)
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let row = sqlx::query("SELECT title, version FROM tickets WHERE id = $1")
+    let row = query("SELECT title, version FROM tickets WHERE id = $1")
         .bind(&id)
         .fetch_one(store.reader())
         .await
         .unwrap();
-    assert_eq!(row.get::<i64, _>("version"), 4);
-    assert_eq!(row.get::<String, _>("title"), "v4");
+    assert_eq!(row.get::<i64>("version"), 4);
+    assert_eq!(row.get::<String>("title"), "v4");
 }
 
 async fn openapi_covers_every_orders_route(flavor: Flavor) {

@@ -1,10 +1,9 @@
 //! The replica of orders, applied in version order.
 
-use sqlx::{Any, Executor, Row};
 use ticketing_shared::events::replica::{self, VersionCheck};
 use ticketing_shared::events::status;
 use ticketing_shared::money::Cents;
-use ticketing_shared::store::Tx;
+use ticketing_shared::store::{query, On, Tx};
 
 #[derive(Debug, Clone)]
 pub struct OrderCopy {
@@ -27,15 +26,12 @@ impl OrderCopy {
     }
 }
 
-pub async fn find<'e, E>(executor: E, id: &str) -> Result<Option<OrderCopy>, sqlx::Error>
-where
-    E: Executor<'e, Database = Any>,
-{
-    let row = sqlx::query(
+pub async fn find<'a>(on: impl Into<On<'a>>, id: &str) -> Result<Option<OrderCopy>, sqlx::Error> {
+    let row = query(
         "SELECT id, user_id, status, price_cents, expires_at, version FROM orders WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(executor)
+    .fetch_optional(on)
     .await?;
     Ok(row.map(|r| OrderCopy {
         id: r.get("id"),
@@ -48,9 +44,9 @@ where
 }
 
 async fn version_of(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query("SELECT version FROM orders WHERE id = $1")
+    let row = query("SELECT version FROM orders WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     Ok(row.map(|r| r.get("version")))
 }
@@ -59,7 +55,7 @@ async fn version_of(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
 pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionCheck, sqlx::Error> {
     let check = replica::check(version_of(tx, &order.id).await?, order.version);
     if check == VersionCheck::Apply {
-        sqlx::query(
+        query(
             "INSERT INTO orders (id, user_id, status, price_cents, expires_at, version) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -69,7 +65,7 @@ pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionChec
         .bind(order.price.get())
         .bind(order.expires_at)
         .bind(order.version)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(check)
@@ -83,11 +79,11 @@ pub async fn apply_cancelled(
 ) -> Result<VersionCheck, sqlx::Error> {
     let check = replica::check(version_of(tx, id).await?, version);
     if check == VersionCheck::Apply {
-        sqlx::query("UPDATE orders SET status = $1, version = $2 WHERE id = $3")
+        query("UPDATE orders SET status = $1, version = $2 WHERE id = $3")
             .bind(status::CANCELLED)
             .bind(version)
             .bind(id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     Ok(check)

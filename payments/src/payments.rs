@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
 use ticketing_shared::events::{outbox, Envelope, PaymentCreated};
-use ticketing_shared::store::{Store, Tx};
+use ticketing_shared::store::{query, Store, Tx};
 use ticketing_shared::timefmt::now_millis;
 
 /// A claim older than this is left over by a process that died mid-payment and may be
@@ -20,9 +19,9 @@ pub struct Payment {
 }
 
 pub async fn find_for_order(tx: &mut Tx, order_id: &str) -> Result<Option<Payment>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
+    let row = query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
         .bind(order_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     Ok(row.map(|r| Payment {
         id: r.get("id"),
@@ -35,7 +34,7 @@ pub async fn find_for_order(tx: &mut Tx, order_id: &str) -> Result<Option<Paymen
 /// progress (a live claim).
 pub async fn claim(tx: &mut Tx, order_id: &str, claim: &str) -> Result<bool, sqlx::Error> {
     let now = now_millis();
-    let taken = sqlx::query(
+    let taken = query(
         "INSERT INTO payment_attempts (order_id, claim, started_at) VALUES ($1, $2, $3) \
          ON CONFLICT (order_id) DO UPDATE SET claim = excluded.claim, started_at = excluded.started_at \
          WHERE payment_attempts.started_at < $4",
@@ -44,18 +43,17 @@ pub async fn claim(tx: &mut Tx, order_id: &str, claim: &str) -> Result<bool, sql
     .bind(claim)
     .bind(now)
     .bind(now - STALE_CLAIM.as_millis() as i64)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    .execute(&mut *tx)
+    .await?;
     Ok(taken == 1)
 }
 
 /// Give the claim up (only if it is still ours).
 pub async fn release(tx: &mut Tx, order_id: &str, claim: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM payment_attempts WHERE order_id = $1 AND claim = $2")
+    query("DELETE FROM payment_attempts WHERE order_id = $1 AND claim = $2")
         .bind(order_id)
         .bind(claim)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
@@ -87,15 +85,14 @@ pub async fn record(tx: &mut Tx, order_id: &str, stripe_id: &str) -> Result<Paym
         order_id: order_id.to_owned(),
         stripe_id: stripe_id.to_owned(),
     };
-    let inserted = sqlx::query(
-        "INSERT INTO payments (id, order_id, stripe_id, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(&payment.id)
-    .bind(&payment.order_id)
-    .bind(&payment.stripe_id)
-    .bind(now_millis())
-    .execute(&mut **tx)
-    .await;
+    let inserted =
+        query("INSERT INTO payments (id, order_id, stripe_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&payment.id)
+            .bind(&payment.order_id)
+            .bind(&payment.stripe_id)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await;
     match inserted {
         Ok(_) => {}
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {

@@ -19,7 +19,7 @@ use ticketing_shared::events::{
 };
 use ticketing_shared::flavor_tests;
 use ticketing_shared::money::Cents;
-use ticketing_shared::store::Store;
+use ticketing_shared::store::{query, Store};
 use ticketing_shared::testing::{EventRecorder, Flavor, TestEnv, TestServer};
 use ticketing_shared::timefmt::{format_millis, now_millis};
 
@@ -150,11 +150,12 @@ impl App {
     async fn wait_replica(&self, order_id: &str, status: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let row: Option<String> = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+            let row: Option<String> = query("SELECT status FROM orders WHERE id = $1")
                 .bind(order_id)
                 .fetch_optional(self.store.reader())
                 .await
-                .unwrap();
+                .unwrap()
+                .map(|row| row.get("status"));
             if row.as_deref() == Some(status) {
                 return;
             }
@@ -379,9 +380,9 @@ async fn simultaneous_payments_charge_once(flavor: Flavor) {
         "{message}"
     );
     assert_eq!(app.sandbox.charges_made(), 1);
-    let paid: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE order_id = $1")
+    let paid: i64 = query("SELECT COUNT(*) FROM payments WHERE order_id = $1")
         .bind(&id)
-        .fetch_one(app.store.reader())
+        .scalar(app.store.reader())
         .await
         .unwrap();
     assert_eq!(paid, 1);
@@ -416,8 +417,8 @@ async fn order_cancelled_during_the_charge_is_refunded(flavor: Flavor) {
     )
     .await;
     assert_eq!(app.sandbox.refunded().len(), 1);
-    let paid: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payments")
-        .fetch_one(app.store.reader())
+    let paid: i64 = query("SELECT COUNT(*) FROM payments")
+        .scalar(app.store.reader())
         .await
         .unwrap();
     assert_eq!(paid, 0);

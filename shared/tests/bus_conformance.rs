@@ -13,6 +13,7 @@ use ticketing_shared::events::{
     TicketCreated,
 };
 use ticketing_shared::money::Cents;
+use ticketing_shared::store::query;
 use ticketing_shared::testing::{TestBackend, TestEnv};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -343,8 +344,8 @@ async fn keeps_order_per_subscriber(kind: BusKind) {
 async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
     let env = env(kind, backend).await;
     let store = env.event_store("outboxtest").await;
-    sqlx::query("CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)")
-        .execute(&mut *store.write().await.unwrap())
+    query("CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)")
+        .execute(store.writer())
         .await
         .unwrap();
     let mut h = Harness::new(&env);
@@ -357,9 +358,9 @@ async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
     let published_unmarked = ticket(2);
     for (thing, event) in [("a", &unpublished), ("b", &published_unmarked)] {
         let mut tx = store.begin().await.unwrap();
-        sqlx::query("INSERT INTO things (id) VALUES ($1)")
+        query("INSERT INTO things (id) VALUES ($1)")
             .bind(thing)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .unwrap();
         outbox::enqueue(&mut tx, event).await.unwrap();
@@ -397,8 +398,8 @@ async fn outbox_survives_a_dead_relay(kind: BusKind, backend: TestBackend) {
             .collect();
         assert_eq!(ids, vec![unpublished.id.clone()], "{label}");
     }
-    let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-        .fetch_one(store.reader())
+    let unsent: i64 = query("SELECT COUNT(*) FROM outbox")
+        .scalar(store.reader())
         .await
         .unwrap();
     assert_eq!(unsent, 0);
@@ -466,12 +467,12 @@ async fn outbox_with_two_relays(kind: BusKind, backend: TestBackend) {
 async fn inbox_applies_once(backend: TestBackend) {
     let env = TestEnv::new(backend);
     let store = env.event_store("inboxtest").await;
-    sqlx::query("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)")
-        .execute(&mut *store.write().await.unwrap())
+    query("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(store.writer())
         .await
         .unwrap();
-    sqlx::query("INSERT INTO counter (id, n) VALUES (1, 0)")
-        .execute(&mut *store.write().await.unwrap())
+    query("INSERT INTO counter (id, n) VALUES (1, 0)")
+        .execute(store.writer())
         .await
         .unwrap();
     let handle = |event: Envelope| {
@@ -480,8 +481,8 @@ async fn inbox_applies_once(backend: TestBackend) {
             let Some(mut tx) = inbox::begin(&store, "orders-service", &event).await? else {
                 return Ok::<bool, sqlx::Error>(false);
             };
-            sqlx::query("UPDATE counter SET n = n + 1 WHERE id = 1")
-                .execute(&mut *tx)
+            query("UPDATE counter SET n = n + 1 WHERE id = 1")
+                .execute(&mut tx)
                 .await?;
             tokio::time::sleep(Duration::from_millis(50)).await;
             tx.commit().await?;
@@ -504,8 +505,8 @@ async fn inbox_applies_once(backend: TestBackend) {
     assert!(other.is_some());
     other.unwrap().rollback().await.unwrap();
 
-    let n: i64 = sqlx::query_scalar("SELECT n FROM counter WHERE id = 1")
-        .fetch_one(store.reader())
+    let n: i64 = query("SELECT n FROM counter WHERE id = 1")
+        .scalar(store.reader())
         .await
         .unwrap();
     assert_eq!(n, 2);

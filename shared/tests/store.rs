@@ -7,29 +7,29 @@ use std::time::Duration;
 
 use ticketing_shared::backend_tests;
 use ticketing_shared::events::{inbox, Envelope, Subject};
-use ticketing_shared::store::{DbLocation, Store};
+use ticketing_shared::store::{query, DbLocation, On, Store};
 use ticketing_shared::testing::{TestBackend, TestEnv};
 
 async fn store(env: &TestEnv) -> Store {
     let store = env.event_store("storetest").await;
-    sqlx::query("CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)")
-        .execute(&mut *store.write().await.unwrap())
+    query("CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)")
+        .execute(store.writer())
         .await
         .unwrap();
     store
 }
 
 async fn count(store: &Store) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM things")
-        .fetch_one(store.reader())
+    query("SELECT COUNT(*) FROM things")
+        .scalar(store.reader())
         .await
         .unwrap()
 }
 
-async fn insert(conn: &mut sqlx::AnyConnection, id: &str) {
-    sqlx::query("INSERT INTO things (id) VALUES ($1)")
+async fn insert<'a>(on: impl Into<On<'a>>, id: &str) {
+    query("INSERT INTO things (id) VALUES ($1)")
         .bind(id)
-        .execute(conn)
+        .execute(on)
         .await
         .unwrap();
 }
@@ -62,10 +62,10 @@ async fn abandoned_transactions_leave_nothing_behind(backend: TestBackend) {
     let mut tx = store.begin().await.unwrap();
     insert(&mut tx, "kept").await;
     tx.commit().await.unwrap();
-    insert(&mut store.write().await.unwrap(), "autocommit").await;
+    insert(store.writer(), "autocommit").await;
     assert_eq!(count(&store).await, 2);
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM things ORDER BY id")
-        .fetch_all(store.reader())
+    let ids: Vec<String> = query("SELECT id FROM things ORDER BY id")
+        .scalars(store.reader())
         .await
         .unwrap();
     assert_eq!(ids, ["autocommit", "kept"]);
@@ -87,14 +87,11 @@ async fn a_failed_commit_rolls_back(backend: TestBackend) {
              FOREIGN KEY (parent) REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
         }
     };
-    sqlx::query(ddl)
-        .execute(&mut *store.write().await.unwrap())
-        .await
-        .unwrap();
+    query(ddl).execute(store.writer()).await.unwrap();
     let mut tx = store.begin().await.unwrap();
     insert(&mut tx, "orphaned-parent").await;
-    sqlx::query("INSERT INTO children (id, parent) VALUES ('c', 'nobody')")
-        .execute(&mut *tx)
+    query("INSERT INTO children (id, parent) VALUES ('c', 'nobody')")
+        .execute(&mut tx)
         .await
         .unwrap();
     assert!(tx.commit().await.is_err(), "the commit must fail");
@@ -102,8 +99,8 @@ async fn a_failed_commit_rolls_back(backend: TestBackend) {
     let mut tx = store.begin().await.unwrap();
     insert(&mut tx, "after").await;
     tx.commit().await.unwrap();
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM things")
-        .fetch_all(store.reader())
+    let ids: Vec<String> = query("SELECT id FROM things")
+        .scalars(store.reader())
         .await
         .unwrap();
     assert_eq!(ids, ["after"]);
@@ -124,9 +121,9 @@ async fn inbox_pruning_forgets_old_marks_only(backend: TestBackend) {
             .await
             .unwrap();
     }
-    sqlx::query("UPDATE inbox SET processed_at = processed_at - 7200000 WHERE event_id = $1")
+    query("UPDATE inbox SET processed_at = processed_at - 7200000 WHERE event_id = $1")
         .bind(&old.id)
-        .execute(&mut *store.write().await.unwrap())
+        .execute(store.writer())
         .await
         .unwrap();
     assert_eq!(inbox::prune(&store, 3_600_000).await.unwrap(), 1);
@@ -155,9 +152,9 @@ async fn sqlite_log_stays_bounded_under_steady_writes() {
     let mut largest = 0;
     for i in 0..20_000 {
         let mut tx = store.begin().await.unwrap();
-        sqlx::query("INSERT INTO things (id) VALUES ($1)")
+        query("INSERT INTO things (id) VALUES ($1)")
             .bind(format!("{i:06}-{}", "x".repeat(1000)))
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -171,7 +168,45 @@ async fn sqlite_log_stays_bounded_under_steady_writes() {
     store.close().await;
 }
 
+/// One query text for both engines: `$n` in any order and repeated, nulls of either
+/// type, and a unique violation reported as such (the services map it to a 4xx).
+async fn queries_read_the_same_on_both_engines(backend: TestBackend) {
+    let env = TestEnv::new(backend);
+    let store = store(&env).await;
+    let row = query("SELECT $2 AS second, $1 AS first, $2 AS again, $3 AS absent")
+        .bind(7_i64)
+        .bind("two")
+        .bind(None::<i64>)
+        .fetch_one(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String>("second"), "two");
+    assert_eq!(row.get::<i64>("first"), 7);
+    assert_eq!(row.get::<String>("again"), "two");
+    assert_eq!(row.get::<Option<i64>>("absent"), None);
+    assert!(row.try_get::<i64>("missing").is_err());
+
+    insert(store.writer(), "same").await;
+    let err = query("INSERT INTO things (id) VALUES ($1)")
+        .bind("same")
+        .execute(store.writer())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()),
+        "{err:?}"
+    );
+    // A statement that does not bind what it is given fails instead of guessing.
+    assert!(query("SELECT $2 AS x")
+        .bind(1_i64)
+        .fetch_one(store.reader())
+        .await
+        .is_err());
+    store.close().await;
+}
+
 backend_tests!(
+    queries_read_the_same_on_both_engines,
     abandoned_transactions_leave_nothing_behind,
     a_failed_commit_rolls_back,
     inbox_pruning_forgets_old_marks_only,

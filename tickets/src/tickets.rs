@@ -1,11 +1,9 @@
 //! The `tickets` table and the events its changes publish.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use ticketing_shared::events::outbox;
 use ticketing_shared::events::{Envelope, TicketCreated, TicketUpdated};
 use ticketing_shared::money::Cents;
-use ticketing_shared::store::{Store, Tx};
+use ticketing_shared::store::{query, Row, Store, Tx};
 
 use crate::domain::Title;
 
@@ -21,7 +19,7 @@ pub struct Ticket {
 
 const COLUMNS: &str = "id, title, price_cents, user_id, version, order_id";
 
-fn from_row(row: &AnyRow) -> Ticket {
+fn from_row(row: &Row) -> Ticket {
     Ticket {
         id: row.get("id"),
         title: row.get("title"),
@@ -59,7 +57,7 @@ pub async fn create(
         version: 0,
         order_id: None,
     };
-    sqlx::query(
+    query(
         "INSERT INTO tickets (id, title, price_cents, user_id, version, order_id) \
          VALUES ($1, $2, $3, $4, 0, NULL)",
     )
@@ -67,7 +65,7 @@ pub async fn create(
     .bind(&ticket.title)
     .bind(ticket.price.get())
     .bind(&ticket.user_id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     let event = Envelope::new(&TicketCreated {
         id: ticket.id.clone(),
@@ -81,7 +79,7 @@ pub async fn create(
 }
 
 pub async fn find(store: &Store, id: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))
+    let row = query(&format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))
         .bind(id)
         .fetch_optional(store.reader())
         .await?;
@@ -94,7 +92,7 @@ pub async fn list_available(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Ticket>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
+    let rows = query(&format!(
         "SELECT {COLUMNS} FROM tickets WHERE order_id IS NULL AND id > $1 ORDER BY id LIMIT $2"
     ))
     .bind(after.unwrap_or(""))
@@ -106,7 +104,7 @@ pub async fn list_available(
 
 /// A conditional write's outcome: the changed ticket, announced as `ticket:updated` in
 /// the same transaction, or `None` when the condition refused the change.
-async fn announce_change(tx: &mut Tx, row: Option<AnyRow>) -> Result<Option<Ticket>, sqlx::Error> {
+async fn announce_change(tx: &mut Tx, row: Option<Row>) -> Result<Option<Ticket>, sqlx::Error> {
     let Some(ticket) = row.as_ref().map(from_row) else {
         return Ok(None);
     };
@@ -122,7 +120,7 @@ pub async fn update(
     title: &Title,
     price: Cents,
 ) -> Result<Option<Ticket>, sqlx::Error> {
-    let row = sqlx::query(&format!(
+    let row = query(&format!(
         "UPDATE tickets SET title = $1, price_cents = $2, version = version + 1 \
          WHERE id = $3 AND user_id = $4 AND order_id IS NULL RETURNING {COLUMNS}"
     ))
@@ -130,7 +128,7 @@ pub async fn update(
     .bind(price.get())
     .bind(id)
     .bind(user_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     announce_change(tx, row).await
 }
@@ -139,7 +137,7 @@ pub async fn update(
 /// different orders may arrive in any order, so a ticket moves only to a newer order
 /// (order ids are UUIDv7, ordered by creation time) and never to a cancelled one.
 pub async fn reserve(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    let row = sqlx::query(&format!(
+    let row = query(&format!(
         "UPDATE tickets SET order_id = $1, version = version + 1 \
          WHERE id = $2 AND (order_id IS NULL OR order_id < $1) \
            AND NOT EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1) \
@@ -147,7 +145,7 @@ pub async fn reserve(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Tic
     ))
     .bind(order_id)
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     announce_change(tx, row).await
 }
@@ -155,25 +153,25 @@ pub async fn reserve(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Tic
 /// Release, only when the ticket is still held by `order_id`; remember the order is
 /// cancelled in case its `order:created` is still on the way.
 pub async fn release(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
+    query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(order_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
-    let row = sqlx::query(&format!(
+    let row = query(&format!(
         "UPDATE tickets SET order_id = NULL, version = version + 1 \
          WHERE id = $1 AND order_id = $2 RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(order_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     announce_change(tx, row).await
 }
 
 pub async fn exists(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("SELECT 1 FROM tickets WHERE id = $1")
+    Ok(query("SELECT 1 FROM tickets WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .is_some())
 }

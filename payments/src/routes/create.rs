@@ -121,7 +121,7 @@ async fn claim_order(
     claim: &str,
 ) -> ApiResult<OrderCopy> {
     let mut tx = state.store.begin().await?;
-    let order = orders::find(&mut *tx, order_id)
+    let order = orders::find(&mut tx, order_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     if order.user_id != user_id {
@@ -173,7 +173,7 @@ async fn accept(
     charge: &Charge,
 ) -> Result<Accepted, sqlx::Error> {
     let mut tx = state.store.begin().await?;
-    let refused = match orders::find(&mut *tx, order_id).await? {
+    let refused = match orders::find(&mut tx, order_id).await? {
         None => Some(CANCELLED),
         Some(order) => closed(&order),
     };

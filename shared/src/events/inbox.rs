@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bus::{self, RETENTION};
 use super::envelope::Envelope;
-use crate::store::{Store, Tx};
+use crate::store::{query, Store, Tx};
 use crate::timefmt::now_millis;
 
 /// Begin the transaction that handles `event` for consumer `group`, with the
@@ -23,16 +23,15 @@ pub async fn begin(
     event: &Envelope,
 ) -> Result<Option<Tx>, sqlx::Error> {
     let mut tx = store.begin().await?;
-    let inserted = sqlx::query(
+    let inserted = query(
         "INSERT INTO inbox (consumer_group, event_id, processed_at) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
     )
     .bind(group)
     .bind(&event.id)
     .bind(now_millis())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .execute(&mut tx)
+    .await?;
     if inserted == 0 {
         tx.rollback().await?;
         return Ok(None);
@@ -51,15 +50,14 @@ pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
     let before = now_millis() - age_millis;
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = query(
             "DELETE FROM inbox WHERE (consumer_group, event_id) IN \
              (SELECT consumer_group, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
         )
         .bind(before)
         .bind(PRUNE_BATCH)
-        .execute(&mut *store.write().await?)
-        .await?
-        .rows_affected();
+        .execute(store.writer())
+        .await?;
         total += deleted;
         if deleted < PRUNE_BATCH as u64 {
             return Ok(total);

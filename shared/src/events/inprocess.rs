@@ -18,14 +18,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::{watch, Mutex, Notify, OnceCell};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -34,7 +31,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::bus::{self, run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use super::contracts::Subject;
 use super::envelope::Envelope;
-use crate::store::{spawn_checkpointer, wal_path, CHECKPOINT};
+use crate::store::{query, Row, Store};
 use crate::timefmt::now_millis;
 
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
@@ -102,16 +99,34 @@ pub struct InProcessBus {
 
 struct Inner {
     path: PathBuf,
-    /// One connection: commits queue in the process instead of failing busy.
-    write: SqlitePool,
-    read: SqlitePool,
-    /// Set once the schema is in place; holds the guards of the checkpointer and the
-    /// pruner.
-    schema: OnceCell<(DropGuard, DropGuard)>,
+    /// Opened, with the schema in place, on first use; beside it the pruner's guard.
+    log: OnceCell<(Store, DropGuard)>,
     policy: RetryPolicy,
     consumers: SyncMutex<HashMap<(String, Subject), Arc<Consumer>>>,
     /// Bumped after every commit of the log; subscribers wait on it.
     published: watch::Sender<u64>,
+}
+
+impl Inner {
+    /// The log's store, opened (with the checkpointer that every store has, and the
+    /// pruner) on first use.
+    async fn store(&self) -> anyhow::Result<&Store> {
+        let (store, _pruner) = self
+            .log
+            .get_or_try_init(|| async {
+                let store = Store::open_sqlite_unmigrated(&self.path)?;
+                let mut tx = store.begin().await?;
+                for statement in SCHEMA {
+                    query(statement).execute(&mut tx).await?;
+                }
+                tx.commit().await?;
+                let pruner = spawn_pruner(store.clone());
+                anyhow::Ok((store, pruner))
+            })
+            .await
+            .with_context(|| format!("opening the event log {}", self.path.display()))?;
+        Ok(store)
+    }
 }
 
 impl InProcessBus {
@@ -135,27 +150,10 @@ impl InProcessBus {
                     .with_context(|| format!("creating directory {}", dir.display()))?;
             }
         }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            // Checkpoints run in the background (see `store::spawn_checkpointer`).
-            .pragma("wal_autocheckpoint", "0")
-            .pragma("journal_size_limit", "16777216");
-        let pool = |max: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(Duration::from_secs(30))
-                .test_before_acquire(false)
-                .connect_lazy_with(options.clone())
-        };
         Ok(InProcessBus {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                write: pool(1),
-                read: pool(4),
-                schema: OnceCell::new(),
+                log: OnceCell::new(),
                 policy,
                 consumers: SyncMutex::new(HashMap::new()),
                 published: watch::Sender::new(0),
@@ -168,26 +166,7 @@ impl InProcessBus {
     }
 
     async fn ready(&self) -> anyhow::Result<()> {
-        self.inner
-            .schema
-            .get_or_try_init(|| async {
-                let mut tx = self.inner.write.begin().await?;
-                for statement in SCHEMA {
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                let write = self.inner.write.clone();
-                let wal = wal_path(&self.inner.path);
-                let checkpointer = spawn_checkpointer(wal, self.inner.read.clone(), move || {
-                    let write = write.clone();
-                    async move { sqlx::raw_sql(CHECKPOINT).execute(&write).await.map(drop) }
-                });
-                let pruner = spawn_pruner(self.inner.write.clone());
-                anyhow::Ok((checkpointer, pruner))
-            })
-            .await
-            .with_context(|| format!("opening the event log {}", self.inner.path.display()))?;
-        Ok(())
+        self.inner.store().await.map(drop)
     }
 
     /// Up to `limit` events of the log after position `after`, optionally of one subject
@@ -198,16 +177,16 @@ impl InProcessBus {
         subject: Option<Subject>,
         limit: i64,
     ) -> anyhow::Result<Vec<LoggedEvent>> {
-        self.ready().await?;
-        let rows = sqlx::query(
+        let store = self.inner.store().await?;
+        let rows = query(
             "SELECT seq, event_id, subject, payload, traceparent, tracestate, produced_at, \
-             published_at FROM events WHERE seq > ?1 AND (?2 IS NULL OR subject = ?2) \
-             ORDER BY seq LIMIT ?3",
+             published_at FROM events WHERE seq > $1 AND ($2 IS NULL OR subject = $2) \
+             ORDER BY seq LIMIT $3",
         )
         .bind(after)
         .bind(subject.map(Subject::as_str))
         .bind(limit)
-        .fetch_all(&self.inner.read)
+        .fetch_all(store.reader())
         .await?;
         rows.iter()
             .map(|row| {
@@ -225,12 +204,10 @@ impl InProcessBus {
 
     /// The position of the newest event (0 when empty).
     pub async fn last_seq(&self) -> anyhow::Result<i64> {
-        self.ready().await?;
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
-                .fetch_one(&self.inner.read)
-                .await?,
-        )
+        let store = self.inner.store().await?;
+        Ok(query("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .scalar(store.reader())
+            .await?)
     }
 
     /// The consumer of (group, subject), created (with its cursor) on first use.
@@ -243,27 +220,27 @@ impl InProcessBus {
             .entry((group.to_owned(), subject))
             .or_insert_with(|| Arc::new(Consumer::new(group, subject)))
             .clone();
+        let store = self.inner.store().await?;
         consumer
             .loaded
             .get_or_try_init(|| async {
                 // A new group starts at the beginning of the log, like a JetStream
                 // durable with DeliverPolicy::All: nothing published before its first
                 // subscription is missed.
-                sqlx::query(
-                    "INSERT INTO cursors (consumer_group, subject, floor) VALUES (?1, ?2, 0) \
+                query(
+                    "INSERT INTO cursors (consumer_group, subject, floor) VALUES ($1, $2, 0) \
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(group)
                 .bind(subject.as_str())
-                .execute(&self.inner.write)
+                .execute(store.writer())
                 .await?;
-                let floor: i64 = sqlx::query_scalar(
-                    "SELECT floor FROM cursors WHERE consumer_group = ?1 AND subject = ?2",
-                )
-                .bind(group)
-                .bind(subject.as_str())
-                .fetch_one(&self.inner.write)
-                .await?;
+                let floor: i64 =
+                    query("SELECT floor FROM cursors WHERE consumer_group = $1 AND subject = $2")
+                        .bind(group)
+                        .bind(subject.as_str())
+                        .scalar(store.writer())
+                        .await?;
                 let mut window = consumer.window.lock().expect("window lock");
                 window.floor = floor;
                 window.persisted = floor;
@@ -278,25 +255,25 @@ impl InProcessBus {
 /// Delete what is older than [`RETENTION`], as JetStream's `max_age` does, hourly
 /// until the guard is dropped. Consumers never look below their cursor, so a gap under
 /// it is invisible to them.
-fn spawn_pruner(write: SqlitePool) -> DropGuard {
+fn spawn_pruner(store: Store) -> DropGuard {
     let stop = CancellationToken::new();
     bus::spawn_pruner("in-process log", stop.clone(), move || {
-        let write = write.clone();
-        async move { prune(&write, now_millis() - RETENTION.as_millis() as i64).await }
+        let store = store.clone();
+        async move { prune(&store, now_millis() - RETENTION.as_millis() as i64).await }
     });
     stop.drop_guard()
 }
 
-async fn prune(write: &SqlitePool, before_millis: i64) -> Result<u64, sqlx::Error> {
+async fn prune(store: &Store, before_millis: i64) -> Result<u64, sqlx::Error> {
     // The log is in publish order: everything below the first event young enough to
     // keep goes (found scanning only what goes: no index on the time)...
-    let keep_from: Option<i64> = sqlx::query_scalar(
+    let keep_from: Option<i64> = query(
         "SELECT COALESCE(\
-           (SELECT seq FROM events WHERE published_at >= ?1 ORDER BY seq LIMIT 1), \
+           (SELECT seq FROM events WHERE published_at >= $1 ORDER BY seq LIMIT 1), \
            (SELECT MAX(seq) + 1 FROM events))",
     )
     .bind(before_millis)
-    .fetch_one(write)
+    .scalar(store.writer())
     .await?;
     let Some(keep_from) = keep_from else {
         return Ok(0);
@@ -304,29 +281,27 @@ async fn prune(write: &SqlitePool, before_millis: i64) -> Result<u64, sqlx::Erro
     // ...a batch per statement, so that publishes never wait long behind it.
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = query(
             "DELETE FROM events WHERE seq IN \
-             (SELECT seq FROM events WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
+             (SELECT seq FROM events WHERE seq < $1 ORDER BY seq LIMIT $2)",
         )
         .bind(keep_from)
         .bind(PRUNE_BATCH)
-        .execute(write)
-        .await?
-        .rows_affected();
+        .execute(store.writer())
+        .await?;
         total += deleted;
         if deleted < PRUNE_BATCH as u64 {
             break;
         }
     }
-    let letters = sqlx::query("DELETE FROM dead_letters WHERE dead_at < ?1")
+    let letters = query("DELETE FROM dead_letters WHERE dead_at < $1")
         .bind(before_millis)
-        .execute(write)
-        .await?
-        .rows_affected();
+        .execute(store.writer())
+        .await?;
     Ok(total + letters)
 }
 
-fn envelope_of(row: &sqlx::sqlite::SqliteRow, subject: Subject) -> Result<Envelope, sqlx::Error> {
+fn envelope_of(row: &Row, subject: Subject) -> Result<Envelope, sqlx::Error> {
     let payload: Vec<u8> = row.try_get("payload")?;
     Ok(Envelope {
         id: row.try_get("event_id")?,
@@ -348,33 +323,46 @@ impl EventBus for InProcessBus {
         if events.is_empty() {
             return Ok(());
         }
-        self.ready().await?;
+        let store = self.inner.store().await?;
         let now = now_millis();
         // One multi-row statement per chunk, without a transaction around them: each
         // statement is atomic, and a chunk that fails is republished whole by the caller
         // (the rows that made it are then dropped as duplicates).
         for chunk in events.chunks(PUBLISH_CHUNK) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (event_id, subject, payload, traceparent, tracestate, \
-                 produced_at, published_at) ",
-            );
-            insert.push_values(chunk, |mut row, event| {
-                row.push_bind(&event.id)
-                    .push_bind(event.subject.as_str())
-                    .push_bind(event.payload.as_ref())
-                    .push_bind(event.traceparent.as_deref())
-                    .push_bind(event.tracestate.as_deref())
-                    .push_bind(event.produced_at)
-                    .push_bind(now);
-            });
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let n = i * 7;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4,
+                        n + 5,
+                        n + 6,
+                        n + 7
+                    )
+                })
+                .collect();
             // The id is unique: a republished event is accepted and dropped.
-            insert.push(" ON CONFLICT (event_id) DO NOTHING");
+            let sql = format!(
+                "INSERT INTO events (event_id, subject, payload, traceparent, tracestate, \
+                 produced_at, published_at) VALUES {} ON CONFLICT (event_id) DO NOTHING",
+                rows.join(", ")
+            );
             // The text depends on the chunk's length: not worth caching.
-            insert
-                .build()
-                .persistent(false)
-                .execute(&self.inner.write)
-                .await?;
+            let mut insert = query(&sql).persistent(false);
+            for event in chunk {
+                insert = insert
+                    .bind(&event.id)
+                    .bind(event.subject.as_str())
+                    .bind(event.payload.as_ref())
+                    .bind(event.traceparent.as_deref())
+                    .bind(event.tracestate.as_deref())
+                    .bind(event.produced_at)
+                    .bind(now);
+            }
+            insert.execute(store.writer()).await?;
         }
         self.inner.published.send_modify(|n| *n += 1);
         Ok(())
@@ -399,27 +387,27 @@ impl EventBus for InProcessBus {
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
-        self.ready().await?;
-        sqlx::query("SELECT 1").execute(&self.inner.read).await?;
+        let store = self.inner.store().await?;
+        query("SELECT 1").execute(store.reader()).await?;
         Ok(())
     }
 
     async fn dead_letters(&self, group: &str, subject: Subject) -> anyhow::Result<Vec<DeadLetter>> {
-        self.ready().await?;
-        let rows = sqlx::query(
+        let store = self.inner.store().await?;
+        let rows = query(
             "SELECT event_id, payload, traceparent, tracestate, produced_at, attempts, error \
-             FROM dead_letters WHERE consumer_group = ?1 AND subject = ?2 ORDER BY id",
+             FROM dead_letters WHERE consumer_group = $1 AND subject = $2 ORDER BY id",
         )
         .bind(group)
         .bind(subject.as_str())
-        .fetch_all(&self.inner.read)
+        .fetch_all(store.reader())
         .await?;
         rows.iter()
             .map(|row| {
                 Ok(DeadLetter {
                     group: group.to_owned(),
                     event: envelope_of(row, subject)?,
-                    attempts: row.try_get::<i64, _>("attempts")? as u32,
+                    attempts: row.try_get::<i64>("attempts")? as u32,
                     error: row.try_get("error")?,
                 })
             })
@@ -513,14 +501,14 @@ impl Consumer {
         if room == 0 {
             return Ok(());
         }
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT seq, event_id, payload, traceparent, tracestate, produced_at FROM events \
-             WHERE subject = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+             WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(self.subject.as_str())
         .bind(after)
         .bind(room as i64)
-        .fetch_all(&bus.read)
+        .fetch_all(bus.store().await?.reader())
         .await?;
         let now = Instant::now();
         let mut w = self.window();
@@ -613,13 +601,13 @@ impl Consumer {
             }
             w.floor
         };
-        sqlx::query(
-            "UPDATE cursors SET floor = MAX(floor, ?1) WHERE consumer_group = ?2 AND subject = ?3",
+        query(
+            "UPDATE cursors SET floor = MAX(floor, $1) WHERE consumer_group = $2 AND subject = $3",
         )
         .bind(floor)
         .bind(&self.group)
         .bind(self.subject.as_str())
-        .execute(&bus.write)
+        .execute(bus.store().await?.writer())
         .await?;
         let mut w = self.window();
         w.persisted = w.persisted.max(floor);
@@ -635,10 +623,10 @@ impl Consumer {
         attempts: u32,
         error: &str,
     ) -> anyhow::Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO dead_letters (consumer_group, subject, seq, event_id, payload, \
              traceparent, tracestate, produced_at, attempts, error, dead_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
         )
         .bind(&self.group)
         .bind(self.subject.as_str())
@@ -651,7 +639,7 @@ impl Consumer {
         .bind(attempts as i64)
         .bind(error)
         .bind(now_millis())
-        .execute(&bus.write)
+        .execute(bus.store().await?.writer())
         .await?;
         Ok(())
     }
@@ -770,17 +758,18 @@ mod tests {
         }
         // The first two were published an hour ago.
         let hour_ago = now_millis() - 3_600_000;
-        sqlx::query("UPDATE events SET published_at = ?1 WHERE seq <= 2")
+        query("UPDATE events SET published_at = $1 WHERE seq <= 2")
             .bind(hour_ago)
-            .execute(&bus.inner.write)
+            .execute(bus.inner.store().await.unwrap().writer())
             .await
             .unwrap();
-        assert_eq!(prune(&bus.inner.write, hour_ago + 1).await.unwrap(), 2);
+        let store = bus.inner.store().await.unwrap();
+        assert_eq!(prune(store, hour_ago + 1).await.unwrap(), 2);
         let kept: Vec<_> = bus.read_log(0, None, 10).await.unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].event.id, events[2].id);
         // Everything old: everything goes.
-        assert_eq!(prune(&bus.inner.write, i64::MAX).await.unwrap(), 1);
+        assert_eq!(prune(store, i64::MAX).await.unwrap(), 1);
         assert!(bus.read_log(0, None, 10).await.unwrap().is_empty());
     }
 }

@@ -17,8 +17,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::bus::SharedBus;
 use super::contracts::Subject;
 use super::envelope::Envelope;
-use crate::store::{Backend, Store, Tx};
+use crate::store::{query, Backend, On, Row, Store, Tx};
 
 /// Key of the PostgreSQL advisory lock that elects the publishing relay (one per
 /// service database, so a constant is enough).
@@ -35,7 +33,7 @@ const RELAY_LOCK: i64 = 7_301_000_000_000_002;
 /// Write `event` into the outbox inside the caller's transaction. Call
 /// [`Outbox::notify`] after the commit.
 pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    query(
         "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -45,7 +43,7 @@ pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
     .bind(event.traceparent.clone())
     .bind(event.tracestate.clone())
     .bind(event.produced_at)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -186,18 +184,15 @@ impl Outbox {
         match store.backend() {
             Backend::Postgres => {
                 let mut tx = store.begin().await?;
-                let elected: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                let elected: bool = query("SELECT pg_try_advisory_xact_lock($1)")
                     .bind(RELAY_LOCK)
-                    .fetch_one(&mut *tx)
+                    .scalar(&mut tx)
                     .await?;
                 if !elected {
                     tx.rollback().await?;
                     return Ok((Pass::Busy, 0));
                 }
-                let rows = sqlx::query(SELECT_PENDING)
-                    .bind(batch)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let rows = query(SELECT_PENDING).bind(batch).fetch_all(&mut tx).await?;
                 let (seqs, events) = decode_rows(&rows)?;
                 if !events.is_empty() {
                     self.inner.bus.publish_batch(&events).await?;
@@ -209,7 +204,7 @@ impl Outbox {
             Backend::Sqlite => {
                 // Read outside a write transaction: holding the single writer while
                 // waiting for the bus would stall every write of the service.
-                let rows = sqlx::query(SELECT_PENDING)
+                let rows = query(SELECT_PENDING)
                     .bind(batch)
                     .fetch_all(store.reader())
                     .await?;
@@ -219,7 +214,7 @@ impl Outbox {
                 }
                 // No transaction: each statement is atomic, and a row deleted twice or
                 // left for the next pass is harmless.
-                delete_sent(&mut *store.write().await?, &seqs).await?;
+                delete_sent(store.writer(), &seqs).await?;
                 Ok((pass_of(rows.len(), batch), events.len()))
             }
         }
@@ -242,7 +237,7 @@ fn pass_of(rows: usize, batch: i64) -> Pass {
 /// The rows' sequence numbers (all of them, to be deleted) and their events. A row
 /// with an unknown subject cannot be published by anyone: it is logged and dropped so
 /// it does not block the rows behind it.
-fn decode_rows(rows: &[AnyRow]) -> Result<(Vec<i64>, Vec<Envelope>), sqlx::Error> {
+fn decode_rows(rows: &[Row]) -> Result<(Vec<i64>, Vec<Envelope>), sqlx::Error> {
     let mut seqs = Vec::with_capacity(rows.len());
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
@@ -266,7 +261,8 @@ fn decode_rows(rows: &[AnyRow]) -> Result<(Vec<i64>, Vec<Envelope>), sqlx::Error
     Ok((seqs, events))
 }
 
-async fn delete_sent(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), sqlx::Error> {
+async fn delete_sent<'a>(on: impl Into<On<'a>>, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    let mut on = on.into();
     // Explicit sequence numbers, not a range: on PostgreSQL a row committed late with a
     // lower number than ones already read must not go without being published.
     for chunk in seqs.chunks(500) {
@@ -275,11 +271,11 @@ async fn delete_sent(conn: &mut AnyConnection, seqs: &[i64]) -> Result<(), sqlx:
             "DELETE FROM outbox WHERE seq IN ({})",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql).persistent(false);
+        let mut delete = query(&sql).persistent(false);
         for seq in chunk {
-            query = query.bind(*seq);
+            delete = delete.bind(*seq);
         }
-        query.execute(&mut *conn).await?;
+        delete.execute(on.reborrow()).await?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! Created idempotently at start-up rather than through each service's migrations, so a
 //! service only has to call [`install`] after `Store::open`.
 
-use crate::store::{Backend, Store};
+use crate::store::{query, Backend, Store};
 
 const SQLITE: &[&str] = &[
     // AUTOINCREMENT: an emptied table never hands out an old sequence number again.
@@ -67,12 +67,12 @@ pub async fn install(store: &Store) -> anyhow::Result<()> {
     if store.backend() == Backend::Postgres {
         // Replicas starting together would otherwise race on CREATE TABLE IF NOT EXISTS
         // (it is not atomic against a concurrent create in PostgreSQL).
-        sqlx::query("SELECT pg_advisory_xact_lock(7301000000000001)")
-            .execute(&mut *tx)
+        query("SELECT pg_advisory_xact_lock(7301000000000001)")
+            .execute(&mut tx)
             .await?;
     }
     for statement in statements {
-        sqlx::query(statement).execute(&mut *tx).await?;
+        query(statement).execute(&mut tx).await?;
     }
     tx.commit().await?;
     Ok(())

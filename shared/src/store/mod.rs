@@ -5,8 +5,6 @@
 //! `ON CONFLICT`, integer timestamps); only the DDL differs, so each service ships one
 //! migration set per backend. See docs/decisions/0002-storage.md.
 
-use std::future::Future;
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,8 +15,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyTransactionManager};
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, TransactionManager};
-use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+mod query;
+mod sqlite;
+
+pub use query::{query, Decode, On, Query, Row, Value};
+use sqlite::Lite;
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,89 +94,67 @@ pub struct Migrations {
 
 /// A service's database handle.
 ///
-/// On SQLite, writes go through a single connection that the store owns, so that write
+/// On SQLite the store keeps its own connections and runs statements on the calling
+/// thread ([`sqlite`]): writes go through a single connection, so that write
 /// transactions queue in the process instead of failing with `SQLITE_BUSY`; reads use a
-/// pool beside it (WAL). The writer is held, not pooled: sqlx's pool pings a connection
-/// every time it is returned, and on SQLite each ping is a round trip to the
-/// connection's thread, a third of the cost of a small transaction.
-/// On PostgreSQL reads and writes share one pool.
+/// few connections beside it (WAL). On PostgreSQL reads and writes share one pool.
 #[derive(Clone, Debug)]
 pub struct Store {
-    backend: Backend,
-    /// SQLite only.
-    writer: Option<Arc<Writer>>,
-    /// SQLite: the readers. PostgreSQL: every connection.
-    pool: AnyPool,
+    engine: Engine,
     /// SQLite: stops the background checkpointer when the last clone is dropped.
     _checkpointer: Option<Arc<DropGuard>>,
+}
+
+#[derive(Clone, Debug)]
+enum Engine {
+    Lite(Arc<Lite>),
+    Pg(AnyPool),
 }
 
 impl Store {
     /// Open (creating if missing) and migrate a service's database.
     pub async fn open(location: &DbLocation, migrations: &Migrations) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let store = match location {
-            DbLocation::Sqlite { path } => Self::open_sqlite(path).await?,
-            DbLocation::Postgres { url } => Self::open_postgres(url).await?,
-        };
-        let migrator = match store.backend {
-            Backend::Sqlite => migrations.sqlite,
-            Backend::Postgres => migrations.postgres,
-        };
-        migrator
-            .run(&mut *store.write().await?)
-            .await
-            .context("running database migrations")?;
-        Ok(store)
+        match location {
+            DbLocation::Sqlite { path } => Self::open_sqlite(path, migrations.sqlite).await,
+            DbLocation::Postgres { url } => Self::open_postgres(url, migrations.postgres).await,
+        }
     }
 
-    async fn open_sqlite(path: &Path) -> anyhow::Result<Store> {
+    async fn open_sqlite(path: &Path, migrator: &Migrator) -> anyhow::Result<Store> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating data directory {}", dir.display()))?;
             }
         }
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let options = AnyConnectOptions::from_str(&url)?;
-        let options_for_writer = options.clone();
-        let writer = connect_sqlite(&options)
+        // Migrations are sqlx's: they run once, on a connection of its own.
+        let options =
+            AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))?;
+        let mut conn = AnyConnection::connect_with(&options)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
-        let read = AnyPoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            // A file does not hang up: pinging it on every acquire would only add a
-            // round trip to the connection's thread.
-            .test_before_acquire(false)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(SQLITE_PRAGMAS).await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
-        let writer = Arc::new(Writer {
-            conn: Arc::new(Mutex::new(Some(writer))),
-            options: options_for_writer,
-        });
-        let checkpointer = {
-            let writer = writer.clone();
-            spawn_checkpointer(wal_path(path), read.clone(), move || {
-                writer.clone().checkpoint()
-            })
-        };
+        conn.execute("PRAGMA journal_mode = WAL").await?;
+        migrator
+            .run(&mut conn)
+            .await
+            .context("running database migrations")?;
+        conn.close().await?;
+        Self::open_sqlite_unmigrated(path)
+    }
+
+    /// A SQLite store whose owner keeps the schema itself (the in-process bus).
+    pub(crate) fn open_sqlite_unmigrated(path: &Path) -> anyhow::Result<Store> {
+        let lite =
+            Arc::new(Lite::open(path).with_context(|| format!("opening {}", path.display()))?);
+        let checkpointer = spawn_checkpointer(lite.clone());
         Ok(Store {
-            backend: Backend::Sqlite,
-            writer: Some(writer),
-            pool: read,
+            engine: Engine::Lite(lite),
             _checkpointer: Some(Arc::new(checkpointer)),
         })
     }
 
-    async fn open_postgres(url: &str) -> anyhow::Result<Store> {
+    async fn open_postgres(url: &str, migrator: &Migrator) -> anyhow::Result<Store> {
         ensure_postgres_database(url).await?;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
@@ -181,62 +162,63 @@ impl Store {
             .connect(url)
             .await
             .context("connecting to PostgreSQL")?;
+        migrator
+            .run(&pool)
+            .await
+            .context("running database migrations")?;
         Ok(Store {
-            backend: Backend::Postgres,
-            writer: None,
-            pool,
+            engine: Engine::Pg(pool),
             _checkpointer: None,
         })
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// The pool for reads outside a transaction.
-    pub fn reader(&self) -> &AnyPool {
-        &self.pool
-    }
-
-    /// The connection for writes outside a transaction (SQLite: the writer, waited
-    /// for while a transaction holds it).
-    pub async fn write(&self) -> Result<WriteConn, sqlx::Error> {
-        match &self.writer {
-            Some(writer) => Ok(WriteConn::Held(writer.lock().await?)),
-            None => Ok(WriteConn::Pooled(self.pool.acquire().await?)),
+        match self.engine {
+            Engine::Lite(_) => Backend::Sqlite,
+            Engine::Pg(_) => Backend::Postgres,
         }
+    }
+
+    /// Where reads outside a transaction run.
+    pub fn reader(&self) -> On<'_> {
+        On::Read(self)
+    }
+
+    /// Where a write outside a transaction runs (atomic by itself; on SQLite it waits
+    /// for the writer while a transaction holds it).
+    pub fn writer(&self) -> On<'_> {
+        On::Write(self)
     }
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for
     /// another writer and fails with `SQLITE_BUSY` instead.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => {
-                // Open before beginning: if this future is dropped after BEGIN ran, the
-                // Tx's drop still rolls it back. (SQLite's connection thread counts the
-                // transaction itself, so the count is right whenever we stop.)
-                let mut tx = Tx {
-                    conn: self.write().await?,
+        match &self.engine {
+            Engine::Lite(lite) => {
+                let mut conn = lite.lock_writer().await?;
+                sqlite::run_batch(&mut conn, "BEGIN IMMEDIATE")?;
+                Ok(Tx {
+                    conn: TxConn::Lite(conn),
                     open: true,
-                };
-                AnyTransactionManager::begin(&mut tx.conn, Some("BEGIN IMMEDIATE".into())).await?;
-                Ok(tx)
+                })
             }
-            Backend::Postgres => {
+            Engine::Pg(pool) => {
                 // sqlx counts a PostgreSQL transaction only once BEGIN is answered: a
                 // begin dropped while waiting leaves the server inside a transaction the
                 // connection does not know about, and the pool hands it to the next
                 // caller, whose writes then never commit. Beginning in a task of its own
                 // cannot be interrupted; if nobody waits for the Tx any more, it is
                 // dropped there and rolls back.
-                let pool = self.pool.clone();
+                let pool = pool.clone();
                 tokio::spawn(async move {
                     let mut tx = Tx {
-                        conn: WriteConn::Pooled(pool.acquire().await?),
+                        conn: TxConn::Pg(pool.acquire().await?),
                         open: true,
                     };
-                    AnyTransactionManager::begin(&mut tx.conn, None).await?;
+                    if let TxConn::Pg(conn) = &mut tx.conn {
+                        AnyTransactionManager::begin(conn, None).await?;
+                    }
                     Ok(tx)
                 })
                 .await
@@ -247,145 +229,73 @@ impl Store {
 
     /// Is the database reachable?
     pub async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        query("SELECT 1").execute(self.reader()).await?;
         Ok(())
     }
 
     pub async fn close(&self) {
-        if let Some(writer) = &self.writer {
-            if let Some(conn) = writer.conn.lock().await.take() {
-                let _ = conn.close().await;
-            }
-        }
-        self.pool.close().await;
-    }
-}
-
-/// The SQLite writer, and how to open it again.
-#[derive(Debug)]
-struct Writer {
-    /// `None` once the store is closed.
-    conn: Arc<Mutex<Option<AnyConnection>>>,
-    options: AnyConnectOptions,
-}
-
-impl Writer {
-    /// Wait for the writer, and hand it out clean: a transaction left open (a commit
-    /// that failed and whose rollback failed too: disk full, I/O error) is rolled back,
-    /// and a connection that cannot even do that is replaced.
-    async fn lock(&self) -> Result<HeldConn, sqlx::Error> {
-        let guard = self.conn.clone().lock_owned().await;
-        let mut conn = OwnedMutexGuard::try_map(guard, Option::as_mut)
-            .map_err(|_closed| sqlx::Error::PoolClosed)?;
-        if AnyTransactionManager::get_transaction_depth(&conn) > 0 {
-            if let Err(err) = AnyTransactionManager::rollback(&mut conn).await {
-                tracing::warn!(error = %err, "SQLite writer stuck in a transaction; reopening it");
-                *conn = connect_sqlite(&self.options).await?;
-            }
-        }
-        Ok(conn)
-    }
-
-    /// The last step of [`spawn_checkpointer`], holding the writer.
-    async fn checkpoint(self: Arc<Self>) -> Result<(), sqlx::Error> {
-        let mut conn = WriteConn::Held(self.lock().await?);
-        sqlx::query(CHECKPOINT).execute(&mut *conn).await.map(drop)
-    }
-}
-
-async fn connect_sqlite(options: &AnyConnectOptions) -> Result<AnyConnection, sqlx::Error> {
-    let mut conn = AnyConnection::connect_with(options).await?;
-    conn.execute(SQLITE_PRAGMAS).await?;
-    Ok(conn)
-}
-
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
-     PRAGMA journal_size_limit = 16777216;";
-
-/// The SQLite writer, locked.
-type HeldConn = OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>;
-
-/// A connection to write with: the SQLite writer (held until dropped) or a pooled one.
-pub enum WriteConn {
-    Held(HeldConn),
-    Pooled(PoolConnection<Any>),
-}
-
-impl Deref for WriteConn {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        match self {
-            WriteConn::Held(conn) => conn,
-            WriteConn::Pooled(conn) => conn,
+        match &self.engine {
+            Engine::Lite(lite) => lite.close().await,
+            Engine::Pg(pool) => pool.close().await,
         }
     }
 }
 
-impl DerefMut for WriteConn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            WriteConn::Held(conn) => conn,
-            WriteConn::Pooled(conn) => conn,
-        }
-    }
-}
-
-/// A write transaction: use `&mut *tx` as the executor, then [`commit`](Tx::commit).
-/// Dropped without a commit, it rolls back (queued before the connection's next use).
+/// A write transaction: run queries on `&mut tx`, then [`commit`](Tx::commit). Dropped
+/// without a commit, it rolls back.
 pub struct Tx {
-    conn: WriteConn,
+    conn: TxConn,
     open: bool,
+}
+
+enum TxConn {
+    /// The SQLite writer, held until the transaction ends.
+    Lite(sqlite::Held),
+    Pg(PoolConnection<Any>),
 }
 
 impl Tx {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        AnyTransactionManager::commit(&mut self.conn).await?;
         self.open = false;
-        Ok(())
+        match &mut self.conn {
+            TxConn::Lite(conn) => sqlite::run_batch(conn, "COMMIT").inspect_err(|_| {
+                // A commit that failed (SQLITE_BUSY, disk full) leaves the transaction
+                // open; end it here rather than in the next holder's lock.
+                let _ = sqlite::run_batch(conn, "ROLLBACK");
+            }),
+            TxConn::Pg(conn) => AnyTransactionManager::commit(conn).await,
+        }
     }
 
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        AnyTransactionManager::rollback(&mut self.conn).await?;
         self.open = false;
-        Ok(())
-    }
-}
-
-impl Deref for Tx {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        &self.conn
-    }
-}
-
-impl DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.conn
+        match &mut self.conn {
+            TxConn::Lite(conn) => sqlite::run_batch(conn, "ROLLBACK"),
+            TxConn::Pg(conn) => AnyTransactionManager::rollback(conn).await,
+        }
     }
 }
 
 impl Drop for Tx {
     fn drop(&mut self) {
-        if self.open {
-            AnyTransactionManager::start_rollback(&mut self.conn);
+        if !self.open {
+            return;
+        }
+        match &mut self.conn {
+            // If even this fails, the writer's next lock rolls back or reopens.
+            TxConn::Lite(conn) => drop(sqlite::run_batch(conn, "ROLLBACK")),
+            // Queued before the connection's next use.
+            TxConn::Pg(conn) => AnyTransactionManager::start_rollback(conn),
         }
     }
 }
 
-/// The write-ahead log of the SQLite file at `db`.
-pub(crate) fn wal_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    name.into()
-}
-
-/// How often a SQLite file's write-ahead log is copied back into the database.
+/// How often a SQLite file's write-ahead log is copied back into the database...
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
-pub(crate) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+/// ...or sooner, after this many uses of the writer (looked at every
+/// [`CHECKPOINT_LOOK`]): under heavy writes 100 ms of log is tens of megabytes.
+const CHECKPOINT_WRITES: u64 = 1000;
+const CHECKPOINT_LOOK: Duration = Duration::from_millis(10);
 
 /// Checkpoint a SQLite file in the background until the returned guard is dropped.
 ///
@@ -398,42 +308,29 @@ pub(crate) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 /// That alone never lets the log start over under steady writes (it grew by hundreds of
 /// megabytes a minute in the benchmarks): the log is reset only by a write transaction
 /// that begins with every frame copied back, and commits keep landing while a reader's
-/// checkpoint runs. So `on_writer` then finishes the checkpoint holding the writer — by
-/// then only the frames of the last few milliseconds are left — and the next write
-/// transaction resets the log; `journal_size_limit` trims the file when it does.
-pub(crate) fn spawn_checkpointer<DB, F, Fut>(
-    wal: PathBuf,
-    readers: sqlx::Pool<DB>,
-    on_writer: F,
-) -> DropGuard
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), sqlx::Error>> + Send,
-{
+/// checkpoint runs. So the checkpoint is then finished holding the writer — by then only
+/// the frames of the last few milliseconds are left — and the next write transaction
+/// resets the log; `journal_size_limit` trims the file when it does.
+fn spawn_checkpointer(lite: Arc<Lite>) -> DropGuard {
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        let mut tick = tokio::time::interval(CHECKPOINT_LOOK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_seen = None;
+        let mut last_run = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = stopped.cancelled() => return,
                 _ = tick.tick() => {}
             }
             // Nothing written since the last round (an idle service): nothing to do.
-            let modified = std::fs::metadata(&wal).and_then(|m| m.modified()).ok();
-            if modified.is_none() || modified == last_seen {
+            let writes = lite.writes_since_checkpoint();
+            if writes == 0 || (writes < CHECKPOINT_WRITES && last_run.elapsed() < CHECKPOINT_EVERY)
+            {
                 continue;
             }
-            last_seen = modified;
-            let mut done = sqlx::raw_sql(CHECKPOINT).execute(&readers).await.map(drop);
-            if done.is_ok() {
-                done = on_writer().await;
-            }
-            match done {
+            last_run = tokio::time::Instant::now();
+            match lite.checkpoint().await {
                 Ok(()) => {}
                 Err(sqlx::Error::PoolClosed) => return,
                 Err(err) => tracing::warn!(error = %err, "SQLite checkpoint failed"),
