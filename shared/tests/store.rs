@@ -147,8 +147,10 @@ async fn sqlite_log_stays_bounded_under_steady_writes() {
     let size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     let limit = 16 << 20;
     // Each transaction dirties at least two 4 KiB pages: 20,000 of them write over
-    // 150 MiB of log. Writes never pause, so no quiet moment helps; between two resets
-    // (100 ms) the log may outgrow the limit a little.
+    // 150 MiB of log, here at about 100 MiB/s. Writes never pause, so no quiet moment
+    // helps. The log is let grow to the limit before a reset, and keeps growing while a
+    // checkpoint copies it (measured: up to about 40 MiB); without resets it would hold
+    // everything written.
     let mut largest = 0;
     for i in 0..20_000 {
         let mut tx = store.begin().await.unwrap();
@@ -162,7 +164,7 @@ async fn sqlite_log_stays_bounded_under_steady_writes() {
     }
     assert_eq!(count(&store).await, 20_000);
     assert!(
-        largest <= 3 * limit,
+        largest <= 4 * limit,
         "the log reached {largest} bytes (limit {limit})"
     );
     store.close().await;

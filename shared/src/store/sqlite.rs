@@ -29,6 +29,9 @@ const READERS: usize = 4;
 const STATEMENTS: usize = 64;
 
 pub(crate) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+/// Finish a checkpoint holding the writer (so the log starts over) only once the log is
+/// this large: that step stalls every writer for a millisecond or so (it syncs).
+const RESET_LOG_AT: i64 = 16 << 20;
 
 /// The writer, locked.
 pub(crate) type Held = OwnedMappedMutexGuard<Option<Connection>, Connection>;
@@ -114,7 +117,10 @@ impl Lite {
     /// `spawn_checkpointer`). Both on a blocking thread: a checkpoint waits for the disk.
     pub(crate) async fn checkpoint(self: &Arc<Self>) -> Result<(), sqlx::Error> {
         let lite = self.clone();
-        blocking(move || lite.read(|conn| run_batch(conn, CHECKPOINT))).await?;
+        let log_bytes = blocking(move || lite.read(checkpoint_log_bytes)).await?;
+        if log_bytes < RESET_LOG_AT {
+            return Ok(());
+        }
         let mut writer = self.lock_writer().await?;
         // Every write so far is in the log this checkpoint finishes (its own lock too).
         self.writes.store(0, Ordering::Relaxed);
@@ -143,6 +149,18 @@ fn connect(path: &Path) -> Result<Connection, sqlx::Error> {
     conn.execute_batch(PRAGMAS).map_err(error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENTS);
     Ok(conn)
+}
+
+/// Checkpoint beside the writer; the size of the log it found.
+fn checkpoint_log_bytes(conn: &mut Connection) -> Result<i64, sqlx::Error> {
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .map_err(error)?;
+    // (busy, frames in the log, frames copied); -1 frames when not in WAL mode.
+    let frames: i64 = conn
+        .query_row(CHECKPOINT, [], |row| row.get(1))
+        .map_err(error)?;
+    Ok(frames.max(0) * page_size)
 }
 
 pub(crate) fn run_batch(conn: &mut Connection, sql: &str) -> Result<(), sqlx::Error> {
