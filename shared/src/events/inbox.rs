@@ -42,7 +42,8 @@ pub async fn begin(
 /// Marks are kept longer than a bus keeps an event ([`RETENTION`]): an event can only be
 /// redelivered while its bus still holds it.
 pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
-const PRUNE_BATCH: i64 = 5000;
+/// Marks deleted per statement: a few milliseconds of the writer each.
+const PRUNE_BATCH: i64 = 1000;
 
 /// Forget marks older than `age_millis`, a batch per statement so that the writer is
 /// never held for long.
@@ -50,6 +51,8 @@ pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
     let before = now_millis() - age_millis;
     let mut total = 0;
     loop {
+        // Let what queued for the writer meanwhile go first.
+        tokio::task::yield_now().await;
         let deleted = query(
             "DELETE FROM inbox WHERE (consumer_group, event_id) IN \
              (SELECT consumer_group, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",

@@ -37,7 +37,8 @@ use crate::timefmt::now_millis;
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
 /// above the floor).
 const WINDOW: usize = 1024;
-const PRUNE_BATCH: i64 = 5000;
+/// Events deleted per statement when pruning: a few milliseconds of the writer each.
+const PRUNE_BATCH: i64 = 1000;
 /// Look for events appended by another process this often.
 const POLL: Duration = Duration::from_secs(1);
 /// A claimed event not settled within this long (its subscriber was aborted mid-handler)
@@ -265,22 +266,13 @@ fn spawn_pruner(store: Store) -> DropGuard {
 }
 
 async fn prune(store: &Store, before_millis: i64) -> Result<u64, sqlx::Error> {
-    // The log is in publish order: everything below the first event young enough to
-    // keep goes (found scanning only what goes: no index on the time)...
-    let keep_from: Option<i64> = query(
-        "SELECT COALESCE(\
-           (SELECT seq FROM events WHERE published_at >= $1 ORDER BY seq LIMIT 1), \
-           (SELECT MAX(seq) + 1 FROM events))",
-    )
-    .bind(before_millis)
-    .scalar(store.writer())
-    .await?;
-    let Some(keep_from) = keep_from else {
+    let Some(keep_from) = first_to_keep(store, before_millis).await? else {
         return Ok(0);
     };
-    // ...a batch per statement, so that publishes never wait long behind it.
+    // A batch per statement, so that publishes never wait long behind it.
     let mut total = 0;
     loop {
+        tokio::task::yield_now().await;
         let deleted = query(
             "DELETE FROM events WHERE seq IN \
              (SELECT seq FROM events WHERE seq < $1 ORDER BY seq LIMIT $2)",
@@ -299,6 +291,40 @@ async fn prune(store: &Store, before_millis: i64) -> Result<u64, sqlx::Error> {
         .execute(store.writer())
         .await?;
     Ok(total + letters)
+}
+
+/// The position of the first event published at or after `before_millis` (past the end
+/// when none is; `None` for an empty log). The log is in publish order, so this is a
+/// binary search over positions: a few point reads, where a scan for the first young
+/// event would read everything that goes (there is no index on the time).
+async fn first_to_keep(store: &Store, before_millis: i64) -> Result<Option<i64>, sqlx::Error> {
+    let bounds = query("SELECT MIN(seq) AS low, MAX(seq) AS high FROM events")
+        .fetch_one(store.reader())
+        .await?;
+    let (Some(mut low), Some(high)) = (
+        bounds.try_get("low")?,
+        bounds.try_get::<Option<i64>>("high")?,
+    ) else {
+        return Ok(None);
+    };
+    // Everything below `low` goes; the first event at or after `high` stays (or there is
+    // none).
+    let mut high = high + 1;
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let next =
+            query("SELECT seq, published_at FROM events WHERE seq >= $1 ORDER BY seq LIMIT 1")
+                .bind(mid)
+                .fetch_optional(store.reader())
+                .await?;
+        match next {
+            Some(event) if event.try_get::<i64>("published_at")? < before_millis => {
+                low = event.try_get::<i64>("seq")? + 1;
+            }
+            _ => high = mid,
+        }
+    }
+    Ok(Some(low))
 }
 
 fn envelope_of(row: &Row, subject: Subject) -> Result<Envelope, sqlx::Error> {
@@ -771,5 +797,42 @@ mod tests {
         // Everything old: everything goes.
         assert_eq!(prune(store, i64::MAX).await.unwrap(), 1);
         assert!(bus.read_log(0, None, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_first_event_to_keep_is_found_at_every_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = InProcessBus::open(&dir.path().join("bus.db"))
+            .await
+            .unwrap();
+        let store = bus.inner.store().await.unwrap();
+        assert_eq!(first_to_keep(store, 0).await.unwrap(), None);
+        let events: Vec<_> = (0..50)
+            .map(|i| Envelope::raw(Subject::TicketCreated, format!("{i}").into_bytes()))
+            .collect();
+        bus.publish_batch(&events).await.unwrap();
+        // Publish times 10, 20, …, 500, with gaps in the positions.
+        query("UPDATE events SET published_at = seq * 10")
+            .execute(store.writer())
+            .await
+            .unwrap();
+        query("DELETE FROM events WHERE seq % 7 = 0")
+            .execute(store.writer())
+            .await
+            .unwrap();
+        for cut in [0, 10, 11, 69, 70, 71, 250, 500, 501, 10_000] {
+            let keep_from = first_to_keep(store, cut).await.unwrap().unwrap();
+            // Below it exactly the old events, from it on exactly the young ones.
+            let misplaced: i64 = query(
+                "SELECT COUNT(*) FROM events \
+                 WHERE (seq < $1 AND published_at >= $2) OR (seq >= $1 AND published_at < $2)",
+            )
+            .bind(keep_from)
+            .bind(cut)
+            .scalar(store.reader())
+            .await
+            .unwrap();
+            assert_eq!(misplaced, 0, "cut {cut} at {keep_from}");
+        }
     }
 }

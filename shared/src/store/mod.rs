@@ -256,22 +256,37 @@ enum TxConn {
 
 impl Tx {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        self.open = false;
         match &mut self.conn {
-            TxConn::Lite(conn) => sqlite::run_batch(conn, "COMMIT").inspect_err(|_| {
-                // A commit that failed (SQLITE_BUSY, disk full) leaves the transaction
-                // open; end it here rather than in the next holder's lock.
-                let _ = sqlite::run_batch(conn, "ROLLBACK");
-            }),
-            TxConn::Pg(conn) => AnyTransactionManager::commit(conn).await,
+            TxConn::Lite(conn) => {
+                // Nothing here awaits: the transaction ends in this call either way.
+                self.open = false;
+                sqlite::run_batch(conn, "COMMIT").inspect_err(|_| {
+                    // A commit that failed (SQLITE_BUSY, disk full) leaves the
+                    // transaction open; end it here rather than in the next holder's lock.
+                    let _ = sqlite::run_batch(conn, "ROLLBACK");
+                })
+            }
+            // Closed only once answered: a failed or cancelled commit leaves sqlx's count
+            // of the transaction up, and the drop queues the rollback that resets it.
+            TxConn::Pg(conn) => {
+                AnyTransactionManager::commit(conn).await?;
+                self.open = false;
+                Ok(())
+            }
         }
     }
 
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        self.open = false;
         match &mut self.conn {
-            TxConn::Lite(conn) => sqlite::run_batch(conn, "ROLLBACK"),
-            TxConn::Pg(conn) => AnyTransactionManager::rollback(conn).await,
+            TxConn::Lite(conn) => {
+                self.open = false;
+                sqlite::run_batch(conn, "ROLLBACK")
+            }
+            TxConn::Pg(conn) => {
+                AnyTransactionManager::rollback(conn).await?;
+                self.open = false;
+                Ok(())
+            }
         }
     }
 }
@@ -331,6 +346,7 @@ fn spawn_checkpointer(lite: Arc<Lite>) -> DropGuard {
             {
                 continue;
             }
+            lite.take_writes();
             last_run = tokio::time::Instant::now();
             match lite.checkpoint().await {
                 Ok(()) => {}

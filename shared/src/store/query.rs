@@ -53,7 +53,7 @@ macro_rules! value_from {
     )*};
 }
 
-value_from!(Int: i64 => |v| v, i32 => i64::from, u32 => i64::from, bool => i64::from);
+value_from!(Int: i64 => |v| v, i32 => i64::from, u32 => i64::from);
 value_from!(Text: String => |v| v, &str => str::to_owned, &String => String::clone);
 value_from!(Blob: Vec<u8> => |v| v, &[u8] => <[u8]>::to_vec, &Vec<u8> => Vec::clone);
 

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 
 use rusqlite::{ffi, Connection, OpenFlags};
@@ -43,7 +43,8 @@ pub(crate) struct Lite {
     /// `None` once closed.
     writer: Arc<Mutex<Option<Connection>>>,
     readers: SyncMutex<Vec<Connection>>,
-    /// Uses of the writer since the last checkpoint began.
+    closed: AtomicBool,
+    /// Uses of the writer since the checkpointer last looked.
     writes: AtomicU64,
 }
 
@@ -54,6 +55,7 @@ impl Lite {
             path: path.to_owned(),
             writer: Arc::new(Mutex::new(Some(writer))),
             readers: SyncMutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
             writes: AtomicU64::new(0),
         })
     }
@@ -62,10 +64,15 @@ impl Lite {
     /// that failed and whose rollback failed too: disk full, I/O error) is rolled back,
     /// and a connection that cannot even do that is replaced.
     pub(crate) async fn lock_writer(&self) -> Result<Held, sqlx::Error> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.lock().await
+    }
+
+    /// [`lock_writer`](Self::lock_writer) without counting a write (the checkpointer's).
+    async fn lock(&self) -> Result<Held, sqlx::Error> {
         let guard = self.writer.clone().lock_owned().await;
         let mut conn = OwnedMutexGuard::try_map(guard, Option::as_mut)
             .map_err(|_closed| sqlx::Error::PoolClosed)?;
-        self.writes.fetch_add(1, Ordering::Relaxed);
         if !conn.is_autocommit() {
             if let Err(err) = conn.execute_batch("ROLLBACK") {
                 tracing::warn!(error = %err, "SQLite writer stuck in a transaction; reopening it");
@@ -87,6 +94,9 @@ impl Lite {
     }
 
     fn take_reader(&self) -> Result<Connection, sqlx::Error> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(sqlx::Error::PoolClosed);
+        }
         let idle = self.lock_readers().pop();
         match idle {
             Some(conn) => Ok(conn),
@@ -112,6 +122,11 @@ impl Lite {
         self.writes.load(Ordering::Relaxed)
     }
 
+    /// The checkpointer takes the count when it starts a round.
+    pub(crate) fn take_writes(&self) {
+        self.writes.store(0, Ordering::Relaxed);
+    }
+
     /// Copy the log back into the database: first on a reader beside the writer, then
     /// holding the writer, so the next write transaction can start the log over (see
     /// `spawn_checkpointer`). Both on a blocking thread: a checkpoint waits for the disk.
@@ -121,13 +136,12 @@ impl Lite {
         if log_bytes < RESET_LOG_AT {
             return Ok(());
         }
-        let mut writer = self.lock_writer().await?;
-        // Every write so far is in the log this checkpoint finishes (its own lock too).
-        self.writes.store(0, Ordering::Relaxed);
+        let mut writer = self.lock().await?;
         blocking(move || run_batch(&mut writer, CHECKPOINT)).await
     }
 
     pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         self.writer.lock().await.take();
         self.lock_readers().clear();
     }
@@ -167,14 +181,16 @@ pub(crate) fn run_batch(conn: &mut Connection, sql: &str) -> Result<(), sqlx::Er
     conn.execute_batch(sql).map_err(error)
 }
 
-/// Run a statement to its end; the rows it changed.
+/// Run a statement to its end; the rows it changed (0 for one that changes none:
+/// `changes()` alone would still count the connection's previous statement).
 pub(crate) fn execute(conn: &mut Connection, query: &Query<'_>) -> Result<u64, sqlx::Error> {
+    let before = conn.total_changes();
     with_statement(conn, query, |stmt| {
         let mut rows = stmt.raw_query();
         while rows.next()?.is_some() {}
         Ok(())
     })?;
-    Ok(conn.changes())
+    Ok(conn.total_changes() - before)
 }
 
 /// Up to `limit` rows of a statement.
