@@ -41,6 +41,23 @@ fn from_row(row: &Row) -> Order {
     }
 }
 
+/// The condition of `orders_one_active_per_ticket`, word for word: SQLite uses a partial
+/// index only for a query that repeats its condition (it does not see that
+/// `status IN ('created', 'awaiting:payment')` implies it), and scans the table
+/// otherwise.
+const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";
+
+/// Cancels the unpaid orders of a ticket whose reservation has run out.
+fn expire_held_sql() -> String {
+    format!(
+        "UPDATE orders SET status = '{}', version = version + 1 \
+         WHERE ticket_id = $1 AND {HOLDS_TICKET} AND status IN ({}) AND expires_at <= $2 \
+         RETURNING id, version",
+        status::CANCELLED,
+        open_states()
+    )
+}
+
 fn open_states() -> String {
     OPEN.iter()
         .map(|s| format!("'{s}'"))
@@ -71,16 +88,11 @@ pub async fn place(
     now: i64,
     expires_at: i64,
 ) -> Result<Order, PlaceError> {
-    let expired = query(&format!(
-        "UPDATE orders SET status = '{}', version = version + 1 \
-         WHERE ticket_id = $1 AND status IN ({}) AND expires_at <= $2 RETURNING id, version",
-        status::CANCELLED,
-        open_states()
-    ))
-    .bind(&ticket.id)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
+    let expired = query(&expire_held_sql())
+        .bind(&ticket.id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
     for row in &expired {
         outbox::enqueue(
             tx,
@@ -211,4 +223,32 @@ pub async fn open_expiry(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Err
     .fetch_optional(&mut *tx)
     .await?;
     Ok(row.map(|r| r.get("expires_at")))
+}
+
+#[cfg(test)]
+mod tests {
+    use ticketing_shared::store::{query, Store};
+    use ticketing_shared::testing::{TestBackend, TestEnv};
+
+    /// Placing an order must not scan every order ever placed (it did: 15,000 orders in,
+    /// each placement held the writer for a table scan).
+    #[tokio::test]
+    async fn expiring_held_orders_searches_the_ticket_index() {
+        let env = TestEnv::new(TestBackend::Sqlite);
+        let location = env.runtime.location("orders").unwrap();
+        let store = Store::open(&location, &crate::MIGRATIONS).await.unwrap();
+        let plan = query(&format!("EXPLAIN QUERY PLAN {}", super::expire_held_sql()))
+            .bind("ticket")
+            .bind(0_i64)
+            .fetch_all(store.reader())
+            .await
+            .unwrap();
+        let plan: Vec<String> = plan.iter().map(|row| row.get("detail")).collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX orders_one_active_per_ticket")),
+            "{plan:?}"
+        );
+        store.close().await;
+    }
 }
