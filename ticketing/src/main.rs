@@ -6,6 +6,12 @@ use clap::Parser;
 
 use crate::config::{Cli, Command};
 
+/// glibc's allocator took a quarter of the CPU serving ticket listings (many small
+/// strings per row and per JSON field, freed on other threads, its arena locks
+/// contended); see docs/decisions/0010-allocator.md.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
