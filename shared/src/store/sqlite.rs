@@ -28,7 +28,7 @@ const READERS: usize = 4;
 /// Prepared statements kept per connection.
 const STATEMENTS: usize = 64;
 
-pub(crate) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 /// Finish a checkpoint holding the writer (so the log starts over) only once the log is
 /// this large: that step stalls every writer for a millisecond or so (it syncs).
 const RESET_LOG_AT: i64 = 16 << 20;
@@ -127,9 +127,10 @@ impl Lite {
         self.writes.store(0, Ordering::Relaxed);
     }
 
-    /// Copy the log back into the database: first on a reader beside the writer, then
-    /// holding the writer, so the next write transaction can start the log over (see
-    /// `spawn_checkpointer`). Both on a blocking thread: a checkpoint waits for the disk.
+    /// Copy the log back into the database: on a reader beside the writer, then, once
+    /// the log passes [`RESET_LOG_AT`], holding the writer, so the next write transaction
+    /// can start the log over (see `spawn_checkpointer`). Both on a blocking thread: a
+    /// checkpoint waits for the disk.
     pub(crate) async fn checkpoint(self: &Arc<Self>) -> Result<(), sqlx::Error> {
         let lite = self.clone();
         let log_bytes = blocking(move || lite.read(checkpoint_log_bytes)).await?;
