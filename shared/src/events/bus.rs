@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::contracts::Subject;
 use super::envelope::Envelope;
+use crate::store::{Query, Store};
 use crate::trace::TraceContext;
 
 /// How long a bus keeps an event (and a dead letter), handled or not: JetStream's
@@ -53,6 +54,26 @@ where
             }
         }
     })
+}
+
+/// Rows deleted per statement when pruning: a few milliseconds of the writer each.
+pub(crate) const PRUNE_BATCH: i64 = 1000;
+
+/// Run `delete` (a statement that deletes at most [`PRUNE_BATCH`] rows) until it deletes
+/// fewer, letting what queued for the writer go between statements; the rows deleted.
+pub(crate) async fn delete_in_batches<'q>(
+    store: &Store,
+    delete: impl Fn() -> Query<'q>,
+) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        tokio::task::yield_now().await;
+        let deleted = delete().execute(store.writer()).await?;
+        total += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
 }
 
 /// Why a handler did not finish an event.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{self, RETENTION};
+use super::bus::{self, PRUNE_BATCH, RETENTION};
 use super::envelope::Envelope;
 use crate::store::{query, Store, Tx};
 use crate::timefmt::now_millis;
@@ -42,30 +42,20 @@ pub async fn begin(
 /// Marks are kept longer than a bus keeps an event ([`RETENTION`]): an event can only be
 /// redelivered while its bus still holds it.
 pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
-/// Marks deleted per statement: a few milliseconds of the writer each.
-const PRUNE_BATCH: i64 = 1000;
 
 /// Forget marks older than `age_millis`, a batch per statement so that the writer is
 /// never held for long.
 pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
     let before = now_millis() - age_millis;
-    let mut total = 0;
-    loop {
-        // Let what queued for the writer meanwhile go first.
-        tokio::task::yield_now().await;
-        let deleted = query(
+    bus::delete_in_batches(store, || {
+        query(
             "DELETE FROM inbox WHERE (consumer_group, event_id) IN \
              (SELECT consumer_group, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
         )
         .bind(before)
         .bind(PRUNE_BATCH)
-        .execute(store.writer())
-        .await?;
-        total += deleted;
-        if deleted < PRUNE_BATCH as u64 {
-            return Ok(total);
-        }
-    }
+    })
+    .await
 }
 
 /// Prune marks older than [`KEEP`] every hour until `shutdown`.

@@ -28,7 +28,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::bus::{self, run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
+use super::bus::{
+    self, run_handler, DeadLetter, EventBus, Handler, RetryPolicy, PRUNE_BATCH, RETENTION,
+};
 use super::contracts::Subject;
 use super::envelope::Envelope;
 use crate::store::{query, Row, Store};
@@ -37,8 +39,6 @@ use crate::timefmt::now_millis;
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
 /// above the floor).
 const WINDOW: usize = 1024;
-/// Events deleted per statement when pruning: a few milliseconds of the writer each.
-const PRUNE_BATCH: i64 = 1000;
 /// Look for events appended by another process this often.
 const POLL: Duration = Duration::from_secs(1);
 /// A claimed event not settled within this long (its subscriber was aborted mid-handler)
@@ -270,27 +270,20 @@ async fn prune(store: &Store, before_millis: i64) -> Result<u64, sqlx::Error> {
         return Ok(0);
     };
     // A batch per statement, so that publishes never wait long behind it.
-    let mut total = 0;
-    loop {
-        tokio::task::yield_now().await;
-        let deleted = query(
+    let events = bus::delete_in_batches(store, || {
+        query(
             "DELETE FROM events WHERE seq IN \
              (SELECT seq FROM events WHERE seq < $1 ORDER BY seq LIMIT $2)",
         )
         .bind(keep_from)
         .bind(PRUNE_BATCH)
-        .execute(store.writer())
-        .await?;
-        total += deleted;
-        if deleted < PRUNE_BATCH as u64 {
-            break;
-        }
-    }
+    })
+    .await?;
     let letters = query("DELETE FROM dead_letters WHERE dead_at < $1")
         .bind(before_millis)
         .execute(store.writer())
         .await?;
-    Ok(total + letters)
+    Ok(events + letters)
 }
 
 /// The position of the first event published at or after `before_millis` (past the end

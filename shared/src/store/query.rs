@@ -53,7 +53,7 @@ macro_rules! value_from {
     )*};
 }
 
-value_from!(Int: i64 => |v| v, i32 => i64::from, u32 => i64::from);
+value_from!(Int: i64 => |v| v);
 value_from!(Text: String => |v| v, &str => str::to_owned, &String => String::clone);
 value_from!(Blob: Vec<u8> => |v| v, &[u8] => <[u8]>::to_vec, &Vec<u8> => Vec::clone);
 
@@ -197,10 +197,10 @@ impl<'q> Query<'q> {
         self.persistent
     }
 
-    fn any(&self) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    fn any(self) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
         let mut query = sqlx::query(self.sql).persistent(self.persistent);
-        for arg in &self.args {
-            query = match arg.clone() {
+        for arg in self.args {
+            query = match arg {
                 Value::Int(v) => query.bind(v),
                 Value::Text(v) => query.bind(v),
                 Value::Blob(v) => query.bind(v),

@@ -44,6 +44,8 @@ pub(crate) struct Lite {
     writer: Arc<Mutex<Option<Connection>>>,
     readers: SyncMutex<Vec<Connection>>,
     closed: AtomicBool,
+    /// [`RESET_LOG_AT`] in log frames (pages) of this file.
+    reset_log_frames: i64,
     /// Uses of the writer since the checkpointer last looked.
     writes: AtomicU64,
 }
@@ -51,7 +53,11 @@ pub(crate) struct Lite {
 impl Lite {
     pub(crate) fn open(path: &Path) -> Result<Lite, sqlx::Error> {
         let writer = connect(path)?;
+        let page_size: i64 = writer
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(error)?;
         Ok(Lite {
+            reset_log_frames: RESET_LOG_AT / page_size.max(1),
             path: path.to_owned(),
             writer: Arc::new(Mutex::new(Some(writer))),
             readers: SyncMutex::new(Vec::new()),
@@ -133,8 +139,8 @@ impl Lite {
     /// checkpoint waits for the disk.
     pub(crate) async fn checkpoint(self: &Arc<Self>) -> Result<(), sqlx::Error> {
         let lite = self.clone();
-        let log_bytes = blocking(move || lite.read(checkpoint_log_bytes)).await?;
-        if log_bytes < RESET_LOG_AT {
+        let frames = blocking(move || lite.read(checkpoint_beside_writer)).await?;
+        if frames < self.reset_log_frames {
             return Ok(());
         }
         let mut writer = self.lock().await?;
@@ -166,16 +172,13 @@ fn connect(path: &Path) -> Result<Connection, sqlx::Error> {
     Ok(conn)
 }
 
-/// Checkpoint beside the writer; the size of the log it found.
-fn checkpoint_log_bytes(conn: &mut Connection) -> Result<i64, sqlx::Error> {
-    let page_size: i64 = conn
-        .query_row("PRAGMA page_size", [], |row| row.get(0))
-        .map_err(error)?;
+/// Checkpoint beside the writer; the frames (pages) the log held.
+fn checkpoint_beside_writer(conn: &mut Connection) -> Result<i64, sqlx::Error> {
     // (busy, frames in the log, frames copied); -1 frames when not in WAL mode.
     let frames: i64 = conn
         .query_row(CHECKPOINT, [], |row| row.get(1))
         .map_err(error)?;
-    Ok(frames.max(0) * page_size)
+    Ok(frames.max(0))
 }
 
 pub(crate) fn run_batch(conn: &mut Connection, sql: &str) -> Result<(), sqlx::Error> {
