@@ -2,6 +2,7 @@
 
     python check_deploy.py k8s RENDERED.yaml [--external-secrets]
     python check_deploy.py compose compose.yaml
+    python check_deploy.py dockerfile Dockerfile
 
 Kubernetes: every workload runs non-root on a read-only root filesystem with probes,
 requests and limits; every ticketing service has its own --target, probes on /readyz and
@@ -10,6 +11,9 @@ rendered (unless --external-secrets: then Secrets are created outside the reposi
 the Ingress routes are deploy/nginx/routes.conf's.
 Compose: dependencies name existing services, every service has a health check, mounted
 files exist.
+Dockerfile (parsed by BuildKit's own parser): several stages, the release binary built
+--locked, a final stage that runs it as a non-root user; .dockerignore keeps the target
+directory and .git out and every workspace member in.
 """
 
 import pathlib
@@ -154,11 +158,50 @@ def check_compose(path):
             fail(f"compose.conf: upstream {name} must be {name}:3000")
 
 
+def check_dockerfile(path):
+    import dockerfile
+    import tomllib
+
+    commands = dockerfile.parse_file(path)
+    stages = [c for c in commands if c.cmd == "FROM"]
+    if len(stages) < 2:
+        fail("Dockerfile: expected a build stage and a runtime stage")
+    for stage in stages:
+        image = stage.value[0]
+        if ":" not in image or image.endswith(":latest"):
+            fail(f"Dockerfile: base image {image} must name a version")
+    final = commands[commands.index(stages[-1]):]
+    users = [c.value[0] for c in final if c.cmd == "USER"]
+    if not users or users[-1].split(":")[0] in ("root", "0"):
+        fail("Dockerfile: the final stage must switch to a non-root USER")
+    if not any(c.cmd == "COPY" and any(f.startswith("--from=") for f in c.flags) for c in final):
+        fail("Dockerfile: the final stage must copy the binary from the build stage")
+    entry = [c.value for c in final if c.cmd == "ENTRYPOINT"]
+    if not entry or entry[-1][0] != "ticketing":
+        fail("Dockerfile: the entrypoint must be the ticketing binary")
+    builds = " ".join(" ".join(c.value) for c in commands if c.cmd == "RUN")
+    if "cargo build --release --locked -p ticketing" not in builds:
+        fail("Dockerfile: the build stage must run cargo build --release --locked -p ticketing")
+
+    base = pathlib.Path(path).resolve().parent
+    ignored = [line.strip().rstrip("/") for line in (base / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    for needed in ("target", ".git"):
+        if needed not in ignored:
+            fail(f".dockerignore must exclude {needed}")
+    members = tomllib.loads((base / "Cargo.toml").read_text())["workspace"]["members"]
+    for member in members + ["Cargo.toml", "Cargo.lock"]:
+        if member.split("/")[0] in ignored:
+            fail(f".dockerignore excludes {member}, which the build needs")
+
+
 def main(argv):
     if argv[:1] == ["k8s"] and len(argv) in (2, 3):
         check_k8s(argv[1], "--external-secrets" in argv[2:])
     elif argv[:1] == ["compose"] and len(argv) == 2:
         check_compose(argv[1])
+    elif argv[:1] == ["dockerfile"] and len(argv) == 2:
+        check_dockerfile(argv[1])
     else:
         print(__doc__, file=sys.stderr)
         return 2
