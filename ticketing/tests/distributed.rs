@@ -476,7 +476,10 @@ async fn purchase_journey_through_the_gateway() {
     let status = cluster.run("status").await;
     for instance in ["auth-1", "tickets-1", "orders-1", "payments-1", "expiration-1"] {
         assert!(
-            status.lines().any(|l| l.starts_with(instance) && l.ends_with("ready")),
+            status.lines().any(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                fields.first() == Some(&instance) && fields.last() == Some(&"ready")
+            }),
             "{status}"
         );
     }
@@ -651,7 +654,8 @@ async fn payments_killed_right_after_a_charge_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiration_killed_with_jobs_pending_fires_each_once() {
-    const TTL: u64 = 8;
+    // Long enough to place three orders and see their jobs queued on a loaded machine.
+    const TTL: u64 = 12;
     let cluster = Cluster::up(Options {
         order_ttl_seconds: TTL,
         ..Options::default()
@@ -672,10 +676,11 @@ async fn expiration_killed_with_jobs_pending_fires_each_once() {
         async move { (redis(&jobs).await == ":3").then_some(()) }
     })
     .await;
-    let latest_due = placed.iter().map(|(_, _, at)| millis_of(at)).max().unwrap();
+    let due: Vec<i64> = placed.iter().map(|(_, _, at)| millis_of(at)).collect();
+    let latest_due = *due.iter().max().unwrap();
     assert!(
-        now_millis() < latest_due,
-        "the orders expired before the kill: raise TTL"
+        now_millis() + 500 < *due.iter().min().unwrap(),
+        "an order expired before the kill: raise TTL"
     );
     cluster.kill9("expiration", 1).await;
 
