@@ -112,7 +112,10 @@ impl Cluster {
             ("CLUSTER_POSTGRES_URL", postgres_base_url()),
             ("CLUSTER_NATS_URL", nats_url()),
             ("CLUSTER_REDIS_URL", redis_url()),
-            ("CLUSTER_ORDERS_REPLICAS", options.orders_replicas.to_string()),
+            (
+                "CLUSTER_ORDERS_REPLICAS",
+                options.orders_replicas.to_string(),
+            ),
             ("CLUSTER_READY_TIMEOUT", "180".to_owned()),
             // Whatever happens to this test process, the cluster goes down with it.
             ("CLUSTER_WATCH_PID", std::process::id().to_string()),
@@ -163,7 +166,10 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(out.status.success(), "scripts/cluster {verb} failed:\n{text}");
+        assert!(
+            out.status.success(),
+            "scripts/cluster {verb} failed:\n{text}"
+        );
         text
     }
 
@@ -231,7 +237,9 @@ impl Cluster {
         assert_eq!(databases, "0", "databases are left");
         let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
         assert!(
-            js.get_stream(format!("{}-events", self.name)).await.is_err(),
+            js.get_stream(format!("{}-events", self.name))
+                .await
+                .is_err(),
             "the stream is left"
         );
         let keys = redis(&format!("KEYS {{{}-expiration}}:*", self.name)).await;
@@ -356,7 +364,10 @@ fn millis_of(iso: &str) -> i64 {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("not a timestamp: {iso}"))
     };
-    assert!(iso.len() == 24 && iso.ends_with('Z'), "not a timestamp: {iso}");
+    assert!(
+        iso.len() == 24 && iso.ends_with('Z'),
+        "not a timestamp: {iso}"
+    );
     let (year, month, day) = (n(0..4), n(5..7), n(8..10));
     // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
     let y = if month <= 2 { year - 1 } else { year };
@@ -404,7 +415,8 @@ async fn post(cluster: &Cluster, user: &User, path: &str, body: Value) -> (Statu
             .unwrap();
         let status = res.status();
         let body_out = res.json().await.unwrap_or(Value::Null);
-        let transient = status == StatusCode::NOT_FOUND || status == StatusCode::SERVICE_UNAVAILABLE;
+        let transient =
+            status == StatusCode::NOT_FOUND || status == StatusCode::SERVICE_UNAVAILABLE;
         if !transient || Instant::now() > deadline {
             return (status, body_out);
         }
@@ -425,15 +437,17 @@ async fn wait_for(
     path: &str,
     ok: impl Fn(&Value) -> bool,
 ) -> Value {
-    let mut last = Value::Null;
     let deadline = Instant::now() + PATIENCE;
     loop {
         let (status, value) = get(cluster, user, path).await;
         if status == StatusCode::OK && ok(&value) {
             return value;
         }
-        last = if status == StatusCode::OK { value } else { json!({"status": status.as_u16(), "body": value}) };
-        assert!(Instant::now() < deadline, "{path} stuck at {last}");
+        assert!(
+            Instant::now() < deadline,
+            "{path} stuck at {} {value}",
+            status.as_u16()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -474,7 +488,13 @@ fn id(v: &Value) -> String {
 async fn purchase_journey_through_the_gateway() {
     let cluster = Cluster::up(Options::default()).await;
     let status = cluster.run("status").await;
-    for instance in ["auth-1", "tickets-1", "orders-1", "payments-1", "expiration-1"] {
+    for instance in [
+        "auth-1",
+        "tickets-1",
+        "orders-1",
+        "payments-1",
+        "expiration-1",
+    ] {
         assert!(
             status.lines().any(|l| {
                 let fields: Vec<&str> = l.split_whitespace().collect();
@@ -517,7 +537,10 @@ async fn purchase_journey_through_the_gateway() {
     assert_eq!(order["userId"], buyer.id.as_str());
     // TICKETING_ORDER_TTL_SECONDS=120 reached the orders process.
     let ttl = millis_of(order["expiresAt"].as_str().unwrap()) - placed_at;
-    assert!((100_000..=125_000).contains(&ttl), "expiresAt is {ttl} ms away");
+    assert!(
+        (100_000..=125_000).contains(&ttl),
+        "expiresAt is {ttl} ms away"
+    );
     wait_for(&cluster, &buyer, &format!("/api/tickets/{ticket}"), |t| {
         t["orderId"] == order_id.as_str()
     })
@@ -599,7 +622,10 @@ async fn orders_killed_right_after_an_order_loses_nothing() {
     assert_eq!(body["errors"][0]["message"], "Service unavailable.");
 
     cluster.run("up").await;
-    let o = wait_for(&cluster, &buyer, &format!("/api/orders/{order_id}"), |_| true).await;
+    let o = wait_for(&cluster, &buyer, &format!("/api/orders/{order_id}"), |_| {
+        true
+    })
+    .await;
     assert_eq!(o["status"], "created");
     // order:created reached tickets and payments: the ticket is reserved, the order payable.
     wait_for(&cluster, &buyer, &format!("/api/tickets/{ticket}"), |t| {
@@ -614,7 +640,10 @@ async fn orders_killed_right_after_an_order_loses_nothing() {
     .await;
 
     assert_eq!(cluster.count("order:created", "id", &order_id).await, 1);
-    assert_eq!(cluster.count("payment:created", "orderId", &order_id).await, 1);
+    assert_eq!(
+        cluster.count("payment:created", "orderId", &order_id).await,
+        1
+    );
     assert_eq!(cluster.count("order:cancelled", "id", &order_id).await, 0);
 }
 
@@ -645,9 +674,14 @@ async fn payments_killed_right_after_a_charge_loses_nothing() {
         &format!("SELECT count(*) FROM payments WHERE order_id = '{order_id}'"),
     );
     assert_eq!(rows, "1", "payments recorded for the order");
-    assert_eq!(cluster.count("payment:created", "orderId", &order_id).await, 1);
     assert_eq!(
-        cluster.count("payment:created", "id", payment["id"].as_str().unwrap()).await,
+        cluster.count("payment:created", "orderId", &order_id).await,
+        1
+    );
+    assert_eq!(
+        cluster
+            .count("payment:created", "id", payment["id"].as_str().unwrap())
+            .await,
         1
     );
 }
@@ -667,7 +701,11 @@ async fn expiration_killed_with_jobs_pending_fires_each_once() {
     for i in 0..3 {
         let ticket = sell(&cluster, &seller, &format!("Pending {i}")).await;
         let order = order(&cluster, &buyer, &ticket).await;
-        placed.push((ticket, id(&order), order["expiresAt"].as_str().unwrap().to_owned()));
+        placed.push((
+            ticket,
+            id(&order),
+            order["expiresAt"].as_str().unwrap().to_owned(),
+        ));
     }
     // Every job is in the queue, none due yet: kill -9 the expiration service.
     let jobs = format!("ZCARD {{{}-expiration}}:jobs", cluster.name);
@@ -690,7 +728,10 @@ async fn expiration_killed_with_jobs_pending_fires_each_once() {
     tokio::time::sleep(Duration::from_millis(wait)).await;
     for (_, order_id, _) in &placed {
         let (_, o) = get(&cluster, &buyer, &format!("/api/orders/{order_id}")).await;
-        assert_eq!(o["status"], "created", "cancelled without the expiration service");
+        assert_eq!(
+            o["status"], "created",
+            "cancelled without the expiration service"
+        );
     }
 
     cluster.run("up").await;
@@ -710,7 +751,12 @@ async fn expiration_killed_with_jobs_pending_fires_each_once() {
     })
     .await;
     for (_, order_id, _) in &placed {
-        assert!(cluster.count("expiration:complete", "orderId", order_id).await >= 1);
+        assert!(
+            cluster
+                .count("expiration:complete", "orderId", order_id)
+                .await
+                >= 1
+        );
         assert_eq!(
             cluster.count("order:cancelled", "id", order_id).await,
             1,
@@ -784,5 +830,8 @@ async fn two_orders_processes_sell_each_ticket_once() {
             .sum();
         served.insert(n, posts);
     }
-    assert!(served.values().all(|n| *n > 0.0), "orders per process: {served:?}");
+    assert!(
+        served.values().all(|n| *n > 0.0),
+        "orders per process: {served:?}"
+    );
 }
