@@ -836,4 +836,29 @@ async fn two_orders_processes_sell_each_ticket_once() {
         served.values().all(|n| *n > 0.0),
         "orders per process: {served:?}"
     );
+
+    // One orders process dies: the gateway sends the next orders to the other one at
+    // once (a refused connection goes to the next server), no request fails.
+    cluster.kill9("orders", 1).await;
+    for (t, buyer) in buyers.iter().enumerate().take(3) {
+        let ticket = sell(&cluster, &seller, &format!("After the crash {t}")).await;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let res = buyer
+                .client
+                .post(cluster.url("/api/orders"))
+                .json(&json!({"ticketId": ticket}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            // 404: the replica has not heard of the new ticket yet; anything else is final.
+            if status != StatusCode::NOT_FOUND || Instant::now() > deadline {
+                let body: Value = res.json().await.unwrap_or(Value::Null);
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
