@@ -3,6 +3,7 @@
     python check_deploy.py k8s RENDERED.yaml [--external-secrets]
     python check_deploy.py compose compose.yaml
     python check_deploy.py dockerfile Dockerfile
+    python check_deploy.py observability deploy/observability
 
 Kubernetes: every workload runs non-root on a read-only root filesystem with probes,
 requests and limits; every ticketing service has its own --target, probes on /readyz and
@@ -14,8 +15,14 @@ files exist.
 Dockerfile (parsed by BuildKit's own parser): several stages, the release binary built
 --locked, a final stage that runs it as a non-root user; .dockerignore keeps the target
 directory and .git out and every workspace member in.
+Observability: the collector's pipelines name only components it defines (what the
+collector itself checks at start) and its scrape job keeps ticketing's pods; the Grafana
+dashboard is well formed (unique panel ids, a query and refId per target, the data
+source variable). That the dashboard's series exist is checked against a running
+process by ticketing/tests/distributed.rs.
 """
 
+import json
 import pathlib
 import re
 import sys
@@ -195,6 +202,48 @@ def check_dockerfile(path):
             fail(f".dockerignore excludes {member}, which the build needs")
 
 
+def check_observability(directory):
+    base = pathlib.Path(directory)
+    config = yaml.safe_load((base / "otel-collector.yaml").read_text())
+    service = config.get("service") or {}
+    for ext in service.get("extensions") or []:
+        if ext not in (config.get("extensions") or {}):
+            fail(f"otel-collector: extension {ext} is not defined")
+    pipelines = service.get("pipelines") or {}
+    for name in ("traces", "metrics"):
+        if name not in pipelines:
+            fail(f"otel-collector: no {name} pipeline")
+    for name, pipeline in pipelines.items():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in pipeline.get(kind) or []:
+                if component not in (config.get(kind) or {}):
+                    fail(f"otel-collector: pipeline {name} uses undefined {kind[:-1]} {component}")
+        if not pipeline.get("receivers") or not pipeline.get("exporters"):
+            fail(f"otel-collector: pipeline {name} needs receivers and exporters")
+    jobs = config["receivers"]["prometheus"]["config"]["scrape_configs"]
+    keeps = [r.get("regex") for j in jobs for r in j.get("relabel_configs", []) if r.get("action") == "keep"]
+    if "ticketing" not in keeps:
+        fail("otel-collector: the scrape job must keep the pods of app.kubernetes.io/part-of=ticketing")
+
+    dashboard = json.loads((base / "grafana-dashboard.json").read_text())
+    ids = [p["id"] for p in dashboard["panels"]]
+    if len(ids) != len(set(ids)):
+        fail("dashboard: panel ids repeat")
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    if "datasource" not in variables:
+        fail("dashboard: no datasource variable")
+    for panel in dashboard["panels"]:
+        if not {"x", "y", "w", "h"} <= set(panel.get("gridPos", {})):
+            fail(f"dashboard: panel {panel['title']} has no position")
+        refs = [t.get("refId") for t in panel.get("targets", [])]
+        if not refs or len(refs) != len(set(refs)) or not all(t.get("expr") for t in panel["targets"]):
+            fail(f"dashboard: panel {panel['title']} needs queries with distinct refIds")
+        for target in panel.get("targets", []):
+            used = set(re.findall(r"\$(\w+)", target["expr"])) - {"__rate_interval", "__interval"}
+            if used - variables:
+                fail(f"dashboard: panel {panel['title']} uses unknown variables {used - variables}")
+
+
 def main(argv):
     if argv[:1] == ["k8s"] and len(argv) in (2, 3):
         check_k8s(argv[1], "--external-secrets" in argv[2:])
@@ -202,6 +251,8 @@ def main(argv):
         check_compose(argv[1])
     elif argv[:1] == ["dockerfile"] and len(argv) == 2:
         check_dockerfile(argv[1])
+    elif argv[:1] == ["observability"] and len(argv) == 2:
+        check_observability(argv[1])
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -578,7 +578,58 @@ async fn purchase_journey_through_the_gateway() {
     let body: Value = res.json().await.unwrap();
     assert!(body["errors"][0]["message"].is_string(), "{body}");
 
+    // Every series the Grafana dashboard queries is one the processes serve.
+    let mut served = String::new();
+    for service in ["auth", "tickets", "orders", "payments", "expiration"] {
+        let url = format!("http://127.0.0.1:{}/metrics", cluster.port(service, 1));
+        served += &reqwest::get(url).await.unwrap().text().await.unwrap();
+    }
+    for name in dashboard_series() {
+        assert!(
+            served.lines().any(|l| l
+                .strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))),
+            "the dashboard queries {name}, which no process serves"
+        );
+    }
+
     cluster.down().await;
+}
+
+/// The metric names the dashboard's queries select (`name{` or `name[`), less `up` (made
+/// by the scraper) and the shed counter (registered when a process first sheds).
+fn dashboard_series() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/observability/grafana-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut word = String::new();
+            let mut in_braces = false;
+            for c in expr.chars() {
+                if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                    word.push(c);
+                    continue;
+                }
+                if !in_braces && (c == '{' || c == '[') && !word.is_empty() {
+                    names.push(std::mem::take(&mut word));
+                }
+                word.clear();
+                match c {
+                    '{' => in_braces = true,
+                    '}' => in_braces = false,
+                    _ => {}
+                }
+            }
+        }
+    }
+    names.retain(|n| n != "up" && n != "http_requests_shed_total");
+    names.sort();
+    names.dedup();
+    assert!(!names.is_empty());
+    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
