@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use ticketing_shared::auth::JwtKeys;
-use ticketing_shared::events::{InProcessBus, NatsBus, SharedBus};
-use ticketing_shared::health::ReadyCheck;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::DatabaseConfig;
+use ticketing_bus::{InProcessBus, NatsBus, SharedBus};
+use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_store::DatabaseConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServeArgs, Target};
@@ -20,7 +20,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = runtime(&args).await?;
     let mut services = start(args.target, &args, &runtime).await?;
     let ready = vec![ReadyCheck::bus("bus", &runtime.bus)];
-    let app = ticketing_shared::app::compose(&mut services, Router::new(), ready);
+    let app = ticketing_kit::app::compose(&mut services, Router::new(), ready);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -54,13 +54,19 @@ pub async fn start(
 ) -> anyhow::Result<Vec<Mounted>> {
     let mut services = Vec::new();
     if target.includes(Target::Auth) {
-        services.push(ticketing_auth::mount(runtime).await?);
+        let settings = ticketing_auth::Settings {
+            cookie_secure: args.cookie_secure.unwrap_or(!args.is_embedded()),
+        };
+        services.push(ticketing_auth::mount(runtime, &settings).await?);
     }
     if target.includes(Target::Tickets) {
         services.push(ticketing_tickets::mount(runtime).await?);
     }
     if target.includes(Target::Orders) {
-        services.push(ticketing_orders::mount(runtime).await?);
+        let settings = ticketing_orders::Settings {
+            order_ttl: Duration::from_secs(args.order_ttl_seconds),
+        };
+        services.push(ticketing_orders::mount(runtime, &settings).await?);
     }
     if target.includes(Target::Payments) {
         let provider = ticketing_payments::provider::from_config(
@@ -124,8 +130,6 @@ async fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
         database,
         database_overrides,
         keys: JwtKeys::new(&key, Duration::from_secs(args.session_ttl_seconds)),
-        cookie_secure: args.cookie_secure.unwrap_or(!args.is_embedded()),
-        order_ttl: Duration::from_secs(args.order_ttl_seconds),
         bus: bus(args).await?,
         shutdown: CancellationToken::new(),
     })
