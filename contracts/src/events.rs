@@ -5,6 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{OrderId, PaymentId, TicketId, UserId};
 use crate::money::Cents;
 use crate::status::OrderStatus;
 
@@ -79,38 +80,38 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketCreated {
-    pub id: String,
+    pub id: TicketId,
     pub title: String,
     pub price: Cents,
-    pub user_id: String,
+    pub user_id: UserId,
     pub version: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketUpdated {
-    pub id: String,
+    pub id: TicketId,
     pub title: String,
     pub price: Cents,
-    pub user_id: String,
+    pub user_id: UserId,
     pub version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<String>,
+    pub order_id: Option<OrderId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCreatedTicket {
-    pub id: String,
+    pub id: TicketId,
     pub price: Cents,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCreated {
-    pub id: String,
+    pub id: OrderId,
     pub status: OrderStatus,
-    pub user_id: String,
+    pub user_id: UserId,
     /// ISO-8601 UTC with milliseconds.
     pub expires_at: String,
     /// Ours, not the seed's: until when the order holds its ticket, `expiresAt` plus
@@ -124,13 +125,13 @@ pub struct OrderCreated {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketRef {
-    pub id: String,
+    pub id: TicketId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCancelled {
-    pub id: String,
+    pub id: OrderId,
     pub version: i64,
     pub ticket: TicketRef,
 }
@@ -138,14 +139,14 @@ pub struct OrderCancelled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExpirationComplete {
-    pub order_id: String,
+    pub order_id: OrderId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentCreated {
-    pub id: String,
-    pub order_id: String,
+    pub id: PaymentId,
+    pub order_id: OrderId,
     pub stripe_id: String,
 }
 
@@ -153,8 +154,8 @@ pub struct PaymentCreated {
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRefunded {
     /// The payment refunded.
-    pub id: String,
-    pub order_id: String,
+    pub id: PaymentId,
+    pub order_id: OrderId,
     pub stripe_id: String,
 }
 

@@ -43,7 +43,7 @@ fn created(id: &str, due: i64) -> Envelope {
         reserved_until: Some(format_millis(due)),
         version: 0,
         ticket: OrderCreatedTicket {
-            id: new_id(),
+            id: (new_id()).into(),
             price: Cents::new(1000),
         },
     })
@@ -102,15 +102,17 @@ async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool)
     bus.publish(&created(&paid, due)).await.unwrap();
     wait_handled(&env.runtime, 2).await;
     bus.publish(&Envelope::new(&OrderCancelled {
-        id: cancelled.clone(),
+        id: (cancelled.clone()).into(),
         version: 1,
-        ticket: TicketRef { id: new_id() },
+        ticket: TicketRef {
+            id: (new_id()).into(),
+        },
     }))
     .await
     .unwrap();
     bus.publish(&Envelope::new(&PaymentCreated {
-        id: new_id(),
-        order_id: paid.clone(),
+        id: (new_id()).into(),
+        order_id: (paid.clone()).into(),
         stripe_id: "ch_x".into(),
     }))
     .await
@@ -118,9 +120,11 @@ async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool)
     // A cancellation overtaking its order:created: nothing is scheduled either.
     let late = new_id();
     bus.publish(&Envelope::new(&OrderCancelled {
-        id: late.clone(),
+        id: (late.clone()).into(),
         version: 1,
-        ticket: TicketRef { id: new_id() },
+        ticket: TicketRef {
+            id: (new_id()).into(),
+        },
     }))
     .await
     .unwrap();

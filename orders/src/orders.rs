@@ -6,7 +6,7 @@ use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::format_millis;
-use ticketing_contracts::OrderStatus;
+use ticketing_contracts::{OrderId, OrderStatus, TicketId, UserId};
 use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
 
 use crate::domain::{Deadline, OPEN};
@@ -14,8 +14,8 @@ use crate::tickets::TicketCopy;
 
 #[derive(Debug, Clone)]
 pub struct Order {
-    pub id: String,
-    pub user_id: String,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub status: OrderStatus,
     pub expires_at: i64,
     pub version: i64,
@@ -96,7 +96,7 @@ impl From<sqlx::Error> for PlaceError {
 pub async fn place(
     tx: &mut Tx,
     ticket: &TicketCopy,
-    user_id: &str,
+    user_id: &UserId,
     now: i64,
     deadline: Deadline,
 ) -> Result<Order, PlaceError> {
@@ -115,7 +115,7 @@ pub async fn place(
     }
 
     let order = Order {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: OrderId::generate(),
         user_id: user_id.to_owned(),
         status: OrderStatus::Created,
         expires_at: deadline.expires_at,
@@ -151,7 +151,7 @@ pub async fn place(
     Ok(order)
 }
 
-fn cancelled_event(order_id: String, version: i64, ticket_id: &str) -> Envelope {
+fn cancelled_event(order_id: OrderId, version: i64, ticket_id: &TicketId) -> Envelope {
     Envelope::new(&OrderCancelled {
         id: order_id,
         version,
@@ -161,14 +161,14 @@ fn cancelled_event(order_id: String, version: i64, ticket_id: &str) -> Envelope 
     })
 }
 
-pub async fn find(store: &Store, id: &str) -> Result<Option<Order>, sqlx::Error> {
+pub async fn find(store: &Store, id: &OrderId) -> Result<Option<Order>, sqlx::Error> {
     query(&format!("{SELECT} WHERE o.id = $1"))
         .bind(id)
         .fetch_optional_as(store.reader())
         .await
 }
 
-pub async fn list_for_user(store: &Store, user_id: &str) -> Result<Vec<Order>, sqlx::Error> {
+pub async fn list_for_user(store: &Store, user_id: &UserId) -> Result<Vec<Order>, sqlx::Error> {
     query(&format!("{SELECT} WHERE o.user_id = $1 ORDER BY o.id"))
         .bind(user_id)
         .fetch_all_as(store.reader())
@@ -179,10 +179,10 @@ pub async fn list_for_user(store: &Store, user_id: &str) -> Result<Vec<Order>, s
 /// `order:cancelled`. `None` when the order is not open (or not the buyer's).
 pub async fn cancel(
     tx: &mut Tx,
-    id: &str,
+    id: &OrderId,
     reason: CancelReason,
-    buyer: Option<&str>,
-) -> Result<Option<(String, i64)>, sqlx::Error> {
+    buyer: Option<&UserId>,
+) -> Result<Option<(TicketId, i64)>, sqlx::Error> {
     let row = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = $3 \
          WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
@@ -191,18 +191,18 @@ pub async fn cancel(
         open_states()
     ))
     .bind(id)
-    .bind(buyer.unwrap_or(""))
+    .bind(buyer.map_or("", UserId::as_str))
     .bind(reason.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let (ticket_id, version): (String, i64) = (row.get("ticket_id")?, row.get("version")?);
+    let (ticket_id, version): (TicketId, i64) = (row.get("ticket_id")?, row.get("version")?);
     outbox::enqueue(tx, &cancelled_event(id.to_owned(), version, &ticket_id)).await?;
     Ok(Some((ticket_id, version)))
 }
 
 /// Mark an open order paid. `false` when it was not open (already complete, cancelled).
-pub async fn complete(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, sqlx::Error> {
     let done = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({})",
         OrderStatus::Complete,
@@ -214,7 +214,7 @@ pub async fn complete(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
     Ok(done == 1)
 }
 
-pub async fn status_of(tx: &mut Tx, id: &str) -> Result<Option<OrderStatus>, sqlx::Error> {
+pub async fn status_of(tx: &mut Tx, id: &OrderId) -> Result<Option<OrderStatus>, sqlx::Error> {
     let row = query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -223,7 +223,7 @@ pub async fn status_of(tx: &mut Tx, id: &str) -> Result<Option<OrderStatus>, sql
 }
 
 /// The expiry of an order that is still open (`None` when unknown or no longer open).
-pub async fn open_expiry(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
+pub async fn open_expiry(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, sqlx::Error> {
     let row = query(&format!(
         "SELECT expires_at FROM orders WHERE id = $1 AND status IN ({})",
         open_states()

@@ -5,6 +5,7 @@ use std::time::Duration;
 use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::events::{PaymentCreated, PaymentRefunded};
 use ticketing_contracts::time::now_millis;
+use ticketing_contracts::{OrderId, PaymentId, UserId};
 use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
 
 /// A claim older than this is left over by a process that died mid-payment and may be
@@ -14,8 +15,8 @@ pub const STALE_CLAIM: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct Payment {
-    pub id: String,
-    pub order_id: String,
+    pub id: PaymentId,
+    pub order_id: OrderId,
     pub stripe_id: String,
     /// When the charge was given back, if it was.
     pub refunded_at: Option<i64>,
@@ -36,7 +37,10 @@ impl FromRow for Payment {
     }
 }
 
-pub async fn find_for_order(tx: &mut Tx, order_id: &str) -> Result<Option<Payment>, sqlx::Error> {
+pub async fn find_for_order(
+    tx: &mut Tx,
+    order_id: &OrderId,
+) -> Result<Option<Payment>, sqlx::Error> {
     query(&format!("{SELECT} WHERE p.order_id = $1"))
         .bind(order_id)
         .fetch_optional_as(&mut *tx)
@@ -46,7 +50,7 @@ pub async fn find_for_order(tx: &mut Tx, order_id: &str) -> Result<Option<Paymen
 /// The payment of `order_id`, read outside a transaction.
 pub async fn find_for_order_now(
     store: &Store,
-    order_id: &str,
+    order_id: &OrderId,
 ) -> Result<Option<Payment>, sqlx::Error> {
     query(&format!("{SELECT} WHERE p.order_id = $1"))
         .bind(order_id)
@@ -57,7 +61,7 @@ pub async fn find_for_order_now(
 /// The payments of `user_id`'s orders (of one order with `order_id`), oldest first.
 pub async fn list_for_buyer(
     store: &Store,
-    user_id: &str,
+    user_id: &UserId,
     order_id: Option<&str>,
 ) -> Result<Vec<Payment>, sqlx::Error> {
     query(&format!(
@@ -94,7 +98,7 @@ pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, sqlx:
 
 /// Take the order's payment claim. `false` when another payment of the order is in
 /// progress (a live claim).
-pub async fn claim(tx: &mut Tx, order_id: &str, claim: &str) -> Result<bool, sqlx::Error> {
+pub async fn claim(tx: &mut Tx, order_id: &OrderId, claim: &str) -> Result<bool, sqlx::Error> {
     let now = now_millis();
     let taken = query(
         "INSERT INTO payment_attempts (order_id, claim, started_at) VALUES ($1, $2, $3) \
@@ -111,7 +115,7 @@ pub async fn claim(tx: &mut Tx, order_id: &str, claim: &str) -> Result<bool, sql
 }
 
 /// Give the claim up (only if it is still ours).
-pub async fn release(tx: &mut Tx, order_id: &str, claim: &str) -> Result<(), sqlx::Error> {
+pub async fn release(tx: &mut Tx, order_id: &OrderId, claim: &str) -> Result<(), sqlx::Error> {
     query("DELETE FROM payment_attempts WHERE order_id = $1 AND claim = $2")
         .bind(order_id)
         .bind(claim)
@@ -121,7 +125,11 @@ pub async fn release(tx: &mut Tx, order_id: &str, claim: &str) -> Result<(), sql
 }
 
 /// Give the claim up in a transaction of its own.
-pub async fn release_now(store: &Store, order_id: &str, claim: &str) -> Result<(), sqlx::Error> {
+pub async fn release_now(
+    store: &Store,
+    order_id: &OrderId,
+    claim: &str,
+) -> Result<(), sqlx::Error> {
     let mut tx = store.begin().await?;
     release(&mut tx, order_id, claim).await?;
     tx.commit().await
@@ -141,9 +149,13 @@ impl From<sqlx::Error> for RecordError {
 }
 
 /// Record the payment of `order_id` by charge `stripe_id` and enqueue `payment:created`.
-pub async fn record(tx: &mut Tx, order_id: &str, stripe_id: &str) -> Result<Payment, RecordError> {
+pub async fn record(
+    tx: &mut Tx,
+    order_id: &OrderId,
+    stripe_id: &str,
+) -> Result<Payment, RecordError> {
     let payment = Payment {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: PaymentId::generate(),
         order_id: order_id.to_owned(),
         stripe_id: stripe_id.to_owned(),
         refunded_at: None,

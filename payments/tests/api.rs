@@ -146,14 +146,14 @@ impl App {
     async fn order(&self, user: &str, ttl_ms: i64) -> String {
         let id = new_id();
         self.publish(Envelope::new(&OrderCreated {
-            id: id.clone(),
+            id: (id.clone()).into(),
             status: ticketing_contracts::OrderStatus::Created,
             user_id: user.into(),
             expires_at: format_millis(now_millis() + ttl_ms),
             reserved_until: None,
             version: 0,
             ticket: OrderCreatedTicket {
-                id: new_id(),
+                id: (new_id()).into(),
                 price: Cents::new(1099),
             },
         }))
@@ -204,7 +204,9 @@ fn cancelled(order_id: &str) -> Envelope {
     Envelope::new(&OrderCancelled {
         id: order_id.into(),
         version: 1,
-        ticket: TicketRef { id: new_id() },
+        ticket: TicketRef {
+            id: (new_id()).into(),
+        },
     })
 }
 
@@ -331,14 +333,14 @@ async fn early_cancellation_waits_for_its_creation(flavor: Flavor) {
     app.cancel(&id).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     app.publish(Envelope::new(&OrderCreated {
-        id: id.clone(),
+        id: (id.clone()).into(),
         status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: format_millis(now_millis() + 60_000),
         reserved_until: None,
         version: 0,
         ticket: OrderCreatedTicket {
-            id: new_id(),
+            id: (new_id()).into(),
             price: Cents::new(500),
         },
     }))

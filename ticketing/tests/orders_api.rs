@@ -372,7 +372,7 @@ async fn payment_completes_and_completed_orders_cannot_be_cancelled(flavor: Flav
     let oid = order["id"].as_str().unwrap();
     let payment = Envelope::new(&PaymentCreated {
         id: "pay1".into(),
-        order_id: oid.to_owned(),
+        order_id: (oid.to_owned()).into(),
         stripe_id: "ch_1".into(),
     });
     app.env.runtime.bus.publish(&payment).await.unwrap();
@@ -395,7 +395,7 @@ async fn payment_completes_and_completed_orders_cannot_be_cancelled(flavor: Flav
 
     // Expiry of a paid order changes nothing.
     let expired = Envelope::new(&ExpirationComplete {
-        order_id: oid.to_owned(),
+        order_id: (oid.to_owned()).into(),
     });
     app.env.runtime.bus.publish(&expired).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -412,7 +412,7 @@ async fn expiration_cancels_an_unpaid_order(flavor: Flavor) {
     let order = app.order_ok("bob", tid).await;
     let oid = order["id"].as_str().unwrap();
     let expired = Envelope::new(&ExpirationComplete {
-        order_id: oid.to_owned(),
+        order_id: (oid.to_owned()).into(),
     });
     app.env.runtime.bus.publish(&expired).await.unwrap();
     app.wait_order_status("bob", oid, "cancelled").await;

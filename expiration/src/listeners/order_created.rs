@@ -35,7 +35,7 @@ impl Listener for OrderCreatedListener {
         let due = reserved_until(order)?;
         // A cancellation or payment handled first wins: no job for a finished order.
         if !is_finished(self.0.store.reader(), &order.id).await? {
-            self.0.queue.schedule(&order.id, due).await?;
+            self.0.queue.schedule(order.id.as_str(), due).await?;
         }
         Ok(())
     }

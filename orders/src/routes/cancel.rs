@@ -23,7 +23,7 @@ pub async fn cancel(
     RequireUser(user): RequireUser,
     Path(order_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    own_order(&state, &order_id, &user.id).await?;
+    let order_id = own_order(&state, &order_id, &user.id).await?.id;
     let mut tx = state.store.begin().await?;
     if orders::cancel(
         &mut tx,

@@ -10,6 +10,8 @@ use ticketing_kit::validate::{parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
 use super::OrderBody;
+use ticketing_contracts::TicketId;
+
 use crate::orders::{self, PlaceError};
 use crate::{tickets, AppState};
 
@@ -38,7 +40,7 @@ pub async fn create(
     let now = now_millis();
     let deadline = state.settings.deadline(now);
     let mut tx = state.store.begin().await?;
-    let ticket = tickets::find(&mut tx, &ticket_id)
+    let ticket = tickets::find(&mut tx, &TicketId::from(ticket_id))
         .await?
         .ok_or(ApiError::NotFound)?;
     let order = match orders::place(&mut tx, &ticket, &user.id, now, deadline).await {

@@ -10,6 +10,8 @@ use ticketing_kit::validate::{as_str, parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
 use super::PaymentBody;
+use ticketing_contracts::OrderId;
+
 use crate::pay::{self, PayError};
 use crate::AppState;
 
@@ -49,7 +51,7 @@ pub async fn create(
         parse_id("orderId", v)
     });
     let (token, order_id) = fields.finish((token, order_id))?;
-    let payment = pay::pay(&state, &user.id, &order_id, &token).await?;
+    let payment = pay::pay(&state, &user.id, &OrderId::from(order_id), &token).await?;
     Ok((StatusCode::CREATED, Json(payment.into())))
 }
 

@@ -17,8 +17,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 impl From<Payment> for PaymentBody {
     fn from(p: Payment) -> Self {
         PaymentBody {
-            id: p.id,
-            order_id: p.order_id,
+            id: p.id.into(),
+            order_id: p.order_id.into(),
             stripe_id: p.stripe_id,
             status: if p.refunded_at.is_some() {
                 PaymentStatus::Refunded
