@@ -236,6 +236,14 @@ impl ApiClient {
             .body)
     }
 
+    /// The API answers (readiness of `--target web`): an anonymous current-user query
+    /// goes through the gateway to the auth service and touches no database.
+    pub async fn ping(&self) -> Result<(), ApiFailure> {
+        self.get::<CurrentUserBody>("/api/users/currentuser", None)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn current_user(
         &self,
         session: Option<&str>,
