@@ -36,7 +36,7 @@ impl std::fmt::Display for Cents {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ErrorItem {
     pub message: String,
     #[serde(default)]

@@ -305,7 +305,7 @@ fn render_order(
                     (countdown(seconds))
                 }
                 OrderState::AwaitingPayment(seconds) => (countdown(seconds)),
-                OrderState::Expired => p.alert.alert-muted #order-expired role="status" { strong { "Order expired." } " The reservation has ended and the ticket is back on sale." },
+                OrderState::Expired => p.alert.alert-muted #order-expired role="status" { strong { "Order expired." } " The reservation has ended and the ticket is back on sale. " a href="/" { "Browse tickets" } },
                 OrderState::Cancelled => p.alert.alert-muted role="status" { "This order was cancelled." },
                 OrderState::Complete => p.alert.alert-success role="status" { strong { "Paid." } " The ticket is yours." },
             }
@@ -341,7 +341,7 @@ fn countdown(seconds: i64) -> Markup {
                 span.countdown-label { "Time left to pay: " }
                 strong.countdown-time { (format::countdown(seconds)) }
             }
-            p.countdown-expired role="status" hidden { strong { "Order expired." } " The reservation has ended." }
+            p.countdown-expired role="status" hidden { strong { "Order expired." } " The reservation has ended. " a href="/" { "Browse tickets" } }
             noscript { p.muted { "The reservation ends " (format::countdown(seconds)) " after this page loaded; reload to see the time left." } }
         }
     }

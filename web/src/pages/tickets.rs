@@ -196,12 +196,15 @@ pub fn render_show(
                 p { span.badge.badge-pending { "Reserved" } }
             }
             @if is_seller {
+                p.muted { "You are selling this ticket." }
                 (seller_panel(visitor, ticket, &panel, reserved))
             } @else if user.is_some() {
                 @if let Panel::PurchaseRefused(errors) = &panel {
                     (errors.summary(&[]))
                 }
-                @if reserved {
+                @if reserved && matches!(panel, Panel::PurchaseRefused(_)) {
+                    p.muted { "Another buyer reserved it first. It goes back on sale if their order expires." }
+                } @else if reserved {
                     p.notice { "Someone has reserved this ticket and is paying for it. It goes back on sale if their order expires." }
                 } @else {
                     form method="post" action="/orders" {
