@@ -1,7 +1,7 @@
 //! Account input, parsed: a well-formed e-mail and an acceptable password.
 
 use serde_json::Value;
-use ticketing_shared::validate::as_str;
+use ticketing_kit::validate::as_str;
 
 pub const MAX_EMAIL_LEN: usize = 254;
 pub const MIN_PASSWORD_CHARS: usize = 8;

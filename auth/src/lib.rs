@@ -6,23 +6,23 @@ mod routes;
 mod users;
 
 use axum::extract::FromRef;
-use sqlx::migrate::Migrator;
-use ticketing_shared::auth::JwtKeys;
-use ticketing_shared::health::ReadyCheck;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::{Migrations, Store};
+use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_store::{Migrator, Store};
 
 pub use password::Hasher;
 
 pub const SERVICE: &str = "auth";
 
-static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE,
-    postgres: &POSTGRES,
-};
+/// What only the auth service is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Mark session cookies `Secure` (served over HTTPS).
+    pub cookie_secure: bool,
+}
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -33,13 +33,13 @@ pub struct AppState {
 }
 
 /// Open the auth database and return the service's routes.
-pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
+pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
     let store = Store::open(&rt.location(SERVICE)?, &MIGRATIONS).await?;
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),
         hasher: Hasher::new(),
-        cookie_secure: rt.cookie_secure,
+        cookie_secure: settings.cookie_secure,
     };
     Ok(Mounted {
         name: SERVICE,

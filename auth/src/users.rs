@@ -1,8 +1,8 @@
 //! The `users` table.
 
-use ticketing_shared::store::{query, Store};
-use ticketing_shared::timefmt::now_millis;
-use ticketing_shared::ApiError;
+use ticketing_contracts::time::now_millis;
+use ticketing_kit::ApiError;
+use ticketing_store::{query, FromRow, OnUnique, Row, Store};
 
 use crate::domain::Email;
 
@@ -10,6 +10,16 @@ pub struct User {
     pub id: String,
     pub email: String,
     pub password_hash: String,
+}
+
+impl FromRow for User {
+    fn from_row(row: &Row) -> Result<User, sqlx::Error> {
+        Ok(User {
+            id: row.get("id")?,
+            email: row.get("email")?,
+            password_hash: row.get("password_hash")?,
+        })
+    }
 }
 
 /// Insert a user; a taken e-mail (any case) is the contract's `Email in use`.
@@ -22,7 +32,7 @@ pub async fn insert(store: &Store, email: &Email, password_hash: &str) -> Result
         .bind(now_millis())
         .execute(store.writer())
         .await
-        .map_err(|e| ApiError::on_unique(e, || ApiError::bad_request("Email in use")))?;
+        .on_unique(|| ApiError::bad_request("Email in use"))?;
     Ok(User {
         id,
         email: email.as_str().to_owned(),
@@ -35,9 +45,5 @@ pub async fn find_by_email(store: &Store, email: &Email) -> Result<Option<User>,
         .bind(email.as_str())
         .fetch_optional(store.reader())
         .await?;
-    Ok(row.map(|r| User {
-        id: r.get("id"),
-        email: r.get("email"),
-        password_hash: r.get("password_hash"),
-    }))
+    Ok(row.as_ref().map(User::from_row).transpose()?)
 }

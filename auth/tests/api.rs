@@ -5,8 +5,8 @@ use base64::Engine;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use ticketing_shared::backend_tests;
-use ticketing_shared::testing::{TestBackend, TestEnv, TestServer};
+use ticketing_kit::backend_tests;
+use ticketing_kit::testing::{TestBackend, TestEnv, TestServer};
 
 struct App {
     server: TestServer,
@@ -17,10 +17,14 @@ async fn spawn(backend: TestBackend) -> App {
     spawn_with(backend, |_| {}).await
 }
 
-async fn spawn_with(backend: TestBackend, configure: impl FnOnce(&mut TestEnv)) -> App {
-    let mut env = TestEnv::new(backend);
-    configure(&mut env);
-    let auth = ticketing_auth::mount(&env.runtime)
+async fn spawn_with(
+    backend: TestBackend,
+    configure: impl FnOnce(&mut ticketing_auth::Settings),
+) -> App {
+    let env = TestEnv::new(backend);
+    let mut settings = ticketing_auth::Settings::default();
+    configure(&mut settings);
+    let auth = ticketing_auth::mount(&env.runtime, &settings)
         .await
         .expect("mount auth");
     App {
@@ -333,10 +337,10 @@ async fn foreign_expired_and_unsigned_tokens_are_anonymous(backend: TestBackend)
     let app = spawn(backend).await;
     let url = app.server.url("/api/users/currentuser");
     let foreign =
-        ticketing_shared::auth::JwtKeys::new(b"someone else", std::time::Duration::from_secs(60));
+        ticketing_kit::auth::JwtKeys::new(b"someone else", std::time::Duration::from_secs(60));
     let (foreign_token, _) = foreign.issue("u1", "a@b.co").unwrap();
-    let expired = ticketing_shared::auth::JwtKeys::new(
-        ticketing_shared::testing::TEST_JWT_KEY,
+    let expired = ticketing_kit::auth::JwtKeys::new(
+        ticketing_kit::testing::TEST_JWT_KEY,
         std::time::Duration::from_secs(0),
     );
     let (expired_token, _) = expired.issue("u1", "a@b.co").unwrap();
@@ -375,7 +379,7 @@ async fn foreign_expired_and_unsigned_tokens_are_anonymous(backend: TestBackend)
 }
 
 async fn secure_cookies_when_configured(backend: TestBackend) {
-    let app = spawn_with(backend, |env| env.runtime.cookie_secure = true).await;
+    let app = spawn_with(backend, |settings| settings.cookie_secure = true).await;
     let res = app.signup("test@test.com", "password123").await;
     assert!(set_cookie(&res).contains("; Secure"));
     let res = app.post("/api/users/signout", json!({})).await;
@@ -421,7 +425,7 @@ async fn bad_input_gets_a_4xx_in_the_contract_format(backend: TestBackend) {
     // answer. On a client of its own, which no later request reuses.
     let huge = format!(
         r#"{{"email": "a@b.co", "password": "{}"}}"#,
-        "x".repeat(ticketing_shared::json::MAX_BODY_BYTES)
+        "x".repeat(ticketing_kit::json::MAX_BODY_BYTES)
     );
     let too_large = TestServer::new_client()
         .post(&url)

@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use ticketing_contracts::time::now_millis;
 use ticketing_expiration::{
-    now_millis, DelayQueue, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
+    DelayQueue, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
 };
-use ticketing_shared::store::Store;
-use ticketing_shared::testing::{unique_prefix, TestBackend, TestEnv};
+use ticketing_kit::testing::{unique_prefix, TestBackend, TestEnv};
+use ticketing_store::Store;
 use tokio_util::sync::CancellationToken;
 
 const REPLICAS: usize = 2;

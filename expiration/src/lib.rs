@@ -4,7 +4,7 @@
 //! `expiresAt`. Two implementations share the contract:
 //! - [`RedisDelayQueue`] (distributed mode, `REDIS_URL`): a sorted set claimed atomically
 //!   by a Lua script, so several replicas never fire one job twice;
-//! - [`SqlDelayQueue`] over the service's [`Store`](ticketing_shared::store::Store)
+//! - [`SqlDelayQueue`] over the service's [`Store`](ticketing_store::Store)
 //!   (embedded mode on SQLite, or PostgreSQL): durable, so a restart loses no expiry.
 //!
 //! Delivery is at-least-once: a claim is a lease ([`QueueOptions::lease`]); a job claimed
@@ -13,26 +13,20 @@
 //! `expiration:complete` are idempotent (orders ignores an order already cancelled or
 //! complete), which makes the rare repeat harmless. See docs/decisions/0005-expiration-queue.md.
 
+mod listeners;
 mod queue;
 mod redis_queue;
 mod service;
 mod sql_queue;
 
-use sqlx::migrate::Migrator;
-use ticketing_shared::store::Migrations;
+use ticketing_store::Migrator;
 
-pub use queue::{now_millis, DelayQueue, DueJob, QueueOptions};
+pub use queue::{DelayQueue, DueJob, QueueOptions};
 pub use redis_queue::RedisDelayQueue;
 pub use service::{expiration_event, mount, Settings};
 pub use sql_queue::SqlDelayQueue;
 
 pub const SERVICE: &str = "expiration";
 
-static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// The `expiration_jobs` and `finished_orders` tables, for [`Store::open`](ticketing_shared::store::Store::open).
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE,
-    postgres: &POSTGRES,
-};
+/// The `expiration_jobs` and `finished_orders` tables, for [`Store::open`](ticketing_store::Store::open).
+pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");

@@ -1,7 +1,9 @@
 //! The delay-queue contract and what both implementations share: the wait loop.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use ticketing_contracts::time::now_millis;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -63,14 +65,6 @@ impl Default for QueueOptions {
             max_sleep: Duration::from_millis(500),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, the queue's clock.
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// What a backend provides for the shared wait loop.

@@ -5,21 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-use ticketing_shared::events::outbox::{self, Outbox};
-use ticketing_shared::events::{
-    groups, inbox, schema, Envelope, ExpirationComplete, Handler, HandlerError, OrderCancelled,
-    OrderCreated, PaymentCreated, Subject,
-};
-use ticketing_shared::health::ReadyCheck;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::{query, On, Store};
-use ticketing_shared::timefmt::{now_millis, parse_millis};
+use ticketing_bus::outbox::{self, Outbox};
+use ticketing_bus::{Consumers, Envelope};
+use ticketing_contracts::events::{groups, ExpirationComplete};
+use ticketing_contracts::time::now_millis;
+use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_store::{query, Store};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::listeners::{
+    is_finished, OrderCancelledListener, OrderCreatedListener, PaymentCreatedListener, State,
+};
 use crate::{
     DelayQueue, DueJob, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
 };
@@ -58,16 +57,9 @@ pub fn expiration_event(order_id: &str) -> Envelope {
     event
 }
 
-#[derive(Clone)]
-struct State {
-    store: Store,
-    queue: Arc<dyn DelayQueue>,
-}
-
 /// Open the expiration store and queue, start the listeners, the relay and the runner.
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
-    let store = Store::open(&rt.location(SERVICE)?, &MIGRATIONS).await?;
-    schema::install(&store).await?;
+    let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     let mut ready = vec![ReadyCheck::store("expiration-db", &store)];
     let queue: Arc<dyn DelayQueue> = match &settings.redis_url {
         Some(url) => {
@@ -83,21 +75,17 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         }
         None => Arc::new(SqlDelayQueue::new(store.clone(), settings.queue.clone())),
     };
-    let outbox = Outbox::new(store.clone(), rt.bus.clone());
+    let mut tasks = Vec::new();
+    let outbox = rt.start_outbox(&store, &mut tasks);
     let state = State {
         store: store.clone(),
         queue: queue.clone(),
     };
-    let mut tasks = vec![outbox.spawn(rt.shutdown.clone())];
-    let handlers: [(Subject, Arc<dyn Handler>); 3] = [
-        (Subject::OrderCreated, Arc::new(Schedule(state.clone()))),
-        (Subject::OrderCancelled, Arc::new(Drop(state.clone()))),
-        (Subject::PaymentCreated, Arc::new(Drop(state.clone()))),
-    ];
-    tasks.extend(
-        rt.subscribe_all(groups::EXPIRATION, &store, handlers)
-            .await?,
-    );
+    let consumers = Consumers::new(groups::EXPIRATION, &store)
+        .listen(OrderCreatedListener(state.clone()))
+        .listen(OrderCancelledListener(state.clone()))
+        .listen(PaymentCreatedListener(state));
+    tasks.extend(rt.start_consumers(consumers).await?);
     tasks.push(spawn_runner(store, outbox, queue, rt.shutdown.clone()));
     Ok(Mounted {
         name: SERVICE,
@@ -105,88 +93,6 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         ready,
         tasks,
     })
-}
-
-/// Has this group handled `event` already? (The queue lives outside the store's
-/// transactions, so its operations run before the inbox mark; they are idempotent.)
-async fn processed(store: &Store, event: &Envelope) -> Result<bool, sqlx::Error> {
-    Ok(
-        query("SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2")
-            .bind(groups::EXPIRATION)
-            .bind(&event.id)
-            .fetch_optional(store.reader())
-            .await?
-            .is_some(),
-    )
-}
-
-/// Mark `event` handled, with `extra` writes in the same transaction.
-async fn mark(store: &Store, event: &Envelope, finished: Option<&str>) -> Result<(), sqlx::Error> {
-    let Some(mut tx) = inbox::begin(store, groups::EXPIRATION, event).await? else {
-        return Ok(());
-    };
-    if let Some(order_id) = finished {
-        query(
-            "INSERT INTO finished_orders (order_id, finished_at) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(now_millis())
-        .execute(&mut tx)
-        .await?;
-    }
-    tx.commit().await
-}
-
-async fn is_finished<'a>(on: impl Into<On<'a>>, order_id: &str) -> Result<bool, sqlx::Error> {
-    Ok(query("SELECT 1 FROM finished_orders WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(on)
-        .await?
-        .is_some())
-}
-
-/// `order:created` → schedule the order's expiry at `expiresAt`.
-struct Schedule(State);
-
-#[async_trait]
-impl Handler for Schedule {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let order: OrderCreated = event
-            .decode()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        let due = parse_millis(&order.expires_at).ok_or_else(|| {
-            HandlerError::Poison(format!("unreadable expiresAt {:?}", order.expires_at))
-        })?;
-        if processed(&self.0.store, event).await? {
-            return Ok(());
-        }
-        if !is_finished(self.0.store.reader(), &order.id).await? {
-            self.0.queue.schedule(&order.id, due).await?;
-        }
-        mark(&self.0.store, event, None).await?;
-        Ok(())
-    }
-}
-
-/// `order:cancelled` / `payment:created` → drop the order's pending job.
-struct Drop(State);
-
-#[async_trait]
-impl Handler for Drop {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let order_id = match event.subject {
-            Subject::OrderCancelled => event.decode::<OrderCancelled>().map(|o| o.id),
-            _ => event.decode::<PaymentCreated>().map(|p| p.order_id),
-        }
-        .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        if processed(&self.0.store, event).await? {
-            return Ok(());
-        }
-        self.0.queue.cancel(&order_id).await?;
-        mark(&self.0.store, event, Some(&order_id)).await?;
-        Ok(())
-    }
 }
 
 fn spawn_runner(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use ticketing_shared::store::{query, Backend as StoreBackend, Store};
+use ticketing_store::{query, Backend as StoreBackend, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -81,8 +81,8 @@ impl Backend for SqlDelayQueue {
             .iter()
             .map(|row| {
                 Ok(DueJob {
-                    order_id: row.try_get("order_id")?,
-                    due_at_millis: row.try_get("due_at")?,
+                    order_id: row.get("order_id")?,
+                    due_at_millis: row.get("due_at")?,
                     claim: token.to_owned(),
                 })
             })

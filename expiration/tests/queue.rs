@@ -5,12 +5,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ticketing_contracts::time::now_millis;
 use ticketing_expiration::{
-    now_millis, DelayQueue, DueJob, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS,
-    SERVICE,
+    DelayQueue, DueJob, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
 };
-use ticketing_shared::store::Store;
-use ticketing_shared::testing::{unique_prefix, TestBackend, TestEnv};
+use ticketing_kit::testing::{unique_prefix, TestBackend, TestEnv};
+use ticketing_store::Store;
 use tokio_util::sync::CancellationToken;
 
 /// How late a job may fire in these tests: a sanity bound (never early, not absurdly

@@ -5,16 +5,17 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ticketing_expiration::Settings;
-use ticketing_shared::events::{
-    Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, PaymentCreated, Subject, TicketRef,
+use ticketing_bus::Envelope;
+use ticketing_contracts::events::{
+    OrderCancelled, OrderCreated, OrderCreatedTicket, PaymentCreated, Subject, TicketRef,
 };
-use ticketing_shared::flavor_tests;
-use ticketing_shared::money::Cents;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::{query, Store};
-use ticketing_shared::testing::{unique_prefix, EventRecorder, Flavor, TestEnv};
-use ticketing_shared::timefmt::{format_millis, now_millis};
+use ticketing_contracts::money::Cents;
+use ticketing_contracts::time::{format_millis, now_millis};
+use ticketing_expiration::Settings;
+use ticketing_kit::flavor_tests;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_kit::testing::{unique_prefix, EventRecorder, Flavor, TestEnv};
+use ticketing_store::{query, Store};
 use tokio_util::sync::CancellationToken;
 
 fn redis_url() -> String {
@@ -36,7 +37,7 @@ fn new_id() -> String {
 fn created(id: &str, due: i64) -> Envelope {
     Envelope::new(&OrderCreated {
         id: id.into(),
-        status: "created".into(),
+        status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: format_millis(due),
         version: 0,

@@ -1,10 +1,10 @@
 //! Order states and the transitions the service allows.
 
-use ticketing_shared::events::status;
+use ticketing_contracts::OrderStatus;
 
 /// States from which an order can still be cancelled or paid. (Which states hold a
 /// ticket is decided by the `orders_one_active_per_ticket` index.)
-pub const OPEN: [&str; 2] = [status::CREATED, status::AWAITING_PAYMENT];
+pub const OPEN: [OrderStatus; 2] = [OrderStatus::Created, OrderStatus::AwaitingPayment];
 
 /// How long after `expiresAt` the expiration event waits before cancelling an unpaid
 /// order. A payment accepted just before `expiresAt` publishes `payment:created` on

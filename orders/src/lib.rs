@@ -10,27 +10,39 @@ mod orders;
 mod routes;
 mod tickets;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use sqlx::migrate::Migrator;
-use ticketing_shared::auth::JwtKeys;
-use ticketing_shared::events::outbox::Outbox;
-use ticketing_shared::events::{groups, schema, Handler, Subject};
-use ticketing_shared::health::ReadyCheck;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::{Migrations, Store};
+use ticketing_bus::{Consumers, Outbox};
+use ticketing_contracts::events::groups;
+use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_store::{Migrator, Store};
+
+use crate::listeners::{
+    ExpirationCompleteListener, PaymentCreatedListener, TicketCreatedListener,
+    TicketUpdatedListener,
+};
 
 pub const SERVICE: &str = "orders";
 
-static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
+pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE,
-    postgres: &POSTGRES,
-};
+/// What only the orders service is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long an order reserves its ticket.
+    pub order_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            order_ttl: Duration::from_secs(15 * 60),
+        }
+    }
+}
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -41,36 +53,23 @@ pub struct AppState {
 }
 
 /// Open the orders database, start its relay and listeners, and return its routes.
-pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
-    let store = Store::open(&rt.location(SERVICE)?, &MIGRATIONS).await?;
-    schema::install(&store).await?;
-    let outbox = Outbox::new(store.clone(), rt.bus.clone());
+pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
+    let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
+    let mut tasks = Vec::new();
+    let outbox = rt.start_outbox(&store, &mut tasks);
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),
         outbox: outbox.clone(),
-        order_ttl: rt.order_ttl,
+        order_ttl: settings.order_ttl,
     };
-    let mut tasks = vec![outbox.spawn(rt.shutdown.clone())];
-    let handlers: [(Subject, Arc<dyn Handler>); 4] = [
-        (
-            Subject::TicketCreated,
-            Arc::new(listeners::ticket_created::Listener(state.clone())),
-        ),
-        (
-            Subject::TicketUpdated,
-            Arc::new(listeners::ticket_updated::Listener(state.clone())),
-        ),
-        (
-            Subject::ExpirationComplete,
-            Arc::new(listeners::expiration_complete::Listener(state.clone())),
-        ),
-        (
-            Subject::PaymentCreated,
-            Arc::new(listeners::payment_created::Listener(state.clone())),
-        ),
-    ];
-    tasks.extend(rt.subscribe_all(groups::ORDERS, &store, handlers).await?);
+    let consumers = Consumers::new(groups::ORDERS, &store)
+        .with_outbox(&outbox)
+        .listen(TicketCreatedListener)
+        .listen(TicketUpdatedListener)
+        .listen(ExpirationCompleteListener)
+        .listen(PaymentCreatedListener);
+    tasks.extend(rt.start_consumers(consumers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

@@ -1,12 +1,12 @@
 //! The `orders` table: every state change writes its event to the outbox in the same
 //! transaction.
 
-use ticketing_shared::events::{
-    outbox, status, Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef,
-};
-use ticketing_shared::money::Cents;
-use ticketing_shared::store::{query, Row, Store, Tx};
-use ticketing_shared::timefmt::format_millis;
+use ticketing_bus::{outbox, Envelope};
+use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
+use ticketing_contracts::money::Cents;
+use ticketing_contracts::time::format_millis;
+use ticketing_contracts::OrderStatus;
+use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
 
 use crate::domain::OPEN;
 use crate::tickets::TicketCopy;
@@ -15,7 +15,7 @@ use crate::tickets::TicketCopy;
 pub struct Order {
     pub id: String,
     pub user_id: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub expires_at: i64,
     pub version: i64,
     pub ticket: TicketCopy,
@@ -25,19 +25,21 @@ const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.version,
     t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version \
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
-fn from_row(row: &Row) -> Order {
-    Order {
-        id: row.get("id"),
-        user_id: row.get("user_id"),
-        status: row.get("status"),
-        expires_at: row.get("expires_at"),
-        version: row.get("version"),
-        ticket: TicketCopy {
-            id: row.get("ticket_id"),
-            title: row.get("title"),
-            price: Cents::new(row.get("price_cents")),
-            version: row.get("ticket_version"),
-        },
+impl FromRow for Order {
+    fn from_row(row: &Row) -> Result<Order, sqlx::Error> {
+        Ok(Order {
+            id: row.get("id")?,
+            user_id: row.get("user_id")?,
+            status: row.parse("status")?,
+            expires_at: row.get("expires_at")?,
+            version: row.get("version")?,
+            ticket: TicketCopy {
+                id: row.get("ticket_id")?,
+                title: row.get("title")?,
+                price: Cents::new(row.get("price_cents")?),
+                version: row.get("ticket_version")?,
+            },
+        })
     }
 }
 
@@ -53,14 +55,14 @@ fn expire_held_sql() -> String {
         "UPDATE orders SET status = '{}', version = version + 1 \
          WHERE ticket_id = $1 AND {HOLDS_TICKET} AND status IN ({}) AND expires_at <= $2 \
          RETURNING id, version",
-        status::CANCELLED,
+        OrderStatus::Cancelled,
         open_states()
     )
 }
 
 fn open_states() -> String {
     OPEN.iter()
-        .map(|s| format!("'{s}'"))
+        .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -96,7 +98,7 @@ pub async fn place(
     for row in &expired {
         outbox::enqueue(
             tx,
-            &cancelled_event(row.get("id"), row.get("version"), &ticket.id),
+            &cancelled_event(row.get("id")?, row.get("version")?, &ticket.id),
         )
         .await?;
     }
@@ -104,32 +106,26 @@ pub async fn place(
     let order = Order {
         id: uuid::Uuid::now_v7().to_string(),
         user_id: user_id.to_owned(),
-        status: status::CREATED.to_owned(),
+        status: OrderStatus::Created,
         expires_at,
         version: 0,
         ticket: ticket.clone(),
     };
-    let inserted = query(
+    query(
         "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
          VALUES ($1, $2, $3, $4, $5, 0)",
     )
     .bind(&order.id)
     .bind(&order.user_id)
     .bind(&ticket.id)
-    .bind(&order.status)
+    .bind(order.status.as_str())
     .bind(expires_at)
     .execute(&mut *tx)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(PlaceError::Reserved)
-        }
-        Err(e) => return Err(e.into()),
-    }
+    .await
+    .on_unique(|| PlaceError::Reserved)?;
     let event = Envelope::new(&OrderCreated {
         id: order.id.clone(),
-        status: order.status.clone(),
+        status: order.status,
         user_id: order.user_id.clone(),
         expires_at: format_millis(expires_at),
         version: 0,
@@ -153,19 +149,17 @@ fn cancelled_event(order_id: String, version: i64, ticket_id: &str) -> Envelope 
 }
 
 pub async fn find(store: &Store, id: &str) -> Result<Option<Order>, sqlx::Error> {
-    let row = query(&format!("{SELECT} WHERE o.id = $1"))
+    query(&format!("{SELECT} WHERE o.id = $1"))
         .bind(id)
-        .fetch_optional(store.reader())
-        .await?;
-    Ok(row.as_ref().map(from_row))
+        .fetch_optional_as(store.reader())
+        .await
 }
 
 pub async fn list_for_user(store: &Store, user_id: &str) -> Result<Vec<Order>, sqlx::Error> {
-    let rows = query(&format!("{SELECT} WHERE o.user_id = $1 ORDER BY o.id"))
+    query(&format!("{SELECT} WHERE o.user_id = $1 ORDER BY o.id"))
         .bind(user_id)
-        .fetch_all(store.reader())
-        .await?;
-    Ok(rows.iter().map(from_row).collect())
+        .fetch_all_as(store.reader())
+        .await
 }
 
 /// Cancel an open order (optionally only the caller's); publishes `order:cancelled`.
@@ -179,7 +173,7 @@ pub async fn cancel(
         "UPDATE orders SET status = '{}', version = version + 1 \
          WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
          RETURNING ticket_id, version",
-        status::CANCELLED,
+        OrderStatus::Cancelled,
         open_states()
     ))
     .bind(id)
@@ -187,7 +181,7 @@ pub async fn cancel(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let (ticket_id, version): (String, i64) = (row.get("ticket_id"), row.get("version"));
+    let (ticket_id, version): (String, i64) = (row.get("ticket_id")?, row.get("version")?);
     outbox::enqueue(tx, &cancelled_event(id.to_owned(), version, &ticket_id)).await?;
     Ok(Some((ticket_id, version)))
 }
@@ -196,7 +190,7 @@ pub async fn cancel(
 pub async fn complete(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
     let done = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({})",
-        status::COMPLETE,
+        OrderStatus::Complete,
         open_states()
     ))
     .bind(id)
@@ -205,12 +199,12 @@ pub async fn complete(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
     Ok(done == 1)
 }
 
-pub async fn status_of(tx: &mut Tx, id: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn status_of(tx: &mut Tx, id: &str) -> Result<Option<OrderStatus>, sqlx::Error> {
     let row = query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    Ok(row.map(|r| r.get("status")))
+    row.map(|r| r.parse("status")).transpose()
 }
 
 /// The expiry of an order that is still open (`None` when unknown or no longer open).
@@ -222,13 +216,13 @@ pub async fn open_expiry(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Err
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    Ok(row.map(|r| r.get("expires_at")))
+    row.map(|r| r.get("expires_at")).transpose()
 }
 
 #[cfg(test)]
 mod tests {
-    use ticketing_shared::store::{query, Store};
-    use ticketing_shared::testing::{TestBackend, TestEnv};
+    use ticketing_kit::testing::{TestBackend, TestEnv};
+    use ticketing_store::{query, Store};
 
     /// Placing an order must not scan every order ever placed (it did: 15,000 orders in,
     /// each placement held the writer for a table scan).
@@ -243,7 +237,7 @@ mod tests {
             .fetch_all(store.reader())
             .await
             .unwrap();
-        let plan: Vec<String> = plan.iter().map(|row| row.get("detail")).collect();
+        let plan: Vec<String> = plan.iter().map(|row| row.get("detail").unwrap()).collect();
         assert!(
             plan.iter()
                 .any(|step| step.contains("USING INDEX orders_one_active_per_ticket")),

@@ -1,8 +1,8 @@
 //! The replica of tickets, applied in version order.
 
-use ticketing_shared::events::replica::{self, VersionCheck};
-use ticketing_shared::money::Cents;
-use ticketing_shared::store::{query, Tx};
+use ticketing_bus::replica::{self, VersionCheck};
+use ticketing_contracts::money::Cents;
+use ticketing_store::{query, FromRow, Row, Tx};
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
@@ -12,17 +12,22 @@ pub struct TicketCopy {
     pub version: i64,
 }
 
+impl FromRow for TicketCopy {
+    fn from_row(row: &Row) -> Result<TicketCopy, sqlx::Error> {
+        Ok(TicketCopy {
+            id: row.get("id")?,
+            title: row.get("title")?,
+            price: Cents::new(row.get("price_cents")?),
+            version: row.get("version")?,
+        })
+    }
+}
+
 pub async fn find(tx: &mut Tx, id: &str) -> Result<Option<TicketCopy>, sqlx::Error> {
-    let row = query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
+    query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    Ok(row.map(|r| TicketCopy {
-        id: r.get("id"),
-        title: r.get("title"),
-        price: Cents::new(r.get("price_cents")),
-        version: r.get("version"),
-    }))
+        .fetch_optional_as(&mut *tx)
+        .await
 }
 
 /// Apply a ticket's state at `copy.version`, if it is the next one.

@@ -11,6 +11,7 @@
 
 mod listeners;
 mod orders;
+mod pay;
 mod payments;
 pub mod provider;
 mod routes;
@@ -18,25 +19,19 @@ mod routes;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use sqlx::migrate::Migrator;
-use ticketing_shared::auth::JwtKeys;
-use ticketing_shared::events::outbox::Outbox;
-use ticketing_shared::events::{groups, schema, Handler, Subject};
-use ticketing_shared::health::ReadyCheck;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::{Migrations, Store};
+use ticketing_bus::{Consumers, Outbox};
+use ticketing_contracts::events::groups;
+use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_store::{Migrator, Store};
 
+use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
 use crate::provider::PaymentProvider;
 
 pub const SERVICE: &str = "payments";
 
-static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
-
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE,
-    postgres: &POSTGRES,
-};
+pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -49,27 +44,19 @@ pub struct AppState {
 /// Open the payments database, start its relay and listeners, and return its routes.
 /// `provider` moves the money ([`provider::from_config`] picks Stripe or the sandbox).
 pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::Result<Mounted> {
-    let store = Store::open(&rt.location(SERVICE)?, &MIGRATIONS).await?;
-    schema::install(&store).await?;
-    let outbox = Outbox::new(store.clone(), rt.bus.clone());
+    let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
+    let mut tasks = Vec::new();
+    let outbox = rt.start_outbox(&store, &mut tasks);
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),
-        outbox: outbox.clone(),
+        outbox,
         provider,
     };
-    let mut tasks = vec![outbox.spawn(rt.shutdown.clone())];
-    let handlers: [(Subject, Arc<dyn Handler>); 2] = [
-        (
-            Subject::OrderCreated,
-            Arc::new(listeners::order_created::Listener(state.clone())),
-        ),
-        (
-            Subject::OrderCancelled,
-            Arc::new(listeners::order_cancelled::Listener(state.clone())),
-        ),
-    ];
-    tasks.extend(rt.subscribe_all(groups::PAYMENTS, &store, handlers).await?);
+    let consumers = Consumers::new(groups::PAYMENTS, &store)
+        .listen(OrderCreatedListener)
+        .listen(OrderCancelledListener);
+    tasks.extend(rt.start_consumers(consumers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

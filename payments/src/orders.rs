@@ -1,15 +1,15 @@
 //! The replica of orders, applied in version order.
 
-use ticketing_shared::events::replica::{self, VersionCheck};
-use ticketing_shared::events::status;
-use ticketing_shared::money::Cents;
-use ticketing_shared::store::{query, On, Tx};
+use ticketing_bus::replica::{self, VersionCheck};
+use ticketing_contracts::money::Cents;
+use ticketing_contracts::OrderStatus;
+use ticketing_store::{query, FromRow, On, Row, Tx};
 
 #[derive(Debug, Clone)]
 pub struct OrderCopy {
     pub id: String,
     pub user_id: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub price: Cents,
     pub expires_at: i64,
     pub version: i64,
@@ -17,7 +17,7 @@ pub struct OrderCopy {
 
 impl OrderCopy {
     pub fn is_cancelled(&self) -> bool {
-        self.status == status::CANCELLED
+        self.status == OrderStatus::Cancelled
     }
 
     /// Lazy expiry: past `expiresAt` an order cannot be paid, event or not.
@@ -26,21 +26,24 @@ impl OrderCopy {
     }
 }
 
+impl FromRow for OrderCopy {
+    fn from_row(row: &Row) -> Result<OrderCopy, sqlx::Error> {
+        Ok(OrderCopy {
+            id: row.get("id")?,
+            user_id: row.get("user_id")?,
+            status: row.parse("status")?,
+            price: Cents::new(row.get("price_cents")?),
+            expires_at: row.get("expires_at")?,
+            version: row.get("version")?,
+        })
+    }
+}
+
 pub async fn find<'a>(on: impl Into<On<'a>>, id: &str) -> Result<Option<OrderCopy>, sqlx::Error> {
-    let row = query(
-        "SELECT id, user_id, status, price_cents, expires_at, version FROM orders WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(on)
-    .await?;
-    Ok(row.map(|r| OrderCopy {
-        id: r.get("id"),
-        user_id: r.get("user_id"),
-        status: r.get("status"),
-        price: Cents::new(r.get("price_cents")),
-        expires_at: r.get("expires_at"),
-        version: r.get("version"),
-    }))
+    query("SELECT id, user_id, status, price_cents, expires_at, version FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional_as(on)
+        .await
 }
 
 async fn version_of(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
@@ -48,7 +51,7 @@ async fn version_of(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    Ok(row.map(|r| r.get("version")))
+    row.map(|r| r.get("version")).transpose()
 }
 
 /// A new order (`order:created`, version 0).
@@ -61,7 +64,7 @@ pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionChec
         )
         .bind(&order.id)
         .bind(&order.user_id)
-        .bind(&order.status)
+        .bind(order.status.as_str())
         .bind(order.price.get())
         .bind(order.expires_at)
         .bind(order.version)
@@ -80,7 +83,7 @@ pub async fn apply_cancelled(
     let check = replica::check(version_of(tx, id).await?, version);
     if check == VersionCheck::Apply {
         query("UPDATE orders SET status = $1, version = $2 WHERE id = $3")
-            .bind(status::CANCELLED)
+            .bind(OrderStatus::Cancelled.as_str())
             .bind(version)
             .bind(id)
             .execute(&mut *tx)

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use ticketing_shared::events::{outbox, Envelope, PaymentCreated};
-use ticketing_shared::store::{query, Store, Tx};
-use ticketing_shared::timefmt::now_millis;
+use ticketing_bus::{outbox, Envelope};
+use ticketing_contracts::events::PaymentCreated;
+use ticketing_contracts::time::now_millis;
+use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
 
 /// A claim older than this is left over by a process that died mid-payment and may be
 /// taken over. Longer than any charge can take (Stripe: 3 attempts of at most the HTTP
@@ -18,16 +19,21 @@ pub struct Payment {
     pub stripe_id: String,
 }
 
+impl FromRow for Payment {
+    fn from_row(row: &Row) -> Result<Payment, sqlx::Error> {
+        Ok(Payment {
+            id: row.get("id")?,
+            order_id: row.get("order_id")?,
+            stripe_id: row.get("stripe_id")?,
+        })
+    }
+}
+
 pub async fn find_for_order(tx: &mut Tx, order_id: &str) -> Result<Option<Payment>, sqlx::Error> {
-    let row = query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
+    query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
         .bind(order_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    Ok(row.map(|r| Payment {
-        id: r.get("id"),
-        order_id: r.get("order_id"),
-        stripe_id: r.get("stripe_id"),
-    }))
+        .fetch_optional_as(&mut *tx)
+        .await
 }
 
 /// Take the order's payment claim. `false` when another payment of the order is in
@@ -85,21 +91,14 @@ pub async fn record(tx: &mut Tx, order_id: &str, stripe_id: &str) -> Result<Paym
         order_id: order_id.to_owned(),
         stripe_id: stripe_id.to_owned(),
     };
-    let inserted =
-        query("INSERT INTO payments (id, order_id, stripe_id, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&payment.id)
-            .bind(&payment.order_id)
-            .bind(&payment.stripe_id)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await;
-    match inserted {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(RecordError::AlreadyPaid)
-        }
-        Err(e) => return Err(e.into()),
-    }
+    query("INSERT INTO payments (id, order_id, stripe_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&payment.id)
+        .bind(&payment.order_id)
+        .bind(&payment.stripe_id)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .on_unique(|| RecordError::AlreadyPaid)?;
     let event = Envelope::new(&PaymentCreated {
         id: payment.id.clone(),
         order_id: payment.order_id.clone(),

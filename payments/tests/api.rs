@@ -11,17 +11,18 @@ use async_trait::async_trait;
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
+use ticketing_bus::Envelope;
+use ticketing_contracts::events::{
+    OrderCancelled, OrderCreated, OrderCreatedTicket, Subject, TicketRef,
+};
+use ticketing_contracts::money::Cents;
+use ticketing_contracts::time::{format_millis, now_millis};
+use ticketing_kit::flavor_tests;
+use ticketing_kit::testing::{EventRecorder, Flavor, TestEnv, TestServer};
 use ticketing_payments::provider::{
     Charge, ChargeError, ChargeRequest, PaymentProvider, SandboxProvider, StripeProvider,
 };
-use ticketing_shared::events::{
-    Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, Subject, TicketRef,
-};
-use ticketing_shared::flavor_tests;
-use ticketing_shared::money::Cents;
-use ticketing_shared::store::{query, Store};
-use ticketing_shared::testing::{EventRecorder, Flavor, TestEnv, TestServer};
-use ticketing_shared::timefmt::{format_millis, now_millis};
+use ticketing_store::{query, Store};
 
 /// The sandbox, slowed down: the order can change while the card is being charged.
 struct Slow {
@@ -129,7 +130,7 @@ impl App {
         let id = new_id();
         self.publish(Envelope::new(&OrderCreated {
             id: id.clone(),
-            status: "created".into(),
+            status: ticketing_contracts::OrderStatus::Created,
             user_id: user.into(),
             expires_at: format_millis(now_millis() + ttl_ms),
             version: 0,
@@ -155,7 +156,7 @@ impl App {
                 .fetch_optional(self.store.reader())
                 .await
                 .unwrap()
-                .map(|row| row.get("status"));
+                .map(|row| row.get("status").unwrap());
             if row.as_deref() == Some(status) {
                 return;
             }
@@ -293,7 +294,7 @@ async fn early_cancellation_waits_for_its_creation(flavor: Flavor) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     app.publish(Envelope::new(&OrderCreated {
         id: id.clone(),
-        status: "created".into(),
+        status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: format_millis(now_millis() + 60_000),
         version: 0,

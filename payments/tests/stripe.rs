@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
+use ticketing_contracts::money::Cents;
 use ticketing_payments::provider::{
     ChargeError, ChargeRequest, PaymentProvider, StripeProvider, CURRENCY_USD,
 };
-use ticketing_shared::money::Cents;
 
 fn provider(base: &str) -> StripeProvider {
     StripeProvider::new(SECRET, Some(base), Duration::from_millis(800))

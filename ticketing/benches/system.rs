@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use ticketing_shared::auth::JwtKeys;
+use ticketing_kit::auth::JwtKeys;
 
 /// Cap of concurrent requests of the open-loop run.
 const OPEN_LOOP_MAX_IN_FLIGHT: usize = 256;

@@ -5,8 +5,9 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use futures::StreamExt;
-use ticketing_shared::events::{Envelope, EventBus, InProcessBus, NatsBus, Subject};
-use ticketing_shared::timefmt::format_millis;
+use ticketing_bus::{Envelope, EventBus, InProcessBus, NatsBus};
+use ticketing_contracts::events::Subject;
+use ticketing_contracts::time::format_millis;
 
 use crate::config::{EventsCommand, ServeArgs};
 

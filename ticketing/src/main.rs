@@ -15,7 +15,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    ticketing_shared::telemetry::init_tracing(cli.serve.log_json);
+    ticketing_kit::telemetry::init_tracing(cli.serve.log_json);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve::run(cli.serve).await,
         Command::Events { command } => events::run(&cli.serve, command).await,

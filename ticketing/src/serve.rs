@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use ticketing_shared::auth::JwtKeys;
-use ticketing_shared::events::{InProcessBus, NatsBus, SharedBus};
-use ticketing_shared::health::ReadyCheck;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::DatabaseConfig;
+use ticketing_bus::{InProcessBus, NatsBus, SharedBus};
+use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_store::DatabaseConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServeArgs, Target};
@@ -26,11 +26,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // `all` serves the pages beside the API; they call it in-process (docs/decisions/0013).
     let (pages, api_slot) = if args.target == Target::All {
         let (api, slot) = ticketing_web::ApiClient::in_process();
-        (web_router(&args, api, runtime.cookie_secure), Some(slot))
+        let cookie_secure = args.cookie_secure.unwrap_or(!args.is_embedded());
+        (web_router(&args, api, cookie_secure), Some(slot))
     } else {
         (Router::new(), None)
     };
-    let app = ticketing_shared::app::compose(&mut services, pages, ready);
+    let app = ticketing_kit::app::compose(&mut services, pages, ready);
     if let Some(slot) = api_slot {
         slot.set(app.clone());
     }
@@ -77,7 +78,7 @@ async fn run_web(args: ServeArgs) -> anyhow::Result<()> {
     };
     let cookie_secure = args.cookie_secure.unwrap_or(true);
     let app =
-        ticketing_shared::app::compose(&mut [], web_router(&args, api, cookie_secure), vec![ready]);
+        ticketing_kit::app::compose(&mut [], web_router(&args, api, cookie_secure), vec![ready]);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -108,13 +109,19 @@ pub async fn start(
 ) -> anyhow::Result<Vec<Mounted>> {
     let mut services = Vec::new();
     if target.includes(Target::Auth) {
-        services.push(ticketing_auth::mount(runtime).await?);
+        let settings = ticketing_auth::Settings {
+            cookie_secure: args.cookie_secure.unwrap_or(!args.is_embedded()),
+        };
+        services.push(ticketing_auth::mount(runtime, &settings).await?);
     }
     if target.includes(Target::Tickets) {
         services.push(ticketing_tickets::mount(runtime).await?);
     }
     if target.includes(Target::Orders) {
-        services.push(ticketing_orders::mount(runtime).await?);
+        let settings = ticketing_orders::Settings {
+            order_ttl: Duration::from_secs(args.order_ttl_seconds),
+        };
+        services.push(ticketing_orders::mount(runtime, &settings).await?);
     }
     if target.includes(Target::Payments) {
         let provider = ticketing_payments::provider::from_config(
@@ -178,8 +185,6 @@ async fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
         database,
         database_overrides,
         keys: JwtKeys::new(&key, Duration::from_secs(args.session_ttl_seconds)),
-        cookie_secure: args.cookie_secure.unwrap_or(!args.is_embedded()),
-        order_ttl: Duration::from_secs(args.order_ttl_seconds),
         bus: bus(args).await?,
         shutdown: CancellationToken::new(),
     })

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use ticketing_shared::testing::{postgres_base_url, unique_prefix, TestServer};
+use ticketing_kit::testing::{postgres_base_url, unique_prefix, TestServer};
 
 struct Running {
     child: Child,

@@ -5,15 +5,19 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::testing::{TestBackend, TestEnv, TestServer};
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_kit::testing::{TestBackend, TestEnv, TestServer};
 use tokio_util::sync::CancellationToken;
 
-async fn mount_all(rt: &Runtime) -> Vec<Mounted> {
+async fn mount_all(rt: &Runtime, order_ttl: Duration) -> Vec<Mounted> {
     vec![
-        ticketing_auth::mount(rt).await.unwrap(),
+        ticketing_auth::mount(rt, &Default::default())
+            .await
+            .unwrap(),
         ticketing_tickets::mount(rt).await.unwrap(),
-        ticketing_orders::mount(rt).await.unwrap(),
+        ticketing_orders::mount(rt, &ticketing_orders::Settings { order_ttl })
+            .await
+            .unwrap(),
         ticketing_payments::mount(
             rt,
             std::sync::Arc::new(ticketing_payments::provider::SandboxProvider::new()),
@@ -100,10 +104,10 @@ impl Sys {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buy_pay_expire_and_restart() {
-    let mut env = TestEnv::new(TestBackend::Sqlite);
+    let env = TestEnv::new(TestBackend::Sqlite);
     // Long enough to buy and pay on a loaded CI machine, short enough to wait out.
-    env.runtime.order_ttl = Duration::from_secs(3);
-    let first = mount_all(&env.runtime).await;
+    let order_ttl = Duration::from_secs(3);
+    let first = mount_all(&env.runtime, order_ttl).await;
     let sys = Sys {
         server: TestServer::spawn(first).await,
     };
@@ -172,7 +176,7 @@ async fn buy_pay_expire_and_restart() {
     let _stop = second_rt.shutdown.clone().drop_guard();
     env.runtime.shutdown.cancel();
     let sys = Sys {
-        server: TestServer::spawn(mount_all(&second_rt).await).await,
+        server: TestServer::spawn(mount_all(&second_rt, order_ttl).await).await,
     };
     sys.wait(&buyer, &format!("/api/orders/{pending}"), |o| {
         o["status"] == "cancelled"

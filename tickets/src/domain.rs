@@ -1,10 +1,10 @@
 //! Ticket input, parsed.
 
 use serde_json::Value;
-use ticketing_shared::money::Cents;
-use ticketing_shared::validate::as_str;
+use ticketing_contracts::money::Cents;
+use ticketing_kit::validate::as_str;
 
-pub const MAX_TITLE_CHARS: usize = 200;
+pub use ticketing_contracts::api::tickets::MAX_TITLE_CHARS;
 
 /// A title: not empty after trimming, at most 200 characters; stored trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,26 +8,19 @@ mod listeners;
 mod routes;
 mod tickets;
 
-use std::sync::Arc;
-
 use axum::extract::FromRef;
-use sqlx::migrate::Migrator;
-use ticketing_shared::auth::JwtKeys;
-use ticketing_shared::events::outbox::Outbox;
-use ticketing_shared::events::{groups, schema, Handler, Subject};
-use ticketing_shared::health::ReadyCheck;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::store::{Migrations, Store};
+use ticketing_bus::{Consumers, Outbox};
+use ticketing_contracts::events::groups;
+use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_store::{Migrator, Store};
+
+use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
 
 pub const SERVICE: &str = "tickets";
 
-static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
-
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE,
-    postgres: &POSTGRES,
-};
+pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -38,26 +31,19 @@ pub struct AppState {
 
 /// Open the tickets database, start its relay and listeners, and return its routes.
 pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
-    let store = Store::open(&rt.location(SERVICE)?, &MIGRATIONS).await?;
-    schema::install(&store).await?;
-    let outbox = Outbox::new(store.clone(), rt.bus.clone());
+    let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
+    let mut tasks = Vec::new();
+    let outbox = rt.start_outbox(&store, &mut tasks);
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),
         outbox: outbox.clone(),
     };
-    let mut tasks = vec![outbox.spawn(rt.shutdown.clone())];
-    let handlers: [(Subject, Arc<dyn Handler>); 2] = [
-        (
-            Subject::OrderCreated,
-            Arc::new(listeners::order_created::Listener(state.clone())),
-        ),
-        (
-            Subject::OrderCancelled,
-            Arc::new(listeners::order_cancelled::Listener(state.clone())),
-        ),
-    ];
-    tasks.extend(rt.subscribe_all(groups::TICKETS, &store, handlers).await?);
+    let consumers = Consumers::new(groups::TICKETS, &store)
+        .with_outbox(&outbox)
+        .listen(OrderCreatedListener)
+        .listen(OrderCancelledListener);
+    tasks.extend(rt.start_consumers(consumers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

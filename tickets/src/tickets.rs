@@ -1,9 +1,10 @@
 //! The `tickets` table and the events its changes publish.
 
-use ticketing_shared::events::outbox;
-use ticketing_shared::events::{Envelope, TicketCreated, TicketUpdated};
-use ticketing_shared::money::Cents;
-use ticketing_shared::store::{query, Row, Store, Tx};
+use ticketing_bus::outbox;
+use ticketing_bus::Envelope;
+use ticketing_contracts::events::{TicketCreated, TicketUpdated};
+use ticketing_contracts::money::Cents;
+use ticketing_store::{query, FromRow, Row, Store, Tx};
 
 use crate::domain::Title;
 
@@ -19,14 +20,16 @@ pub struct Ticket {
 
 const COLUMNS: &str = "id, title, price_cents, user_id, version, order_id";
 
-fn from_row(row: &Row) -> Ticket {
-    Ticket {
-        id: row.get("id"),
-        title: row.get("title"),
-        price: Cents::new(row.get("price_cents")),
-        user_id: row.get("user_id"),
-        version: row.get("version"),
-        order_id: row.get("order_id"),
+impl FromRow for Ticket {
+    fn from_row(row: &Row) -> Result<Ticket, sqlx::Error> {
+        Ok(Ticket {
+            id: row.get("id")?,
+            title: row.get("title")?,
+            price: Cents::new(row.get("price_cents")?),
+            user_id: row.get("user_id")?,
+            version: row.get("version")?,
+            order_id: row.get("order_id")?,
+        })
     }
 }
 
@@ -79,11 +82,10 @@ pub async fn create(
 }
 
 pub async fn find(store: &Store, id: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    let row = query(&format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))
+    query(&format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))
         .bind(id)
-        .fetch_optional(store.reader())
-        .await?;
-    Ok(row.as_ref().map(from_row))
+        .fetch_optional_as(store.reader())
+        .await
 }
 
 /// Available tickets, oldest first, after the cursor (an id).
@@ -92,20 +94,19 @@ pub async fn list_available(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Ticket>, sqlx::Error> {
-    let rows = query(&format!(
+    query(&format!(
         "SELECT {COLUMNS} FROM tickets WHERE order_id IS NULL AND id > $1 ORDER BY id LIMIT $2"
     ))
     .bind(after.unwrap_or(""))
     .bind(limit)
-    .fetch_all(store.reader())
-    .await?;
-    Ok(rows.iter().map(from_row).collect())
+    .fetch_all_as(store.reader())
+    .await
 }
 
 /// A conditional write's outcome: the changed ticket, announced as `ticket:updated` in
 /// the same transaction, or `None` when the condition refused the change.
 async fn announce_change(tx: &mut Tx, row: Option<Row>) -> Result<Option<Ticket>, sqlx::Error> {
-    let Some(ticket) = row.as_ref().map(from_row) else {
+    let Some(ticket) = row.as_ref().map(Ticket::from_row).transpose()? else {
         return Ok(None);
     };
     outbox::enqueue(tx, &ticket.updated_event()).await?;

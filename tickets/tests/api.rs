@@ -4,12 +4,13 @@
 use reqwest::header::AUTHORIZATION;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use ticketing_shared::events::{
-    Envelope, OrderCancelled, OrderCreated, OrderCreatedTicket, Subject, TicketRef,
+use ticketing_bus::Envelope;
+use ticketing_contracts::events::{
+    OrderCancelled, OrderCreated, OrderCreatedTicket, Subject, TicketRef,
 };
-use ticketing_shared::flavor_tests;
-use ticketing_shared::money::Cents;
-use ticketing_shared::testing::{EventRecorder, Flavor, TestEnv, TestServer};
+use ticketing_contracts::money::Cents;
+use ticketing_kit::flavor_tests;
+use ticketing_kit::testing::{EventRecorder, Flavor, TestEnv, TestServer};
 
 struct App {
     server: TestServer,
@@ -294,7 +295,7 @@ async fn update_bumps_the_version_and_publishes_ticket_updated(flavor: Flavor) {
 fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
     Envelope::new(&OrderCreated {
         id: order_id.to_owned(),
-        status: "created".into(),
+        status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: "2030-01-01T00:00:00.000Z".into(),
         version: 0,

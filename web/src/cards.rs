@@ -4,7 +4,7 @@
 
 use time::OffsetDateTime;
 
-use crate::api::types::ErrorItem;
+use ticketing_contracts::ErrorItem;
 
 /// Stripe's test card numbers and the tokens they stand for.
 const TEST_CARDS: &[(&str, &str)] = &[

@@ -1,9 +1,9 @@
 //! How money, times and statuses read on a page.
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::api::types::{Cents, Order, OrderStatus};
+use ticketing_contracts::api::orders::OrderBody;
+use ticketing_contracts::{Cents, OrderStatus};
 
 /// `$1,234.50`
 pub fn price(cents: Cents) -> String {
@@ -21,10 +21,10 @@ pub fn price(cents: Cents) -> String {
 
 /// Whole seconds from now until `timestamp` (negative once past); `None` if unreadable.
 pub fn seconds_until(timestamp: &str, now: OffsetDateTime) -> Option<i64> {
-    let at = OffsetDateTime::parse(timestamp, &Rfc3339).ok()?;
-    let millis = (at - now).whole_milliseconds();
+    let at = ticketing_contracts::time::parse_millis(timestamp)?;
+    let now = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     // Round up: "0:01" stays on screen until the last millisecond has gone.
-    Some(((millis + 999).div_euclid(1000)) as i64)
+    Some((at - now + 999).div_euclid(1000))
 }
 
 /// `14:05`, or `1:02:03` past an hour.
@@ -49,7 +49,7 @@ pub enum OrderState {
 }
 
 impl OrderState {
-    pub fn of(order: &Order, now: OffsetDateTime) -> OrderState {
+    pub fn of(order: &OrderBody, now: OffsetDateTime) -> OrderState {
         let left = seconds_until(&order.expires_at, now).unwrap_or(0);
         match order.status {
             OrderStatus::Complete => OrderState::Complete,
@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn seconds_round_up() {
-        let now = OffsetDateTime::parse("2026-11-24T10:00:00.000Z", &Rfc3339).unwrap();
+        let now = time::macros::datetime!(2026-11-24 10:00 UTC);
         assert_eq!(seconds_until("2026-11-24T10:00:00.001Z", now), Some(1));
         assert_eq!(seconds_until("2026-11-24T10:15:00.000Z", now), Some(900));
         assert_eq!(seconds_until("2026-11-24T09:59:59.000Z", now), Some(-1));

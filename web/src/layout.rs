@@ -4,12 +4,13 @@ use axum::response::{Html, IntoResponse, Response};
 use http::StatusCode;
 use maud::{html, Markup, DOCTYPE};
 
-use crate::api::types::{CurrentUser, ErrorItem};
 use crate::assets;
+use ticketing_contracts::api::users::SessionUser;
+use ticketing_contracts::ErrorItem;
 
 /// What the header needs: who is signed in, and the token for the sign-out form.
 pub struct Chrome<'a> {
-    pub user: Option<&'a CurrentUser>,
+    pub user: Option<&'a SessionUser>,
     pub csrf: &'a str,
 }
 

@@ -4,9 +4,9 @@ use axum::extract::FromRequestParts;
 use http::header::COOKIE;
 use http::request::Parts;
 
-use crate::api::types::CurrentUser;
 use crate::csrf::CsrfToken;
 use crate::error::PageError;
+use ticketing_contracts::api::users::SessionUser;
 
 /// The API's session cookie names: ours and the seed's (cookie-session 1.x).
 const SESSION_COOKIES: [&str; 2] = ["session", "express:sess"];
@@ -55,6 +55,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
 }
 
 /// The signed-in user, for pages that need one: else off to sign in, then back.
-pub fn require_user(user: Option<CurrentUser>, back_to: &str) -> Result<CurrentUser, PageError> {
+pub fn require_user(user: Option<SessionUser>, back_to: &str) -> Result<SessionUser, PageError> {
     user.ok_or_else(|| PageError::SignInRequired(back_to.to_owned()))
 }

@@ -1,21 +1,6 @@
 use axum::Json;
-use serde::Serialize;
-use ticketing_shared::auth::CurrentUser;
-use utoipa::ToSchema;
-
-/// The signed-in user as the token describes it.
-#[derive(Serialize, ToSchema)]
-pub struct SessionUser {
-    pub id: String,
-    pub email: String,
-    pub iat: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CurrentUserBody {
-    pub current_user: Option<SessionUser>,
-}
+use ticketing_contracts::api::users::{CurrentUserBody, SessionUser};
+use ticketing_kit::auth::CurrentUser;
 
 /// Who is signed in (`null` when nobody, or when the session is invalid or expired).
 #[utoipa::path(get, path = "/api/users/currentuser", tag = "auth",

@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::response::IntoResponse;
 use axum::Json;
-use ticketing_shared::auth::cleared_session_cookie;
+use ticketing_kit::auth::cleared_session_cookie;
 
 use crate::AppState;
 

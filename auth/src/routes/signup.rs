@@ -3,10 +3,10 @@ use axum::http::header::SET_COOKIE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use ticketing_shared::error::ErrorBody;
-use ticketing_shared::json::ApiJson;
-use ticketing_shared::validate::Fields;
-use ticketing_shared::ApiResult;
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::json::ApiJson;
+use ticketing_kit::validate::Fields;
+use ticketing_kit::ApiResult;
 
 use super::{Credentials, UserBody};
 use crate::domain::{Email, NewPassword};

@@ -3,29 +3,23 @@
 //! accepted just before the deadline completes the order instead.
 
 use async_trait::async_trait;
-use ticketing_shared::events::{
-    groups, inbox, Envelope, ExpirationComplete, Handler, HandlerError,
-};
-
-use ticketing_shared::timefmt::now_millis;
+use ticketing_bus::{HandlerError, Listener};
+use ticketing_contracts::events::ExpirationComplete;
+use ticketing_contracts::time::now_millis;
+use ticketing_store::Tx;
 
 use crate::domain::PAYMENT_SETTLE_GRACE_MS;
-use crate::{orders, AppState};
+use crate::orders;
 
-pub struct Listener(pub AppState);
+pub struct ExpirationCompleteListener;
 
 #[async_trait]
-impl Handler for Listener {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let e: ExpirationComplete = event
-            .decode()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        let Some(mut tx) = inbox::begin(&self.0.store, groups::ORDERS, event).await? else {
-            return Ok(());
-        };
-        let Some(expires_at) = orders::open_expiry(&mut tx, &e.order_id).await? else {
+impl Listener for ExpirationCompleteListener {
+    type Event = ExpirationComplete;
+
+    async fn handle(&self, tx: &mut Tx, e: ExpirationComplete) -> Result<(), HandlerError> {
+        let Some(expires_at) = orders::open_expiry(tx, &e.order_id).await? else {
             // Paid, already cancelled, or unknown: nothing to expire.
-            tx.commit().await?;
             return Ok(());
         };
         if now_millis() < expires_at + PAYMENT_SETTLE_GRACE_MS {
@@ -34,11 +28,7 @@ impl Handler for Listener {
                 e.order_id
             )));
         }
-        let cancelled = orders::cancel(&mut tx, &e.order_id, None).await?;
-        tx.commit().await?;
-        if cancelled.is_some() {
-            self.0.outbox.notify();
-        }
+        orders::cancel(tx, &e.order_id, None).await?;
         Ok(())
     }
 }

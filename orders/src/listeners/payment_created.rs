@@ -1,36 +1,34 @@
 //! `payment:created` → mark the order complete, unless it was cancelled meanwhile.
 
 use async_trait::async_trait;
-use ticketing_shared::events::{groups, inbox, Envelope, Handler, HandlerError, PaymentCreated};
+use ticketing_bus::{HandlerError, Listener};
+use ticketing_contracts::events::PaymentCreated;
+use ticketing_store::Tx;
 
-use crate::{orders, AppState};
+use crate::orders;
 
-pub struct Listener(pub AppState);
+pub struct PaymentCreatedListener;
 
 #[async_trait]
-impl Handler for Listener {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let p: PaymentCreated = event
-            .decode()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        let Some(mut tx) = inbox::begin(&self.0.store, groups::ORDERS, event).await? else {
+impl Listener for PaymentCreatedListener {
+    type Event = PaymentCreated;
+
+    async fn handle(&self, tx: &mut Tx, p: PaymentCreated) -> Result<(), HandlerError> {
+        if orders::complete(tx, &p.order_id).await? {
             return Ok(());
-        };
-        if !orders::complete(&mut tx, &p.order_id).await? {
-            match orders::status_of(&mut tx, &p.order_id).await? {
-                None => {
-                    return Err(HandlerError::Poison(format!(
-                        "unknown order {}",
-                        p.order_id
-                    )))
-                }
-                Some(status) => tracing::warn!(
+        }
+        match orders::status_of(tx, &p.order_id).await? {
+            None => Err(HandlerError::Poison(format!(
+                "unknown order {}",
+                p.order_id
+            ))),
+            Some(status) => {
+                tracing::warn!(
                     order = %p.order_id, payment = %p.id, %status,
                     "payment for an order that is no longer open"
-                ),
+                );
+                Ok(())
             }
         }
-        tx.commit().await?;
-        Ok(())
     }
 }

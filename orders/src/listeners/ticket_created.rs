@@ -1,25 +1,26 @@
 //! `ticket:created` → add the ticket to the replica (version 0).
 
 use async_trait::async_trait;
-use ticketing_shared::events::{Envelope, Handler, HandlerError, TicketCreated};
+use ticketing_bus::{HandlerError, Listener};
+use ticketing_contracts::events::TicketCreated;
+use ticketing_store::Tx;
 
-use crate::tickets::TicketCopy;
-use crate::AppState;
+use crate::tickets::{self, TicketCopy};
 
-pub struct Listener(pub AppState);
+pub struct TicketCreatedListener;
 
 #[async_trait]
-impl Handler for Listener {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let t: TicketCreated = event
-            .decode()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+impl Listener for TicketCreatedListener {
+    type Event = TicketCreated;
+
+    async fn handle(&self, tx: &mut Tx, t: TicketCreated) -> Result<(), HandlerError> {
         let copy = TicketCopy {
             id: t.id,
             title: t.title,
             price: t.price,
             version: t.version,
         };
-        super::apply_ticket(&self.0, event, copy).await
+        let check = tickets::apply(tx, &copy).await?;
+        check.outcome(format_args!("ticket:created v{}", copy.version))
     }
 }

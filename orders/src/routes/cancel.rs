@@ -1,9 +1,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use ticketing_shared::auth::RequireUser;
-use ticketing_shared::error::ErrorBody;
-use ticketing_shared::events::status;
-use ticketing_shared::{ApiError, ApiResult};
+use ticketing_contracts::OrderStatus;
+use ticketing_kit::auth::RequireUser;
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::{ApiError, ApiResult};
 
 use super::own_order;
 use crate::{orders, AppState};
@@ -33,8 +33,10 @@ pub async fn cancel(
         return Ok(StatusCode::NO_CONTENT);
     }
     // Not open any more: decided by the state the write saw.
-    match orders::status_of(&mut tx, &order_id).await?.as_deref() {
-        Some(status::COMPLETE) => Err(ApiError::bad_request("Cannot cancel a completed order")),
+    match orders::status_of(&mut tx, &order_id).await? {
+        Some(OrderStatus::Complete) => {
+            Err(ApiError::bad_request("Cannot cancel a completed order"))
+        }
         _ => Ok(StatusCode::NO_CONTENT),
     }
 }

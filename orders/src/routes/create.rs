@@ -1,24 +1,17 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use ticketing_shared::auth::RequireUser;
-use ticketing_shared::error::ErrorBody;
-use ticketing_shared::json::ApiJson;
-use ticketing_shared::timefmt::now_millis;
-use ticketing_shared::validate::{parse_id, Fields};
-use ticketing_shared::{ApiError, ApiResult};
-use utoipa::ToSchema;
+use ticketing_contracts::api::orders::CreateOrder;
+use ticketing_contracts::time::now_millis;
+use ticketing_kit::auth::RequireUser;
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::json::ApiJson;
+use ticketing_kit::validate::{parse_id, Fields};
+use ticketing_kit::{ApiError, ApiResult};
 
 use super::OrderBody;
 use crate::orders::{self, PlaceError};
 use crate::{tickets, AppState};
-
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateOrder {
-    #[schema(value_type = String)]
-    pub ticket_id: Option<serde_json::Value>,
-}
 
 /// Reserve a ticket: the order holds it until `expiresAt` unless paid.
 ///

@@ -1,8 +1,8 @@
 use axum::extract::State;
 use axum::Json;
-use ticketing_shared::auth::RequireUser;
-use ticketing_shared::error::ErrorBody;
-use ticketing_shared::ApiResult;
+use ticketing_kit::auth::RequireUser;
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::ApiResult;
 
 use super::OrderBody;
 use crate::{orders, AppState};

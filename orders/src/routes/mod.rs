@@ -3,14 +3,13 @@ mod create;
 mod list;
 mod show;
 
-use serde::Serialize;
-use ticketing_shared::money::Cents;
-use ticketing_shared::timefmt::format_millis;
-use ticketing_shared::validate::is_valid_id;
-use ticketing_shared::{ApiError, ApiResult};
-use utoipa::ToSchema;
+use ticketing_contracts::time::format_millis;
+use ticketing_kit::validate::is_valid_id;
+use ticketing_kit::{ApiError, ApiResult};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub use ticketing_contracts::api::orders::{OrderBody, OrderTicketBody};
 
 use crate::orders::{self, Order};
 use crate::AppState;
@@ -19,29 +18,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list::list, create::create))
         .routes(routes!(show::show, cancel::cancel))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct OrderTicketBody {
-    pub id: String,
-    pub title: String,
-    #[schema(value_type = f64, example = 10.99)]
-    pub price: Cents,
-    pub version: i64,
-}
-
-/// An order with its ticket.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderBody {
-    pub id: String,
-    pub user_id: String,
-    /// `created`, `cancelled`, `awaiting:payment` or `complete`.
-    pub status: String,
-    /// ISO-8601 UTC with milliseconds.
-    pub expires_at: String,
-    pub version: i64,
-    pub ticket: OrderTicketBody,
 }
 
 impl From<Order> for OrderBody {

@@ -2,24 +2,20 @@
 //! cancellation that arrives before its `order:created` is retried later).
 
 use async_trait::async_trait;
-use ticketing_shared::events::{groups, inbox, Envelope, Handler, HandlerError, OrderCancelled};
+use ticketing_bus::{HandlerError, Listener};
+use ticketing_contracts::events::OrderCancelled;
+use ticketing_store::Tx;
 
-use crate::{orders, AppState};
+use crate::orders;
 
-pub struct Listener(pub AppState);
+pub struct OrderCancelledListener;
 
 #[async_trait]
-impl Handler for Listener {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let o: OrderCancelled = event
-            .decode()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        let Some(mut tx) = inbox::begin(&self.0.store, groups::PAYMENTS, event).await? else {
-            return Ok(());
-        };
-        let check = orders::apply_cancelled(&mut tx, &o.id, o.version).await?;
-        super::early(check, "order:cancelled")?;
-        tx.commit().await?;
-        Ok(())
+impl Listener for OrderCancelledListener {
+    type Event = OrderCancelled;
+
+    async fn handle(&self, tx: &mut Tx, o: OrderCancelled) -> Result<(), HandlerError> {
+        let check = orders::apply_cancelled(tx, &o.id, o.version).await?;
+        check.outcome("order:cancelled")
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ticketing_shared::money::Cents;
+use ticketing_contracts::money::Cents;
 
 pub use sandbox::SandboxProvider;
 pub use stripe::{StripeProvider, DEFAULT_STRIPE_BASE_URL};

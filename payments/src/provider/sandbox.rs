@@ -283,7 +283,7 @@ impl PaymentProvider for SandboxProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ticketing_shared::money::Cents;
+    use ticketing_contracts::money::Cents;
 
     fn req(token: &str, key: &str) -> ChargeRequest {
         ChargeRequest::usd(Cents::new(2000), token, key)

@@ -1,25 +1,15 @@
 mod create;
 
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub use ticketing_contracts::api::payments::PaymentBody;
 
 use crate::payments::Payment;
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create::create))
-}
-
-/// A payment of an order.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentBody {
-    pub id: String,
-    pub order_id: String,
-    /// The provider's id of the charge (`ch_...`).
-    pub stripe_id: String,
 }
 
 impl From<Payment> for PaymentBody {

@@ -9,14 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use ticketing_shared::runtime::{Mounted, Runtime};
-use ticketing_shared::testing::{TestBackend, TestEnv, TestServer};
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_kit::testing::{TestBackend, TestEnv, TestServer};
 
-pub async fn mount_all(rt: &Runtime) -> Vec<Mounted> {
+pub async fn mount_all(rt: &Runtime, order_ttl: Duration) -> Vec<Mounted> {
     vec![
-        ticketing_auth::mount(rt).await.unwrap(),
+        ticketing_auth::mount(rt, &Default::default())
+            .await
+            .unwrap(),
         ticketing_tickets::mount(rt).await.unwrap(),
-        ticketing_orders::mount(rt).await.unwrap(),
+        ticketing_orders::mount(rt, &ticketing_orders::Settings { order_ttl })
+            .await
+            .unwrap(),
         ticketing_payments::mount(
             rt,
             Arc::new(ticketing_payments::provider::SandboxProvider::new()),
@@ -37,16 +41,15 @@ pub struct Site {
 
 impl Site {
     pub async fn start(order_ttl: Duration) -> Site {
-        let mut env = TestEnv::new(TestBackend::Sqlite);
-        env.runtime.order_ttl = order_ttl;
-        let mut services = mount_all(&env.runtime).await;
+        let env = TestEnv::new(TestBackend::Sqlite);
+        let mut services = mount_all(&env.runtime, order_ttl).await;
         let (api, slot) = ticketing_web::ApiClient::in_process();
         let pages = ticketing_web::router(ticketing_web::WebConfig {
             api,
             cookie_secure: false,
             stripe_publishable_key: None,
         });
-        let app: Router = ticketing_shared::app::compose(&mut services, pages, vec![]);
+        let app: Router = ticketing_kit::app::compose(&mut services, pages, vec![]);
         slot.set(app.clone());
         Site {
             server: TestServer::spawn_router(app).await,

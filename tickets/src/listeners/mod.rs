@@ -1,2 +1,5 @@
-pub mod order_cancelled;
-pub mod order_created;
+mod order_cancelled;
+mod order_created;
+
+pub use order_cancelled::OrderCancelledListener;
+pub use order_created::OrderCreatedListener;

@@ -1,33 +1,29 @@
 //! `order:created` → the ticket is held by that order; publish `ticket:updated`.
 
 use async_trait::async_trait;
-use ticketing_shared::events::{groups, inbox, Envelope, Handler, HandlerError, OrderCreated};
+use ticketing_bus::{HandlerError, Listener};
+use ticketing_contracts::events::OrderCreated;
+use ticketing_store::Tx;
 
-use crate::{tickets, AppState};
+use crate::tickets;
 
-pub struct Listener(pub AppState);
+pub struct OrderCreatedListener;
 
 #[async_trait]
-impl Handler for Listener {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let order: OrderCreated = event
-            .decode()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        let Some(mut tx) = inbox::begin(&self.0.store, groups::TICKETS, event).await? else {
-            return Ok(());
-        };
-        if tickets::reserve(&mut tx, &order.ticket.id, &order.id)
+impl Listener for OrderCreatedListener {
+    type Event = OrderCreated;
+
+    async fn handle(&self, tx: &mut Tx, order: OrderCreated) -> Result<(), HandlerError> {
+        if tickets::reserve(tx, &order.ticket.id, &order.id)
             .await?
             .is_none()
-            && !tickets::exists(&mut tx, &order.ticket.id).await?
+            && !tickets::exists(tx, &order.ticket.id).await?
         {
             return Err(HandlerError::Poison(format!(
                 "unknown ticket {}",
                 order.ticket.id
             )));
         }
-        tx.commit().await?;
-        self.0.outbox.notify();
         Ok(())
     }
 }

@@ -1,11 +1,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use ticketing_shared::auth::RequireUser;
-use ticketing_shared::error::ErrorBody;
-use ticketing_shared::json::ApiJson;
-use ticketing_shared::validate::Fields;
-use ticketing_shared::ApiResult;
+use ticketing_kit::auth::RequireUser;
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::json::ApiJson;
+use ticketing_kit::validate::Fields;
+use ticketing_kit::ApiResult;
 
 use super::{TicketBody, TicketInput};
 use crate::domain::{parse_price, Title};

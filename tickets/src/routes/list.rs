@@ -5,16 +5,16 @@ use axum::http::header::LINK;
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
 use axum::Json;
-use ticketing_shared::error::ErrorBody;
-use ticketing_shared::validate::is_valid_id;
-use ticketing_shared::{ApiError, ApiResult};
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::validate::is_valid_id;
+use ticketing_kit::{ApiError, ApiResult};
+
+use ticketing_contracts::api::tickets::{DEFAULT_LIMIT, MAX_LIMIT, NEXT_CURSOR_HEADER};
 
 use super::TicketBody;
 use crate::{tickets, AppState};
 
-pub const DEFAULT_LIMIT: i64 = 100;
-pub const MAX_LIMIT: i64 = 1000;
-const NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
+const NEXT_CURSOR: HeaderName = HeaderName::from_static(NEXT_CURSOR_HEADER);
 
 /// Tickets not reserved, oldest first, a page at a time.
 ///

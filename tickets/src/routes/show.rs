@@ -1,8 +1,8 @@
 use axum::extract::{Path, State};
 use axum::Json;
-use ticketing_shared::error::ErrorBody;
-use ticketing_shared::validate::is_valid_id;
-use ticketing_shared::{ApiError, ApiResult};
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::validate::is_valid_id;
+use ticketing_kit::{ApiError, ApiResult};
 
 use super::TicketBody;
 use crate::{tickets, AppState};

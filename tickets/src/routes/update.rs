@@ -1,10 +1,10 @@
 use axum::extract::{Path, State};
 use axum::Json;
-use ticketing_shared::auth::RequireUser;
-use ticketing_shared::error::ErrorBody;
-use ticketing_shared::json::ApiJson;
-use ticketing_shared::validate::{is_valid_id, Fields};
-use ticketing_shared::{ApiError, ApiResult};
+use ticketing_kit::auth::RequireUser;
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::json::ApiJson;
+use ticketing_kit::validate::{is_valid_id, Fields};
+use ticketing_kit::{ApiError, ApiResult};
 
 use super::{TicketBody, TicketInput};
 use crate::domain::{parse_price, Title};

@@ -3,8 +3,6 @@
 //! same HTTP request the browser-side seed client would send, with the visitor's session
 //! cookie, and the API's `Set-Cookie` headers come back to be relayed.
 
-pub mod types;
-
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,9 +13,12 @@ use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use ticketing_contracts::api::orders::{CreateOrder, OrderBody};
+use ticketing_contracts::api::payments::{CreatePayment, PaymentBody};
+use ticketing_contracts::api::tickets::{TicketBody, TicketInput, NEXT_CURSOR_HEADER};
+use ticketing_contracts::api::users::{Credentials, CurrentUserBody, SessionUser, UserBody};
+use ticketing_contracts::{ErrorBody, ErrorItem};
 use tower::ServiceExt;
-
-use self::types::*;
 
 /// The largest API answer read: a page of tickets is a few KiB.
 const MAX_REPLY_BYTES: usize = 4 << 20;
@@ -102,7 +103,7 @@ struct Raw {
 
 /// A page of available tickets.
 pub struct TicketPage {
-    pub tickets: Vec<Ticket>,
+    pub tickets: Vec<TicketBody>,
     pub next_cursor: Option<String>,
 }
 
@@ -247,7 +248,7 @@ impl ApiClient {
     pub async fn current_user(
         &self,
         session: Option<&str>,
-    ) -> Result<Option<CurrentUser>, ApiFailure> {
+    ) -> Result<Option<SessionUser>, ApiFailure> {
         // Without a session cookie the answer is known: skip the round trip.
         if session.is_none() {
             return Ok(None);
@@ -258,14 +259,22 @@ impl ApiClient {
             .current_user)
     }
 
-    pub async fn sign_up(&self, email: &str, password: &str) -> Result<Reply<User>, ApiFailure> {
-        let body = Credentials { email, password };
+    pub async fn sign_up(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Reply<UserBody>, ApiFailure> {
+        let body = Credentials::new(email, password);
         self.call(Method::POST, "/api/users/signup", None, Some(&body))
             .await
     }
 
-    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Reply<User>, ApiFailure> {
-        let body = Credentials { email, password };
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Reply<UserBody>, ApiFailure> {
+        let body = Credentials::new(email, password);
         self.call(Method::POST, "/api/users/signin", None, Some(&body))
             .await
     }
@@ -290,7 +299,7 @@ impl ApiClient {
             path.extend(url::form_urlencoded::byte_serialize(cursor.as_bytes()));
         }
         let reply = self
-            .call::<Vec<Ticket>>(Method::GET, &path, session, None::<&()>)
+            .call::<Vec<TicketBody>>(Method::GET, &path, session, None::<&()>)
             .await?;
         Ok(TicketPage {
             tickets: reply.body,
@@ -298,15 +307,15 @@ impl ApiClient {
         })
     }
 
-    pub async fn ticket(&self, session: Option<&str>, id: &Id) -> Result<Ticket, ApiFailure> {
+    pub async fn ticket(&self, session: Option<&str>, id: &Id) -> Result<TicketBody, ApiFailure> {
         self.get(&format!("/api/tickets/{id}"), session).await
     }
 
     pub async fn create_ticket(
         &self,
         session: Option<&str>,
-        input: &TicketInput<'_>,
-    ) -> Result<Ticket, ApiFailure> {
+        input: &TicketInput,
+    ) -> Result<TicketBody, ApiFailure> {
         Ok(self
             .call(Method::POST, "/api/tickets", session, Some(input))
             .await?
@@ -317,8 +326,8 @@ impl ApiClient {
         &self,
         session: Option<&str>,
         id: &Id,
-        input: &TicketInput<'_>,
-    ) -> Result<Ticket, ApiFailure> {
+        input: &TicketInput,
+    ) -> Result<TicketBody, ApiFailure> {
         Ok(self
             .call(
                 Method::PUT,
@@ -330,11 +339,11 @@ impl ApiClient {
             .body)
     }
 
-    pub async fn orders(&self, session: Option<&str>) -> Result<Vec<Order>, ApiFailure> {
+    pub async fn orders(&self, session: Option<&str>) -> Result<Vec<OrderBody>, ApiFailure> {
         self.get("/api/orders", session).await
     }
 
-    pub async fn order(&self, session: Option<&str>, id: &Id) -> Result<Order, ApiFailure> {
+    pub async fn order(&self, session: Option<&str>, id: &Id) -> Result<OrderBody, ApiFailure> {
         self.get(&format!("/api/orders/{id}"), session).await
     }
 
@@ -342,10 +351,8 @@ impl ApiClient {
         &self,
         session: Option<&str>,
         ticket: &Id,
-    ) -> Result<Order, ApiFailure> {
-        let body = NewOrder {
-            ticket_id: ticket.as_str(),
-        };
+    ) -> Result<OrderBody, ApiFailure> {
+        let body = CreateOrder::new(ticket.as_str());
         Ok(self
             .call(Method::POST, "/api/orders", session, Some(&body))
             .await?
@@ -368,11 +375,8 @@ impl ApiClient {
         session: Option<&str>,
         order: &Id,
         token: &str,
-    ) -> Result<Payment, ApiFailure> {
-        let body = NewPayment {
-            order_id: order.as_str(),
-            token,
-        };
+    ) -> Result<PaymentBody, ApiFailure> {
+        let body = CreatePayment::new(order.as_str(), token);
         Ok(self
             .call(Method::POST, "/api/payments", session, Some(&body))
             .await?
@@ -385,7 +389,7 @@ fn raw(status: StatusCode, headers: &http::HeaderMap, body: Bytes) -> Raw {
         status,
         set_cookies: headers.get_all(SET_COOKIE).iter().cloned().collect(),
         next_cursor: headers
-            .get("x-next-cursor")
+            .get(NEXT_CURSOR_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         body,

@@ -12,7 +12,6 @@ use time::OffsetDateTime;
 
 use super::see_other;
 use super::tickets::{render_show, Panel};
-use crate::api::types::{CurrentUser, Order, OrderStatus};
 use crate::api::{ApiFailure, Id};
 use crate::cards;
 use crate::csrf::CsrfForm;
@@ -21,6 +20,9 @@ use crate::format::{self, OrderState};
 use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
 use crate::session::{require_user, Visitor};
 use crate::{assets, Settings};
+use ticketing_contracts::api::orders::OrderBody;
+use ticketing_contracts::api::users::SessionUser;
+use ticketing_contracts::{ErrorItem, OrderStatus};
 
 const CARD_FIELDS: [&str; 4] = ["number", "expiry", "cvc", "token"];
 
@@ -174,7 +176,7 @@ pub async fn pay(
     let user = require_user(settings.api.current_user(visitor.session()).await?, &back)?;
     let token = match &settings.stripe_key {
         Some(_) if form.token.starts_with("tok_") => Ok(form.token.as_str()),
-        Some(_) => Err(FormErrors::new(vec![crate::api::types::ErrorItem {
+        Some(_) => Err(FormErrors::new(vec![ErrorItem {
             message: "The card could not be read. Check the card details and try again.".into(),
             field: Some("token".into()),
         }])),
@@ -279,8 +281,8 @@ struct OrderView<'a> {
 fn render_order(
     settings: &Settings,
     visitor: &Visitor,
-    user: &CurrentUser,
-    order: &Order,
+    user: &SessionUser,
+    order: &OrderBody,
     view: OrderView,
     status: StatusCode,
 ) -> Response {
@@ -350,7 +352,7 @@ fn countdown(seconds: i64) -> Markup {
 fn payment_form(
     settings: &Settings,
     visitor: &Visitor,
-    order: &Order,
+    order: &OrderBody,
     form: &PayForm,
     errors: &FormErrors,
 ) -> Markup {

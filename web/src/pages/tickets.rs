@@ -7,7 +7,6 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::see_other;
-use crate::api::types::{CurrentUser, Ticket, TicketInput};
 use crate::api::Id;
 use crate::csrf::CsrfForm;
 use crate::error::PageError;
@@ -15,6 +14,8 @@ use crate::format;
 use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
 use crate::session::{require_user, Visitor};
 use crate::Settings;
+use ticketing_contracts::api::tickets::{TicketBody, TicketInput};
+use ticketing_contracts::api::users::SessionUser;
 
 const FIELDS: [&str; 2] = ["title", "price"];
 
@@ -27,11 +28,12 @@ pub struct TicketForm {
 }
 
 impl TicketForm {
-    fn input(&self) -> TicketInput<'_> {
-        TicketInput {
-            title: &self.title,
-            price: self.price.trim().trim_start_matches('$'),
-        }
+    fn input(&self) -> TicketInput {
+        // A pasted "$25" is still a price.
+        TicketInput::new(
+            self.title.clone(),
+            self.price.trim().trim_start_matches('$'),
+        )
     }
 }
 
@@ -82,7 +84,7 @@ pub async fn create(
 
 fn render_new(
     visitor: &Visitor,
-    user: &CurrentUser,
+    user: &SessionUser,
     form: &TicketForm,
     errors: &FormErrors,
     status: StatusCode,
@@ -176,8 +178,8 @@ pub enum Panel<'a> {
 
 pub fn render_show(
     visitor: &Visitor,
-    user: Option<&CurrentUser>,
-    ticket: &Ticket,
+    user: Option<&SessionUser>,
+    ticket: &TicketBody,
     panel: Panel,
     status: StatusCode,
 ) -> Response {
@@ -223,7 +225,7 @@ pub fn render_show(
     layout::render(status, layout::page(&ticket.title, &chrome, body))
 }
 
-fn seller_panel(visitor: &Visitor, ticket: &Ticket, panel: &Panel, reserved: bool) -> Markup {
+fn seller_panel(visitor: &Visitor, ticket: &TicketBody, panel: &Panel, reserved: bool) -> Markup {
     let (form, errors) = match panel {
         Panel::Normal(form, errors) => (*form, *errors),
         Panel::PurchaseRefused(errors) => (&TicketForm::default(), *errors),

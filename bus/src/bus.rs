@@ -1,0 +1,218 @@
+//! The event bus: publish durably, consume per consumer group with explicit ack.
+//!
+//! Delivery is at-least-once. Each (group, subject) pair is one durable consumer shared
+//! by every replica of a service, so an event is handled once per group. A handler that
+//! fails is retried with backoff; after the bus's attempt limit the message goes to a
+//! dead-letter subject.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::Envelope;
+use crate::trace::TraceContext;
+use ticketing_contracts::events::Subject;
+use ticketing_store::{Query, Store};
+
+/// How long a bus keeps an event (and a dead letter), handled or not: JetStream's
+/// stream `max_age`, and the in-process log's pruning age.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often retention is applied; the first time a minute after start, out of the way
+/// of start-up.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_FIRST: Duration = Duration::from_secs(60);
+
+/// Apply a retention (`prune`, returning the records it deleted) every [`PRUNE_EVERY`]
+/// until `stop`: the in-process log and the inboxes.
+pub(crate) fn spawn_pruner<F, Fut>(
+    what: &'static str,
+    stop: CancellationToken,
+    prune: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<u64, sqlx::Error>> + Send,
+{
+    tokio::spawn(async move {
+        let first = tokio::time::Instant::now() + PRUNE_FIRST;
+        let mut tick = tokio::time::interval_at(first, PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match prune().await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, what, "old records deleted"),
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(err) => tracing::warn!(error = %err, what, "pruning failed"),
+            }
+        }
+    })
+}
+
+/// Rows deleted per statement when pruning: a few milliseconds of the writer each.
+pub(crate) const PRUNE_BATCH: i64 = 1000;
+
+/// Run `delete` (a statement that deletes at most [`PRUNE_BATCH`] rows) until it deletes
+/// fewer, letting what queued for the writer go between statements; the rows deleted.
+pub(crate) async fn delete_in_batches<'q>(
+    store: &Store,
+    delete: impl Fn() -> Query<'q>,
+) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        tokio::task::yield_now().await;
+        let deleted = delete().execute(store.writer()).await?;
+        total += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Why a handler did not finish an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Not yet: the event depends on one still on its way (an update that arrived
+    /// before its predecessor). Redelivered with capped backoff for as long as it takes
+    /// and never dead-lettered: an early event must not be lost.
+    #[error("retry later: {0}")]
+    Retry(String),
+    /// The message can never succeed (undecodable payload): dead-letter it at once.
+    #[error("poison message: {0}")]
+    Poison(String),
+    /// A failure (database unavailable, a bug): redelivered with backoff, dead-lettered
+    /// after the bus's attempt limit.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(err: sqlx::Error) -> Self {
+        HandlerError::Other(err.into())
+    }
+}
+
+/// Handles the events of one subscription. Returning `Ok` acknowledges the event.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError>;
+}
+
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Publish one event; returns once the bus has durably accepted it. Publishing an
+    /// event id that was already published is accepted and dropped as a duplicate.
+    async fn publish(&self, event: &Envelope) -> anyhow::Result<()>;
+
+    /// Consume `subject` as consumer `group` until `shutdown`. The returned task ends
+    /// when the subscription stops.
+    async fn subscribe(
+        &self,
+        group: &str,
+        subject: Subject,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<JoinHandle<()>>;
+
+    /// Is the bus reachable?
+    async fn ping(&self) -> anyhow::Result<()>;
+
+    /// Publish several events in order; returns once the bus has durably accepted all of
+    /// them. Backends override it to pay one round trip / one commit per batch.
+    async fn publish_batch(&self, events: &[Envelope]) -> anyhow::Result<()> {
+        for event in events {
+            self.publish(event).await?;
+        }
+        Ok(())
+    }
+
+    /// The events `group` gave up on for `subject` (oldest first), for operators and tests.
+    async fn dead_letters(&self, group: &str, subject: Subject) -> anyhow::Result<Vec<DeadLetter>> {
+        let _ = (group, subject);
+        anyhow::bail!("this bus does not keep dead letters")
+    }
+}
+
+/// An event a consumer group gave up on: a poison message, or one whose handler kept
+/// failing until the attempt limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub group: String,
+    pub event: Envelope,
+    /// Deliveries made before giving up.
+    pub attempts: u32,
+    /// The last handler error.
+    pub error: String,
+}
+
+/// How a bus redelivers an event whose handler failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deliveries before the event is dead-lettered (`HandlerError::Poison`: at once).
+    pub max_attempts: u32,
+    /// Delay before the second delivery; doubled for each further one.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// About a minute of retries in total: enough for a predecessor event stuck behind a
+    /// briefly unavailable producer, short enough for a poison message to surface.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before redelivering after `attempts` failed deliveries (1-based).
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exponent = attempts.saturating_sub(1).min(20);
+        self.backoff_base
+            .saturating_mul(1u32 << exponent)
+            .min(self.backoff_max)
+    }
+}
+
+/// Run a handler, turning a panic into an ordinary failure so one bad event cannot
+/// kill a subscription.
+pub(crate) async fn run_handler(
+    handler: &dyn Handler,
+    event: &Envelope,
+) -> Result<(), HandlerError> {
+    use futures::FutureExt;
+    // The handler continues the trace of the operation that published the event.
+    let trace = event
+        .traceparent
+        .as_deref()
+        .and_then(|tp| TraceContext::parse(tp, event.tracestate.as_deref()))
+        .unwrap_or_else(TraceContext::root);
+    let handled = std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind();
+    match trace.scope(handled).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(HandlerError::Other(anyhow::anyhow!("handler panicked"))),
+    }
+}
+
+impl HandlerError {
+    /// Has an event that failed this way, `attempts` times, run out of chances?
+    pub fn gives_up(&self, attempts: u32, policy: &RetryPolicy) -> bool {
+        match self {
+            HandlerError::Poison(_) => true,
+            HandlerError::Retry(_) => false,
+            HandlerError::Other(_) => attempts >= policy.max_attempts,
+        }
+    }
+}
+
+pub type SharedBus = Arc<dyn EventBus>;

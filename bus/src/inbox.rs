@@ -1,0 +1,80 @@
+//! Idempotent consumers: the "processed" mark of an event and the handler's effects
+//! commit in one transaction, so a redelivered event is acknowledged without effect.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{self, PRUNE_BATCH, RETENTION};
+use crate::envelope::Envelope;
+use ticketing_contracts::time::now_millis;
+use ticketing_store::{query, Store, Tx};
+
+/// Begin the transaction that handles `event` for consumer `group`, with the
+/// "processed" mark already written in it; None when the event was already handled.
+///
+/// On PostgreSQL a concurrent duplicate blocks on the mark's primary key until the
+/// first transaction ends: it then sees the mark (None) or, if the first rolled back,
+/// takes over. On SQLite writes are serialised by the store's single writer.
+pub async fn begin(
+    store: &Store,
+    group: &str,
+    event: &Envelope,
+) -> Result<Option<Tx>, sqlx::Error> {
+    let mut tx = store.begin().await?;
+    let inserted = query(
+        "INSERT INTO inbox (consumer_group, event_id, processed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(group)
+    .bind(&event.id)
+    .bind(now_millis())
+    .execute(&mut tx)
+    .await?;
+    if inserted == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    Ok(Some(tx))
+}
+
+/// Has consumer `group` handled `event` already? For listeners with effects outside
+/// the store's transactions, which must be skipped for a redelivered event.
+pub async fn handled(store: &Store, group: &str, event: &Envelope) -> Result<bool, sqlx::Error> {
+    Ok(
+        query("SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2")
+            .bind(group)
+            .bind(&event.id)
+            .fetch_optional(store.reader())
+            .await?
+            .is_some(),
+    )
+}
+
+/// Marks are kept longer than a bus keeps an event ([`RETENTION`]): an event can only be
+/// redelivered while its bus still holds it.
+pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
+
+/// Forget marks older than `age_millis`, a batch per statement so that the writer is
+/// never held for long.
+pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
+    let before = now_millis() - age_millis;
+    bus::delete_in_batches(store, || {
+        query(
+            "DELETE FROM inbox WHERE (consumer_group, event_id) IN \
+             (SELECT consumer_group, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
+        )
+        .bind(before)
+        .bind(PRUNE_BATCH)
+    })
+    .await
+}
+
+/// Prune marks older than [`KEEP`] every hour until `shutdown`.
+pub fn spawn_pruner(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
+    bus::spawn_pruner("inbox marks", shutdown, move || {
+        let store = store.clone();
+        async move { prune(&store, KEEP.as_millis() as i64).await }
+    })
+}

@@ -1,0 +1,133 @@
+//! The one shape of a service's listeners: a typed event and a transaction in, a result
+//! out. Decoding, deduplication (the inbox mark), the commit and waking the outbox relay
+//! are done here once, for every listener of every service.
+//!
+//! ```text
+//! Consumers::new(groups::ORDERS, &store)
+//!     .with_outbox(&outbox)
+//!     .listen(TicketCreatedListener(state.clone()))
+//!     .start(&bus, shutdown)
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ticketing_contracts::events::{Event, Subject};
+use ticketing_store::{Store, Tx};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Handler, HandlerError, SharedBus};
+use crate::envelope::Envelope;
+use crate::inbox;
+use crate::outbox::Outbox;
+
+/// A service's reaction to one kind of event.
+#[async_trait]
+pub trait Listener: Send + Sync + 'static {
+    type Event: Event;
+
+    /// Effects outside the service's database (a Redis queue): they run before the
+    /// transaction, only while the event is not yet marked handled, and must be
+    /// idempotent (a crash before the commit runs them again). Most listeners have none.
+    const OUTSIDE_EFFECTS: bool = false;
+
+    /// The effects outside the database; see [`Listener::OUTSIDE_EFFECTS`].
+    async fn prepare(&self, event: &Self::Event) -> Result<(), HandlerError> {
+        let _ = event;
+        Ok(())
+    }
+
+    /// Make the change in `tx`, where the event is already marked handled: it commits
+    /// when this returns `Ok`, and rolls back (mark included) otherwise, so the bus
+    /// redelivers the event.
+    async fn handle(&self, tx: &mut Tx, event: Self::Event) -> Result<(), HandlerError>;
+}
+
+/// The listeners of one service, subscribed as its consumer group.
+pub struct Consumers {
+    group: &'static str,
+    store: Store,
+    outbox: Option<Outbox>,
+    handlers: Vec<(Subject, Arc<dyn Handler>)>,
+}
+
+impl Consumers {
+    /// Listeners of consumer `group` whose inbox marks and changes go to `store`.
+    pub fn new(group: &'static str, store: &Store) -> Consumers {
+        Consumers {
+            group,
+            store: store.clone(),
+            outbox: None,
+            handlers: Vec::new(),
+        }
+    }
+
+    /// Wake this relay after every handled event (listeners that publish events).
+    pub fn with_outbox(mut self, outbox: &Outbox) -> Consumers {
+        self.outbox = Some(outbox.clone());
+        self
+    }
+
+    pub fn listen<L: Listener>(mut self, listener: L) -> Consumers {
+        let adapter = Adapter {
+            listener,
+            group: self.group,
+            store: self.store.clone(),
+            outbox: self.outbox.clone(),
+        };
+        self.handlers
+            .push((L::Event::SUBJECT, Arc::new(adapter) as Arc<dyn Handler>));
+        self
+    }
+
+    /// Subscribe every listener, and keep the inbox pruned; the tasks end at `shutdown`.
+    pub async fn start(
+        self,
+        bus: &SharedBus,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let mut tasks = Vec::with_capacity(self.handlers.len() + 1);
+        for (subject, handler) in self.handlers {
+            tasks.push(
+                bus.subscribe(self.group, subject, handler, shutdown.clone())
+                    .await?,
+            );
+        }
+        tasks.push(inbox::spawn_pruner(self.store, shutdown.clone()));
+        Ok(tasks)
+    }
+}
+
+/// A [`Listener`] as the bus sees it.
+struct Adapter<L> {
+    listener: L,
+    group: &'static str,
+    store: Store,
+    outbox: Option<Outbox>,
+}
+
+#[async_trait]
+impl<L: Listener> Handler for Adapter<L> {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let event: L::Event = envelope
+            .decode()
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+        if L::OUTSIDE_EFFECTS {
+            if inbox::handled(&self.store, self.group, envelope).await? {
+                return Ok(());
+            }
+            self.listener.prepare(&event).await?;
+        }
+        let Some(mut tx) = inbox::begin(&self.store, self.group, envelope).await? else {
+            return Ok(());
+        };
+        self.listener.handle(&mut tx, event).await?;
+        tx.commit().await?;
+        if let Some(outbox) = &self.outbox {
+            // Cheap when nothing was enqueued: the relay finds no row and sleeps again.
+            outbox.notify();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,419 @@
+//! The distributed mode's bus: NATS JetStream.
+//!
+//! Naming, all derived from a prefix (`ticketing` in production, unique per test):
+//! - one stream `{prefix}-events` holding every subject `{prefix}.>`;
+//! - events on `{prefix}.{subject}`, with the seed's subject names as they are
+//!   (`ticketing.ticket:created`: `:` is legal in NATS subjects, `.` separates tokens);
+//! - dead letters on `{prefix}.dlq.{group}.{subject}` (same stream, so they are durable);
+//! - one durable pull consumer per (group, subject), named `{group}--{subject}` with `:`
+//!   replaced by `-` (`orders-service--ticket-created`), shared by the group's replicas.
+//!
+//! Headers: `Nats-Msg-Id` = event id (the stream's duplicate window drops republished
+//! events), `traceparent`, `tracestate`, `Ticketing-Produced-At` (epoch milliseconds).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::header::{HeaderMap, HeaderName, NATS_MESSAGE_ID};
+use async_nats::jetstream::{self, consumer, stream, AckKind};
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
+use crate::envelope::Envelope;
+use ticketing_contracts::events::Subject;
+
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+pub const HEADER_TRACESTATE: &str = "tracestate";
+pub const HEADER_PRODUCED_AT: &str = "Ticketing-Produced-At";
+pub const HEADER_GROUP: &str = "Ticketing-Group";
+pub const HEADER_ATTEMPTS: &str = "Ticketing-Attempts";
+pub const HEADER_ERROR: &str = "Ticketing-Error";
+
+/// How long JetStream drops a republished event id.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// A handler running longer than this gets its event redelivered.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    prefix: String,
+    stream: String,
+    policy: RetryPolicy,
+}
+
+impl NatsBus {
+    /// Connect and create the stream if missing.
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<NatsBus> {
+        Self::connect_with(url, prefix, RetryPolicy::default()).await
+    }
+
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<NatsBus> {
+        anyhow::ensure!(
+            !prefix.is_empty() && prefix.chars().all(token_char),
+            "NATS prefix {prefix:?} must be letters, digits, '-' and '_'"
+        );
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        let js = jetstream::new(client.clone());
+        let stream = format!("{prefix}-events");
+        js.get_or_create_stream(stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            max_age: RETENTION,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating JetStream stream {stream}"))?;
+        Ok(NatsBus {
+            client,
+            js,
+            prefix: prefix.to_owned(),
+            stream,
+            policy,
+        })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn stream_name(&self) -> &str {
+        &self.stream
+    }
+
+    /// The NATS subject of an event subject.
+    pub fn subject_name(&self, subject: Subject) -> String {
+        format!("{}.{}", self.prefix, subject.as_str())
+    }
+
+    /// The subject `group`'s dead letters of `subject` go to.
+    pub fn dead_letter_subject(&self, group: &str, subject: Subject) -> String {
+        format!("{}.dlq.{}.{}", self.prefix, group, subject.as_str())
+    }
+
+    /// The event subject of a NATS subject of this bus.
+    pub fn parse_subject(&self, name: &str) -> Option<Subject> {
+        Subject::parse(name.strip_prefix(&self.prefix)?.strip_prefix('.')?)
+    }
+
+    async fn publish_all(&self, events: &[Envelope]) -> anyhow::Result<()> {
+        // Send everything, then wait for the acks: one round trip per batch.
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            let ack = self
+                .js
+                .publish_with_headers(
+                    self.subject_name(event.subject),
+                    headers_of(event),
+                    event.payload.clone(),
+                )
+                .await
+                .context("publishing to JetStream")?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.context("waiting for the JetStream ack")?;
+        }
+        Ok(())
+    }
+}
+
+fn token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// A header of a received message. Looked up by parsed name: received headers with a
+/// standard name (`Nats-Msg-Id`) do not match a name given as a plain `&str`.
+pub fn header_value(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
+    let name = HeaderName::from_str(name).ok()?;
+    headers?.get(name).map(|v| v.as_str().to_owned())
+}
+
+pub fn headers_of(event: &Envelope) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, event.id.as_str());
+    if let Some(tp) = &event.traceparent {
+        headers.insert(HEADER_TRACEPARENT, tp.as_str());
+    }
+    if let Some(ts) = &event.tracestate {
+        headers.insert(HEADER_TRACESTATE, ts.as_str());
+    }
+    headers.insert(HEADER_PRODUCED_AT, event.produced_at.to_string().as_str());
+    headers
+}
+
+/// The envelope of a message; an error for a message no handler can take.
+pub fn envelope_of(
+    subject: Subject,
+    headers: Option<&HeaderMap>,
+    payload: &bytes::Bytes,
+) -> anyhow::Result<Envelope> {
+    let header = |name: &str| header_value(headers, name);
+    Ok(Envelope {
+        id: header(NATS_MESSAGE_ID.as_ref()).context("message without Nats-Msg-Id")?,
+        subject,
+        payload: payload.clone(),
+        traceparent: header(HEADER_TRACEPARENT),
+        tracestate: header(HEADER_TRACESTATE),
+        produced_at: header(HEADER_PRODUCED_AT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default(),
+    })
+}
+
+#[async_trait]
+impl EventBus for NatsBus {
+    async fn publish(&self, event: &Envelope) -> anyhow::Result<()> {
+        self.publish_all(std::slice::from_ref(event)).await
+    }
+
+    async fn publish_batch(&self, events: &[Envelope]) -> anyhow::Result<()> {
+        self.publish_all(events).await
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        subject: Subject,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        anyhow::ensure!(
+            !group.is_empty() && group.chars().all(token_char),
+            "consumer group {group:?} must be letters, digits, '-' and '_'"
+        );
+        let durable = format!("{group}--{}", subject.as_str().replace(':', "-"));
+        let stream = self.js.get_stream(&self.stream).await?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &durable,
+                consumer::pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: self.subject_name(subject),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    // We count attempts ourselves and dead-letter; the server must
+                    // not silently stop redelivering.
+                    max_deliver: -1,
+                    max_ack_pending: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("creating JetStream consumer {durable}"))?;
+        let subscription = Subscription {
+            bus: self.clone(),
+            group: group.to_owned(),
+            subject,
+            handler,
+        };
+        Ok(tokio::spawn(subscription.run(consumer, shutdown)))
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        tokio::time::timeout(Duration::from_secs(2), self.js.get_stream(&self.stream))
+            .await
+            .context("NATS did not answer")?
+            .context("JetStream stream unavailable")?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, group: &str, subject: Subject) -> anyhow::Result<Vec<DeadLetter>> {
+        let stream = self.js.get_stream(&self.stream).await?;
+        let mut reader: consumer::PullConsumer = stream
+            .create_consumer(consumer::pull::Config {
+                filter_subject: self.dead_letter_subject(group, subject),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await?;
+        let pending = reader.info().await?.num_pending as usize;
+        let mut letters = Vec::with_capacity(pending);
+        if pending > 0 {
+            let mut batch = reader
+                .fetch()
+                .max_messages(pending)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await?;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(|e| anyhow::anyhow!(e))?;
+                let headers = message.headers.as_ref();
+                let header = |name: &str| header_value(headers, name);
+                let mut event = envelope_of(subject, headers, &message.payload)?;
+                // The dead letter's own id carries a suffix; give back the event's.
+                if let Some(id) = header("Ticketing-Event-Id") {
+                    event.id = id;
+                }
+                letters.push(DeadLetter {
+                    group: group.to_owned(),
+                    event,
+                    attempts: header(HEADER_ATTEMPTS)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    error: header(HEADER_ERROR).unwrap_or_default(),
+                });
+            }
+        }
+        let name = reader.cached_info().name.clone();
+        let _ = stream.delete_consumer(&name).await;
+        Ok(letters)
+    }
+}
+
+/// One subscriber of a durable consumer.
+struct Subscription {
+    bus: NatsBus,
+    group: String,
+    subject: Subject,
+    handler: Arc<dyn Handler>,
+}
+
+impl Subscription {
+    async fn run(self, consumer: consumer::PullConsumer, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let mut messages = match consumer.messages().await {
+                Ok(messages) => messages,
+                Err(err) => {
+                    tracing::warn!(error = %err, group = %self.group, subject = %self.subject, "pulling from JetStream failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => self.deliver(message).await,
+                    // Missed heartbeats while the server is away and the like: the
+                    // stream keeps trying, so just report.
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, group = %self.group, subject = %self.subject, "JetStream consumer error");
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, message: jetstream::Message) {
+        let attempts = message
+            .info()
+            .map(|info| info.delivered.max(1) as u32)
+            .unwrap_or(1);
+        let event = match envelope_of(self.subject, message.headers.as_ref(), &message.payload) {
+            Ok(event) => event,
+            Err(err) => {
+                let event = Envelope {
+                    id: format!("undecodable-{}", uuid::Uuid::now_v7()),
+                    subject: self.subject,
+                    payload: message.payload.clone(),
+                    traceparent: None,
+                    tracestate: None,
+                    produced_at: 0,
+                };
+                return self
+                    .give_up(&message, &event, attempts, &err.to_string())
+                    .await;
+            }
+        };
+        let error = match run_handler(self.handler.as_ref(), &event).await {
+            Ok(()) => {
+                if let Err(err) = message.ack().await {
+                    tracing::warn!(error = %err, "acking a JetStream message failed");
+                }
+                return;
+            }
+            Err(err) => err,
+        };
+        let policy = self.bus.policy;
+        if error.gives_up(attempts, &policy) {
+            self.give_up(&message, &event, attempts, &error.to_string())
+                .await;
+        } else {
+            let delay = policy.backoff(attempts);
+            tracing::debug!(
+                group = %self.group, subject = %self.subject, event_id = %event.id,
+                attempts, retry_in = ?delay, error = %error, "event handler failed"
+            );
+            if let Err(err) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                tracing::warn!(error = %err, "naking a JetStream message failed");
+            }
+        }
+    }
+
+    /// Publish to the dead-letter subject, then terminate the message. If the dead
+    /// letter cannot be stored, the message is redelivered later instead of lost.
+    async fn give_up(
+        &self,
+        message: &jetstream::Message,
+        event: &Envelope,
+        attempts: u32,
+        error: &str,
+    ) {
+        tracing::error!(
+            group = %self.group, subject = %self.subject, event_id = %event.id,
+            attempts, error, "event dead-lettered"
+        );
+        let mut headers = headers_of(event);
+        // A distinct id so the duplicate window does not drop it as the original.
+        headers.insert(
+            NATS_MESSAGE_ID,
+            format!("{}:dlq:{}", event.id, self.group).as_str(),
+        );
+        headers.insert("Ticketing-Event-Id", event.id.as_str());
+        headers.insert(HEADER_GROUP, self.group.as_str());
+        headers.insert(HEADER_ATTEMPTS, attempts.to_string().as_str());
+        headers.insert(HEADER_ERROR, error);
+        let stored = async {
+            self.bus
+                .js
+                .publish_with_headers(
+                    self.bus.dead_letter_subject(&self.group, self.subject),
+                    headers,
+                    event.payload.clone(),
+                )
+                .await?
+                .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        let kind = match stored {
+            Ok(()) => AckKind::Term,
+            Err(err) => {
+                tracing::warn!(error = %err, "publishing a dead letter failed");
+                AckKind::Nak(Some(self.bus.policy.backoff_max))
+            }
+        };
+        if let Err(err) = message.ack_with(kind).await {
+            tracing::warn!(error = %err, "terminating a JetStream message failed");
+        }
+    }
+}

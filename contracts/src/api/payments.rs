@@ -1,0 +1,35 @@
+//! `/api/payments`: pay an order.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A payment of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentBody {
+    pub id: String,
+    pub order_id: String,
+    /// The provider's id of the charge (`ch_...`).
+    pub stripe_id: String,
+}
+
+/// `POST /api/payments` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatePayment {
+    /// The card source: a Stripe token (`tok_...`).
+    #[schema(value_type = String)]
+    pub token: Option<Value>,
+    #[schema(value_type = String)]
+    pub order_id: Option<Value>,
+}
+
+impl CreatePayment {
+    pub fn new(order_id: impl Into<String>, token: impl Into<String>) -> CreatePayment {
+        CreatePayment {
+            token: Some(Value::String(token.into())),
+            order_id: Some(Value::String(order_id.into())),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The six subjects and their payloads, JSON-compatible with the seed
+//! (`../shared/spec/events.md`). Prices travel as decimal numbers (`price`) and, added
+//! by us, as exact integer cents (`priceCents`).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::money::Cents;
+use crate::status::OrderStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Subject {
+    #[serde(rename = "ticket:created")]
+    TicketCreated,
+    #[serde(rename = "ticket:updated")]
+    TicketUpdated,
+    #[serde(rename = "order:created")]
+    OrderCreated,
+    #[serde(rename = "order:cancelled")]
+    OrderCancelled,
+    #[serde(rename = "expiration:complete")]
+    ExpirationComplete,
+    #[serde(rename = "payment:created")]
+    PaymentCreated,
+}
+
+impl Subject {
+    pub const ALL: [Subject; 6] = [
+        Subject::TicketCreated,
+        Subject::TicketUpdated,
+        Subject::OrderCreated,
+        Subject::OrderCancelled,
+        Subject::ExpirationComplete,
+        Subject::PaymentCreated,
+    ];
+
+    /// The seed's subject name, e.g. `ticket:created`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subject::TicketCreated => "ticket:created",
+            Subject::TicketUpdated => "ticket:updated",
+            Subject::OrderCreated => "order:created",
+            Subject::OrderCancelled => "order:cancelled",
+            Subject::ExpirationComplete => "expiration:complete",
+            Subject::PaymentCreated => "payment:created",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Subject> {
+        Subject::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The consumer groups (the seed's queue groups): one per service.
+pub mod groups {
+    pub const TICKETS: &str = "tickets-service";
+    pub const ORDERS: &str = "orders-service";
+    pub const PAYMENTS: &str = "payments-service";
+    pub const EXPIRATION: &str = "expiration-service";
+}
+
+/// A payload with its subject.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    const SUBJECT: Subject;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketCreated {
+    pub id: String,
+    pub title: String,
+    pub price: Cents,
+    pub user_id: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketUpdated {
+    pub id: String,
+    pub title: String,
+    pub price: Cents,
+    pub user_id: String,
+    pub version: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCreatedTicket {
+    pub id: String,
+    pub price: Cents,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCreated {
+    pub id: String,
+    pub status: OrderStatus,
+    pub user_id: String,
+    /// ISO-8601 UTC with milliseconds.
+    pub expires_at: String,
+    pub version: i64,
+    pub ticket: OrderCreatedTicket,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRef {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    pub id: String,
+    pub version: i64,
+    pub ticket: TicketRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpirationComplete {
+    pub order_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentCreated {
+    pub id: String,
+    pub order_id: String,
+    pub stripe_id: String,
+}
+
+impl Event for TicketCreated {
+    const SUBJECT: Subject = Subject::TicketCreated;
+}
+impl Event for TicketUpdated {
+    const SUBJECT: Subject = Subject::TicketUpdated;
+}
+impl Event for OrderCreated {
+    const SUBJECT: Subject = Subject::OrderCreated;
+}
+impl Event for OrderCancelled {
+    const SUBJECT: Subject = Subject::OrderCancelled;
+}
+impl Event for ExpirationComplete {
+    const SUBJECT: Subject = Subject::ExpirationComplete;
+}
+impl Event for PaymentCreated {
+    const SUBJECT: Subject = Subject::PaymentCreated;
+}

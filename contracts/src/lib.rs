@@ -1,0 +1,15 @@
+//! The contract Ticketing keeps with its clients and between its services
+//! (`../shared/spec/`): API bodies, event payloads and subjects, money, the time format
+//! and the error body. Plain serde types: no database, bus or HTTP server here, so a
+//! client (the web pages, a load generator) can depend on this crate alone.
+
+pub mod api;
+pub mod error;
+pub mod events;
+pub mod money;
+pub mod status;
+pub mod time;
+
+pub use error::{ErrorBody, ErrorItem};
+pub use money::Cents;
+pub use status::OrderStatus;

@@ -1,0 +1,108 @@
+//! The one error type of the HTTP boundary, rendered in the contract's format:
+//! `{"errors":[{"message": "...", "field": "..."}]}`.
+//!
+//! Internal errors are logged with their detail and answered with generic text only.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+pub use ticketing_contracts::error::{ErrorBody, ErrorItem};
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// One entry per failing field.
+    #[error("invalid request")]
+    Validation(Vec<ErrorItem>),
+    /// A business rule refused the request.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("User not authorized.")]
+    NotAuthorized,
+    #[error("Not found.")]
+    NotFound,
+    #[error("Request body too large.")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("Service unavailable.")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![ErrorItem {
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }])
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest(message.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotAuthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn items(&self) -> Vec<ErrorItem> {
+        let plain = |message: String| {
+            vec![ErrorItem {
+                message,
+                field: None,
+            }]
+        };
+        match self {
+            ApiError::Validation(items) => items.clone(),
+            ApiError::Internal(_) => plain("Something went wrong.".to_owned()),
+            other => plain(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        ApiError::Internal(err.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(err) = &self {
+            tracing::error!(error = format!("{err:#}"), "request failed");
+        }
+        let body = ErrorBody {
+            errors: self.items(),
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+/// Unknown routes answer 404 in the contract's format.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_leak() {
+        let err = ApiError::Internal(anyhow::anyhow!("password=hunter2 at db.internal"));
+        let items = err.items();
+        assert_eq!(items[0].message, "Something went wrong.");
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -1,0 +1,19 @@
+//! The service kit: what turns a service's domain into an HTTP service of the system —
+//! the contract's errors as responses, request parsing and validation, sessions (JWT),
+//! health, metrics and trace propagation, the runtime a service is started with, and the
+//! composition of started services into one application.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod runtime;
+pub mod telemetry;
+pub mod trace;
+pub mod validate;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{ApiError, ApiResult};

@@ -1,0 +1,223 @@
+//! Paying an order: claim it (one payment at a time per order), charge the card, accept
+//! the charge only if the order can still take it when the payment commits, and give the
+//! money back otherwise. See docs/decisions/0006-payments.md.
+
+use ticketing_contracts::time::now_millis;
+
+use crate::orders::{self, OrderCopy};
+use crate::payments::{self, Payment, RecordError};
+use crate::provider::{
+    idempotency_key, refund_idempotency_key, Charge, ChargeError, ChargeRequest,
+};
+use crate::AppState;
+
+pub const CANCELLED: &str = "Cannot pay for a cancelled order";
+pub const EXPIRED: &str = "Order has expired";
+pub const ALREADY_PAID: &str = "Order is already paid";
+pub const IN_PROGRESS: &str = "A payment for this order is already in progress";
+
+/// Why a payment did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    #[error("unknown order")]
+    UnknownOrder,
+    #[error("not the buyer's order")]
+    NotOwner,
+    /// A rule of the contract refused it (cancelled, expired, paid, in progress).
+    #[error("{0}")]
+    Refused(&'static str),
+    /// The card was declined; the provider's reason. The order stays payable.
+    #[error("{0}")]
+    Declined(String),
+    /// The provider could not be reached: nothing was charged (or a refund is pending),
+    /// the same request may be retried.
+    #[error("payment provider unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for PayError {
+    fn from(err: sqlx::Error) -> Self {
+        PayError::Internal(err.into())
+    }
+}
+
+/// Pay `order_id` for `user_id` with the card `token`.
+pub async fn pay(
+    state: &AppState,
+    user_id: &str,
+    order_id: &str,
+    token: &str,
+) -> Result<Payment, PayError> {
+    let claim = uuid::Uuid::new_v4().simple().to_string();
+    let order = claim_order(state, order_id, user_id, &claim).await?;
+
+    let request = ChargeRequest::usd(order.price, token, idempotency_key(&order.id, token))
+        .with_description(format!("Order {}", order.id));
+    let charge = match state.provider.charge(&request).await {
+        Ok(charge) => charge,
+        Err(err) => {
+            release_quietly(state, &order.id, &claim).await;
+            return Err(match err {
+                // The order stays payable: the claim is released.
+                ChargeError::Declined { message, .. } => PayError::Declined(message),
+                ChargeError::Unavailable(reason) => {
+                    tracing::warn!(order = %order.id, %reason, "payment provider unavailable");
+                    PayError::Unavailable
+                }
+                ChargeError::Other(e) => PayError::Internal(e.context("charging the card")),
+            });
+        }
+    };
+
+    match accept(state, &order.id, &claim, &charge).await {
+        Ok(Accepted::Paid(payment)) => {
+            state.outbox.notify();
+            Ok(payment)
+        }
+        Ok(Accepted::Refused { message, refund }) => {
+            if refund {
+                refund_charge(state, &order.id, &charge).await?;
+            }
+            Err(PayError::Refused(message))
+        }
+        Err(e) => {
+            // The charge stands but was not recorded: a retry with the same token gets
+            // the same charge back (same idempotency key) and records it then.
+            release_quietly(state, &order.id, &claim).await;
+            Err(PayError::Internal(
+                anyhow::Error::from(e).context(format!("recording charge {}", charge.id)),
+            ))
+        }
+    }
+}
+
+/// The checks before charging, in the contract's order, then the order's payment claim,
+/// all in one transaction.
+async fn claim_order(
+    state: &AppState,
+    order_id: &str,
+    user_id: &str,
+    claim: &str,
+) -> Result<OrderCopy, PayError> {
+    let mut tx = state.store.begin().await?;
+    let order = orders::find(&mut tx, order_id)
+        .await?
+        .ok_or(PayError::UnknownOrder)?;
+    if order.user_id != user_id {
+        return Err(PayError::NotOwner);
+    }
+    if let Some(message) = closed(&order) {
+        return Err(PayError::Refused(message));
+    }
+    if payments::find_for_order(&mut tx, order_id).await?.is_some() {
+        return Err(PayError::Refused(ALREADY_PAID));
+    }
+    if !payments::claim(&mut tx, order_id, claim).await? {
+        return Err(PayError::Refused(IN_PROGRESS));
+    }
+    // A payment committed between the look above and the claim.
+    if payments::find_for_order(&mut tx, order_id).await?.is_some() {
+        return Err(PayError::Refused(ALREADY_PAID));
+    }
+    tx.commit().await?;
+    Ok(order)
+}
+
+/// Why an order can no longer be paid, if so.
+fn closed(order: &OrderCopy) -> Option<&'static str> {
+    if order.is_cancelled() {
+        Some(CANCELLED)
+    } else if order.is_expired(now_millis()) {
+        Some(EXPIRED)
+    } else {
+        None
+    }
+}
+
+enum Accepted {
+    Paid(Payment),
+    /// Not accepted; `refund` when the charge must be given back.
+    Refused {
+        message: &'static str,
+        refund: bool,
+    },
+}
+
+/// Accept the charge only if the order is still open and unexpired now, at commit: the
+/// payment, its event and the claim's release commit together.
+async fn accept(
+    state: &AppState,
+    order_id: &str,
+    claim: &str,
+    charge: &Charge,
+) -> Result<Accepted, sqlx::Error> {
+    let mut tx = state.store.begin().await?;
+    let refused = match orders::find(&mut tx, order_id).await? {
+        None => Some(CANCELLED),
+        Some(order) => closed(&order),
+    };
+    if let Some(message) = refused {
+        payments::release(&mut tx, order_id, claim).await?;
+        tx.commit().await?;
+        return Ok(Accepted::Refused {
+            message,
+            refund: true,
+        });
+    }
+    if let Some(existing) = payments::find_for_order(&mut tx, order_id).await? {
+        payments::release(&mut tx, order_id, claim).await?;
+        tx.commit().await?;
+        return Ok(Accepted::Refused {
+            message: ALREADY_PAID,
+            refund: existing.stripe_id != charge.id,
+        });
+    }
+    match payments::record(&mut tx, order_id, &charge.id).await {
+        Ok(payment) => {
+            payments::release(&mut tx, order_id, claim).await?;
+            tx.commit().await?;
+            Ok(Accepted::Paid(payment))
+        }
+        // The unique index, the final guarantee (not reached while claims serialise).
+        Err(RecordError::AlreadyPaid) => {
+            drop(tx);
+            payments::release_now(&state.store, order_id, claim).await?;
+            Ok(Accepted::Refused {
+                message: ALREADY_PAID,
+                refund: true,
+            })
+        }
+        Err(RecordError::Db(e)) => Err(e),
+    }
+}
+
+/// Give back a charge that was not accepted. If the provider cannot be reached the
+/// request fails with 503: retrying it (same token) gets the same charge back and
+/// refunds it then (same refund idempotency key).
+async fn refund_charge(state: &AppState, order_id: &str, charge: &Charge) -> Result<(), PayError> {
+    match state
+        .provider
+        .refund(&charge.id, &refund_idempotency_key(&charge.id))
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(order = %order_id, charge = %charge.id, "refunded a charge the order could no longer accept");
+            Ok(())
+        }
+        Err(ChargeError::Unavailable(reason)) => {
+            tracing::error!(order = %order_id, charge = %charge.id, %reason, "refund pending: provider unavailable");
+            Err(PayError::Unavailable)
+        }
+        Err(e) => Err(PayError::Internal(
+            anyhow::Error::from(e).context(format!("refunding charge {}", charge.id)),
+        )),
+    }
+}
+
+async fn release_quietly(state: &AppState, order_id: &str, claim: &str) {
+    if let Err(e) = payments::release_now(&state.store, order_id, claim).await {
+        tracing::warn!(order = %order_id, error = %e, "could not release a payment claim; it goes stale");
+    }
+}

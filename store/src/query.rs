@@ -1,0 +1,320 @@
+//! Queries written once for both engines: `query(sql).bind(..).fetch_optional(on)`.
+//!
+//! On PostgreSQL a query goes through sqlx. On SQLite it runs on the calling thread
+//! against the store's own connections (see `sqlite.rs` and docs/decisions/0009): a
+//! statement there takes microseconds, and handing each one to a connection thread and
+//! back cost more than the statement itself.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row as _};
+
+use crate::sqlite::{self, LiteRow};
+pub use crate::value::Value;
+use crate::{Engine, Store, Tx, TxConn};
+
+/// A statement and its arguments, numbered `$1`, `$2`, … in `sql`.
+#[must_use = "a query does nothing until it is executed"]
+pub struct Query<'q> {
+    sql: &'q str,
+    args: Vec<Value>,
+    persistent: bool,
+}
+
+/// Start a query.
+pub fn query(sql: &str) -> Query<'_> {
+    Query {
+        sql,
+        args: Vec::new(),
+        persistent: true,
+    }
+}
+
+/// Where a query goes on PostgreSQL: the transaction's connection or the pool.
+enum PgOn<'a> {
+    Conn(&'a mut sqlx::AnyConnection),
+    Pool(&'a sqlx::AnyPool),
+}
+
+/// On SQLite, run `f` on the connection `on` stands for (the transaction's, the writer
+/// waited for, or a reader) and return its result; on PostgreSQL, say where to go.
+async fn route<'a, T>(
+    on: On<'a>,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, sqlx::Error>,
+) -> Result<Result<T, sqlx::Error>, PgOn<'a>> {
+    match on {
+        On::Tx(tx) => match &mut tx.conn {
+            TxConn::Lite(conn) => Ok(f(conn)),
+            TxConn::Pg(conn) => Err(PgOn::Conn(conn)),
+        },
+        On::Read(store) => match &store.engine {
+            Engine::Lite(lite) => Ok(lite.read(f)),
+            Engine::Pg(pool) => Err(PgOn::Pool(pool)),
+        },
+        On::Write(store) => match &store.engine {
+            Engine::Lite(lite) => Ok(match lite.lock_writer().await {
+                Ok(mut conn) => f(&mut conn),
+                Err(err) => Err(err),
+            }),
+            Engine::Pg(pool) => Err(PgOn::Pool(pool)),
+        },
+    }
+}
+
+/// Run a sqlx call (`|executor| ...`) where `route` said to go.
+macro_rules! on_pg {
+    ($pg:expr, |$e:ident| $call:expr) => {
+        match $pg {
+            PgOn::Conn($e) => $call,
+            PgOn::Pool($e) => $call,
+        }
+    };
+}
+
+/// Where a query runs.
+pub enum On<'a> {
+    /// Inside a write transaction.
+    Tx(&'a mut Tx),
+    /// A read outside any transaction ([`Store::reader`]).
+    Read(&'a Store),
+    /// A write of its own, atomic by itself ([`Store::writer`]).
+    Write(&'a Store),
+}
+
+impl On<'_> {
+    /// The same place again, for another query.
+    pub fn reborrow(&mut self) -> On<'_> {
+        match self {
+            On::Tx(tx) => On::Tx(tx),
+            On::Read(store) => On::Read(store),
+            On::Write(store) => On::Write(store),
+        }
+    }
+}
+
+impl<'a> From<&'a mut Tx> for On<'a> {
+    fn from(tx: &'a mut Tx) -> On<'a> {
+        On::Tx(tx)
+    }
+}
+
+impl<'q> Query<'q> {
+    pub fn bind(mut self, value: impl Into<Value>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    /// Don't keep the prepared statement (SQL built per call, e.g. `IN` lists).
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Run it; the number of rows it changed.
+    pub async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, sqlx::Error> {
+        match route(on.into(), |conn| sqlite::execute(conn, self.statement())).await {
+            Ok(done) => done,
+            Err(pg) => Ok(on_pg!(pg, |e| self.any().execute(e).await)?.rows_affected()),
+        }
+    }
+
+    pub async fn fetch_all<'a>(self, on: impl Into<On<'a>>) -> Result<Vec<Row>, sqlx::Error> {
+        match route(on.into(), |conn| {
+            sqlite::fetch(conn, self.statement(), usize::MAX)
+        })
+        .await
+        {
+            Ok(rows) => Ok(rows?.into_iter().map(Row::lite).collect()),
+            Err(pg) => {
+                let rows = on_pg!(pg, |e| self.any().fetch_all(e).await)?;
+                Ok(rows.into_iter().map(Row::any).collect())
+            }
+        }
+    }
+
+    pub async fn fetch_optional<'a>(
+        self,
+        on: impl Into<On<'a>>,
+    ) -> Result<Option<Row>, sqlx::Error> {
+        match route(on.into(), |conn| sqlite::fetch(conn, self.statement(), 1)).await {
+            Ok(rows) => Ok(rows?.into_iter().next().map(Row::lite)),
+            Err(pg) => Ok(on_pg!(pg, |e| self.any().fetch_optional(e).await)?.map(Row::any)),
+        }
+    }
+
+    pub async fn fetch_one<'a>(self, on: impl Into<On<'a>>) -> Result<Row, sqlx::Error> {
+        self.fetch_optional(on)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// The first column of the one row it returns.
+    pub async fn scalar<'a, T: Decode>(self, on: impl Into<On<'a>>) -> Result<T, sqlx::Error> {
+        self.fetch_one(on).await?.get_at(0)
+    }
+
+    /// Every row, mapped.
+    pub async fn fetch_all_as<'a, T: FromRow>(
+        self,
+        on: impl Into<On<'a>>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        self.fetch_all(on).await?.iter().map(T::from_row).collect()
+    }
+
+    /// The first row, if any, mapped.
+    pub async fn fetch_optional_as<'a, T: FromRow>(
+        self,
+        on: impl Into<On<'a>>,
+    ) -> Result<Option<T>, sqlx::Error> {
+        self.fetch_optional(on)
+            .await?
+            .as_ref()
+            .map(T::from_row)
+            .transpose()
+    }
+
+    /// The one row, mapped.
+    pub async fn fetch_one_as<'a, T: FromRow>(
+        self,
+        on: impl Into<On<'a>>,
+    ) -> Result<T, sqlx::Error> {
+        T::from_row(&self.fetch_one(on).await?)
+    }
+
+    /// The first column of every row it returns.
+    pub async fn scalars<'a, T: Decode>(
+        self,
+        on: impl Into<On<'a>>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        let rows = self.fetch_all(on).await?;
+        rows.iter().map(|row| row.get_at(0)).collect()
+    }
+
+    fn statement(&self) -> sqlite::Statement<'_> {
+        sqlite::Statement {
+            sql: self.sql,
+            args: &self.args,
+            persistent: self.persistent,
+        }
+    }
+
+    fn any(self) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        let mut query = sqlx::query(self.sql).persistent(self.persistent);
+        for arg in self.args {
+            query = match arg {
+                Value::Int(v) => query.bind(v),
+                Value::Text(v) => query.bind(v),
+                Value::Blob(v) => query.bind(v),
+            };
+        }
+        query
+    }
+}
+
+/// A row of either engine.
+pub struct Row(RowRepr);
+
+enum RowRepr {
+    Any(AnyRow),
+    Lite(LiteRow),
+}
+
+impl Row {
+    fn any(row: AnyRow) -> Row {
+        Row(RowRepr::Any(row))
+    }
+
+    fn lite(row: LiteRow) -> Row {
+        Row(RowRepr::Lite(row))
+    }
+
+    /// The value of `column`; an error (never a panic) when the row has no such column
+    /// or it does not decode as `T`: a query that does not match its table.
+    pub fn get<T: Decode>(&self, column: &str) -> Result<T, sqlx::Error> {
+        match &self.0 {
+            RowRepr::Any(row) => T::from_any(row, column),
+            RowRepr::Lite(row) => {
+                T::from_lite(row.value(column)?).map_err(|err| decode(column, err))
+            }
+        }
+    }
+
+    pub fn get_at<T: Decode>(&self, index: usize) -> Result<T, sqlx::Error> {
+        match &self.0 {
+            RowRepr::Any(row) => T::from_any(row, index),
+            RowRepr::Lite(row) => {
+                T::from_lite(row.value_at(index)?).map_err(|err| decode(&index.to_string(), err))
+            }
+        }
+    }
+}
+
+impl Row {
+    /// A text column parsed into `T` (an enum stored by name).
+    pub fn parse<T>(&self, column: &str) -> Result<T, sqlx::Error>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let text: String = self.get(column)?;
+        text.parse()
+            .map_err(|err: T::Err| decode(column, format!("{text:?}: {err}")))
+    }
+}
+
+/// A type read from a row: its mapping says which column is which, and a mismatch is
+/// an error of the query, never a panic.
+pub trait FromRow: Sized {
+    fn from_row(row: &Row) -> Result<Self, sqlx::Error>;
+}
+
+fn decode(column: &str, err: String) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: err.into(),
+    }
+}
+
+/// A Rust type a column decodes to, on either engine.
+pub trait Decode: Sized {
+    fn from_any<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, index: I) -> Result<Self, sqlx::Error>;
+    fn from_lite(value: &rusqlite::types::Value) -> Result<Self, String>;
+}
+
+macro_rules! decode {
+    ($($ty:ty: $pattern:pat => $value:expr),* $(,)?) => {$(
+        impl Decode for $ty {
+            fn from_any<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, index: I)
+                -> Result<Self, sqlx::Error> {
+                row.try_get(index)
+            }
+            fn from_lite(value: &rusqlite::types::Value) -> Result<Self, String> {
+                use rusqlite::types::Value as V;
+                match value {
+                    $pattern => Ok($value),
+                    other => Err(format!(
+                        "expected {}, found {:?}", stringify!($ty), other.data_type()
+                    )),
+                }
+            }
+        }
+        impl Decode for Option<$ty> {
+            fn from_any<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, index: I)
+                -> Result<Self, sqlx::Error> {
+                row.try_get(index)
+            }
+            fn from_lite(value: &rusqlite::types::Value) -> Result<Self, String> {
+                match value {
+                    rusqlite::types::Value::Null => Ok(None),
+                    other => <$ty>::from_lite(other).map(Some),
+                }
+            }
+        }
+    )*};
+}
+
+decode!(
+    i64: V::Integer(v) => *v,
+    bool: V::Integer(v) => *v != 0,
+    String: V::Text(v) => v.clone(),
+    Vec<u8>: V::Blob(v) => v.clone(),
+);

@@ -1,0 +1,629 @@
+//! The orders contract (`../shared/spec/api.md` §orders) over real HTTP, with the
+//! tickets service beside it and every storage backend and event bus.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::AUTHORIZATION;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use ticketing_bus::Envelope;
+use ticketing_contracts::events::{
+    ExpirationComplete, PaymentCreated, Subject, TicketCreated, TicketUpdated,
+};
+use ticketing_contracts::money::Cents;
+use ticketing_contracts::time::{now_millis, parse_millis};
+use ticketing_kit::flavor_tests;
+use ticketing_kit::testing::{EventRecorder, Flavor, TestEnv, TestServer};
+use ticketing_store::{query, Store};
+
+struct App {
+    server: TestServer,
+    env: TestEnv,
+}
+
+async fn spawn(flavor: Flavor) -> App {
+    spawn_with_ttl(flavor, Duration::from_secs(900)).await
+}
+
+async fn spawn_with_ttl(flavor: Flavor, ttl: Duration) -> App {
+    let env = TestEnv::with_flavor(flavor).await;
+    let tickets = ticketing_tickets::mount(&env.runtime)
+        .await
+        .expect("mount tickets");
+    let orders =
+        ticketing_orders::mount(&env.runtime, &ticketing_orders::Settings { order_ttl: ttl })
+            .await
+            .expect("mount orders");
+    App {
+        server: TestServer::spawn(vec![tickets, orders]).await,
+        env,
+    }
+}
+
+impl App {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        self.call_at(&self.server, method, path, user, body).await
+    }
+
+    async fn call_at(
+        &self,
+        server: &TestServer,
+        method: Method,
+        path: &str,
+        user: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = server.client.request(method, server.url(path));
+        if let Some(user) = user {
+            let (token, _) = self
+                .env
+                .runtime
+                .keys
+                .issue(user, &format!("{user}@test.com"))
+                .unwrap();
+            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// A ticket for sale, listed by alice.
+    async fn ticket(&self, title: &str, price: Value) -> Value {
+        let res = self
+            .call(
+                Method::POST,
+                "/api/tickets",
+                Some("alice"),
+                Some(json!({"title": title, "price": price})),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.unwrap()
+    }
+
+    /// Order right after listing: retried while the replica has not heard of the ticket.
+    async fn order(&self, user: &str, ticket_id: &str) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let res = self
+                .call(
+                    Method::POST,
+                    "/api/orders",
+                    Some(user),
+                    Some(json!({"ticketId": ticket_id})),
+                )
+                .await;
+            if res.status() != StatusCode::NOT_FOUND || Instant::now() > deadline {
+                return res;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn order_ok(&self, user: &str, ticket_id: &str) -> Value {
+        let res = self.order(user, ticket_id).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.unwrap()
+    }
+
+    async fn get_order(&self, user: &str, id: &str) -> Value {
+        let res = self
+            .call(Method::GET, &format!("/api/orders/{id}"), Some(user), None)
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    async fn wait_order_status(&self, user: &str, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let order = self.get_order(user, id).await;
+            if order["status"] == status {
+                return order;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order {order} never became {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn wait_ticket_holder(&self, ticket_id: &str, order: Option<&str>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let t: Value = self
+                .call(
+                    Method::GET,
+                    &format!("/api/tickets/{ticket_id}"),
+                    None,
+                    None,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            if t["orderId"].as_str() == order {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ticket {t} never held by {order:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn orders_store(&self) -> Store {
+        let location = self
+            .env
+            .runtime
+            .location(ticketing_orders::SERVICE)
+            .unwrap();
+        Store::open(&location, &ticketing_orders::MIGRATIONS)
+            .await
+            .unwrap()
+    }
+}
+
+async fn errors(res: Response) -> Vec<Value> {
+    let body: Value = res.json().await.unwrap();
+    body["errors"].as_array().unwrap().clone()
+}
+
+async fn every_route_requires_a_session(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let id = "0190d5d3-7c5e-7000-8000-000000000000";
+    for (method, path) in [
+        (Method::GET, "/api/orders".to_owned()),
+        (Method::POST, "/api/orders".to_owned()),
+        (Method::GET, format!("/api/orders/{id}")),
+        (Method::DELETE, format!("/api/orders/{id}")),
+    ] {
+        let res = app
+            .call(method.clone(), &path, None, Some(json!({"ticketId": id})))
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(errors(res).await[0]["message"], "User not authorized.");
+    }
+}
+
+async fn create_validates_the_ticket_id(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    for body in [
+        json!({}),
+        json!({"ticketId": ""}),
+        json!({"ticketId": 42}),
+        json!({"ticketId": "no spaces!"}),
+    ] {
+        let res = app
+            .call(Method::POST, "/api/orders", Some("bob"), Some(body.clone()))
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(errors(res).await[0]["field"], "ticketId");
+    }
+    let unknown = app
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some("bob"),
+            Some(json!({"ticketId": "0190d5d3-7c5e-7000-8000-000000000000"})),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+async fn create_reserves_the_ticket_and_publishes_order_created(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let created = EventRecorder::start(&app.env.runtime, Subject::OrderCreated).await;
+    let ticket = app.ticket("Concert", json!("10.99")).await;
+    let tid = ticket["id"].as_str().unwrap();
+    let before = now_millis();
+    let order = app.order_ok("bob", tid).await;
+    assert_eq!(order["status"], "created");
+    assert_eq!(order["userId"], "bob");
+    assert_eq!(order["version"], 0);
+    assert_eq!(
+        order["ticket"],
+        json!({"id": tid, "title": "Concert", "price": 10.99, "version": 0})
+    );
+    let expires = parse_millis(order["expiresAt"].as_str().unwrap()).unwrap();
+    assert!((before + 900_000..=now_millis() + 900_000).contains(&expires));
+
+    let event: Value = serde_json::from_slice(&created.next().await.payload).unwrap();
+    assert_eq!(event["id"], order["id"]);
+    assert_eq!(event["status"], "created");
+    assert_eq!(event["userId"], "bob");
+    assert_eq!(event["expiresAt"], order["expiresAt"]);
+    assert_eq!(event["ticket"], json!({"id": tid, "price": 10.99}));
+
+    let oid = order["id"].as_str().unwrap();
+    app.wait_ticket_holder(tid, Some(oid)).await;
+    let again = app.order("carol", tid).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        errors(again).await[0]["message"],
+        "Ticket is already reserved"
+    );
+}
+
+async fn list_and_show_only_the_callers_orders(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let t1 = app.ticket("One", json!(10)).await;
+    let t2 = app.ticket("Two", json!(20)).await;
+    let t3 = app.ticket("Three", json!(30)).await;
+    let o1 = app.order_ok("bob", t1["id"].as_str().unwrap()).await;
+    let o2 = app.order_ok("bob", t2["id"].as_str().unwrap()).await;
+    let o3 = app.order_ok("carol", t3["id"].as_str().unwrap()).await;
+
+    // Compared by id: the embedded ticket's version moves on as the ticket is reserved.
+    let ids = |orders: Vec<Value>| orders.iter().map(|o| o["id"].clone()).collect::<Vec<_>>();
+    let bobs: Vec<Value> = app
+        .call(Method::GET, "/api/orders", Some("bob"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(bobs), vec![o1["id"].clone(), o2["id"].clone()]);
+    let carols: Vec<Value> = app
+        .call(Method::GET, "/api/orders", Some("carol"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(carols), vec![o3["id"].clone()]);
+
+    let shown = app.get_order("bob", o1["id"].as_str().unwrap()).await;
+    assert_eq!(shown["status"], "created");
+    assert_eq!(shown["ticket"]["title"], "One");
+    let foreign = app
+        .call(
+            Method::GET,
+            &format!("/api/orders/{}", o3["id"].as_str().unwrap()),
+            Some("bob"),
+            None,
+        )
+        .await;
+    assert_eq!(foreign.status(), StatusCode::UNAUTHORIZED);
+    for id in ["0190d5d3-7c5e-7000-8000-000000000000", "bad%20id"] {
+        let res = app
+            .call(Method::GET, &format!("/api/orders/{id}"), Some("bob"), None)
+            .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{id}");
+    }
+}
+
+async fn cancel_releases_the_ticket_once(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let cancelled = EventRecorder::start(&app.env.runtime, Subject::OrderCancelled).await;
+    let ticket = app.ticket("Concert", json!(20)).await;
+    let tid = ticket["id"].as_str().unwrap();
+    let order = app.order_ok("bob", tid).await;
+    let oid = order["id"].as_str().unwrap();
+    let path = format!("/api/orders/{oid}");
+
+    assert_eq!(
+        app.call(Method::DELETE, &path, Some("carol"), None)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            "/api/orders/0190d5d3-7c5e-7000-8000-000000000000",
+            Some("bob"),
+            None
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+    let res = app.call(Method::DELETE, &path, Some("bob"), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(res.bytes().await.unwrap().is_empty());
+    let shown = app.get_order("bob", oid).await;
+    assert_eq!(shown["status"], "cancelled");
+    assert_eq!(shown["version"], 1);
+
+    let event: Value = serde_json::from_slice(&cancelled.next().await.payload).unwrap();
+    assert_eq!(
+        event,
+        json!({"id": oid, "version": 1, "ticket": {"id": tid}})
+    );
+    app.wait_ticket_holder(tid, None).await;
+
+    // Cancelling again changes nothing and publishes nothing.
+    assert_eq!(
+        app.call(Method::DELETE, &path, Some("bob"), None)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get_order("bob", oid).await["version"], 1);
+    cancelled.assert_quiet(Duration::from_millis(300)).await;
+
+    // The ticket can be bought again.
+    app.order_ok("carol", tid).await;
+}
+
+async fn payment_completes_and_completed_orders_cannot_be_cancelled(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let ticket = app.ticket("Concert", json!(20)).await;
+    let order = app.order_ok("bob", ticket["id"].as_str().unwrap()).await;
+    let oid = order["id"].as_str().unwrap();
+    let payment = Envelope::new(&PaymentCreated {
+        id: "pay1".into(),
+        order_id: oid.to_owned(),
+        stripe_id: "ch_1".into(),
+    });
+    app.env.runtime.bus.publish(&payment).await.unwrap();
+    let done = app.wait_order_status("bob", oid, "complete").await;
+    assert_eq!(done["version"], 1);
+
+    let res = app
+        .call(
+            Method::DELETE,
+            &format!("/api/orders/{oid}"),
+            Some("bob"),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        errors(res).await[0]["message"],
+        "Cannot cancel a completed order"
+    );
+
+    // Expiry of a paid order changes nothing.
+    let expired = Envelope::new(&ExpirationComplete {
+        order_id: oid.to_owned(),
+    });
+    app.env.runtime.bus.publish(&expired).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get_order("bob", oid).await["status"], "complete");
+}
+
+async fn expiration_cancels_an_unpaid_order(flavor: Flavor) {
+    // The event is honoured only once the order is past expiresAt plus the payment
+    // grace (an early or prompt event is retried until then).
+    let app = spawn_with_ttl(flavor, Duration::from_millis(500)).await;
+    let cancelled = EventRecorder::start(&app.env.runtime, Subject::OrderCancelled).await;
+    let ticket = app.ticket("Concert", json!(20)).await;
+    let tid = ticket["id"].as_str().unwrap();
+    let order = app.order_ok("bob", tid).await;
+    let oid = order["id"].as_str().unwrap();
+    let expired = Envelope::new(&ExpirationComplete {
+        order_id: oid.to_owned(),
+    });
+    app.env.runtime.bus.publish(&expired).await.unwrap();
+    app.wait_order_status("bob", oid, "cancelled").await;
+    let event: Value = serde_json::from_slice(&cancelled.next().await.payload).unwrap();
+    assert_eq!(event["id"], json!(oid));
+    app.wait_ticket_holder(tid, None).await;
+    // Duplicate delivery: nothing more happens.
+    app.env
+        .runtime
+        .bus
+        .publish(&Envelope {
+            id: uuid::Uuid::now_v7().to_string(),
+            ..expired
+        })
+        .await
+        .unwrap();
+    cancelled.assert_quiet(Duration::from_millis(300)).await;
+}
+
+async fn an_expired_order_no_longer_holds_its_ticket(flavor: Flavor) {
+    // The expiration event may be late or lost: the order stops holding at expiresAt.
+    let app = spawn_with_ttl(flavor, Duration::from_secs(2)).await;
+    let cancelled = EventRecorder::start(&app.env.runtime, Subject::OrderCancelled).await;
+    let ticket = app.ticket("Concert", json!(20)).await;
+    let tid = ticket["id"].as_str().unwrap();
+    let first = app.order_ok("bob", tid).await;
+    let early = app.order("carol", tid).await;
+    assert_eq!(early.status(), StatusCode::BAD_REQUEST);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let second = app.order_ok("carol", tid).await;
+    let first_id = first["id"].as_str().unwrap();
+    assert_eq!(app.get_order("bob", first_id).await["status"], "cancelled");
+    let event: Value = serde_json::from_slice(&cancelled.next().await.payload).unwrap();
+    assert_eq!(event["id"], json!(first_id));
+    app.wait_ticket_holder(tid, Some(second["id"].as_str().unwrap()))
+        .await;
+}
+
+async fn a_hundred_buyers_one_ticket_one_winner(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    // A second orders replica on the same database and bus, as in a scaled deployment.
+    let second_replica = TestServer::spawn(vec![ticketing_orders::mount(
+        &app.env.runtime,
+        &Default::default(),
+    )
+    .await
+    .unwrap()])
+    .await;
+    let ticket = app.ticket("Hot", json!(99)).await;
+    let tid = ticket["id"].as_str().unwrap().to_owned();
+    // Wait for both replicas to know the ticket (the same database, so one check).
+    let probe = app.order("probe", &tid).await;
+    assert_eq!(probe.status(), StatusCode::CREATED);
+    let pid = probe.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            &format!("/api/orders/{pid}"),
+            Some("probe"),
+            None
+        )
+        .await
+        .status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let servers = [&app.server, &second_replica];
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(100));
+    let attempts = (0..100).map(|i| {
+        let server = servers[i % 2];
+        let url = server.url("/api/orders");
+        let (token, _) = app
+            .env
+            .runtime
+            .keys
+            .issue(&format!("buyer{i}"), "b@test.com")
+            .unwrap();
+        let client = TestServer::new_client();
+        let barrier = barrier.clone();
+        let tid = tid.clone();
+        async move {
+            barrier.wait().await;
+            let res = client
+                .post(url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .json(&json!({"ticketId": tid}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            let body: Value = res.json().await.unwrap();
+            (status, body)
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let losers: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::BAD_REQUEST)
+        .collect();
+    assert_eq!(winners, 1, "{results:?}");
+    assert_eq!(losers.len(), 99, "{results:?}");
+    assert!(losers
+        .iter()
+        .all(|(_, b)| b["errors"][0]["message"] == "Ticket is already reserved"));
+}
+
+fn ticket_event(id: &str, version: i64, title: &str) -> Envelope {
+    if version == 0 {
+        Envelope::new(&TicketCreated {
+            id: id.into(),
+            title: title.into(),
+            price: Cents::new(1000 + version),
+            user_id: "alice".into(),
+            version,
+        })
+    } else {
+        Envelope::new(&TicketUpdated {
+            id: id.into(),
+            title: title.into(),
+            price: Cents::new(1000 + version),
+            user_id: "alice".into(),
+            version,
+            order_id: None,
+        })
+    }
+}
+
+async fn replica_applies_versions_in_order_whatever_the_delivery(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let store = app.orders_store().await;
+    let bus = &app.env.runtime.bus;
+    let id = uuid::Uuid::now_v7().to_string();
+    // Updates before the creation, out of order, with duplicates.
+    let events: Vec<Envelope> = (0..=4)
+        .map(|v| ticket_event(&id, v, &format!("v{v}")))
+        .collect();
+    for i in [3, 1, 4, 1, 2, 0, 3] {
+        let e = &events[i];
+        // A redelivery is a new message with the same event id; a republish a new id.
+        bus.publish(&Envelope {
+            id: uuid::Uuid::now_v7().to_string(),
+            ..e.clone()
+        })
+        .await
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = query("SELECT title, price_cents, version FROM tickets WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(store.reader())
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            let version: i64 = row.get("version").unwrap();
+            if version == 4 {
+                assert_eq!(row.get::<String>("title").unwrap(), "v4");
+                assert_eq!(row.get::<i64>("price_cents").unwrap(), 1004);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "replica never reached version 4");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // An old version delivered late is ignored.
+    bus.publish(&Envelope {
+        id: uuid::Uuid::now_v7().to_string(),
+        ..events[2].clone()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let row = query("SELECT title, version FROM tickets WHERE id = $1")
+        .bind(&id)
+        .fetch_one(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(row.get::<i64>("version").unwrap(), 4);
+    assert_eq!(row.get::<String>("title").unwrap(), "v4");
+}
+
+async fn openapi_covers_every_orders_route(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let doc: Value = app
+        .call(Method::GET, "/api/openapi.json", None, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    for method in ["get", "post"] {
+        assert!(
+            paths["/api/orders"].get(method).is_some(),
+            "{method} /api/orders"
+        );
+    }
+    for method in ["get", "delete"] {
+        assert!(
+            paths["/api/orders/{orderId}"].get(method).is_some(),
+            "{method} /api/orders/{{orderId}}"
+        );
+    }
+}
+
+flavor_tests!(
+    every_route_requires_a_session,
+    create_validates_the_ticket_id,
+    create_reserves_the_ticket_and_publishes_order_created,
+    list_and_show_only_the_callers_orders,
+    cancel_releases_the_ticket_once,
+    payment_completes_and_completed_orders_cannot_be_cancelled,
+    expiration_cancels_an_unpaid_order,
+    an_expired_order_no_longer_holds_its_ticket,
+    a_hundred_buyers_one_ticket_one_winner,
+    replica_applies_versions_in_order_whatever_the_delivery,
+    openapi_covers_every_orders_route,
+);
