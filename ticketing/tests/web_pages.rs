@@ -256,7 +256,7 @@ async fn pages_carry_security_headers_and_assets_are_ours() {
             .find(&format!("/assets/{asset}?v="))
             .unwrap_or_else(|| panic!("{asset} not linked"));
         let end = start + home.body[start..].find('"').unwrap();
-        let page = anon.get(&home.body[start..end].to_owned()).await;
+        let page = anon.get(&home.body[start..end]).await;
         assert_eq!(page.status, StatusCode::OK, "{asset}");
         assert!(page.headers["content-type"]
             .to_str()

@@ -130,7 +130,7 @@ fn luhn(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn error(field: &str, message: &str) -> ErrorItem {
