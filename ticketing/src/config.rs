@@ -197,7 +197,8 @@ pub struct ServeArgs {
     pub redis_prefix: String,
 
     /// `--target web`: the gateway serving the public API (`/api/...`), e.g.
-    /// `http://ingress`. The pages get all their data from it.
+    /// `http://ingress`. The pages get all their data from it. With `--target all`
+    /// the pages call this URL instead of the API in-process.
     #[arg(long, env = "TICKETING_API_URL", global = true)]
     pub api_url: Option<String>,
 

@@ -23,11 +23,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = runtime(&args).await?;
     let mut services = start(args.target, &args, &runtime).await?;
     let ready = vec![ReadyCheck::bus("bus", &runtime.bus)];
-    // `all` serves the pages beside the API; they call it in-process (docs/decisions/0013).
+    // `all` serves the pages beside the API; they call it in-process unless given an
+    // `--api-url` (docs/decisions/0013).
     let (pages, api_slot) = if args.target == Target::All {
-        let (api, slot) = ticketing_web::ApiClient::in_process();
         let cookie_secure = args.cookie_secure.unwrap_or(!args.is_embedded());
-        (web_router(&args, api, cookie_secure), Some(slot))
+        match args.api_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(url) => {
+                let api = ticketing_web::ApiClient::http(url)?;
+                (web_router(&args, api, cookie_secure), None)
+            }
+            None => {
+                let (api, slot) = ticketing_web::ApiClient::in_process();
+                (web_router(&args, api, cookie_secure), Some(slot))
+            }
+        }
     } else {
         (Router::new(), None)
     };
