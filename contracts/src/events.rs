@@ -22,16 +22,21 @@ pub enum Subject {
     ExpirationComplete,
     #[serde(rename = "payment:created")]
     PaymentCreated,
+    /// Ours, not the seed's: a charge given back (a payment that reached an order
+    /// already cancelled).
+    #[serde(rename = "payment:refunded")]
+    PaymentRefunded,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 6] = [
+    pub const ALL: [Subject; 7] = [
         Subject::TicketCreated,
         Subject::TicketUpdated,
         Subject::OrderCreated,
         Subject::OrderCancelled,
         Subject::ExpirationComplete,
         Subject::PaymentCreated,
+        Subject::PaymentRefunded,
     ];
 
     /// The seed's subject name, e.g. `ticket:created`.
@@ -43,6 +48,7 @@ impl Subject {
             Subject::OrderCancelled => "order:cancelled",
             Subject::ExpirationComplete => "expiration:complete",
             Subject::PaymentCreated => "payment:created",
+            Subject::PaymentRefunded => "payment:refunded",
         }
     }
 
@@ -107,6 +113,11 @@ pub struct OrderCreated {
     pub user_id: String,
     /// ISO-8601 UTC with milliseconds.
     pub expires_at: String,
+    /// Ours, not the seed's: until when the order holds its ticket, `expiresAt` plus
+    /// the grace in which a payment made before `expiresAt` may still complete it. The
+    /// expiration service fires then. Absent from older producers: `expiresAt` + 2 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_until: Option<String>,
     pub version: i64,
     pub ticket: OrderCreatedTicket,
 }
@@ -138,6 +149,15 @@ pub struct PaymentCreated {
     pub stripe_id: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    /// The payment refunded.
+    pub id: String,
+    pub order_id: String,
+    pub stripe_id: String,
+}
+
 impl Event for TicketCreated {
     const SUBJECT: Subject = Subject::TicketCreated;
 }
@@ -155,4 +175,7 @@ impl Event for ExpirationComplete {
 }
 impl Event for PaymentCreated {
     const SUBJECT: Subject = Subject::PaymentCreated;
+}
+impl Event for PaymentRefunded {
+    const SUBJECT: Subject = Subject::PaymentRefunded;
 }

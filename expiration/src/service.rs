@@ -23,6 +23,13 @@ use crate::{
     DelayQueue, DueJob, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
 };
 
+/// The memory of finished orders is kept as long as an inbox mark: an `order:created`
+/// can only arrive (late, or again) while the bus still holds it.
+pub const FINISHED_ORDERS_KEEP: Duration = ticketing_bus::inbox::KEEP;
+
+/// The retention of `finished_orders` (table, time column, key).
+pub const FINISHED_ORDERS: (&str, &str, &str) = ("finished_orders", "finished_at", "order_id");
+
 /// Jobs claimed per round of the runner.
 const BATCH: usize = 64;
 
@@ -86,6 +93,15 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         .listen(OrderCancelledListener(state.clone()))
         .listen(PaymentCreatedListener(state));
     tasks.extend(rt.start_consumers(consumers).await?);
+    let (table, column, key) = FINISHED_ORDERS;
+    tasks.push(ticketing_store::retention::spawn_table_pruner(
+        store.clone(),
+        table,
+        column,
+        key,
+        FINISHED_ORDERS_KEEP,
+        rt.shutdown.clone(),
+    ));
     tasks.push(spawn_runner(store, outbox, queue, rt.shutdown.clone()));
     Ok(Mounted {
         name: SERVICE,

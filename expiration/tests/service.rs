@@ -40,6 +40,7 @@ fn created(id: &str, due: i64) -> Envelope {
         status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: format_millis(due),
+        reserved_until: Some(format_millis(due)),
         version: 0,
         ticket: OrderCreatedTicket {
             id: new_id(),

@@ -28,6 +28,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("Service unavailable.")]
     Unavailable,
+    /// A provider behind us (payments) failed; retrying the same request is safe.
+    #[error("The payment provider failed. Please try again.")]
+    BadGateway,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,13 +2,14 @@
 //! transaction.
 
 use ticketing_bus::{outbox, Envelope};
+use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::format_millis;
 use ticketing_contracts::OrderStatus;
 use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
 
-use crate::domain::OPEN;
+use crate::domain::{Deadline, OPEN};
 use crate::tickets::TicketCopy;
 
 #[derive(Debug, Clone)]
@@ -19,9 +20,10 @@ pub struct Order {
     pub expires_at: i64,
     pub version: i64,
     pub ticket: TicketCopy,
+    pub cancel_reason: Option<CancelReason>,
 }
 
-const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.version, \
+const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.version, o.cancel_reason, \
     t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version \
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
@@ -39,6 +41,11 @@ impl FromRow for Order {
                 price: Cents::new(row.get("price_cents")?),
                 version: row.get("ticket_version")?,
             },
+            cancel_reason: row
+                .get::<Option<String>>("cancel_reason")?
+                .map(|r| r.parse())
+                .transpose()
+                .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
         })
     }
 }
@@ -49,13 +56,15 @@ impl FromRow for Order {
 /// otherwise.
 const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";
 
-/// Cancels the unpaid orders of a ticket whose reservation has run out.
+/// Cancels the unpaid orders of a ticket whose reservation has run out: `$2` is the
+/// latest `expires_at` whose grace is over.
 fn expire_held_sql() -> String {
     format!(
-        "UPDATE orders SET status = '{}', version = version + 1 \
+        "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = '{}' \
          WHERE ticket_id = $1 AND {HOLDS_TICKET} AND status IN ({}) AND expires_at <= $2 \
          RETURNING id, version",
         OrderStatus::Cancelled,
+        CancelReason::Expired.as_str(),
         open_states()
     )
 }
@@ -80,19 +89,21 @@ impl From<sqlx::Error> for PlaceError {
     }
 }
 
-/// Place an order for `ticket`. Unpaid orders past their expiry no longer hold the
-/// ticket: they are cancelled here, in the same transaction (lazy expiry), so the
-/// unique index only sees orders that really hold it.
+/// Place an order for `ticket`, payable until `deadline.expires_at`. Unpaid orders whose
+/// reservation ran out (past `reserved_until`) no longer hold the ticket: they are
+/// cancelled here, in the same transaction (lazy expiry), so the unique index only sees
+/// orders that really hold it.
 pub async fn place(
     tx: &mut Tx,
     ticket: &TicketCopy,
     user_id: &str,
     now: i64,
-    expires_at: i64,
+    deadline: Deadline,
 ) -> Result<Order, PlaceError> {
+    let grace = deadline.reserved_until - deadline.expires_at;
     let expired = query(&expire_held_sql())
         .bind(&ticket.id)
-        .bind(now)
+        .bind(now - grace)
         .fetch_all(&mut *tx)
         .await?;
     for row in &expired {
@@ -107,9 +118,10 @@ pub async fn place(
         id: uuid::Uuid::now_v7().to_string(),
         user_id: user_id.to_owned(),
         status: OrderStatus::Created,
-        expires_at,
+        expires_at: deadline.expires_at,
         version: 0,
         ticket: ticket.clone(),
+        cancel_reason: None,
     };
     query(
         "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
@@ -119,7 +131,7 @@ pub async fn place(
     .bind(&order.user_id)
     .bind(&ticket.id)
     .bind(order.status.as_str())
-    .bind(expires_at)
+    .bind(deadline.expires_at)
     .execute(&mut *tx)
     .await
     .on_unique(|| PlaceError::Reserved)?;
@@ -127,7 +139,8 @@ pub async fn place(
         id: order.id.clone(),
         status: order.status,
         user_id: order.user_id.clone(),
-        expires_at: format_millis(expires_at),
+        expires_at: format_millis(deadline.expires_at),
+        reserved_until: Some(format_millis(deadline.reserved_until)),
         version: 0,
         ticket: OrderCreatedTicket {
             id: ticket.id.clone(),
@@ -162,22 +175,24 @@ pub async fn list_for_user(store: &Store, user_id: &str) -> Result<Vec<Order>, s
         .await
 }
 
-/// Cancel an open order (optionally only the caller's); publishes `order:cancelled`.
-/// `None` when the order is not open (or not the caller's).
+/// Cancel an open order (only the buyer's, when cancelled by the buyer); publishes
+/// `order:cancelled`. `None` when the order is not open (or not the buyer's).
 pub async fn cancel(
     tx: &mut Tx,
     id: &str,
-    owner: Option<&str>,
+    reason: CancelReason,
+    buyer: Option<&str>,
 ) -> Result<Option<(String, i64)>, sqlx::Error> {
     let row = query(&format!(
-        "UPDATE orders SET status = '{}', version = version + 1 \
+        "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = $3 \
          WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
          RETURNING ticket_id, version",
         OrderStatus::Cancelled,
         open_states()
     ))
     .bind(id)
-    .bind(owner.unwrap_or(""))
+    .bind(buyer.unwrap_or(""))
+    .bind(reason.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(None) };

@@ -33,6 +33,10 @@ pub enum PayError {
     /// the same request may be retried.
     #[error("payment provider unavailable")]
     Unavailable,
+    /// The provider answered with an error that is not a decline (an unknown answer, a
+    /// server error): the same request may be retried (same idempotency key).
+    #[error("payment provider failed")]
+    ProviderFailed(#[source] anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -66,7 +70,7 @@ pub async fn pay(
                     tracing::warn!(order = %order.id, %reason, "payment provider unavailable");
                     PayError::Unavailable
                 }
-                ChargeError::Other(e) => PayError::Internal(e.context("charging the card")),
+                ChargeError::Other(e) => PayError::ProviderFailed(e.context("charging the card")),
             });
         }
     };
@@ -210,7 +214,7 @@ async fn refund_charge(state: &AppState, order_id: &str, charge: &Charge) -> Res
             tracing::error!(order = %order_id, charge = %charge.id, %reason, "refund pending: provider unavailable");
             Err(PayError::Unavailable)
         }
-        Err(e) => Err(PayError::Internal(
+        Err(e) => Err(PayError::ProviderFailed(
             anyhow::Error::from(e).context(format!("refunding charge {}", charge.id)),
         )),
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ticketing_bus::{outbox, Envelope};
-use ticketing_contracts::events::PaymentCreated;
+use ticketing_contracts::events::{PaymentCreated, PaymentRefunded};
 use ticketing_contracts::time::now_millis;
 use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
 
@@ -17,7 +17,13 @@ pub struct Payment {
     pub id: String,
     pub order_id: String,
     pub stripe_id: String,
+    /// When the charge was given back, if it was.
+    pub refunded_at: Option<i64>,
 }
+
+/// A payment with its refund, if any.
+const SELECT: &str = "SELECT p.id, p.order_id, p.stripe_id, r.refunded_at \
+    FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id";
 
 impl FromRow for Payment {
     fn from_row(row: &Row) -> Result<Payment, sqlx::Error> {
@@ -25,15 +31,65 @@ impl FromRow for Payment {
             id: row.get("id")?,
             order_id: row.get("order_id")?,
             stripe_id: row.get("stripe_id")?,
+            refunded_at: row.get("refunded_at")?,
         })
     }
 }
 
 pub async fn find_for_order(tx: &mut Tx, order_id: &str) -> Result<Option<Payment>, sqlx::Error> {
-    query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
+    query(&format!("{SELECT} WHERE p.order_id = $1"))
         .bind(order_id)
         .fetch_optional_as(&mut *tx)
         .await
+}
+
+/// The payment of `order_id`, read outside a transaction.
+pub async fn find_for_order_now(
+    store: &Store,
+    order_id: &str,
+) -> Result<Option<Payment>, sqlx::Error> {
+    query(&format!("{SELECT} WHERE p.order_id = $1"))
+        .bind(order_id)
+        .fetch_optional_as(store.reader())
+        .await
+}
+
+/// The payments of `user_id`'s orders (of one order with `order_id`), oldest first.
+pub async fn list_for_buyer(
+    store: &Store,
+    user_id: &str,
+    order_id: Option<&str>,
+) -> Result<Vec<Payment>, sqlx::Error> {
+    query(&format!(
+        "{SELECT} JOIN orders o ON o.id = p.order_id \
+         WHERE o.user_id = $1 AND ($2 = '' OR p.order_id = $2) ORDER BY p.id"
+    ))
+    .bind(user_id)
+    .bind(order_id.unwrap_or(""))
+    .fetch_all_as(store.reader())
+    .await
+}
+
+/// Record that `payment`'s charge was given back and enqueue `payment:refunded`; `false`
+/// when it already was.
+pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, sqlx::Error> {
+    let inserted = query(
+        "INSERT INTO refunds (payment_id, refunded_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(&payment.id)
+    .bind(now_millis())
+    .execute(&mut *tx)
+    .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let event = Envelope::new(&PaymentRefunded {
+        id: payment.id.clone(),
+        order_id: payment.order_id.clone(),
+        stripe_id: payment.stripe_id.clone(),
+    });
+    outbox::enqueue(tx, &event).await?;
+    Ok(true)
 }
 
 /// Take the order's payment claim. `false` when another payment of the order is in
@@ -90,6 +146,7 @@ pub async fn record(tx: &mut Tx, order_id: &str, stripe_id: &str) -> Result<Paym
         id: uuid::Uuid::now_v7().to_string(),
         order_id: order_id.to_owned(),
         stripe_id: stripe_id.to_owned(),
+        refunded_at: None,
     };
     query("INSERT INTO payments (id, order_id, stripe_id, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&payment.id)

@@ -150,6 +150,16 @@ pub struct ServeArgs {
     )]
     pub order_ttl_seconds: u64,
 
+    /// How long past `expiresAt` an unpaid order still holds its ticket, so that a
+    /// payment accepted just before the deadline completes it.
+    #[arg(
+        long,
+        env = "TICKETING_PAYMENT_GRACE_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub payment_grace_ms: u64,
+
     /// Distributed mode's event bus: a NATS server with JetStream. Without it, the
     /// in-process bus keeps its log at `<data-dir>/bus.db`.
     #[arg(long, env = "NATS_URL", global = true)]

@@ -129,6 +129,7 @@ pub async fn start(
     if target.includes(Target::Orders) {
         let settings = ticketing_orders::Settings {
             order_ttl: Duration::from_secs(args.order_ttl_seconds),
+            payment_grace: Duration::from_millis(args.payment_grace_ms),
         };
         services.push(ticketing_orders::mount(runtime, &settings).await?);
     }

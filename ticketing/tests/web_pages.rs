@@ -605,3 +605,25 @@ async fn the_listing_pages_through_the_tickets() {
         "/"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_can_cancel_an_open_order() {
+    let site = site().await;
+    let mut seller = Person::new(&site);
+    seller.sign_up("cancel-seller@test.com").await;
+    let ticket = seller.sell("Cancelled gig", "10").await;
+    let mut buyer = Person::new(&site);
+    buyer.sign_up("cancel-buyer@test.com").await;
+    let placed = buyer.purchase(&ticket).await;
+    let order_path = placed.location().to_owned();
+    buyer.follow(placed).await;
+    let page = buyer.post(&format!("{order_path}/cancel"), &[]).await;
+    assert_eq!(page.location(), order_path);
+    let page = buyer.follow(page).await;
+    page.assert_contains("This order was cancelled.");
+    assert!(!page.body.contains("Card number"));
+    buyer
+        .get("/orders")
+        .await
+        .assert_contains(">Cancelled</span>");
+}

@@ -4,6 +4,7 @@ use ticketing_bus::outbox;
 use ticketing_bus::Envelope;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
+use ticketing_contracts::time::now_millis;
 use ticketing_store::{query, FromRow, Row, Store, Tx};
 
 use crate::domain::Title;
@@ -154,10 +155,14 @@ pub async fn reserve(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Tic
 /// Release, only when the ticket is still held by `order_id`; remember the order is
 /// cancelled in case its `order:created` is still on the way.
 pub async fn release(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?;
+    query(
+        "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, $2) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(now_millis())
+    .execute(&mut *tx)
+    .await?;
     let row = query(&format!(
         "UPDATE tickets SET order_id = NULL, version = version + 1 \
          WHERE id = $1 AND order_id = $2 RETURNING {COLUMNS}"

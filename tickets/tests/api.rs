@@ -298,6 +298,7 @@ fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
         status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: "2030-01-01T00:00:00.000Z".into(),
+        reserved_until: None,
         version: 0,
         ticket: OrderCreatedTicket {
             id: ticket_id.to_owned(),

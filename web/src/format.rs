@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use ticketing_contracts::api::orders::OrderBody;
+use ticketing_contracts::api::orders::{CancelReason, OrderBody};
 use ticketing_contracts::{Cents, OrderStatus};
 
 /// `$1,234.50`
@@ -59,10 +59,13 @@ impl OrderState {
                 OrderState::AwaitingPayment(left)
             }
             OrderStatus::Created | OrderStatus::AwaitingPayment => OrderState::Expired,
-            // The API does not say why an order was cancelled; one cancelled after its
-            // expiry time is almost always the expiry.
-            OrderStatus::Cancelled if left <= 0 => OrderState::Expired,
-            OrderStatus::Cancelled => OrderState::Cancelled,
+            OrderStatus::Cancelled => match order.cancel_reason {
+                Some(CancelReason::Expired) => OrderState::Expired,
+                Some(CancelReason::CancelledByBuyer) => OrderState::Cancelled,
+                // No reason given: one cancelled after its expiry time expired.
+                None if left <= 0 => OrderState::Expired,
+                None => OrderState::Cancelled,
+            },
         }
     }
 

@@ -1,5 +1,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::OrderStatus;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
@@ -24,9 +25,14 @@ pub async fn cancel(
 ) -> ApiResult<StatusCode> {
     own_order(&state, &order_id, &user.id).await?;
     let mut tx = state.store.begin().await?;
-    if orders::cancel(&mut tx, &order_id, Some(&user.id))
-        .await?
-        .is_some()
+    if orders::cancel(
+        &mut tx,
+        &order_id,
+        CancelReason::CancelledByBuyer,
+        Some(&user.id),
+    )
+    .await?
+    .is_some()
     {
         tx.commit().await?;
         state.outbox.notify();

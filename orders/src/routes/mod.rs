@@ -34,6 +34,7 @@ impl From<Order> for OrderBody {
                 price: o.ticket.price,
                 version: o.ticket.version,
             },
+            cancel_reason: o.cancel_reason,
         }
     }
 }

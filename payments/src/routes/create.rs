@@ -35,6 +35,7 @@ fn parse_token(raw: &Value) -> Result<String, String> {
         (status = 400, description = "Missing token or orderId, a cancelled, expired or already paid order, a payment in progress, or the card was declined (the provider's reason)", body = ErrorBody),
         (status = 401, description = "Not signed in, or not the caller's order", body = ErrorBody),
         (status = 404, description = "Unknown order", body = ErrorBody),
+        (status = 502, description = "The payment provider answered with an error: try again", body = ErrorBody),
         (status = 503, description = "The payment provider is unavailable: nothing was charged, try again", body = ErrorBody),
     ))]
 pub async fn create(
@@ -60,6 +61,10 @@ impl From<PayError> for ApiError {
             PayError::Refused(message) => ApiError::bad_request(message),
             PayError::Declined(message) => ApiError::BadRequest(message),
             PayError::Unavailable => ApiError::Unavailable,
+            PayError::ProviderFailed(err) => {
+                tracing::error!(error = format!("{err:#}"), "payment provider error");
+                ApiError::BadGateway
+            }
             PayError::Internal(err) => ApiError::Internal(err),
         }
     }
