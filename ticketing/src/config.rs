@@ -58,6 +58,8 @@ pub enum Target {
     Orders,
     Payments,
     Expiration,
+    /// The web pages alone, against the API at `--api-url`.
+    Web,
 }
 
 impl Target {
@@ -203,6 +205,17 @@ pub struct ServeArgs {
         global = true
     )]
     pub redis_prefix: String,
+
+    /// `--target web`: the gateway serving the public API (`/api/...`), e.g.
+    /// `http://ingress`. The pages get all their data from it. With `--target all`
+    /// the pages call this URL instead of the API in-process.
+    #[arg(long, env = "TICKETING_API_URL", global = true)]
+    pub api_url: Option<String>,
+
+    /// Stripe publishable key (`pk_...`): the payment page collects the card with
+    /// Stripe.js. Without it the page shows the sandbox's card form.
+    #[arg(long, env = "STRIPE_PUBLISHABLE_KEY", global = true)]
+    pub stripe_publishable_key: Option<String>,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TICKETING_LOG_JSON", global = true)]
