@@ -1,13 +1,14 @@
 //! The `users` table.
 
 use ticketing_contracts::time::now_millis;
+use ticketing_contracts::UserId;
 use ticketing_kit::ApiError;
 use ticketing_store::{query, FromRow, OnUnique, Row, Store};
 
 use crate::domain::Email;
 
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
 }
@@ -24,7 +25,7 @@ impl FromRow for User {
 
 /// Insert a user; a taken e-mail (any case) is the contract's `Email in use`.
 pub async fn insert(store: &Store, email: &Email, password_hash: &str) -> Result<User, ApiError> {
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = UserId::generate();
     query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&id)
         .bind(email.as_str())

@@ -5,7 +5,6 @@
 //! fails is retried with backoff; after the bus's attempt limit the message goes to a
 //! dead-letter subject.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,65 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::envelope::Envelope;
 use crate::trace::TraceContext;
 use ticketing_contracts::events::Subject;
-use ticketing_store::{Query, Store};
 
 /// How long a bus keeps an event (and a dead letter), handled or not: JetStream's
 /// stream `max_age`, and the in-process log's pruning age.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// How often retention is applied; the first time a minute after start, out of the way
-/// of start-up.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-const PRUNE_FIRST: Duration = Duration::from_secs(60);
-
-/// Apply a retention (`prune`, returning the records it deleted) every [`PRUNE_EVERY`]
-/// until `stop`: the in-process log and the inboxes.
-pub(crate) fn spawn_pruner<F, Fut>(
-    what: &'static str,
-    stop: CancellationToken,
-    prune: F,
-) -> JoinHandle<()>
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<u64, sqlx::Error>> + Send,
-{
-    tokio::spawn(async move {
-        let first = tokio::time::Instant::now() + PRUNE_FIRST;
-        let mut tick = tokio::time::interval_at(first, PRUNE_EVERY);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match prune().await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, what, "old records deleted"),
-                Err(sqlx::Error::PoolClosed) => return,
-                Err(err) => tracing::warn!(error = %err, what, "pruning failed"),
-            }
-        }
-    })
-}
-
-/// Rows deleted per statement when pruning: a few milliseconds of the writer each.
-pub(crate) const PRUNE_BATCH: i64 = 1000;
-
-/// Run `delete` (a statement that deletes at most [`PRUNE_BATCH`] rows) until it deletes
-/// fewer, letting what queued for the writer go between statements; the rows deleted.
-pub(crate) async fn delete_in_batches<'q>(
-    store: &Store,
-    delete: impl Fn() -> Query<'q>,
-) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        tokio::task::yield_now().await;
-        let deleted = delete().execute(store.writer()).await?;
-        total += deleted;
-        if deleted < PRUNE_BATCH as u64 {
-            return Ok(total);
-        }
-    }
-}
 
 /// Why a handler did not finish an event.
 #[derive(Debug, thiserror::Error)]

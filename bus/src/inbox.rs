@@ -6,9 +6,10 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{self, PRUNE_BATCH, RETENTION};
+use crate::bus::RETENTION;
 use crate::envelope::Envelope;
 use ticketing_contracts::time::now_millis;
+use ticketing_store::retention::{self, PRUNE_BATCH};
 use ticketing_store::{query, Store, Tx};
 
 /// Begin the transaction that handles `event` for consumer `group`, with the
@@ -60,7 +61,7 @@ pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
 /// never held for long.
 pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
     let before = now_millis() - age_millis;
-    bus::delete_in_batches(store, || {
+    retention::delete_in_batches(store, || {
         query(
             "DELETE FROM inbox WHERE (consumer_group, event_id) IN \
              (SELECT consumer_group, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
@@ -73,7 +74,7 @@ pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
 
 /// Prune marks older than [`KEEP`] every hour until `shutdown`.
 pub fn spawn_pruner(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
-    bus::spawn_pruner("inbox marks", shutdown, move || {
+    retention::spawn_pruner("inbox marks", shutdown, move || {
         let store = store.clone();
         async move { prune(&store, KEEP.as_millis() as i64).await }
     })

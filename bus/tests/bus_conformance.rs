@@ -36,7 +36,7 @@ async fn env(kind: BusKind, backend: TestBackend) -> TestEnv {
 
 fn ticket(n: i64) -> Envelope {
     Envelope::new(&TicketCreated {
-        id: format!("ticket-{n}"),
+        id: (format!("ticket-{n}")).into(),
         title: "concert".into(),
         price: Cents::new(1_000 + n),
         user_id: "user-1".into(),

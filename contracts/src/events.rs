@@ -5,6 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{OrderId, PaymentId, TicketId, UserId};
 use crate::money::Cents;
 use crate::status::OrderStatus;
 
@@ -22,16 +23,21 @@ pub enum Subject {
     ExpirationComplete,
     #[serde(rename = "payment:created")]
     PaymentCreated,
+    /// Ours, not the seed's: a charge given back (a payment that reached an order
+    /// already cancelled).
+    #[serde(rename = "payment:refunded")]
+    PaymentRefunded,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 6] = [
+    pub const ALL: [Subject; 7] = [
         Subject::TicketCreated,
         Subject::TicketUpdated,
         Subject::OrderCreated,
         Subject::OrderCancelled,
         Subject::ExpirationComplete,
         Subject::PaymentCreated,
+        Subject::PaymentRefunded,
     ];
 
     /// The seed's subject name, e.g. `ticket:created`.
@@ -43,6 +49,7 @@ impl Subject {
             Subject::OrderCancelled => "order:cancelled",
             Subject::ExpirationComplete => "expiration:complete",
             Subject::PaymentCreated => "payment:created",
+            Subject::PaymentRefunded => "payment:refunded",
         }
     }
 
@@ -73,53 +80,58 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketCreated {
-    pub id: String,
+    pub id: TicketId,
     pub title: String,
     pub price: Cents,
-    pub user_id: String,
+    pub user_id: UserId,
     pub version: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketUpdated {
-    pub id: String,
+    pub id: TicketId,
     pub title: String,
     pub price: Cents,
-    pub user_id: String,
+    pub user_id: UserId,
     pub version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<String>,
+    pub order_id: Option<OrderId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCreatedTicket {
-    pub id: String,
+    pub id: TicketId,
     pub price: Cents,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCreated {
-    pub id: String,
+    pub id: OrderId,
     pub status: OrderStatus,
-    pub user_id: String,
+    pub user_id: UserId,
     /// ISO-8601 UTC with milliseconds.
     pub expires_at: String,
+    /// Ours, not the seed's: until when the order holds its ticket, `expiresAt` plus
+    /// the grace in which a payment made before `expiresAt` may still complete it. The
+    /// expiration service fires then. Absent from older producers: `expiresAt` + 2 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_until: Option<String>,
     pub version: i64,
     pub ticket: OrderCreatedTicket,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketRef {
-    pub id: String,
+    pub id: TicketId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCancelled {
-    pub id: String,
+    pub id: OrderId,
     pub version: i64,
     pub ticket: TicketRef,
 }
@@ -127,14 +139,23 @@ pub struct OrderCancelled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExpirationComplete {
-    pub order_id: String,
+    pub order_id: OrderId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentCreated {
-    pub id: String,
-    pub order_id: String,
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    pub stripe_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    /// The payment refunded.
+    pub id: PaymentId,
+    pub order_id: OrderId,
     pub stripe_id: String,
 }
 
@@ -155,4 +176,7 @@ impl Event for ExpirationComplete {
 }
 impl Event for PaymentCreated {
     const SUBJECT: Subject = Subject::PaymentCreated;
+}
+impl Event for PaymentRefunded {
+    const SUBJECT: Subject = Subject::PaymentRefunded;
 }

@@ -6,10 +6,12 @@
 pub mod api;
 pub mod error;
 pub mod events;
+pub mod ids;
 pub mod money;
 pub mod status;
 pub mod time;
 
 pub use error::{ErrorBody, ErrorItem};
+pub use ids::{OrderId, PaymentId, TicketId, UserId};
 pub use money::Cents;
 pub use status::OrderStatus;

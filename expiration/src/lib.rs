@@ -23,7 +23,7 @@ use ticketing_store::Migrator;
 
 pub use queue::{DelayQueue, DueJob, QueueOptions};
 pub use redis_queue::RedisDelayQueue;
-pub use service::{expiration_event, mount, Settings};
+pub use service::{expiration_event, mount, Settings, FINISHED_ORDERS, FINISHED_ORDERS_KEEP};
 pub use sql_queue::SqlDelayQueue;
 
 pub const SERVICE: &str = "expiration";

@@ -23,6 +23,13 @@ use crate::{
     DelayQueue, DueJob, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
 };
 
+/// The memory of finished orders is kept as long as an inbox mark: an `order:created`
+/// can only arrive (late, or again) while the bus still holds it.
+pub const FINISHED_ORDERS_KEEP: Duration = ticketing_bus::inbox::KEEP;
+
+/// The retention of `finished_orders` (table, time column, key).
+pub const FINISHED_ORDERS: (&str, &str, &str) = ("finished_orders", "finished_at", "order_id");
+
 /// Jobs claimed per round of the runner.
 const BATCH: usize = 64;
 
@@ -51,7 +58,7 @@ impl Default for Settings {
 /// event id again, which the outbox and the bus deduplicate.
 pub fn expiration_event(order_id: &str) -> Envelope {
     let mut event = Envelope::new(&ExpirationComplete {
-        order_id: order_id.to_owned(),
+        order_id: order_id.into(),
     });
     event.id = format!("expiration-{order_id}");
     event
@@ -86,6 +93,15 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         .listen(OrderCancelledListener(state.clone()))
         .listen(PaymentCreatedListener(state));
     tasks.extend(rt.start_consumers(consumers).await?);
+    let (table, column, key) = FINISHED_ORDERS;
+    tasks.push(ticketing_store::retention::spawn_table_pruner(
+        store.clone(),
+        table,
+        column,
+        key,
+        FINISHED_ORDERS_KEEP,
+        rt.shutdown.clone(),
+    ));
     tasks.push(spawn_runner(store, outbox, queue, rt.shutdown.clone()));
     Ok(Mounted {
         name: SERVICE,
@@ -119,42 +135,44 @@ fn spawn_runner(
                 }
                 continue;
             }
-            for job in jobs {
-                match fire(&store, &job).await {
-                    Ok(()) => {
-                        outbox.notify();
-                        // After the event is durably enqueued; a failure here leaves the
-                        // job to fire again after its lease (same event id: deduplicated).
-                        if let Err(e) = queue.complete(&job).await {
-                            tracing::warn!(order = %job.order_id, error = format!("{e:#}"), "could not complete an expiration job");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(order = %job.order_id, error = %e, "could not fire an expiration; retried after the lease");
-                    }
+            // One transaction (one commit) for every job due together: under a burst
+            // of deadlines the runner keeps up instead of paying a commit per order.
+            if let Err(e) = fire(&store, &jobs).await {
+                tracing::warn!(jobs = jobs.len(), error = %e, "could not fire expirations; retried after the lease");
+                continue;
+            }
+            outbox.notify();
+            for job in &jobs {
+                // After the event is durably enqueued; a failure here leaves the job to
+                // fire again after its lease (same event id: deduplicated).
+                if let Err(e) = queue.complete(job).await {
+                    tracing::warn!(order = %job.order_id, error = format!("{e:#}"), "could not complete an expiration job");
                 }
             }
         }
     })
 }
 
-/// Enqueue the order's `expiration:complete` unless the order is known to be finished.
-/// Once: a job fired again finds its event still pending in the outbox, or, once it was
-/// published, the bus drops the event id as a duplicate and consumers' inboxes have it.
-async fn fire(store: &Store, job: &DueJob) -> Result<(), sqlx::Error> {
-    let event = expiration_event(&job.order_id);
+/// Enqueue each order's `expiration:complete` unless the order is known to be finished,
+/// in one transaction. Once: a job fired again finds its event still pending in the
+/// outbox, or, once it was published, the bus drops the event id as a duplicate and
+/// consumers' inboxes have it.
+async fn fire(store: &Store, jobs: &[DueJob]) -> Result<(), sqlx::Error> {
     let mut tx = store.begin().await?;
-    if is_finished(&mut tx, &job.order_id).await? {
-        return tx.commit().await;
-    }
-    let enqueued = query("SELECT 1 FROM outbox WHERE event_id = $1")
-        .bind(&event.id)
-        .fetch_optional(&mut tx)
-        .await?
-        .is_some();
-    if !enqueued {
-        outbox::enqueue(&mut tx, &event).await?;
-        tracing::info!(order = %job.order_id, due_at = job.due_at_millis, late_ms = now_millis() - job.due_at_millis, "order expired");
+    for job in jobs {
+        let event = expiration_event(&job.order_id);
+        if is_finished(&mut tx, &job.order_id.as_str().into()).await? {
+            continue;
+        }
+        let enqueued = query("SELECT 1 FROM outbox WHERE event_id = $1")
+            .bind(&event.id)
+            .fetch_optional(&mut tx)
+            .await?
+            .is_some();
+        if !enqueued {
+            outbox::enqueue(&mut tx, &event).await?;
+            tracing::info!(order = %job.order_id, due_at = job.due_at_millis, late_ms = now_millis() - job.due_at_millis, "order expired");
+        }
     }
     tx.commit().await
 }

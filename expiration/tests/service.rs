@@ -40,9 +40,10 @@ fn created(id: &str, due: i64) -> Envelope {
         status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: format_millis(due),
+        reserved_until: Some(format_millis(due)),
         version: 0,
         ticket: OrderCreatedTicket {
-            id: new_id(),
+            id: (new_id()).into(),
             price: Cents::new(1000),
         },
     })
@@ -101,15 +102,17 @@ async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool)
     bus.publish(&created(&paid, due)).await.unwrap();
     wait_handled(&env.runtime, 2).await;
     bus.publish(&Envelope::new(&OrderCancelled {
-        id: cancelled.clone(),
+        id: (cancelled.clone()).into(),
         version: 1,
-        ticket: TicketRef { id: new_id() },
+        ticket: TicketRef {
+            id: (new_id()).into(),
+        },
     }))
     .await
     .unwrap();
     bus.publish(&Envelope::new(&PaymentCreated {
-        id: new_id(),
-        order_id: paid.clone(),
+        id: (new_id()).into(),
+        order_id: (paid.clone()).into(),
         stripe_id: "ch_x".into(),
     }))
     .await
@@ -117,9 +120,11 @@ async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool)
     // A cancellation overtaking its order:created: nothing is scheduled either.
     let late = new_id();
     bus.publish(&Envelope::new(&OrderCancelled {
-        id: late.clone(),
+        id: (late.clone()).into(),
         version: 1,
-        ticket: TicketRef { id: new_id() },
+        ticket: TicketRef {
+            id: (new_id()).into(),
+        },
     }))
     .await
     .unwrap();

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use ticketing_contracts::UserId;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -27,7 +28,7 @@ pub const LEGACY_SESSION_COOKIE: &str = "express:sess";
 /// The token's claims, as the seed's services read them, plus `exp`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Claims {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub iat: i64,
     pub exp: i64,
@@ -66,7 +67,7 @@ impl JwtKeys {
     pub fn issue(&self, id: &str, email: &str) -> anyhow::Result<(String, Claims)> {
         let iat = now_millis() / 1000;
         let claims = Claims {
-            id: id.to_owned(),
+            id: id.into(),
             email: email.to_owned(),
             iat,
             exp: iat + self.0.ttl.as_secs() as i64,

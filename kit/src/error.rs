@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The server is at capacity for this kind of work (503 with `Retry-After`).
     #[error("Service unavailable.")]
     Busy { retry_after_secs: u64 },
+    /// A provider behind us (payments) failed; retrying the same request is safe.
+    #[error("The payment provider failed. Please try again.")]
+    BadGateway,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -32,15 +32,32 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 /// What only the orders service is configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long an order reserves its ticket.
+    /// How long after placing it an order can be paid (`expiresAt`).
     pub order_ttl: Duration,
+    /// How long past `expiresAt` the order still holds its ticket, so that a payment
+    /// accepted just before the deadline completes it (see [`domain::Deadline`]).
+    pub payment_grace: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             order_ttl: Duration::from_secs(15 * 60),
+            payment_grace: DEFAULT_PAYMENT_GRACE,
         }
+    }
+}
+
+/// The default of [`Settings::payment_grace`].
+pub const DEFAULT_PAYMENT_GRACE: Duration = Duration::from_secs(2);
+
+impl Settings {
+    /// The deadline of an order placed at `now`.
+    pub fn deadline(&self, now: i64) -> domain::Deadline {
+        domain::Deadline::new(
+            now + self.order_ttl.as_millis() as i64,
+            self.payment_grace.as_millis() as i64,
+        )
     }
 }
 
@@ -49,7 +66,7 @@ pub struct AppState {
     pub store: Store,
     pub keys: JwtKeys,
     pub outbox: Outbox,
-    pub order_ttl: Duration,
+    pub settings: Settings,
 }
 
 /// Open the orders database, start its relay and listeners, and return its routes.
@@ -61,13 +78,15 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         store: store.clone(),
         keys: rt.keys.clone(),
         outbox: outbox.clone(),
-        order_ttl: settings.order_ttl,
+        settings: settings.clone(),
     };
     let consumers = Consumers::new(groups::ORDERS, &store)
         .with_outbox(&outbox)
         .listen(TicketCreatedListener)
         .listen(TicketUpdatedListener)
-        .listen(ExpirationCompleteListener)
+        .listen(ExpirationCompleteListener {
+            grace: settings.payment_grace,
+        })
         .listen(PaymentCreatedListener);
     tasks.extend(rt.start_consumers(consumers).await?);
     Ok(Mounted {

@@ -2,26 +2,28 @@
 //! transaction.
 
 use ticketing_bus::{outbox, Envelope};
+use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::format_millis;
-use ticketing_contracts::OrderStatus;
+use ticketing_contracts::{OrderId, OrderStatus, TicketId, UserId};
 use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
 
-use crate::domain::OPEN;
+use crate::domain::{Deadline, OPEN};
 use crate::tickets::TicketCopy;
 
 #[derive(Debug, Clone)]
 pub struct Order {
-    pub id: String,
-    pub user_id: String,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub status: OrderStatus,
     pub expires_at: i64,
     pub version: i64,
     pub ticket: TicketCopy,
+    pub cancel_reason: Option<CancelReason>,
 }
 
-const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.version, \
+const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.version, o.cancel_reason, \
     t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version \
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
@@ -39,6 +41,11 @@ impl FromRow for Order {
                 price: Cents::new(row.get("price_cents")?),
                 version: row.get("ticket_version")?,
             },
+            cancel_reason: row
+                .get::<Option<String>>("cancel_reason")?
+                .map(|r| r.parse())
+                .transpose()
+                .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
         })
     }
 }
@@ -49,13 +56,15 @@ impl FromRow for Order {
 /// otherwise.
 const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";
 
-/// Cancels the unpaid orders of a ticket whose reservation has run out.
+/// Cancels the unpaid orders of a ticket whose reservation has run out: `$2` is the
+/// latest `expires_at` whose grace is over.
 fn expire_held_sql() -> String {
     format!(
-        "UPDATE orders SET status = '{}', version = version + 1 \
+        "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = '{}' \
          WHERE ticket_id = $1 AND {HOLDS_TICKET} AND status IN ({}) AND expires_at <= $2 \
          RETURNING id, version",
         OrderStatus::Cancelled,
+        CancelReason::Expired.as_str(),
         open_states()
     )
 }
@@ -80,19 +89,21 @@ impl From<sqlx::Error> for PlaceError {
     }
 }
 
-/// Place an order for `ticket`. Unpaid orders past their expiry no longer hold the
-/// ticket: they are cancelled here, in the same transaction (lazy expiry), so the
-/// unique index only sees orders that really hold it.
+/// Place an order for `ticket`, payable until `deadline.expires_at`. Unpaid orders whose
+/// reservation ran out (past `reserved_until`) no longer hold the ticket: they are
+/// cancelled here, in the same transaction (lazy expiry), so the unique index only sees
+/// orders that really hold it.
 pub async fn place(
     tx: &mut Tx,
     ticket: &TicketCopy,
-    user_id: &str,
+    user_id: &UserId,
     now: i64,
-    expires_at: i64,
+    deadline: Deadline,
 ) -> Result<Order, PlaceError> {
+    let grace = deadline.reserved_until - deadline.expires_at;
     let expired = query(&expire_held_sql())
         .bind(&ticket.id)
-        .bind(now)
+        .bind(now - grace)
         .fetch_all(&mut *tx)
         .await?;
     for row in &expired {
@@ -104,12 +115,13 @@ pub async fn place(
     }
 
     let order = Order {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: OrderId::generate(),
         user_id: user_id.to_owned(),
         status: OrderStatus::Created,
-        expires_at,
+        expires_at: deadline.expires_at,
         version: 0,
         ticket: ticket.clone(),
+        cancel_reason: None,
     };
     query(
         "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
@@ -119,7 +131,7 @@ pub async fn place(
     .bind(&order.user_id)
     .bind(&ticket.id)
     .bind(order.status.as_str())
-    .bind(expires_at)
+    .bind(deadline.expires_at)
     .execute(&mut *tx)
     .await
     .on_unique(|| PlaceError::Reserved)?;
@@ -127,7 +139,8 @@ pub async fn place(
         id: order.id.clone(),
         status: order.status,
         user_id: order.user_id.clone(),
-        expires_at: format_millis(expires_at),
+        expires_at: format_millis(deadline.expires_at),
+        reserved_until: Some(format_millis(deadline.reserved_until)),
         version: 0,
         ticket: OrderCreatedTicket {
             id: ticket.id.clone(),
@@ -138,7 +151,7 @@ pub async fn place(
     Ok(order)
 }
 
-fn cancelled_event(order_id: String, version: i64, ticket_id: &str) -> Envelope {
+fn cancelled_event(order_id: OrderId, version: i64, ticket_id: &TicketId) -> Envelope {
     Envelope::new(&OrderCancelled {
         id: order_id,
         version,
@@ -148,46 +161,48 @@ fn cancelled_event(order_id: String, version: i64, ticket_id: &str) -> Envelope 
     })
 }
 
-pub async fn find(store: &Store, id: &str) -> Result<Option<Order>, sqlx::Error> {
+pub async fn find(store: &Store, id: &OrderId) -> Result<Option<Order>, sqlx::Error> {
     query(&format!("{SELECT} WHERE o.id = $1"))
         .bind(id)
         .fetch_optional_as(store.reader())
         .await
 }
 
-pub async fn list_for_user(store: &Store, user_id: &str) -> Result<Vec<Order>, sqlx::Error> {
+pub async fn list_for_user(store: &Store, user_id: &UserId) -> Result<Vec<Order>, sqlx::Error> {
     query(&format!("{SELECT} WHERE o.user_id = $1 ORDER BY o.id"))
         .bind(user_id)
         .fetch_all_as(store.reader())
         .await
 }
 
-/// Cancel an open order (optionally only the caller's); publishes `order:cancelled`.
-/// `None` when the order is not open (or not the caller's).
+/// Cancel an open order (only the buyer's, when cancelled by the buyer); publishes
+/// `order:cancelled`. `None` when the order is not open (or not the buyer's).
 pub async fn cancel(
     tx: &mut Tx,
-    id: &str,
-    owner: Option<&str>,
-) -> Result<Option<(String, i64)>, sqlx::Error> {
+    id: &OrderId,
+    reason: CancelReason,
+    buyer: Option<&UserId>,
+) -> Result<Option<(TicketId, i64)>, sqlx::Error> {
     let row = query(&format!(
-        "UPDATE orders SET status = '{}', version = version + 1 \
+        "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = $3 \
          WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
          RETURNING ticket_id, version",
         OrderStatus::Cancelled,
         open_states()
     ))
     .bind(id)
-    .bind(owner.unwrap_or(""))
+    .bind(buyer.map_or("", UserId::as_str))
+    .bind(reason.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let (ticket_id, version): (String, i64) = (row.get("ticket_id")?, row.get("version")?);
+    let (ticket_id, version): (TicketId, i64) = (row.get("ticket_id")?, row.get("version")?);
     outbox::enqueue(tx, &cancelled_event(id.to_owned(), version, &ticket_id)).await?;
     Ok(Some((ticket_id, version)))
 }
 
 /// Mark an open order paid. `false` when it was not open (already complete, cancelled).
-pub async fn complete(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, sqlx::Error> {
     let done = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({})",
         OrderStatus::Complete,
@@ -199,7 +214,7 @@ pub async fn complete(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
     Ok(done == 1)
 }
 
-pub async fn status_of(tx: &mut Tx, id: &str) -> Result<Option<OrderStatus>, sqlx::Error> {
+pub async fn status_of(tx: &mut Tx, id: &OrderId) -> Result<Option<OrderStatus>, sqlx::Error> {
     let row = query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -208,7 +223,7 @@ pub async fn status_of(tx: &mut Tx, id: &str) -> Result<Option<OrderStatus>, sql
 }
 
 /// The expiry of an order that is still open (`None` when unknown or no longer open).
-pub async fn open_expiry(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
+pub async fn open_expiry(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, sqlx::Error> {
     let row = query(&format!(
         "SELECT expires_at FROM orders WHERE id = $1 AND status IN ({})",
         open_states()

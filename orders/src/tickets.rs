@@ -2,11 +2,12 @@
 
 use ticketing_bus::replica::{self, VersionCheck};
 use ticketing_contracts::money::Cents;
+use ticketing_contracts::TicketId;
 use ticketing_store::{query, FromRow, Row, Tx};
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
-    pub id: String,
+    pub id: TicketId,
     pub title: String,
     pub price: Cents,
     pub version: i64,
@@ -23,7 +24,7 @@ impl FromRow for TicketCopy {
     }
 }
 
-pub async fn find(tx: &mut Tx, id: &str) -> Result<Option<TicketCopy>, sqlx::Error> {
+pub async fn find(tx: &mut Tx, id: &TicketId) -> Result<Option<TicketCopy>, sqlx::Error> {
     query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
         .bind(id)
         .fetch_optional_as(&mut *tx)

@@ -54,8 +54,9 @@ pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::
         provider,
     };
     let consumers = Consumers::new(groups::PAYMENTS, &store)
+        .with_outbox(&state.outbox)
         .listen(OrderCreatedListener)
-        .listen(OrderCancelledListener);
+        .listen(OrderCancelledListener(state.clone()));
     tasks.extend(rt.start_consumers(consumers).await?);
     Ok(Mounted {
         name: SERVICE,

@@ -2,13 +2,13 @@
 
 use ticketing_bus::replica::{self, VersionCheck};
 use ticketing_contracts::money::Cents;
-use ticketing_contracts::OrderStatus;
+use ticketing_contracts::{OrderId, OrderStatus, UserId};
 use ticketing_store::{query, FromRow, On, Row, Tx};
 
 #[derive(Debug, Clone)]
 pub struct OrderCopy {
-    pub id: String,
-    pub user_id: String,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub status: OrderStatus,
     pub price: Cents,
     pub expires_at: i64,
@@ -39,14 +39,17 @@ impl FromRow for OrderCopy {
     }
 }
 
-pub async fn find<'a>(on: impl Into<On<'a>>, id: &str) -> Result<Option<OrderCopy>, sqlx::Error> {
+pub async fn find<'a>(
+    on: impl Into<On<'a>>,
+    id: &OrderId,
+) -> Result<Option<OrderCopy>, sqlx::Error> {
     query("SELECT id, user_id, status, price_cents, expires_at, version FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional_as(on)
         .await
 }
 
-async fn version_of(tx: &mut Tx, id: &str) -> Result<Option<i64>, sqlx::Error> {
+async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, sqlx::Error> {
     let row = query("SELECT version FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -77,7 +80,7 @@ pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionChec
 /// An order cancelled at `version` (`order:cancelled`).
 pub async fn apply_cancelled(
     tx: &mut Tx,
-    id: &str,
+    id: &OrderId,
     version: i64,
 ) -> Result<VersionCheck, sqlx::Error> {
     let check = replica::check(version_of(tx, id).await?, version);

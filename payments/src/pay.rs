@@ -10,6 +10,7 @@ use crate::provider::{
     idempotency_key, refund_idempotency_key, Charge, ChargeError, ChargeRequest,
 };
 use crate::AppState;
+use ticketing_contracts::{OrderId, UserId};
 
 pub const CANCELLED: &str = "Cannot pay for a cancelled order";
 pub const EXPIRED: &str = "Order has expired";
@@ -33,6 +34,10 @@ pub enum PayError {
     /// the same request may be retried.
     #[error("payment provider unavailable")]
     Unavailable,
+    /// The provider answered with an error that is not a decline (an unknown answer, a
+    /// server error): the same request may be retried (same idempotency key).
+    #[error("payment provider failed")]
+    ProviderFailed(#[source] anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -46,15 +51,19 @@ impl From<sqlx::Error> for PayError {
 /// Pay `order_id` for `user_id` with the card `token`.
 pub async fn pay(
     state: &AppState,
-    user_id: &str,
-    order_id: &str,
+    user_id: &UserId,
+    order_id: &OrderId,
     token: &str,
 ) -> Result<Payment, PayError> {
     let claim = uuid::Uuid::new_v4().simple().to_string();
     let order = claim_order(state, order_id, user_id, &claim).await?;
 
-    let request = ChargeRequest::usd(order.price, token, idempotency_key(&order.id, token))
-        .with_description(format!("Order {}", order.id));
+    let request = ChargeRequest::usd(
+        order.price,
+        token,
+        idempotency_key(order.id.as_str(), token),
+    )
+    .with_description(format!("Order {}", order.id));
     let charge = match state.provider.charge(&request).await {
         Ok(charge) => charge,
         Err(err) => {
@@ -66,7 +75,7 @@ pub async fn pay(
                     tracing::warn!(order = %order.id, %reason, "payment provider unavailable");
                     PayError::Unavailable
                 }
-                ChargeError::Other(e) => PayError::Internal(e.context("charging the card")),
+                ChargeError::Other(e) => PayError::ProviderFailed(e.context("charging the card")),
             });
         }
     };
@@ -97,15 +106,15 @@ pub async fn pay(
 /// all in one transaction.
 async fn claim_order(
     state: &AppState,
-    order_id: &str,
-    user_id: &str,
+    order_id: &OrderId,
+    user_id: &UserId,
     claim: &str,
 ) -> Result<OrderCopy, PayError> {
     let mut tx = state.store.begin().await?;
     let order = orders::find(&mut tx, order_id)
         .await?
         .ok_or(PayError::UnknownOrder)?;
-    if order.user_id != user_id {
+    if order.user_id != *user_id {
         return Err(PayError::NotOwner);
     }
     if let Some(message) = closed(&order) {
@@ -149,7 +158,7 @@ enum Accepted {
 /// payment, its event and the claim's release commit together.
 async fn accept(
     state: &AppState,
-    order_id: &str,
+    order_id: &OrderId,
     claim: &str,
     charge: &Charge,
 ) -> Result<Accepted, sqlx::Error> {
@@ -196,7 +205,11 @@ async fn accept(
 /// Give back a charge that was not accepted. If the provider cannot be reached the
 /// request fails with 503: retrying it (same token) gets the same charge back and
 /// refunds it then (same refund idempotency key).
-async fn refund_charge(state: &AppState, order_id: &str, charge: &Charge) -> Result<(), PayError> {
+async fn refund_charge(
+    state: &AppState,
+    order_id: &OrderId,
+    charge: &Charge,
+) -> Result<(), PayError> {
     match state
         .provider
         .refund(&charge.id, &refund_idempotency_key(&charge.id))
@@ -210,13 +223,13 @@ async fn refund_charge(state: &AppState, order_id: &str, charge: &Charge) -> Res
             tracing::error!(order = %order_id, charge = %charge.id, %reason, "refund pending: provider unavailable");
             Err(PayError::Unavailable)
         }
-        Err(e) => Err(PayError::Internal(
+        Err(e) => Err(PayError::ProviderFailed(
             anyhow::Error::from(e).context(format!("refunding charge {}", charge.id)),
         )),
     }
 }
 
-async fn release_quietly(state: &AppState, order_id: &str, claim: &str) {
+async fn release_quietly(state: &AppState, order_id: &OrderId, claim: &str) {
     if let Err(e) = payments::release_now(&state.store, order_id, claim).await {
         tracing::warn!(order = %order_id, error = %e, "could not release a payment claim; it goes stale");
     }

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use ticketing_bus::{outbox, Envelope};
-use ticketing_contracts::events::PaymentCreated;
+use ticketing_contracts::events::{PaymentCreated, PaymentRefunded};
 use ticketing_contracts::time::now_millis;
+use ticketing_contracts::{OrderId, PaymentId, UserId};
 use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
 
 /// A claim older than this is left over by a process that died mid-payment and may be
@@ -14,10 +15,16 @@ pub const STALE_CLAIM: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct Payment {
-    pub id: String,
-    pub order_id: String,
+    pub id: PaymentId,
+    pub order_id: OrderId,
     pub stripe_id: String,
+    /// When the charge was given back, if it was.
+    pub refunded_at: Option<i64>,
 }
+
+/// A payment with its refund, if any.
+const SELECT: &str = "SELECT p.id, p.order_id, p.stripe_id, r.refunded_at \
+    FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id";
 
 impl FromRow for Payment {
     fn from_row(row: &Row) -> Result<Payment, sqlx::Error> {
@@ -25,20 +32,73 @@ impl FromRow for Payment {
             id: row.get("id")?,
             order_id: row.get("order_id")?,
             stripe_id: row.get("stripe_id")?,
+            refunded_at: row.get("refunded_at")?,
         })
     }
 }
 
-pub async fn find_for_order(tx: &mut Tx, order_id: &str) -> Result<Option<Payment>, sqlx::Error> {
-    query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
+pub async fn find_for_order(
+    tx: &mut Tx,
+    order_id: &OrderId,
+) -> Result<Option<Payment>, sqlx::Error> {
+    query(&format!("{SELECT} WHERE p.order_id = $1"))
         .bind(order_id)
         .fetch_optional_as(&mut *tx)
         .await
 }
 
+/// The payment of `order_id`, read outside a transaction.
+pub async fn find_for_order_now(
+    store: &Store,
+    order_id: &OrderId,
+) -> Result<Option<Payment>, sqlx::Error> {
+    query(&format!("{SELECT} WHERE p.order_id = $1"))
+        .bind(order_id)
+        .fetch_optional_as(store.reader())
+        .await
+}
+
+/// The payments of `user_id`'s orders (of one order with `order_id`), oldest first.
+pub async fn list_for_buyer(
+    store: &Store,
+    user_id: &UserId,
+    order_id: Option<&str>,
+) -> Result<Vec<Payment>, sqlx::Error> {
+    query(&format!(
+        "{SELECT} JOIN orders o ON o.id = p.order_id \
+         WHERE o.user_id = $1 AND ($2 = '' OR p.order_id = $2) ORDER BY p.id"
+    ))
+    .bind(user_id)
+    .bind(order_id.unwrap_or(""))
+    .fetch_all_as(store.reader())
+    .await
+}
+
+/// Record that `payment`'s charge was given back and enqueue `payment:refunded`; `false`
+/// when it already was.
+pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, sqlx::Error> {
+    let inserted = query(
+        "INSERT INTO refunds (payment_id, refunded_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(&payment.id)
+    .bind(now_millis())
+    .execute(&mut *tx)
+    .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let event = Envelope::new(&PaymentRefunded {
+        id: payment.id.clone(),
+        order_id: payment.order_id.clone(),
+        stripe_id: payment.stripe_id.clone(),
+    });
+    outbox::enqueue(tx, &event).await?;
+    Ok(true)
+}
+
 /// Take the order's payment claim. `false` when another payment of the order is in
 /// progress (a live claim).
-pub async fn claim(tx: &mut Tx, order_id: &str, claim: &str) -> Result<bool, sqlx::Error> {
+pub async fn claim(tx: &mut Tx, order_id: &OrderId, claim: &str) -> Result<bool, sqlx::Error> {
     let now = now_millis();
     let taken = query(
         "INSERT INTO payment_attempts (order_id, claim, started_at) VALUES ($1, $2, $3) \
@@ -55,7 +115,7 @@ pub async fn claim(tx: &mut Tx, order_id: &str, claim: &str) -> Result<bool, sql
 }
 
 /// Give the claim up (only if it is still ours).
-pub async fn release(tx: &mut Tx, order_id: &str, claim: &str) -> Result<(), sqlx::Error> {
+pub async fn release(tx: &mut Tx, order_id: &OrderId, claim: &str) -> Result<(), sqlx::Error> {
     query("DELETE FROM payment_attempts WHERE order_id = $1 AND claim = $2")
         .bind(order_id)
         .bind(claim)
@@ -65,7 +125,11 @@ pub async fn release(tx: &mut Tx, order_id: &str, claim: &str) -> Result<(), sql
 }
 
 /// Give the claim up in a transaction of its own.
-pub async fn release_now(store: &Store, order_id: &str, claim: &str) -> Result<(), sqlx::Error> {
+pub async fn release_now(
+    store: &Store,
+    order_id: &OrderId,
+    claim: &str,
+) -> Result<(), sqlx::Error> {
     let mut tx = store.begin().await?;
     release(&mut tx, order_id, claim).await?;
     tx.commit().await
@@ -85,11 +149,16 @@ impl From<sqlx::Error> for RecordError {
 }
 
 /// Record the payment of `order_id` by charge `stripe_id` and enqueue `payment:created`.
-pub async fn record(tx: &mut Tx, order_id: &str, stripe_id: &str) -> Result<Payment, RecordError> {
+pub async fn record(
+    tx: &mut Tx,
+    order_id: &OrderId,
+    stripe_id: &str,
+) -> Result<Payment, RecordError> {
     let payment = Payment {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: PaymentId::generate(),
         order_id: order_id.to_owned(),
         stripe_id: stripe_id.to_owned(),
+        refunded_at: None,
     };
     query("INSERT INTO payments (id, order_id, stripe_id, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&payment.id)

@@ -41,6 +41,23 @@ impl PaymentProvider for Slow {
     }
 }
 
+/// A provider that answers with something that is neither a charge nor a decline.
+struct Broken;
+
+#[async_trait]
+impl PaymentProvider for Broken {
+    async fn charge(&self, _: &ChargeRequest) -> Result<Charge, ChargeError> {
+        Err(ChargeError::Other(anyhow::anyhow!(
+            "unexpected answer: 418"
+        )))
+    }
+    async fn refund(&self, _: &str, _: &str) -> Result<(), ChargeError> {
+        Err(ChargeError::Other(anyhow::anyhow!(
+            "unexpected answer: 418"
+        )))
+    }
+}
+
 /// A provider that cannot be reached.
 struct Down;
 
@@ -129,19 +146,36 @@ impl App {
     async fn order(&self, user: &str, ttl_ms: i64) -> String {
         let id = new_id();
         self.publish(Envelope::new(&OrderCreated {
-            id: id.clone(),
+            id: (id.clone()).into(),
             status: ticketing_contracts::OrderStatus::Created,
             user_id: user.into(),
             expires_at: format_millis(now_millis() + ttl_ms),
+            reserved_until: None,
             version: 0,
             ticket: OrderCreatedTicket {
-                id: new_id(),
+                id: (new_id()).into(),
                 price: Cents::new(1099),
             },
         }))
         .await;
         self.wait_replica(&id, "created").await;
         id
+    }
+
+    async fn payments_of(&self, user: &str, query: &str) -> Response {
+        let (token, _) = self
+            .env
+            .runtime
+            .keys
+            .issue(user, &format!("{user}@test.com"))
+            .unwrap();
+        self.server
+            .client
+            .get(self.server.url(&format!("/api/payments{query}")))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn cancel(&self, order_id: &str) {
@@ -170,7 +204,9 @@ fn cancelled(order_id: &str) -> Envelope {
     Envelope::new(&OrderCancelled {
         id: order_id.into(),
         version: 1,
-        ticket: TicketRef { id: new_id() },
+        ticket: TicketRef {
+            id: (new_id()).into(),
+        },
     })
 }
 
@@ -257,8 +293,12 @@ async fn pays_once_and_publishes_payment_created(flavor: Flavor) {
     assert!(payment["stripeId"].as_str().unwrap().starts_with("ch_"));
     assert!(payment["id"].as_str().is_some());
 
+    assert_eq!(payment["status"], "succeeded");
     let event: Value = serde_json::from_slice(&created.next().await.payload).unwrap();
-    assert_eq!(event, payment);
+    assert_eq!(
+        event,
+        json!({"id": payment["id"], "orderId": id, "stripeId": payment["stripeId"]})
+    );
 
     for token in ["tok_visa", "tok_mastercard"] {
         let again = app
@@ -293,13 +333,14 @@ async fn early_cancellation_waits_for_its_creation(flavor: Flavor) {
     app.cancel(&id).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     app.publish(Envelope::new(&OrderCreated {
-        id: id.clone(),
+        id: (id.clone()).into(),
         status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: format_millis(now_millis() + 60_000),
+        reserved_until: None,
         version: 0,
         ticket: OrderCreatedTicket {
-            id: new_id(),
+            id: (new_id()).into(),
             price: Cents::new(500),
         },
     }))
@@ -425,6 +466,68 @@ async fn order_cancelled_during_the_charge_is_refunded(flavor: Flavor) {
     assert_eq!(paid, 0);
 }
 
+async fn a_payment_reaching_a_cancelled_order_is_refunded_and_shown(flavor: Flavor) {
+    // Paid while the order was open here; the orders service cancelled it before the
+    // payment:created reached it (held back past the grace): the money goes back.
+    let app = spawn(flavor).await;
+    let refunded = EventRecorder::start(&app.env.runtime, Subject::PaymentRefunded).await;
+    let id = app.order("bob", 60_000).await;
+    let res = app
+        .pay(Some("bob"), json!({"orderId": id, "token": "tok_visa"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let payment: Value = res.json().await.unwrap();
+    app.cancel(&id).await;
+
+    let event: Value = serde_json::from_slice(&refunded.next().await.payload).unwrap();
+    assert_eq!(
+        event,
+        json!({"id": payment["id"], "orderId": id, "stripeId": payment["stripeId"]})
+    );
+    assert_eq!(
+        app.sandbox.refunded(),
+        vec![payment["stripeId"].as_str().unwrap().to_owned()]
+    );
+    let res = app.payments_of("bob", &format!("?orderId={id}")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let shown: Value = res.json().await.unwrap();
+    assert_eq!(shown.as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(shown[0]["id"], payment["id"]);
+    assert_eq!(shown[0]["status"], "refunded");
+    assert!(shown[0]["refundedAt"].as_str().unwrap().ends_with('Z'));
+
+    // Once: a redelivered cancellation refunds nothing more.
+    app.publish(cancelled(&id)).await;
+    refunded.assert_quiet(Duration::from_millis(500)).await;
+    assert_eq!(app.sandbox.refunded().len(), 1);
+    // Only the buyer sees it; a malformed filter is a 400.
+    let others: Value = app.payments_of("carol", "").await.json().await.unwrap();
+    assert_eq!(others, json!([]));
+    let all: Value = app.payments_of("bob", "").await.json().await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    let bad = app.payments_of("bob", "?orderId=not%20an%20id").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn provider_errors_are_502_and_nothing_is_recorded(flavor: Flavor) {
+    let app = spawn_with(flavor, |_| Arc::new(Broken)).await;
+    let id = app.order("bob", 60_000).await;
+    let res = app
+        .pay(Some("bob"), json!({"orderId": id, "token": "tok_visa"}))
+        .await;
+    refused(
+        res,
+        StatusCode::BAD_GATEWAY,
+        "The payment provider failed. Please try again.",
+    )
+    .await;
+    let paid: i64 = query("SELECT COUNT(*) FROM payments")
+        .scalar(app.store.reader())
+        .await
+        .unwrap();
+    assert_eq!(paid, 0);
+}
+
 async fn pays_through_stripe(flavor: Flavor) {
     let (base, fake) = fake_stripe::spawn_fake().await;
     let stripe = StripeProvider::new(fake_stripe::SECRET, Some(&base), Duration::from_secs(2))
@@ -473,5 +576,7 @@ flavor_tests!(
     simultaneous_payments_charge_once,
     order_expiring_during_the_charge_is_refunded,
     order_cancelled_during_the_charge_is_refunded,
+    a_payment_reaching_a_cancelled_order_is_refunded_and_shown,
+    provider_errors_are_502_and_nothing_is_recorded,
     pays_through_stripe,
 );

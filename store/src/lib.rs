@@ -19,6 +19,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 mod conflict;
 pub mod event_tables;
 mod query;
+pub mod retention;
 mod sqlite;
 mod value;
 

@@ -318,3 +318,34 @@ decode!(
     String: V::Text(v) => v.clone(),
     Vec<u8>: V::Blob(v) => v.clone(),
 );
+
+/// Typed ids are text columns.
+macro_rules! decode_id {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Decode for $ty {
+            fn from_any<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, index: I)
+                -> Result<Self, sqlx::Error> {
+                String::from_any(row, index).map(<$ty>::from)
+            }
+            fn from_lite(value: &rusqlite::types::Value) -> Result<Self, String> {
+                String::from_lite(value).map(<$ty>::from)
+            }
+        }
+        impl Decode for Option<$ty> {
+            fn from_any<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, index: I)
+                -> Result<Self, sqlx::Error> {
+                Option::<String>::from_any(row, index).map(|v| v.map(<$ty>::from))
+            }
+            fn from_lite(value: &rusqlite::types::Value) -> Result<Self, String> {
+                Option::<String>::from_lite(value).map(|v| v.map(<$ty>::from))
+            }
+        }
+    )*};
+}
+
+decode_id!(
+    ticketing_contracts::UserId,
+    ticketing_contracts::TicketId,
+    ticketing_contracts::OrderId,
+    ticketing_contracts::PaymentId,
+);

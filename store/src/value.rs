@@ -28,3 +28,13 @@ macro_rules! value_from {
 value_from!(Int: i64 => |v| v);
 value_from!(Text: String => |v| v, &str => str::to_owned, &String => String::clone);
 value_from!(Blob: Vec<u8> => |v| v, &[u8] => <[u8]>::to_vec, &Vec<u8> => Vec::clone);
+value_from!(Text:
+    ticketing_contracts::UserId => String::from,
+    &ticketing_contracts::UserId => |v: &ticketing_contracts::UserId| v.as_str().to_owned(),
+    ticketing_contracts::TicketId => String::from,
+    &ticketing_contracts::TicketId => |v: &ticketing_contracts::TicketId| v.as_str().to_owned(),
+    ticketing_contracts::OrderId => String::from,
+    &ticketing_contracts::OrderId => |v: &ticketing_contracts::OrderId| v.as_str().to_owned(),
+    ticketing_contracts::PaymentId => String::from,
+    &ticketing_contracts::PaymentId => |v: &ticketing_contracts::PaymentId| v.as_str().to_owned(),
+);

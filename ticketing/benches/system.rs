@@ -12,6 +12,7 @@
 //!    an open-loop run at a fixed target rate;
 //! 4. `order created → ticket shows reserved` latency, one order at a time;
 //! 5. `GET /api/tickets` (100 items) requests per second.
+//! 6. `GET /`, the web page listing the same 100 tickets, requests per second.
 //!
 //! The client runs on the same machine as the server, so every phase also prints the CPU
 //! the server and the client used.
@@ -731,13 +732,18 @@ async fn order_to_reserved(api: &Arc<Api>, ids: &[String]) -> (Samples, Samples,
     (post, reserved, failed)
 }
 
-async fn list_load(api: &Arc<Api>, concurrency: usize, secs: u64) -> (usize, usize, Samples) {
+async fn list_load(
+    api: &Arc<Api>,
+    path: &'static str,
+    concurrency: usize,
+    secs: u64,
+) -> (usize, usize, Samples) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let api = api.clone();
         tasks.push(tokio::spawn(async move {
-            let url = format!("{}/api/tickets", api.base);
+            let url = format!("{}{path}", api.base);
             let (mut ok, mut bad) = (0usize, 0usize);
             let mut latency = Samples::default();
             while Instant::now() < deadline {
@@ -993,7 +999,7 @@ async fn run(k: Knobs) {
         k.seconds
     );
     let cpu = CpuMeter::start(pid);
-    let (ok, bad, mut latency) = list_load(&api, k.concurrency, k.seconds).await;
+    let (ok, bad, mut latency) = list_load(&api, "/api/tickets", k.concurrency, k.seconds).await;
     let cpu = cpu.stop();
     let rate = ok as f64 / cpu.wall;
     report.check(
@@ -1007,6 +1013,21 @@ async fn run(k: Knobs) {
         rate >= 10_000.0 && first.len() == 100,
     );
     report.note(format!("list: {ok} ok, {bad} failed; {cpu}"));
+
+    // 6. GET /: the same page of tickets as the web page (anonymous: the pages call
+    // the API in-process, then render HTML).
+    println!(
+        "\n[page] GET / (the listing page) c={} for {} s",
+        k.concurrency, k.seconds
+    );
+    let cpu = CpuMeter::start(pid);
+    let (ok, bad, mut latency) = list_load(&api, "/", k.concurrency, k.seconds).await;
+    let cpu = cpu.stop();
+    report.row(
+        format!("GET / page ({} tickets, c={})", first.len(), k.concurrency),
+        format!("{:.0} req/s, {}", ok as f64 / cpu.wall, latency.summary()),
+    );
+    report.note(format!("page: {ok} ok, {bad} failed; {cpu}"));
 
     let rss_after = status_kb(pid, "VmRSS");
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -80,6 +80,8 @@ pub enum Target {
     Orders,
     Payments,
     Expiration,
+    /// The web pages alone, against the API at `--api-url`.
+    Web,
 }
 
 impl Target {
@@ -169,6 +171,16 @@ pub struct ServeArgs {
         global = true
     )]
     pub order_ttl_seconds: u64,
+
+    /// How long past `expiresAt` an unpaid order still holds its ticket, so that a
+    /// payment accepted just before the deadline completes it.
+    #[arg(
+        long,
+        env = "TICKETING_PAYMENT_GRACE_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub payment_grace_ms: u64,
 
     /// Distributed mode's event bus: a NATS server with JetStream. Without it, the
     /// in-process bus keeps its log at `<data-dir>/bus.db`.
@@ -280,6 +292,17 @@ pub struct ServeArgs {
         global = true
     )]
     pub shutdown_grace_seconds: u64,
+
+    /// `--target web`: the gateway serving the public API (`/api/...`), e.g.
+    /// `http://ingress`. The pages get all their data from it. With `--target all`
+    /// the pages call this URL instead of the API in-process.
+    #[arg(long, env = "TICKETING_API_URL", global = true)]
+    pub api_url: Option<String>,
+
+    /// Stripe publishable key (`pk_...`): the payment page collects the card with
+    /// Stripe.js. Without it the page shows the sandbox's card form.
+    #[arg(long, env = "STRIPE_PUBLISHABLE_KEY", global = true)]
+    pub stripe_publishable_key: Option<String>,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TICKETING_LOG_JSON", global = true)]

@@ -20,10 +20,33 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ServeArgs, Target};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.target == Target::Web {
+        return run_web(args).await;
+    }
     let runtime = runtime(&args).await?;
     let mut services = start(args.target, &args, &runtime).await?;
     let ready = vec![ReadyCheck::bus("bus", &runtime.bus)];
-    let app = ticketing_kit::app::compose(&mut services, Router::new(), ready);
+    // `all` serves the pages beside the API; they call it in-process unless given an
+    // `--api-url` (docs/decisions/0013).
+    let (pages, api_slot) = if args.target == Target::All {
+        let cookie_secure = args.cookie_secure.unwrap_or(!args.is_embedded());
+        match args.api_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(url) => {
+                let api = ticketing_web::ApiClient::http(url)?;
+                (web_router(&args, api, cookie_secure), None)
+            }
+            None => {
+                let (api, slot) = ticketing_web::ApiClient::in_process();
+                (web_router(&args, api, cookie_secure), Some(slot))
+            }
+        }
+    } else {
+        (Router::new(), None)
+    };
+    let app = ticketing_kit::app::compose(&mut services, pages, ready);
+    if let Some(slot) = api_slot {
+        slot.set(app.clone());
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -91,6 +114,49 @@ async fn serve_until_signal(
     Ok(())
 }
 
+/// `--target web`: the pages alone, against the gateway at `--api-url`; no database,
+/// no bus. Ready while the API answers.
+async fn run_web(args: ServeArgs) -> anyhow::Result<()> {
+    let url = args
+        .api_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .context("--target web needs --api-url (TICKETING_API_URL), the gateway serving /api")?;
+    let api = ticketing_web::ApiClient::http(url)?;
+    let ready = {
+        let api = api.clone();
+        ReadyCheck::new("api", move || {
+            let api = api.clone();
+            async move { api.ping().await.map_err(anyhow::Error::from) }
+        })
+    };
+    let cookie_secure = args.cookie_secure.unwrap_or(true);
+    let app =
+        ticketing_kit::app::compose(&mut [], web_router(&args, api, cookie_secure), vec![ready]);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(
+        api = url,
+        "web pages listening on http://{}",
+        listener.local_addr()?
+    );
+    serve_until_signal(
+        listener,
+        app,
+        Duration::from_secs(args.shutdown_grace_seconds),
+    )
+    .await
+}
+
+fn web_router(args: &ServeArgs, api: ticketing_web::ApiClient, cookie_secure: bool) -> Router {
+    ticketing_web::router(ticketing_web::WebConfig {
+        api,
+        cookie_secure,
+        stripe_publishable_key: args.stripe_publishable_key.clone(),
+    })
+}
+
 /// Start every service the target includes.
 pub async fn start(
     target: Target,
@@ -124,6 +190,7 @@ pub async fn start(
     if target.includes(Target::Orders) {
         let settings = ticketing_orders::Settings {
             order_ttl: Duration::from_secs(args.order_ttl_seconds),
+            payment_grace: Duration::from_millis(args.payment_grace_ms),
         };
         services.push(ticketing_orders::mount(runtime, &settings).await?);
     }

@@ -1,7 +1,7 @@
 //! `ticketing audit`: silent on a system that agrees with itself, and each kind of
 //! divergence, planted in the services' databases, is found (exit code 1).
 
-mod support;
+mod process;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use reqwest::Client;
 use serde_json::{json, Value};
 use ticketing_kit::testing::TestServer;
 
-use support::Running;
+use process::Running;
 
 fn audit(data: &str, settle: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ticketing"))

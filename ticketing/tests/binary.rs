@@ -1,14 +1,14 @@
 //! The `ticketing` binary as a user runs it: embedded mode keeps users and sessions
 //! across restarts; `--target auth --database-url` serves the same API on PostgreSQL.
 
-mod support;
+mod process;
 
 use std::process::Command;
 
 use serde_json::{json, Value};
 use ticketing_kit::testing::{postgres_base_url, unique_prefix, TestServer};
 
-use support::Running;
+use process::Running;
 
 #[tokio::test]
 async fn embedded_restart_keeps_users_and_sessions() {

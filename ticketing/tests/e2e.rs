@@ -15,9 +15,15 @@ async fn mount_all(rt: &Runtime, order_ttl: Duration) -> Vec<Mounted> {
             .await
             .unwrap(),
         ticketing_tickets::mount(rt).await.unwrap(),
-        ticketing_orders::mount(rt, &ticketing_orders::Settings { order_ttl })
-            .await
-            .unwrap(),
+        ticketing_orders::mount(
+            rt,
+            &ticketing_orders::Settings {
+                order_ttl,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap(),
         ticketing_payments::mount(
             rt,
             std::sync::Arc::new(ticketing_payments::provider::SandboxProvider::new()),

@@ -26,14 +26,23 @@ async fn spawn(flavor: Flavor) -> App {
 }
 
 async fn spawn_with_ttl(flavor: Flavor, ttl: Duration) -> App {
+    spawn_with_deadline(flavor, ttl, ticketing_orders::DEFAULT_PAYMENT_GRACE).await
+}
+
+async fn spawn_with_deadline(flavor: Flavor, ttl: Duration, grace: Duration) -> App {
     let env = TestEnv::with_flavor(flavor).await;
     let tickets = ticketing_tickets::mount(&env.runtime)
         .await
         .expect("mount tickets");
-    let orders =
-        ticketing_orders::mount(&env.runtime, &ticketing_orders::Settings { order_ttl: ttl })
-            .await
-            .expect("mount orders");
+    let orders = ticketing_orders::mount(
+        &env.runtime,
+        &ticketing_orders::Settings {
+            order_ttl: ttl,
+            payment_grace: grace,
+        },
+    )
+    .await
+    .expect("mount orders");
     App {
         server: TestServer::spawn(vec![tickets, orders]).await,
         env,
@@ -332,6 +341,7 @@ async fn cancel_releases_the_ticket_once(flavor: Flavor) {
     assert!(res.bytes().await.unwrap().is_empty());
     let shown = app.get_order("bob", oid).await;
     assert_eq!(shown["status"], "cancelled");
+    assert_eq!(shown["cancelReason"], "cancelled by buyer");
     assert_eq!(shown["version"], 1);
 
     let event: Value = serde_json::from_slice(&cancelled.next().await.payload).unwrap();
@@ -362,7 +372,7 @@ async fn payment_completes_and_completed_orders_cannot_be_cancelled(flavor: Flav
     let oid = order["id"].as_str().unwrap();
     let payment = Envelope::new(&PaymentCreated {
         id: "pay1".into(),
-        order_id: oid.to_owned(),
+        order_id: (oid.to_owned()).into(),
         stripe_id: "ch_1".into(),
     });
     app.env.runtime.bus.publish(&payment).await.unwrap();
@@ -385,7 +395,7 @@ async fn payment_completes_and_completed_orders_cannot_be_cancelled(flavor: Flav
 
     // Expiry of a paid order changes nothing.
     let expired = Envelope::new(&ExpirationComplete {
-        order_id: oid.to_owned(),
+        order_id: (oid.to_owned()).into(),
     });
     app.env.runtime.bus.publish(&expired).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -393,8 +403,8 @@ async fn payment_completes_and_completed_orders_cannot_be_cancelled(flavor: Flav
 }
 
 async fn expiration_cancels_an_unpaid_order(flavor: Flavor) {
-    // The event is honoured only once the order is past expiresAt plus the payment
-    // grace (an early or prompt event is retried until then).
+    // The expiration service fires at expiresAt plus the payment grace; an event that
+    // arrives earlier than that (an older producer's schedule) waits until then.
     let app = spawn_with_ttl(flavor, Duration::from_millis(500)).await;
     let cancelled = EventRecorder::start(&app.env.runtime, Subject::OrderCancelled).await;
     let ticket = app.ticket("Concert", json!(20)).await;
@@ -402,7 +412,7 @@ async fn expiration_cancels_an_unpaid_order(flavor: Flavor) {
     let order = app.order_ok("bob", tid).await;
     let oid = order["id"].as_str().unwrap();
     let expired = Envelope::new(&ExpirationComplete {
-        order_id: oid.to_owned(),
+        order_id: (oid.to_owned()).into(),
     });
     app.env.runtime.bus.publish(&expired).await.unwrap();
     app.wait_order_status("bob", oid, "cancelled").await;
@@ -423,16 +433,32 @@ async fn expiration_cancels_an_unpaid_order(flavor: Flavor) {
 }
 
 async fn an_expired_order_no_longer_holds_its_ticket(flavor: Flavor) {
-    // The expiration event may be late or lost: the order stops holding at expiresAt.
-    let app = spawn_with_ttl(flavor, Duration::from_secs(2)).await;
+    // The expiration event may be late or lost: the order stops holding at expiresAt
+    // plus the payment grace — and not a moment before, so that a payment made just
+    // before expiresAt still finds the ticket its own.
+    let app = spawn_with_deadline(flavor, Duration::from_secs(2), Duration::from_secs(2)).await;
     let cancelled = EventRecorder::start(&app.env.runtime, Subject::OrderCancelled).await;
     let ticket = app.ticket("Concert", json!(20)).await;
     let tid = ticket["id"].as_str().unwrap();
     let first = app.order_ok("bob", tid).await;
+    let reserved_until = parse_millis(first["expiresAt"].as_str().unwrap()).unwrap() + 2_000;
     let early = app.order("carol", tid).await;
     assert_eq!(early.status(), StatusCode::BAD_REQUEST);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Past expiresAt, within the grace: still bob's.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    if now_millis() < reserved_until - 200 {
+        let within_grace = app.order("carol", tid).await;
+        assert_eq!(within_grace.status(), StatusCode::BAD_REQUEST);
+        let body: Value = within_grace.json().await.unwrap();
+        assert_eq!(body["errors"][0]["message"], "Ticket is already reserved");
+    }
+    let wait = (reserved_until - now_millis()).max(0) as u64 + 100;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
     let second = app.order_ok("carol", tid).await;
+    assert_eq!(
+        app.get_order("bob", first["id"].as_str().unwrap()).await["cancelReason"],
+        "expired"
+    );
     let first_id = first["id"].as_str().unwrap();
     assert_eq!(app.get_order("bob", first_id).await["status"], "cancelled");
     let event: Value = serde_json::from_slice(&cancelled.next().await.payload).unwrap();

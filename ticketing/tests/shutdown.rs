@@ -3,14 +3,14 @@
 //! no event is lost: after a restart every created ticket is known to the orders
 //! service's replica.
 
-mod support;
+mod process;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use ticketing_kit::testing::TestServer;
 
-use support::Running;
+use process::Running;
 
 /// What one load client saw.
 #[derive(Default)]

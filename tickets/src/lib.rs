@@ -20,6 +20,25 @@ use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
 
 pub const SERVICE: &str = "tickets";
 
+/// The memory of cancelled orders is kept as long as an inbox mark: an `order:created`
+/// can only arrive (late, or again) while the bus still holds it.
+pub const CANCELLED_ORDERS_KEEP: std::time::Duration = ticketing_bus::inbox::KEEP;
+
+/// The retention of `cancelled_orders` (table, time column, key).
+pub const CANCELLED_ORDERS: (&str, &str, &str) = ("cancelled_orders", "cancelled_at", "order_id");
+
+fn spawn_pruner(store: &Store, rt: &Runtime) -> tokio::task::JoinHandle<()> {
+    let (table, column, key) = CANCELLED_ORDERS;
+    ticketing_store::retention::spawn_table_pruner(
+        store.clone(),
+        table,
+        column,
+        key,
+        CANCELLED_ORDERS_KEEP,
+        rt.shutdown.clone(),
+    )
+}
+
 pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone, FromRef)]
@@ -44,6 +63,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
         .listen(OrderCreatedListener)
         .listen(OrderCancelledListener);
     tasks.extend(rt.start_consumers(consumers).await?);
+    tasks.push(spawn_pruner(&store, rt));
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),

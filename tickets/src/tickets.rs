@@ -4,18 +4,20 @@ use ticketing_bus::outbox;
 use ticketing_bus::Envelope;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
+use ticketing_contracts::time::now_millis;
+use ticketing_contracts::{OrderId, TicketId, UserId};
 use ticketing_store::{query, FromRow, Row, Store, Tx};
 
 use crate::domain::Title;
 
 #[derive(Debug, Clone)]
 pub struct Ticket {
-    pub id: String,
+    pub id: TicketId,
     pub title: String,
     pub price: Cents,
-    pub user_id: String,
+    pub user_id: UserId,
     pub version: i64,
-    pub order_id: Option<String>,
+    pub order_id: Option<OrderId>,
 }
 
 const COLUMNS: &str = "id, title, price_cents, user_id, version, order_id";
@@ -50,10 +52,10 @@ pub async fn create(
     tx: &mut Tx,
     title: &Title,
     price: Cents,
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<Ticket, sqlx::Error> {
     let ticket = Ticket {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: TicketId::generate(),
         title: title.as_str().to_owned(),
         price,
         user_id: user_id.to_owned(),
@@ -81,7 +83,7 @@ pub async fn create(
     Ok(ticket)
 }
 
-pub async fn find(store: &Store, id: &str) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn find(store: &Store, id: &TicketId) -> Result<Option<Ticket>, sqlx::Error> {
     query(&format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))
         .bind(id)
         .fetch_optional_as(store.reader())
@@ -116,8 +118,8 @@ async fn announce_change(tx: &mut Tx, row: Option<Row>) -> Result<Option<Ticket>
 /// Edit title and price: only the owner, only while not reserved; checked by the write.
 pub async fn update(
     tx: &mut Tx,
-    id: &str,
-    user_id: &str,
+    id: &TicketId,
+    user_id: &UserId,
     title: &Title,
     price: Cents,
 ) -> Result<Option<Ticket>, sqlx::Error> {
@@ -137,7 +139,11 @@ pub async fn update(
 /// Reserve for `order_id`. The orders service decides who holds a ticket; events for
 /// different orders may arrive in any order, so a ticket moves only to a newer order
 /// (order ids are UUIDv7, ordered by creation time) and never to a cancelled one.
-pub async fn reserve(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn reserve(
+    tx: &mut Tx,
+    id: &TicketId,
+    order_id: &OrderId,
+) -> Result<Option<Ticket>, sqlx::Error> {
     let row = query(&format!(
         "UPDATE tickets SET order_id = $1, version = version + 1 \
          WHERE id = $2 AND (order_id IS NULL OR order_id < $1) \
@@ -153,11 +159,19 @@ pub async fn reserve(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Tic
 
 /// Release, only when the ticket is still held by `order_id`; remember the order is
 /// cancelled in case its `order:created` is still on the way.
-pub async fn release(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Ticket>, sqlx::Error> {
-    query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?;
+pub async fn release(
+    tx: &mut Tx,
+    id: &TicketId,
+    order_id: &OrderId,
+) -> Result<Option<Ticket>, sqlx::Error> {
+    query(
+        "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, $2) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(now_millis())
+    .execute(&mut *tx)
+    .await?;
     let row = query(&format!(
         "UPDATE tickets SET order_id = NULL, version = version + 1 \
          WHERE id = $1 AND order_id = $2 RETURNING {COLUMNS}"
@@ -169,7 +183,7 @@ pub async fn release(tx: &mut Tx, id: &str, order_id: &str) -> Result<Option<Tic
     announce_change(tx, row).await
 }
 
-pub async fn exists(tx: &mut Tx, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn exists(tx: &mut Tx, id: &TicketId) -> Result<bool, sqlx::Error> {
     Ok(query("SELECT 1 FROM tickets WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)

@@ -294,13 +294,14 @@ async fn update_bumps_the_version_and_publishes_ticket_updated(flavor: Flavor) {
 
 fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
     Envelope::new(&OrderCreated {
-        id: order_id.to_owned(),
+        id: (order_id.to_owned()).into(),
         status: ticketing_contracts::OrderStatus::Created,
         user_id: "bob".into(),
         expires_at: "2030-01-01T00:00:00.000Z".into(),
+        reserved_until: None,
         version: 0,
         ticket: OrderCreatedTicket {
-            id: ticket_id.to_owned(),
+            id: (ticket_id.to_owned()).into(),
             price: Cents::new(2000),
         },
     })
@@ -308,10 +309,10 @@ fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
 
 fn order_cancelled(order_id: &str, ticket_id: &str) -> Envelope {
     Envelope::new(&OrderCancelled {
-        id: order_id.to_owned(),
+        id: (order_id.to_owned()).into(),
         version: 1,
         ticket: TicketRef {
-            id: ticket_id.to_owned(),
+            id: (ticket_id.to_owned()).into(),
         },
     })
 }

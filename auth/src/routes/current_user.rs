@@ -9,7 +9,7 @@ use ticketing_kit::auth::CurrentUser;
 pub async fn current_user(CurrentUser(user): CurrentUser) -> Json<CurrentUserBody> {
     Json(CurrentUserBody {
         current_user: user.map(|c| SessionUser {
-            id: c.id,
+            id: c.id.into(),
             email: c.email,
             iat: c.iat,
         }),

@@ -45,14 +45,14 @@ pub async fn signin(
         return Err(ApiError::bad_request("Invalid credentials"));
     }
     let user = user.ok_or_else(|| ApiError::bad_request("Invalid credentials"))?;
-    let (token, _) = state.keys.issue(&user.id, &user.email)?;
+    let (token, _) = state.keys.issue(user.id.as_str(), &user.email)?;
     Ok((
         [(
             SET_COOKIE,
             state.keys.session_cookie(&token, state.cookie_secure),
         )],
         Json(UserBody {
-            id: user.id,
+            id: user.id.into(),
             email: user.email,
         }),
     ))

@@ -40,7 +40,7 @@ pub async fn signup(
 
     let hash = state.hasher.hash(password.into_inner()).await?;
     let user = users::insert(&state.store, &email, &hash).await?;
-    let (token, _) = state.keys.issue(&user.id, &user.email)?;
+    let (token, _) = state.keys.issue(user.id.as_str(), &user.email)?;
     Ok((
         StatusCode::CREATED,
         [(
@@ -48,7 +48,7 @@ pub async fn signup(
             state.keys.session_cookie(&token, state.cookie_secure),
         )],
         Json(UserBody {
-            id: user.id,
+            id: user.id.into(),
             email: user.email,
         }),
     ))

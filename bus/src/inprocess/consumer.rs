@@ -30,6 +30,8 @@ pub(super) struct Window {
     /// The last read filled the window: read again without waiting for a publish.
     pub(super) more: bool,
     pub(super) slots: BTreeMap<i64, Slot>,
+    /// Failed deliveries are recorded in `attempts` (none: no need to read or clean it).
+    pub(super) attempts_on_disk: bool,
 }
 
 pub(super) struct Slot {
@@ -97,6 +99,13 @@ impl Consumer {
         .bind(room as i64)
         .fetch_all(bus.store().await?.reader())
         .await?;
+        let failed = match (rows.first(), rows.last()) {
+            (Some(first), Some(last)) => {
+                self.failed_attempts(bus, first.get("seq")?, last.get("seq")?)
+                    .await?
+            }
+            _ => HashMap::new(),
+        };
         let now = Instant::now();
         let mut w = self.window();
         w.read_version = version;
@@ -109,7 +118,7 @@ impl Consumer {
                 seq,
                 Slot {
                     event,
-                    attempts: 0,
+                    attempts: failed.get(&seq).copied().unwrap_or(0),
                     due: now,
                     state: SlotState::Ready,
                 },
@@ -177,6 +186,52 @@ impl Consumer {
         self.released.notify_waiters();
     }
 
+    /// Failed deliveries recorded for events `from..=to` (a restart keeps them).
+    async fn failed_attempts(
+        &self,
+        bus: &Inner,
+        from: i64,
+        to: i64,
+    ) -> anyhow::Result<HashMap<i64, u32>> {
+        if !self.window().attempts_on_disk {
+            return Ok(HashMap::new());
+        }
+        let rows = query(
+            "SELECT seq, attempts FROM attempts \
+             WHERE consumer_group = $1 AND subject = $2 AND seq >= $3 AND seq <= $4",
+        )
+        .bind(&self.group)
+        .bind(self.subject.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(bus.store().await?.reader())
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.get("seq")?, row.get::<i64>("attempts")? as u32)))
+            .collect()
+    }
+
+    /// Remember a failed delivery of event `seq` on disk.
+    pub(super) async fn record_attempt(
+        &self,
+        bus: &Inner,
+        seq: i64,
+        attempts: u32,
+    ) -> anyhow::Result<()> {
+        query(
+            "INSERT INTO attempts (consumer_group, subject, seq, attempts) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (consumer_group, subject, seq) DO UPDATE SET attempts = excluded.attempts",
+        )
+        .bind(&self.group)
+        .bind(self.subject.as_str())
+        .bind(seq)
+        .bind(attempts as i64)
+        .execute(bus.store().await?.writer())
+        .await?;
+        self.window().attempts_on_disk = true;
+        Ok(())
+    }
+
     /// Store the floor when it moved (always when `force`, else at most every
     /// [`CURSOR_EVERY`]): the only write per batch of handled events.
     pub(super) async fn persist(&self, bus: &Inner, force: bool) -> anyhow::Result<()> {
@@ -188,14 +243,24 @@ impl Consumer {
             }
             w.floor
         };
+        let store = bus.store().await?;
         query(
             "UPDATE cursors SET floor = MAX(floor, $1) WHERE consumer_group = $2 AND subject = $3",
         )
         .bind(floor)
         .bind(&self.group)
         .bind(self.subject.as_str())
-        .execute(bus.store().await?.writer())
+        .execute(store.writer())
         .await?;
+        if self.window().attempts_on_disk {
+            // Settled events need their count no more.
+            query("DELETE FROM attempts WHERE consumer_group = $1 AND subject = $2 AND seq <= $3")
+                .bind(&self.group)
+                .bind(self.subject.as_str())
+                .bind(floor)
+                .execute(store.writer())
+                .await?;
+        }
         let mut w = self.window();
         w.persisted = w.persisted.max(floor);
         w.persisted_at = Some(Instant::now());

@@ -7,7 +7,7 @@ use super::*;
 /// it is invisible to them.
 pub(super) fn spawn_pruner(store: Store) -> DropGuard {
     let stop = CancellationToken::new();
-    bus::spawn_pruner("in-process log", stop.clone(), move || {
+    retention::spawn_pruner("in-process log", stop.clone(), move || {
         let store = store.clone();
         async move { prune(&store, now_millis() - RETENTION.as_millis() as i64).await }
     });
@@ -19,7 +19,7 @@ pub(super) async fn prune(store: &Store, before_millis: i64) -> Result<u64, sqlx
         return Ok(0);
     };
     // A batch per statement, so that publishes never wait long behind it.
-    let events = bus::delete_in_batches(store, || {
+    let events = retention::delete_in_batches(store, || {
         query(
             "DELETE FROM events WHERE seq IN \
              (SELECT seq FROM events WHERE seq < $1 ORDER BY seq LIMIT $2)",

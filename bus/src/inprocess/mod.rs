@@ -28,12 +28,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::bus::{
-    self, run_handler, DeadLetter, EventBus, Handler, RetryPolicy, PRUNE_BATCH, RETENTION,
-};
+use crate::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use crate::envelope::Envelope;
 use ticketing_contracts::events::Subject;
 use ticketing_contracts::time::now_millis;
+use ticketing_store::retention::{self, PRUNE_BATCH};
 use ticketing_store::{query, Row, Store};
 
 mod consumer;
@@ -74,6 +73,15 @@ const SCHEMA: &[&str] = &[
         subject TEXT NOT NULL,
         floor INTEGER NOT NULL,
         PRIMARY KEY (consumer_group, subject)
+    )",
+    // Failed deliveries of events not yet settled, so that a restart does not give a
+    // failing event fresh attempts (JetStream keeps its delivery count the same way).
+    "CREATE TABLE IF NOT EXISTS attempts (
+        consumer_group TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        PRIMARY KEY (consumer_group, subject, seq)
     )",
     "CREATE TABLE IF NOT EXISTS dead_letters (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -250,7 +258,15 @@ impl InProcessBus {
                         .bind(subject.as_str())
                         .scalar(store.writer())
                         .await?;
+                let failing: i64 = query(
+                    "SELECT COUNT(*) FROM attempts WHERE consumer_group = $1 AND subject = $2",
+                )
+                .bind(group)
+                .bind(subject.as_str())
+                .scalar(store.writer())
+                .await?;
                 let mut window = consumer.window.lock().expect("window lock");
+                window.attempts_on_disk = failing > 0;
                 window.floor = floor;
                 window.persisted = floor;
                 window.read_to = floor;

@@ -2,6 +2,7 @@
 
 use super::consumer::Claim;
 use super::*;
+use crate::bus::HandlerError;
 
 /// One subscription: claims events of its consumer and runs the handler.
 pub(super) struct Worker {
@@ -83,6 +84,13 @@ impl Worker {
             }
         } else {
             let delay = policy.backoff(attempts);
+            // Counted failures survive a restart; a `Retry` is never given up on, so its
+            // count does not matter.
+            if matches!(error, HandlerError::Other(_)) {
+                if let Err(err) = consumer.record_attempt(inner, seq, attempts).await {
+                    tracing::warn!(error = %err, "recording a failed delivery failed");
+                }
+            }
             tracing::debug!(
                 group = %consumer.group, subject = %consumer.subject, event_id = %event.id,
                 attempts, retry_in = ?delay, error = %error, "event handler failed"

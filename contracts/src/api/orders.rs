@@ -29,6 +29,40 @@ pub struct OrderBody {
     pub expires_at: String,
     pub version: i64,
     pub ticket: OrderTicketBody,
+    /// Why a cancelled order was cancelled; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<CancelReason>,
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum CancelReason {
+    /// Not paid before `expiresAt` (and its grace).
+    #[serde(rename = "expired")]
+    Expired,
+    /// `DELETE /api/orders/{orderId}`.
+    #[serde(rename = "cancelled by buyer")]
+    CancelledByBuyer,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::Expired => "expired",
+            CancelReason::CancelledByBuyer => "cancelled by buyer",
+        }
+    }
+}
+
+impl std::str::FromStr for CancelReason {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<CancelReason, String> {
+        [CancelReason::Expired, CancelReason::CancelledByBuyer]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| format!("not a cancel reason: {text:?}"))
+    }
 }
 
 /// `POST /api/orders` body.

@@ -12,6 +12,21 @@ pub struct PaymentBody {
     pub order_id: String,
     /// The provider's id of the charge (`ch_...`).
     pub stripe_id: String,
+    /// `succeeded`, or `refunded` once the charge was given back.
+    pub status: PaymentStatus,
+    /// When the charge was refunded (ISO-8601 UTC); absent unless refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_at: Option<String>,
+}
+
+/// Where a recorded payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum PaymentStatus {
+    #[serde(rename = "succeeded")]
+    Succeeded,
+    /// Given back: the payment reached an order that was already cancelled.
+    #[serde(rename = "refunded")]
+    Refunded,
 }
 
 /// `POST /api/payments` body.

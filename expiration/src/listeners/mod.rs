@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use ticketing_bus::HandlerError;
 use ticketing_contracts::time::now_millis;
+use ticketing_contracts::OrderId;
 use ticketing_store::{query, On, Store, Tx};
 
 pub use order_cancelled::OrderCancelledListener;
@@ -28,7 +29,7 @@ pub struct State {
 /// Has the order been paid or cancelled? Its expiry must then never fire.
 pub(crate) async fn is_finished<'a>(
     on: impl Into<On<'a>>,
-    order_id: &str,
+    order_id: &OrderId,
 ) -> Result<bool, sqlx::Error> {
     Ok(query("SELECT 1 FROM finished_orders WHERE order_id = $1")
         .bind(order_id)
@@ -38,7 +39,7 @@ pub(crate) async fn is_finished<'a>(
 }
 
 /// Remember that the order was paid or cancelled, so its expiry never fires.
-async fn mark_finished(tx: &mut Tx, order_id: &str) -> Result<(), HandlerError> {
+async fn mark_finished(tx: &mut Tx, order_id: &OrderId) -> Result<(), HandlerError> {
     query(
         "INSERT INTO finished_orders (order_id, finished_at) VALUES ($1, $2) \
          ON CONFLICT DO NOTHING",

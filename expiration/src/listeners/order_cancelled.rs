@@ -15,7 +15,7 @@ impl Listener for OrderCancelledListener {
     const OUTSIDE_EFFECTS: bool = true;
 
     async fn prepare(&self, order: &OrderCancelled) -> Result<(), HandlerError> {
-        self.0.queue.cancel(&order.id).await?;
+        self.0.queue.cancel(order.id.as_str()).await?;
         Ok(())
     }
 

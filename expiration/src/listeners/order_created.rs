@@ -1,4 +1,5 @@
-//! `order:created` → schedule the order's expiry at `expiresAt`.
+//! `order:created` → schedule the order's expiry at `reservedUntil` (`expiresAt` plus
+//! the payment grace).
 
 use async_trait::async_trait;
 use ticketing_bus::{HandlerError, Listener};
@@ -8,6 +9,21 @@ use ticketing_store::Tx;
 
 use super::{is_finished, State};
 
+/// What orders published before `reservedUntil` existed held: `expiresAt` plus 2 s.
+const LEGACY_GRACE_MS: i64 = 2_000;
+
+/// When the order stops holding its ticket: the instant its expiry fires.
+fn reserved_until(order: &OrderCreated) -> Result<i64, HandlerError> {
+    let unreadable =
+        |what: &str, text: &str| HandlerError::Poison(format!("unreadable {what} {text:?}"));
+    match &order.reserved_until {
+        Some(text) => parse_millis(text).ok_or_else(|| unreadable("reservedUntil", text)),
+        None => parse_millis(&order.expires_at)
+            .map(|at| at + LEGACY_GRACE_MS)
+            .ok_or_else(|| unreadable("expiresAt", &order.expires_at)),
+    }
+}
+
 pub struct OrderCreatedListener(pub State);
 
 #[async_trait]
@@ -16,12 +32,10 @@ impl Listener for OrderCreatedListener {
     const OUTSIDE_EFFECTS: bool = true;
 
     async fn prepare(&self, order: &OrderCreated) -> Result<(), HandlerError> {
-        let due = parse_millis(&order.expires_at).ok_or_else(|| {
-            HandlerError::Poison(format!("unreadable expiresAt {:?}", order.expires_at))
-        })?;
+        let due = reserved_until(order)?;
         // A cancellation or payment handled first wins: no job for a finished order.
         if !is_finished(self.0.store.reader(), &order.id).await? {
-            self.0.queue.schedule(&order.id, due).await?;
+            self.0.queue.schedule(order.id.as_str(), due).await?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ impl Listener for PaymentCreatedListener {
     const OUTSIDE_EFFECTS: bool = true;
 
     async fn prepare(&self, payment: &PaymentCreated) -> Result<(), HandlerError> {
-        self.0.queue.cancel(&payment.order_id).await?;
+        self.0.queue.cancel(payment.order_id.as_str()).await?;
         Ok(())
     }
 

@@ -1,17 +1,26 @@
 //! `expiration:complete` → cancel the order unless it was paid; publish
-//! `order:cancelled`. Waits out a short grace after `expiresAt` so that a payment
-//! accepted just before the deadline completes the order instead.
+//! `order:cancelled`. The expiration service fires at the order's `reservedUntil`
+//! (`expiresAt` plus the payment grace), so a payment accepted just before the deadline
+//! has already completed the order by then.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ticketing_bus::{HandlerError, Listener};
+use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::events::ExpirationComplete;
 use ticketing_contracts::time::now_millis;
 use ticketing_store::Tx;
 
-use crate::domain::PAYMENT_SETTLE_GRACE_MS;
 use crate::orders;
 
-pub struct ExpirationCompleteListener;
+/// An expiration a little early (the clocks of two machines) is still taken: waiting
+/// for the last milliseconds would only delay the cancel by a redelivery.
+const CLOCK_SKEW_MS: i64 = 250;
+
+pub struct ExpirationCompleteListener {
+    pub grace: Duration,
+}
 
 #[async_trait]
 impl Listener for ExpirationCompleteListener {
@@ -22,13 +31,16 @@ impl Listener for ExpirationCompleteListener {
             // Paid, already cancelled, or unknown: nothing to expire.
             return Ok(());
         };
-        if now_millis() < expires_at + PAYMENT_SETTLE_GRACE_MS {
+        let reserved_until = expires_at + self.grace.as_millis() as i64;
+        if now_millis() + CLOCK_SKEW_MS < reserved_until {
+            // Fired far too early (a job scheduled by an older producer's deadline, or
+            // a clock far off): the order still holds its ticket; come back later.
             return Err(HandlerError::Retry(format!(
-                "order {} is within its payment grace",
+                "order {} is reserved until {reserved_until}",
                 e.order_id
             )));
         }
-        orders::cancel(tx, &e.order_id, None).await?;
+        orders::cancel(tx, &e.order_id, CancelReason::Expired, None).await?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::OrderStatus;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
@@ -23,11 +24,16 @@ pub async fn cancel(
     RequireUser(user): RequireUser,
     Path(order_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    own_order(&state, &order_id, &user.id).await?;
+    let order_id = own_order(&state, &order_id, &user.id).await?.id;
     let mut tx = state.store.begin().await?;
-    if orders::cancel(&mut tx, &order_id, Some(&user.id))
-        .await?
-        .is_some()
+    if orders::cancel(
+        &mut tx,
+        &order_id,
+        CancelReason::CancelledByBuyer,
+        Some(&user.id),
+    )
+    .await?
+    .is_some()
     {
         tx.commit().await?;
         state.outbox.notify();

@@ -10,6 +10,8 @@ use ticketing_kit::validate::{parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
 use super::OrderBody;
+use ticketing_contracts::TicketId;
+
 use crate::orders::{self, PlaceError};
 use crate::{tickets, AppState};
 
@@ -42,12 +44,12 @@ pub async fn create(
     let ticket_id = fields.finish(ticket_id)?;
 
     let now = now_millis();
-    let expires_at = now + state.order_ttl.as_millis() as i64;
+    let deadline = state.settings.deadline(now);
     let mut tx = state.store.begin().await?;
-    let ticket = tickets::find(&mut tx, &ticket_id)
+    let ticket = tickets::find(&mut tx, &TicketId::from(ticket_id))
         .await?
         .ok_or(ApiError::NotFound)?;
-    let order = match orders::place(&mut tx, &ticket, &user.id, now, expires_at).await {
+    let order = match orders::place(&mut tx, &ticket, &user.id, now, deadline).await {
         Ok(order) => order,
         Err(PlaceError::Reserved) => {
             return Err(ApiError::bad_request("Ticket is already reserved"))

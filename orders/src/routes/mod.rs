@@ -11,6 +11,8 @@ use utoipa_axum::routes;
 
 pub use ticketing_contracts::api::orders::{OrderBody, OrderTicketBody};
 
+use ticketing_contracts::{OrderId, UserId};
+
 use crate::orders::{self, Order};
 use crate::AppState;
 
@@ -23,30 +25,31 @@ pub fn router() -> OpenApiRouter<AppState> {
 impl From<Order> for OrderBody {
     fn from(o: Order) -> Self {
         OrderBody {
-            id: o.id,
-            user_id: o.user_id,
+            id: o.id.into(),
+            user_id: o.user_id.into(),
             status: o.status,
             expires_at: format_millis(o.expires_at),
             version: o.version,
             ticket: OrderTicketBody {
-                id: o.ticket.id,
+                id: o.ticket.id.into(),
                 title: o.ticket.title,
                 price: o.ticket.price,
                 version: o.ticket.version,
             },
+            cancel_reason: o.cancel_reason,
         }
     }
 }
 
 /// The caller's order: 404 when unknown (or malformed), 401 when someone else's.
-async fn own_order(state: &AppState, id: &str, user_id: &str) -> ApiResult<Order> {
+async fn own_order(state: &AppState, id: &str, user_id: &UserId) -> ApiResult<Order> {
     if !is_valid_id(id) {
         return Err(ApiError::NotFound);
     }
-    let order = orders::find(&state.store, id)
+    let order = orders::find(&state.store, &OrderId::from(id))
         .await?
         .ok_or(ApiError::NotFound)?;
-    if order.user_id != user_id {
+    if order.user_id != *user_id {
         return Err(ApiError::NotAuthorized);
     }
     Ok(order)

@@ -1,21 +1,57 @@
 //! `order:cancelled` → mark the replica's order cancelled, strictly in version order (a
-//! cancellation that arrives before its `order:created` is retried later).
+//! cancellation that arrives before its `order:created` is retried later); and if the
+//! order was paid meanwhile — its payment accepted here before the cancellation was
+//! known, its `payment:created` reaching the orders service too late — give the money
+//! back: refund the charge, record it, publish `payment:refunded`.
 
 use async_trait::async_trait;
 use ticketing_bus::{HandlerError, Listener};
 use ticketing_contracts::events::OrderCancelled;
 use ticketing_store::Tx;
 
-use crate::orders;
+use crate::provider::{refund_idempotency_key, ChargeError};
+use crate::{orders, payments, AppState};
 
-pub struct OrderCancelledListener;
+pub struct OrderCancelledListener(pub AppState);
 
 #[async_trait]
 impl Listener for OrderCancelledListener {
     type Event = OrderCancelled;
+    /// The refund goes to the provider before the transaction records it.
+    const OUTSIDE_EFFECTS: bool = true;
 
-    async fn handle(&self, tx: &mut Tx, o: OrderCancelled) -> Result<(), HandlerError> {
-        let check = orders::apply_cancelled(tx, &o.id, o.version).await?;
-        check.outcome("order:cancelled")
+    async fn prepare(&self, order: &OrderCancelled) -> Result<(), HandlerError> {
+        let state = &self.0;
+        let Some(payment) = payments::find_for_order_now(&state.store, &order.id).await? else {
+            return Ok(());
+        };
+        if payment.refunded_at.is_some() {
+            return Ok(());
+        }
+        // Idempotent at the provider: a redelivery refunds nothing twice.
+        let key = refund_idempotency_key(&payment.stripe_id);
+        match state.provider.refund(&payment.stripe_id, &key).await {
+            Ok(()) => {
+                tracing::info!(order = %order.id, payment = %payment.id, charge = %payment.stripe_id, "refunded a payment that reached a cancelled order");
+                Ok(())
+            }
+            // The buyer's money is at stake: keep trying for as long as it takes.
+            Err(ChargeError::Unavailable(reason)) => Err(HandlerError::Retry(format!(
+                "refund of {} pending: {reason}",
+                payment.stripe_id
+            ))),
+            Err(err) => Err(HandlerError::Other(
+                anyhow::Error::from(err).context(format!("refunding {}", payment.stripe_id)),
+            )),
+        }
+    }
+
+    async fn handle(&self, tx: &mut Tx, order: OrderCancelled) -> Result<(), HandlerError> {
+        let check = orders::apply_cancelled(tx, &order.id, order.version).await?;
+        check.outcome("order:cancelled")?;
+        if let Some(payment) = payments::find_for_order(tx, &order.id).await? {
+            payments::record_refund(tx, &payment).await?;
+        }
+        Ok(())
     }
 }

@@ -10,6 +10,8 @@ use ticketing_kit::validate::{as_str, parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
 use super::PaymentBody;
+use ticketing_contracts::OrderId;
+
 use crate::pay::{self, PayError};
 use crate::AppState;
 
@@ -36,6 +38,7 @@ fn parse_token(raw: &Value) -> Result<String, String> {
         (status = 400, description = "Missing token or orderId, a cancelled, expired or already paid order, a payment in progress, or the card was declined (the provider's reason)", body = ErrorBody),
         (status = 401, description = "Not signed in, or not the caller's order", body = ErrorBody),
         (status = 404, description = "Unknown order", body = ErrorBody),
+        (status = 502, description = "The payment provider answered with an error: try again", body = ErrorBody),
         (status = 503, description = "The payment provider is unavailable: nothing was charged, try again", body = ErrorBody),
     ))]
 pub async fn create(
@@ -49,7 +52,7 @@ pub async fn create(
         parse_id("orderId", v)
     });
     let (token, order_id) = fields.finish((token, order_id))?;
-    let payment = pay::pay(&state, &user.id, &order_id, &token).await?;
+    let payment = pay::pay(&state, &user.id, &OrderId::from(order_id), &token).await?;
     Ok((StatusCode::CREATED, Json(payment.into())))
 }
 
@@ -61,6 +64,10 @@ impl From<PayError> for ApiError {
             PayError::Refused(message) => ApiError::bad_request(message),
             PayError::Declined(message) => ApiError::BadRequest(message),
             PayError::Unavailable => ApiError::Unavailable,
+            PayError::ProviderFailed(err) => {
+                tracing::error!(error = format!("{err:#}"), "payment provider error");
+                ApiError::BadGateway
+            }
             PayError::Internal(err) => ApiError::Internal(err),
         }
     }

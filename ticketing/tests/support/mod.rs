@@ -1,98 +1,69 @@
-//! The `ticketing` binary as a user runs it: started on a free port, stopped by SIGTERM.
+//! The `--target all` composition for web tests: every service, and the pages calling
+//! the API in-process, on port 0 with the test's own data directory.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // Each test file uses its own part.
 
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+pub mod browser;
 
-pub struct Running {
-    pub child: Child,
-    pub base: String,
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_kit::testing::{TestBackend, TestEnv, TestServer};
+
+pub async fn mount_all(rt: &Runtime, order_ttl: Duration) -> Vec<Mounted> {
+    vec![
+        ticketing_auth::mount(rt, &Default::default())
+            .await
+            .unwrap(),
+        ticketing_tickets::mount(rt).await.unwrap(),
+        ticketing_orders::mount(
+            rt,
+            &ticketing_orders::Settings {
+                order_ttl,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap(),
+        ticketing_payments::mount(
+            rt,
+            Arc::new(ticketing_payments::provider::SandboxProvider::new()),
+        )
+        .await
+        .unwrap(),
+        ticketing_expiration::mount(rt, &ticketing_expiration::Settings::default())
+            .await
+            .unwrap(),
+    ]
 }
 
-/// A free port on 127.0.0.1 (bound and released: another process could take it in
-/// between, which is unlikely enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The site as `cargo run` serves it; drop the `TestEnv` last.
+pub struct Site {
+    pub server: TestServer,
+    pub env: TestEnv,
 }
 
-impl Running {
-    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Running {
-        Self::start_on(free_port(), args, envs).await
-    }
-
-    pub async fn start_on(port: u16, args: &[&str], envs: &[(&str, &str)]) -> Running {
-        let listen = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing"));
-        cmd.args(args)
-            .args(["--listen", &listen])
-            .env_remove("JWT_KEY")
-            .env_remove("TICKETING_DATABASE_URL")
-            .env_remove("NATS_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start ticketing");
-        let running = Running {
-            child,
-            base: format!("http://{listen}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(res) = reqwest::get(format!("{}/readyz", running.base)).await {
-                if res.status().is_success() {
-                    return running;
-                }
-            }
-            assert!(Instant::now() < deadline, "ticketing did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+impl Site {
+    pub async fn start(order_ttl: Duration) -> Site {
+        let env = TestEnv::new(TestBackend::Sqlite);
+        let mut services = mount_all(&env.runtime, order_ttl).await;
+        let (api, slot) = ticketing_web::ApiClient::in_process();
+        let pages = ticketing_web::router(ticketing_web::WebConfig {
+            api,
+            cookie_secure: false,
+            stripe_publishable_key: None,
+        });
+        let app: Router = ticketing_kit::app::compose(&mut services, pages, vec![]);
+        slot.set(app.clone());
+        Site {
+            server: TestServer::spawn_router(app).await,
+            env,
         }
     }
 
-    /// Send SIGTERM (graceful shutdown) without waiting.
-    pub fn terminate(&self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-    }
-
-    /// Wait for the process to exit, at most `limit`.
-    pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = self.child.kill();
-        panic!("ticketing did not stop within {limit:?}");
-    }
-
-    /// SIGTERM, then expect a clean exit.
-    pub fn stop(mut self) {
-        self.terminate();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "exit status {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("ticketing did not stop on SIGTERM");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
     }
 }

@@ -56,7 +56,7 @@ pub async fn list(
     let mut headers = Vec::new();
     if page.len() as i64 == limit {
         if let Some(last) = page.last() {
-            headers.push((NEXT_CURSOR, last.id.clone()));
+            headers.push((NEXT_CURSOR, last.id.to_string()));
             headers.push((
                 LINK,
                 format!(

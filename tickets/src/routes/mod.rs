@@ -20,12 +20,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 impl From<Ticket> for TicketBody {
     fn from(t: Ticket) -> Self {
         TicketBody {
-            id: t.id,
+            id: t.id.into(),
             title: t.title,
             price: t.price,
-            user_id: t.user_id,
+            user_id: t.user_id.into(),
             version: t.version,
-            order_id: t.order_id,
+            order_id: t.order_id.map(String::from),
         }
     }
 }

@@ -5,6 +5,8 @@ use ticketing_kit::validate::is_valid_id;
 use ticketing_kit::{ApiError, ApiResult};
 
 use super::TicketBody;
+use ticketing_contracts::TicketId;
+
 use crate::{tickets, AppState};
 
 /// One ticket, reserved or not.
@@ -21,7 +23,7 @@ pub async fn show(
     if !is_valid_id(&id) {
         return Err(ApiError::NotFound);
     }
-    let ticket = tickets::find(&state.store, &id)
+    let ticket = tickets::find(&state.store, &TicketId::from(id))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(ticket.into()))

@@ -7,6 +7,8 @@ use ticketing_kit::validate::{is_valid_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
 use super::{TicketBody, TicketInput};
+use ticketing_contracts::TicketId;
+
 use crate::domain::{parse_price, Title};
 use crate::{tickets, AppState};
 
@@ -33,6 +35,7 @@ pub async fn update(
     if !is_valid_id(&id) {
         return Err(ApiError::NotFound);
     }
+    let id = TicketId::from(id);
 
     let mut tx = state.store.begin().await?;
     if let Some(ticket) = tickets::update(&mut tx, &id, &user.id, &title, price).await? {

@@ -1,0 +1,208 @@
+//! The site in a real browser: Debian's headless Chromium through chromedriver. Each test
+//! saves screenshots at desktop and phone width under `target/browser-screenshots/<test>/`
+//! and prints their paths.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::browser::{Browser, Driver, Shots};
+use support::Site;
+
+async fn sign_up(browser: &Browser, site: &Site, email: &str) {
+    browser.goto(&site.url("/auth/signup")).await;
+    browser.fill("#f-email", email).await;
+    browser.fill("#f-password", "correct horse battery").await;
+    browser.click("main form button[type=submit]").await;
+    browser.wait_for_text(".nav-user .who", email).await;
+}
+
+async fn sign_out(browser: &Browser) {
+    browser.click("form[action='/auth/signout'] button").await;
+    browser.wait_for("a[href='/auth/signup']").await;
+}
+
+/// Press Purchase on the ticket's page; pressed again if the orders service has not yet
+/// heard of a brand-new ticket.
+async fn purchase(browser: &Browser, site: &Site, ticket: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        browser.goto(&site.url(&format!("/tickets/{ticket}"))).await;
+        browser.click("form[action='/orders'] button").await;
+        browser.wait_for("h1").await;
+        if browser.current_url().await.contains("/orders/") {
+            browser.wait_for(".countdown-time").await;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "purchase refused: {}",
+            browser.text().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A seller and a ticket through the API (not what these tests are about); its id.
+async fn listed_ticket(site: &Site, title: &str) -> String {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let res = client
+        .post(site.url("/api/users/signup"))
+        .json(&json!({"email": "api-seller@test.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let ticket: serde_json::Value = client
+        .post(site.url("/api/tickets"))
+        .json(&json!({"title": title, "price": "42"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ticket["id"].as_str().unwrap().to_owned()
+}
+
+async fn pay(browser: &Browser, card: &str) {
+    browser.fill("#f-number", card).await;
+    browser.fill("#f-expiry", "12/34").await;
+    browser.fill("#f-cvc", "123").await;
+    browser
+        .click("form[action$='/pay'] button[type=submit]")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sell_buy_and_pay_in_chromium() {
+    let site = Site::start(Duration::from_secs(900)).await;
+    let driver = Driver::start().await;
+    let shots = Shots::new("sell_buy_and_pay");
+    let browser = driver.browser("person").await;
+
+    browser.goto(&site.url("/")).await;
+    browser.wait_for_text("h1", "Tickets for sale").await;
+    browser.click("a[href='/auth/signup']").await;
+    browser.wait_for("#f-email").await;
+    browser.screenshots(&shots, "signup").await;
+
+    sign_up(&browser, &site, "seller@test.com").await;
+    browser.click("a[href='/tickets/new']").await;
+    browser.fill("#f-title", "RustConf 2026 — Day pass").await;
+    browser.fill("#f-price", "149.99").await;
+    browser.click("main form button[type=submit]").await;
+    browser.wait_for_text("h1", "RustConf 2026").await;
+    browser.wait_for_text(".edit h2", "Edit your ticket").await;
+    browser.screenshots(&shots, "ticket-as-seller").await;
+    let ticket_url = browser.current_url().await;
+    let ticket = ticket_url.rsplit('/').next().unwrap().to_owned();
+
+    sign_out(&browser).await;
+    sign_up(&browser, &site, "buyer@test.com").await;
+    browser.goto(&site.url("/")).await;
+    browser
+        .wait_for_text("table.listing", "RustConf 2026 — Day pass")
+        .await;
+    browser.wait_for_text("table.listing", "$149.99").await;
+    browser.screenshots(&shots, "home").await;
+
+    purchase(&browser, &site, &ticket).await;
+    let shown = browser
+        .wait_for_text(".countdown", "Time left to pay")
+        .await;
+    assert!(shown.contains("14:5") || shown.contains("15:00"), "{shown}");
+    browser.screenshots(&shots, "order").await;
+
+    pay(&browser, "4000 0000 0000 0002").await;
+    browser
+        .wait_for_text(".pay .alert-error", "Your card was declined.")
+        .await;
+    browser.screenshots(&shots, "declined").await;
+
+    pay(&browser, "4242 4242 4242 4242").await;
+    browser.wait_for_text("#order-status", "Complete").await;
+    browser.wait_for_text(".alert-success", "Paid.").await;
+    browser.screenshots(&shots, "paid").await;
+
+    browser.click("a[href='/orders']").await;
+    browser
+        .wait_for_text("table.listing", "RustConf 2026 — Day pass")
+        .await;
+    browser
+        .wait_for_text("table.listing .badge", "Complete")
+        .await;
+    browser.screenshots(&shots, "orders").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_buyer_is_told_the_ticket_is_reserved() {
+    let site = Site::start(Duration::from_secs(900)).await;
+    let ticket = listed_ticket(&site, "Opera — Row 5").await;
+    let driver = Driver::start().await;
+    let shots = Shots::new("second_buyer_refused");
+    let first = driver.browser("first").await;
+    let second = driver.browser("second").await;
+    sign_up(&first, &site, "first@test.com").await;
+    sign_up(&second, &site, "second@test.com").await;
+
+    // The second buyer has the page open, with its Purchase button, when the first buys.
+    second.goto(&site.url(&format!("/tickets/{ticket}"))).await;
+    second.wait_for("form[action='/orders'] button").await;
+    purchase(&first, &site, &ticket).await;
+
+    second.click("form[action='/orders'] button").await;
+    second
+        .wait_for_text(".alert-error", "Ticket is already reserved")
+        .await;
+    second.screenshots(&shots, "refused").await;
+    // Coming back later, the page says why there is no button.
+    second.goto(&site.url(&format!("/tickets/{ticket}"))).await;
+    second
+        .wait_for_text(".notice", "Someone has reserved this ticket")
+        .await;
+    assert!(!second.text().await.contains("Purchase\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn countdown_reaches_zero_and_the_order_expires() {
+    // Long enough to load the order page on a busy machine, short enough to wait out.
+    let site = Site::start(Duration::from_secs(8)).await;
+    let ticket = listed_ticket(&site, "Late show").await;
+    let driver = Driver::start().await;
+    let shots = Shots::new("order_expires");
+    let browser = driver.browser("buyer").await;
+    sign_up(&browser, &site, "late@test.com").await;
+
+    purchase(&browser, &site, &ticket).await;
+    browser.wait_for("#f-number").await;
+    browser.screenshots(&shots, "counting").await;
+
+    // The script counts down and says so at zero, hiding the payment form.
+    browser
+        .wait_for_text_within(
+            ".countdown-expired",
+            "Order expired",
+            Duration::from_secs(60),
+        )
+        .await;
+    browser.wait_for_text("#order-status", "Expired").await;
+    assert!(!browser.text().await.contains("Card number"));
+    browser.screenshots(&shots, "expired-live").await;
+
+    // The server agrees on reload, and in the list.
+    let order_url = browser.current_url().await;
+    browser.goto(&order_url).await;
+    browser
+        .wait_for_text("#order-expired", "Order expired.")
+        .await;
+    browser.goto(&site.url("/orders")).await;
+    browser
+        .wait_for_text("table.listing .badge", "Expired")
+        .await;
+    browser.screenshots(&shots, "orders").await;
+}

@@ -1,0 +1,629 @@
+//! The web pages without a browser: every page anonymous and signed in, bad input shown
+//! beside its field, CSRF refusals, escaping, security headers, paging. The site runs as
+//! `--target all` composes it (pages calling the API in-process).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::StatusCode;
+use serde_json::json;
+use support::Site;
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no Location; status {}", self.status))
+    }
+
+    #[track_caller]
+    fn assert_contains(&self, text: &str) {
+        assert!(
+            self.body.contains(text),
+            "page ({}) lacks {text:?}:\n{}",
+            self.status,
+            self.body
+        );
+    }
+}
+
+/// One browser: its own cookies, no automatic redirects (each is checked), and the CSRF
+/// token from the last page it saw.
+struct Person {
+    client: reqwest::Client,
+    base: String,
+    csrf: String,
+}
+
+impl Person {
+    fn new(site: &Site) -> Person {
+        Person {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: site.url(""),
+            csrf: String::new(),
+        }
+    }
+
+    async fn page(&mut self, response: reqwest::Response) -> Page {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        if let Some(token) = hidden_value(&body, "csrf") {
+            self.csrf = token;
+        }
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        self.page(response).await
+    }
+
+    /// A form post as a browser sends it: this site's `Origin` and the page's token.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut form: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
+        form.extend_from_slice(fields);
+        let body = serde_urlencoded::to_string(&form).unwrap();
+        self.post_raw(path, body, Some(self.base.clone())).await
+    }
+
+    async fn post_raw(&mut self, path: &str, body: String, origin: Option<String>) -> Page {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        self.page(response).await
+    }
+
+    /// Follow a 303 as a browser does.
+    async fn follow(&mut self, page: Page) -> Page {
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let location = page.location().to_owned();
+        self.get(&location).await
+    }
+
+    async fn sign_up(&mut self, email: &str) {
+        self.get("/auth/signup").await;
+        let page = self
+            .post(
+                "/auth/signup",
+                &[("email", email), ("password", "password123"), ("next", "/")],
+            )
+            .await;
+        assert_eq!(page.location(), "/");
+        let home = self.follow(page).await;
+        home.assert_contains(email);
+    }
+
+    /// Sell a ticket through the form; its id.
+    async fn sell(&mut self, title: &str, price: &str) -> String {
+        self.get("/tickets/new").await;
+        let page = self
+            .post("/tickets/new", &[("title", title), ("price", price)])
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        page.location().trim_start_matches("/tickets/").to_owned()
+    }
+
+    /// Press Purchase; the order's page. Retried while the orders service has not yet
+    /// heard of the new ticket (it learns by event).
+    async fn purchase(&mut self, ticket: &str) -> Page {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.get(&format!("/tickets/{ticket}")).await;
+            let page = self.post("/orders", &[("ticketId", ticket)]).await;
+            if page.status == StatusCode::SEE_OTHER {
+                assert!(page.location().starts_with("/orders/"));
+                return page;
+            }
+            assert!(Instant::now() < deadline, "purchase refused: {}", page.body);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn hidden_value(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(body[start..end].to_owned())
+}
+
+async fn site() -> Site {
+    Site::start(Duration::from_secs(900)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_visitor_sees_public_pages_and_is_sent_to_sign_in_elsewhere() {
+    let site = site().await;
+    let mut anon = Person::new(&site);
+
+    let home = anon.get("/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    home.assert_contains("Tickets for sale");
+    home.assert_contains("No tickets for sale right now.");
+    home.assert_contains(r#"href="/auth/signin""#);
+    home.assert_contains(r#"href="/auth/signup""#);
+    assert!(!home.body.contains("Sign out"));
+
+    for path in ["/auth/signup", "/auth/signin"] {
+        let page = anon.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        page.assert_contains(r#"<label for="f-email">Email</label>"#);
+        page.assert_contains(r#"name="csrf""#);
+    }
+    // Nothing to sign out of.
+    let page = anon.get("/auth/signout").await;
+    assert_eq!((page.status, page.location()), (StatusCode::SEE_OTHER, "/"));
+
+    for (path, back) in [
+        ("/tickets/new", "%2Ftickets%2Fnew"),
+        ("/orders", "%2Forders"),
+        ("/orders/some-order", "%2Forders%2Fsome-order"),
+    ] {
+        let page = anon.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(page.location(), format!("/auth/signin?next={back}"));
+    }
+
+    // Friendly 404s, for pages and for ids that could name another API route.
+    for path in [
+        "/no/such/page",
+        "/tickets/unknown-ticket",
+        "/tickets/..%2Fusers",
+        "/orders/a%20b",
+    ] {
+        let page = anon.get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        page.assert_contains("Page not found");
+        assert!(page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+    // `/api/*` stays the API's, in its JSON error format.
+    let api = anon.get("/api/no-such-route").await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&api.body).unwrap()["errors"][0]["message"],
+        "Not found."
+    );
+    assert_eq!(anon.get("/api/tickets").await.body, "[]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_security_headers_and_assets_are_ours() {
+    let site = site().await;
+    let mut anon = Person::new(&site);
+    let home = anon.get("/").await;
+    let csp = home.headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self';",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(home.headers["x-content-type-options"], "nosniff");
+    assert_eq!(home.headers["x-frame-options"], "DENY");
+    assert_eq!(home.headers["cache-control"], "no-store");
+    let cookie = home.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("csrf=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // No inline script or style anywhere: the CSP would block it.
+    assert!(!home.body.contains("<script>") && !home.body.contains("style="));
+
+    for (asset, kind) in [
+        ("app.css", "text/css"),
+        ("app.js", "text/javascript"),
+        ("icon.svg", "image/svg+xml"),
+    ] {
+        let start = home
+            .body
+            .find(&format!("/assets/{asset}?v="))
+            .unwrap_or_else(|| panic!("{asset} not linked"));
+        let end = start + home.body[start..].find('"').unwrap();
+        let page = anon.get(&home.body[start..end]).await;
+        assert_eq!(page.status, StatusCode::OK, "{asset}");
+        assert!(page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+        assert!(page.headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+        assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    }
+    assert_eq!(
+        anon.get("/assets/nope.js").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_in_pages_sell_edit_buy_and_pay() {
+    let site = site().await;
+    let mut seller = Person::new(&site);
+    seller.sign_up("seller@test.com").await;
+
+    // The header shows who is signed in and the signed-in links.
+    let home = seller.get("/").await;
+    home.assert_contains("seller@test.com");
+    home.assert_contains(r#"href="/tickets/new""#);
+    home.assert_contains(r#"href="/orders""#);
+    home.assert_contains(r#"action="/auth/signout""#);
+    assert!(!home.body.contains(r#"href="/auth/signup""#));
+    // Signed in, the sign-in page sends you on.
+    assert_eq!(
+        seller.get("/auth/signin?next=/orders").await.location(),
+        "/orders"
+    );
+
+    // A title that is markup shows as text.
+    let ticket = seller
+        .sell("<script>alert(1)</script> & Friends", "20.5")
+        .await;
+    let page = seller.get(&format!("/tickets/{ticket}")).await;
+    page.assert_contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; Friends");
+    assert!(!page.body.contains("<script>alert(1)"));
+    page.assert_contains("$20.50");
+    // The seller sees the edit form, not Purchase.
+    page.assert_contains("Edit your ticket");
+    assert!(!page.body.contains(">Purchase<"));
+    let page = seller
+        .post(
+            &format!("/tickets/{ticket}"),
+            &[("title", "Concert"), ("price", "25")],
+        )
+        .await;
+    assert_eq!(page.location(), format!("/tickets/{ticket}"));
+    let page = seller.follow(page).await;
+    page.assert_contains("<h1>Concert</h1>");
+    page.assert_contains("$25.00");
+
+    // The listing shows it, with a link.
+    let mut buyer = Person::new(&site);
+    let home = buyer.get("/").await;
+    home.assert_contains(&format!(r#"<a href="/tickets/{ticket}">Concert</a>"#));
+    let page = buyer.get(&format!("/tickets/{ticket}")).await;
+    page.assert_contains("Sign in to purchase");
+    buyer.sign_up("buyer@test.com").await;
+    buyer
+        .get(&format!("/tickets/{ticket}"))
+        .await
+        .assert_contains(">Purchase<");
+
+    let placed = buyer.purchase(&ticket).await;
+    let order_path = placed.location().to_owned();
+    let order = buyer.follow(placed).await;
+    order.assert_contains("Time left to pay");
+    order.assert_contains("data-seconds-left=\"");
+    order.assert_contains("Awaiting payment");
+    order.assert_contains("Card number");
+
+    // The reserved ticket: the seller cannot edit it and another buyer cannot buy it.
+    // (The tickets service hears of the order by event.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seller
+        .get(&format!("/tickets/{ticket}"))
+        .await
+        .body
+        .contains("cannot be edited while their order is open")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the ticket never showed reserved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let page = seller
+        .post(
+            &format!("/tickets/{ticket}"),
+            &[("title", "Changed"), ("price", "1")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.assert_contains("Cannot edit a reserved ticket");
+    let mut other = Person::new(&site);
+    other.sign_up("other@test.com").await;
+    let page = other.get(&format!("/tickets/{ticket}")).await;
+    page.assert_contains("Someone has reserved this ticket");
+    let page = other.post("/orders", &[("ticketId", &ticket)]).await;
+    assert_eq!(page.status, StatusCode::CONFLICT);
+    page.assert_contains("Ticket is already reserved");
+    // Nor see the buyer's order.
+    let page = other.get(&order_path).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    page.assert_contains("belongs to another account");
+
+    // Card errors beside their fields, then a decline, then payment.
+    let pay = format!("{order_path}/pay");
+    let page = buyer
+        .post(
+            &pay,
+            &[("number", "1234"), ("expiry", "13/99"), ("cvc", "1")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.assert_contains("A card number is 12 to 19 digits.");
+    page.assert_contains("The month is 01 to 12.");
+    page.assert_contains(r#"value="13/99""#);
+    let page = buyer
+        .post(
+            &pay,
+            &[
+                ("number", "4000 0000 0000 0002"),
+                ("expiry", "12/40"),
+                ("cvc", "123"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.assert_contains("Your card was declined.");
+    let page = buyer
+        .post(
+            &pay,
+            &[
+                ("number", "4242 4242 4242 4242"),
+                ("expiry", "12/40"),
+                ("cvc", "123"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), format!("{order_path}?paid=1"));
+    let page = buyer.follow(page).await;
+    page.assert_contains("Paid.");
+    assert!(!page.body.contains("Card number"));
+
+    let orders = buyer.get("/orders").await;
+    orders.assert_contains("Concert");
+    orders.assert_contains(r#"<span class="badge badge-success">Complete</span>"#);
+    let empty = other.get("/orders").await;
+    empty.assert_contains("You have no orders yet.");
+
+    // Signing out relays the API's expired cookie.
+    buyer
+        .get("/auth/signout")
+        .await
+        .assert_contains("You are signed in as");
+    let page = buyer.post("/auth/signout", &[]).await;
+    assert_eq!(page.location(), "/");
+    let cleared = page.headers.get_all("set-cookie").iter().any(|c| {
+        let c = c.to_str().unwrap();
+        c.starts_with("session=;") && c.contains("Max-Age=0")
+    });
+    assert!(cleared);
+    let home = buyer.follow(page).await;
+    assert!(!home.body.contains("buyer@test.com"));
+    assert_eq!(buyer.get("/orders").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_shown_beside_its_field_with_the_input_kept() {
+    let site = site().await;
+    let mut person = Person::new(&site);
+    person.get("/auth/signup").await;
+    let page = person
+        .post(
+            "/auth/signup",
+            &[("email", "not-an-email"), ("password", "short")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.assert_contains(r#"value="not-an-email""#);
+    page.assert_contains(r#"aria-invalid="true""#);
+    page.assert_contains(r#"<p class="field-error" id="f-email-error">"#);
+    page.assert_contains(r#"<p class="field-error" id="f-password-error">"#);
+    // The password is never sent back.
+    assert!(!page.body.contains("short"));
+
+    person.sign_up("taken@test.com").await;
+    let mut again = Person::new(&site);
+    again.get("/auth/signup").await;
+    let page = again
+        .post(
+            "/auth/signup",
+            &[("email", "TAKEN@test.com"), ("password", "password123")],
+        )
+        .await;
+    page.assert_contains("Email in use");
+    again.get("/auth/signin").await;
+    let page = again
+        .post(
+            "/auth/signin",
+            &[("email", "taken@test.com"), ("password", "wrong-password")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.assert_contains("Invalid credentials");
+    page.assert_contains(r#"value="taken@test.com""#);
+    // Signing in returns to the page that asked, never to another site.
+    let page = again
+        .post(
+            "/auth/signin",
+            &[
+                ("email", "taken@test.com"),
+                ("password", "password123"),
+                ("next", "/orders"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/orders");
+    let mut third = Person::new(&site);
+    third.get("/auth/signin").await;
+    let page = third
+        .post(
+            "/auth/signin",
+            &[
+                ("email", "taken@test.com"),
+                ("password", "password123"),
+                ("next", "//evil.test"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/");
+
+    person.get("/tickets/new").await;
+    let page = person
+        .post("/tickets/new", &[("title", "  "), ("price", "12.345")])
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    page.assert_contains(r#"id="f-title-error""#);
+    page.assert_contains(r#"id="f-price-error""#);
+    page.assert_contains(r#"value="12.345""#);
+    let page = person
+        .post("/tickets/new", &[("title", "Kept title"), ("price", "0")])
+        .await;
+    page.assert_contains(r#"value="Kept title""#);
+    page.assert_contains("Price must be greater than 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_without_the_token_or_from_another_site_are_refused() {
+    let site = site().await;
+    let mut person = Person::new(&site);
+    // A first visit with no cookie yet: no token can match.
+    let page = person
+        .post_raw(
+            "/auth/signup",
+            "email=a%40test.com&password=password123&csrf=x".into(),
+            None,
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    page.assert_contains("Form expired");
+
+    person.sign_up("victim@test.com").await;
+    let token = person.csrf.clone();
+    let ticket_form = |csrf: &str| format!("title=Forged&price=1&csrf={csrf}");
+    let refused = [
+        person
+            .post_raw("/tickets/new", "title=Forged&price=1".into(), None)
+            .await,
+        person
+            .post_raw("/tickets/new", ticket_form("wrong-token"), None)
+            .await,
+        person
+            .post_raw(
+                "/tickets/new",
+                ticket_form(&token),
+                Some("http://evil.test".into()),
+            )
+            .await,
+        person
+            .post_raw("/tickets/new", ticket_form(&token), Some("null".into()))
+            .await,
+        person
+            .post_raw(
+                "/auth/signout",
+                format!("csrf={token}"),
+                Some("http://evil.test".into()),
+            )
+            .await,
+    ];
+    for page in refused {
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+    }
+    // Nothing was created, and the victim is still signed in.
+    assert_eq!(person.get("/api/tickets").await.body, "[]");
+    person.get("/").await.assert_contains("victim@test.com");
+    // The right token from this site's own page works (no Origin at all is allowed: the
+    // token decides).
+    let page = person
+        .post_raw("/tickets/new", ticket_form(&token), None)
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    // A body no form of ours sends.
+    let huge = format!("csrf={token}&title={}", "x".repeat(20_000));
+    let page = person.post_raw("/tickets/new", huge, None).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_pages_through_the_tickets() {
+    let site = site().await;
+    let mut seller = Person::new(&site);
+    seller.sign_up("many@test.com").await;
+    for i in 0..101 {
+        let res = seller
+            .client
+            .post(site.url("/api/tickets"))
+            .json(&json!({"title": format!("Ticket {i:03}"), "price": 10}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let first = seller.get("/").await;
+    first.assert_contains("Ticket 000");
+    first.assert_contains("Ticket 099");
+    assert!(!first.body.contains("Ticket 100"));
+    let start = first.body.find("/?cursor=").expect("a next-page link");
+    let end = start + first.body[start..].find('"').unwrap();
+    let next = first.body[start..end].replace("&amp;", "&");
+    let second = seller.get(&next).await;
+    second.assert_contains("Ticket 100");
+    second.assert_contains("← First page");
+    assert!(!second.body.contains("Ticket 099"));
+    // A cursor that is not one starts over.
+    assert_eq!(
+        seller.get("/?cursor=not%20a%20cursor").await.location(),
+        "/"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_can_cancel_an_open_order() {
+    let site = site().await;
+    let mut seller = Person::new(&site);
+    seller.sign_up("cancel-seller@test.com").await;
+    let ticket = seller.sell("Cancelled gig", "10").await;
+    let mut buyer = Person::new(&site);
+    buyer.sign_up("cancel-buyer@test.com").await;
+    let placed = buyer.purchase(&ticket).await;
+    let order_path = placed.location().to_owned();
+    buyer.follow(placed).await;
+    let page = buyer.post(&format!("{order_path}/cancel"), &[]).await;
+    assert_eq!(page.location(), order_path);
+    let page = buyer.follow(page).await;
+    page.assert_contains("This order was cancelled.");
+    assert!(!page.body.contains("Card number"));
+    buyer
+        .get("/orders")
+        .await
+        .assert_contains(">Cancelled</span>");
+}

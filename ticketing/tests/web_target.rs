@@ -1,0 +1,150 @@
+//! The binary's two ways of serving the pages: beside the API (`--target all`, the
+//! default) and alone against a gateway (`--target web --api-url`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Running {
+    /// Start the binary on a free port; wait until `/healthz` answers.
+    async fn start(args: &[&str]) -> Running {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+            .args(args)
+            .args(["--listen", &listen])
+            .env_remove("JWT_KEY")
+            .env_remove("TICKETING_DATABASE_URL")
+            .env_remove("NATS_URL")
+            .env_remove("TICKETING_API_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ticketing");
+        let running = Running {
+            child,
+            base: format!("http://{listen}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(running.url("/healthz")).await.is_err() {
+            assert!(Instant::now() < deadline, "ticketing did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        running
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a form") + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn the_pages_run_beside_the_api_or_alone_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = Running::start(&["--data-dir", dir.path().to_str().unwrap()]).await;
+    let home = reqwest::get(all.url("/")).await.unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+    assert!(home.text().await.unwrap().contains("Tickets for sale"));
+
+    // Alone: no data directory of its own; everything through the API's URL.
+    let web = Running::start(&[
+        "--target",
+        "web",
+        "--api-url",
+        &all.base,
+        "--cookie-secure",
+        "false",
+    ])
+    .await;
+    assert_eq!(
+        reqwest::get(web.url("/readyz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = browser
+        .get(web.url("/auth/signup"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let signed_up = browser
+        .post(web.url("/auth/signup"))
+        .form(&[
+            ("csrf", csrf_of(&form).as_str()),
+            ("email", "alone@test.com"),
+            ("password", "password123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_up.status(), StatusCode::SEE_OTHER);
+    // The API's session cookie, relayed by the web process to the browser.
+    assert!(signed_up
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("session=")));
+    let home = browser
+        .get(web.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("alone@test.com"), "{home}");
+
+    // The API gone: not ready, and pages say so kindly.
+    drop(all);
+    assert_eq!(
+        reqwest::get(web.url("/readyz")).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let page = reqwest::get(web.url("/")).await.unwrap();
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Temporarily unavailable"));
+}
+
+#[test]
+fn web_alone_needs_an_api_url() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .args(["--target", "web", "--listen", "127.0.0.1:0"])
+        .env_remove("TICKETING_API_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--api-url"));
+}

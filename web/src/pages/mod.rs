@@ -1,0 +1,37 @@
+//! The pages, one module per area of the seed's `client/pages/`.
+
+mod auth;
+mod home;
+mod orders;
+mod tickets;
+
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::header::SET_COOKIE;
+use http::HeaderValue;
+
+use crate::Settings;
+
+pub fn routes() -> Router<Settings> {
+    Router::new()
+        .route("/", get(home::index))
+        .route("/auth/signup", get(auth::signup_form).post(auth::signup))
+        .route("/auth/signin", get(auth::signin_form).post(auth::signin))
+        .route("/auth/signout", get(auth::signout_form).post(auth::signout))
+        .route("/tickets/new", get(tickets::new_form).post(tickets::create))
+        .route("/tickets/{id}", get(tickets::show).post(tickets::update))
+        .route("/orders", get(orders::index).post(orders::create))
+        .route("/orders/{id}", get(orders::show))
+        .route("/orders/{id}/pay", post(orders::pay))
+        .route("/orders/{id}/cancel", post(orders::cancel))
+}
+
+/// Post-redirect-get: `303 See Other` to `location`, with the API's cookies relayed.
+fn see_other(location: &str, set_cookies: Vec<HeaderValue>) -> Response {
+    let mut response = Redirect::to(location).into_response();
+    for cookie in set_cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}

@@ -1,0 +1,399 @@
+//! `/orders` (mine) and `/orders/{id}`: the countdown to the reservation's end, and the
+//! payment form (the sandbox's card form, or Stripe's card field with a publishable key).
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::StatusCode;
+use maud::{html, Markup};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::see_other;
+use super::tickets::{render_show, Panel};
+use crate::api::{ApiFailure, Id};
+use crate::cards;
+use crate::csrf::CsrfForm;
+use crate::error::PageError;
+use crate::format::{self, OrderState};
+use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
+use crate::session::{require_user, Visitor};
+use crate::{assets, Settings};
+use ticketing_contracts::api::orders::OrderBody;
+use ticketing_contracts::api::users::SessionUser;
+use ticketing_contracts::{ErrorItem, OrderStatus};
+
+const CARD_FIELDS: [&str; 4] = ["number", "expiry", "cvc", "token"];
+
+/// How long a paid order's page waits for the order to show complete (the payment
+/// event's trip to the orders service, normally milliseconds).
+const COMPLETION_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Deserialize)]
+pub struct PurchaseForm {
+    #[serde(default, rename = "ticketId")]
+    ticket_id: String,
+}
+
+/// The Purchase button: create the order, then show it.
+pub async fn create(
+    State(settings): State<Settings>,
+    visitor: Visitor,
+    CsrfForm(form): CsrfForm<PurchaseForm>,
+) -> Result<Response, PageError> {
+    let ticket_id = Id::parse(&form.ticket_id).ok_or(PageError::NotFound)?;
+    let back = format!("/tickets/{ticket_id}");
+    let user = require_user(settings.api.current_user(visitor.session()).await?, &back)?;
+    let refusal = match settings
+        .api
+        .create_order(visitor.session(), &ticket_id)
+        .await
+    {
+        Ok(order) => return Ok(see_other(&format!("/orders/{}", order.id), Vec::new())),
+        Err(failure) => match failure.status() {
+            Some(StatusCode::BAD_REQUEST) => FormErrors::new(failure.into_bad_request()?),
+            // The orders service learns of new tickets by event: for a moment after a
+            // ticket is listed it may not know it yet.
+            Some(StatusCode::NOT_FOUND) => FormErrors::message(
+                "This ticket cannot be ordered just yet. Please try again in a moment.",
+            ),
+            _ => return Err(failure.into()),
+        },
+    };
+    let ticket = settings.api.ticket(visitor.session(), &ticket_id).await?;
+    Ok(render_show(
+        &visitor,
+        Some(&user),
+        &ticket,
+        Panel::PurchaseRefused(&refusal),
+        StatusCode::CONFLICT,
+    ))
+}
+
+pub async fn index(
+    State(settings): State<Settings>,
+    visitor: Visitor,
+) -> Result<Response, PageError> {
+    let user = require_user(
+        settings.api.current_user(visitor.session()).await?,
+        "/orders",
+    )?;
+    let orders = settings.api.orders(visitor.session()).await?;
+    let now = OffsetDateTime::now_utc();
+    let chrome = Chrome {
+        user: Some(&user),
+        csrf: &visitor.csrf,
+    };
+    let body = html! {
+        div.page-head { h1 { "My orders" } }
+        @if orders.is_empty() {
+            div.empty {
+                p { "You have no orders yet." }
+                p { a href="/" { "Browse the tickets for sale" } }
+            }
+        } @else {
+            table.listing {
+                thead { tr {
+                    th scope="col" { "Ticket" }
+                    th.num scope="col" { "Price" }
+                    th scope="col" { "Status" }
+                } }
+                tbody {
+                    // Newest first: the order just placed is the one wanted.
+                    @for order in orders.iter().rev() {
+                        @let state = OrderState::of(order, now);
+                        tr {
+                            td { a href={ "/orders/" (order.id) } { (order.ticket.title) } }
+                            td.num { (format::price(order.ticket.price)) }
+                            td { span class=(state.class()) { (state.label()) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::render(
+        StatusCode::OK,
+        layout::page("My orders", &chrome, body),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    #[serde(default)]
+    paid: Option<String>,
+}
+
+pub async fn show(
+    State(settings): State<Settings>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Query(query): Query<ShowQuery>,
+) -> Result<Response, PageError> {
+    let id = Id::parse(&id).ok_or(PageError::NotFound)?;
+    let user = require_user(
+        settings.api.current_user(visitor.session()).await?,
+        &format!("/orders/{id}"),
+    )?;
+    let order = settings.api.order(visitor.session(), &id).await?;
+    let view = OrderView {
+        just_paid: query.paid.is_some(),
+        form: &PayForm::default(),
+        errors: &FormErrors::default(),
+    };
+    Ok(render_order(
+        &settings,
+        &visitor,
+        &user,
+        &order,
+        view,
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub struct PayForm {
+    #[serde(default)]
+    number: String,
+    #[serde(default)]
+    expiry: String,
+    #[serde(default)]
+    cvc: String,
+    /// Stripe.js's token, when a publishable key is configured.
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn pay(
+    State(settings): State<Settings>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<PayForm>,
+) -> Result<Response, PageError> {
+    let id = Id::parse(&id).ok_or(PageError::NotFound)?;
+    let back = format!("/orders/{id}");
+    let user = require_user(settings.api.current_user(visitor.session()).await?, &back)?;
+    let token = match &settings.stripe_key {
+        Some(_) if form.token.starts_with("tok_") => Ok(form.token.as_str()),
+        Some(_) => Err(FormErrors::new(vec![ErrorItem {
+            message: "The card could not be read. Check the card details and try again.".into(),
+            field: Some("token".into()),
+        }])),
+        None => cards::sandbox_token(
+            &form.number,
+            &form.expiry,
+            &form.cvc,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(FormErrors::new),
+    };
+    let errors = match token {
+        Ok(token) => match settings.api.pay(visitor.session(), &id, token).await {
+            Ok(_) => {
+                wait_for_completion(&settings, &visitor, &id).await;
+                return Ok(see_other(&format!("{back}?paid=1"), Vec::new()));
+            }
+            Err(failure) => FormErrors::new(failure.into_bad_request()?),
+        },
+        Err(errors) => errors,
+    };
+    let order = settings.api.order(visitor.session(), &id).await?;
+    // Card numbers are not sent back; the expiry (not secret) is kept.
+    let kept = PayForm {
+        expiry: form.expiry,
+        ..PayForm::default()
+    };
+    let view = OrderView {
+        just_paid: false,
+        form: &kept,
+        errors: &errors,
+    };
+    Ok(render_order(
+        &settings,
+        &visitor,
+        &user,
+        &order,
+        view,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ))
+}
+
+/// The payment is recorded; the order turns complete when the orders service hears of
+/// it. Waiting briefly here lets the page the user lands on say so.
+async fn wait_for_completion(settings: &Settings, visitor: &Visitor, id: &Id) {
+    let _ = tokio::time::timeout(COMPLETION_WAIT, async {
+        loop {
+            match settings.api.order(visitor.session(), id).await {
+                Ok(order) if order.status != OrderStatus::Complete => {
+                    tokio::time::sleep(Duration::from_millis(25)).await
+                }
+                _ => return,
+            }
+        }
+    })
+    .await;
+}
+
+pub async fn cancel(
+    State(settings): State<Settings>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
+) -> Result<Response, PageError> {
+    let id = Id::parse(&id).ok_or(PageError::NotFound)?;
+    let back = format!("/orders/{id}");
+    let user = require_user(settings.api.current_user(visitor.session()).await?, &back)?;
+    match settings.api.cancel_order(visitor.session(), &id).await {
+        Ok(()) => Ok(see_other(&back, Vec::new())),
+        Err(
+            failure @ ApiFailure::Refused {
+                status: StatusCode::BAD_REQUEST,
+                ..
+            },
+        ) => {
+            let errors = FormErrors::new(failure.into_bad_request()?);
+            let order = settings.api.order(visitor.session(), &id).await?;
+            let view = OrderView {
+                just_paid: false,
+                form: &PayForm::default(),
+                errors: &errors,
+            };
+            Ok(render_order(
+                &settings,
+                &visitor,
+                &user,
+                &order,
+                view,
+                StatusCode::CONFLICT,
+            ))
+        }
+        Err(failure) => Err(failure.into()),
+    }
+}
+
+struct OrderView<'a> {
+    just_paid: bool,
+    form: &'a PayForm,
+    errors: &'a FormErrors,
+}
+
+fn render_order(
+    settings: &Settings,
+    visitor: &Visitor,
+    user: &SessionUser,
+    order: &OrderBody,
+    view: OrderView,
+    status: StatusCode,
+) -> Response {
+    let chrome = Chrome {
+        user: Some(user),
+        csrf: &visitor.csrf,
+    };
+    let state = OrderState::of(order, OffsetDateTime::now_utc());
+    let payable = matches!(state, OrderState::AwaitingPayment(_)) && !view.just_paid;
+    let body = html! {
+        article.card.order {
+            p.eyebrow { "Order" }
+            h1 { (order.ticket.title) }
+            dl.facts {
+                div { dt { "Price" } dd { (format::price(order.ticket.price)) } }
+                div { dt { "Status" } dd { span #order-status class=(state.class()) { (state.label()) } } }
+                div { dt { "Order number" } dd.mono { (order.id) } }
+            }
+            @match state {
+                OrderState::AwaitingPayment(seconds) if view.just_paid => {
+                    p.alert.alert-success role="status" { "Payment received. The order shows complete in a moment — " a href={ "/orders/" (order.id) } { "refresh" } "." }
+                    (countdown(seconds))
+                }
+                OrderState::AwaitingPayment(seconds) => (countdown(seconds)),
+                OrderState::Expired => p.alert.alert-muted #order-expired role="status" { strong { "Order expired." } " The reservation has ended and the ticket is back on sale. " a href="/" { "Browse tickets" } },
+                OrderState::Cancelled => p.alert.alert-muted role="status" { "This order was cancelled." },
+                OrderState::Complete => p.alert.alert-success role="status" { strong { "Paid." } " The ticket is yours." },
+            }
+            @if payable {
+                (payment_form(settings, visitor, order, view.form, view.errors))
+            } @else {
+                (view.errors.summary(&[]))
+            }
+        }
+        p { a href="/orders" { "← My orders" } }
+    };
+    let markup = if payable && settings.stripe_key.is_some() {
+        let card_js = assets::stripe_card_js_url();
+        layout::page_with_scripts(
+            "Order",
+            &chrome,
+            body,
+            &["https://js.stripe.com/v3/", &card_js],
+        )
+    } else {
+        layout::page("Order", &chrome, body)
+    };
+    layout::render(status, markup)
+}
+
+/// Rendered by the server, so a page without JavaScript shows the time left at load;
+/// the script counts it down from the server's figure (never the browser's clock) and
+/// says "Order expired" at zero.
+fn countdown(seconds: i64) -> Markup {
+    html! {
+        div.countdown data-countdown data-seconds-left=(seconds) {
+            p {
+                span.countdown-label { "Time left to pay: " }
+                strong.countdown-time { (format::countdown(seconds)) }
+            }
+            p.countdown-expired role="status" hidden { strong { "Order expired." } " The reservation has ended. " a href="/" { "Browse tickets" } }
+            noscript { p.muted { "The reservation ends " (format::countdown(seconds)) " after this page loaded; reload to see the time left." } }
+        }
+    }
+}
+
+fn payment_form(
+    settings: &Settings,
+    visitor: &Visitor,
+    order: &OrderBody,
+    form: &PayForm,
+    errors: &FormErrors,
+) -> Markup {
+    html! {
+        section.pay data-pay-form aria-labelledby="pay-title" {
+            h2 #pay-title { "Pay " (format::price(order.ticket.price)) }
+            @match &settings.stripe_key {
+                Some(key) => {
+                    form.stack #stripe-form method="post" action={ "/orders/" (order.id) "/pay" } data-stripe-key=(key) {
+                        (csrf_field(&visitor.csrf))
+                        (errors.summary(&[]))
+                        input type="hidden" name="token" value="";
+                        div.field {
+                            label for="card-element" { "Card" }
+                            div #card-element .stripe-card {}
+                            p.field-error #card-errors role="alert" {}
+                        }
+                        noscript { p.alert.alert-error { "Paying by card needs JavaScript: Stripe collects the card details." } }
+                        button.button.button-block type="submit" { "Pay " (format::price(order.ticket.price)) }
+                    }
+                }
+                None => {
+                    form.stack method="post" action={ "/orders/" (order.id) "/pay" } novalidate data-once {
+                        (csrf_field(&visitor.csrf))
+                        (errors.summary(&CARD_FIELDS[..3]))
+                        (Input::new("Card number", "number", "text", &form.number).autocomplete("cc-number").inputmode("numeric").render(errors))
+                        div.field-row {
+                            (Input::new("Expiry (MM/YY)", "expiry", "text", &form.expiry).autocomplete("cc-exp").inputmode("numeric").render(errors))
+                            (Input::new("Security code", "cvc", "text", &form.cvc).autocomplete("cc-csc").inputmode("numeric").render(errors))
+                        }
+                        button.button.button-block type="submit" { "Pay " (format::price(order.ticket.price)) }
+                        div.sandbox-note {
+                            p { strong { "Sandbox mode" } " — no real card is charged. Use " code { (cards::SUCCESS_CARD) } " to pay, or " code { (cards::DECLINED_CARD) } " to see a decline; any future expiry and any 3 digits." }
+                        }
+                    }
+                }
+            }
+            form.cancel method="post" action={ "/orders/" (order.id) "/cancel" } {
+                (csrf_field(&visitor.csrf))
+                button.link-button type="submit" { "Cancel this order" }
+            }
+        }
+    }
+}
