@@ -204,6 +204,11 @@ fn fail(
 ) -> Box<TransactionError> {
     let shown: String = body.unwrap_or_default().chars().take(300).collect();
     eprintln!("loadgen: {tag} {shown}");
+    *FAILURES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(tag.to_owned())
+        .or_default() += 1;
     match user.set_failure(tag, request, None, body) {
         Err(err) => err,
         Ok(()) => Box::new(TransactionError::RequestFailed {
@@ -229,6 +234,15 @@ pub struct JourneyTimes {
 }
 
 static TIMES: Mutex<BTreeMap<&'static str, JourneyTimes>> = Mutex::new(BTreeMap::new());
+
+/// Failures by what went wrong (goose's own error list also keeps the refusals a
+/// journey then accepted, such as a lost race).
+static FAILURES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+/// What failed, and how often.
+pub fn failures() -> BTreeMap<String, usize> {
+    std::mem::take(&mut *FAILURES.lock().unwrap_or_else(|e| e.into_inner()))
+}
 
 /// The journeys' times so far.
 pub fn journey_times() -> BTreeMap<&'static str, JourneyTimes> {

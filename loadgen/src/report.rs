@@ -79,16 +79,7 @@ pub fn summarise(metrics: &GooseMetrics) -> Summary {
     requests.sort_by(|a, b| a.name.cmp(&b.name));
     let request_failures: usize = requests.iter().map(|r| r.failures).sum();
     let server_errors = requests.iter().map(|r| r.server_errors).sum();
-    let error_kinds = metrics
-        .errors
-        .values()
-        .map(|e| {
-            (
-                format!("{} {}: {}", e.method, e.name, e.error),
-                e.occurrences,
-            )
-        })
-        .collect();
+    let error_kinds = crate::journeys::failures().into_iter().collect();
     Summary {
         errors: request_failures,
         server_errors,

@@ -144,6 +144,7 @@ pub async fn reserve(
     id: &TicketId,
     order_id: &OrderId,
 ) -> Result<Option<Ticket>, sqlx::Error> {
+    lock(tx, id).await?;
     let row = query(&format!(
         "UPDATE tickets SET order_id = $1, version = version + 1 \
          WHERE id = $2 AND (order_id IS NULL OR order_id < $1) \
@@ -164,6 +165,7 @@ pub async fn release(
     id: &TicketId,
     order_id: &OrderId,
 ) -> Result<Option<Ticket>, sqlx::Error> {
+    lock(tx, id).await?;
     query(
         "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, $2) \
          ON CONFLICT DO NOTHING",
@@ -181,6 +183,24 @@ pub async fn release(
     .fetch_optional(&mut *tx)
     .await?;
     announce_change(tx, row).await
+}
+
+/// Take the ticket's row lock before deciding anything about it.
+///
+/// `reserve` and `release` of one order arrive on different subjects and, on
+/// PostgreSQL, run concurrently under READ COMMITTED: without the lock, a `reserve`
+/// whose statement began before the concurrent `release` committed does not see the
+/// order in `cancelled_orders`, while that `release` found the ticket not yet held by
+/// the order — and the ticket stays reserved by a cancelled order (found by `ticketing
+/// audit` after a distributed load run). With the lock the second of the two waits,
+/// and its next statement sees what the first committed. (SQLite's single writer
+/// serialises them anyway; the statement is a no-op there.)
+async fn lock(tx: &mut Tx, id: &TicketId) -> Result<(), sqlx::Error> {
+    query("UPDATE tickets SET version = version WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 pub async fn exists(tx: &mut Tx, id: &TicketId) -> Result<bool, sqlx::Error> {
