@@ -3,9 +3,7 @@
 use serde_json::Value;
 use ticketing_kit::validate::as_str;
 
-pub const MAX_EMAIL_LEN: usize = 254;
-pub const MIN_PASSWORD_CHARS: usize = 8;
-pub const MAX_PASSWORD_CHARS: usize = 128;
+pub use ticketing_contracts::api::users::{MAX_EMAIL_LEN, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 
 /// A syntactically valid e-mail address (surrounding white space removed).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,17 +1,24 @@
 //! Auth service: accounts and sessions (`/api/users/*`).
 
 mod domain;
+mod limits;
 mod password;
 mod routes;
 mod users;
 
+use std::time::Duration;
+
 use axum::extract::FromRef;
 use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::client::TrustedProxies;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrator, Store};
 
-pub use password::Hasher;
+pub use limits::{
+    LimitSettings, Limits, DEFAULT_PER_ACCOUNT_PER_MINUTE, DEFAULT_PER_ADDRESS_PER_MINUTE,
+};
+pub use password::{HashSettings, Hasher};
 
 pub const SERVICE: &str = "auth";
 
@@ -22,6 +29,10 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 pub struct Settings {
     /// Mark session cookies `Secure` (served over HTTPS).
     pub cookie_secure: bool,
+    /// Rate limits of sign-in and sign-up.
+    pub limits: LimitSettings,
+    /// The global cap on password hashing.
+    pub hashing: HashSettings,
 }
 
 #[derive(Clone, FromRef)]
@@ -30,21 +41,36 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub hasher: Hasher,
     pub cookie_secure: bool,
+    pub limits: Limits,
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Open the auth database and return the service's routes.
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
     let store = Store::open(&rt.location(SERVICE)?, &MIGRATIONS).await?;
+    let limits = Limits::new(&settings.limits);
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),
-        hasher: Hasher::new(),
+        hasher: Hasher::new(&settings.hashing),
         cookie_secure: settings.cookie_secure,
+        limits: limits.clone(),
+        trusted_proxies: settings.limits.trusted_proxies.clone(),
     };
+    let shutdown = rt.shutdown.clone();
+    let pruning = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = every.tick() => limits.prune(),
+            }
+        }
+    });
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),
         ready: vec![ReadyCheck::store("auth-db", &store)],
-        tasks: vec![],
+        tasks: vec![pruning],
     })
 }

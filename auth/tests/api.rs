@@ -175,7 +175,8 @@ async fn signup_refuses_a_taken_email_in_any_case(backend: TestBackend) {
 }
 
 async fn concurrent_signups_for_one_email_create_one_account(backend: TestBackend) {
-    let app = spawn(backend).await;
+    // Ten attempts on one account in a moment: the uniqueness under test, not the limit.
+    let app = spawn_with(backend, |s| s.limits.enabled = false).await;
     let attempts = (0..10).map(|i| {
         let email = if i % 2 == 0 {
             "race@test.com"
@@ -483,7 +484,186 @@ async fn health_and_openapi_are_served(backend: TestBackend) {
     }
 }
 
+async fn assert_refused_with_429(res: Response) -> u64 {
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let errs = errors(res).await;
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0]["message"], "Too many requests, try again later.");
+    assert!(errs[0].get("field").is_none());
+    retry_after
+}
+
+async fn wrong_passwords_for_one_account_are_refused_after_a_handful(backend: TestBackend) {
+    let app = spawn(backend).await;
+    assert_eq!(
+        app.signup("victim@test.com", "password123").await.status(),
+        StatusCode::CREATED
+    );
+    // The sign-up was the first attempt on the account; four wrong passwords follow.
+    let wrong = |email: &str| json!({"email": email, "password": "wrong password"});
+    for _ in 0..4 {
+        let res = app
+            .post("/api/users/signin", wrong("victim@test.com"))
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    // Then, whatever the case of the address, and even with the right password: 429.
+    for attempt in 0..56 {
+        let body = if attempt == 0 {
+            json!({"email": "VICTIM@test.com", "password": "password123"})
+        } else {
+            wrong("Victim@Test.com")
+        };
+        let res = app.post("/api/users/signin", body).await;
+        let retry_after = assert_refused_with_429(res).await;
+        assert!((1..=12).contains(&retry_after), "{retry_after}");
+    }
+    // Another account from the same address is not affected.
+    assert_eq!(
+        app.post("/api/users/signin", wrong("other@test.com"))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let metrics = app
+        .server
+        .client
+        .get(app.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("auth_rate_limited_total{")
+                && l.contains("limit=\"account\"")
+                && l.contains("route=\"signin\"")),
+        "{metrics}"
+    );
+}
+
+async fn the_default_address_limit_lets_a_test_suite_through(backend: TestBackend) {
+    let app = spawn(backend).await;
+    // Hundreds of sign-ups a minute from 127.0.0.1 (rejected by validation, so that no
+    // password is hashed: the address limit counts them all the same).
+    let allowance = ticketing_auth::DEFAULT_PER_ADDRESS_PER_MINUTE;
+    for i in 0..allowance {
+        let res = app.signup(&format!("user{i}@test.com"), "short").await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "attempt {i}");
+    }
+    // The allowance comes back one attempt every 100 ms, so a client that keeps going
+    // meets the limit soon after.
+    let mut refused = None;
+    for i in 0..allowance {
+        let res = app.signup(&format!("more{i}@test.com"), "short").await;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    assert_refused_with_429(refused.expect("the address limit is reached")).await;
+}
+
+async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy(backend: TestBackend) {
+    let send = |app: &App, client: &'static str| {
+        app.server
+            .client
+            .post(app.server.url("/api/users/signup"))
+            .header("x-forwarded-for", client)
+            .json(&json!({"email": "x@test.com", "password": "short"}))
+            .send()
+    };
+    // Not trusted: the header is ignored, every request is 127.0.0.1's.
+    let app = spawn_with(backend, |s| s.limits.per_address_per_minute = 2).await;
+    assert_eq!(send(&app, "192.0.2.1").await.unwrap().status(), 400);
+    assert_eq!(send(&app, "192.0.2.2").await.unwrap().status(), 400);
+    assert_refused_with_429(send(&app, "192.0.2.3").await.unwrap()).await;
+
+    // Behind a trusted proxy: each forwarded client has its own budget.
+    let app = spawn_with(backend, |s| {
+        s.limits.per_address_per_minute = 2;
+        s.limits.trusted_proxies =
+            ticketing_kit::client::TrustedProxies::new(vec!["127.0.0.0/8".parse().unwrap()]);
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(send(&app, "192.0.2.1").await.unwrap().status(), 400);
+        assert_eq!(send(&app, "192.0.2.2").await.unwrap().status(), 400);
+    }
+    assert_refused_with_429(send(&app, "192.0.2.1").await.unwrap()).await;
+    assert_refused_with_429(send(&app, "6.6.6.6, 192.0.2.2").await.unwrap()).await;
+    assert_eq!(send(&app, "192.0.2.3").await.unwrap().status(), 400);
+}
+
+async fn limits_can_be_switched_off(backend: TestBackend) {
+    let app = spawn_with(backend, |s| {
+        s.limits.enabled = false;
+        s.limits.per_address_per_minute = 1;
+        s.limits.per_account_per_minute = 1;
+    })
+    .await;
+    for _ in 0..8 {
+        let res = app
+            .post(
+                "/api/users/signin",
+                json!({"email": "nobody@test.com", "password": "wrong password"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+async fn a_flood_of_hashes_is_refused_with_503_not_queued(backend: TestBackend) {
+    let app = spawn_with(backend, |s| {
+        s.limits.enabled = false;
+        s.hashing.max_concurrent = 1;
+        s.hashing.max_wait = std::time::Duration::from_millis(1);
+    })
+    .await;
+    let attempts = (0..12).map(|i| {
+        let client = TestServer::new_client();
+        let url = app.server.url("/api/users/signup");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": format!("flood{i}@test.com"), "password": "password123"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let responses = futures::future::join_all(attempts).await;
+    let mut created = 0;
+    let mut busy = 0;
+    for res in responses {
+        match res.status() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(res.headers()["retry-after"], "1");
+                assert_eq!(errors(res).await[0]["message"], "Service unavailable.");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(created >= 1 && busy >= 1, "created {created}, busy {busy}");
+}
+
 backend_tests!(
+    wrong_passwords_for_one_account_are_refused_after_a_handful,
+    the_default_address_limit_lets_a_test_suite_through,
+    forwarded_for_names_the_client_only_behind_a_trusted_proxy,
+    limits_can_be_switched_off,
+    a_flood_of_hashes_is_refused_with_503_not_queued,
     signup_returns_201_and_sets_the_session_cookie,
     signup_rejects_an_invalid_email,
     signup_rejects_an_invalid_password,

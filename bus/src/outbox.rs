@@ -48,6 +48,9 @@ pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// How long the relay may take, at shutdown, to publish what is still pending.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
+
 /// Tuning of the relay.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxOptions {
@@ -141,6 +144,19 @@ impl Outbox {
     }
 
     async fn run(&self, shutdown: CancellationToken) {
+        self.relay(&shutdown).await;
+        // Shutting down: requests have finished, so publish what they committed now
+        // rather than at the next start (bounded: a bus that is down keeps it for then).
+        match tokio::time::timeout(FINAL_FLUSH, self.flush()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "outbox: final flush failed; rows stay for the next start")
+            }
+            Err(_) => tracing::warn!("outbox: final flush timed out; rows stay for the next start"),
+        }
+    }
+
+    async fn relay(&self, shutdown: &CancellationToken) {
         let options = self.inner.options;
         let mut failures: u32 = 0;
         loop {

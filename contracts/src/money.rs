@@ -62,7 +62,12 @@ fn parse_decimal(text: &str) -> Option<i64> {
         Some((w, f)) => (w, f),
         None => (text, ""),
     };
-    if whole.is_empty() || whole.len() > 9 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+    // Leading zeros are not significant (`007.50`); nine significant digits bound the
+    // value before the range check.
+    if whole.is_empty()
+        || whole.trim_start_matches('0').len() > 9
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     // Trailing zeros beyond the cents (`10.500`) are still exact.
@@ -122,6 +127,13 @@ mod tests {
             Cents::parse_price(&json!(1000000)).unwrap().get(),
             100_000_000
         );
+        // Leading zeros are not significant, however many.
+        assert_eq!(
+            Cents::parse_price(&json!("0000000001000000.00"))
+                .unwrap()
+                .get(),
+            100_000_000
+        );
         for bad in [
             json!(0),
             json!(-1),
@@ -131,6 +143,7 @@ mod tests {
             json!(true),
             json!("1e3"),
             json!(""),
+            json!("1000000000"),
         ] {
             assert!(Cents::parse_price(&bad).is_err(), "{bad}");
         }

@@ -27,7 +27,9 @@ pub fn compose(services: &mut [Mounted], extra: Router, extra_ready: Vec<ReadyCh
         api = api.merge(router);
         ready.append(&mut service.ready);
     }
-    let (router, doc) = api.split_for_parts();
+    let (router, mut doc) = api.split_for_parts();
+    complete_document(&mut doc);
+    let doc = document_json(&doc);
     let router = router
         .route("/api/openapi.json", get(move || async move { Json(doc) }))
         .nest("/api", Router::new().fallback(not_found))
@@ -72,12 +74,128 @@ pub fn shed_load(router: Router, max: usize) -> Router {
 }
 
 fn base_document() -> OpenApi {
+    use utoipa::openapi::security::{
+        ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+    };
     let mut doc = OpenApi::default();
     doc.info.title = "Ticketing".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description =
         Some("Event-driven ticket marketplace: auth, tickets, orders, payments.".into());
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "session",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            "session",
+            "Set by sign-up and sign-in: base64 of `{\"jwt\": \"<token>\"}` (the seed's              `express:sess` is accepted too)",
+        ))),
+    );
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some("The session's HS256 token, for API clients"))
+                .build(),
+        ),
+    );
     doc
+}
+
+/// The document as served. utoipa 5 writes a link's fields in snake case
+/// (`operation_id`, `request_body`); OpenAPI names them `operationId`, `requestBody`,
+/// `operationRef`, and tools ignore links spelled otherwise.
+fn document_json(doc: &OpenApi) -> serde_json::Value {
+    let mut json = serde_json::to_value(doc).expect("the OpenAPI document serialises");
+    fix_link_keys(&mut json);
+    json
+}
+
+fn fix_link_keys(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Object(links)) = map.get_mut("links") {
+                for link in links.values_mut() {
+                    if let serde_json::Value::Object(link) = link {
+                        for (from, to) in [
+                            ("operation_id", "operationId"),
+                            ("operation_ref", "operationRef"),
+                            ("request_body", "requestBody"),
+                        ] {
+                            if let Some(v) = link.remove(from) {
+                                link.insert(to.to_owned(), v);
+                            }
+                        }
+                    }
+                }
+            }
+            for v in map.values_mut() {
+                fix_link_keys(v);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(fix_link_keys),
+        _ => {}
+    }
+}
+
+/// The answers every operation may give whatever it does, added where a route does not
+/// describe them itself: 503 when the process sheds load, 500 for the unexpected, and
+/// for operations with a body 413 (over 1 MiB) and 415 (not JSON) — all in the error
+/// format.
+fn complete_document(doc: &mut OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    let error = |description: &str, retry_after: bool| {
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        );
+        if retry_after {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds to wait before retrying"))
+                    .build(),
+            );
+        }
+        response.build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let has_body = operation.request_body.is_some();
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, response: utoipa::openapi::Response| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| response.into());
+            };
+            if has_body {
+                add("413", error("Request body larger than 1 MiB", false));
+                add("415", error("The body is not JSON (`Content-Type`)", false));
+            }
+            add(
+                "500",
+                error("Something went wrong (`Something went wrong.`)", false),
+            );
+            add(
+                "503",
+                error("The process is at capacity; retry after a moment", true),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

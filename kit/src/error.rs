@@ -28,6 +28,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("Service unavailable.")]
     Unavailable,
+    /// A rate limit refused the request; the client may retry after this many seconds.
+    #[error("Too many requests, try again later.")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// The server is at capacity for this kind of work (503 with `Retry-After`).
+    #[error("Service unavailable.")]
+    Busy { retry_after_secs: u64 },
     /// A provider behind us (payments) failed; retrying the same request is safe.
     #[error("The payment provider failed. Please try again.")]
     BadGateway,
@@ -54,7 +60,8 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,7 +96,16 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             errors: self.items(),
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after_secs }
+        | ApiError::Busy { retry_after_secs } = self
+        {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        response
     }
 }
 

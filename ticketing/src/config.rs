@@ -22,11 +22,33 @@ pub struct Cli {
 pub enum Command {
     /// Serve the system (the default).
     Serve,
+    /// Compare what the services hold, through their databases (read-only), and report
+    /// every divergence; exit code 1 when there is any.
+    Audit(AuditArgs),
     /// Inspect and feed the event bus (JetStream with `--nats-url`, else `<data-dir>/bus.db`).
     Events {
         #[command(subcommand)]
         command: EventsCommand,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AuditArgs {
+    /// On a running system, report a divergence only once it lasted this long (events
+    /// in flight make the services disagree for a moment): the audit looks again every
+    /// second until all agree or this time has passed.
+    #[arg(long, env = "TICKETING_AUDIT_SETTLE_SECONDS", default_value_t = 0)]
+    pub settle_seconds: u64,
+    /// An open order this long past its `expiresAt` means its expiry was lost.
+    #[arg(
+        long,
+        env = "TICKETING_AUDIT_EXPIRY_SLACK_SECONDS",
+        default_value_t = 60
+    )]
+    pub expiry_slack_seconds: u64,
+    /// Outbox rows older than this mean a relay is stuck.
+    #[arg(long, env = "TICKETING_AUDIT_OUTBOX_AGE_SECONDS", default_value_t = 60)]
+    pub outbox_age_seconds: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -206,6 +228,71 @@ pub struct ServeArgs {
     )]
     pub redis_prefix: String,
 
+    /// Rate limits of sign-in and sign-up (`false` turns them all off, for benchmarks).
+    #[arg(
+        long,
+        env = "TICKETING_AUTH_RATE_LIMITS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub auth_rate_limits: bool,
+
+    /// Sign-in and sign-up attempts per minute from one client address (IPv6: one /64);
+    /// the whole allowance may come at once. 0: unlimited.
+    #[arg(
+        long,
+        env = "TICKETING_AUTH_RATE_PER_ADDRESS",
+        default_value_t = ticketing_auth::DEFAULT_PER_ADDRESS_PER_MINUTE,
+        global = true
+    )]
+    pub auth_rate_per_address: u32,
+
+    /// Sign-in and sign-up attempts per minute on one account (the e-mail, compared
+    /// case-insensitively). 0: unlimited.
+    #[arg(
+        long,
+        env = "TICKETING_AUTH_RATE_PER_ACCOUNT",
+        default_value_t = ticketing_auth::DEFAULT_PER_ACCOUNT_PER_MINUTE,
+        global = true
+    )]
+    pub auth_rate_per_account: u32,
+
+    /// Password hashes computed at once (default: twice the cores).
+    #[arg(long, env = "TICKETING_AUTH_MAX_CONCURRENT_HASHES", global = true)]
+    pub auth_max_concurrent_hashes: Option<usize>,
+
+    /// How long a sign-in or sign-up waits for a hashing slot before it is refused with
+    /// 503.
+    #[arg(
+        long,
+        env = "TICKETING_AUTH_HASH_WAIT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub auth_hash_wait_ms: u64,
+
+    /// Proxies (addresses or CIDR networks, comma-separated) whose `X-Forwarded-For`
+    /// names the client. Without any, the header is ignored.
+    #[arg(
+        long,
+        env = "TICKETING_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_network,
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// On SIGTERM: how long requests in flight may take to finish, and then how long the
+    /// relays and listeners may take to finish their current batch.
+    #[arg(
+        long,
+        env = "TICKETING_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub shutdown_grace_seconds: u64,
+
     /// `--target web`: the gateway serving the public API (`/api/...`), e.g.
     /// `http://ingress`. The pages get all their data from it. With `--target all`
     /// the pages call this URL instead of the API in-process.
@@ -226,4 +313,12 @@ impl ServeArgs {
     pub fn is_embedded(&self) -> bool {
         self.database_url.is_none()
     }
+}
+
+/// `10.0.0.0/8`, or a single address (`10.0.0.1`, `::1`).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is not an address or a CIDR network"))
 }

@@ -1,3 +1,4 @@
+mod audit;
 mod config;
 mod events;
 mod serve;
@@ -19,5 +20,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve::run(cli.serve).await,
         Command::Events { command } => events::run(&cli.serve, command).await,
+        Command::Audit(args) => {
+            if audit::run(&cli.serve, &args).await? > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }

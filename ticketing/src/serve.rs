@@ -1,6 +1,8 @@
 //! `ticketing serve`: start the services of the chosen target on one listener.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use anyhow::Context;
 use axum::Router;
 use ticketing_bus::{InProcessBus, NatsBus, SharedBus};
 use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::client::TrustedProxies;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::DatabaseConfig;
@@ -54,17 +57,59 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "listening on http://{}",
         listener.local_addr()?
     );
-    let shutdown = runtime.shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        })
-        .await?;
+    serve_until_signal(
+        listener,
+        app,
+        Duration::from_secs(args.shutdown_grace_seconds),
+    )
+    .await?;
+
+    // No request is running any more: stop the workers. Each finishes what it holds (a
+    // relay its batch, then one last flush; a listener its event) and returns.
     runtime.shutdown.cancel();
-    for task in services.iter_mut().flat_map(|s| s.tasks.drain(..)) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    let tasks: Vec<_> = services
+        .iter_mut()
+        .flat_map(|s| s.tasks.drain(..))
+        .collect();
+    let workers = futures::future::join_all(tasks);
+    if tokio::time::timeout(Duration::from_secs(args.shutdown_grace_seconds), workers)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "background workers did not stop in time; their work resumes at the next start"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serve until SIGTERM or Ctrl-C, then stop accepting connections and let the requests
+/// in flight finish, for at most `grace`; requests still running then are dropped.
+async fn serve_until_signal(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stopped.await;
+    })
+    .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return Ok(result?),
+        _ = wait_for_signal() => {}
+    }
+    tracing::info!(grace = ?grace, "shutting down: no new connections, finishing requests in flight");
+    let _ = stop.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!("requests still in flight after the grace period were dropped"),
     }
     Ok(())
 }
@@ -96,10 +141,12 @@ async fn run_web(args: ServeArgs) -> anyhow::Result<()> {
         "web pages listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(wait_for_signal())
-        .await?;
-    Ok(())
+    serve_until_signal(
+        listener,
+        app,
+        Duration::from_secs(args.shutdown_grace_seconds),
+    )
+    .await
 }
 
 fn web_router(args: &ServeArgs, api: ticketing_web::ApiClient, cookie_secure: bool) -> Router {
@@ -118,8 +165,22 @@ pub async fn start(
 ) -> anyhow::Result<Vec<Mounted>> {
     let mut services = Vec::new();
     if target.includes(Target::Auth) {
+        let mut hashing = ticketing_auth::HashSettings {
+            max_wait: Duration::from_millis(args.auth_hash_wait_ms),
+            ..Default::default()
+        };
+        if let Some(n) = args.auth_max_concurrent_hashes {
+            hashing.max_concurrent = n;
+        }
         let settings = ticketing_auth::Settings {
             cookie_secure: args.cookie_secure.unwrap_or(!args.is_embedded()),
+            limits: ticketing_auth::LimitSettings {
+                enabled: args.auth_rate_limits,
+                per_address_per_minute: args.auth_rate_per_address,
+                per_account_per_minute: args.auth_rate_per_account,
+                trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
+            },
+            hashing,
         };
         services.push(ticketing_auth::mount(runtime, &settings).await?);
     }
@@ -161,7 +222,9 @@ pub async fn bus(args: &ServeArgs) -> anyhow::Result<SharedBus> {
     })
 }
 
-async fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
+/// Where each service's database is: the mode's default, and the per-service URLs that
+/// replace it.
+pub fn databases(args: &ServeArgs) -> anyhow::Result<(DatabaseConfig, HashMap<String, String>)> {
     let database = match &args.database_url {
         Some(url) => {
             anyhow::ensure!(
@@ -186,6 +249,11 @@ async fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
             database_overrides.insert(service.to_owned(), url.clone());
         }
     }
+    Ok((database, database_overrides))
+}
+
+async fn runtime(args: &ServeArgs) -> anyhow::Result<Runtime> {
+    let (database, database_overrides) = databases(args)?;
     let key = match &args.jwt_key {
         Some(key) if !key.is_empty() => key.clone().into_bytes(),
         _ if args.is_embedded() => embedded_jwt_key(&args.data_dir)?,

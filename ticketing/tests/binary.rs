@@ -1,76 +1,14 @@
 //! The `ticketing` binary as a user runs it: embedded mode keeps users and sessions
 //! across restarts; `--target auth --database-url` serves the same API on PostgreSQL.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod process;
+
+use std::process::Command;
 
 use serde_json::{json, Value};
 use ticketing_kit::testing::{postgres_base_url, unique_prefix, TestServer};
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Running {
-    async fn start(args: &[&str], envs: &[(&str, &str)]) -> Running {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing"));
-        cmd.args(args)
-            .args(["--listen", &listen])
-            .env_remove("JWT_KEY")
-            .env_remove("TICKETING_DATABASE_URL")
-            .env_remove("NATS_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start ticketing");
-        let running = Running {
-            child,
-            base: format!("http://{listen}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(res) = reqwest::get(format!("{}/readyz", running.base)).await {
-                if res.status().is_success() {
-                    return running;
-                }
-            }
-            assert!(Instant::now() < deadline, "ticketing did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn stop(mut self) {
-        // SIGTERM: graceful shutdown.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "exit status {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("ticketing did not stop on SIGTERM");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
+use process::Running;
 
 #[tokio::test]
 async fn embedded_restart_keeps_users_and_sessions() {

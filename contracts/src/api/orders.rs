@@ -25,6 +25,7 @@ pub struct OrderBody {
     pub user_id: String,
     pub status: OrderStatus,
     /// ISO-8601 UTC with milliseconds.
+    #[schema(format = DateTime, example = "2026-11-24T10:00:00.000Z")]
     pub expires_at: String,
     pub version: i64,
     pub ticket: OrderTicketBody,
@@ -68,7 +69,7 @@ impl std::str::FromStr for CancelReason {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrder {
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::ticket_id_schema, required = true)]
     pub ticket_id: Option<Value>,
 }
 

@@ -34,9 +34,9 @@ pub enum PaymentStatus {
 #[serde(rename_all = "camelCase")]
 pub struct CreatePayment {
     /// The card source: a Stripe token (`tok_...`).
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::token_schema, required = true)]
     pub token: Option<Value>,
-    #[schema(value_type = String)]
+    #[schema(schema_with = super::order_id_schema, required = true)]
     pub order_id: Option<Value>,
 }
 

@@ -33,11 +33,37 @@ pub struct TicketBody {
 /// Create and update body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct TicketInput {
-    #[schema(value_type = String, example = "Concert")]
+    #[schema(schema_with = super::title_schema, required = true)]
     pub title: Option<Value>,
-    /// A number or numeric string, > 0, at most 1,000,000, at most two decimals.
-    #[schema(value_type = f64, example = 20)]
+    /// Above 0, at most 1,000,000, at most two decimals: a number, or the same as a
+    /// string (the seed's client sends `"10.99"`).
+    #[schema(schema_with = price_schema, required = true)]
     pub price: Option<Value>,
+}
+
+fn price_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
+    let any_of = AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0.0))
+                .maximum(Some(1_000_000.0))
+                .multiple_of(Some(0.01))
+                .examples([serde_json::json!(20)]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(super::patterns::PRICE))
+                .examples([serde_json::json!("10.99")]),
+        )
+        .description(Some(
+            "Above 0, at most 1,000,000, at most two decimals: a number, or the same as a \
+             string (the seed's client sends `\"10.99\"`).",
+        ))
+        .build();
+    Schema::AnyOf(any_of)
 }
 
 impl TicketInput {

@@ -11,13 +11,38 @@ pub struct UserBody {
     pub email: String,
 }
 
-/// Sign-up and sign-in body.
+/// Longest e-mail address accepted.
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Shortest new password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// Sign-up and sign-in body (the document describes it as `SignIn`; sign-up's stricter
+/// password rule is `SignUp`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = SignIn)]
 pub struct Credentials {
-    #[schema(value_type = String, example = "buyer@example.com")]
+    /// An e-mail address (surrounding white space is ignored).
+    #[schema(value_type = String, required = true, format = Email, max_length = 254, example = "buyer@example.com")]
     pub email: Option<Value>,
-    #[schema(value_type = String, example = "correct horse battery")]
+    /// Any password up to 128 characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128, example = "correct horse battery")]
     pub password: Option<Value>,
+}
+
+/// The sign-up body as the document describes it; the server reads it as
+/// [`Credentials`].
+#[derive(Debug, Clone, ToSchema)]
+#[schema(as = SignUp)]
+pub struct SignUpSchema {
+    /// An e-mail address (surrounding white space is ignored); compared
+    /// case-insensitively with those in use.
+    #[schema(format = Email, max_length = 254, example = "buyer@example.com")]
+    pub email: String,
+    /// 8 to 128 characters, kept exactly as given.
+    #[schema(min_length = 8, max_length = 128, example = "correct horse battery")]
+    pub password: String,
 }
 
 impl Credentials {

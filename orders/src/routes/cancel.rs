@@ -10,13 +10,14 @@ use super::own_order;
 use crate::{orders, AppState};
 
 /// Cancel one of the caller's orders; its ticket is released.
-#[utoipa::path(delete, path = "/api/orders/{orderId}", tag = "orders",
+#[utoipa::path(delete, path = "/api/orders/{orderId}", tag = "orders", operation_id = "cancelOrder",
+    security(("session" = []), ("bearer" = [])),
     params(("orderId" = String, Path, description = "Order id")),
     responses(
         (status = 204, description = "Cancelled (or already was); publishes `order:cancelled`"),
         (status = 400, description = "`Cannot cancel a completed order`", body = ErrorBody),
         (status = 401, description = "Not signed in, or not the caller's order", body = ErrorBody),
-        (status = 404, description = "Unknown order", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed id", body = ErrorBody),
     ))]
 pub async fn cancel(
     State(state): State<AppState>,

@@ -19,9 +19,15 @@ use crate::{tickets, AppState};
 ///
 /// At most one active order per ticket is guaranteed by the database, also under
 /// concurrent requests: the loser gets `Ticket is already reserved`.
-#[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = CreateOrder,
+#[utoipa::path(post, path = "/api/orders", tag = "orders", operation_id = "createOrder",
+    request_body = CreateOrder, security(("session" = []), ("bearer" = [])),
     responses(
-        (status = 201, description = "Created; publishes `order:created`", body = OrderBody),
+        (status = 201, description = "Created; publishes `order:created`", body = OrderBody,
+            links(
+                ("showOrder" = (operation_id = "showOrder", parameters(("orderId" = "$response.body#/id")))),
+                ("cancelOrder" = (operation_id = "cancelOrder", parameters(("orderId" = "$response.body#/id")))),
+                ("payOrder" = (operation_id = "createPayment", request_body = json!({"orderId": "$response.body#/id", "token": "tok_visa"}))),
+            )),
         (status = 400, description = "Missing or malformed ticketId, or `Ticket is already reserved`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "Unknown ticket", body = ErrorBody),

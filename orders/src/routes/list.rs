@@ -8,7 +8,8 @@ use super::OrderBody;
 use crate::{orders, AppState};
 
 /// The caller's orders, oldest first, each with its ticket.
-#[utoipa::path(get, path = "/api/orders", tag = "orders",
+#[utoipa::path(get, path = "/api/orders", tag = "orders", operation_id = "listOrders",
+    security(("session" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The caller's orders", body = [OrderBody]),
         (status = 401, description = "Not signed in", body = ErrorBody),

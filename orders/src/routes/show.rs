@@ -8,12 +8,13 @@ use super::{own_order, OrderBody};
 use crate::AppState;
 
 /// One of the caller's orders.
-#[utoipa::path(get, path = "/api/orders/{orderId}", tag = "orders",
+#[utoipa::path(get, path = "/api/orders/{orderId}", tag = "orders", operation_id = "showOrder",
+    security(("session" = []), ("bearer" = [])),
     params(("orderId" = String, Path, description = "Order id")),
     responses(
         (status = 200, description = "The order with its ticket", body = OrderBody),
         (status = 401, description = "Not signed in, or not the caller's order", body = ErrorBody),
-        (status = 404, description = "Unknown order", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed id", body = ErrorBody),
     ))]
 pub async fn show(
     State(state): State<AppState>,

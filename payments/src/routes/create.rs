@@ -20,7 +20,7 @@ fn parse_token(raw: &Value) -> Result<String, String> {
     if token.is_empty() {
         return Err("Token is required".into());
     }
-    if token.len() > 255 {
+    if token.chars().count() > 255 {
         return Err("Token must be at most 255 characters".into());
     }
     Ok(token.to_owned())
@@ -31,7 +31,8 @@ fn parse_token(raw: &Value) -> Result<String, String> {
 /// Payments of one order are serialised (a second one while the first is in progress is
 /// refused), and a charge is accepted only if the order is still open and unexpired when
 /// the payment commits; otherwise the charge is refunded and the request refused.
-#[utoipa::path(post, path = "/api/payments", tag = "payments", request_body = CreatePayment,
+#[utoipa::path(post, path = "/api/payments", tag = "payments", operation_id = "createPayment",
+    request_body = CreatePayment, security(("session" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Paid; publishes `payment:created`", body = PaymentBody),
         (status = 400, description = "Missing token or orderId, a cancelled, expired or already paid order, a payment in progress, or the card was declined (the provider's reason)", body = ErrorBody),

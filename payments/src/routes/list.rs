@@ -12,8 +12,9 @@ use crate::{payments, AppState};
 
 /// The caller's payments, oldest first, each with its refund if the charge was given
 /// back (a payment that reached an order already cancelled is refunded automatically).
-#[utoipa::path(get, path = "/api/payments", tag = "payments",
-    params(("orderId" = Option<String>, Query, description = "Only the payments of this order")),
+#[utoipa::path(get, path = "/api/payments", tag = "payments", operation_id = "listPayments",
+    security(("session" = []), ("bearer" = [])),
+    params(("orderId" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Only the payments of this order")),
     responses(
         (status = 200, description = "The caller's payments", body = [PaymentBody]),
         (status = 400, description = "Malformed orderId", body = ErrorBody),

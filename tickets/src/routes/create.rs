@@ -12,10 +12,16 @@ use crate::domain::{parse_price, Title};
 use crate::{tickets, AppState};
 
 /// List a ticket for sale.
-#[utoipa::path(post, path = "/api/tickets", tag = "tickets", request_body = TicketInput,
+#[utoipa::path(post, path = "/api/tickets", tag = "tickets", operation_id = "createTicket",
+    request_body = TicketInput, security(("session" = []), ("bearer" = [])),
     responses(
-        (status = 201, description = "Created; publishes `ticket:created`", body = TicketBody),
-        (status = 400, description = "Invalid title or price", body = ErrorBody),
+        (status = 201, description = "Created (version 0); publishes `ticket:created`", body = TicketBody,
+            links(
+                ("showTicket" = (operation_id = "showTicket", parameters(("id" = "$response.body#/id")))),
+                ("updateTicket" = (operation_id = "updateTicket", parameters(("id" = "$response.body#/id")))),
+                ("orderTicket" = (operation_id = "createOrder", request_body = json!({"ticketId": "$response.body#/id"}))),
+            )),
+        (status = 400, description = "Invalid title or price (`field` names each)", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 pub async fn create(

@@ -20,14 +20,18 @@ const NEXT_CURSOR: HeaderName = HeaderName::from_static(NEXT_CURSOR_HEADER);
 ///
 /// The body stays the seed's plain array; when more may follow, the `X-Next-Cursor`
 /// header (and a `Link: rel="next"`) give the `cursor` of the next page.
-#[utoipa::path(get, path = "/api/tickets", tag = "tickets",
+#[utoipa::path(get, path = "/api/tickets", tag = "tickets", operation_id = "listTickets",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1–1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "`X-Next-Cursor` of the previous page"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1–1000 (default 100)"),
+        ("cursor" = Option<String>, Query, pattern = "^([A-Za-z0-9_-]{1,64})?$", description = "`X-Next-Cursor` of the previous page"),
     ),
     responses(
-        (status = 200, description = "Available tickets", body = [TicketBody]),
-        (status = 400, description = "Invalid limit or cursor", body = ErrorBody),
+        (status = 200, description = "Available tickets, oldest first", body = [TicketBody],
+            headers(
+                ("X-Next-Cursor" = String, description = "The `cursor` of the next page, when more may follow"),
+                ("Link" = String, description = "`</api/tickets?limit=..&cursor=..>; rel=\"next\"`, when more may follow"),
+            )),
+        (status = 400, description = "Invalid limit or cursor (`field` names it)", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ use ticketing_contracts::TicketId;
 use crate::{tickets, AppState};
 
 /// One ticket, reserved or not.
-#[utoipa::path(get, path = "/api/tickets/{id}", tag = "tickets",
+#[utoipa::path(get, path = "/api/tickets/{id}", tag = "tickets", operation_id = "showTicket",
     params(("id" = String, Path, description = "Ticket id")),
     responses(
         (status = 200, description = "The ticket", body = TicketBody),

@@ -13,13 +13,14 @@ use crate::domain::{parse_price, Title};
 use crate::{tickets, AppState};
 
 /// Change a ticket's title and price (owner only, not while reserved).
-#[utoipa::path(put, path = "/api/tickets/{id}", tag = "tickets", request_body = TicketInput,
+#[utoipa::path(put, path = "/api/tickets/{id}", tag = "tickets", operation_id = "updateTicket",
+    request_body = TicketInput, security(("session" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "Ticket id")),
     responses(
         (status = 200, description = "Updated (version + 1); publishes `ticket:updated`", body = TicketBody),
-        (status = 400, description = "Invalid input, or `Cannot edit a reserved ticket`", body = ErrorBody),
+        (status = 400, description = "Invalid input (`field` names each), or `Cannot edit a reserved ticket`", body = ErrorBody),
         (status = 401, description = "Not signed in, or not the owner", body = ErrorBody),
-        (status = 404, description = "Unknown ticket", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed id", body = ErrorBody),
     ))]
 pub async fn update(
     State(state): State<AppState>,

@@ -1,0 +1,383 @@
+//! `ticketing audit`: compare what the services hold, each through its own database
+//! (read-only: SQLite files opened with `mode=ro`, PostgreSQL sessions set read-only),
+//! and report where they disagree. The same database flags as `serve` say where the
+//! databases are. Exit code 1 when anything diverges.
+//!
+//! The services agree only eventually (events are in flight for a few milliseconds), so
+//! on a running system a divergence counts once it has lasted `--settle-seconds`: the
+//! audit looks again every second until everything agrees or that time has passed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, ConnectOptions, Connection, Executor, Row};
+use ticketing_contracts::status::OrderStatus;
+use ticketing_store::DbLocation;
+
+use crate::config::{AuditArgs, ServeArgs};
+
+/// One disagreement between services (or within one).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+pub async fn run(args: &ServeArgs, audit: &AuditArgs) -> anyhow::Result<usize> {
+    let started = Instant::now();
+    let settle = Duration::from_secs(audit.settle_seconds);
+    let findings = loop {
+        let snapshot = Snapshot::read(args).await?;
+        let findings = snapshot.findings(audit);
+        if findings.is_empty() || started.elapsed() >= settle {
+            break findings;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for finding in &findings {
+        println!("{}\t{}", finding.kind, finding.detail);
+        *by_kind.entry(finding.kind).or_default() += 1;
+    }
+    let counts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    println!(
+        "audit: {} divergences{}{}",
+        findings.len(),
+        if counts.is_empty() { "" } else { ": " },
+        counts.join(", ")
+    );
+    Ok(findings.len())
+}
+
+struct Ticket {
+    version: i64,
+    order_id: Option<String>,
+}
+
+struct Order {
+    ticket_id: String,
+    status: String,
+    expires_at: i64,
+    version: i64,
+}
+
+struct ReplicaOrder {
+    status: String,
+    version: i64,
+}
+
+/// Everything the checks look at, read service by service.
+pub struct Snapshot {
+    now: i64,
+    tickets: HashMap<String, Ticket>,
+    orders: BTreeMap<String, Order>,
+    /// The orders service's replica of tickets: id → version.
+    ticket_replica: HashMap<String, i64>,
+    /// The payments service's replica of orders.
+    order_replica: HashMap<String, ReplicaOrder>,
+    /// Payments: id → order id.
+    payments: BTreeMap<String, String>,
+    /// Payments whose charge was given back.
+    refunded: std::collections::HashSet<String>,
+    /// Per service: (rows, oldest `produced_at`) of its outbox.
+    outboxes: Vec<(&'static str, Vec<i64>)>,
+}
+
+fn is_active(status: &str) -> bool {
+    [
+        OrderStatus::Created,
+        OrderStatus::AwaitingPayment,
+        OrderStatus::Complete,
+    ]
+    .iter()
+    .any(|s| s.as_str() == status)
+}
+
+fn is_open(status: &str) -> bool {
+    status == OrderStatus::Created.as_str() || status == OrderStatus::AwaitingPayment.as_str()
+}
+
+async fn connect(args: &ServeArgs, service: &str) -> anyhow::Result<AnyConnection> {
+    sqlx::any::install_default_drivers();
+    let (database, overrides) = crate::serve::databases(args)?;
+    let location = match overrides.get(service) {
+        Some(url) => DbLocation::from_url(url),
+        None => database.location(service)?,
+    };
+    match location {
+        DbLocation::Sqlite { path } => {
+            anyhow::ensure!(
+                path.exists(),
+                "{service}: no database at {}",
+                path.display()
+            );
+            let options: AnyConnectOptions = format!("sqlite://{}?mode=ro", path.display())
+                .parse()
+                .with_context(|| format!("{service}: {}", path.display()))?;
+            options
+                .disable_statement_logging()
+                .connect()
+                .await
+                .with_context(|| format!("{service}: opening {}", path.display()))
+        }
+        DbLocation::Postgres { url } => {
+            let mut conn = AnyConnection::connect(&url)
+                .await
+                .with_context(|| format!("{service}: connecting to PostgreSQL"))?;
+            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                .await?;
+            Ok(conn)
+        }
+    }
+}
+
+async fn outbox(conn: &mut AnyConnection) -> anyhow::Result<Vec<i64>> {
+    let rows = sqlx::query("SELECT produced_at FROM outbox")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<i64, _>("produced_at")?))
+        .collect()
+}
+
+impl Snapshot {
+    pub async fn read(args: &ServeArgs) -> anyhow::Result<Snapshot> {
+        let now = ticketing_contracts::time::now_millis();
+        let mut outboxes = Vec::new();
+
+        let mut conn = connect(args, "tickets").await?;
+        let mut tickets = HashMap::new();
+        for row in sqlx::query("SELECT id, version, order_id FROM tickets")
+            .fetch_all(&mut conn)
+            .await?
+        {
+            tickets.insert(
+                row.try_get::<String, _>("id")?,
+                Ticket {
+                    version: row.try_get("version")?,
+                    order_id: row.try_get("order_id")?,
+                },
+            );
+        }
+        outboxes.push(("tickets", outbox(&mut conn).await?));
+
+        let mut conn = connect(args, "orders").await?;
+        let mut orders = BTreeMap::new();
+        for row in sqlx::query("SELECT id, ticket_id, status, expires_at, version FROM orders")
+            .fetch_all(&mut conn)
+            .await?
+        {
+            orders.insert(
+                row.try_get::<String, _>("id")?,
+                Order {
+                    ticket_id: row.try_get("ticket_id")?,
+                    status: row.try_get("status")?,
+                    expires_at: row.try_get("expires_at")?,
+                    version: row.try_get("version")?,
+                },
+            );
+        }
+        let mut ticket_replica = HashMap::new();
+        for row in sqlx::query("SELECT id, version FROM tickets")
+            .fetch_all(&mut conn)
+            .await?
+        {
+            ticket_replica.insert(row.try_get::<String, _>("id")?, row.try_get("version")?);
+        }
+        outboxes.push(("orders", outbox(&mut conn).await?));
+
+        let mut conn = connect(args, "payments").await?;
+        let mut payments = BTreeMap::new();
+        for row in sqlx::query("SELECT id, order_id FROM payments")
+            .fetch_all(&mut conn)
+            .await?
+        {
+            payments.insert(row.try_get::<String, _>("id")?, row.try_get("order_id")?);
+        }
+        let refunded = sqlx::query("SELECT payment_id FROM refunds")
+            .fetch_all(&mut conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("payment_id"))
+            .collect::<Result<_, _>>()?;
+        let mut order_replica = HashMap::new();
+        for row in sqlx::query("SELECT id, status, version FROM orders")
+            .fetch_all(&mut conn)
+            .await?
+        {
+            order_replica.insert(
+                row.try_get::<String, _>("id")?,
+                ReplicaOrder {
+                    status: row.try_get("status")?,
+                    version: row.try_get("version")?,
+                },
+            );
+        }
+        outboxes.push(("payments", outbox(&mut conn).await?));
+
+        let mut conn = connect(args, "expiration").await?;
+        outboxes.push(("expiration", outbox(&mut conn).await?));
+
+        Ok(Snapshot {
+            now,
+            tickets,
+            orders,
+            ticket_replica,
+            order_replica,
+            payments,
+            refunded,
+            outboxes,
+        })
+    }
+
+    pub fn findings(&self, audit: &AuditArgs) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut found = |kind: &'static str, detail: String| out.push(Finding { kind, detail });
+
+        // Tickets against the orders that hold them.
+        let mut sorted_tickets: Vec<(&String, &Ticket)> = self.tickets.iter().collect();
+        sorted_tickets.sort_by(|a, b| a.0.cmp(b.0));
+        for (id, ticket) in &sorted_tickets {
+            if let Some(order_id) = &ticket.order_id {
+                match self.orders.get(order_id) {
+                    Some(order) if is_active(&order.status) => {}
+                    Some(order) => found(
+                        "ticket-held-by-inactive-order",
+                        format!("ticket {id} is reserved by order {order_id}, which is {}", order.status),
+                    ),
+                    None => found(
+                        "ticket-held-by-inactive-order",
+                        format!("ticket {id} is reserved by order {order_id}, which the orders service does not know"),
+                    ),
+                }
+            }
+        }
+
+        // Orders against their tickets.
+        let mut active_by_ticket: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (id, order) in &self.orders {
+            if !is_active(&order.status) {
+                continue;
+            }
+            active_by_ticket
+                .entry(order.ticket_id.as_str())
+                .or_default()
+                .push(id);
+            let holder = self
+                .tickets
+                .get(&order.ticket_id)
+                .map(|t| t.order_id.as_deref());
+            match holder {
+                Some(Some(holder)) if holder == id.as_str() => {}
+                Some(holder) => found(
+                    "active-order-ticket-not-reserved",
+                    format!(
+                        "order {id} is {} but ticket {} is {}",
+                        order.status,
+                        order.ticket_id,
+                        holder.map_or("free".to_owned(), |h| format!("reserved by order {h}"))
+                    ),
+                ),
+                None => found(
+                    "active-order-ticket-not-reserved",
+                    format!(
+                        "order {id} is {} for ticket {}, which the tickets service does not know",
+                        order.status, order.ticket_id
+                    ),
+                ),
+            }
+            let overdue = self.now - order.expires_at;
+            if is_open(&order.status) && overdue > audit.expiry_slack_seconds as i64 * 1000 {
+                found(
+                    "open-order-past-expiry",
+                    format!(
+                        "order {id} is still {} {} s after it expired",
+                        order.status,
+                        overdue / 1000
+                    ),
+                );
+            }
+            if order.status == OrderStatus::Complete.as_str()
+                && !self
+                    .payments
+                    .iter()
+                    .any(|(payment, o)| o == id && !self.refunded.contains(payment))
+            {
+                found(
+                    "complete-order-without-payment",
+                    format!("order {id} is complete but no payment (not refunded) names it"),
+                );
+            }
+        }
+        for (ticket, orders) in &active_by_ticket {
+            if orders.len() > 1 {
+                found(
+                    "ticket-with-several-active-orders",
+                    format!("ticket {ticket} is held by orders {}", orders.join(", ")),
+                );
+            }
+        }
+
+        // Replicas against their sources.
+        for (id, ticket) in &sorted_tickets {
+            match self.ticket_replica.get(*id) {
+                Some(version) if *version == ticket.version => {}
+                Some(version) => found(
+                    "ticket-replica-version",
+                    format!("ticket {id}: version {} at the tickets service, {version} in the orders service's replica", ticket.version),
+                ),
+                None => found(
+                    "ticket-replica-version",
+                    format!("ticket {id} (version {}) is missing from the orders service's replica", ticket.version),
+                ),
+            }
+        }
+        for (id, order) in &self.orders {
+            let complete = order.status == OrderStatus::Complete.as_str();
+            match self.order_replica.get(id) {
+                // Completion is not published (payments decided it), so the replica
+                // stays at the version before it.
+                Some(r) if complete
+                    && (r.version == order.version || r.version + 1 == order.version)
+                    && r.status != OrderStatus::Cancelled.as_str() => {}
+                Some(r) if !complete && r.version == order.version && r.status == order.status => {}
+                Some(r) => found(
+                    "order-replica-version",
+                    format!("order {id}: {} at version {} at the orders service, {} at version {} in the payments service's replica", order.status, order.version, r.status, r.version),
+                ),
+                None => found(
+                    "order-replica-version",
+                    format!("order {id} (version {}) is missing from the payments service's replica", order.version),
+                ),
+            }
+        }
+
+        for (payment, order) in &self.payments {
+            if !self.orders.contains_key(order) {
+                found(
+                    "payment-without-order",
+                    format!("payment {payment} names order {order}, which the orders service does not know"),
+                );
+            }
+        }
+
+        let limit = self.now - audit.outbox_age_seconds as i64 * 1000;
+        for (service, produced) in &self.outboxes {
+            let stale: Vec<&i64> = produced.iter().filter(|at| **at < limit).collect();
+            if let Some(oldest) = stale.iter().min() {
+                found(
+                    "stale-outbox",
+                    format!(
+                        "{service}: {} outbox rows older than {} s (the oldest {} s)",
+                        stale.len(),
+                        audit.outbox_age_seconds,
+                        (self.now - **oldest) / 1000
+                    ),
+                );
+            }
+        }
+        out
+    }
+}

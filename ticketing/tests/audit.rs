@@ -1,0 +1,233 @@
+//! `ticketing audit`: silent on a system that agrees with itself, and each kind of
+//! divergence, planted in the services' databases, is found (exit code 1).
+
+mod process;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use reqwest::Client;
+use serde_json::{json, Value};
+use ticketing_kit::testing::TestServer;
+
+use process::Running;
+
+fn audit(data: &str, settle: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .args(["audit", "--data-dir", data, "--settle-seconds", settle])
+        .env_remove("TICKETING_DATABASE_URL")
+        .output()
+        .expect("run the audit")
+}
+
+async fn signed_up(base: &str, email: &str) -> Client {
+    let client = TestServer::new_client();
+    let res = client
+        .post(format!("{base}/api/users/signup"))
+        .json(&json!({"email": email, "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    client
+}
+
+async fn post(client: &Client, url: String, body: Value) -> Value {
+    let res = client.post(url).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    res.json().await.unwrap()
+}
+
+/// An order placed as soon as the orders service knows the ticket.
+async fn order(client: &Client, base: &str, ticket: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = client
+            .post(format!("{base}/api/orders"))
+            .json(&json!({"ticketId": ticket}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 201 {
+            let order: Value = res.json().await.unwrap();
+            return order["id"].as_str().unwrap().to_owned();
+        }
+        assert_eq!(res.status(), 404);
+        assert!(
+            Instant::now() < deadline,
+            "the orders service never knew {ticket}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sqlite(dir: &std::path::Path, service: &str) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.join(format!("{service}.db"))).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_finds_each_planted_divergence() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let running = Running::start(&["--data-dir", data], &[]).await;
+    let base = running.base.clone();
+
+    let seller = signed_up(&base, "seller@test.com").await;
+    let buyer = signed_up(&base, "buyer@test.com").await;
+    let mut tickets = Vec::new();
+    for i in 0..8 {
+        let t = post(
+            &seller,
+            format!("{base}/api/tickets"),
+            json!({"title": format!("Ticket {i}"), "price": 10}),
+        )
+        .await;
+        tickets.push(t["id"].as_str().unwrap().to_owned());
+    }
+    // T0: cancelled; T1: paid; T2, T3: open orders; the rest free.
+    let cancelled = order(&buyer, &base, &tickets[0]).await;
+    let res = buyer
+        .delete(format!("{base}/api/orders/{cancelled}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let paid = order(&buyer, &base, &tickets[1]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = buyer
+            .post(format!("{base}/api/payments"))
+            .json(&json!({"orderId": paid, "token": "tok_visa"}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 201 {
+            break;
+        }
+        // The payments service learns about the order by event.
+        assert_eq!(res.status(), 404, "{}", res.text().await.unwrap());
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let open = order(&buyer, &base, &tickets[2]).await;
+    let overdue = order(&buyer, &base, &tickets[3]).await;
+
+    // A system that agrees with itself: nothing to report, once events have landed.
+    let clean = audit(data, "20");
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    assert!(
+        clean.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(stdout.contains("audit: 0 divergences"), "{stdout}");
+    running.stop();
+    let clean = audit(data, "0");
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    let now = ticketing_contracts::time::now_millis();
+    let tickets_db = sqlite(dir.path(), "tickets");
+    let orders_db = sqlite(dir.path(), "orders");
+    let payments_db = sqlite(dir.path(), "payments");
+    // A free ticket marked reserved by the cancelled order.
+    tickets_db
+        .execute(
+            "UPDATE tickets SET order_id = ?1 WHERE id = ?2",
+            (&cancelled, &tickets[4]),
+        )
+        .unwrap();
+    // An active order whose ticket is free.
+    orders_db
+        .execute(
+            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+             VALUES ('planted-free', 'u', ?1, 'created', ?2, 0)",
+            (&tickets[5], now + 600_000),
+        )
+        .unwrap();
+    // A second active order for T2 (the unique index would refuse it).
+    orders_db
+        .execute_batch("DROP INDEX orders_one_active_per_ticket")
+        .unwrap();
+    orders_db
+        .execute(
+            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+             VALUES ('planted-second', 'u', ?1, 'awaiting:payment', ?2, 0)",
+            (&tickets[2], now + 600_000),
+        )
+        .unwrap();
+    // The orders service's replica of T6 ahead of the tickets service.
+    orders_db
+        .execute(
+            "UPDATE tickets SET version = version + 7 WHERE id = ?1",
+            [&tickets[6]],
+        )
+        .unwrap();
+    // The payments service's replica of the open order at another version.
+    payments_db
+        .execute(
+            "UPDATE orders SET version = version + 3 WHERE id = ?1",
+            [&open],
+        )
+        .unwrap();
+    // A completed order nobody paid: the open one (its replica is now off too).
+    orders_db
+        .execute(
+            "UPDATE orders SET expires_at = ?1 WHERE id = ?2",
+            (now - 600_000, &overdue),
+        )
+        .unwrap();
+    let unpaid_complete = "planted-complete";
+    orders_db
+        .execute(
+            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+             VALUES (?1, 'u', ?2, 'complete', ?3, 1)",
+            (unpaid_complete, &tickets[7], now),
+        )
+        .unwrap();
+    // A payment of an order the orders service never had.
+    payments_db
+        .execute(
+            "INSERT INTO payments (id, order_id, stripe_id, created_at) \
+             VALUES ('planted-payment', 'planted-no-such-order', 'ch_planted', ?1)",
+            [now],
+        )
+        .unwrap();
+    // An outbox row the relay left behind two minutes ago.
+    tickets_db
+        .execute(
+            "INSERT INTO outbox (event_id, subject, payload, produced_at) \
+             VALUES ('planted-event', 'ticket:created', x'7b7d', ?1)",
+            [now - 120_000],
+        )
+        .unwrap();
+    drop((tickets_db, orders_db, payments_db));
+
+    let found = audit(data, "0");
+    let stdout = String::from_utf8_lossy(&found.stdout).into_owned();
+    assert_eq!(found.status.code(), Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let has = |kind: &str, id: &str| {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{kind}\t")) && l.contains(id)),
+            "no {kind} naming {id} in:\n{stdout}"
+        );
+    };
+    has("ticket-held-by-inactive-order", &tickets[4]);
+    has("active-order-ticket-not-reserved", "planted-free");
+    has("ticket-with-several-active-orders", &tickets[2]);
+    has("ticket-replica-version", &tickets[6]);
+    has("order-replica-version", &open);
+    has("complete-order-without-payment", unpaid_complete);
+    has("payment-without-order", "planted-payment");
+    has("stale-outbox", "tickets: 1 outbox rows");
+    has("open-order-past-expiry", &overdue);
+    assert!(stdout.contains("audit: "), "{stdout}");
+}

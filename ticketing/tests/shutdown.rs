@@ -1,0 +1,153 @@
+//! SIGTERM under load: the binary stops accepting, finishes the requests in flight,
+//! publishes what they committed and exits 0. No request fails before the signal, and
+//! no event is lost: after a restart every created ticket is known to the orders
+//! service's replica.
+
+mod process;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use ticketing_kit::testing::TestServer;
+
+use process::Running;
+
+/// What one load client saw.
+#[derive(Default)]
+struct Outcomes {
+    created: Vec<String>,
+    /// Transport errors and non-2xx answers, with when they were seen.
+    failures: Vec<(Instant, String)>,
+}
+
+async fn create_tickets(client: reqwest::Client, url: String, worker: usize) -> Outcomes {
+    let mut outcomes = Outcomes::default();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    for i in 0.. {
+        if Instant::now() > give_up {
+            break;
+        }
+        let sent = client
+            .post(&url)
+            .json(&json!({"title": format!("t{worker}-{i}"), "price": 10}))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        match sent {
+            Ok(res) if res.status() == 201 => {
+                let ticket: Value = res.json().await.expect("a ticket");
+                outcomes
+                    .created
+                    .push(ticket["id"].as_str().unwrap().to_owned());
+            }
+            Ok(res) => {
+                let status = res.status();
+                let body = res.text().await.unwrap_or_default();
+                outcomes
+                    .failures
+                    .push((Instant::now(), format!("{status}: {body}")));
+            }
+            Err(err) => {
+                // The server is gone (or going): a refusal ends this client.
+                outcomes.failures.push((Instant::now(), format!("{err:?}")));
+                break;
+            }
+        }
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_load_finishes_in_flight_requests_and_loses_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut first = Running::start(&["--data-dir", data], &[]).await;
+
+    let seller = TestServer::new_client();
+    let res = seller
+        .post(format!("{}/api/users/signup", first.base))
+        .json(&json!({"email": "seller@test.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    // Eight clients create tickets as fast as they are answered (keep-alive
+    // connections), until the server refuses them.
+    let url = format!("{}/api/tickets", first.base);
+    let workers: Vec<_> = (0..8)
+        .map(|w| tokio::spawn(create_tickets(seller.clone(), url.clone(), w)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled = Instant::now();
+    first.terminate();
+    let status = first.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status}");
+    let stopped_in = signalled.elapsed();
+
+    let mut created = Vec::new();
+    for worker in workers {
+        let outcomes = worker.await.unwrap();
+        for (at, failure) in &outcomes.failures {
+            assert!(
+                *at >= signalled,
+                "a request failed before the signal: {failure}"
+            );
+            assert!(
+                !failure.starts_with(|c: char| c.is_ascii_digit()),
+                "a request was answered with an error: {failure}"
+            );
+        }
+        assert_eq!(outcomes.failures.len(), 1, "each client ends on a refusal");
+        created.extend(outcomes.created);
+    }
+    assert!(
+        created.len() >= 8,
+        "the load ran: {} tickets",
+        created.len()
+    );
+    assert!(stopped_in < Duration::from_secs(15), "{stopped_in:?}");
+
+    // Restart on the same data: every created ticket is there and reached the orders
+    // service's replica (an order for it is accepted, not 404).
+    let second = Running::start(&["--data-dir", data], &[]).await;
+    let buyer = TestServer::new_client();
+    let res = buyer
+        .post(format!("{}/api/users/signup", second.base))
+        .json(&json!({"email": "buyer@test.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &created {
+        let res = buyer
+            .get(format!("{}/api/tickets/{id}", second.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "ticket {id} was answered 201, so it exists"
+        );
+        loop {
+            let res = buyer
+                .post(format!("{}/api/orders", second.base))
+                .json(&json!({"ticketId": id}))
+                .send()
+                .await
+                .unwrap();
+            if res.status() == 201 {
+                break;
+            }
+            assert_eq!(res.status(), 404, "{}", res.text().await.unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "ticket {id}'s ticket:created never reached the orders replica"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    second.stop();
+}
