@@ -64,7 +64,8 @@ TICKETING_TOKEN=$(curl -fsS -X POST "$base/api/users/signup" -H 'content-type: a
   python3 -c 'import json,sys; print(json.load(sys.stdin)["jwt"])')
 export TICKETING_TOKEN
 "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "$base/api/openapi.json" \
-  --url "$base" --checks all --max-examples "$max_examples" --seed 1
+  --url "$base" --checks all --exclude-checks use_after_free \
+  --max-examples "$max_examples" --seed 1
 
 echo "== audit"
 # Every reservation of the run has expired (TTL, plus the orders service's 2 s grace);
