@@ -5,36 +5,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_kit::testing::{TestBackend, TestEnv, TestServer};
 use tokio_util::sync::CancellationToken;
 
-async fn mount_all(rt: &Runtime, order_ttl: Duration) -> Vec<Mounted> {
-    vec![
-        ticketing_auth::mount(rt, &Default::default())
-            .await
-            .unwrap(),
-        ticketing_tickets::mount(rt).await.unwrap(),
-        ticketing_orders::mount(
-            rt,
-            &ticketing_orders::Settings {
-                order_ttl,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap(),
-        ticketing_payments::mount(
-            rt,
-            std::sync::Arc::new(ticketing_payments::provider::SandboxProvider::new()),
-        )
-        .await
-        .unwrap(),
-        ticketing_expiration::mount(rt, &ticketing_expiration::Settings::default())
-            .await
-            .unwrap(),
-    ]
-}
+mod support;
+
+use support::mount_all;
 
 struct Sys {
     server: TestServer,
