@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +23,51 @@ mod query;
 pub mod retention;
 mod sqlite;
 mod value;
+mod writer;
 
 pub use conflict::OnUnique;
 pub use query::{query, Decode, FromRow, On, Query, Row, Value};
 use sqlite::Lite;
+
+/// When a SQLite commit is on disk (`PRAGMA synchronous`), for every file the process
+/// opens from then on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Synchronous {
+    /// The log is synced at checkpoints, not at commits: a commit survives the process
+    /// being killed, but a power cut or an OS crash can roll back the last ones.
+    #[default]
+    Normal = 0,
+    /// The log is synced at every (group) commit: a commit survives a power cut too.
+    Full = 1,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Synchronous, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(Synchronous::Normal),
+            "full" => Ok(Synchronous::Full),
+            other => Err(format!("{other:?} is neither `normal` nor `full`")),
+        }
+    }
+}
+
+impl std::fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Synchronous::Normal => "normal",
+            Synchronous::Full => "full",
+        })
+    }
+}
+
+/// Choose [`Synchronous`] for the SQLite files this process opens after the call (the
+/// `--sqlite-synchronous` setting of the binary).
+pub fn set_sqlite_synchronous(mode: Synchronous) {
+    sqlite::set_synchronous(mode);
+}
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +144,7 @@ pub use sqlx::migrate::Migrator;
 #[derive(Clone, Debug)]
 pub struct Store {
     engine: Engine,
+    changes: Changes,
     /// SQLite: stops the background checkpointer when the last clone is dropped.
     _checkpointer: Option<Arc<DropGuard>>,
 }
@@ -150,6 +193,7 @@ impl Store {
             Arc::new(Lite::open(path).with_context(|| format!("opening {}", path.display()))?);
         let checkpointer = spawn_checkpointer(lite.clone());
         Ok(Store {
+            changes: Changes::default(),
             engine: Engine::Lite(lite),
             _checkpointer: Some(Arc::new(checkpointer)),
         })
@@ -168,6 +212,7 @@ impl Store {
             .await
             .context("running database migrations")?;
         Ok(Store {
+            changes: Changes::default(),
             engine: Engine::Pg(pool),
             _checkpointer: None,
         })
@@ -193,17 +238,15 @@ impl Store {
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
     /// IMMEDIATE`): a deferred transaction that reads and then writes cannot wait for
-    /// another writer and fails with `SQLITE_BUSY` instead.
+    /// another writer and fails with `SQLITE_BUSY` instead. Transactions that queue for
+    /// the writer together commit together (`writer.rs`), each still atomic.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         match &self.engine {
-            Engine::Lite(lite) => {
-                let mut conn = lite.lock_writer().await?;
-                sqlite::run_batch(&mut conn, "BEGIN IMMEDIATE")?;
-                Ok(Tx {
-                    conn: TxConn::Lite(conn),
-                    open: true,
-                })
-            }
+            Engine::Lite(lite) => Ok(Tx {
+                conn: TxConn::Lite(lite.begin().await?),
+                open: true,
+                changes: self.changes.clone(),
+            }),
             Engine::Pg(pool) => {
                 // sqlx counts a PostgreSQL transaction only once BEGIN is answered: a
                 // begin dropped while waiting leaves the server inside a transaction the
@@ -212,10 +255,12 @@ impl Store {
                 // cannot be interrupted; if nobody waits for the Tx any more, it is
                 // dropped there and rolls back.
                 let pool = pool.clone();
+                let changes = self.changes.clone();
                 tokio::spawn(async move {
                     let mut tx = Tx {
                         conn: TxConn::Pg(pool.acquire().await?),
                         open: true,
+                        changes,
                     };
                     if let TxConn::Pg(conn) = &mut tx.conn {
                         AnyTransactionManager::begin(conn, None).await?;
@@ -226,6 +271,12 @@ impl Store {
                 .map_err(|err| sqlx::Error::Io(std::io::Error::other(err)))?
             }
         }
+    }
+
+    /// How many writes this process has committed to the store so far (see
+    /// [`Changes`]); writes of other processes are not counted.
+    pub fn changes(&self) -> u64 {
+        self.changes.get()
     }
 
     /// Is the database reachable?
@@ -247,42 +298,65 @@ impl Store {
 pub struct Tx {
     conn: TxConn,
     open: bool,
+    changes: Changes,
+}
+
+/// A count of the writes committed through a store (all its clones), bumped once each
+/// is committed: a cache of query results taken with the count read *before* the query
+/// is current while the count has not moved.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Changes(Arc<AtomicU64>);
+
+impl Changes {
+    pub(crate) fn committed(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 enum TxConn {
     /// The SQLite writer, held until the transaction ends.
     Lite(sqlite::Held),
     Pg(PoolConnection<Any>),
+    /// Handed to the commit.
+    Ended,
 }
 
 impl Tx {
+    /// Commit; on SQLite the answer may wait for the group this transaction joined.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         match &mut self.conn {
-            TxConn::Lite(conn) => {
-                // Nothing here awaits: the transaction ends in this call either way.
+            TxConn::Lite(_) => {
+                // The transaction ends in this call either way (a failed commit rolls
+                // back), and the writer goes on to the next before the group's answer.
                 self.open = false;
-                sqlite::run_batch(conn, "COMMIT").inspect_err(|_| {
-                    // A commit that failed (SQLITE_BUSY, disk full) leaves the
-                    // transaction open; end it here rather than in the next holder's lock.
-                    let _ = sqlite::run_batch(conn, "ROLLBACK");
-                })
+                let TxConn::Lite(writer) = std::mem::replace(&mut self.conn, TxConn::Ended) else {
+                    unreachable!("matched above")
+                };
+                Lite::commit(writer).await?;
             }
             // Closed only once answered: a failed or cancelled commit leaves sqlx's count
             // of the transaction up, and the drop queues the rollback that resets it.
             TxConn::Pg(conn) => {
                 AnyTransactionManager::commit(conn).await?;
                 self.open = false;
-                Ok(())
             }
+            TxConn::Ended => {}
         }
+        self.changes.committed();
+        Ok(())
     }
 
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
         match &mut self.conn {
-            TxConn::Lite(conn) => {
+            TxConn::Lite(writer) => {
                 self.open = false;
-                sqlite::run_batch(conn, "ROLLBACK")
+                writer.rollback()
             }
+            TxConn::Ended => Ok(()),
             TxConn::Pg(conn) => {
                 AnyTransactionManager::rollback(conn).await?;
                 self.open = false;
@@ -299,7 +373,8 @@ impl Drop for Tx {
         }
         match &mut self.conn {
             // If even this fails, the writer's next lock rolls back or reopens.
-            TxConn::Lite(conn) => drop(sqlite::run_batch(conn, "ROLLBACK")),
+            TxConn::Lite(writer) => drop(writer.rollback()),
+            TxConn::Ended => {}
             // Queued before the connection's next use.
             TxConn::Pg(conn) => AnyTransactionManager::start_rollback(conn),
         }
@@ -341,6 +416,7 @@ fn spawn_checkpointer(lite: Arc<Lite>) -> DropGuard {
                 _ = stopped.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            lite.flush_abandoned_group();
             // Nothing written since the last round (an idle service): nothing to do.
             let writes = lite.writes_since_checkpoint();
             if writes == 0 || (writes < CHECKPOINT_WRITES && last_run.elapsed() < CHECKPOINT_EVERY)

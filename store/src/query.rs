@@ -10,7 +10,7 @@ use sqlx::{Any, Row as _};
 
 use crate::sqlite::{self, LiteRow};
 pub use crate::value::Value;
-use crate::{Engine, Store, Tx, TxConn};
+use crate::{Changes, Engine, Store, Tx, TxConn};
 
 /// A statement and its arguments, numbered `$1`, `$2`, … in `sql`.
 #[must_use = "a query does nothing until it is executed"]
@@ -33,6 +33,8 @@ pub fn query(sql: &str) -> Query<'_> {
 enum PgOn<'a> {
     Conn(&'a mut sqlx::AnyConnection),
     Pool(&'a sqlx::AnyPool),
+    /// A write of its own on the pool: counted in the store's changes once done.
+    Write(&'a sqlx::AnyPool, &'a Changes),
 }
 
 /// On SQLite, run `f` on the connection `on` stands for (the transaction's, the writer
@@ -43,19 +45,24 @@ async fn route<'a, T>(
 ) -> Result<Result<T, sqlx::Error>, PgOn<'a>> {
     match on {
         On::Tx(tx) => match &mut tx.conn {
-            TxConn::Lite(conn) => Ok(f(conn)),
+            TxConn::Lite(writer) => Ok(writer.check_open().and_then(|()| {
+                let done = f(&mut writer.conn);
+                if done.is_err() {
+                    // An error that rolled back the whole transaction ends its group too.
+                    let _ = writer.check_open();
+                }
+                done
+            })),
             TxConn::Pg(conn) => Err(PgOn::Conn(conn)),
+            TxConn::Ended => Ok(Err(sqlx::Error::Protocol("transaction ended".into()))),
         },
         On::Read(store) => match &store.engine {
             Engine::Lite(lite) => Ok(lite.read(f)),
             Engine::Pg(pool) => Err(PgOn::Pool(pool)),
         },
         On::Write(store) => match &store.engine {
-            Engine::Lite(lite) => Ok(match lite.lock_writer().await {
-                Ok(mut conn) => f(&mut conn),
-                Err(err) => Err(err),
-            }),
-            Engine::Pg(pool) => Err(PgOn::Pool(pool)),
+            Engine::Lite(lite) => Ok(lite.write(f).await.inspect(|_| store.changes.committed())),
+            Engine::Pg(pool) => Err(PgOn::Write(pool, &store.changes)),
         },
     }
 }
@@ -66,6 +73,13 @@ macro_rules! on_pg {
         match $pg {
             PgOn::Conn($e) => $call,
             PgOn::Pool($e) => $call,
+            PgOn::Write($e, changes) => {
+                let done = $call;
+                if done.is_ok() {
+                    changes.committed();
+                }
+                done
+            }
         }
     };
 }

@@ -1,16 +1,16 @@
 //! SQLite, run on the calling thread.
 //!
-//! A statement on a WAL file with `synchronous = NORMAL` takes microseconds and never
+//! A statement on a WAL file takes microseconds and, with `synchronous = NORMAL`, never
 //! waits for the disk (the checkpoint, the one step that does, runs on a blocking
-//! thread). sqlx hands every statement to a thread per connection and back; profiled
+//! thread; with `FULL` a group commit syncs the log too, see `writer.rs`). sqlx hands every statement to a thread per connection and back; profiled
 //! under load that handoff was 70% of the CPU, the statements 2%. So the store keeps its
 //! own connections and runs a statement where it is awaited: one writer behind an async
-//! lock (transactions queue in the process instead of failing with `SQLITE_BUSY`), and
-//! a few readers beside it. See docs/decisions/0009-sqlite-on-the-calling-thread.md.
+//! lock (transactions queue in the process instead of failing with `SQLITE_BUSY`, and
+//! those that queue together commit together), and a few readers beside it. See docs/decisions/0009-sqlite-on-the-calling-thread.md.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 
 use rusqlite::{ffi, Connection, OpenFlags};
@@ -18,10 +18,28 @@ use sqlx::error::{DatabaseError, ErrorKind};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use crate::value::Value;
+use crate::writer::{Ended, Queued, Writer};
+use crate::Synchronous;
 
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; \
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
      PRAGMA journal_size_limit = 16777216;";
+
+/// The process's choice of [`Synchronous`] for the files it opens (an operator's
+/// setting, like the allocator: see [`crate::set_sqlite_synchronous`]).
+static SYNCHRONOUS: AtomicU8 = AtomicU8::new(Synchronous::Normal as u8);
+
+pub(crate) fn set_synchronous(mode: Synchronous) {
+    SYNCHRONOUS.store(mode as u8, Ordering::Relaxed);
+}
+
+pub(crate) fn synchronous() -> Synchronous {
+    if SYNCHRONOUS.load(Ordering::Relaxed) == Synchronous::Full as u8 {
+        Synchronous::Full
+    } else {
+        Synchronous::Normal
+    }
+}
 
 /// Idle readers kept open.
 const READERS: usize = 4;
@@ -34,14 +52,17 @@ const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 const RESET_LOG_AT: i64 = 16 << 20;
 
 /// The writer, locked.
-pub(crate) type Held = OwnedMappedMutexGuard<Option<Connection>, Connection>;
+pub(crate) type Held = OwnedMappedMutexGuard<Option<Writer>, Writer>;
 
 /// One SQLite file's connections.
 #[derive(Debug)]
 pub(crate) struct Lite {
     path: PathBuf,
     /// `None` once closed.
-    writer: Arc<Mutex<Option<Connection>>>,
+    writer: Arc<Mutex<Option<Writer>>>,
+    /// Callers of [`begin`](Self::begin) waiting for the writer: a transaction that
+    /// ends while some do leaves the commit to the group (see `writer.rs`).
+    queued: Arc<AtomicUsize>,
     readers: SyncMutex<Vec<Connection>>,
     closed: AtomicBool,
     /// [`RESET_LOG_AT`] in log frames (pages) of this file.
@@ -56,36 +77,85 @@ impl Lite {
         let page_size: i64 = writer
             .query_row("PRAGMA page_size", [], |row| row.get(0))
             .map_err(error)?;
+        let queued = Arc::new(AtomicUsize::new(0));
         Ok(Lite {
             reset_log_frames: RESET_LOG_AT / page_size.max(1),
             path: path.to_owned(),
-            writer: Arc::new(Mutex::new(Some(writer))),
+            writer: Arc::new(Mutex::new(Some(Writer::new(writer, queued.clone())))),
+            queued,
             readers: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             writes: AtomicU64::new(0),
         })
     }
 
+    /// Wait for the writer and begin a transaction on it (in the open group, if any).
+    pub(crate) async fn begin(&self) -> Result<Held, sqlx::Error> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let queued = Queued::enter(&self.queued);
+        let mut writer = self.lock().await?;
+        drop(queued);
+        writer.begin()?;
+        Ok(writer)
+    }
+
+    /// Commit the transaction `writer` holds: answered once it is committed, which for
+    /// a transaction deferred to its group is after the writer went on to the next.
+    pub(crate) async fn commit(mut writer: Held) -> Result<(), sqlx::Error> {
+        match writer.commit()? {
+            Ended::Committed => Ok(()),
+            Ended::Deferred(answer) => {
+                drop(writer);
+                match answer.await {
+                    Ok(outcome) => outcome.map_err(Into::into),
+                    Err(_closed) => Err(sqlx::Error::PoolClosed),
+                }
+            }
+        }
+    }
+
+    /// A write of its own (`Store::writer`): a transaction of one statement.
+    pub(crate) async fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut writer = self.begin().await?;
+        match f(&mut writer.conn) {
+            Ok(done) => {
+                Self::commit(writer).await?;
+                Ok(done)
+            }
+            Err(err) => {
+                let _ = writer.rollback();
+                Err(err)
+            }
+        }
+    }
+
     /// Wait for the writer, and hand it out clean: a transaction left open (a commit
     /// that failed and whose rollback failed too: disk full, I/O error) is rolled back,
     /// and a connection that cannot even do that is replaced.
-    pub(crate) async fn lock_writer(&self) -> Result<Held, sqlx::Error> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        self.lock().await
-    }
-
-    /// [`lock_writer`](Self::lock_writer) without counting a write (the checkpointer's).
     async fn lock(&self) -> Result<Held, sqlx::Error> {
         let guard = self.writer.clone().lock_owned().await;
-        let mut conn = OwnedMutexGuard::try_map(guard, Option::as_mut)
+        let mut writer = OwnedMutexGuard::try_map(guard, Option::as_mut)
             .map_err(|_closed| sqlx::Error::PoolClosed)?;
-        if !conn.is_autocommit() {
-            if let Err(err) = conn.execute_batch("ROLLBACK") {
+        if writer.stuck() {
+            if let Err(err) = writer.conn.execute_batch("ROLLBACK") {
                 tracing::warn!(error = %err, "SQLite writer stuck in a transaction; reopening it");
-                *conn = connect(&self.path)?;
+                *writer = Writer::new(connect(&self.path)?, self.queued.clone());
             }
         }
-        Ok(conn)
+        Ok(writer)
+    }
+
+    /// Commit a group whose members' successors went away before taking the writer
+    /// (their callers cancelled): nobody else would until the next write.
+    pub(crate) fn flush_abandoned_group(&self) {
+        if let Ok(mut writer) = self.writer.try_lock() {
+            if let Some(writer) = writer.as_mut() {
+                writer.flush();
+            }
+        }
     }
 
     /// Run `f` on a reader (one is opened when all are taken).
@@ -144,7 +214,8 @@ impl Lite {
             return Ok(());
         }
         let mut writer = self.lock().await?;
-        blocking(move || run_batch(&mut writer, CHECKPOINT)).await
+        writer.flush();
+        blocking(move || run_batch(&mut writer.conn, CHECKPOINT)).await
     }
 
     pub(crate) async fn close(&self) {
@@ -168,6 +239,11 @@ fn connect(path: &Path) -> Result<Connection, sqlx::Error> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(error)?;
     conn.execute_batch(PRAGMAS).map_err(error)?;
+    let synchronous = match synchronous() {
+        Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+        Synchronous::Full => "PRAGMA synchronous = FULL",
+    };
+    conn.execute_batch(synchronous).map_err(error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENTS);
     Ok(conn)
 }
@@ -304,10 +380,10 @@ pub(crate) fn error(err: rusqlite::Error) -> sqlx::Error {
     }
 }
 
-#[derive(Debug)]
-struct SqliteError {
-    code: i32,
-    message: String,
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteError {
+    pub(crate) code: i32,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for SqliteError {

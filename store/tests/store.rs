@@ -208,7 +208,121 @@ async fn queries_read_the_same_on_both_engines(backend: TestBackend) {
     store.close().await;
 }
 
+/// Many transactions at once (on SQLite they queue for the writer and commit in
+/// groups): each is all or nothing whatever its neighbours do — a rollback, a failed
+/// statement, a deferred constraint that fails its commit, a caller that goes away — and
+/// every commit answered is in the database.
+async fn concurrent_transactions_stay_atomic(backend: TestBackend) {
+    let env = TestEnv::new(backend);
+    let store = store(&env).await;
+    let ddl = match backend {
+        TestBackend::Sqlite => {
+            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL \
+             REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
+        }
+        TestBackend::Postgres => {
+            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL, \
+             FOREIGN KEY (parent) REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
+        }
+    };
+    query(ddl).execute(store.writer()).await.unwrap();
+    let changes_before = store.changes();
+
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin().await.unwrap();
+                insert(&mut tx, &format!("a{i}")).await;
+                match i % 5 {
+                    // Commits: both rows.
+                    0 | 1 => {
+                        insert(&mut tx, &format!("b{i}")).await;
+                        tx.commit().await.map(|()| true)
+                    }
+                    // Rolls back.
+                    2 => tx.rollback().await.map(|()| false),
+                    // A statement fails (a duplicate), then the caller gives up: dropped.
+                    3 => {
+                        let dup = query("INSERT INTO things (id) VALUES ($1)")
+                            .bind(format!("a{i}"))
+                            .execute(&mut tx)
+                            .await;
+                        assert!(dup.is_err());
+                        Ok(false)
+                    }
+                    // A deferred foreign key fails this commit alone.
+                    _ => {
+                        query("INSERT INTO children (id, parent) VALUES ($1, 'nobody')")
+                            .bind(format!("c{i}"))
+                            .execute(&mut tx)
+                            .await
+                            .unwrap();
+                        assert!(tx.commit().await.is_err(), "the commit must fail");
+                        Ok(false)
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut committed = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if task.await.unwrap().unwrap() {
+            committed.push(i);
+        }
+    }
+    let mut expected: Vec<String> = committed
+        .iter()
+        .flat_map(|i| [format!("a{i}"), format!("b{i}")])
+        .collect();
+    expected.sort();
+    let ids: Vec<String> = query("SELECT id FROM things ORDER BY id")
+        .scalars(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(ids, expected);
+    let orphans: i64 = query("SELECT COUNT(*) FROM children")
+        .scalar(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0);
+    assert!(store.changes() >= changes_before + committed.len() as u64);
+
+    // Callers that go away while their commit is pending: whatever they were told,
+    // the next writer starts clean and sees a consistent database.
+    for round in 0..20 {
+        let pending: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut tx = store.begin().await.unwrap();
+                    insert(&mut tx, &format!("gone{round}-{i}")).await;
+                    tx.commit().await.unwrap();
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        for task in pending.iter().step_by(2) {
+            task.abort();
+        }
+        for task in pending {
+            let _ = task.await;
+        }
+    }
+    let mut tx = store.begin().await.unwrap();
+    insert(&mut tx, "last").await;
+    tx.commit().await.unwrap();
+    let gone: i64 = query("SELECT COUNT(*) FROM things WHERE id LIKE 'gone%'")
+        .scalar(store.reader())
+        .await
+        .unwrap();
+    assert!(gone <= 160, "{gone}");
+    assert_eq!(count(&store).await, expected.len() as i64 + gone + 1);
+    store.close().await;
+}
+
 backend_tests!(
+    concurrent_transactions_stay_atomic,
     queries_read_the_same_on_both_engines,
     abandoned_transactions_leave_nothing_behind,
     a_failed_commit_rolls_back,
