@@ -4,9 +4,12 @@
 //! releases tickets on `order:created` / `order:cancelled`.
 
 mod domain;
+mod list_cache;
 mod listeners;
 mod routes;
 mod tickets;
+
+use std::sync::Arc;
 
 use axum::extract::FromRef;
 use ticketing_bus::{Consumers, Outbox};
@@ -16,6 +19,7 @@ use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrator, Store};
 
+use crate::list_cache::ListCache;
 use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
 
 pub const SERVICE: &str = "tickets";
@@ -46,6 +50,7 @@ pub struct AppState {
     pub store: Store,
     pub keys: JwtKeys,
     pub outbox: Outbox,
+    pub list_cache: Arc<ListCache>,
 }
 
 /// Open the tickets database, start its relay and listeners, and return its routes.
@@ -57,6 +62,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
         store: store.clone(),
         keys: rt.keys.clone(),
         outbox: outbox.clone(),
+        list_cache: Arc::default(),
     };
     let consumers = Consumers::new(groups::TICKETS, &store)
         .with_outbox(&outbox)

@@ -228,6 +228,40 @@ async fn list_pages_through_available_tickets_oldest_first(flavor: Flavor) {
     }
 }
 
+/// The listing is served from memory between writes: every write shows in the next
+/// listing at once, whether a request or an event made it.
+async fn the_listing_shows_every_write_at_once(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let titles = |listed: Vec<Value>| -> Vec<String> {
+        listed
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let listing = || async { titles(app.get("/api/tickets").await.json().await.unwrap()) };
+    assert!(listing().await.is_empty());
+    let first = app.ticket("alice", "First", json!(10)).await;
+    assert_eq!(listing().await, ["First"]);
+    app.ticket("alice", "Second", json!(10)).await;
+    assert_eq!(listing().await, ["First", "Second"]);
+    let id = first["id"].as_str().unwrap();
+    let res = app
+        .update("alice", id, json!({"title": "Renamed", "price": 11}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(listing().await, ["Renamed", "Second"]);
+
+    let order = uuid::Uuid::now_v7().to_string();
+    app.env
+        .runtime
+        .bus
+        .publish(&order_created(&order, id))
+        .await
+        .unwrap();
+    eventually_reserved_by(&app, id, Some(&order)).await;
+    assert_eq!(listing().await, ["Second"]);
+}
+
 async fn update_checks_in_the_contract_order(flavor: Flavor) {
     let app = spawn(flavor).await;
     let ticket = app.ticket("alice", "Concert", json!(20)).await;
@@ -446,6 +480,7 @@ flavor_tests!(
     show_answers_404_for_unknown_and_malformed_ids,
     events_carry_the_callers_trace,
     list_pages_through_available_tickets_oldest_first,
+    the_listing_shows_every_write_at_once,
     update_checks_in_the_contract_order,
     update_bumps_the_version_and_publishes_ticket_updated,
     order_events_reserve_and_release_the_ticket,

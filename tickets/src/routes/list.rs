@@ -1,10 +1,10 @@
 use std::collections::HashMap;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::header::LINK;
+use axum::http::header::{CONTENT_TYPE, LINK};
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
-use axum::Json;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::validate::is_valid_id;
 use ticketing_kit::{ApiError, ApiResult};
@@ -52,25 +52,26 @@ pub async fn list(
         Some(c) if is_valid_id(c) => Some(c),
         Some(_) => return Err(ApiError::field("cursor", "Cursor is invalid")),
     };
-    let page = tickets::list_available(&state.store, cursor, limit).await?;
-    let mut headers = Vec::new();
-    if page.len() as i64 == limit {
-        if let Some(last) = page.last() {
-            headers.push((NEXT_CURSOR, last.id.to_string()));
-            headers.push((
-                LINK,
-                format!(
-                    "</api/tickets?limit={limit}&cursor={}>; rel=\"next\"",
-                    last.id
-                ),
-            ));
-        }
-    }
-    let mut response =
-        Json(page.into_iter().map(TicketBody::from).collect::<Vec<_>>()).into_response();
-    for (name, value) in headers {
-        if let Ok(value) = value.parse() {
-            response.headers_mut().insert(name, value);
+    let key = (cursor.map(str::to_owned), limit);
+    let page = state
+        .list_cache
+        .page(&state.store, key, || async {
+            let rows = tickets::list_available(&state.store, cursor, limit).await?;
+            let next = (rows.len() as i64 == limit)
+                .then(|| rows.last().map(|last| last.id.to_string()))
+                .flatten();
+            let body: Vec<TicketBody> = rows.into_iter().map(TicketBody::from).collect();
+            let json = serde_json::to_vec(&body).map_err(anyhow::Error::from)?;
+            Ok::<_, ApiError>((Bytes::from(json), next))
+        })
+        .await?;
+    let mut response = ([(CONTENT_TYPE, "application/json")], page.body).into_response();
+    if let Some(next) = page.next {
+        let link = format!("</api/tickets?limit={limit}&cursor={next}>; rel=\"next\"");
+        for (name, value) in [(NEXT_CURSOR, next), (LINK, link)] {
+            if let Ok(value) = value.parse() {
+                response.headers_mut().insert(name, value);
+            }
         }
     }
     Ok(response)
