@@ -71,7 +71,10 @@ impl Lite {
     /// and a connection that cannot even do that is replaced.
     pub(crate) async fn lock_writer(&self) -> Result<Held, sqlx::Error> {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.lock().await
+        let waiting = std::time::Instant::now();
+        let held = self.lock().await;
+        crate::writer_waited("sqlite", waiting);
+        held
     }
 
     /// [`lock_writer`](Self::lock_writer) without counting a write (the checkpointer's).
