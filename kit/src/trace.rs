@@ -31,18 +31,21 @@ fn remote_parent(req: &Request) -> Option<TraceContext> {
     header("traceparent").and_then(|tp| TraceContext::parse(tp, header("tracestate")))
 }
 
-/// The exported server span; probes and scrapes (which come every few seconds and
-/// say nothing about a journey) and every request while nothing is exported get the
-/// plain span log lines show.
+/// The exported server span, or while nothing is exported the plain span log lines
+/// show. Probes and scrapes (every few seconds, saying nothing about a journey) get no
+/// span at all: exported, even the plain one would make a trace each.
 fn server_span(req: &Request) -> tracing::Span {
     let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return tracing::Span::none();
+    }
+    if !trace::exporting() {
+        return tracing::info_span!("op", trace_id = tracing::field::Empty);
+    }
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(MatchedPath::as_str);
-    if !trace::exporting() || matches!(path, "/healthz" | "/readyz" | "/metrics") {
-        return tracing::info_span!("op", trace_id = tracing::field::Empty);
-    }
     let method = req.method().as_str();
     tracing::info_span!(
         "request",

@@ -337,6 +337,13 @@ async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journe
         );
     }
 
+    // Probes (the readiness polls above) make no spans.
+    assert!(!received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.name == "op" || s.attributes.get("url.path").is_some_and(|p| p == "/readyz")));
+
     // Pay it (once payments has the order's replica).
     eventually("the payment", || async {
         let res = post_json(
