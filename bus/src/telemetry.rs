@@ -11,6 +11,10 @@
 //! - `ticketing_event_age_seconds{subject,group}`: from the event's production (its
 //!   commit in the outbox) to the start of its handling: the bus's end-to-end delay.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use metrics::{Counter, Histogram};
 use ticketing_contracts::events::Subject;
 
 use crate::bus::{EventBus, HandlerError};
@@ -95,43 +99,77 @@ pub(crate) fn handled(
     span: &tracing::Span,
     outcome: &Result<(), HandlerError>,
 ) {
-    let labels = [
-        ("subject", event.subject.as_str().to_owned()),
-        ("group", group.to_owned()),
-    ];
+    let series = series(group, event.subject);
     match outcome {
-        Ok(()) => metrics::counter!("ticketing_events_handled_total", &labels).increment(1),
+        Ok(()) => series.handled.increment(1),
         Err(err) => {
-            metrics::counter!("ticketing_events_failed_total", &labels).increment(1);
+            series.failed.increment(1);
             span.record("otel.status_code", "error");
             span.record("error.message", tracing::field::display(err));
         }
     }
     if event.produced_at > 0 {
         // Wall clocks of two processes: good to the clock skew between them.
-        let age = (received_at - event.produced_at).max(0) as f64 / 1000.0;
-        metrics::histogram!("ticketing_event_age_seconds", &labels).record(age);
+        series
+            .age
+            .record((received_at - event.produced_at).max(0) as f64 / 1000.0);
     }
 }
 
-/// Show `group`'s counters of `subject` from the start, at 0: a failure rate needs the
-/// series before the first failure.
-pub fn register(group: &'static str, subject: Subject) {
-    for name in [
-        "ticketing_events_handled_total",
-        "ticketing_events_failed_total",
-        "ticketing_events_dead_lettered_total",
-    ] {
-        metrics::counter!(name, "subject" => subject.as_str(), "group" => group).increment(0);
+/// A subscription's series, looked up in the recorder once: building the labelled key
+/// for every event cost several times the update itself (~0.6 µs against ~0.1 µs).
+struct Series {
+    handled: Counter,
+    failed: Counter,
+    dead_lettered: Counter,
+    age: Histogram,
+}
+
+type SeriesBySubject = HashMap<Subject, HashMap<String, Arc<Series>>>;
+
+fn series(group: &str, subject: Subject) -> Arc<Series> {
+    static SERIES: OnceLock<RwLock<SeriesBySubject>> = OnceLock::new();
+    let cache = SERIES.get_or_init(Default::default);
+    let known = cache
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&subject)
+        .and_then(|groups| groups.get(group))
+        .cloned();
+    if let Some(series) = known {
+        return series;
     }
+    let labels = [
+        ("subject", subject.as_str().to_owned()),
+        ("group", group.to_owned()),
+    ];
+    let series = Arc::new(Series {
+        handled: metrics::counter!("ticketing_events_handled_total", &labels),
+        failed: metrics::counter!("ticketing_events_failed_total", &labels),
+        dead_lettered: metrics::counter!("ticketing_events_dead_lettered_total", &labels),
+        age: metrics::histogram!("ticketing_event_age_seconds", &labels),
+    });
+    cache
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(subject)
+        .or_default()
+        .entry(group.to_owned())
+        .or_insert(series)
+        .clone()
+}
+
+/// Show `group`'s counters of `subject` from the start, at 0: a failure rate needs the
+/// series before the first failure. Call it once the metrics recorder is installed (the
+/// series are looked up once per process).
+pub fn register(group: &str, subject: Subject) {
+    let series = series(group, subject);
+    series.handled.increment(0);
+    series.failed.increment(0);
+    series.dead_lettered.increment(0);
 }
 
 /// Count an event `group` gave up on.
 pub fn dead_lettered(group: &str, subject: Subject) {
-    metrics::counter!(
-        "ticketing_events_dead_lettered_total",
-        "subject" => subject.as_str(),
-        "group" => group.to_owned()
-    )
-    .increment(1);
+    series(group, subject).dead_lettered.increment(1);
 }

@@ -56,6 +56,7 @@ impl Runtime {
         &self,
         consumers: Consumers,
     ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        crate::telemetry::install_recorder();
         consumers.start(&self.bus, &self.shutdown).await
     }
 }

@@ -136,6 +136,12 @@ fn tracer_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTrac
         .build())
 }
 
+/// Install the process's metrics recorder (once; later calls do nothing). Series whose
+/// handles are looked up once (the bus's, per subscription) need it first.
+pub fn install_recorder() {
+    prometheus();
+}
+
 fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
