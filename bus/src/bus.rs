@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::Envelope;
+use crate::telemetry;
 use crate::trace::TraceContext;
 use ticketing_contracts::events::Subject;
 
@@ -77,11 +78,25 @@ pub trait EventBus: Send + Sync + 'static {
         Ok(())
     }
 
+    /// How far behind each consumer of this process is (metrics; sampled, not on the
+    /// hot path).
+    async fn consumer_lag(&self) -> anyhow::Result<Vec<ConsumerLag>> {
+        Ok(Vec::new())
+    }
+
     /// The events `group` gave up on for `subject` (oldest first), for operators and tests.
     async fn dead_letters(&self, group: &str, subject: Subject) -> anyhow::Result<Vec<DeadLetter>> {
         let _ = (group, subject);
         anyhow::bail!("this bus does not keep dead letters")
     }
+}
+
+/// Events published on `subject` and not yet acknowledged by `group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerLag {
+    pub group: String,
+    pub subject: Subject,
+    pub pending: u64,
 }
 
 /// An event a consumer group gave up on: a poison message, or one whose handler kept
@@ -128,24 +143,25 @@ impl RetryPolicy {
     }
 }
 
-/// Run a handler, turning a panic into an ordinary failure so one bad event cannot
-/// kill a subscription.
+/// Run `group`'s handler of an event, turning a panic into an ordinary failure so one
+/// bad event cannot kill a subscription; counted, in a span continuing the event's trace.
 pub(crate) async fn run_handler(
+    group: &str,
     handler: &dyn Handler,
     event: &Envelope,
 ) -> Result<(), HandlerError> {
     use futures::FutureExt;
+    let received_at = ticketing_contracts::time::now_millis();
     // The handler continues the trace of the operation that published the event.
-    let trace = event
-        .traceparent
-        .as_deref()
-        .and_then(|tp| TraceContext::parse(tp, event.tracestate.as_deref()))
-        .unwrap_or_else(TraceContext::root);
+    let span = telemetry::process_span(group, event);
+    let trace = TraceContext::start(&span, telemetry::parent_of(event));
     let handled = std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind();
-    match trace.scope(handled).await {
+    let outcome = match trace.scope_in(span.clone(), handled).await {
         Ok(outcome) => outcome,
         Err(_) => Err(HandlerError::Other(anyhow::anyhow!("handler panicked"))),
-    }
+    };
+    telemetry::handled(group, event, received_at, &span, &outcome);
+    outcome
 }
 
 impl HandlerError {

@@ -25,7 +25,22 @@ impl Envelope {
     /// A new event with a fresh id, stamped now.
     /// It carries the trace context of the operation in progress (a child span of it).
     pub fn new<E: Event>(event: &E) -> Envelope {
-        let trace = TraceContext::current().map(|c| c.child());
+        let trace = TraceContext::current().map(|current| {
+            if !crate::trace::exporting() {
+                return current.child();
+            }
+            // The messaging "create" span: what the event's consumers hang from.
+            let span = tracing::info_span!(
+                "create",
+                otel.name = format!("create {}", E::SUBJECT),
+                otel.kind = "producer",
+                messaging.system = "ticketing",
+                messaging.operation.type = "create",
+                messaging.destination.name = E::SUBJECT.as_str(),
+                trace_id = tracing::field::Empty,
+            );
+            TraceContext::start(&span, Some(current))
+        });
         Envelope {
             id: uuid::Uuid::now_v7().to_string(),
             subject: E::SUBJECT,

@@ -11,9 +11,10 @@ pub mod listener;
 pub mod nats;
 pub mod outbox;
 pub mod replica;
+pub mod telemetry;
 pub mod trace;
 
-pub use bus::{DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, SharedBus};
+pub use bus::{ConsumerLag, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, SharedBus};
 pub use envelope::Envelope;
 pub use inprocess::InProcessBus;
 pub use listener::{Consumers, Listener};

@@ -89,6 +89,7 @@ impl Consumers {
     ) -> anyhow::Result<Vec<JoinHandle<()>>> {
         let mut tasks = Vec::with_capacity(self.handlers.len() + 1);
         for (subject, handler) in self.handlers {
+            crate::telemetry::register(self.group, subject);
             tasks.push(
                 bus.subscribe(self.group, subject, handler, shutdown.clone())
                     .await?,

@@ -23,7 +23,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
+use crate::bus::{run_handler, ConsumerLag, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use crate::envelope::Envelope;
 use ticketing_contracts::events::Subject;
 
@@ -46,6 +46,8 @@ pub struct NatsBus {
     prefix: String,
     stream: String,
     policy: RetryPolicy,
+    /// The durable consumers this process subscribed, for [`EventBus::consumer_lag`].
+    subscribed: Arc<std::sync::Mutex<std::collections::BTreeMap<String, (String, Subject)>>>,
 }
 
 impl NatsBus {
@@ -86,6 +88,7 @@ impl NatsBus {
             prefix: prefix.to_owned(),
             stream,
             policy,
+            subscribed: Default::default(),
         })
     }
 
@@ -222,6 +225,10 @@ impl EventBus for NatsBus {
             )
             .await
             .with_context(|| format!("creating JetStream consumer {durable}"))?;
+        self.subscribed
+            .lock()
+            .expect("subscribed lock")
+            .insert(durable, (group.to_owned(), subject));
         let subscription = Subscription {
             bus: self.clone(),
             group: group.to_owned(),
@@ -237,6 +244,28 @@ impl EventBus for NatsBus {
             .context("NATS did not answer")?
             .context("JetStream stream unavailable")?;
         Ok(())
+    }
+
+    async fn consumer_lag(&self) -> anyhow::Result<Vec<ConsumerLag>> {
+        let subscribed = self.subscribed.lock().expect("subscribed lock").clone();
+        let mut lags = Vec::with_capacity(subscribed.len());
+        if subscribed.is_empty() {
+            return Ok(lags);
+        }
+        let stream = self.js.get_stream(&self.stream).await?;
+        for (durable, (group, subject)) in subscribed {
+            let info = stream
+                .consumer_info(&durable)
+                .await
+                .map_err(|e| anyhow::anyhow!("JetStream consumer {durable}: {e}"))?;
+            lags.push(ConsumerLag {
+                group,
+                subject,
+                // Not yet delivered, and delivered but not yet acknowledged.
+                pending: info.num_pending + info.num_ack_pending as u64,
+            });
+        }
+        Ok(lags)
     }
 
     async fn dead_letters(&self, group: &str, subject: Subject) -> anyhow::Result<Vec<DeadLetter>> {
@@ -344,7 +373,7 @@ impl Subscription {
                     .await;
             }
         };
-        let error = match run_handler(self.handler.as_ref(), &event).await {
+        let error = match run_handler(&self.group, self.handler.as_ref(), &event).await {
             Ok(()) => {
                 if let Err(err) = message.ack().await {
                     tracing::warn!(error = %err, "acking a JetStream message failed");
@@ -406,7 +435,10 @@ impl Subscription {
         }
         .await;
         let kind = match stored {
-            Ok(()) => AckKind::Term,
+            Ok(()) => {
+                crate::telemetry::dead_lettered(&self.group, self.subject);
+                AckKind::Term
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "publishing a dead letter failed");
                 AckKind::Nak(Some(self.bus.policy.backoff_max))

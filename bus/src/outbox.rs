@@ -211,7 +211,7 @@ impl Outbox {
                 let rows = query(SELECT_PENDING).bind(batch).fetch_all(&mut tx).await?;
                 let (seqs, events) = decode_rows(&rows)?;
                 if !events.is_empty() {
-                    self.inner.bus.publish_batch(&events).await?;
+                    crate::telemetry::publish(self.inner.bus.as_ref(), &events).await?;
                 }
                 delete_sent(&mut tx, &seqs).await?;
                 tx.commit().await?;
@@ -226,7 +226,7 @@ impl Outbox {
                     .await?;
                 let (seqs, events) = decode_rows(&rows)?;
                 if !events.is_empty() {
-                    self.inner.bus.publish_batch(&events).await?;
+                    crate::telemetry::publish(self.inner.bus.as_ref(), &events).await?;
                 }
                 // No transaction: each statement is atomic, and a row deleted twice or
                 // left for the next pass is harmless.

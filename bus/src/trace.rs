@@ -4,8 +4,30 @@
 //!
 //! The context of the operation in progress lives in a task-local: the HTTP middleware
 //! (the service kit) and the bus set it, `Envelope::new` reads it.
+//!
+//! When spans are exported (OpenTelemetry, `kit::telemetry`), an operation's ids are
+//! those of its exported `tracing` span ([`TraceContext::start`]), so every `traceparent`
+//! a header or an event carries names a span the collector receives. Otherwise the ids
+//! are drawn here and nothing else happens: a span costs what a log span costs.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Set once the OpenTelemetry layer is installed (`kit::telemetry::init`).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Spans are exported from now on: operations take their ids from their spans.
+pub fn set_exporting() {
+    EXPORTING.store(true, Ordering::Relaxed);
+}
+
+/// Are spans exported (an OTLP endpoint is configured)?
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 tokio::task_local! {
     static CURRENT: TraceContext;
@@ -87,6 +109,72 @@ impl TraceContext {
         let span = tracing::info_span!("op", trace_id = %self.trace_id);
         CURRENT.scope(self, fut.instrument(span)).await
     }
+
+    /// The context of the operation `span` stands for: a child of `parent` (a remote
+    /// context: a request's header, an event's envelope), or of the operation in progress,
+    /// or a new trace. When spans are exported, `span` is that span (its parent set, its
+    /// ids the context's); `span` should have an empty `trace_id` field, filled here so
+    /// that log lines name the trace.
+    pub fn start(span: &tracing::Span, parent: Option<TraceContext>) -> TraceContext {
+        let parent = parent.or_else(TraceContext::current);
+        let context = match exporting()
+            .then(|| exported(span, parent.as_ref()))
+            .flatten()
+        {
+            Some(context) => context,
+            None => parent.map(|p| p.child()).unwrap_or_else(TraceContext::root),
+        };
+        span.record("trace_id", context.trace_id.as_str());
+        context
+    }
+
+    /// Run `fut` as the operation `span` (made with [`start`](Self::start)) of this
+    /// context.
+    pub async fn scope_in<F: std::future::Future>(self, span: tracing::Span, fut: F) -> F::Output {
+        CURRENT.scope(self, fut.instrument(span)).await
+    }
+
+    /// This context as OpenTelemetry's remote parent.
+    fn otel_parent(&self) -> Option<opentelemetry::Context> {
+        let flags = if self.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let state = self
+            .tracestate
+            .as_deref()
+            .and_then(|s| s.parse::<TraceState>().ok())
+            .unwrap_or_default();
+        let span = SpanContext::new(
+            TraceId::from_hex(&self.trace_id).ok()?,
+            SpanId::from_hex(&self.span_id).ok()?,
+            flags,
+            true,
+            state,
+        );
+        Some(opentelemetry::Context::new().with_remote_span_context(span))
+    }
+}
+
+/// `span`'s exported context, its parent set to `parent`; `None` when the span is not
+/// exported (filtered out, or no OpenTelemetry layer).
+fn exported(span: &tracing::Span, parent: Option<&TraceContext>) -> Option<TraceContext> {
+    // The parent must be set before `context()`, which starts the span.
+    if let Some(parent) = parent.and_then(TraceContext::otel_parent) {
+        span.set_parent(parent).ok()?;
+    }
+    let otel = span.context();
+    let ids = otel.span().span_context().clone();
+    if !ids.is_valid() {
+        return None;
+    }
+    Some(TraceContext {
+        trace_id: ids.trace_id().to_string(),
+        span_id: ids.span_id().to_string(),
+        sampled: ids.is_sampled(),
+        tracestate: parent.and_then(|p| p.tracestate.clone()),
+    })
 }
 
 fn new_span_id() -> String {

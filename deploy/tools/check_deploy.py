@@ -154,13 +154,15 @@ def check_compose(path):
             elif source not in (compose.get("volumes") or {}):
                 fail(f"compose: {name} uses undeclared volume {source}")
     for name in SERVICES:
-        if name == "web":
-            continue  # joins once the binary has --target web (deploy/nginx/compose.conf)
         s = services.get(name)
-        if not s or s.get("command") != ["--target", name]:
+        # The pages also name the gateway they read the API through (--api-url).
+        if not s or (s.get("command") or [])[:2] != ["--target", name]:
             fail(f"compose: service {name} must run --target {name}")
+    web = (services.get("web") or {}).get("command") or []
+    if "--api-url" not in web:
+        fail("compose: web needs --api-url, the gateway serving /api")
     upstreams = dict(re.findall(r"upstream (\w+)\s*\{\s*server ([\w.:]+)", (base / "deploy/nginx/compose.conf").read_text()))
-    for name in set(nginx_routes().values()) - {"web"}:
+    for name in set(nginx_routes().values()):
         if upstreams.get(name) != f"{name}:3000":
             fail(f"compose.conf: upstream {name} must be {name}:3000")
 

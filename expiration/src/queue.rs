@@ -45,6 +45,9 @@ pub trait DelayQueue: Send + Sync + 'static {
     /// Remove a claimed job, once its expiration event is durably enqueued. A claim that
     /// no longer holds the job (lease lost, rescheduled, cancelled) removes nothing.
     async fn complete(&self, job: &DueJob) -> anyhow::Result<()>;
+
+    /// How many jobs are pending or claimed (metrics).
+    async fn pending(&self) -> anyhow::Result<usize>;
 }
 
 /// Tuning shared by both implementations.

@@ -208,6 +208,10 @@ impl Backend for RedisDelayQueue {
 
 #[async_trait]
 impl DelayQueue for RedisDelayQueue {
+    async fn pending(&self) -> anyhow::Result<usize> {
+        self.len().await
+    }
+
     async fn schedule(&self, order_id: &str, due_at_millis: i64) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _changed: i64 = self

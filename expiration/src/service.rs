@@ -102,6 +102,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         FINISHED_ORDERS_KEEP,
         rt.shutdown.clone(),
     ));
+    tasks.push(spawn_pending_sampler(queue.clone(), rt.shutdown.clone()));
     tasks.push(spawn_runner(store, outbox, queue, rt.shutdown.clone()));
     Ok(Mounted {
         name: SERVICE,
@@ -153,6 +154,23 @@ fn spawn_runner(
     })
 }
 
+/// `ticketing_expirations_pending`: jobs scheduled and not yet fired (the whole queue,
+/// shared by the replicas).
+fn spawn_pending_sampler(
+    queue: Arc<dyn DelayQueue>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    ticketing_kit::telemetry::spawn_sampler(shutdown, move || {
+        let queue = queue.clone();
+        async move {
+            match queue.pending().await {
+                Ok(n) => metrics::gauge!("ticketing_expirations_pending").set(n as f64),
+                Err(e) => tracing::debug!(error = %e, "sampling the expiration queue failed"),
+            }
+        }
+    })
+}
+
 /// Enqueue each order's `expiration:complete` unless the order is known to be finished,
 /// in one transaction. Once: a job fired again finds its event still pending in the
 /// outbox, or, once it was published, the bus drops the event id as a duplicate and
@@ -171,7 +189,10 @@ async fn fire(store: &Store, jobs: &[DueJob]) -> Result<(), sqlx::Error> {
             .is_some();
         if !enqueued {
             outbox::enqueue(&mut tx, &event).await?;
-            tracing::info!(order = %job.order_id, due_at = job.due_at_millis, late_ms = now_millis() - job.due_at_millis, "order expired");
+            let late_ms = now_millis() - job.due_at_millis;
+            metrics::histogram!("ticketing_expiration_lateness_seconds")
+                .record(late_ms.max(0) as f64 / 1000.0);
+            tracing::info!(order = %job.order_id, due_at = job.due_at_millis, late_ms, "order expired");
         }
     }
     tx.commit().await

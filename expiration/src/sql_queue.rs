@@ -101,6 +101,10 @@ impl Backend for SqlDelayQueue {
 
 #[async_trait]
 impl DelayQueue for SqlDelayQueue {
+    async fn pending(&self) -> anyhow::Result<usize> {
+        self.len().await
+    }
+
     async fn schedule(&self, order_id: &str, due_at_millis: i64) -> anyhow::Result<()> {
         query(
             "INSERT INTO expiration_jobs (order_id, due_at, available_at, claim_token) \

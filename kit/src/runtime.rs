@@ -40,6 +40,7 @@ impl Runtime {
     pub async fn open_store(&self, service: &str, migrations: &Migrator) -> anyhow::Result<Store> {
         let store = Store::open(&self.location(service)?, migrations).await?;
         event_tables::install(&store).await?;
+        crate::telemetry::spawn_outbox_sampler(service, &store, self.shutdown.clone());
         Ok(store)
     }
 
@@ -55,6 +56,7 @@ impl Runtime {
         &self,
         consumers: Consumers,
     ) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        crate::telemetry::install_recorder();
         consumers.start(&self.bus, &self.shutdown).await
     }
 }

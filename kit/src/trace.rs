@@ -1,28 +1,64 @@
 //! The HTTP side of trace propagation: a request continues its caller's W3C trace
-//! context (or starts one), and the response names the server span.
+//! context (or starts one) in a server span, and the response names that span.
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use ticketing_bus::trace::TraceContext;
+use ticketing_bus::trace::{self, TraceContext};
 
 /// Continue the caller's trace (or start one) for the request, and answer with the
 /// `traceparent` of the server span.
 pub async fn trace_http(req: Request, next: Next) -> Response {
-    let context = request_context(&req);
+    let parent = remote_parent(&req);
+    let span = server_span(&req);
+    let context = TraceContext::start(&span, parent);
     let traceparent = context.traceparent();
-    let mut response = context.scope(next.run(req)).await;
+    let mut response = context.scope_in(span.clone(), next.run(req)).await;
+    let status = response.status();
+    span.record("http.response.status_code", u64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     if let Ok(value) = HeaderValue::from_str(&traceparent) {
         response.headers_mut().insert("traceparent", value);
     }
     response
 }
 
-fn request_context(req: &Request) -> TraceContext {
+fn remote_parent(req: &Request) -> Option<TraceContext> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    header("traceparent")
-        .and_then(|tp| TraceContext::parse(tp, header("tracestate")))
-        .map(|parent| parent.child())
-        .unwrap_or_else(TraceContext::root)
+    header("traceparent").and_then(|tp| TraceContext::parse(tp, header("tracestate")))
+}
+
+/// The exported server span, or while nothing is exported the plain span log lines
+/// show. Probes and scrapes (every few seconds, saying nothing about a journey) get no
+/// span at all: exported, even the plain one would make a trace each.
+fn server_span(req: &Request) -> tracing::Span {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return tracing::Span::none();
+    }
+    if !trace::exporting() {
+        return tracing::info_span!("op", trace_id = tracing::field::Empty);
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let method = req.method().as_str();
+    tracing::info_span!(
+        "request",
+        otel.name = match route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_owned(),
+        },
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = route,
+        url.path = path,
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    )
 }

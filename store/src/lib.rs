@@ -257,8 +257,11 @@ impl Store {
                 let pool = pool.clone();
                 let changes = self.changes.clone();
                 tokio::spawn(async move {
+                    let waiting = std::time::Instant::now();
+                    let conn = pool.acquire().await;
+                    writer_waited("postgres", waiting);
                     let mut tx = Tx {
-                        conn: TxConn::Pg(pool.acquire().await?),
+                        conn: TxConn::Pg(conn?),
                         open: true,
                         changes,
                     };
@@ -291,6 +294,13 @@ impl Store {
             Engine::Pg(pool) => pool.close().await,
         }
     }
+}
+
+/// `ticketing_store_writer_wait_seconds{backend}`: how long a write waited for SQLite's
+/// single writer, or a transaction for a PostgreSQL pool connection.
+fn writer_waited(backend: &'static str, since: std::time::Instant) {
+    metrics::histogram!("ticketing_store_writer_wait_seconds", "backend" => backend)
+        .record(since.elapsed().as_secs_f64());
 }
 
 /// A write transaction: run queries on `&mut tx`, then [`commit`](Tx::commit). Dropped

@@ -93,8 +93,11 @@ impl Lite {
     pub(crate) async fn begin(&self) -> Result<Held, sqlx::Error> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         let queued = Queued::enter(&self.queued);
-        let mut writer = self.lock().await?;
+        let waiting = std::time::Instant::now();
+        let writer = self.lock().await;
+        crate::writer_waited("sqlite", waiting);
         drop(queued);
+        let mut writer = writer?;
         writer.begin()?;
         Ok(writer)
     }

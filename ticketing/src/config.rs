@@ -307,6 +307,16 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TICKETING_LOG_JSON", global = true)]
     pub log_json: bool,
+
+    /// OpenTelemetry collector (OTLP over HTTP, e.g. `http://otel-collector:4318`):
+    /// spans are exported to `<endpoint>/v1/traces` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+    /// Without it nothing is exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+
+    /// `service.name` of the exported spans; default: the target (`orders`, `all`, …).
+    #[arg(long, env = "OTEL_SERVICE_NAME", global = true)]
+    pub otel_service_name: Option<String>,
 }
 
 impl ServeArgs {

@@ -16,8 +16,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    ticketing_kit::telemetry::init_tracing(cli.serve.log_json);
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // Spans are exported by the services only (not the tools), and flushed once they
+    // stopped.
+    let export = match command {
+        Command::Serve => serve::trace_export(&cli.serve),
+        _ => Default::default(),
+    };
+    let telemetry = ticketing_kit::telemetry::init(cli.serve.log_json, &export);
+    let outcome = match command {
         Command::Serve => serve::run(cli.serve).await,
         Command::Events { command } => events::run(&cli.serve, command).await,
         Command::Audit(args) => {
@@ -26,5 +33,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-    }
+    };
+    telemetry.shutdown().await;
+    outcome
 }

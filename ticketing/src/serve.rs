@@ -25,6 +25,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = runtime(&args).await?;
     let mut services = start(args.target, &args, &runtime).await?;
+    ticketing_kit::telemetry::spawn_lag_sampler(&runtime.bus, runtime.shutdown.clone());
     let ready = vec![ReadyCheck::bus("bus", &runtime.bus)];
     // `all` serves the pages beside the API; they call it in-process unless given an
     // `--api-url` (docs/decisions/0013).
@@ -82,6 +83,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where this process's spans go: the OTLP endpoint, under the target's name unless
+/// `OTEL_SERVICE_NAME` names the service.
+pub fn trace_export(args: &ServeArgs) -> ticketing_kit::telemetry::TraceExport {
+    use clap::ValueEnum;
+    let target = args
+        .target
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_else(|| "ticketing".to_owned());
+    ticketing_kit::telemetry::TraceExport {
+        endpoint: args.otlp_endpoint.clone(),
+        service_name: args
+            .otel_service_name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or(target),
+    }
 }
 
 /// Serve until SIGTERM or Ctrl-C, then stop accepting connections and let the requests

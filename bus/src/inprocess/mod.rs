@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::bus::{run_handler, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
+use crate::bus::{run_handler, ConsumerLag, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use crate::envelope::Envelope;
 use ticketing_contracts::events::Subject;
 use ticketing_contracts::time::now_millis;
@@ -354,6 +354,30 @@ impl EventBus for InProcessBus {
         let store = self.inner.store().await?;
         query("SELECT 1").execute(store.reader()).await?;
         Ok(())
+    }
+
+    async fn consumer_lag(&self) -> anyhow::Result<Vec<ConsumerLag>> {
+        let store = self.inner.store().await?;
+        // Above the stored floor (moved at most every few ms while busy): on the
+        // subject index, and small unless a consumer is behind.
+        let rows = query(
+            "SELECT c.consumer_group, c.subject, (SELECT COUNT(*) FROM events e \
+             WHERE e.subject = c.subject AND e.seq > c.floor) AS pending FROM cursors c",
+        )
+        .fetch_all(store.reader())
+        .await?;
+        let mut lags = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name: String = row.get("subject")?;
+            if let Some(subject) = Subject::parse(&name) {
+                lags.push(ConsumerLag {
+                    group: row.get("consumer_group")?,
+                    subject,
+                    pending: row.get::<i64>("pending")?.max(0) as u64,
+                });
+            }
+        }
+        Ok(lags)
     }
 
     async fn dead_letters(&self, group: &str, subject: Subject) -> anyhow::Result<Vec<DeadLetter>> {

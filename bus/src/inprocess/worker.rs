@@ -57,7 +57,7 @@ impl Worker {
 
     pub(super) async fn deliver(&self, inner: &Inner, seq: i64, event: &Envelope, attempts: u32) {
         let consumer = &self.consumer;
-        let error = match run_handler(self.handler.as_ref(), event).await {
+        let error = match run_handler(&consumer.group, self.handler.as_ref(), event).await {
             Ok(()) => {
                 consumer.settle(seq);
                 return;
@@ -75,7 +75,10 @@ impl Worker {
                 .dead_letter(inner, seq, event, attempts, &message)
                 .await
             {
-                Ok(()) => consumer.settle(seq),
+                Ok(()) => {
+                    crate::telemetry::dead_lettered(&consumer.group, consumer.subject);
+                    consumer.settle(seq)
+                }
                 // Not recorded: keep it rather than lose it.
                 Err(err) => {
                     tracing::warn!(error = %err, "recording a dead letter failed");

@@ -1,0 +1,462 @@
+//! Observability of distributed mode, from outside: every service its own
+//! `ticketing --target X` process on PostgreSQL, NATS JetStream and Redis, exporting
+//! spans over OTLP/HTTP to a receiver in this test; then each process's `/metrics`.
+//!
+//! - one trace id runs from `POST /api/orders` (orders) through the listeners its event
+//!   reaches in the tickets and expiration processes, and back to orders
+//!   (`ticket:updated`), each span hanging from the one that caused it;
+//! - after a purchase and an expiry, the event, outbox, lag, expiration and store series
+//!   are on the processes' `/metrics`.
+//!
+//! Its own databases, NATS prefix and Redis prefix: runs beside the other tests.
+
+mod process;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use process::Running;
+use prost::Message;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use ticketing_kit::testing::{nats_url, postgres_base_url, unique_prefix};
+
+/// How long anything asynchronous may take on a loaded 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// One exported span, as the collector would see it.
+#[derive(Debug, Clone)]
+struct Span {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    attributes: HashMap<String, String>,
+}
+
+type Received = Arc<Mutex<Vec<Span>>>;
+
+/// An OTLP/HTTP (protobuf) trace receiver on a free port: `POST /v1/traces`.
+async fn otlp_receiver() -> (String, Received) {
+    let received = Received::default();
+    let app = Router::new()
+        .route("/v1/traces", post(receive))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+async fn receive(State(received): State<Received>, body: Bytes) -> Vec<u8> {
+    let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf export");
+    let mut spans = received.lock().unwrap();
+    for resource in request.resource_spans {
+        let resource_attributes = resource.resource.map(|r| r.attributes).unwrap_or_default();
+        let service = attributes(&resource_attributes)
+            .remove("service.name")
+            .unwrap_or_default();
+        for scope in resource.scope_spans {
+            for span in scope.spans {
+                spans.push(Span {
+                    service: service.clone(),
+                    name: span.name,
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    attributes: attributes(&span.attributes),
+                });
+            }
+        }
+    }
+    // An empty ExportTraceServiceResponse.
+    Vec::new()
+}
+
+fn attributes(list: &[KeyValue]) -> HashMap<String, String> {
+    list.iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(AnyValue::StringValue(s)) => s.clone(),
+                Some(AnyValue::IntValue(i)) => i.to_string(),
+                Some(AnyValue::BoolValue(b)) => b.to_string(),
+                Some(AnyValue::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), value)
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The services, one process each, on this test's databases, stream and Redis keys.
+struct System {
+    prefix: String,
+    services: HashMap<&'static str, Running>,
+}
+
+const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "payments", "expiration"];
+
+impl System {
+    async fn start(otlp: &str) -> System {
+        let prefix = unique_prefix();
+        let database = format!("{}/{prefix}", postgres_base_url());
+        let jwt_key = format!("observability-test-key-{prefix}");
+        let mut services = HashMap::new();
+        for target in SERVICES {
+            let running = Running::start(
+                &[
+                    "--target",
+                    target,
+                    "--database-url",
+                    &database,
+                    "--nats-url",
+                    &nats_url(),
+                    "--nats-prefix",
+                    &prefix,
+                    "--redis-url",
+                    &redis_url(),
+                    "--redis-prefix",
+                    &prefix,
+                    "--cookie-secure",
+                    "false",
+                    // Short enough to watch an unpaid order expire.
+                    "--order-ttl-seconds",
+                    "4",
+                    "--payment-grace-ms",
+                    "200",
+                ],
+                &[
+                    ("JWT_KEY", jwt_key.as_str()),
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
+                    // Export batches every 100 ms instead of every 5 s.
+                    ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                ],
+            )
+            .await;
+            services.insert(target, running);
+        }
+        System { prefix, services }
+    }
+
+    fn url(&self, service: &str, path: &str) -> String {
+        format!("{}{path}", self.services[service].base)
+    }
+
+    /// Stop every process, then drop what the test made on the shared servers.
+    async fn stop(mut self) {
+        for (_, running) in self.services.drain() {
+            running.stop();
+        }
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(
+                SERVICES
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "DROP DATABASE IF EXISTS \"{}_{s}\" WITH (FORCE);",
+                            self.prefix
+                        )
+                    })
+                    .collect::<String>(),
+            )
+            .output();
+        if let Ok(client) = async_nats::connect(nats_url()).await {
+            let js = async_nats::jetstream::new(client);
+            let _ = js.delete_stream(format!("{}-events", self.prefix)).await;
+        }
+    }
+}
+
+async fn post_json(client: &Client, url: &str, body: Value) -> reqwest::Response {
+    client.post(url).json(&body).send().await.unwrap()
+}
+
+/// Retry `f` until it returns `Some`, for at most [`PATIENCE`].
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Place an order for `ticket` (its `traceparent` answer too), once the orders service
+/// has the ticket's replica.
+async fn place_order(sys: &System, buyer: &Client, ticket: &str) -> (Value, String) {
+    eventually("the order to be placed", || async {
+        let res = post_json(
+            buyer,
+            &sys.url("orders", "/api/orders"),
+            json!({"ticketId": ticket}),
+        )
+        .await;
+        if res.status() != StatusCode::CREATED {
+            return None;
+        }
+        let traceparent = res.headers()["traceparent"].to_str().unwrap().to_owned();
+        Some((res.json::<Value>().await.unwrap(), traceparent))
+    })
+    .await
+}
+
+async fn sell(sys: &System, seller: &Client, title: &str) -> String {
+    let res = post_json(
+        seller,
+        &sys.url("tickets", "/api/tickets"),
+        json!({"title": title, "price": "20.50"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn client_signed_up(sys: &System, email: &str) -> Client {
+    let client = ticketing_kit::testing::TestServer::new_client();
+    let res = post_json(
+        &client,
+        &sys.url("auth", "/api/users/signup"),
+        json!({"email": email, "password": "password123"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journey() {
+    let (otlp, received) = otlp_receiver().await;
+    let sys = System::start(&otlp).await;
+    let seller = client_signed_up(&sys, "seller@test.com").await;
+    let buyer = client_signed_up(&sys, "buyer@test.com").await;
+
+    // A purchase: the traced request.
+    let ticket = sell(&sys, &seller, "Traced").await;
+    let (order, traceparent) = place_order(&sys, &buyer, &ticket).await;
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let mut parts = traceparent.split('-').skip(1);
+    let (trace_id, server_span_id) = (parts.next().unwrap(), parts.next().unwrap());
+
+    let spans = |service: &'static str, name: &'static str| {
+        let received = received.clone();
+        let trace_id = trace_id.to_owned();
+        move || {
+            let found: Vec<Span> = received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.trace_id == trace_id && s.service == service && s.name == name)
+                .cloned()
+                .collect();
+            async move { (!found.is_empty()).then_some(found) }
+        }
+    };
+    let server = eventually(
+        "the orders server span",
+        spans("orders", "POST /api/orders"),
+    )
+    .await;
+    assert_eq!(
+        server[0].span_id, server_span_id,
+        "traceparent names the exported span"
+    );
+    assert_eq!(server[0].attributes["http.route"], "/api/orders");
+    assert_eq!(server[0].attributes["http.response.status_code"], "201");
+
+    let create = eventually("the create span", spans("orders", "create order:created")).await;
+    assert_eq!(create[0].parent_span_id, server_span_id);
+    let publish = eventually("the publish span", spans("orders", "publish order:created")).await;
+    assert_eq!(publish[0].parent_span_id, create[0].span_id);
+
+    // In two other processes, the listeners of order:created hang from its create span.
+    for service in ["tickets", "expiration", "payments"] {
+        let process = eventually(
+            &format!("{service}'s process span"),
+            spans(service, "process order:created"),
+        )
+        .await;
+        assert_eq!(process[0].parent_span_id, create[0].span_id, "{service}");
+        assert_eq!(
+            process[0].attributes["messaging.destination.name"],
+            "order:created"
+        );
+        assert!(process[0]
+            .attributes
+            .contains_key("messaging.consumer.group.name"));
+    }
+    // And the event tickets published in turn comes back to orders in the same trace.
+    let reserved = eventually(
+        "tickets' create span",
+        spans("tickets", "create ticket:updated"),
+    )
+    .await;
+    let back = eventually(
+        "orders' process span of ticket:updated",
+        spans("orders", "process ticket:updated"),
+    )
+    .await;
+    assert_eq!(back[0].parent_span_id, reserved[0].span_id);
+
+    // The trace as a collector shows it (`-- --nocapture`).
+    for span in received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.trace_id == trace_id)
+    {
+        eprintln!(
+            "{} {:<11} {:<32} parent {}",
+            span.span_id, span.service, span.name, span.parent_span_id
+        );
+    }
+
+    // Probes (the readiness polls above) make no spans.
+    assert!(!received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.name == "op" || s.attributes.get("url.path").is_some_and(|p| p == "/readyz")));
+
+    // Pay it (once payments has the order's replica).
+    eventually("the payment", || async {
+        let res = post_json(
+            &buyer,
+            &sys.url("payments", "/api/payments"),
+            json!({"orderId": order_id, "token": "tok_visa"}),
+        )
+        .await;
+        (res.status() == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    // And leave one unpaid: it expires.
+    let unpaid_ticket = sell(&sys, &seller, "Left").await;
+    let (unpaid, _) = place_order(&sys, &buyer, &unpaid_ticket).await;
+    let unpaid_id = unpaid["id"].as_str().unwrap().to_owned();
+    eventually("the unpaid order to be cancelled", || async {
+        let order: Value = buyer
+            .get(sys.url("orders", &format!("/api/orders/{unpaid_id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (order["status"] == "cancelled").then_some(())
+    })
+    .await;
+
+    // Every named series, with the journey in it.
+    let expected: &[(&str, &str, &[&str])] = &[
+        (
+            "orders",
+            "ticketing_events_published_total",
+            &["subject=\"order:created\""],
+        ),
+        (
+            "orders",
+            "ticketing_events_handled_total",
+            &["subject=\"ticket:updated\"", "group=\"orders-service\""],
+        ),
+        (
+            "orders",
+            "ticketing_events_failed_total",
+            &["subject=\"ticket:updated\""],
+        ),
+        (
+            "orders",
+            "ticketing_events_dead_lettered_total",
+            &["subject=\"ticket:updated\""],
+        ),
+        (
+            "orders",
+            "ticketing_event_age_seconds_count",
+            &["subject=\"ticket:updated\""],
+        ),
+        ("orders", "ticketing_outbox_backlog", &["outbox=\"orders\""]),
+        (
+            "orders",
+            "ticketing_outbox_oldest_age_seconds",
+            &["outbox=\"orders\""],
+        ),
+        (
+            "orders",
+            "ticketing_consumer_lag",
+            &["subject=\"ticket:updated\""],
+        ),
+        (
+            "orders",
+            "ticketing_store_writer_wait_seconds_count",
+            &["backend=\"postgres\""],
+        ),
+        (
+            "tickets",
+            "ticketing_events_handled_total",
+            &["subject=\"order:created\""],
+        ),
+        ("expiration", "ticketing_expirations_pending", &[]),
+        (
+            "expiration",
+            "ticketing_expiration_lateness_seconds_count",
+            &[],
+        ),
+        (
+            "expiration",
+            "ticketing_events_published_total",
+            &["subject=\"expiration:complete\""],
+        ),
+        ("orders", "http_requests_total", &["path=\"/api/orders\""]),
+    ];
+    let http = Client::new();
+    for (service, name, labels) in expected {
+        let line = eventually(&format!("{name} on {service}"), || async {
+            let text = http
+                .get(sys.url(service, "/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .find(|line| {
+                    let series = line.split(' ').next().unwrap_or_default();
+                    (series == *name || series.starts_with(&format!("{name}{{")))
+                        && labels.iter().all(|l| series.contains(l))
+                })
+                .map(str::to_owned)
+        })
+        .await;
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        if name.ends_with("_total") && !name.contains("failed") && !name.contains("dead") {
+            assert!(value > 0.0, "{line}");
+        }
+    }
+    sys.stop().await;
+}
