@@ -1,4 +1,5 @@
 mod audit;
+mod ceiling;
 mod config;
 mod events;
 mod serve;
@@ -20,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve::run(cli.serve).await,
         Command::Events { command } => events::run(&cli.serve, command).await,
+        Command::Ceiling(args) => ceiling::run(cli.serve.listen, &args.page).await,
         Command::Audit(args) => {
             if audit::run(&cli.serve, &args).await? > 0 {
                 std::process::exit(1);
