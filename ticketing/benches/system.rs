@@ -564,10 +564,9 @@ impl Drop for Cleanup {
                 .enable_all()
                 .build()
                 .ok()?;
-            rt.block_on(tokio::time::timeout(
-                Duration::from_secs(30),
-                backing.clean(),
-            ))
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), backing.clean()).await
+            })
             .ok()
         })
         .join();
@@ -1597,7 +1596,12 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
             rates.push(rate);
             latency.merge(l);
             report.note(format!(
-                "{name} round {round}: {rate:.0} req/s, {ok} ok, {bad} failed; {cpu}"
+                "{name} round {round}: {rate:.0} req/s, {ok} ok, {bad} failed; {cpu}{}",
+                if name == "ceiling" {
+                    " (server = the ceiling)"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -1670,8 +1674,9 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
                         rates[i].push(run.rate);
                         latencies[i].push(format!("p50 {} p99 {}", run.p50, run.p99));
                         report.note(format!(
-                            "wrk {name} round {round}: {:.0} req/s, p50 {} p99 {}, {}; {cpu} (client = wrk)",
-                            run.rate, run.p50, run.p99, run.errors
+                            "wrk {name} round {round}: {:.0} req/s, p50 {} p99 {}, {}; {cpu} (client = wrk{})",
+                            run.rate, run.p50, run.p99, run.errors,
+                            if name == "ceiling" { ", server = the ceiling" } else { "" }
                         ));
                     }
                     Err(e) => {
