@@ -131,6 +131,18 @@ pub struct ServeArgs {
     )]
     pub data_dir: PathBuf,
 
+    /// Embedded mode: when a commit is on disk. `normal`: it survives the process being
+    /// killed, but a power cut or OS crash can roll back the last commits (an order
+    /// answered 201). `full`: the log is synced at every (group) commit, so it survives
+    /// those too. See docs/decisions/0016-group-commit-and-durability.md.
+    #[arg(
+        long,
+        env = "TICKETING_SQLITE_SYNCHRONOUS",
+        default_value_t = ticketing_store::Synchronous::Normal,
+        global = true
+    )]
+    pub sqlite_synchronous: ticketing_store::Synchronous,
+
     /// Distributed mode: a `postgres://` server URL. Each service uses its own database
     /// named `<db>_<service>` (`<db>` from the URL, default `ticketing`), created if missing.
     #[arg(long, env = "TICKETING_DATABASE_URL", global = true)]

@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         _ => Default::default(),
     };
     let telemetry = ticketing_kit::telemetry::init(cli.serve.log_json, &export);
+    ticketing_store::set_sqlite_synchronous(cli.serve.sqlite_synchronous);
     let outcome = match command {
         Command::Serve => serve::run(cli.serve).await,
         Command::Events { command } => events::run(&cli.serve, command).await,
