@@ -16,6 +16,7 @@ use crate::envelope::Envelope;
 use crate::telemetry;
 use crate::trace::TraceContext;
 use ticketing_contracts::events::Subject;
+use ticketing_store::{query, Tx};
 
 /// How long a bus keeps an event (and a dead letter), handled or not: JetStream's
 /// stream `max_age`, and the in-process log's pruning age.
@@ -48,7 +49,32 @@ impl From<sqlx::Error> for HandlerError {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError>;
+
+    /// The handler's side that handles several events in one database transaction, if
+    /// it has one (see [`Batch`]).
+    fn batch(&self) -> Option<&dyn Batch> {
+        None
+    }
 }
+
+/// A handler whose events can share a transaction: when several are waiting, the bus
+/// handles them in order in one transaction, each in a savepoint of its own, and
+/// commits once — one commit (and, on PostgreSQL, one log flush) for the lot instead of
+/// one per event. An event that fails is rolled back alone and retried alone.
+#[async_trait]
+pub trait Batch: Send + Sync {
+    async fn begin(&self) -> Result<Tx, sqlx::Error>;
+
+    /// Handle `event` in `tx` (its inbox mark included); on an error the bus rolls back
+    /// what it did.
+    async fn handle_in(&self, tx: &mut Tx, event: &Envelope) -> Result<(), HandlerError>;
+
+    /// After the batch's commit.
+    fn committed(&self);
+}
+
+/// Events handled per transaction at most.
+pub const BATCH: usize = 64;
 
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
@@ -162,6 +188,69 @@ pub(crate) async fn run_handler(
     };
     telemetry::handled(group, event, received_at, &span, &outcome);
     outcome
+}
+
+/// Run `group`'s handler of several events, oldest first: in one transaction when the
+/// handler has a [`Batch`] side, else one at a time. One outcome per event, in order.
+pub(crate) async fn run_handlers(
+    group: &str,
+    handler: &dyn Handler,
+    events: &[&Envelope],
+) -> Vec<Result<(), HandlerError>> {
+    let batch = match handler.batch() {
+        Some(batch) if events.len() > 1 => batch,
+        _ => {
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                outcomes.push(run_handler(group, handler, event).await);
+            }
+            return outcomes;
+        }
+    };
+    match run_batch(group, batch, events).await {
+        Ok(outcomes) => outcomes,
+        // The transaction failed as a whole: nothing of it is committed.
+        Err(err) => events
+            .iter()
+            .map(|_| Err(HandlerError::Other(anyhow::anyhow!("batch failed: {err}"))))
+            .collect(),
+    }
+}
+
+async fn run_batch(
+    group: &str,
+    batch: &dyn Batch,
+    events: &[&Envelope],
+) -> Result<Vec<Result<(), HandlerError>>, sqlx::Error> {
+    use futures::FutureExt;
+    let mut tx = batch.begin().await?;
+    let mut outcomes = Vec::with_capacity(events.len());
+    let mut spans = Vec::with_capacity(events.len());
+    for event in events {
+        let received_at = ticketing_contracts::time::now_millis();
+        let span = telemetry::process_span(group, event);
+        let trace = TraceContext::start(&span, telemetry::parent_of(event));
+        query("SAVEPOINT event").execute(&mut tx).await?;
+        let handled = std::panic::AssertUnwindSafe(batch.handle_in(&mut tx, event)).catch_unwind();
+        let outcome = match trace.scope_in(span.clone(), handled).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(HandlerError::Other(anyhow::anyhow!("handler panicked"))),
+        };
+        if outcome.is_err() {
+            query("ROLLBACK TO SAVEPOINT event")
+                .execute(&mut tx)
+                .await?;
+        }
+        query("RELEASE SAVEPOINT event").execute(&mut tx).await?;
+        outcomes.push(outcome);
+        spans.push((received_at, span));
+    }
+    tx.commit().await?;
+    batch.committed();
+    for ((event, (received_at, span)), outcome) in events.iter().zip(&spans).zip(&outcomes) {
+        telemetry::handled(group, event, *received_at, span, outcome);
+    }
+    Ok(outcomes)
 }
 
 impl HandlerError {

@@ -24,6 +24,16 @@ pub async fn begin(
     event: &Envelope,
 ) -> Result<Option<Tx>, sqlx::Error> {
     let mut tx = store.begin().await?;
+    if !mark(&mut tx, group, event).await? {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    Ok(Some(tx))
+}
+
+/// Write the "processed" mark of `event` for `group` in `tx`; false when it was there
+/// already (the event was handled before).
+pub async fn mark(tx: &mut Tx, group: &str, event: &Envelope) -> Result<bool, sqlx::Error> {
     let inserted = query(
         "INSERT INTO inbox (consumer_group, event_id, processed_at) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
@@ -31,13 +41,9 @@ pub async fn begin(
     .bind(group)
     .bind(&event.id)
     .bind(now_millis())
-    .execute(&mut tx)
+    .execute(tx)
     .await?;
-    if inserted == 0 {
-        tx.rollback().await?;
-        return Ok(None);
-    }
-    Ok(Some(tx))
+    Ok(inserted > 0)
 }
 
 /// Has consumer `group` handled `event` already? For listeners with effects outside

@@ -17,7 +17,7 @@ use ticketing_store::{Store, Tx};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Handler, HandlerError, SharedBus};
+use crate::bus::{Batch, Handler, HandlerError, SharedBus};
 use crate::envelope::Envelope;
 use crate::inbox;
 use crate::outbox::Outbox;
@@ -125,10 +125,36 @@ impl<L: Listener> Handler for Adapter<L> {
         };
         self.listener.handle(&mut tx, event).await?;
         tx.commit().await?;
+        self.committed();
+        Ok(())
+    }
+
+    fn batch(&self) -> Option<&dyn Batch> {
+        // Effects outside the database cannot join a transaction's all-or-nothing.
+        (!L::OUTSIDE_EFFECTS).then_some(self as &dyn Batch)
+    }
+}
+
+#[async_trait]
+impl<L: Listener> Batch for Adapter<L> {
+    async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.store.begin().await
+    }
+
+    async fn handle_in(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
+        let event: L::Event = envelope
+            .decode()
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+        if !inbox::mark(tx, self.group, envelope).await? {
+            return Ok(());
+        }
+        self.listener.handle(tx, event).await
+    }
+
+    fn committed(&self) {
         if let Some(outbox) = &self.outbox {
             // Cheap when nothing was enqueued: the relay finds no row and sleeps again.
             outbox.notify();
         }
-        Ok(())
     }
 }

@@ -23,7 +23,10 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{run_handler, ConsumerLag, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
+use crate::bus::{
+    run_handlers, ConsumerLag, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, BATCH,
+    RETENTION,
+};
 use crate::envelope::Envelope;
 use ticketing_contracts::events::Subject;
 
@@ -324,8 +327,9 @@ struct Subscription {
 impl Subscription {
     async fn run(self, consumer: consumer::PullConsumer, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
+            // Whatever has arrived, up to a batch: handled in one transaction.
             let mut messages = match consumer.messages().await {
-                Ok(messages) => messages,
+                Ok(messages) => messages.ready_chunks(BATCH),
                 Err(err) => {
                     tracing::warn!(error = %err, group = %self.group, subject = %self.subject, "pulling from JetStream failed");
                     tokio::select! {
@@ -339,41 +343,62 @@ impl Subscription {
                     _ = shutdown.cancelled() => return,
                     next = messages.next() => next,
                 };
-                match next {
-                    Some(Ok(message)) => self.deliver(message).await,
-                    // Missed heartbeats while the server is away and the like: the
-                    // stream keeps trying, so just report.
-                    Some(Err(err)) => {
-                        tracing::warn!(error = %err, group = %self.group, subject = %self.subject, "JetStream consumer error");
+                let Some(chunk) = next else { break };
+                let mut arrived = Vec::with_capacity(chunk.len());
+                for message in chunk {
+                    match message {
+                        Ok(message) => arrived.push(message),
+                        // Missed heartbeats while the server is away and the like: the
+                        // stream keeps trying, so just report.
+                        Err(err) => {
+                            tracing::warn!(error = %err, group = %self.group, subject = %self.subject, "JetStream consumer error");
+                        }
                     }
-                    None => break,
                 }
+                self.deliver(arrived).await;
             }
         }
     }
 
-    async fn deliver(&self, message: jetstream::Message) {
-        let attempts = message
-            .info()
-            .map(|info| info.delivered.max(1) as u32)
-            .unwrap_or(1);
-        let event = match envelope_of(self.subject, message.headers.as_ref(), &message.payload) {
-            Ok(event) => event,
-            Err(err) => {
-                let event = Envelope {
-                    id: format!("undecodable-{}", uuid::Uuid::now_v7()),
-                    subject: self.subject,
-                    payload: message.payload.clone(),
-                    traceparent: None,
-                    tracestate: None,
-                    produced_at: 0,
-                };
-                return self
-                    .give_up(&message, &event, attempts, &err.to_string())
-                    .await;
+    async fn deliver(&self, messages: Vec<jetstream::Message>) {
+        let mut decoded = Vec::with_capacity(messages.len());
+        for message in messages {
+            let attempts = message
+                .info()
+                .map(|info| info.delivered.max(1) as u32)
+                .unwrap_or(1);
+            match envelope_of(self.subject, message.headers.as_ref(), &message.payload) {
+                Ok(event) => decoded.push((message, event, attempts)),
+                Err(err) => {
+                    let event = Envelope {
+                        id: format!("undecodable-{}", uuid::Uuid::now_v7()),
+                        subject: self.subject,
+                        payload: message.payload.clone(),
+                        traceparent: None,
+                        tracestate: None,
+                        produced_at: 0,
+                    };
+                    self.give_up(&message, &event, attempts, &err.to_string())
+                        .await;
+                }
             }
-        };
-        let error = match run_handler(&self.group, self.handler.as_ref(), &event).await {
+        }
+        let events: Vec<&Envelope> = decoded.iter().map(|(_, event, _)| event).collect();
+        let outcomes = run_handlers(&self.group, self.handler.as_ref(), &events).await;
+        for ((message, event, attempts), outcome) in decoded.iter().zip(outcomes) {
+            self.settle(message, event, *attempts, outcome).await;
+        }
+    }
+
+    /// Ack a handled message; redeliver or dead-letter a failed one.
+    async fn settle(
+        &self,
+        message: &jetstream::Message,
+        event: &Envelope,
+        attempts: u32,
+        outcome: Result<(), HandlerError>,
+    ) {
+        let error = match outcome {
             Ok(()) => {
                 if let Err(err) = message.ack().await {
                     tracing::warn!(error = %err, "acking a JetStream message failed");
@@ -384,7 +409,7 @@ impl Subscription {
         };
         let policy = self.bus.policy;
         if error.gives_up(attempts, &policy) {
-            self.give_up(&message, &event, attempts, &error.to_string())
+            self.give_up(message, event, attempts, &error.to_string())
                 .await;
         } else {
             let delay = policy.backoff(attempts);

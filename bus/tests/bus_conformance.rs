@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ticketing_bus::{inbox, outbox, Envelope, EventBus, Handler, HandlerError, Outbox, SharedBus};
+use ticketing_bus::{
+    inbox, outbox, Consumers, Envelope, EventBus, Handler, HandlerError, Listener, Outbox,
+    SharedBus,
+};
 use ticketing_contracts::events::{Subject, TicketCreated};
 use ticketing_contracts::money::Cents;
 use ticketing_kit::testing::{TestBackend, TestEnv};
-use ticketing_store::query;
+use ticketing_store::{query, Tx};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -575,6 +578,96 @@ macro_rules! with_stores {
     };
 }
 
-with_stores!(outbox_survives_a_dead_relay, outbox_with_two_relays);
+with_stores!(
+    outbox_survives_a_dead_relay,
+    outbox_with_two_relays,
+    listeners_handle_a_backlog_one_event_at_a_time_in_effect,
+);
+
+/// A listener that records each ticket it sees, and fails (after writing) on the first
+/// delivery of ticket 5 and always on ticket 7 (a poison event).
+struct Recorder {
+    failed_once: AtomicU32,
+}
+
+#[async_trait]
+impl Listener for Recorder {
+    type Event = TicketCreated;
+
+    async fn handle(&self, tx: &mut Tx, event: TicketCreated) -> Result<(), HandlerError> {
+        query("INSERT INTO seen (ticket) VALUES ($1)")
+            .bind(event.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        match event.id.as_str() {
+            "ticket-5" if self.failed_once.fetch_add(1, Ordering::SeqCst) == 0 => {
+                Err(HandlerError::Other(anyhow::anyhow!("first try fails")))
+            }
+            "ticket-7" => Err(HandlerError::Poison("never".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A backlog is handled several events to a transaction: the effect is still that of
+/// one event at a time — a failing event leaves nothing behind and is retried alone, a
+/// poison one is dead-lettered alone, the rest are applied once each.
+async fn listeners_handle_a_backlog_one_event_at_a_time_in_effect(
+    kind: BusKind,
+    backend: TestBackend,
+) {
+    let env = env(kind, backend).await;
+    let store = env.event_store("batchtest").await;
+    query("CREATE TABLE IF NOT EXISTS seen (ticket TEXT NOT NULL)")
+        .execute(store.writer())
+        .await
+        .unwrap();
+    let events: Vec<Envelope> = (0..40).map(ticket).collect();
+    env.runtime.bus.publish_batch(&events).await.unwrap();
+    let shutdown = env.runtime.shutdown.child_token();
+    Consumers::new("batch-service", &store)
+        .listen(Recorder {
+            failed_once: AtomicU32::new(0),
+        })
+        .start(&env.runtime.bus, &shutdown)
+        .await
+        .unwrap();
+
+    let want: Vec<String> = (0..40)
+        .filter(|n| *n != 7)
+        .map(|n| format!("ticket-{n}"))
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen: Vec<String> = query("SELECT ticket FROM seen")
+            .scalars(store.reader())
+            .await
+            .unwrap();
+        seen.sort_by_key(|t| t[7..].parse::<u32>().unwrap());
+        let dead = env
+            .runtime
+            .bus
+            .dead_letters("batch-service", Subject::TicketCreated)
+            .await
+            .unwrap();
+        if seen == want && dead.len() == 1 {
+            assert_eq!(dead[0].event.id, events[7].id);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seen {seen:?}, dead letters {}",
+            dead.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let marks: i64 = query("SELECT COUNT(*) FROM inbox WHERE consumer_group = 'batch-service'")
+        .scalar(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(marks, 39);
+    shutdown.cancel();
+    store.close().await;
+}
 
 ticketing_kit::backend_tests!(inbox_applies_once);

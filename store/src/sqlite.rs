@@ -105,7 +105,21 @@ impl Lite {
     /// Commit the transaction `writer` holds: answered once it is committed, which for
     /// a transaction deferred to its group is after the writer went on to the next.
     pub(crate) async fn commit(mut writer: Held) -> Result<(), sqlx::Error> {
-        match writer.commit()? {
+        let ended = match synchronous() {
+            Synchronous::Normal => writer.commit(),
+            // The group's commit syncs the log: not on the executor's threads.
+            Synchronous::Full => {
+                let (ended, held) = tokio::task::spawn_blocking(move || {
+                    let ended = writer.commit();
+                    (ended, writer)
+                })
+                .await
+                .map_err(|err| sqlx::Error::Io(std::io::Error::other(err)))?;
+                writer = held;
+                ended
+            }
+        };
+        match ended? {
             Ended::Committed => Ok(()),
             Ended::Deferred(answer) => {
                 drop(writer);

@@ -49,12 +49,17 @@ pub(super) enum SlotState {
     Settled,
 }
 
+/// An event claimed for delivery.
+pub(super) struct Claimed {
+    pub(super) seq: i64,
+    pub(super) event: Arc<Envelope>,
+    /// Deliveries so far, this one included.
+    pub(super) attempts: u32,
+}
+
 pub(super) enum Claim {
-    Event {
-        seq: i64,
-        event: Arc<Envelope>,
-        attempts: u32,
-    },
+    /// Due events, oldest first.
+    Events(Vec<Claimed>),
     /// Nothing ready; the earliest retry is due then.
     Wait(Option<Instant>),
 }
@@ -132,12 +137,16 @@ impl Consumer {
         Ok(())
     }
 
-    /// Claim the oldest event that is due.
-    pub(super) fn claim(&self) -> Claim {
+    /// Claim up to `max` of the oldest events that are due.
+    pub(super) fn claim(&self, max: usize) -> Claim {
         let now = Instant::now();
         let mut w = self.window();
         let mut next_due: Option<Instant> = None;
+        let mut claimed = Vec::new();
         for (&seq, slot) in w.slots.iter_mut() {
+            if claimed.len() >= max {
+                break;
+            }
             if slot.state == SlotState::Claimed && now.duration_since(slot.due) >= ACK_WAIT {
                 slot.state = SlotState::Ready;
             }
@@ -149,15 +158,20 @@ impl Consumer {
                 // While claimed, `due` is the claim time (for ACK_WAIT).
                 slot.due = now;
                 slot.attempts += 1;
-                return Claim::Event {
+                claimed.push(Claimed {
                     seq,
                     event: slot.event.clone(),
                     attempts: slot.attempts,
-                };
+                });
+                continue;
             }
             next_due = Some(next_due.map_or(slot.due, |d| d.min(slot.due)));
         }
-        Claim::Wait(next_due)
+        if claimed.is_empty() {
+            Claim::Wait(next_due)
+        } else {
+            Claim::Events(claimed)
+        }
     }
 
     /// Record a handled (or dead-lettered) event and move the floor past settled ones.

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::bus::{run_handler, ConsumerLag, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
+use crate::bus::{ConsumerLag, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
 use crate::envelope::Envelope;
 use ticketing_contracts::events::Subject;
 use ticketing_contracts::time::now_millis;

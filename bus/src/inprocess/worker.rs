@@ -1,8 +1,8 @@
 //! A subscription's loop: claim, run the handler, settle or reschedule.
 
-use super::consumer::Claim;
+use super::consumer::{Claim, Claimed};
 use super::*;
-use crate::bus::HandlerError;
+use crate::bus::{run_handlers, HandlerError, BATCH};
 
 /// One subscription: claims events of its consumer and runs the handler.
 pub(super) struct Worker {
@@ -30,13 +30,9 @@ impl Worker {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
                 }
             }
-            match consumer.claim() {
-                Claim::Event {
-                    seq,
-                    event,
-                    attempts,
-                } => {
-                    self.deliver(&inner, seq, &event, attempts).await;
+            match consumer.claim(BATCH) {
+                Claim::Events(claimed) => {
+                    self.deliver(&inner, claimed).await;
                     self.persist(&inner, false).await;
                 }
                 Claim::Wait(next_due) => {
@@ -55,15 +51,31 @@ impl Worker {
         self.persist(&inner, true).await;
     }
 
-    pub(super) async fn deliver(&self, inner: &Inner, seq: i64, event: &Envelope, attempts: u32) {
-        let consumer = &self.consumer;
-        let error = match run_handler(&consumer.group, self.handler.as_ref(), event).await {
-            Ok(()) => {
-                consumer.settle(seq);
-                return;
+    /// Run the handler on claimed events (together when it can), then settle each
+    /// handled one and reschedule or dead-letter each failed one.
+    pub(super) async fn deliver(&self, inner: &Inner, claimed: Vec<Claimed>) {
+        let events: Vec<&Envelope> = claimed.iter().map(|c| c.event.as_ref()).collect();
+        let outcomes = run_handlers(&self.consumer.group, self.handler.as_ref(), &events).await;
+        for (claim, outcome) in claimed.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => self.consumer.settle(claim.seq),
+                Err(error) => {
+                    self.failed(inner, claim.seq, &claim.event, claim.attempts, error)
+                        .await
+                }
             }
-            Err(err) => err,
-        };
+        }
+    }
+
+    async fn failed(
+        &self,
+        inner: &Inner,
+        seq: i64,
+        event: &Envelope,
+        attempts: u32,
+        error: HandlerError,
+    ) {
+        let consumer = &self.consumer;
         let policy = inner.policy;
         if error.gives_up(attempts, &policy) {
             let message = error.to_string();
