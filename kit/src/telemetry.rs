@@ -165,6 +165,16 @@ fn prometheus() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // A second process-wide recorder (tests spawning many apps) keeps the first.
         let _ = metrics::set_global_recorder(recorder);
+        // The recorder keeps every histogram sample until it is folded into the buckets:
+        // a render does that, but a process nobody scrapes would grow without bound
+        // (tens of megabytes in a benchmark run). Fold them in every few seconds.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
         handle
     })
 }
