@@ -35,6 +35,23 @@ async fn insert<'a>(on: impl Into<On<'a>>, id: &str) {
         .unwrap();
 }
 
+/// `children`, whose foreign key to `things` is checked only at commit: a deferred
+/// constraint fails the commit rather than the statement (PostgreSQL's `DEFERRABLE
+/// INITIALLY DEFERRED`, and SQLite's).
+async fn create_children(store: &Store, backend: TestBackend) {
+    let ddl = match backend {
+        TestBackend::Sqlite => {
+            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL \
+             REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
+        }
+        TestBackend::Postgres => {
+            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL, \
+             FOREIGN KEY (parent) REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
+        }
+    };
+    query(ddl).execute(store.writer()).await.unwrap();
+}
+
 async fn abandoned_transactions_leave_nothing_behind(backend: TestBackend) {
     let env = TestEnv::new(backend);
     let store = store(&env).await;
@@ -78,17 +95,7 @@ async fn a_failed_commit_rolls_back(backend: TestBackend) {
     let store = store(&env).await;
     // A deferred constraint fails at commit on PostgreSQL; on SQLite a foreign key with
     // `DEFERRABLE INITIALLY DEFERRED` does the same.
-    let ddl = match backend {
-        TestBackend::Sqlite => {
-            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL \
-             REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
-        }
-        TestBackend::Postgres => {
-            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL, \
-             FOREIGN KEY (parent) REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
-        }
-    };
-    query(ddl).execute(store.writer()).await.unwrap();
+    create_children(&store, backend).await;
     let mut tx = store.begin().await.unwrap();
     insert(&mut tx, "orphaned-parent").await;
     query("INSERT INTO children (id, parent) VALUES ('c', 'nobody')")
@@ -215,17 +222,7 @@ async fn queries_read_the_same_on_both_engines(backend: TestBackend) {
 async fn concurrent_transactions_stay_atomic(backend: TestBackend) {
     let env = TestEnv::new(backend);
     let store = store(&env).await;
-    let ddl = match backend {
-        TestBackend::Sqlite => {
-            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL \
-             REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
-        }
-        TestBackend::Postgres => {
-            "CREATE TABLE children (id TEXT PRIMARY KEY, parent TEXT NOT NULL, \
-             FOREIGN KEY (parent) REFERENCES things (id) DEFERRABLE INITIALLY DEFERRED)"
-        }
-    };
-    query(ddl).execute(store.writer()).await.unwrap();
+    create_children(&store, backend).await;
     let changes_before = store.changes();
 
     let tasks: Vec<_> = (0..200)
