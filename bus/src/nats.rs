@@ -230,7 +230,7 @@ impl EventBus for NatsBus {
             .with_context(|| format!("creating JetStream consumer {durable}"))?;
         self.subscribed
             .lock()
-            .expect("subscribed lock")
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(durable, (group.to_owned(), subject));
         let subscription = Subscription {
             bus: self.clone(),
@@ -250,7 +250,11 @@ impl EventBus for NatsBus {
     }
 
     async fn consumer_lag(&self) -> anyhow::Result<Vec<ConsumerLag>> {
-        let subscribed = self.subscribed.lock().expect("subscribed lock").clone();
+        let subscribed = self
+            .subscribed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let mut lags = Vec::with_capacity(subscribed.len());
         if subscribed.is_empty() {
             return Ok(lags);

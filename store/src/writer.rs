@@ -118,7 +118,10 @@ impl Writer {
             let _ = self.rollback();
             return Err(err);
         }
-        let group = self.group.as_mut().expect("a transaction runs in a group");
+        let Some(group) = self.group.as_mut() else {
+            // Not reachable (a transaction runs in a group); refused rather than panic.
+            return Err(lost().into());
+        };
         if self.queued.load(Ordering::Acquire) > 0 && group.waiting.len() + 1 < MAX_GROUP {
             let (answer, answered) = oneshot::channel();
             group.waiting.push(answer);
