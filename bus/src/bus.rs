@@ -16,7 +16,7 @@ use crate::envelope::Envelope;
 use crate::telemetry;
 use crate::trace::TraceContext;
 use ticketing_contracts::events::Subject;
-use ticketing_store::{query, Tx};
+use ticketing_store::Tx;
 
 /// How long a bus keeps an event (and a dead letter), handled or not: JetStream's
 /// stream `max_age`, and the in-process log's pruning age.
@@ -58,9 +58,10 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// A handler whose events can share a transaction: when several are waiting, the bus
-/// handles them in order in one transaction, each in a savepoint of its own, and
-/// commits once — one commit (and, on PostgreSQL, one log flush) for the lot instead of
-/// one per event. An event that fails is rolled back alone and retried alone.
+/// handles them in order in one transaction and commits once — one commit (and, on
+/// PostgreSQL, one log flush) for the lot instead of one per event. When one of them
+/// fails, the whole transaction is rolled back and the events are handled again one
+/// per transaction, so the failure is the failing event's alone.
 #[async_trait]
 pub trait Batch: Send + Sync {
     async fn begin(&self) -> Result<Tx, sqlx::Error>;
@@ -197,60 +198,65 @@ pub(crate) async fn run_handlers(
     handler: &dyn Handler,
     events: &[&Envelope],
 ) -> Vec<Result<(), HandlerError>> {
-    let batch = match handler.batch() {
-        Some(batch) if events.len() > 1 => batch,
-        _ => {
-            let mut outcomes = Vec::with_capacity(events.len());
-            for event in events {
-                outcomes.push(run_handler(group, handler, event).await);
+    if let Some(batch) = handler.batch().filter(|_| events.len() > 1) {
+        match run_batch(group, batch, events).await {
+            Ok(Batched::Committed) => return events.iter().map(|_| Ok(())).collect(),
+            // One event failed: the batch is undone, and the events are handled again
+            // one at a time below, each with its own outcome.
+            Ok(Batched::Failed) => {}
+            // The transaction failed as a whole (the database): nothing of it is
+            // committed, and trying each event alone now would fail the same way.
+            Err(err) => {
+                return events
+                    .iter()
+                    .map(|_| Err(HandlerError::Other(anyhow::anyhow!("batch failed: {err}"))))
+                    .collect()
             }
-            return outcomes;
         }
-    };
-    match run_batch(group, batch, events).await {
-        Ok(outcomes) => outcomes,
-        // The transaction failed as a whole: nothing of it is committed.
-        Err(err) => events
-            .iter()
-            .map(|_| Err(HandlerError::Other(anyhow::anyhow!("batch failed: {err}"))))
-            .collect(),
     }
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        outcomes.push(run_handler(group, handler, event).await);
+    }
+    outcomes
 }
 
+enum Batched {
+    Committed,
+    Failed,
+}
+
+/// Handle every event in one transaction, optimistically: no savepoint per event (each
+/// costs two statements and a copy of every page the event touches), so the first
+/// failure rolls the whole batch back and [`run_handlers`] takes the events one by one.
+/// Failures are the exception (a replica update that overtook its predecessor, a
+/// database error), so the common case pays one transaction for the lot.
 async fn run_batch(
     group: &str,
     batch: &dyn Batch,
     events: &[&Envelope],
-) -> Result<Vec<Result<(), HandlerError>>, sqlx::Error> {
+) -> Result<Batched, sqlx::Error> {
     use futures::FutureExt;
     let mut tx = batch.begin().await?;
-    let mut outcomes = Vec::with_capacity(events.len());
     let mut spans = Vec::with_capacity(events.len());
     for event in events {
         let received_at = ticketing_contracts::time::now_millis();
         let span = telemetry::process_span(group, event);
         let trace = TraceContext::start(&span, telemetry::parent_of(event));
-        query("SAVEPOINT event").execute(&mut tx).await?;
         let handled = std::panic::AssertUnwindSafe(batch.handle_in(&mut tx, event)).catch_unwind();
-        let outcome = match trace.scope_in(span.clone(), handled).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(HandlerError::Other(anyhow::anyhow!("handler panicked"))),
-        };
-        if outcome.is_err() {
-            query("ROLLBACK TO SAVEPOINT event")
-                .execute(&mut tx)
-                .await?;
+        let failed = !matches!(trace.scope_in(span.clone(), handled).await, Ok(Ok(())));
+        if failed {
+            tx.rollback().await?;
+            return Ok(Batched::Failed);
         }
-        query("RELEASE SAVEPOINT event").execute(&mut tx).await?;
-        outcomes.push(outcome);
         spans.push((received_at, span));
     }
     tx.commit().await?;
     batch.committed();
-    for ((event, (received_at, span)), outcome) in events.iter().zip(&spans).zip(&outcomes) {
-        telemetry::handled(group, event, *received_at, span, outcome);
+    for (event, (received_at, span)) in events.iter().zip(&spans) {
+        telemetry::handled(group, event, *received_at, span, &Ok(()));
     }
-    Ok(outcomes)
+    Ok(Batched::Committed)
 }
 
 impl HandlerError {

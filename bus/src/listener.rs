@@ -27,12 +27,18 @@ use crate::outbox::Outbox;
 pub trait Listener: Send + Sync + 'static {
     type Event: Event;
 
-    /// Effects outside the service's database (a Redis queue): they run before the
+    /// Does this listener have effects outside the service's database (a Redis queue, a
+    /// payment provider)? They run in [`prepare`](Listener::prepare), before the
     /// transaction, only while the event is not yet marked handled, and must be
-    /// idempotent (a crash before the commit runs them again). Most listeners have none.
-    const OUTSIDE_EFFECTS: bool = false;
+    /// idempotent (a crash before the commit runs them again). Such a listener handles
+    /// one event per transaction; the others share a transaction among a backlog's
+    /// events. Most listeners have none; a listener whose effects live in the database
+    /// in one mode and outside it in another says so here, per instance.
+    fn outside_effects(&self) -> bool {
+        false
+    }
 
-    /// The effects outside the database; see [`Listener::OUTSIDE_EFFECTS`].
+    /// The effects outside the database; see [`Listener::outside_effects`].
     async fn prepare(&self, event: &Self::Event) -> Result<(), HandlerError> {
         let _ = event;
         Ok(())
@@ -42,6 +48,10 @@ pub trait Listener: Send + Sync + 'static {
     /// when this returns `Ok`, and rolls back (mark included) otherwise, so the bus
     /// redelivers the event.
     async fn handle(&self, tx: &mut Tx, event: Self::Event) -> Result<(), HandlerError>;
+
+    /// After the transaction that handled one or more events of this listener committed
+    /// (wake what waits for the change).
+    fn committed(&self) {}
 }
 
 /// The listeners of one service, subscribed as its consumer group.
@@ -114,7 +124,7 @@ impl<L: Listener> Handler for Adapter<L> {
         let event: L::Event = envelope
             .decode()
             .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        if L::OUTSIDE_EFFECTS {
+        if self.listener.outside_effects() {
             if inbox::handled(&self.store, self.group, envelope).await? {
                 return Ok(());
             }
@@ -131,7 +141,7 @@ impl<L: Listener> Handler for Adapter<L> {
 
     fn batch(&self) -> Option<&dyn Batch> {
         // Effects outside the database cannot join a transaction's all-or-nothing.
-        (!L::OUTSIDE_EFFECTS).then_some(self as &dyn Batch)
+        (!self.listener.outside_effects()).then_some(self as &dyn Batch)
     }
 }
 
@@ -152,6 +162,7 @@ impl<L: Listener> Batch for Adapter<L> {
     }
 
     fn committed(&self) {
+        self.listener.committed();
         if let Some(outbox) = &self.outbox {
             // Cheap when nothing was enqueued: the relay finds no row and sleeps again.
             outbox.notify();

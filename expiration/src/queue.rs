@@ -48,6 +48,13 @@ pub trait DelayQueue: Send + Sync + 'static {
 
     /// How many jobs are pending or claimed (metrics).
     async fn pending(&self) -> anyhow::Result<usize>;
+
+    /// The queue as a table of the service's own store, if that is where it lives: the
+    /// listeners then schedule and drop jobs in the transaction that marks the event
+    /// handled (no effect outside the database, so a backlog shares one commit).
+    fn in_store(&self) -> Option<&crate::SqlDelayQueue> {
+        None
+    }
 }
 
 /// Tuning shared by both implementations.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use ticketing_store::{query, Backend as StoreBackend, Store};
+use ticketing_store::{query, Backend as StoreBackend, Query, Store, Tx};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -106,25 +106,16 @@ impl DelayQueue for SqlDelayQueue {
     }
 
     async fn schedule(&self, order_id: &str, due_at_millis: i64) -> anyhow::Result<()> {
-        query(
-            "INSERT INTO expiration_jobs (order_id, due_at, available_at, claim_token) \
-             VALUES ($1, $2, $2, NULL) \
-             ON CONFLICT (order_id) DO UPDATE \
-               SET due_at = excluded.due_at, available_at = excluded.available_at, claim_token = NULL \
-               WHERE expiration_jobs.due_at <> excluded.due_at",
-        )
-        .bind(order_id)
-        .bind(due_at_millis)
-        .execute(self.store.writer())
-        .await
-        .context("scheduling an expiration job")?;
-        self.wake.notify_waiters();
+        schedule_sql(order_id, due_at_millis)
+            .execute(self.store.writer())
+            .await
+            .context("scheduling an expiration job")?;
+        self.woken();
         Ok(())
     }
 
     async fn cancel(&self, order_id: &str) -> anyhow::Result<()> {
-        query("DELETE FROM expiration_jobs WHERE order_id = $1")
-            .bind(order_id)
+        cancel_sql(order_id)
             .execute(self.store.writer())
             .await
             .context("cancelling an expiration job")?;
@@ -148,4 +139,50 @@ impl DelayQueue for SqlDelayQueue {
             .context("completing an expiration job")?;
         Ok(())
     }
+
+    fn in_store(&self) -> Option<&SqlDelayQueue> {
+        Some(self)
+    }
+}
+
+impl SqlDelayQueue {
+    /// [`DelayQueue::schedule`] in the caller's transaction; call [`Self::woken`] after
+    /// its commit.
+    pub async fn schedule_in(
+        &self,
+        tx: &mut Tx,
+        order_id: &str,
+        due_at_millis: i64,
+    ) -> Result<(), sqlx::Error> {
+        schedule_sql(order_id, due_at_millis).execute(tx).await?;
+        Ok(())
+    }
+
+    /// [`DelayQueue::cancel`] in the caller's transaction.
+    pub async fn cancel_in(&self, tx: &mut Tx, order_id: &str) -> Result<(), sqlx::Error> {
+        cancel_sql(order_id).execute(tx).await?;
+        Ok(())
+    }
+
+    /// Jobs were scheduled (and committed): a waiting runner looks again, in case one is
+    /// due sooner than what it waits for.
+    pub fn woken(&self) {
+        self.wake.notify_waiters();
+    }
+}
+
+fn schedule_sql(order_id: &str, due_at_millis: i64) -> Query<'static> {
+    query(
+        "INSERT INTO expiration_jobs (order_id, due_at, available_at, claim_token) \
+         VALUES ($1, $2, $2, NULL) \
+         ON CONFLICT (order_id) DO UPDATE \
+           SET due_at = excluded.due_at, available_at = excluded.available_at, claim_token = NULL \
+           WHERE expiration_jobs.due_at <> excluded.due_at",
+    )
+    .bind(order_id)
+    .bind(due_at_millis)
+}
+
+fn cancel_sql(order_id: &str) -> Query<'static> {
+    query("DELETE FROM expiration_jobs WHERE order_id = $1").bind(order_id)
 }

@@ -163,6 +163,54 @@ async fn pending_expiry_survives_a_restart(flavor: Flavor, redis: bool) {
     assert_eq!(payload["orderId"], id.as_str());
 }
 
+/// A backlog found at start (the service was down while orders were placed): every
+/// order is scheduled and fires once, and those cancelled meanwhile never fire — also
+/// when the queue is in the store and a backlog's events share a transaction.
+async fn a_backlog_is_scheduled_whole(flavor: Flavor, redis: bool) {
+    let env = TestEnv::with_flavor(flavor).await;
+    let recorder = EventRecorder::start(&env.runtime, Subject::ExpirationComplete).await;
+    let bus = &env.runtime.bus;
+    let due = now_millis() + 1_500;
+    let ids: Vec<String> = (0..60).map(|_| new_id()).collect();
+    let created_events: Vec<Envelope> = ids.iter().map(|id| created(id, due)).collect();
+    bus.publish_batch(&created_events).await.unwrap();
+    let cancelled: Vec<Envelope> = ids
+        .iter()
+        .step_by(4)
+        .map(|id| {
+            Envelope::new(&OrderCancelled {
+                id: id.as_str().into(),
+                version: 1,
+                ticket: TicketRef {
+                    id: (new_id()).into(),
+                },
+            })
+        })
+        .collect();
+    bus.publish_batch(&cancelled).await.unwrap();
+    let _service = mount(&env.runtime, &settings(redis)).await;
+    let mut fired = std::collections::BTreeSet::new();
+    for _ in 0..45 {
+        let event = recorder.next().await;
+        assert!(now_millis() >= due, "fired early");
+        assert!(fired.insert(event.id.clone()), "{} fired twice", event.id);
+    }
+    let expected: std::collections::BTreeSet<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 0)
+        .map(|(_, id)| format!("expiration-{id}"))
+        .collect();
+    assert_eq!(fired, expected);
+    recorder.assert_quiet(Duration::from_millis(500)).await;
+}
+
+async fn backlog_sql(flavor: Flavor) {
+    a_backlog_is_scheduled_whole(flavor, false).await
+}
+async fn backlog_redis(flavor: Flavor) {
+    a_backlog_is_scheduled_whole(flavor, true).await
+}
 async fn fires_sql(flavor: Flavor) {
     fires_at_expires_at(flavor, false).await
 }
@@ -189,4 +237,6 @@ flavor_tests!(
     dropped_redis,
     restart_sql,
     restart_redis,
+    backlog_sql,
+    backlog_redis,
 );

@@ -22,6 +22,7 @@ pub mod event_tables;
 mod query;
 pub mod retention;
 mod sqlite;
+mod sqlite_memory;
 mod value;
 mod writer;
 
@@ -166,6 +167,7 @@ impl Store {
     }
 
     async fn open_sqlite(path: &Path, migrator: &Migrator) -> anyhow::Result<Store> {
+        sqlite_memory::install();
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
@@ -189,6 +191,7 @@ impl Store {
 
     /// A SQLite store whose owner keeps the schema itself (the in-process bus).
     pub fn open_sqlite_unmigrated(path: &Path) -> anyhow::Result<Store> {
+        sqlite_memory::install();
         let lite =
             Arc::new(Lite::open(path).with_context(|| format!("opening {}", path.display()))?);
         let checkpointer = spawn_checkpointer(lite.clone());

@@ -178,6 +178,33 @@ async fn sqlite_log_stays_bounded_under_steady_writes() {
     store.close().await;
 }
 
+/// The SQLite the store runs on is built without the process-wide page cache and
+/// allocation statistics (`.cargo/config.toml`): both put a global mutex on the path of
+/// every statement, which two executor threads working on different files took turns
+/// on. A build that lost the setting (a new machine, another build tool) fails here.
+#[tokio::test]
+async fn sqlite_is_built_without_process_wide_locks() {
+    let env = TestEnv::new(TestBackend::Sqlite);
+    let store = store(&env).await;
+    let rows = query("PRAGMA compile_options")
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+    let options: Vec<String> = rows
+        .iter()
+        .map(|row| row.get::<String>("compile_options").unwrap())
+        .collect();
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+    store.close().await;
+}
+
 /// One query text for both engines: `$n` in any order and repeated, nulls of either
 /// type, and a unique violation reported as such (the services map it to a 4xx).
 async fn queries_read_the_same_on_both_engines(backend: TestBackend) {

@@ -1,6 +1,7 @@
-//! The queue lives outside the store's transactions (Redis, or its own statements), so
-//! every listener here schedules or drops jobs in `prepare`, idempotently, before the
-//! event is marked handled.
+//! Where the queue is a table of the service's store (embedded mode), the listeners
+//! schedule and drop jobs in the transaction that marks the event handled, so a backlog
+//! of events shares one commit. Where it is outside (Redis), they do it in `prepare`,
+//! idempotently, before the event is marked handled.
 
 mod order_cancelled;
 mod order_created;
@@ -36,6 +37,62 @@ pub(crate) async fn is_finished<'a>(
         .fetch_optional(on)
         .await?
         .is_some())
+}
+
+/// Schedule the order's expiry at `due` unless the order is finished (a cancellation or
+/// payment handled first wins): in `tx` when the queue is in the store, else in the
+/// queue itself.
+async fn schedule(
+    state: &State,
+    tx: Option<&mut Tx>,
+    order_id: &OrderId,
+    due: i64,
+) -> Result<(), HandlerError> {
+    match (state.queue.in_store(), tx) {
+        (Some(queue), Some(tx)) => {
+            if is_finished(&mut *tx, order_id).await? {
+                return Ok(());
+            }
+            queue.schedule_in(tx, order_id.as_str(), due).await?;
+        }
+        (None, None) => {
+            if is_finished(state.store.reader(), order_id).await? {
+                return Ok(());
+            }
+            state.queue.schedule(order_id.as_str(), due).await?;
+        }
+        // `prepare` of a queue in the store, or `handle` of one outside: the other does it.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Drop the order's job: in `tx` when the queue is in the store, else in the queue.
+async fn cancel(
+    state: &State,
+    tx: Option<&mut Tx>,
+    order_id: &OrderId,
+) -> Result<(), HandlerError> {
+    match (state.queue.in_store(), tx) {
+        (Some(queue), Some(tx)) => queue.cancel_in(tx, order_id.as_str()).await?,
+        (None, None) => state.queue.cancel(order_id.as_str()).await?,
+        _ => {}
+    }
+    Ok(())
+}
+
+impl State {
+    /// Are the queue's changes outside the store's transactions?
+    fn queue_outside(&self) -> bool {
+        self.queue.in_store().is_none()
+    }
+
+    /// After a commit that may have scheduled jobs.
+    fn scheduled(&self) {
+        if let Some(queue) = self.queue.in_store() {
+            queue.woken();
+        }
+    }
 }
 
 /// Remember that the order was paid or cancelled, so its expiry never fires.

@@ -5,21 +5,26 @@ use ticketing_bus::{HandlerError, Listener};
 use ticketing_contracts::events::OrderCancelled;
 use ticketing_store::Tx;
 
-use super::{mark_finished, State};
+use super::{cancel, mark_finished, State};
 
 pub struct OrderCancelledListener(pub State);
 
 #[async_trait]
 impl Listener for OrderCancelledListener {
     type Event = OrderCancelled;
-    const OUTSIDE_EFFECTS: bool = true;
+
+    fn outside_effects(&self) -> bool {
+        self.0.queue_outside()
+    }
 
     async fn prepare(&self, order: &OrderCancelled) -> Result<(), HandlerError> {
-        self.0.queue.cancel(order.id.as_str()).await?;
-        Ok(())
+        cancel(&self.0, None, &order.id).await
     }
 
     async fn handle(&self, tx: &mut Tx, order: OrderCancelled) -> Result<(), HandlerError> {
+        if !self.0.queue_outside() {
+            cancel(&self.0, Some(&mut *tx), &order.id).await?;
+        }
         mark_finished(tx, &order.id).await
     }
 }

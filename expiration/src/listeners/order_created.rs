@@ -7,7 +7,7 @@ use ticketing_contracts::events::OrderCreated;
 use ticketing_contracts::time::parse_millis;
 use ticketing_store::Tx;
 
-use super::{is_finished, State};
+use super::{schedule, State};
 
 /// What orders published before `reservedUntil` existed held: `expiresAt` plus 2 s.
 const LEGACY_GRACE_MS: i64 = 2_000;
@@ -29,18 +29,23 @@ pub struct OrderCreatedListener(pub State);
 #[async_trait]
 impl Listener for OrderCreatedListener {
     type Event = OrderCreated;
-    const OUTSIDE_EFFECTS: bool = true;
 
-    async fn prepare(&self, order: &OrderCreated) -> Result<(), HandlerError> {
-        let due = reserved_until(order)?;
-        // A cancellation or payment handled first wins: no job for a finished order.
-        if !is_finished(self.0.store.reader(), &order.id).await? {
-            self.0.queue.schedule(order.id.as_str(), due).await?;
-        }
-        Ok(())
+    fn outside_effects(&self) -> bool {
+        self.0.queue_outside()
     }
 
-    async fn handle(&self, _tx: &mut Tx, _order: OrderCreated) -> Result<(), HandlerError> {
-        Ok(())
+    async fn prepare(&self, order: &OrderCreated) -> Result<(), HandlerError> {
+        schedule(&self.0, None, &order.id, reserved_until(order)?).await
+    }
+
+    async fn handle(&self, tx: &mut Tx, order: OrderCreated) -> Result<(), HandlerError> {
+        if self.0.queue_outside() {
+            return Ok(());
+        }
+        schedule(&self.0, Some(tx), &order.id, reserved_until(&order)?).await
+    }
+
+    fn committed(&self) {
+        self.0.scheduled();
     }
 }

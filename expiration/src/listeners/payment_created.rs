@@ -5,21 +5,26 @@ use ticketing_bus::{HandlerError, Listener};
 use ticketing_contracts::events::PaymentCreated;
 use ticketing_store::Tx;
 
-use super::{mark_finished, State};
+use super::{cancel, mark_finished, State};
 
 pub struct PaymentCreatedListener(pub State);
 
 #[async_trait]
 impl Listener for PaymentCreatedListener {
     type Event = PaymentCreated;
-    const OUTSIDE_EFFECTS: bool = true;
+
+    fn outside_effects(&self) -> bool {
+        self.0.queue_outside()
+    }
 
     async fn prepare(&self, payment: &PaymentCreated) -> Result<(), HandlerError> {
-        self.0.queue.cancel(payment.order_id.as_str()).await?;
-        Ok(())
+        cancel(&self.0, None, &payment.order_id).await
     }
 
     async fn handle(&self, tx: &mut Tx, payment: PaymentCreated) -> Result<(), HandlerError> {
+        if !self.0.queue_outside() {
+            cancel(&self.0, Some(&mut *tx), &payment.order_id).await?;
+        }
         mark_finished(tx, &payment.order_id).await
     }
 }

@@ -18,7 +18,9 @@ pub struct OrderCancelledListener(pub AppState);
 impl Listener for OrderCancelledListener {
     type Event = OrderCancelled;
     /// The refund goes to the provider before the transaction records it.
-    const OUTSIDE_EFFECTS: bool = true;
+    fn outside_effects(&self) -> bool {
+        true
+    }
 
     async fn prepare(&self, order: &OrderCancelled) -> Result<(), HandlerError> {
         let state = &self.0;
