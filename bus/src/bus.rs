@@ -64,6 +64,13 @@ pub trait Handler: Send + Sync + 'static {
 /// per transaction, so the failure is the failing event's alone.
 #[async_trait]
 pub trait Batch: Send + Sync {
+    /// Effects outside the database for `event` (idempotent), run for every event of
+    /// the batch before its transaction begins.
+    async fn prepare(&self, event: &Envelope) -> Result<(), HandlerError> {
+        let _ = event;
+        Ok(())
+    }
+
     async fn begin(&self) -> Result<Tx, sqlx::Error>;
 
     /// Handle `event` in `tx` (its inbox mark included); on an error the bus rolls back
@@ -237,23 +244,33 @@ async fn run_batch(
     events: &[&Envelope],
 ) -> Result<Batched, sqlx::Error> {
     use futures::FutureExt;
-    let mut tx = batch.begin().await?;
-    let mut spans = Vec::with_capacity(events.len());
+    use std::panic::AssertUnwindSafe;
+    // Effects outside the database first, for every event, before the transaction
+    // holds anything (they are idempotent: a fallback or a redelivery runs them again).
+    let mut traced = Vec::with_capacity(events.len());
     for event in events {
         let received_at = ticketing_contracts::time::now_millis();
         let span = telemetry::process_span(group, event);
         let trace = TraceContext::start(&span, telemetry::parent_of(event));
-        let handled = std::panic::AssertUnwindSafe(batch.handle_in(&mut tx, event)).catch_unwind();
-        let failed = !matches!(trace.scope_in(span.clone(), handled).await, Ok(Ok(())));
-        if failed {
+        let prepared = AssertUnwindSafe(batch.prepare(event)).catch_unwind();
+        let scoped = trace.clone().scope_in(span.clone(), prepared).await;
+        if !matches!(scoped, Ok(Ok(()))) {
+            return Ok(Batched::Failed);
+        }
+        traced.push((received_at, span, trace));
+    }
+    let mut tx = batch.begin().await?;
+    for (event, (_, span, trace)) in events.iter().zip(&traced) {
+        let handled = AssertUnwindSafe(batch.handle_in(&mut tx, event)).catch_unwind();
+        let scoped = trace.clone().scope_in(span.clone(), handled).await;
+        if !matches!(scoped, Ok(Ok(()))) {
             tx.rollback().await?;
             return Ok(Batched::Failed);
         }
-        spans.push((received_at, span));
     }
     tx.commit().await?;
     batch.committed();
-    for (event, (received_at, span)) in events.iter().zip(&spans) {
+    for (event, (received_at, span, _)) in events.iter().zip(&traced) {
         telemetry::handled(group, event, *received_at, span, &Ok(()));
     }
     Ok(Batched::Committed)

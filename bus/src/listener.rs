@@ -30,10 +30,10 @@ pub trait Listener: Send + Sync + 'static {
     /// Does this listener have effects outside the service's database (a Redis queue, a
     /// payment provider)? They run in [`prepare`](Listener::prepare), before the
     /// transaction, only while the event is not yet marked handled, and must be
-    /// idempotent (a crash before the commit runs them again). Such a listener handles
-    /// one event per transaction; the others share a transaction among a backlog's
-    /// events. Most listeners have none; a listener whose effects live in the database
-    /// in one mode and outside it in another says so here, per instance.
+    /// idempotent (a crash before the commit runs them again). For a backlog, they run
+    /// for each of its events before the events share one transaction. Most listeners
+    /// have none; a listener whose effects live in the database in one mode and
+    /// outside it in another says so here, per instance.
     fn outside_effects(&self) -> bool {
         false
     }
@@ -140,13 +140,25 @@ impl<L: Listener> Handler for Adapter<L> {
     }
 
     fn batch(&self) -> Option<&dyn Batch> {
-        // Effects outside the database cannot join a transaction's all-or-nothing.
-        (!self.listener.outside_effects()).then_some(self as &dyn Batch)
+        Some(self)
     }
 }
 
 #[async_trait]
 impl<L: Listener> Batch for Adapter<L> {
+    async fn prepare(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        if !self.listener.outside_effects() {
+            return Ok(());
+        }
+        let event: L::Event = envelope
+            .decode()
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+        if inbox::handled(&self.store, self.group, envelope).await? {
+            return Ok(());
+        }
+        self.listener.prepare(&event).await
+    }
+
     async fn begin(&self) -> Result<Tx, sqlx::Error> {
         self.store.begin().await
     }

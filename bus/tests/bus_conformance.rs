@@ -582,17 +582,40 @@ with_stores!(
     outbox_survives_a_dead_relay,
     outbox_with_two_relays,
     listeners_handle_a_backlog_one_event_at_a_time_in_effect,
+    listeners_with_outside_effects_handle_a_backlog_too,
 );
 
 /// A listener that records each ticket it sees, and fails (after writing) on the first
-/// delivery of ticket 5 and always on ticket 7 (a poison event).
+/// delivery of ticket 5 and always on ticket 7 (a poison event). With `outside`, it has
+/// effects outside the database: it records the tickets it prepares there, and its
+/// preparation of ticket 11 fails the first time.
 struct Recorder {
     failed_once: AtomicU32,
+    outside: Option<Arc<Mutex<Vec<String>>>>,
+    prepare_failed_once: AtomicU32,
 }
 
 #[async_trait]
 impl Listener for Recorder {
     type Event = TicketCreated;
+
+    fn outside_effects(&self) -> bool {
+        self.outside.is_some()
+    }
+
+    async fn prepare(&self, event: &TicketCreated) -> Result<(), HandlerError> {
+        if event.id.as_str() == "ticket-11"
+            && self.prepare_failed_once.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            return Err(HandlerError::Other(anyhow::anyhow!(
+                "outside: first try fails"
+            )));
+        }
+        if let Some(outside) = &self.outside {
+            outside.lock().unwrap().push(event.id.to_string());
+        }
+        Ok(())
+    }
 
     async fn handle(&self, tx: &mut Tx, event: TicketCreated) -> Result<(), HandlerError> {
         query("INSERT INTO seen (ticket) VALUES ($1)")
@@ -616,6 +639,27 @@ async fn listeners_handle_a_backlog_one_event_at_a_time_in_effect(
     kind: BusKind,
     backend: TestBackend,
 ) {
+    backlog_in_effect(kind, backend, None).await;
+}
+
+/// The same with effects outside the database: those run for every event before its
+/// batch's transaction (again when a failure sends the batch one event at a time), and
+/// never for an event already handled.
+async fn listeners_with_outside_effects_handle_a_backlog_too(kind: BusKind, backend: TestBackend) {
+    let outside = Arc::new(Mutex::new(Vec::new()));
+    backlog_in_effect(kind, backend, Some(outside.clone())).await;
+    let prepared = outside.lock().unwrap().clone();
+    for n in 0..40 {
+        let id = format!("ticket-{n}");
+        assert!(prepared.contains(&id), "{id} never prepared: {prepared:?}");
+    }
+}
+
+async fn backlog_in_effect(
+    kind: BusKind,
+    backend: TestBackend,
+    outside: Option<Arc<Mutex<Vec<String>>>>,
+) {
     let env = env(kind, backend).await;
     let store = env.event_store("batchtest").await;
     query("CREATE TABLE IF NOT EXISTS seen (ticket TEXT NOT NULL)")
@@ -628,6 +672,8 @@ async fn listeners_handle_a_backlog_one_event_at_a_time_in_effect(
     Consumers::new("batch-service", &store)
         .listen(Recorder {
             failed_once: AtomicU32::new(0),
+            outside,
+            prepare_failed_once: AtomicU32::new(0),
         })
         .start(&env.runtime.bus, &shutdown)
         .await
