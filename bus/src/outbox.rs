@@ -228,9 +228,17 @@ impl Outbox {
                 if !events.is_empty() {
                     crate::telemetry::publish(self.inner.bus.as_ref(), &events).await?;
                 }
-                // No transaction: each statement is atomic, and a row deleted twice or
-                // left for the next pass is harmless.
-                delete_sent(store.writer(), &seqs).await?;
+                // A row deleted twice or left for the next pass is harmless. One
+                // cached statement per row in one transaction: a statement with the
+                // batch's length in its text would be parsed on every pass.
+                let mut tx = store.begin().await?;
+                for seq in &seqs {
+                    query("DELETE FROM outbox WHERE seq = $1")
+                        .bind(*seq)
+                        .execute(&mut tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok((pass_of(rows.len(), batch), events.len()))
             }
         }

@@ -51,8 +51,6 @@ const POLL: Duration = Duration::from_secs(1);
 /// A claimed event not settled within this long (its subscriber was aborted mid-handler)
 /// is handed out again, like JetStream's ack wait.
 const ACK_WAIT: Duration = Duration::from_secs(30);
-/// Events per insert statement (7 parameters each, far below SQLite's limit).
-const PUBLISH_CHUNK: usize = 256;
 /// Persist a moved cursor at least this often while busy.
 const CURSOR_EVERY: Duration = Duration::from_millis(20);
 
@@ -289,45 +287,28 @@ impl EventBus for InProcessBus {
         }
         let store = self.inner.store().await?;
         let now = now_millis();
-        // One multi-row statement per chunk, without a transaction around them: each
-        // statement is atomic, and a chunk that fails is republished whole by the caller
-        // (the rows that made it are then dropped as duplicates).
-        for chunk in events.chunks(PUBLISH_CHUNK) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let n = i * 7;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        n + 1,
-                        n + 2,
-                        n + 3,
-                        n + 4,
-                        n + 5,
-                        n + 6,
-                        n + 7
-                    )
-                })
-                .collect();
-            // The id is unique: a republished event is accepted and dropped.
-            let sql = format!(
+        // One transaction, one cached single-row statement run per event: SQLite runs a
+        // prepared statement again for the cost of its binds, where a multi-row
+        // statement (its text depending on the batch's length) was parsed every time.
+        // The id is unique: a republished event is accepted and dropped.
+        let mut tx = store.begin().await?;
+        for event in events {
+            query(
                 "INSERT INTO events (event_id, subject, payload, traceparent, tracestate, \
-                 produced_at, published_at) VALUES {} ON CONFLICT (event_id) DO NOTHING",
-                rows.join(", ")
-            );
-            // The text depends on the chunk's length: not worth caching.
-            let mut insert = query(&sql).persistent(false);
-            for event in chunk {
-                insert = insert
-                    .bind(&event.id)
-                    .bind(event.subject.as_str())
-                    .bind(event.payload.as_ref())
-                    .bind(event.traceparent.as_deref())
-                    .bind(event.tracestate.as_deref())
-                    .bind(event.produced_at)
-                    .bind(now);
-            }
-            insert.execute(store.writer()).await?;
+                 produced_at, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(&event.id)
+            .bind(event.subject.as_str())
+            .bind(event.payload.as_ref())
+            .bind(event.traceparent.as_deref())
+            .bind(event.tracestate.as_deref())
+            .bind(event.produced_at)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
         }
+        tx.commit().await?;
         self.inner.published.send_modify(|n| *n += 1);
         Ok(())
     }
