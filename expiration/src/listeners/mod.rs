@@ -40,8 +40,9 @@ pub(crate) async fn is_finished<'a>(
 }
 
 /// Schedule the order's expiry at `due` unless the order is finished (a cancellation or
-/// payment handled first wins): in `tx` when the queue is in the store, else in the
-/// queue itself.
+/// payment handled first wins). A queue in the store is written in `tx` (from `handle`),
+/// one outside it directly (from `prepare`, `tx` is `None`); each call does nothing in
+/// the other case.
 async fn schedule(
     state: &State,
     tx: Option<&mut Tx>,
@@ -67,7 +68,8 @@ async fn schedule(
     Ok(())
 }
 
-/// Drop the order's job: in `tx` when the queue is in the store, else in the queue.
+/// Drop the order's job: like [`schedule`], in `tx` for a queue in the store, directly
+/// for one outside it.
 async fn cancel(
     state: &State,
     tx: Option<&mut Tx>,

@@ -22,9 +22,7 @@ impl Listener for OrderCancelledListener {
     }
 
     async fn handle(&self, tx: &mut Tx, order: OrderCancelled) -> Result<(), HandlerError> {
-        if !self.0.queue_outside() {
-            cancel(&self.0, Some(&mut *tx), &order.id).await?;
-        }
+        cancel(&self.0, Some(&mut *tx), &order.id).await?;
         mark_finished(tx, &order.id).await
     }
 }

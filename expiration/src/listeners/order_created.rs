@@ -39,9 +39,6 @@ impl Listener for OrderCreatedListener {
     }
 
     async fn handle(&self, tx: &mut Tx, order: OrderCreated) -> Result<(), HandlerError> {
-        if self.0.queue_outside() {
-            return Ok(());
-        }
         schedule(&self.0, Some(tx), &order.id, reserved_until(&order)?).await
     }
 

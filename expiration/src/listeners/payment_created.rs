@@ -22,9 +22,7 @@ impl Listener for PaymentCreatedListener {
     }
 
     async fn handle(&self, tx: &mut Tx, payment: PaymentCreated) -> Result<(), HandlerError> {
-        if !self.0.queue_outside() {
-            cancel(&self.0, Some(&mut *tx), &payment.order_id).await?;
-        }
+        cancel(&self.0, Some(&mut *tx), &payment.order_id).await?;
         mark_finished(tx, &payment.order_id).await
     }
 }
