@@ -1356,6 +1356,17 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
         format!("≤ {} MB", targets.idle_rss_mb),
         rss_idle.is_some_and(|kb| kb <= targets.idle_rss_mb * 1024),
     );
+    // RSS counts the binary's file pages the kernel mapped (more of them when they are
+    // already cached: a machine that just built or ran it), which the process does not
+    // allocate; the split says how much is its own memory.
+    report.row(
+        "  of which anonymous / file-backed",
+        format!(
+            "{} / {}",
+            mb(status_kb(pid, "RssAnon")),
+            mb(status_kb(pid, "RssFile"))
+        ),
+    );
 
     let keys = JwtKeys::new(JWT_KEY.as_bytes(), Duration::from_secs(3600));
     let token = |who: &str, i: usize| {
@@ -1742,6 +1753,14 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
         mb(rss_after_idle),
         format!("≤ {} MB", targets.after_rss_mb),
         rss_after_idle.is_some_and(|kb| kb <= targets.after_rss_mb * 1024),
+    );
+    report.row(
+        "  of which anonymous / file-backed",
+        format!(
+            "{} / {}",
+            mb(status_kb(pid, "RssAnon")),
+            mb(status_kb(pid, "RssFile"))
+        ),
     );
     report.row("RSS peak (VmHWM)", mb(status_kb(pid, "VmHWM")));
     match &distributed {
