@@ -85,6 +85,13 @@ struct Knobs {
     wrk_connections: usize,
 }
 
+fn default_tickets() -> usize {
+    match std::env::var("BENCH_MODE").as_deref().map(str::trim) {
+        Ok("distributed") => 40_000,
+        _ => 120_000,
+    }
+}
+
 impl Knobs {
     fn from_env() -> Knobs {
         let order_concurrency = std::env::var("BENCH_ORDER_CONCURRENCY")
@@ -98,7 +105,9 @@ impl Knobs {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| vec![32, 64]);
         Knobs {
-            tickets: env_or("BENCH_TICKETS", 30_000),
+            // Enough for every order phase at the rates each mode reaches (embedded: two
+            // 10 s closed loops at ~5,000/s and the open loop), so none runs dry.
+            tickets: env_or("BENCH_TICKETS", default_tickets()),
             seconds: env_or("BENCH_SECONDS", 10),
             concurrency: env_or("BENCH_CONCURRENCY", 32usize).max(1),
             order_concurrency,
