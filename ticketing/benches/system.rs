@@ -238,6 +238,20 @@ fn mb(kb: Option<u64>) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// RSS counts the binary's file pages the kernel mapped (more of them when they are
+/// already cached: a machine that just built or ran it), which the process does not
+/// allocate; the split says how much is its own memory.
+fn rss_split(report: &mut Report, pid: u32) {
+    report.row(
+        "  of which anonymous / file-backed",
+        format!(
+            "{} / {}",
+            mb(status_kb(pid, "RssAnon")),
+            mb(status_kb(pid, "RssFile"))
+        ),
+    );
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1365,17 +1379,7 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
         format!("≤ {} MB", targets.idle_rss_mb),
         rss_idle.is_some_and(|kb| kb <= targets.idle_rss_mb * 1024),
     );
-    // RSS counts the binary's file pages the kernel mapped (more of them when they are
-    // already cached: a machine that just built or ran it), which the process does not
-    // allocate; the split says how much is its own memory.
-    report.row(
-        "  of which anonymous / file-backed",
-        format!(
-            "{} / {}",
-            mb(status_kb(pid, "RssAnon")),
-            mb(status_kb(pid, "RssFile"))
-        ),
-    );
+    rss_split(&mut report, pid);
 
     let keys = JwtKeys::new(JWT_KEY.as_bytes(), Duration::from_secs(3600));
     let token = |who: &str, i: usize| {
@@ -1763,14 +1767,7 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
         format!("≤ {} MB", targets.after_rss_mb),
         rss_after_idle.is_some_and(|kb| kb <= targets.after_rss_mb * 1024),
     );
-    report.row(
-        "  of which anonymous / file-backed",
-        format!(
-            "{} / {}",
-            mb(status_kb(pid, "RssAnon")),
-            mb(status_kb(pid, "RssFile"))
-        ),
-    );
+    rss_split(&mut report, pid);
     report.row("RSS peak (VmHWM)", mb(status_kb(pid, "VmHWM")));
     match &distributed {
         None => {
