@@ -64,8 +64,14 @@ pub trait Handler: Send + Sync + 'static {
 /// per transaction, so the failure is the failing event's alone.
 #[async_trait]
 pub trait Batch: Send + Sync {
+    /// For each event of the batch, was it handled before? Its outside effects are then
+    /// skipped. Asked once per batch, before any [`prepare`](Batch::prepare).
+    async fn handled(&self, events: &[&Envelope]) -> Result<Vec<bool>, sqlx::Error> {
+        Ok(vec![false; events.len()])
+    }
+
     /// Effects outside the database for `event` (idempotent), run for every event of
-    /// the batch before its transaction begins.
+    /// the batch not handled before, before the batch's transaction begins.
     async fn prepare(&self, event: &Envelope) -> Result<(), HandlerError> {
         let _ = event;
         Ok(())
@@ -73,8 +79,12 @@ pub trait Batch: Send + Sync {
 
     async fn begin(&self) -> Result<Tx, sqlx::Error>;
 
-    /// Handle `event` in `tx` (its inbox mark included); on an error the bus rolls back
-    /// what it did.
+    /// Mark every event of the batch handled in `tx`; for each, whether it is new (an
+    /// event handled before is skipped).
+    async fn mark(&self, tx: &mut Tx, events: &[&Envelope]) -> Result<Vec<bool>, sqlx::Error>;
+
+    /// Handle `event`, already marked, in `tx`; on an error the bus rolls back what it
+    /// did.
     async fn handle_in(&self, tx: &mut Tx, event: &Envelope) -> Result<(), HandlerError>;
 
     /// After the batch's commit.
@@ -247,11 +257,16 @@ async fn run_batch(
     use std::panic::AssertUnwindSafe;
     // Effects outside the database first, for every event, before the transaction
     // holds anything (they are idempotent: a fallback or a redelivery runs them again).
+    let handled = batch.handled(events).await?;
     let mut traced = Vec::with_capacity(events.len());
-    for event in events {
+    for (event, handled) in events.iter().zip(handled) {
         let received_at = ticketing_contracts::time::now_millis();
         let span = telemetry::process_span(group, event);
         let trace = TraceContext::start(&span, telemetry::parent_of(event));
+        if handled {
+            traced.push((received_at, span, trace));
+            continue;
+        }
         let prepared = AssertUnwindSafe(batch.prepare(event)).catch_unwind();
         let scoped = trace.clone().scope_in(span.clone(), prepared).await;
         if !matches!(scoped, Ok(Ok(()))) {
@@ -260,7 +275,11 @@ async fn run_batch(
         traced.push((received_at, span, trace));
     }
     let mut tx = batch.begin().await?;
-    for (event, (_, span, trace)) in events.iter().zip(&traced) {
+    let fresh = batch.mark(&mut tx, events).await?;
+    for ((event, (_, span, trace)), fresh) in events.iter().zip(&traced).zip(fresh) {
+        if !fresh {
+            continue;
+        }
         let handled = AssertUnwindSafe(batch.handle_in(&mut tx, event)).catch_unwind();
         let scoped = trace.clone().scope_in(span.clone(), handled).await;
         if !matches!(scoped, Ok(Ok(()))) {

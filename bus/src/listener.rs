@@ -146,6 +146,13 @@ impl<L: Listener> Handler for Adapter<L> {
 
 #[async_trait]
 impl<L: Listener> Batch for Adapter<L> {
+    async fn handled(&self, events: &[&Envelope]) -> Result<Vec<bool>, sqlx::Error> {
+        if !self.listener.outside_effects() {
+            return Ok(vec![false; events.len()]);
+        }
+        inbox::handled_all(&self.store, self.group, events).await
+    }
+
     async fn prepare(&self, envelope: &Envelope) -> Result<(), HandlerError> {
         if !self.listener.outside_effects() {
             return Ok(());
@@ -153,9 +160,6 @@ impl<L: Listener> Batch for Adapter<L> {
         let event: L::Event = envelope
             .decode()
             .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        if inbox::handled(&self.store, self.group, envelope).await? {
-            return Ok(());
-        }
         self.listener.prepare(&event).await
     }
 
@@ -163,13 +167,14 @@ impl<L: Listener> Batch for Adapter<L> {
         self.store.begin().await
     }
 
+    async fn mark(&self, tx: &mut Tx, events: &[&Envelope]) -> Result<Vec<bool>, sqlx::Error> {
+        inbox::mark_all(tx, self.group, events).await
+    }
+
     async fn handle_in(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
         let event: L::Event = envelope
             .decode()
             .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        if !inbox::mark(tx, self.group, envelope).await? {
-            return Ok(());
-        }
         self.listener.handle(tx, event).await
     }
 

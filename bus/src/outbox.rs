@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::SharedBus;
 use crate::envelope::Envelope;
 use ticketing_contracts::events::Subject;
-use ticketing_store::{query, Backend, On, Row, Store, Tx};
+use ticketing_store::{query, Backend, On, Query, Row, Store, Tx};
 
 /// Key of the PostgreSQL advisory lock that elects the publishing relay (one per
 /// service database, so a constant is enough).
@@ -33,19 +33,47 @@ const RELAY_LOCK: i64 = 7_301_000_000_000_002;
 /// Write `event` into the outbox inside the caller's transaction. Call
 /// [`Outbox::notify`] after the commit.
 pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
-    query(
+    bind_event(query(
         "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
+        ),
+        event,
     )
-    .bind(&event.id)
-    .bind(event.subject.as_str())
-    .bind(event.payload.to_vec())
-    .bind(event.traceparent.clone())
-    .bind(event.tracestate.clone())
-    .bind(event.produced_at)
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// PostgreSQL only: the text of one statement that runs `write` (a data-modifying
+/// statement with `RETURNING`, binding `$1` to `$params`) and enqueues an event only if
+/// `write` returned a row. A single statement is atomic without a transaction, so a
+/// change and its event cost one round trip instead of four (`BEGIN`, the write, the
+/// enqueue, `COMMIT`). Bind `write`'s parameters, then the event with [`bind_event`];
+/// the statement's row count is 1 when both happened, 0 when neither did.
+pub fn enqueue_after(write: &str, params: usize) -> String {
+    let p = |n: usize| format!("${}", params + n);
+    format!(
+        "WITH written AS ({write}) \
+         INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
+         SELECT {}, {}, {}, {}, {}, {} FROM written",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6)
+    )
+}
+
+/// Bind `event`'s outbox columns, in the order [`enqueue_after`] numbers them.
+pub fn bind_event<'q>(query: Query<'q>, event: &Envelope) -> Query<'q> {
+    query
+        .bind(&event.id)
+        .bind(event.subject.as_str())
+        .bind(event.payload.to_vec())
+        .bind(event.traceparent.clone())
+        .bind(event.tracestate.clone())
+        .bind(event.produced_at)
 }
 
 /// How long the relay may take, at shutdown, to publish what is still pending.

@@ -40,6 +40,19 @@ pub fn check(current: Option<i64>, incoming: i64) -> VersionCheck {
     }
 }
 
+/// The outcome of a write made only if `incoming` is the next version (an insert that
+/// does nothing when the object exists, for version 0; an update conditioned on version
+/// `incoming - 1`) that changed nothing, given the version the replica holds now: a
+/// duplicate, or an early event. Writing first and looking only on a miss makes the
+/// common case one statement instead of a read and a write.
+pub fn missed(current: Option<i64>, incoming: i64) -> VersionCheck {
+    match check(current, incoming) {
+        // The write missed a row it should have hit: it moved under us, so try again.
+        VersionCheck::Apply => VersionCheck::Early,
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +65,13 @@ mod tests {
         assert_eq!(check(Some(3), 3), VersionCheck::Stale);
         assert_eq!(check(Some(3), 1), VersionCheck::Stale);
         assert_eq!(check(Some(3), 5), VersionCheck::Early);
+    }
+
+    #[test]
+    fn misses() {
+        assert_eq!(missed(Some(0), 0), VersionCheck::Stale);
+        assert_eq!(missed(None, 2), VersionCheck::Early);
+        assert_eq!(missed(Some(2), 2), VersionCheck::Stale);
+        assert_eq!(missed(Some(1), 2), VersionCheck::Early);
     }
 }

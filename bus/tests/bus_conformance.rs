@@ -514,6 +514,40 @@ async fn inbox_applies_once(backend: TestBackend) {
     store.close().await;
 }
 
+/// A batch's marks, written together: an event handled before, or repeated within the
+/// batch, is not new; every other event is, once. A batch asks which were handled at once.
+async fn inbox_marks_a_batch_once(backend: TestBackend) {
+    let env = TestEnv::new(backend);
+    let store = env.event_store("inboxbatch").await;
+    let (old, a, b) = (ticket(1), ticket(2), ticket(3));
+    let tx = inbox::begin(&store, "orders-service", &old).await.unwrap();
+    tx.unwrap().commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    let fresh = inbox::mark_all(&mut tx, "orders-service", &[&old, &a, &a, &b])
+        .await
+        .unwrap();
+    assert_eq!(fresh, [false, true, false, true]);
+    tx.commit().await.unwrap();
+    let unseen = ticket(4);
+    let handled = inbox::handled_all(&store, "orders-service", &[&old, &unseen, &b])
+        .await
+        .unwrap();
+    assert_eq!(handled, [true, false, true]);
+
+    let mut tx = store.begin().await.unwrap();
+    let again = inbox::mark_all(&mut tx, "orders-service", &[&a, &b])
+        .await
+        .unwrap();
+    assert_eq!(again, [false, false]);
+    let other = inbox::mark_all(&mut tx, "payments-service", &[&a, &b])
+        .await
+        .unwrap();
+    assert_eq!(other, [true, true]);
+    tx.rollback().await.unwrap();
+    store.close().await;
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod in_process {
@@ -716,4 +750,4 @@ async fn backlog_in_effect(
     store.close().await;
 }
 
-ticketing_kit::backend_tests!(inbox_applies_once);
+ticketing_kit::backend_tests!(inbox_applies_once, inbox_marks_a_batch_once);

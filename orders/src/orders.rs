@@ -1,16 +1,18 @@
 //! The `orders` table: every state change writes its event to the outbox in the same
 //! transaction.
 
+use std::sync::LazyLock;
 use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::format_millis;
 use ticketing_contracts::{OrderId, OrderStatus, TicketId, UserId};
-use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
+
+use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
 
 use crate::domain::{Deadline, OPEN};
-use crate::tickets::TicketCopy;
+use crate::tickets::{self, TicketCopy};
 
 #[derive(Debug, Clone)]
 pub struct Order {
@@ -78,6 +80,8 @@ fn open_states() -> String {
 
 /// Why a new order was not placed.
 pub enum PlaceError {
+    /// No ticket with that id (in the replica).
+    UnknownTicket,
     /// Another active order holds the ticket (decided by the unique index).
     Reserved,
     Db(sqlx::Error),
@@ -89,31 +93,70 @@ impl From<sqlx::Error> for PlaceError {
     }
 }
 
-/// Place an order for `ticket`, payable until `deadline.expires_at`. Unpaid orders whose
-/// reservation ran out (past `reserved_until`) no longer hold the ticket: they are
-/// cancelled here, in the same transaction (lazy expiry), so the unique index only sees
-/// orders that really hold it.
+/// Place an order by `user_id` for ticket `ticket_id`, payable until
+/// `deadline.expires_at`; its `order:created` is in the outbox when this returns.
 pub async fn place(
-    tx: &mut Tx,
-    ticket: &TicketCopy,
+    store: &Store,
+    ticket_id: &TicketId,
     user_id: &UserId,
     now: i64,
     deadline: Deadline,
 ) -> Result<Order, PlaceError> {
-    let grace = deadline.reserved_until - deadline.expires_at;
-    let expired = query(&expire_held_sql())
-        .bind(&ticket.id)
-        .bind(now - grace)
-        .fetch_all(&mut *tx)
-        .await?;
-    for row in &expired {
-        outbox::enqueue(
-            tx,
-            &cancelled_event(row.get("id")?, row.get("version")?, &ticket.id),
-        )
-        .await?;
+    if store.backend() == Backend::Postgres {
+        if let Some(placed) = place_at_once(store, ticket_id, user_id, deadline).await? {
+            return Ok(placed);
+        }
     }
+    let mut tx = store.begin().await?;
+    let ticket = tickets::find(&mut tx, ticket_id)
+        .await?
+        .ok_or(PlaceError::UnknownTicket)?;
+    let order = place_in(&mut tx, &ticket, user_id, now, deadline).await?;
+    tx.commit().await?;
+    Ok(order)
+}
 
+/// PostgreSQL's common case in two round trips and no transaction: read the ticket,
+/// then one statement inserts the order — only if the ticket is free and still at the
+/// version read, so its price is the one read — and enqueues `order:created`. Anything
+/// else (the ticket unknown, held, possibly by an expired order, or changed meanwhile)
+/// returns None, and [`place_in`] decides in a transaction. (On SQLite a statement costs
+/// no round trip, and the transaction is the whole path.)
+async fn place_at_once(
+    store: &Store,
+    ticket_id: &TicketId,
+    user_id: &UserId,
+    deadline: Deadline,
+) -> Result<Option<Order>, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        outbox::enqueue_after(
+            &format!(
+                "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+                 SELECT $1, $2, id, $4, $5, 0 FROM tickets WHERE id = $3 AND version = $6 \
+                 ON CONFLICT (ticket_id) WHERE {HOLDS_TICKET} DO NOTHING RETURNING id"
+            ),
+            6,
+        )
+    });
+    let Some(ticket) = tickets::find_now(store, ticket_id).await? else {
+        return Ok(None);
+    };
+    let (order, event) = new_order(&ticket, user_id, deadline);
+    let query = query(&SQL)
+        .bind(&order.id)
+        .bind(&order.user_id)
+        .bind(&ticket.id)
+        .bind(order.status.as_str())
+        .bind(order.expires_at)
+        .bind(ticket.version);
+    let placed = outbox::bind_event(query, &event)
+        .execute(store.writer())
+        .await?;
+    Ok((placed == 1).then_some(order))
+}
+
+/// A new order for `ticket` and its `order:created`.
+fn new_order(ticket: &TicketCopy, user_id: &UserId, deadline: Deadline) -> (Order, Envelope) {
     let order = Order {
         id: OrderId::generate(),
         user_id: user_id.to_owned(),
@@ -123,18 +166,6 @@ pub async fn place(
         ticket: ticket.clone(),
         cancel_reason: None,
     };
-    query(
-        "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
-         VALUES ($1, $2, $3, $4, $5, 0)",
-    )
-    .bind(&order.id)
-    .bind(&order.user_id)
-    .bind(&ticket.id)
-    .bind(order.status.as_str())
-    .bind(deadline.expires_at)
-    .execute(&mut *tx)
-    .await
-    .on_unique(|| PlaceError::Reserved)?;
     let event = Envelope::new(&OrderCreated {
         id: order.id.clone(),
         status: order.status,
@@ -147,8 +178,64 @@ pub async fn place(
             price: ticket.price,
         },
     });
+    (order, event)
+}
+
+/// Place an order for `ticket` in `tx`. Unpaid orders whose reservation ran out (past
+/// `reserved_until`) no longer hold the ticket: when one is in the way it is cancelled
+/// here, in the same transaction (lazy expiry), so the unique index only sees orders
+/// that really hold it.
+///
+/// The insert comes first and the expiry only when it is refused: a free ticket, the
+/// common case, costs one statement, and the unique index decides either way.
+async fn place_in(
+    tx: &mut Tx,
+    ticket: &TicketCopy,
+    user_id: &UserId,
+    now: i64,
+    deadline: Deadline,
+) -> Result<Order, PlaceError> {
+    let (order, event) = new_order(ticket, user_id, deadline);
+    if !insert(tx, &order).await? {
+        let grace = deadline.reserved_until - deadline.expires_at;
+        let expired = query(&expire_held_sql())
+            .bind(&ticket.id)
+            .bind(now - grace)
+            .fetch_all(&mut *tx)
+            .await?;
+        if expired.is_empty() || !insert(tx, &order).await? {
+            return Err(PlaceError::Reserved);
+        }
+        for row in &expired {
+            outbox::enqueue(
+                tx,
+                &cancelled_event(row.get("id")?, row.get("version")?, &ticket.id),
+            )
+            .await?;
+        }
+    }
     outbox::enqueue(tx, &event).await?;
     Ok(order)
+}
+
+/// Insert `order` unless an active order holds its ticket; whether it was inserted.
+async fn insert(tx: &mut Tx, order: &Order) -> Result<bool, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+             VALUES ($1, $2, $3, $4, $5, 0) \
+             ON CONFLICT (ticket_id) WHERE {HOLDS_TICKET} DO NOTHING"
+        )
+    });
+    let inserted = query(&SQL)
+        .bind(&order.id)
+        .bind(&order.user_id)
+        .bind(&order.ticket.id)
+        .bind(order.status.as_str())
+        .bind(order.expires_at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(inserted == 1)
 }
 
 fn cancelled_event(order_id: OrderId, version: i64, ticket_id: &TicketId) -> Envelope {

@@ -3,7 +3,7 @@
 use ticketing_bus::replica::{self, VersionCheck};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::TicketId;
-use ticketing_store::{query, FromRow, Row, Tx};
+use ticketing_store::{query, FromRow, Row, Store, Tx};
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
@@ -31,21 +31,36 @@ pub async fn find(tx: &mut Tx, id: &TicketId) -> Result<Option<TicketCopy>, sqlx
         .await
 }
 
+/// The ticket as last applied, read outside a transaction.
+pub async fn find_now(store: &Store, id: &TicketId) -> Result<Option<TicketCopy>, sqlx::Error> {
+    query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
+        .bind(id)
+        .fetch_optional_as(store.reader())
+        .await
+}
+
 /// Apply a ticket's state at `copy.version`, if it is the next one.
 pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, sqlx::Error> {
-    let current = find(tx, &copy.id).await?.map(|t| t.version);
-    let check = replica::check(current, copy.version);
-    if check == VersionCheck::Apply {
+    let written = if copy.version == 0 {
         query(
             "INSERT INTO tickets (id, title, price_cents, version) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET title = $2, price_cents = $3, version = $4",
+             ON CONFLICT (id) DO NOTHING",
         )
-        .bind(&copy.id)
-        .bind(&copy.title)
-        .bind(copy.price.get())
-        .bind(copy.version)
-        .execute(&mut *tx)
-        .await?;
+    } else {
+        query(
+            "UPDATE tickets SET title = $2, price_cents = $3, version = $4 \
+             WHERE id = $1 AND version = $4 - 1",
+        )
     }
-    Ok(check)
+    .bind(&copy.id)
+    .bind(&copy.title)
+    .bind(copy.price.get())
+    .bind(copy.version)
+    .execute(&mut *tx)
+    .await?;
+    if written == 1 {
+        return Ok(VersionCheck::Apply);
+    }
+    let current = find(tx, &copy.id).await?.map(|t| t.version);
+    Ok(replica::missed(current, copy.version))
 }

@@ -59,11 +59,10 @@ async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, sqlx::Erro
 
 /// A new order (`order:created`, version 0).
 pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionCheck, sqlx::Error> {
-    let check = replica::check(version_of(tx, &order.id).await?, order.version);
-    if check == VersionCheck::Apply {
-        query(
+    if order.version == 0 {
+        let written = query(
             "INSERT INTO orders (id, user_id, status, price_cents, expires_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&order.id)
         .bind(&order.user_id)
@@ -73,8 +72,14 @@ pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionChec
         .bind(order.version)
         .execute(&mut *tx)
         .await?;
+        if written == 1 {
+            return Ok(VersionCheck::Apply);
+        }
     }
-    Ok(check)
+    Ok(replica::missed(
+        version_of(tx, &order.id).await?,
+        order.version,
+    ))
 }
 
 /// An order cancelled at `version` (`order:cancelled`).
@@ -83,14 +88,15 @@ pub async fn apply_cancelled(
     id: &OrderId,
     version: i64,
 ) -> Result<VersionCheck, sqlx::Error> {
-    let check = replica::check(version_of(tx, id).await?, version);
-    if check == VersionCheck::Apply {
-        query("UPDATE orders SET status = $1, version = $2 WHERE id = $3")
+    let written =
+        query("UPDATE orders SET status = $1, version = $2 WHERE id = $3 AND version = $2 - 1")
             .bind(OrderStatus::Cancelled.as_str())
             .bind(version)
             .bind(id)
             .execute(&mut *tx)
             .await?;
+    if written == 1 {
+        return Ok(VersionCheck::Apply);
     }
-    Ok(check)
+    Ok(replica::missed(version_of(tx, id).await?, version))
 }

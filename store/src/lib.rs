@@ -339,6 +339,15 @@ enum TxConn {
 }
 
 impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self.conn {
+            TxConn::Lite(_) => Backend::Sqlite,
+            TxConn::Pg(_) => Backend::Postgres,
+            // Only a SQLite commit hands its writer over and leaves this behind.
+            TxConn::Ended => Backend::Sqlite,
+        }
+    }
+
     /// Commit; on SQLite the answer may wait for the group this transaction joined.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         match &mut self.conn {

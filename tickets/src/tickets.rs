@@ -6,7 +6,7 @@ use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::{OrderId, TicketId, UserId};
-use ticketing_store::{query, FromRow, Row, Store, Tx};
+use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
 
 use crate::domain::Title;
 
@@ -194,8 +194,11 @@ pub async fn release(
 /// the order — and the ticket stays reserved by a cancelled order (found by `ticketing
 /// audit` after a distributed load run). With the lock the second of the two waits,
 /// and its next statement sees what the first committed. (SQLite's single writer
-/// serialises them anyway; the statement is a no-op there.)
+/// serialises them anyway, so the statement is skipped there.)
 async fn lock(tx: &mut Tx, id: &TicketId) -> Result<(), sqlx::Error> {
+    if tx.backend() == Backend::Sqlite {
+        return Ok(());
+    }
     query("UPDATE tickets SET version = version WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

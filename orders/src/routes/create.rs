@@ -13,7 +13,7 @@ use super::OrderBody;
 use ticketing_contracts::TicketId;
 
 use crate::orders::{self, PlaceError};
-use crate::{tickets, AppState};
+use crate::AppState;
 
 /// Reserve a ticket: the order holds it until `expiresAt` unless paid.
 ///
@@ -45,18 +45,15 @@ pub async fn create(
 
     let now = now_millis();
     let deadline = state.settings.deadline(now);
-    let mut tx = state.store.begin().await?;
-    let ticket = tickets::find(&mut tx, &TicketId::from(ticket_id))
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let order = match orders::place(&mut tx, &ticket, &user.id, now, deadline).await {
+    let ticket_id = TicketId::from(ticket_id);
+    let order = match orders::place(&state.store, &ticket_id, &user.id, now, deadline).await {
         Ok(order) => order,
+        Err(PlaceError::UnknownTicket) => return Err(ApiError::NotFound),
         Err(PlaceError::Reserved) => {
             return Err(ApiError::bad_request("Ticket is already reserved"))
         }
         Err(PlaceError::Db(e)) => return Err(e.into()),
     };
-    tx.commit().await?;
     state.outbox.notify();
     Ok((StatusCode::CREATED, Json(order.into())))
 }
