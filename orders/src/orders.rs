@@ -1,14 +1,14 @@
 //! The `orders` table: every state change writes its event to the outbox in the same
-//! transaction.
+//! transaction (or the same statement).
 
 use std::sync::LazyLock;
+
 use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::format_millis;
 use ticketing_contracts::{OrderId, OrderStatus, TicketId, UserId};
-
 use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
 
 use crate::domain::{Deadline, OPEN};

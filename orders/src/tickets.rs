@@ -24,19 +24,15 @@ impl FromRow for TicketCopy {
     }
 }
 
+const FIND: &str = "SELECT id, title, price_cents, version FROM tickets WHERE id = $1";
+
 pub async fn find(tx: &mut Tx, id: &TicketId) -> Result<Option<TicketCopy>, sqlx::Error> {
-    query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
-        .bind(id)
-        .fetch_optional_as(&mut *tx)
-        .await
+    query(FIND).bind(id).fetch_optional_as(&mut *tx).await
 }
 
 /// The ticket as last applied, read outside a transaction.
 pub async fn find_now(store: &Store, id: &TicketId) -> Result<Option<TicketCopy>, sqlx::Error> {
-    query("SELECT id, title, price_cents, version FROM tickets WHERE id = $1")
-        .bind(id)
-        .fetch_optional_as(store.reader())
-        .await
+    query(FIND).bind(id).fetch_optional_as(store.reader()).await
 }
 
 /// Apply a ticket's state at `copy.version`, if it is the next one.
