@@ -33,14 +33,10 @@ const RELAY_LOCK: i64 = 7_301_000_000_000_002;
 /// Write `event` into the outbox inside the caller's transaction. Call
 /// [`Outbox::notify`] after the commit.
 pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
-    bind_event(query(
-        "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        ),
-        event,
-    )
-    .execute(tx)
-    .await?;
+    const SQL: &str = "INSERT INTO outbox \
+        (event_id, subject, payload, traceparent, tracestate, produced_at) \
+        VALUES ($1, $2, $3, $4, $5, $6)";
+    bind_event(query(SQL), event).execute(tx).await?;
     Ok(())
 }
 
@@ -51,17 +47,12 @@ pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
 /// enqueue, `COMMIT`). Bind `write`'s parameters, then the event with [`bind_event`];
 /// the statement's row count is 1 when both happened, 0 when neither did.
 pub fn enqueue_after(write: &str, params: usize) -> String {
-    let p = |n: usize| format!("${}", params + n);
+    let columns: Vec<String> = (1..=6).map(|n| format!("${}", params + n)).collect();
     format!(
         "WITH written AS ({write}) \
          INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
-         SELECT {}, {}, {}, {}, {}, {} FROM written",
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6)
+         SELECT {} FROM written",
+        columns.join(", ")
     )
 }
 

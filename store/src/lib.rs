@@ -343,7 +343,7 @@ impl Tx {
         match self.conn {
             TxConn::Lite(_) => Backend::Sqlite,
             TxConn::Pg(_) => Backend::Postgres,
-            // Only a SQLite commit hands its writer over and leaves this behind.
+            // Left behind only inside a SQLite commit, which consumes the transaction.
             TxConn::Ended => Backend::Sqlite,
         }
     }
