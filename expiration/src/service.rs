@@ -85,7 +85,6 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
     let mut tasks = Vec::new();
     let outbox = rt.start_outbox(&store, &mut tasks);
     let state = State {
-        store: store.clone(),
         queue: queue.clone(),
     };
     let consumers = Consumers::new(groups::EXPIRATION, &store)

@@ -25,7 +25,9 @@ use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
 pub const SERVICE: &str = "tickets";
 
 /// The memory of cancelled orders is kept as long as an inbox mark: an `order:created`
-/// can only arrive (late, or again) while the bus still holds it.
+/// can only arrive (late, or again) while the bus still holds it. Cancellations are now
+/// remembered on the ticket's row (`last_order_id`, migration 0003); the table holds
+/// those from before it, and is empty once they are pruned.
 pub const CANCELLED_ORDERS_KEEP: std::time::Duration = ticketing_bus::inbox::KEEP;
 
 /// The retention of `cancelled_orders` (table, time column, key).

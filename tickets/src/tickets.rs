@@ -4,9 +4,8 @@ use ticketing_bus::outbox;
 use ticketing_bus::Envelope;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
-use ticketing_contracts::time::now_millis;
 use ticketing_contracts::{OrderId, TicketId, UserId};
-use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
+use ticketing_store::{query, FromRow, Row, Store, Tx};
 
 use crate::domain::Title;
 
@@ -139,15 +138,20 @@ pub async fn update(
 /// Reserve for `order_id`. The orders service decides who holds a ticket; events for
 /// different orders may arrive in any order, so a ticket moves only to a newer order
 /// (order ids are UUIDv7, ordered by creation time) and never to a cancelled one.
+///
+/// One statement, no lock first: whatever it must not overtake is on the ticket's row
+/// (`last_order_id`, written by [`release`] too), and a statement that waited for a
+/// concurrent change of the row re-checks its condition against the row as committed.
+/// `cancelled_orders` answers for tickets released before `last_order_id` existed.
 pub async fn reserve(
     tx: &mut Tx,
     id: &TicketId,
     order_id: &OrderId,
 ) -> Result<Option<Ticket>, sqlx::Error> {
-    lock(tx, id).await?;
     let row = query(&format!(
-        "UPDATE tickets SET order_id = $1, version = version + 1 \
+        "UPDATE tickets SET order_id = $1, last_order_id = $1, version = version + 1 \
          WHERE id = $2 AND (order_id IS NULL OR order_id < $1) \
+           AND (last_order_id IS NULL OR last_order_id < $1) \
            AND NOT EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1) \
          RETURNING {COLUMNS}"
     ))
@@ -158,20 +162,24 @@ pub async fn reserve(
     announce_change(tx, row).await
 }
 
-/// Release, only when the ticket is still held by `order_id`; remember the order is
-/// cancelled in case its `order:created` is still on the way.
+/// Release, only when the ticket is still held by `order_id`; either way remember the
+/// order on the ticket's row, in case its `order:created` is still on the way.
+///
+/// The first statement also takes the row's lock: a concurrent [`reserve`] of the same
+/// order either committed before it (the second statement, which reads afresh, then
+/// finds the ticket held and releases it) or waits for this transaction and then finds
+/// `last_order_id` at the order (and reserves nothing).
 pub async fn release(
     tx: &mut Tx,
     id: &TicketId,
     order_id: &OrderId,
 ) -> Result<Option<Ticket>, sqlx::Error> {
-    lock(tx, id).await?;
     query(
-        "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, $2) \
-         ON CONFLICT DO NOTHING",
+        "UPDATE tickets SET last_order_id = $2 \
+         WHERE id = $1 AND (last_order_id IS NULL OR last_order_id < $2)",
     )
+    .bind(id)
     .bind(order_id)
-    .bind(now_millis())
     .execute(&mut *tx)
     .await?;
     let row = query(&format!(
@@ -183,27 +191,6 @@ pub async fn release(
     .fetch_optional(&mut *tx)
     .await?;
     announce_change(tx, row).await
-}
-
-/// Take the ticket's row lock before deciding anything about it.
-///
-/// `reserve` and `release` of one order arrive on different subjects and, on
-/// PostgreSQL, run concurrently under READ COMMITTED: without the lock, a `reserve`
-/// whose statement began before the concurrent `release` committed does not see the
-/// order in `cancelled_orders`, while that `release` found the ticket not yet held by
-/// the order — and the ticket stays reserved by a cancelled order (found by `ticketing
-/// audit` after a distributed load run). With the lock the second of the two waits,
-/// and its next statement sees what the first committed. (SQLite's single writer
-/// serialises them anyway, so the statement is skipped there.)
-async fn lock(tx: &mut Tx, id: &TicketId) -> Result<(), sqlx::Error> {
-    if tx.backend() == Backend::Sqlite {
-        return Ok(());
-    }
-    query("UPDATE tickets SET version = version WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
 
 pub async fn exists(tx: &mut Tx, id: &TicketId) -> Result<bool, sqlx::Error> {

@@ -11,6 +11,7 @@ use ticketing_contracts::events::{
 use ticketing_contracts::money::Cents;
 use ticketing_kit::flavor_tests;
 use ticketing_kit::testing::{EventRecorder, Flavor, TestEnv, TestServer};
+use ticketing_store::{query, Store};
 
 struct App {
     server: TestServer,
@@ -359,6 +360,33 @@ async fn show(app: &App, id: &str) -> Value {
         .unwrap()
 }
 
+/// Wait until the tickets service has handled `n` events (its inbox marks).
+async fn wait_handled(app: &App, n: i64) {
+    let location = app
+        .env
+        .runtime
+        .location(ticketing_tickets::SERVICE)
+        .unwrap();
+    let store = Store::open(&location, &ticketing_tickets::MIGRATIONS)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let handled: i64 = query("SELECT COUNT(*) FROM inbox")
+            .scalar(store.reader())
+            .await
+            .unwrap();
+        if handled >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {handled} events handled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn eventually_reserved_by(app: &App, id: &str, order: Option<&str>) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -455,6 +483,42 @@ async fn late_events_of_an_older_order_never_steal_the_ticket(flavor: Flavor) {
     assert_eq!(after["version"], 0);
 }
 
+/// An order's `order:created` and `order:cancelled` travel on different subjects, so
+/// their listeners run at the same time (on PostgreSQL, in concurrent transactions):
+/// whichever commits first, the ticket ends free. Many pairs, published together, so
+/// that some of them meet.
+async fn a_cancellation_racing_its_creation_leaves_the_ticket_free(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let ticket = app.ticket("alice", &format!("Seat {i}"), json!(20)).await;
+        ids.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+    let orders: Vec<String> = ids
+        .iter()
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let created: Vec<Envelope> = ids
+        .iter()
+        .zip(&orders)
+        .map(|(id, order)| order_created(order, id))
+        .collect();
+    let cancelled: Vec<Envelope> = ids
+        .iter()
+        .zip(&orders)
+        .map(|(id, order)| order_cancelled(order, id))
+        .collect();
+    let bus = &app.env.runtime.bus;
+    let (a, b) = tokio::join!(bus.publish_batch(&created), bus.publish_batch(&cancelled));
+    a.unwrap();
+    b.unwrap();
+    wait_handled(&app, 2 * ids.len() as i64).await;
+    for id in &ids {
+        let ticket = show(&app, id).await;
+        assert!(ticket.get("orderId").is_none(), "{ticket}");
+    }
+}
+
 async fn openapi_covers_every_tickets_route(flavor: Flavor) {
     let app = spawn(flavor).await;
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
@@ -485,5 +549,6 @@ flavor_tests!(
     update_bumps_the_version_and_publishes_ticket_updated,
     order_events_reserve_and_release_the_ticket,
     late_events_of_an_older_order_never_steal_the_ticket,
+    a_cancellation_racing_its_creation_leaves_the_ticket_free,
     openapi_covers_every_tickets_route,
 );

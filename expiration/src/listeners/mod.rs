@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ticketing_bus::HandlerError;
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::OrderId;
-use ticketing_store::{query, On, Store, Tx};
+use ticketing_store::{query, Tx};
 
 pub use order_cancelled::OrderCancelledListener;
 pub use order_created::OrderCreatedListener;
@@ -23,26 +23,28 @@ use crate::DelayQueue;
 /// What the expiration listeners share.
 #[derive(Clone)]
 pub struct State {
-    pub store: Store,
     pub queue: Arc<dyn DelayQueue>,
 }
 
 /// Has the order been paid or cancelled? Its expiry must then never fire.
-pub(crate) async fn is_finished<'a>(
-    on: impl Into<On<'a>>,
-    order_id: &OrderId,
-) -> Result<bool, sqlx::Error> {
+pub(crate) async fn is_finished(tx: &mut Tx, order_id: &OrderId) -> Result<bool, sqlx::Error> {
     Ok(query("SELECT 1 FROM finished_orders WHERE order_id = $1")
         .bind(order_id)
-        .fetch_optional(on)
+        .fetch_optional(tx)
         .await?
         .is_some())
 }
 
-/// Schedule the order's expiry at `due` unless the order is finished (a cancellation or
-/// payment handled first wins). A queue in the store is written in `tx` (from `handle`),
-/// one outside it directly (from `prepare`, `tx` is `None`); each call does nothing in
-/// the other case.
+/// Schedule the order's expiry at `due`. A queue in the store is written in `tx` (from
+/// `handle`), one outside it directly (from `prepare`, `tx` is `None`); each call does
+/// nothing in the other case.
+///
+/// A cancellation or payment handled first wins either way: the runner checks
+/// `finished_orders` when a job fires (`service::fire`). In the store the check is also
+/// made here, in the transaction at no round trip, so the table holds no job that can
+/// never fire; outside it, a job for a finished order (a cancellation that overtook its
+/// `order:created`, rare) waits in Redis until it is due and is then dropped, rather
+/// than every order paying a query to the database first.
 async fn schedule(
     state: &State,
     tx: Option<&mut Tx>,
@@ -56,12 +58,7 @@ async fn schedule(
             }
             queue.schedule_in(tx, order_id.as_str(), due).await?;
         }
-        (None, None) => {
-            if is_finished(state.store.reader(), order_id).await? {
-                return Ok(());
-            }
-            state.queue.schedule(order_id.as_str(), due).await?;
-        }
+        (None, None) => state.queue.schedule(order_id.as_str(), due).await?,
         // `prepare` of a queue in the store, or `handle` of one outside: the other does it.
         _ => {}
     }
