@@ -2,7 +2,7 @@
 //! `payment:created` drop, due jobs publish `expiration:complete`; pending jobs survive
 //! a restart. With the queue in the service's store and on Redis, on every flavor.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use ticketing_bus::Envelope;
@@ -15,7 +15,6 @@ use ticketing_expiration::Settings;
 use ticketing_kit::flavor_tests;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_kit::testing::{unique_prefix, EventRecorder, Flavor, TestEnv};
-use ticketing_store::{query, Store};
 use tokio_util::sync::CancellationToken;
 
 fn redis_url() -> String {
@@ -55,26 +54,6 @@ async fn mount(rt: &Runtime, settings: &Settings) -> Mounted {
         .expect("mount expiration")
 }
 
-/// Wait until the service has handled `n` events.
-async fn wait_handled(rt: &Runtime, n: i64) {
-    let location = rt.location(ticketing_expiration::SERVICE).unwrap();
-    let store = Store::open(&location, &ticketing_expiration::MIGRATIONS)
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let handled: i64 = query("SELECT COUNT(*) FROM inbox")
-            .scalar(store.reader())
-            .await
-            .unwrap();
-        if handled >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "only {handled} events handled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn fires_at_expires_at(flavor: Flavor, redis: bool) {
     let env = TestEnv::with_flavor(flavor).await;
     let recorder = EventRecorder::start(&env.runtime, Subject::ExpirationComplete).await;
@@ -100,7 +79,12 @@ async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool)
     let bus = &env.runtime.bus;
     bus.publish(&created(&cancelled, due)).await.unwrap();
     bus.publish(&created(&paid, due)).await.unwrap();
-    wait_handled(&env.runtime, 2).await;
+    env.wait_handled(
+        ticketing_expiration::SERVICE,
+        &ticketing_expiration::MIGRATIONS,
+        2,
+    )
+    .await;
     bus.publish(&Envelope::new(&OrderCancelled {
         id: (cancelled.clone()).into(),
         version: 1,
@@ -128,7 +112,12 @@ async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool)
     }))
     .await
     .unwrap();
-    wait_handled(&env.runtime, 5).await;
+    env.wait_handled(
+        ticketing_expiration::SERVICE,
+        &ticketing_expiration::MIGRATIONS,
+        5,
+    )
+    .await;
     bus.publish(&created(&late, now_millis() + 100))
         .await
         .unwrap();
@@ -145,7 +134,12 @@ async fn pending_expiry_survives_a_restart(flavor: Flavor, redis: bool) {
     let id = new_id();
     let due = now_millis() + 1500;
     env.runtime.bus.publish(&created(&id, due)).await.unwrap();
-    wait_handled(&env.runtime, 1).await;
+    env.wait_handled(
+        ticketing_expiration::SERVICE,
+        &ticketing_expiration::MIGRATIONS,
+        1,
+    )
+    .await;
 
     // Stop every task of the first instance, then start again on the same storage.
     let mut second_rt = env.runtime.clone();

@@ -128,6 +128,30 @@ impl TestEnv {
         event_tables::install(&store).await.expect("event tables");
         store
     }
+
+    /// Wait (up to 20 s) until `service` (whose schema is `migrations`) has handled `n`
+    /// events: its inbox marks.
+    pub async fn wait_handled(&self, service: &str, migrations: &Migrator, n: i64) {
+        let location = self.runtime.location(service).expect("location");
+        let store = Store::open(&location, migrations)
+            .await
+            .expect("the test database must be reachable");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let handled: i64 = ticketing_store::query("SELECT COUNT(*) FROM inbox")
+                .scalar(store.reader())
+                .await
+                .expect("count the inbox");
+            if handled >= n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service}: only {handled} of {n} events handled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl Drop for TestEnv {

@@ -11,7 +11,6 @@ use ticketing_contracts::events::{
 use ticketing_contracts::money::Cents;
 use ticketing_kit::flavor_tests;
 use ticketing_kit::testing::{EventRecorder, Flavor, TestEnv, TestServer};
-use ticketing_store::{query, Store};
 
 struct App {
     server: TestServer,
@@ -360,33 +359,6 @@ async fn show(app: &App, id: &str) -> Value {
         .unwrap()
 }
 
-/// Wait until the tickets service has handled `n` events (its inbox marks).
-async fn wait_handled(app: &App, n: i64) {
-    let location = app
-        .env
-        .runtime
-        .location(ticketing_tickets::SERVICE)
-        .unwrap();
-    let store = Store::open(&location, &ticketing_tickets::MIGRATIONS)
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let handled: i64 = query("SELECT COUNT(*) FROM inbox")
-            .scalar(store.reader())
-            .await
-            .unwrap();
-        if handled >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {handled} events handled"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
 async fn eventually_reserved_by(app: &App, id: &str, order: Option<&str>) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -512,7 +484,13 @@ async fn a_cancellation_racing_its_creation_leaves_the_ticket_free(flavor: Flavo
     let (a, b) = tokio::join!(bus.publish_batch(&created), bus.publish_batch(&cancelled));
     a.unwrap();
     b.unwrap();
-    wait_handled(&app, 2 * ids.len() as i64).await;
+    app.env
+        .wait_handled(
+            ticketing_tickets::SERVICE,
+            &ticketing_tickets::MIGRATIONS,
+            2 * ids.len() as i64,
+        )
+        .await;
     for id in &ids {
         let ticket = show(&app, id).await;
         assert!(ticket.get("orderId").is_none(), "{ticket}");
