@@ -56,7 +56,8 @@ pub fn enqueue_after(write: &str, params: usize) -> String {
     )
 }
 
-/// Bind `event`'s outbox columns, in the order [`enqueue_after`] numbers them.
+/// Bind `event`'s columns (id, subject, payload, traceparent, tracestate, produced_at),
+/// in the order [`enqueue_after`] numbers them; the in-process bus's log has the same.
 pub fn bind_event<'q>(query: Query<'q>, event: &Envelope) -> Query<'q> {
     query
         .bind(&event.id)

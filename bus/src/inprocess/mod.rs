@@ -292,21 +292,14 @@ impl EventBus for InProcessBus {
         // statement (its text depending on the batch's length) was parsed every time.
         // The id is unique: a republished event is accepted and dropped.
         let mut tx = store.begin().await?;
+        const SQL: &str = "INSERT INTO events (event_id, subject, payload, traceparent, \
+            tracestate, produced_at, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            ON CONFLICT (event_id) DO NOTHING";
         for event in events {
-            query(
-                "INSERT INTO events (event_id, subject, payload, traceparent, tracestate, \
-                 produced_at, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(&event.id)
-            .bind(event.subject.as_str())
-            .bind(event.payload.as_ref())
-            .bind(event.traceparent.as_deref())
-            .bind(event.tracestate.as_deref())
-            .bind(event.produced_at)
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
+            crate::outbox::bind_event(query(SQL), event)
+                .bind(now)
+                .execute(&mut tx)
+                .await?;
         }
         tx.commit().await?;
         self.inner.published.send_modify(|n| *n += 1);
