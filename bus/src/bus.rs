@@ -87,6 +87,25 @@ pub trait Batch: Send + Sync {
     /// did.
     async fn handle_in(&self, tx: &mut Tx, event: &Envelope) -> Result<(), HandlerError>;
 
+    /// Does [`handle_all`](Batch::handle_all) take the batch whole (rather than
+    /// [`handle_in`](Batch::handle_in) for each event, in the event's own trace)?
+    fn handles_all(&self) -> bool {
+        false
+    }
+
+    /// Handle every event of `events` (each with the trace it continues), already
+    /// marked, in `tx`, in order.
+    async fn handle_all(
+        &self,
+        tx: &mut Tx,
+        events: Vec<(&Envelope, TraceContext)>,
+    ) -> Result<(), HandlerError> {
+        for (event, trace) in events {
+            trace.scope(self.handle_in(tx, event)).await?;
+        }
+        Ok(())
+    }
+
     /// After the batch's commit.
     fn committed(&self);
 }
@@ -276,15 +295,32 @@ async fn run_batch(
     }
     let mut tx = batch.begin().await?;
     let fresh = batch.mark(&mut tx, events).await?;
-    for ((event, (_, span, trace)), fresh) in events.iter().zip(&traced).zip(fresh) {
-        if !fresh {
-            continue;
-        }
-        let handled = AssertUnwindSafe(batch.handle_in(&mut tx, event)).catch_unwind();
-        let scoped = trace.clone().scope_in(span.clone(), handled).await;
-        if !matches!(scoped, Ok(Ok(()))) {
+    if batch.handles_all() {
+        let fresh: Vec<(&Envelope, TraceContext)> = events
+            .iter()
+            .zip(&traced)
+            .zip(fresh)
+            .filter(|(_, fresh)| *fresh)
+            .map(|((event, (_, _, trace)), _)| (*event, trace.clone()))
+            .collect();
+        let handled = AssertUnwindSafe(batch.handle_all(&mut tx, fresh))
+            .catch_unwind()
+            .await;
+        if !matches!(handled, Ok(Ok(()))) {
             tx.rollback().await?;
             return Ok(Batched::Failed);
+        }
+    } else {
+        for ((event, (_, span, trace)), fresh) in events.iter().zip(&traced).zip(fresh) {
+            if !fresh {
+                continue;
+            }
+            let handled = AssertUnwindSafe(batch.handle_in(&mut tx, event)).catch_unwind();
+            let scoped = trace.clone().scope_in(span.clone(), handled).await;
+            if !matches!(scoped, Ok(Ok(()))) {
+                tx.rollback().await?;
+                return Ok(Batched::Failed);
+            }
         }
     }
     tx.commit().await?;

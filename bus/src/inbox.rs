@@ -86,6 +86,13 @@ pub async fn mark_all(
 
 /// [`handled`] for a batch of events: on PostgreSQL one statement (the ids as one JSON
 /// array, as in [`mark_all`]).
+///
+/// Each id is looked up on its own (a `LATERAL` subquery with `LIMIT 1` cannot be turned
+/// into a join), so the whole primary key is the index condition of every lookup,
+/// whatever the planner believes of the table. Written as a set (`IN`, `= ANY`), a plan
+/// made while the inbox looked almost empty (a new database, no statistics yet) read
+/// every mark of the group and filtered: 2–18 ms per batch at a few thousand marks
+/// (auto_explain, the system bench), against 0.3 ms.
 pub async fn handled_all(
     store: &Store,
     group: &str,
@@ -99,8 +106,9 @@ pub async fn handled_all(
         return Ok(handled);
     }
     let found: std::collections::HashSet<String> = query(
-        "SELECT event_id FROM inbox WHERE consumer_group = $1 \
-         AND event_id IN (SELECT json_array_elements_text($2::json))",
+        "SELECT found.event_id FROM json_array_elements_text($2::json) AS batch(id) \
+         CROSS JOIN LATERAL (SELECT event_id FROM inbox \
+         WHERE consumer_group = $1 AND event_id = batch.id LIMIT 1) AS found",
     )
     .bind(group)
     .bind(ids_json(events)?)

@@ -17,6 +17,6 @@ pub mod trace;
 pub use bus::{ConsumerLag, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, SharedBus};
 pub use envelope::Envelope;
 pub use inprocess::InProcessBus;
-pub use listener::{Consumers, Listener};
+pub use listener::{Consumers, Listener, Traced};
 pub use nats::NatsBus;
 pub use outbox::Outbox;

@@ -21,6 +21,7 @@ use crate::bus::{Batch, Handler, HandlerError, SharedBus};
 use crate::envelope::Envelope;
 use crate::inbox;
 use crate::outbox::Outbox;
+use crate::trace::TraceContext;
 
 /// A service's reaction to one kind of event.
 #[async_trait]
@@ -49,9 +50,42 @@ pub trait Listener: Send + Sync + 'static {
     /// redelivers the event.
     async fn handle(&self, tx: &mut Tx, event: Self::Event) -> Result<(), HandlerError>;
 
+    /// Does [`handle_all`](Listener::handle_all) write a batch of events in fewer
+    /// statements than one [`handle`](Listener::handle) each? Then the bus hands it a
+    /// batch whole.
+    fn batches(&self) -> bool {
+        false
+    }
+
+    /// Make the changes of several events, in order, in `tx`, where they are all marked
+    /// handled; as for [`handle`](Listener::handle), an error rolls back the lot, and
+    /// the bus then handles the events one transaction each. Called only when
+    /// [`batches`](Listener::batches) says so.
+    ///
+    /// Each event comes with the trace of the operation that published it: make what
+    /// answers an event (the events a listener publishes) in its
+    /// [`scope`](TraceContext::scope), as `handle` is run.
+    async fn handle_all(
+        &self,
+        tx: &mut Tx,
+        events: Vec<Traced<Self::Event>>,
+    ) -> Result<(), HandlerError> {
+        for Traced { event, trace } in events {
+            trace.scope(self.handle(tx, event)).await?;
+        }
+        Ok(())
+    }
+
     /// After the transaction that handled one or more events of this listener committed
     /// (wake what waits for the change).
     fn committed(&self) {}
+}
+
+/// An event of a batch and the context of the trace it continues (the operation that
+/// published it is its parent).
+pub struct Traced<E> {
+    pub event: E,
+    pub trace: TraceContext,
 }
 
 /// The listeners of one service, subscribed as its consumer group.
@@ -176,6 +210,28 @@ impl<L: Listener> Batch for Adapter<L> {
             .decode()
             .map_err(|e| HandlerError::Poison(e.to_string()))?;
         self.listener.handle(tx, event).await
+    }
+
+    fn handles_all(&self) -> bool {
+        self.listener.batches()
+    }
+
+    async fn handle_all(
+        &self,
+        tx: &mut Tx,
+        events: Vec<(&Envelope, TraceContext)>,
+    ) -> Result<(), HandlerError> {
+        let events = events
+            .into_iter()
+            .map(|(envelope, trace)| {
+                Ok(Traced {
+                    event: envelope.decode()?,
+                    trace,
+                })
+            })
+            .collect::<anyhow::Result<Vec<Traced<L::Event>>>>()
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+        self.listener.handle_all(tx, events).await
     }
 
     fn committed(&self) {

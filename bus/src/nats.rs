@@ -75,16 +75,32 @@ impl NatsBus {
             .with_context(|| format!("connecting to NATS at {url}"))?;
         let js = jetstream::new(client.clone());
         let stream = format!("{prefix}-events");
-        js.get_or_create_stream(stream::Config {
+        let config = stream::Config {
             name: stream.clone(),
             subjects: vec![format!("{prefix}.>")],
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
             max_age: RETENTION,
             ..Default::default()
-        })
-        .await
-        .with_context(|| format!("creating JetStream stream {stream}"))?;
+        };
+        // A few tries: the server removes its account's stream directory when the last
+        // stream is deleted, and a stream created at that instant fails with a 500
+        // ("could not create storage directory"; seen with parallel tests, each with
+        // a stream of its own).
+        let mut attempt = 1;
+        loop {
+            match js.get_or_create_stream(config.clone()).await {
+                Ok(_) => break,
+                Err(err) if attempt < 3 => {
+                    tracing::warn!(error = %err, stream = %stream, attempt, "creating the JetStream stream failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("creating JetStream stream {stream}"))
+                }
+            }
+        }
         Ok(NatsBus {
             client,
             js,

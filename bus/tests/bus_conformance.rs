@@ -447,7 +447,20 @@ async fn outbox_with_two_relays(kind: BusKind, backend: TestBackend) {
             relay
         })
         .collect();
-    let events: Vec<_> = (0..60).map(ticket).collect();
+    // Every column travels: some events carry a trace, one a payload beyond ASCII.
+    let events: Vec<_> = (0..60)
+        .map(|n| {
+            let mut event = ticket(n);
+            if n % 2 == 0 {
+                event.traceparent = Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1));
+                event.tracestate = (n % 4 == 0).then(|| format!("vendor=v{n}"));
+            }
+            if n == 7 {
+                event.payload = r#"{"id":"ticket-7","title":"Ça \u0000 va 🎫"}"#.into();
+            }
+            event
+        })
+        .collect();
     for (i, chunk) in events.chunks(3).enumerate() {
         let mut tx = store.begin().await.unwrap();
         for event in chunk {
@@ -458,9 +471,8 @@ async fn outbox_with_two_relays(kind: BusKind, backend: TestBackend) {
     }
     let mut got = h.take(events.len()).await;
     got.extend(h.extra(Duration::from_millis(500)).await);
-    let ids: Vec<_> = got.into_iter().map(|(_, e)| e.id).collect();
-    let want: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
-    assert_eq!(ids, want);
+    let got: Vec<_> = got.into_iter().map(|(_, e)| e).collect();
+    assert_eq!(got, events);
     store.close().await;
 }
 

@@ -1,9 +1,11 @@
 //! The replica of tickets, applied in version order.
 
 use ticketing_bus::replica::{self, VersionCheck};
+use ticketing_bus::HandlerError;
+use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::TicketId;
-use ticketing_store::{query, FromRow, Row, Store, Tx};
+use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
@@ -11,6 +13,28 @@ pub struct TicketCopy {
     pub title: String,
     pub price: Cents,
     pub version: i64,
+}
+
+impl From<TicketCreated> for TicketCopy {
+    fn from(t: TicketCreated) -> TicketCopy {
+        TicketCopy {
+            id: t.id,
+            title: t.title,
+            price: t.price,
+            version: t.version,
+        }
+    }
+}
+
+impl From<TicketUpdated> for TicketCopy {
+    fn from(t: TicketUpdated) -> TicketCopy {
+        TicketCopy {
+            id: t.id,
+            title: t.title,
+            price: t.price,
+            version: t.version,
+        }
+    }
 }
 
 impl FromRow for TicketCopy {
@@ -59,4 +83,73 @@ pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, sqlx:
     }
     let current = find(tx, &copy.id).await?.map(|t| t.version);
     Ok(replica::missed(current, copy.version))
+}
+
+/// [`apply`] for several copies, in order: what each one did. On PostgreSQL the common
+/// case — every copy the next version of its ticket — is one statement for the lot
+/// (inserts for version 0, updates otherwise); the copies it did not write (a
+/// duplicate, an early event, a later version of a ticket the batch also moves) are
+/// then applied one by one, in order, after it.
+pub async fn apply_all(
+    tx: &mut Tx,
+    copies: &[TicketCopy],
+) -> Result<Vec<VersionCheck>, sqlx::Error> {
+    let mut written = vec![false; copies.len()];
+    if tx.backend() == Backend::Postgres && copies.len() > 1 {
+        const INSERT: &str = "INSERT INTO tickets (id, title, price_cents, version) \
+            SELECT c->>'id', c->>'title', (c->>'price')::bigint, 0 \
+            FROM json_array_elements($1::json) WITH ORDINALITY AS batch(c, n) \
+            WHERE (c->>'version')::bigint = 0 ORDER BY n \
+            ON CONFLICT (id) DO NOTHING RETURNING id";
+        const UPDATE: &str = "UPDATE tickets SET title = c->>'title', \
+            price_cents = (c->>'price')::bigint, version = (c->>'version')::bigint \
+            FROM json_array_elements($1::json) AS batch(c) \
+            WHERE id = c->>'id' AND version = (c->>'version')::bigint - 1 \
+            RETURNING id, version";
+        let rows: Vec<serde_json::Value> = copies
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id, "title": c.title, "price": c.price.get(), "version": c.version,
+                })
+            })
+            .collect();
+        let rows = serde_json::Value::from(rows).to_string();
+        let mut done = std::collections::HashSet::new();
+        if copies.iter().any(|c| c.version == 0) {
+            let ids: Vec<String> = query(INSERT).bind(rows.clone()).scalars(&mut *tx).await?;
+            done.extend(ids.into_iter().map(|id| (id, 0)));
+        }
+        if copies.iter().any(|c| c.version > 0) {
+            for row in query(UPDATE).bind(rows).fetch_all(&mut *tx).await? {
+                done.insert((row.get::<String>("id")?, row.get::<i64>("version")?));
+            }
+        }
+        for (copy, written) in copies.iter().zip(&mut written) {
+            // `remove`: a copy the batch holds twice was written once.
+            *written = done.remove(&(copy.id.to_string(), copy.version));
+        }
+    }
+    let mut checks = Vec::with_capacity(copies.len());
+    for (copy, written) in copies.iter().zip(written) {
+        checks.push(if written {
+            VersionCheck::Apply
+        } else {
+            apply(tx, copy).await?
+        });
+    }
+    Ok(checks)
+}
+
+/// The listeners' side of [`apply_all`]: done, or a retry for a copy that came before its
+/// predecessor (`subject` names the events in the message).
+pub async fn apply_events(
+    tx: &mut Tx,
+    copies: &[TicketCopy],
+    subject: &str,
+) -> Result<(), HandlerError> {
+    for (copy, check) in copies.iter().zip(apply_all(tx, copies).await?) {
+        check.outcome(format_args!("{subject} v{}", copy.version))?;
+    }
+    Ok(())
 }

@@ -348,6 +348,58 @@ async fn early_cancellation_waits_for_its_creation(flavor: Flavor) {
     app.wait_replica(&id, "cancelled").await;
 }
 
+/// New orders published at once reach the replica in batches that share a transaction
+/// (one insert for the lot on PostgreSQL), duplicates and cancellations ahead of their
+/// creation included: each order once, in its last state.
+async fn a_burst_of_orders_reaches_the_replica_once_each(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let ids: Vec<String> = (0..40).map(|_| new_id()).collect();
+    let created = |n: usize| {
+        Envelope::new(&OrderCreated {
+            id: ids[n].clone().into(),
+            status: ticketing_contracts::OrderStatus::Created,
+            user_id: format!("buyer-{n}").into(),
+            expires_at: format_millis(now_millis() + 60_000),
+            reserved_until: None,
+            version: 0,
+            ticket: OrderCreatedTicket {
+                id: (new_id()).into(),
+                price: Cents::new(1000 + n as i64),
+            },
+        })
+    };
+    for n in 0..ids.len() {
+        if n % 5 == 0 {
+            app.publish(cancelled(&ids[n])).await;
+        }
+        let event = created(n);
+        if n % 3 == 0 {
+            // A republish: the same order under a new event id.
+            app.publish(Envelope {
+                id: new_id(),
+                ..event.clone()
+            })
+            .await;
+        }
+        app.publish(event).await;
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let status = if n % 5 == 0 { "cancelled" } else { "created" };
+        app.wait_replica(id, status).await;
+    }
+    let rows = query("SELECT id, user_id, price_cents FROM orders")
+        .fetch_all(app.store.reader())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ids.len());
+    for row in rows {
+        let id: String = row.get("id").unwrap();
+        let n = ids.iter().position(|i| *i == id).unwrap();
+        assert_eq!(row.get::<String>("user_id").unwrap(), format!("buyer-{n}"));
+        assert_eq!(row.get::<i64>("price_cents").unwrap(), 1000 + n as i64);
+    }
+}
+
 async fn expired_order_cannot_be_paid(flavor: Flavor) {
     let app = spawn(flavor).await;
     let id = app.order("bob", -1).await;
@@ -570,6 +622,7 @@ flavor_tests!(
     pays_once_and_publishes_payment_created,
     cancelled_order_cannot_be_paid,
     early_cancellation_waits_for_its_creation,
+    a_burst_of_orders_reaches_the_replica_once_each,
     expired_order_cannot_be_paid,
     declined_card_leaves_the_order_payable,
     provider_unavailable_is_503,

@@ -249,6 +249,7 @@ impl Store {
                 conn: TxConn::Lite(lite.begin().await?),
                 open: true,
                 changes: self.changes.clone(),
+                deferred: Vec::new(),
             }),
             Engine::Pg(pool) => {
                 // sqlx counts a PostgreSQL transaction only once BEGIN is answered: a
@@ -267,6 +268,7 @@ impl Store {
                         conn: TxConn::Pg(conn?),
                         open: true,
                         changes,
+                        deferred: Vec::new(),
                     };
                     if let TxConn::Pg(conn) = &mut tx.conn {
                         AnyTransactionManager::begin(conn, None).await?;
@@ -312,6 +314,14 @@ pub struct Tx {
     conn: TxConn,
     open: bool,
     changes: Changes,
+    /// Rows handed to [`Tx::defer`], by statement, in the order first deferred.
+    deferred: Vec<Deferred>,
+}
+
+/// Rows one statement writes at the commit: their JSON texts, in order.
+struct Deferred {
+    sql: &'static str,
+    rows: Vec<String>,
 }
 
 /// A count of the writes committed through a store (all its clones), bumped once each
@@ -348,8 +358,41 @@ impl Tx {
         }
     }
 
+    /// PostgreSQL only: write `row` (the text of a JSON object) at the commit, with the
+    /// rows deferred before it with the same `sql`: one statement, `sql` with `$1` bound
+    /// to the JSON array of those rows in the order deferred, after every statement the
+    /// transaction ran itself.
+    ///
+    /// For writes nothing reads back before the commit (the outbox): a transaction that
+    /// handles a batch of events pays one round trip for all of its rows instead of one
+    /// each. On SQLite a statement costs no round trip: write at once instead.
+    pub fn defer(&mut self, sql: &'static str, row: String) {
+        debug_assert_eq!(
+            self.backend(),
+            Backend::Postgres,
+            "Tx::defer is for PostgreSQL"
+        );
+        match self.deferred.iter_mut().find(|d| d.sql == sql) {
+            Some(deferred) => deferred.rows.push(row),
+            None => self.deferred.push(Deferred {
+                sql,
+                rows: vec![row],
+            }),
+        }
+    }
+
+    /// Write the deferred rows (a failure leaves the transaction to roll back).
+    async fn write_deferred(&mut self) -> Result<(), sqlx::Error> {
+        for deferred in std::mem::take(&mut self.deferred) {
+            let array = format!("[{}]", deferred.rows.join(","));
+            query(deferred.sql).bind(array).execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
     /// Commit; on SQLite the answer may wait for the group this transaction joined.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.write_deferred().await?;
         match &mut self.conn {
             TxConn::Lite(_) => {
                 // The transaction ends in this call either way (a failed commit rolls

@@ -617,6 +617,64 @@ async fn replica_applies_versions_in_order_whatever_the_delivery(flavor: Flavor)
     assert_eq!(row.get::<String>("title").unwrap(), "v4");
 }
 
+/// Many tickets' events published at once reach the consumer in batches that share a
+/// transaction (one statement for the lot on PostgreSQL): creations, updates ahead of
+/// their predecessors, two versions of a ticket in one batch, duplicates — every
+/// replica still ends at its last version.
+async fn replica_applies_a_burst_of_events_for_many_tickets(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let store = app.orders_store().await;
+    let bus = &app.env.runtime.bus;
+    let ids: Vec<String> = (0..40).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let mut burst = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let events: Vec<Envelope> = (0..=3)
+            .map(|v| ticket_event(id, v, &format!("{id} v{v}")))
+            .collect();
+        // In order for most; some updates ahead of the creation; duplicates.
+        let order: &[usize] = match n % 4 {
+            0 => &[0, 1, 2, 3],
+            1 => &[0, 2, 1, 3, 3],
+            2 => &[3, 0, 1, 1, 2],
+            _ => &[0, 0, 1, 2, 3],
+        };
+        for &i in order {
+            burst.push(Envelope {
+                id: uuid::Uuid::now_v7().to_string(),
+                ..events[i].clone()
+            });
+        }
+    }
+    for event in &burst {
+        bus.publish(event).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = query("SELECT id, title, price_cents, version FROM tickets")
+            .fetch_all(store.reader())
+            .await
+            .unwrap();
+        let done = rows
+            .iter()
+            .filter(|row| row.get::<i64>("version").unwrap() == 3)
+            .count();
+        if done == ids.len() {
+            for row in &rows {
+                let id: String = row.get("id").unwrap();
+                assert_eq!(row.get::<String>("title").unwrap(), format!("{id} v3"));
+                assert_eq!(row.get::<i64>("price_cents").unwrap(), 1003);
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {} replicas at version 3",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn openapi_covers_every_orders_route(flavor: Flavor) {
     let app = spawn(flavor).await;
     let doc: Value = app
@@ -651,5 +709,6 @@ flavor_tests!(
     an_expired_order_no_longer_holds_its_ticket,
     a_hundred_buyers_one_ticket_one_winner,
     replica_applies_versions_in_order_whatever_the_delivery,
+    replica_applies_a_burst_of_events_for_many_tickets,
     openapi_covers_every_orders_route,
 );

@@ -5,7 +5,7 @@ use ticketing_bus::Envelope;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::{OrderId, TicketId, UserId};
-use ticketing_store::{query, FromRow, Row, Store, Tx};
+use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
 
 use crate::domain::Title;
 
@@ -160,6 +160,56 @@ pub async fn reserve(
     .fetch_optional(&mut *tx)
     .await?;
     announce_change(tx, row).await
+}
+
+/// [`reserve`] for several (ticket, order) pairs in one statement, PostgreSQL only: for
+/// each pair, the ticket if this statement reserved it — its `ticket:updated` not yet
+/// enqueued: [`announce`] it. A pair it did not reserve (refused, or a second order
+/// for a ticket the statement moved: a row changes once per statement) goes to
+/// [`reserve`] after it. On SQLite, nothing: a statement costs no round trip there.
+pub async fn reserve_all(
+    tx: &mut Tx,
+    pairs: &[(&TicketId, &OrderId)],
+) -> Result<Vec<Option<Ticket>>, sqlx::Error> {
+    let mut reserved: Vec<Option<Ticket>> = vec![None; pairs.len()];
+    if tx.backend() != Backend::Postgres || pairs.len() < 2 {
+        return Ok(reserved);
+    }
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns: Vec<String> = COLUMNS
+            .split(", ")
+            .map(|c| format!("tickets.{c}"))
+            .collect();
+        format!(
+            "UPDATE tickets SET order_id = r->>'order', last_order_id = r->>'order', \
+             version = version + 1 \
+             FROM json_array_elements($1::json) WITH ORDINALITY AS batch(r, n) \
+             WHERE id = r->>'ticket' AND (order_id IS NULL OR order_id < r->>'order') \
+               AND (last_order_id IS NULL OR last_order_id < r->>'order') \
+               AND NOT EXISTS (SELECT 1 FROM cancelled_orders \
+                 WHERE cancelled_orders.order_id = r->>'order') \
+             RETURNING batch.n, {}",
+            columns.join(", ")
+        )
+    });
+    let rows: Vec<serde_json::Value> = pairs
+        .iter()
+        .map(|(ticket, order)| serde_json::json!({"ticket": ticket, "order": order}))
+        .collect();
+    for row in query(&SQL)
+        .bind(serde_json::Value::from(rows).to_string())
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let n: i64 = row.get("n")?;
+        reserved[n as usize - 1] = Some(Ticket::from_row(&row)?);
+    }
+    Ok(reserved)
+}
+
+/// Enqueue `ticket:updated` for a change [`reserve_all`] made.
+pub async fn announce(tx: &mut Tx, ticket: &Ticket) -> Result<(), sqlx::Error> {
+    outbox::enqueue(tx, &ticket.updated_event()).await
 }
 
 /// Release, only when the ticket is still held by `order_id`; either way remember the
