@@ -176,17 +176,22 @@ fn spawn_pending_sampler(
 /// consumers' inboxes have it.
 async fn fire(store: &Store, jobs: &[DueJob]) -> Result<(), sqlx::Error> {
     let mut tx = store.begin().await?;
+    // Events enqueued by this transaction: on PostgreSQL they reach the outbox table only
+    // at the commit (`outbox::enqueue`), so the look below does not see them.
+    let mut enqueued_here = std::collections::HashSet::new();
     for job in jobs {
         let event = expiration_event(&job.order_id);
         if is_finished(&mut tx, &job.order_id.as_str().into()).await? {
             continue;
         }
-        let enqueued = query("SELECT 1 FROM outbox WHERE event_id = $1")
-            .bind(&event.id)
-            .fetch_optional(&mut tx)
-            .await?
-            .is_some();
+        let enqueued = enqueued_here.contains(&event.id)
+            || query("SELECT 1 FROM outbox WHERE event_id = $1")
+                .bind(&event.id)
+                .fetch_optional(&mut tx)
+                .await?
+                .is_some();
         if !enqueued {
+            enqueued_here.insert(event.id.clone());
             outbox::enqueue(&mut tx, &event).await?;
             let late_ms = now_millis() - job.due_at_millis;
             metrics::histogram!("ticketing_expiration_lateness_seconds")
