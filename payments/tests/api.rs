@@ -368,9 +368,9 @@ async fn a_burst_of_orders_reaches_the_replica_once_each(flavor: Flavor) {
             },
         })
     };
-    for n in 0..ids.len() {
+    for (n, id) in ids.iter().enumerate() {
         if n % 5 == 0 {
-            app.publish(cancelled(&ids[n])).await;
+            app.publish(cancelled(id)).await;
         }
         let event = created(n);
         if n % 3 == 0 {
