@@ -89,9 +89,7 @@ pub trait Batch: Send + Sync {
 
     /// Does [`handle_all`](Batch::handle_all) take the batch whole (rather than
     /// [`handle_in`](Batch::handle_in) for each event, in the event's own trace)?
-    fn handles_all(&self) -> bool {
-        false
-    }
+    fn handles_all(&self) -> bool;
 
     /// Handle every event of `events` (each with the trace it continues), already
     /// marked, in `tx`, in order.
@@ -99,12 +97,7 @@ pub trait Batch: Send + Sync {
         &self,
         tx: &mut Tx,
         events: Vec<(&Envelope, TraceContext)>,
-    ) -> Result<(), HandlerError> {
-        for (event, trace) in events {
-            trace.scope(self.handle_in(tx, event)).await?;
-        }
-        Ok(())
-    }
+    ) -> Result<(), HandlerError>;
 
     /// After the batch's commit.
     fn committed(&self);
