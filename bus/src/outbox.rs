@@ -14,7 +14,7 @@
 //! so one replica at a time publishes and order is kept; a replica that finds the lock
 //! taken comes back shortly (its rows are then published by whichever relay runs next).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify};
@@ -42,17 +42,8 @@ pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
         (event_id, subject, payload, traceparent, tracestate, produced_at) \
         VALUES ($1, $2, $3, $4, $5, $6)";
     if tx.backend() == Backend::Postgres {
-        // Payloads are JSON, so they travel as text; anything else is written at once.
-        if let Ok(payload) = std::str::from_utf8(&event.payload) {
-            let row = serde_json::json!({
-                "id": event.id,
-                "subject": event.subject.as_str(),
-                "payload": payload,
-                "traceparent": event.traceparent,
-                "tracestate": event.tracestate,
-                "producedAt": event.produced_at,
-            });
-            tx.defer(ENQUEUE_ALL, row.to_string());
+        if let Some(row) = json_row(event) {
+            tx.defer(ENQUEUE_ALL.as_str(), row.to_string());
             return Ok(());
         }
     }
@@ -60,32 +51,43 @@ pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The rows [`enqueue`] deferred, as one JSON array, in order (`ORDER BY` the position:
-/// the sequence numbers are drawn as the rows are inserted).
-const ENQUEUE_ALL: &str = "INSERT INTO outbox \
-    (event_id, subject, payload, traceparent, tracestate, produced_at) \
-    SELECT e->>'id', e->>'subject', convert_to(e->>'payload', 'UTF8'), e->>'traceparent', \
-    e->>'tracestate', (e->>'producedAt')::bigint \
-    FROM json_array_elements($1::json) WITH ORDINALITY AS rows(e, n) ORDER BY n";
+/// `event` as one element of a JSON array that [`insert_from_json`] reads; `None` when
+/// its payload is not text (payloads are JSON, so they travel as text; anything else
+/// has to be bound as bytes).
+pub fn json_row(event: &Envelope) -> Option<serde_json::Value> {
+    let payload = std::str::from_utf8(&event.payload).ok()?;
+    Some(serde_json::json!({
+        "id": event.id,
+        "subject": event.subject.as_str(),
+        "payload": payload,
+        "traceparent": event.traceparent,
+        "tracestate": event.tracestate,
+        "producedAt": event.produced_at,
+    }))
+}
 
-/// PostgreSQL only: the text of one statement that runs `write` (a data-modifying
-/// statement with `RETURNING`, binding `$1` to `$params`) and enqueues an event only if
-/// `write` returned a row. A single statement is atomic without a transaction, so a
-/// change and its event cost one round trip instead of four (`BEGIN`, the write, the
-/// enqueue, `COMMIT`). Bind `write`'s parameters, then the event with [`bind_event`];
-/// the statement's row count is 1 when both happened, 0 when neither did.
-pub fn enqueue_after(write: &str, params: usize) -> String {
-    let columns: Vec<String> = (1..=6).map(|n| format!("${}", params + n)).collect();
+/// PostgreSQL: `INSERT INTO outbox ... SELECT` of the events `e`, a JSON value made by
+/// [`json_row`] (an alias or expression of the caller's `FROM`, which follows). Rows
+/// inserted in one statement take their sequence numbers in the order they are selected.
+pub fn insert_from_json(e: &str) -> String {
     format!(
-        "WITH written AS ({write}) \
-         INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
-         SELECT {} FROM written",
-        columns.join(", ")
+        "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
+         SELECT {e}->>'id', {e}->>'subject', convert_to({e}->>'payload', 'UTF8'), \
+         {e}->>'traceparent', {e}->>'tracestate', ({e}->>'producedAt')::bigint"
     )
 }
 
+/// The rows [`enqueue`] deferred, as one JSON array, in order (`ORDER BY` the position:
+/// the sequence numbers are drawn as the rows are inserted).
+static ENQUEUE_ALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(e, n) ORDER BY n",
+        insert_from_json("e")
+    )
+});
+
 /// Bind `event`'s columns (id, subject, payload, traceparent, tracestate, produced_at),
-/// in the order [`enqueue_after`] numbers them; the in-process bus's log has the same.
+/// in this order; the in-process bus's log has the same.
 pub fn bind_event<'q>(query: Query<'q>, event: &Envelope) -> Query<'q> {
     query
         .bind(&event.id)

@@ -7,6 +7,7 @@
 mod domain;
 mod listeners;
 mod orders;
+mod placer;
 mod routes;
 mod tickets;
 
@@ -64,6 +65,7 @@ impl Settings {
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: Store,
+    pub placer: placer::Placer,
     pub keys: JwtKeys,
     pub outbox: Outbox,
     pub settings: Settings,
@@ -76,6 +78,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
     let outbox = rt.start_outbox(&store, &mut tasks);
     let state = AppState {
         store: store.clone(),
+        placer: placer::Placer::new(&store),
         keys: rt.keys.clone(),
         outbox: outbox.clone(),
         settings: settings.clone(),

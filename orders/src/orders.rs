@@ -9,9 +9,10 @@ use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTick
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::format_millis;
 use ticketing_contracts::{OrderId, OrderStatus, TicketId, UserId};
-use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
+use ticketing_store::{query, FromRow, Row, Store, Tx};
 
 use crate::domain::{Deadline, OPEN};
+use crate::placer::{Placement, Placer};
 use crate::tickets::{self, TicketCopy};
 
 #[derive(Debug, Clone)]
@@ -56,7 +57,7 @@ impl FromRow for Order {
 /// index only for a query that repeats its condition (it does not see that
 /// `status IN ('created', 'awaiting:payment')` implies it), and scans the table
 /// otherwise.
-const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";
+pub(crate) const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";
 
 /// Cancels the unpaid orders of a ticket whose reservation has run out: `$2` is the
 /// latest `expires_at` whose grace is over.
@@ -95,16 +96,26 @@ impl From<sqlx::Error> for PlaceError {
 
 /// Place an order by `user_id` for ticket `ticket_id`, payable until
 /// `deadline.expires_at`; its `order:created` is in the outbox when this returns.
+///
+/// The common case goes through `placer` (on PostgreSQL: batched with concurrent
+/// placements, no transaction); whatever it does not place — the ticket unknown, held
+/// (possibly by an expired order), changed meanwhile — is decided in a transaction.
 pub async fn place(
     store: &Store,
+    placer: &Placer,
     ticket_id: &TicketId,
     user_id: &UserId,
     now: i64,
     deadline: Deadline,
 ) -> Result<Order, PlaceError> {
-    if store.backend() == Backend::Postgres {
-        if let Some(placed) = place_at_once(store, ticket_id, user_id, deadline).await? {
-            return Ok(placed);
+    if let Some(ticket) = placer.ticket(ticket_id).await {
+        let (order, event) = new_order(&ticket, user_id, deadline);
+        let placement = Placement {
+            order: order.clone(),
+            event,
+        };
+        if placer.insert(placement).await {
+            return Ok(order);
         }
     }
     let mut tx = store.begin().await?;
@@ -114,45 +125,6 @@ pub async fn place(
     let order = place_in(&mut tx, &ticket, user_id, now, deadline).await?;
     tx.commit().await?;
     Ok(order)
-}
-
-/// PostgreSQL's common case in two round trips and no transaction: read the ticket,
-/// then one statement inserts the order — only if the ticket is free and still at the
-/// version read, so its price is the one read — and enqueues `order:created`. Anything
-/// else (the ticket unknown, held, possibly by an expired order, or changed meanwhile)
-/// returns None, and [`place_in`] decides in a transaction. (On SQLite a statement costs
-/// no round trip, and the transaction is the whole path.)
-async fn place_at_once(
-    store: &Store,
-    ticket_id: &TicketId,
-    user_id: &UserId,
-    deadline: Deadline,
-) -> Result<Option<Order>, sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        outbox::enqueue_after(
-            &format!(
-                "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
-                 SELECT $1, $2, id, $4, $5, 0 FROM tickets WHERE id = $3 AND version = $6 \
-                 ON CONFLICT (ticket_id) WHERE {HOLDS_TICKET} DO NOTHING RETURNING id"
-            ),
-            6,
-        )
-    });
-    let Some(ticket) = tickets::find_now(store, ticket_id).await? else {
-        return Ok(None);
-    };
-    let (order, event) = new_order(&ticket, user_id, deadline);
-    let query = query(&SQL)
-        .bind(&order.id)
-        .bind(&order.user_id)
-        .bind(&ticket.id)
-        .bind(order.status.as_str())
-        .bind(order.expires_at)
-        .bind(ticket.version);
-    let placed = outbox::bind_event(query, &event)
-        .execute(store.writer())
-        .await?;
-    Ok((placed == 1).then_some(order))
 }
 
 /// A new order for `ticket` and its `order:created`.

@@ -5,7 +5,7 @@ use ticketing_bus::HandlerError;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::TicketId;
-use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
+use ticketing_store::{query, Backend, FromRow, Row, Tx};
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
@@ -48,15 +48,13 @@ impl FromRow for TicketCopy {
     }
 }
 
+/// The columns [`TicketCopy`] is read from.
+pub const FIND_COLUMNS: &str = "id, title, price_cents, version";
+
 const FIND: &str = "SELECT id, title, price_cents, version FROM tickets WHERE id = $1";
 
 pub async fn find(tx: &mut Tx, id: &TicketId) -> Result<Option<TicketCopy>, sqlx::Error> {
     query(FIND).bind(id).fetch_optional_as(&mut *tx).await
-}
-
-/// The ticket as last applied, read outside a transaction.
-pub async fn find_now(store: &Store, id: &TicketId) -> Result<Option<TicketCopy>, sqlx::Error> {
-    query(FIND).bind(id).fetch_optional_as(store.reader()).await
 }
 
 /// Apply a ticket's state at `copy.version`, if it is the next one.
@@ -98,12 +96,12 @@ pub async fn apply_all(
     if tx.backend() == Backend::Postgres && copies.len() > 1 {
         const INSERT: &str = "INSERT INTO tickets (id, title, price_cents, version) \
             SELECT c->>'id', c->>'title', (c->>'price')::bigint, 0 \
-            FROM json_array_elements($1::json) WITH ORDINALITY AS batch(c, n) \
+            FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS batch(c, n) \
             WHERE (c->>'version')::bigint = 0 ORDER BY n \
             ON CONFLICT (id) DO NOTHING RETURNING id";
         const UPDATE: &str = "UPDATE tickets SET title = c->>'title', \
             price_cents = (c->>'price')::bigint, version = (c->>'version')::bigint \
-            FROM json_array_elements($1::json) AS batch(c) \
+            FROM jsonb_array_elements($1::jsonb) AS batch(c) \
             WHERE id = c->>'id' AND version = (c->>'version')::bigint - 1 \
             RETURNING id, version";
         let rows: Vec<serde_json::Value> = copies

@@ -95,7 +95,7 @@ pub async fn apply_created_all(
             (id, user_id, status, price_cents, expires_at, version) \
             SELECT o->>'id', o->>'userId', o->>'status', (o->>'price')::bigint, \
             (o->>'expiresAt')::bigint, 0 \
-            FROM json_array_elements($1::json) WITH ORDINALITY AS batch(o, n) \
+            FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS batch(o, n) \
             WHERE (o->>'version')::bigint = 0 ORDER BY n \
             ON CONFLICT (id) DO NOTHING RETURNING id";
         let rows: Vec<serde_json::Value> = orders

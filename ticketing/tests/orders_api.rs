@@ -542,6 +542,102 @@ async fn a_hundred_buyers_one_ticket_one_winner(flavor: Flavor) {
         .all(|(_, b)| b["errors"][0]["message"] == "Ticket is already reserved"));
 }
 
+/// Many buyers on many tickets at once, interleaved: on PostgreSQL concurrent placements
+/// share statements (batches holding several tickets, the same ticket twice, in any
+/// order), and still each ticket has one winner, each winner one `order:created` with
+/// its ticket's price, and every loser the reserved error.
+async fn many_buyers_many_tickets_one_winner_each(flavor: Flavor) {
+    const TICKETS: usize = 30;
+    const BUYERS_EACH: usize = 4;
+    let app = spawn(flavor).await;
+    let created = EventRecorder::start(&app.env.runtime, Subject::OrderCreated).await;
+    let mut tickets = Vec::new();
+    for i in 0..TICKETS {
+        let ticket = app.ticket(&format!("Show {i}"), json!(10 + i)).await;
+        tickets.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+    let store = app.orders_store().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while query("SELECT id FROM tickets")
+        .fetch_all(store.reader())
+        .await
+        .unwrap()
+        .len()
+        < TICKETS
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never heard of every ticket"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let attempts = TICKETS * BUYERS_EACH;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(attempts));
+    let orders = (0..attempts).map(|i| {
+        let tid = tickets[i % TICKETS].clone();
+        let (token, _) = app
+            .env
+            .runtime
+            .keys
+            .issue(&format!("buyer{i}"), "b@test.com")
+            .unwrap();
+        let (client, url, barrier) = (
+            TestServer::new_client(),
+            app.server.url("/api/orders"),
+            barrier.clone(),
+        );
+        async move {
+            barrier.wait().await;
+            let res = client
+                .post(url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .json(&json!({"ticketId": tid}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            (tid, status, res.json::<Value>().await.unwrap())
+        }
+    });
+    let results = futures::future::join_all(orders).await;
+
+    let mut winners = std::collections::HashMap::new();
+    for (tid, status, body) in &results {
+        match *status {
+            StatusCode::CREATED => {
+                assert_eq!(&body["ticket"]["id"], tid);
+                assert!(
+                    winners.insert(tid.clone(), body.clone()).is_none(),
+                    "{results:?}"
+                );
+            }
+            StatusCode::BAD_REQUEST => {
+                assert_eq!(body["errors"][0]["message"], "Ticket is already reserved");
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(winners.len(), TICKETS, "{results:?}");
+
+    let mut announced = std::collections::HashMap::new();
+    for _ in 0..TICKETS {
+        let event: Value = serde_json::from_slice(&created.next().await.payload).unwrap();
+        let tid = event["ticket"]["id"].as_str().unwrap().to_owned();
+        assert!(
+            announced.insert(tid, event).is_none(),
+            "a second order:created for a ticket"
+        );
+    }
+    created.assert_quiet(Duration::from_millis(300)).await;
+    for (tid, order) in &winners {
+        let event = &announced[tid];
+        assert_eq!(event["id"], order["id"]);
+        assert_eq!(event["userId"], order["userId"]);
+        assert_eq!(event["ticket"]["price"], order["ticket"]["price"]);
+    }
+}
+
 fn ticket_event(id: &str, version: i64, title: &str) -> Envelope {
     if version == 0 {
         Envelope::new(&TicketCreated {
@@ -708,6 +804,7 @@ flavor_tests!(
     expiration_cancels_an_unpaid_order,
     an_expired_order_no_longer_holds_its_ticket,
     a_hundred_buyers_one_ticket_one_winner,
+    many_buyers_many_tickets_one_winner_each,
     replica_applies_versions_in_order_whatever_the_delivery,
     replica_applies_a_burst_of_events_for_many_tickets,
     openapi_covers_every_orders_route,

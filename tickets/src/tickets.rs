@@ -183,7 +183,7 @@ pub async fn reserve_all(
         format!(
             "UPDATE tickets SET order_id = r->>'order', last_order_id = r->>'order', \
              version = version + 1 \
-             FROM json_array_elements($1::json) WITH ORDINALITY AS batch(r, n) \
+             FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS batch(r, n) \
              WHERE id = r->>'ticket' AND (order_id IS NULL OR order_id < r->>'order') \
                AND (last_order_id IS NULL OR last_order_id < r->>'order') \
                AND NOT EXISTS (SELECT 1 FROM cancelled_orders \

@@ -46,7 +46,16 @@ pub async fn create(
     let now = now_millis();
     let deadline = state.settings.deadline(now);
     let ticket_id = TicketId::from(ticket_id);
-    let order = match orders::place(&state.store, &ticket_id, &user.id, now, deadline).await {
+    let order = match orders::place(
+        &state.store,
+        &state.placer,
+        &ticket_id,
+        &user.id,
+        now,
+        deadline,
+    )
+    .await
+    {
         Ok(order) => order,
         Err(PlaceError::UnknownTicket) => return Err(ApiError::NotFound),
         Err(PlaceError::Reserved) => {

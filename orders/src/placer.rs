@@ -1,0 +1,232 @@
+//! PostgreSQL: orders placed at the same time share their statements.
+//!
+//! Placing an order in the common case — the ticket known and free — is two statements:
+//! read the ticket from the replica, then insert the order and its `order:created` in
+//! one statement. Each costs PostgreSQL a round trip, a wake-up and a statement whatever
+//! it holds, and under load those per-statement costs were most of an order's CPU. So
+//! concurrent placements queue for a batcher (`batch-aint-one`, policy `Immediate`): a
+//! placement that finds a free slot runs at once, alone; the ones that arrive while the
+//! slots are busy wait for the next one and go together, one statement for all their
+//! reads, one for all their inserts. Each caller builds its own event between the two,
+//! so the event carries its own request's trace.
+//!
+//! The insert keeps every guarantee of the single statement: an order is written only
+//! when its ticket is still at the version read (so its price is the one read) and the
+//! unique index lets it in; its event is written by the same statement, so with it or
+//! not at all. Rows go in ticket order, so two batches that contend for the same tickets
+//! wait for each other in one order and cannot deadlock. Anything else — the ticket
+//! unknown, held, changed, the batch refused or failed — answers "not placed here", and
+//! the caller decides in a transaction ([`crate::orders::place`]). SQLite has no
+//! round trips to save (and its writer already commits queued transactions together):
+//! there the placer always answers "not placed here".
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
+
+use batch_aint_one::{Batcher, BatchingPolicy, Limits, Processor};
+use ticketing_bus::{outbox, Envelope};
+use ticketing_contracts::TicketId;
+use ticketing_store::{query, Backend, Store};
+
+use crate::orders::{Order, HOLDS_TICKET};
+use crate::tickets::{TicketCopy, FIND_COLUMNS};
+
+/// Most placements in one statement.
+const MAX_BATCH: usize = 64;
+/// Batches of one kind in flight at once (a statement each, so a connection each).
+const IN_FLIGHT: usize = 2;
+/// Placements waiting for a batch, beyond which they are decided alone.
+const MAX_QUEUED: usize = 1024;
+
+/// See the module documentation. Cheap to clone.
+#[derive(Clone)]
+pub struct Placer {
+    batchers: Option<Arc<Batchers>>,
+}
+
+struct Batchers {
+    reads: Batcher<ReadTickets>,
+    inserts: Batcher<InsertOrders>,
+}
+
+/// An order about to be inserted (its ticket at the version read) and its event.
+pub struct Placement {
+    pub order: Order,
+    pub event: Envelope,
+}
+
+impl Placer {
+    /// A placer for `store`'s orders (one that never places on SQLite). Starts its
+    /// workers: call from within the runtime.
+    pub fn new(store: &Store) -> Placer {
+        if store.backend() != Backend::Postgres {
+            return Placer { batchers: None };
+        }
+        let limits = Limits::builder()
+            .max_batch_size(MAX_BATCH)
+            .max_key_concurrency(IN_FLIGHT)
+            .max_key_queued_items(MAX_QUEUED)
+            .build();
+        Placer {
+            batchers: Some(Arc::new(Batchers {
+                reads: Batcher::builder()
+                    .name("orders.read_tickets")
+                    .processor(ReadTickets(store.clone()))
+                    .limits(limits)
+                    .batching_policy(BatchingPolicy::Immediate)
+                    .build(),
+                inserts: Batcher::builder()
+                    .name("orders.insert_orders")
+                    .processor(InsertOrders(store.clone()))
+                    .limits(limits)
+                    .batching_policy(BatchingPolicy::Immediate)
+                    .build(),
+            })),
+        }
+    }
+
+    /// The ticket as last applied to the replica; `None` when unknown here or when it
+    /// could not be read in a batch (the caller reads it in its transaction).
+    pub async fn ticket(&self, id: &TicketId) -> Option<TicketCopy> {
+        let batchers = self.batchers.as_ref()?;
+        batchers
+            .reads
+            .add((), id.clone())
+            .await
+            .inspect_err(|e| tracing::debug!(error = %e, "batched ticket read not done"))
+            .ok()
+            .flatten()
+    }
+
+    /// Insert the order of `placement` and enqueue its event, if its ticket is free and
+    /// still at the version read; whether it did.
+    pub async fn insert(&self, placement: Placement) -> bool {
+        let Some(batchers) = self.batchers.as_ref() else {
+            return false;
+        };
+        batchers
+            .inserts
+            .add((), placement)
+            .await
+            .inspect_err(|e| tracing::debug!(error = %e, "batched order insert not done"))
+            .unwrap_or(false)
+    }
+}
+
+type BatchResult<T> = Result<Vec<T>, Arc<sqlx::Error>>;
+
+fn failed(what: &str, error: sqlx::Error) -> Arc<sqlx::Error> {
+    tracing::warn!(error = %error, "{what} failed; its placements are decided one by one");
+    Arc::new(error)
+}
+
+#[derive(Clone)]
+struct ReadTickets(Store);
+
+impl Processor for ReadTickets {
+    type Key = ();
+    type Input = TicketId;
+    type Output = Option<TicketCopy>;
+    type Error = Arc<sqlx::Error>;
+    type Resources = ();
+
+    async fn acquire_resources(&self, _: ()) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    async fn process(
+        &self,
+        _: (),
+        ids: impl Iterator<Item = TicketId> + Send,
+        _: (),
+    ) -> BatchResult<Option<TicketCopy>> {
+        // `= ANY(ARRAY(...))`: an index lookup per id whatever the statistics say (a
+        // join with the array could be planned as a scan of the replica).
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {FIND_COLUMNS} FROM tickets \
+                 WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))"
+            )
+        });
+        let ids: Vec<TicketId> = ids.collect();
+        let json = serde_json::to_string(&ids).expect("ids serialize");
+        let found: Vec<TicketCopy> = query(&SQL)
+            .bind(json)
+            .fetch_all_as(self.0.reader())
+            .await
+            .map_err(|e| failed("a batched ticket read", e))?;
+        let found: HashMap<TicketId, TicketCopy> =
+            found.into_iter().map(|t| (t.id.clone(), t)).collect();
+        // A ticket asked for twice in a batch: both callers get it.
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+}
+
+#[derive(Clone)]
+struct InsertOrders(Store);
+
+impl Processor for InsertOrders {
+    type Key = ();
+    type Input = Placement;
+    type Output = bool;
+    type Error = Arc<sqlx::Error>;
+    type Resources = ();
+
+    async fn acquire_resources(&self, _: ()) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    async fn process(
+        &self,
+        _: (),
+        placements: impl Iterator<Item = Placement> + Send,
+        _: (),
+    ) -> BatchResult<bool> {
+        // The ticket check is a subquery per row, evaluated once (MATERIALIZED): an index
+        // lookup whatever the statistics say.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "WITH batch AS MATERIALIZED ( \
+                   SELECT r, n, (SELECT id FROM tickets WHERE id = r->>'ticketId' \
+                                 AND version = (r->>'ticketVersion')::bigint) AS ticket_id \
+                   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(r, n)), \
+                 written AS ( \
+                   INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+                   SELECT r->>'id', r->>'userId', ticket_id, r->>'status', \
+                          (r->>'expiresAt')::bigint, 0 \
+                   FROM batch WHERE ticket_id IS NOT NULL ORDER BY ticket_id \
+                   ON CONFLICT (ticket_id) WHERE {HOLDS_TICKET} DO NOTHING RETURNING id) \
+                 {} FROM batch WHERE r->>'id' IN (SELECT id FROM written) ORDER BY n \
+                 RETURNING event_id",
+                outbox::insert_from_json("(r->'event')")
+            )
+        });
+        let placements: Vec<Placement> = placements.collect();
+        let rows: Vec<serde_json::Value> = placements
+            .iter()
+            .filter_map(|p| {
+                let order = &p.order;
+                Some(serde_json::json!({
+                    "id": order.id,
+                    "userId": order.user_id,
+                    "ticketId": order.ticket.id,
+                    "ticketVersion": order.ticket.version,
+                    "status": order.status.as_str(),
+                    "expiresAt": order.expires_at,
+                    "event": outbox::json_row(&p.event)?,
+                }))
+            })
+            .collect();
+        let written: HashSet<String> = query(&SQL)
+            .bind(serde_json::Value::from(rows).to_string())
+            .scalars(self.0.writer())
+            .await
+            .map_err(|e| failed("a batched order insert", e))?
+            .into_iter()
+            .collect();
+        Ok(placements
+            .iter()
+            .map(|p| written.contains(&p.event.id))
+            .collect())
+    }
+}
