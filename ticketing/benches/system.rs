@@ -30,7 +30,8 @@
 //! `redis://127.0.0.1:6379`), under a prefix of the run's own; its databases, stream and
 //! keys are dropped afterwards.
 //!
-//! Knobs (environment): `BENCH_TICKETS` (tickets created, default 30000),
+//! Knobs (environment): `BENCH_TICKETS` (tickets created, default 120000 embedded, 80000
+//! distributed),
 //! `BENCH_SECONDS` (length of each closed-loop, list and ceiling run, default 10),
 //! `BENCH_CONCURRENCY` (tickets, list and ceiling load, default 32),
 //! `BENCH_ORDER_CONCURRENCY` (comma list, default `32,64`), `BENCH_OPEN_RATE` (orders/s,
@@ -87,7 +88,7 @@ struct Knobs {
 
 fn default_tickets() -> usize {
     match std::env::var("BENCH_MODE").as_deref().map(str::trim) {
-        Ok("distributed") => 40_000,
+        Ok("distributed") => 80_000,
         _ => 120_000,
     }
 }
