@@ -30,7 +30,7 @@
 //! `redis://127.0.0.1:6379`), under a prefix of the run's own; its databases, stream and
 //! keys are dropped afterwards.
 //!
-//! Knobs (environment): `BENCH_TICKETS` (tickets created, default 120000 embedded, 80000
+//! Knobs (environment): `BENCH_TICKETS` (tickets created, default 160000 embedded, 80000
 //! distributed),
 //! `BENCH_SECONDS` (length of each closed-loop, list and ceiling run, default 10),
 //! `BENCH_CONCURRENCY` (tickets, list and ceiling load, default 32),
@@ -89,7 +89,7 @@ struct Knobs {
 fn default_tickets() -> usize {
     match std::env::var("BENCH_MODE").as_deref().map(str::trim) {
         Ok("distributed") => 80_000,
-        _ => 120_000,
+        _ => 160_000,
     }
 }
 
