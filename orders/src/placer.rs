@@ -62,25 +62,10 @@ impl Placer {
         if store.backend() != Backend::Postgres {
             return Placer { batchers: None };
         }
-        let limits = Limits::builder()
-            .max_batch_size(MAX_BATCH)
-            .max_key_concurrency(IN_FLIGHT)
-            .max_key_queued_items(MAX_QUEUED)
-            .build();
         Placer {
             batchers: Some(Arc::new(Batchers {
-                reads: Batcher::builder()
-                    .name("orders.read_tickets")
-                    .processor(ReadTickets(store.clone()))
-                    .limits(limits)
-                    .batching_policy(BatchingPolicy::Immediate)
-                    .build(),
-                inserts: Batcher::builder()
-                    .name("orders.insert_orders")
-                    .processor(InsertOrders(store.clone()))
-                    .limits(limits)
-                    .batching_policy(BatchingPolicy::Immediate)
-                    .build(),
+                reads: batcher("orders.read_tickets", ReadTickets(store.clone())),
+                inserts: batcher("orders.insert_orders", InsertOrders(store.clone())),
             })),
         }
     }
@@ -111,6 +96,23 @@ impl Placer {
             .inspect_err(|e| tracing::debug!(error = %e, "batched order insert not done"))
             .unwrap_or(false)
     }
+}
+
+/// A batcher of `processor`'s statement: one at once when a slot is free, the ones
+/// that queued meanwhile together.
+fn batcher<P: Processor<Key = ()>>(name: &str, processor: P) -> Batcher<P> {
+    Batcher::builder()
+        .name(name)
+        .processor(processor)
+        .limits(
+            Limits::builder()
+                .max_batch_size(MAX_BATCH)
+                .max_key_concurrency(IN_FLIGHT)
+                .max_key_queued_items(MAX_QUEUED)
+                .build(),
+        )
+        .batching_policy(BatchingPolicy::Immediate)
+        .build()
 }
 
 type BatchResult<T> = Result<Vec<T>, Arc<sqlx::Error>>;

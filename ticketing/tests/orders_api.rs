@@ -183,6 +183,24 @@ impl App {
     }
 }
 
+/// `POST /api/orders` for `ticket_id` with a Bearer `token`: status and body.
+async fn post_order(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    ticket_id: &str,
+) -> (StatusCode, Value) {
+    let res = client
+        .post(url)
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .json(&json!({"ticketId": ticket_id}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
 async fn errors(res: Response) -> Vec<Value> {
     let body: Value = res.json().await.unwrap();
     body["errors"].as_array().unwrap().clone()
@@ -514,16 +532,7 @@ async fn a_hundred_buyers_one_ticket_one_winner(flavor: Flavor) {
         let tid = tid.clone();
         async move {
             barrier.wait().await;
-            let res = client
-                .post(url)
-                .header(AUTHORIZATION, format!("Bearer {token}"))
-                .json(&json!({"ticketId": tid}))
-                .send()
-                .await
-                .unwrap();
-            let status = res.status();
-            let body: Value = res.json().await.unwrap();
-            (status, body)
+            post_order(&client, url, &token, &tid).await
         }
     });
     let results = futures::future::join_all(attempts).await;
@@ -589,15 +598,8 @@ async fn many_buyers_many_tickets_one_winner_each(flavor: Flavor) {
         );
         async move {
             barrier.wait().await;
-            let res = client
-                .post(url)
-                .header(AUTHORIZATION, format!("Bearer {token}"))
-                .json(&json!({"ticketId": tid}))
-                .send()
-                .await
-                .unwrap();
-            let status = res.status();
-            (tid, status, res.json::<Value>().await.unwrap())
+            let (status, body) = post_order(&client, url, &token, &tid).await;
+            (tid, status, body)
         }
     });
     let results = futures::future::join_all(orders).await;
