@@ -1,5 +1,7 @@
 //! The replica of tickets, applied in version order.
 
+use std::sync::LazyLock;
+
 use ticketing_bus::replica::{self, VersionCheck};
 use ticketing_bus::HandlerError;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
@@ -51,10 +53,10 @@ impl FromRow for TicketCopy {
 /// The columns [`TicketCopy`] is read from.
 pub const FIND_COLUMNS: &str = "id, title, price_cents, version";
 
-const FIND: &str = "SELECT id, title, price_cents, version FROM tickets WHERE id = $1";
-
 pub async fn find(tx: &mut Tx, id: &TicketId) -> Result<Option<TicketCopy>, sqlx::Error> {
-    query(FIND).bind(id).fetch_optional_as(&mut *tx).await
+    static FIND: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {FIND_COLUMNS} FROM tickets WHERE id = $1"));
+    query(&FIND).bind(id).fetch_optional_as(&mut *tx).await
 }
 
 /// Apply a ticket's state at `copy.version`, if it is the next one.
