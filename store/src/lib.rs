@@ -23,6 +23,7 @@ mod query;
 pub mod retention;
 mod sqlite;
 mod sqlite_memory;
+mod sqlite_wal_writes;
 mod value;
 mod writer;
 

@@ -258,7 +258,13 @@ fn connect(path: &Path) -> Result<Connection, sqlx::Error> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(error)?;
+    // The log's frames gathered into a write per commit (`sqlite_wal_writes.rs`).
+    let conn = if crate::sqlite_wal_writes::install() {
+        Connection::open_with_flags_and_vfs(path, flags, crate::sqlite_wal_writes::VFS)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+    .map_err(error)?;
     conn.execute_batch(PRAGMAS).map_err(error)?;
     let synchronous = match synchronous() {
         Synchronous::Normal => "PRAGMA synchronous = NORMAL",
