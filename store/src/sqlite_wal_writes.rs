@@ -370,6 +370,15 @@ mod tests {
         conn
     }
 
+    /// Rows `ids`, ~3 KB each (a page apiece, or nearly).
+    fn insert(conn: &Connection, ids: std::ops::Range<i64>) {
+        let body = "x".repeat(3000);
+        for id in ids {
+            conn.execute("INSERT INTO t (id, body) VALUES (?1, ?2)", (id, &body))
+                .unwrap();
+        }
+    }
+
     fn count(conn: &Connection) -> i64 {
         conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap()
@@ -385,19 +394,15 @@ mod tests {
             .unwrap();
         let reader = connect(&path);
         let plain = Connection::open(&path).unwrap();
-        let body = "x".repeat(3000);
+        let page: usize = writer
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(page, super::PAGE, "the page size gathered");
         for round in 0..50 {
             let before = WRITES.with(Cell::get);
             // Many pages in one transaction: one write of gathered frames.
             writer.execute_batch("BEGIN").unwrap();
-            for i in 0..20 {
-                writer
-                    .execute(
-                        "INSERT INTO t (id, body) VALUES (?1, ?2)",
-                        (round * 20 + i, &body),
-                    )
-                    .unwrap();
-            }
+            insert(&writer, round * 20..(round + 1) * 20);
             writer.execute_batch("COMMIT").unwrap();
             assert_eq!(WRITES.with(Cell::get) - before, 1, "round {round}");
             let expected = (round + 1) * 20;
@@ -411,30 +416,17 @@ mod tests {
             }
         }
         // A transaction larger than the page cache spills pages mid-transaction and
-        // reads them back; a rolled back one leaves nothing.
+        // reads them back, and one larger than what is held is written in pieces; a
+        // rolled back one leaves nothing.
         writer
             .execute_batch("PRAGMA cache_size = 10; BEGIN")
             .unwrap();
-        for i in 0..500 {
-            writer
-                .execute(
-                    "INSERT INTO t (id, body) VALUES (?1, ?2)",
-                    (10_000 + i, &body),
-                )
-                .unwrap();
-        }
+        insert(&writer, 10_000..10_500);
         assert_eq!(count(&writer), 1000 + 500);
         writer.execute_batch("ROLLBACK").unwrap();
         assert_eq!(count(&plain), 1000);
         writer.execute_batch("BEGIN").unwrap();
-        for i in 0..500 {
-            writer
-                .execute(
-                    "INSERT INTO t (id, body) VALUES (?1, ?2)",
-                    (20_000 + i, &body),
-                )
-                .unwrap();
-        }
+        insert(&writer, 20_000..20_500);
         writer.execute_batch("COMMIT").unwrap();
         assert_eq!(count(&reader), 1500);
         let check: String = plain
