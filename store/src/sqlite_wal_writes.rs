@@ -122,7 +122,9 @@ unsafe extern "C" fn open(
     let Some(Real(real_vfs)) = REAL.get() else {
         return ffi::SQLITE_ERROR;
     };
-    let real_open = (**real_vfs).xOpen.expect("a VFS opens files");
+    let Some(real_open) = (**real_vfs).xOpen else {
+        return ffi::SQLITE_ERROR;
+    };
     if flags & ffi::SQLITE_OPEN_WAL == 0 {
         // Not a log: the default VFS's file, in place (the allocation is larger).
         return real_open(*real_vfs, name, file, flags, out_flags);
@@ -176,12 +178,14 @@ unsafe fn parts<'a>(
 }
 
 impl LogFile {
-    /// Write out what is held, in one call.
+    /// Write out what is held: one call, or pieces of [`MAX_WRITE`] for a bulk load.
     unsafe fn flush(&mut self) -> c_int {
         if self.held.is_empty() {
             return ffi::SQLITE_OK;
         }
-        let write = (*(*self.real).pMethods).xWrite.expect("a file writes");
+        let Some(write) = (*(*self.real).pMethods).xWrite else {
+            return ffi::SQLITE_IOERR_WRITE;
+        };
         let mut rc = ffi::SQLITE_OK;
         let mut offset = self.start;
         for chunk in self.held.chunks(MAX_WRITE) {
@@ -256,8 +260,10 @@ unsafe extern "C" fn write(
         if rc != ffi::SQLITE_OK {
             return rc;
         }
-        let write = methods.xWrite.expect("a file writes");
-        return write(real, data, amount, offset);
+        return match methods.xWrite {
+            Some(write) => write(real, data, amount, offset),
+            None => ffi::SQLITE_IOERR_WRITE,
+        };
     };
     if log.held.is_empty() {
         log.start = offset;
