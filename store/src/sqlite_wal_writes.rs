@@ -26,9 +26,12 @@ use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
-/// The name connections open with.
-pub(crate) const VFS: &str = "ticketing-gathered-log";
 const VFS_NAME: &CStr = c"ticketing-gathered-log";
+/// The name connections open with.
+pub(crate) const VFS: &str = match VFS_NAME.to_str() {
+    Ok(name) => name,
+    Err(_) => panic!("the VFS name is UTF-8"),
+};
 
 /// The log's own header, before its first frame.
 const LOG_HEADER: i64 = 32;
