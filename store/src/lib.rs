@@ -71,6 +71,14 @@ pub fn set_sqlite_synchronous(mode: Synchronous) {
     sqlite::set_synchronous(mode);
 }
 
+/// Whether the SQLite files this process opens after the call gather a commit's log
+/// frames into one write (the `--sqlite-gathered-log` setting of the binary, on by
+/// default; off opens them on SQLite's default VFS, to rule it out in an incident). See
+/// docs/decisions/0022-a-commit-in-one-write.md.
+pub fn set_sqlite_gathered_log(on: bool) {
+    sqlite::set_gathered_log(on);
+}
+
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

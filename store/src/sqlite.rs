@@ -37,6 +37,13 @@ pub(crate) fn set_synchronous(mode: Synchronous) {
     SYNCHRONOUS.store(mode as u8, Ordering::Relaxed);
 }
 
+/// Whether connections open on the gathered-log VFS (`--sqlite-gathered-log`).
+static GATHERED_LOG: AtomicBool = AtomicBool::new(true);
+
+pub(crate) fn set_gathered_log(on: bool) {
+    GATHERED_LOG.store(on, Ordering::Relaxed);
+}
+
 pub(crate) fn synchronous() -> Synchronous {
     if SYNCHRONOUS.load(Ordering::Relaxed) == Synchronous::Full as u8 {
         Synchronous::Full
@@ -85,7 +92,11 @@ impl Lite {
         Ok(Lite {
             reset_log_frames: RESET_LOG_AT / page_size.max(1),
             path: path.to_owned(),
-            writer: Arc::new(Mutex::new(Some(Writer::new(writer, queued.clone())))),
+            writer: Arc::new(Mutex::new(Some(Writer::new(
+                writer,
+                queued.clone(),
+                synchronous() == Synchronous::Full,
+            )))),
             queued,
             readers: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
@@ -163,7 +174,11 @@ impl Lite {
         if writer.stuck() {
             if let Err(err) = writer.conn.execute_batch("ROLLBACK") {
                 tracing::warn!(error = %err, "SQLite writer stuck in a transaction; reopening it");
-                *writer = Writer::new(connect(&self.path)?, self.queued.clone());
+                *writer = Writer::new(
+                    connect(&self.path)?,
+                    self.queued.clone(),
+                    synchronous() == Synchronous::Full,
+                );
             }
         }
         Ok(writer)
@@ -259,7 +274,7 @@ fn connect(path: &Path) -> Result<Connection, sqlx::Error> {
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     // The log's frames gathered into a write per commit (`sqlite_wal_writes.rs`).
-    let conn = if crate::sqlite_wal_writes::install() {
+    let conn = if GATHERED_LOG.load(Ordering::Relaxed) && crate::sqlite_wal_writes::install() {
         Connection::open_with_flags_and_vfs(path, flags, crate::sqlite_wal_writes::VFS)
     } else {
         Connection::open_with_flags(path, flags)

@@ -17,7 +17,13 @@
 //! Each transaction stays atomic (its savepoint is all or nothing) and none is answered
 //! before its changes are committed; a failed group commit fails every member. Readers
 //! (other connections) see a group's changes when it commits, never a part of it.
+//!
+//! A group is bounded by count ([`MAX_GROUP`]) and by size: once its changes no longer
+//! fit the page cache (SQLite began spilling pages to the log), it commits with the
+//! transaction that made it spill. With `synchronous = FULL` a commit waits for the
+//! disk, so whichever path commits a group does it off the executor's threads.
 
+use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -27,7 +33,7 @@ use tokio::sync::oneshot;
 use crate::sqlite::{run_batch, SqliteError};
 
 /// Transactions committed together at most: bounds the wait of the group's first one.
-const MAX_GROUP: usize = 64;
+pub(crate) const MAX_GROUP: usize = 64;
 
 /// What a member of a group is answered: the group commit's outcome.
 pub(crate) type Outcome = Result<(), SqliteError>;
@@ -40,6 +46,8 @@ pub(crate) struct Writer {
     queued: Arc<AtomicUsize>,
     /// The open group transaction, if any.
     group: Option<Group>,
+    /// The connection syncs at commit (`synchronous = FULL`).
+    syncs: bool,
 }
 
 /// Transactions that ended inside the open group transaction, waiting for its commit.
@@ -57,11 +65,12 @@ pub(crate) enum Ended {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, queued: Arc<AtomicUsize>) -> Writer {
+    pub(crate) fn new(conn: Connection, queued: Arc<AtomicUsize>, syncs: bool) -> Writer {
         Writer {
             conn,
             queued,
             group: None,
+            syncs,
         }
     }
 
@@ -79,6 +88,7 @@ impl Writer {
         }
         if self.group.is_none() {
             run_batch(&mut self.conn, "BEGIN IMMEDIATE")?;
+            spilled_since(&self.conn, true);
             self.group = Some(Group::default());
         }
         if let Err(err) = run_batch(&mut self.conn, "SAVEPOINT tx") {
@@ -122,7 +132,10 @@ impl Writer {
             // Not reachable (a transaction runs in a group); refused rather than panic.
             return Err(lost().into());
         };
-        if self.queued.load(Ordering::Acquire) > 0 && group.waiting.len() + 1 < MAX_GROUP {
+        if self.queued.load(Ordering::Acquire) > 0
+            && group.waiting.len() + 1 < MAX_GROUP
+            && !spilled_since(&self.conn, false)
+        {
             let (answer, answered) = oneshot::channel();
             group.waiting.push(answer);
             return Ok(Ended::Deferred(answered));
@@ -172,7 +185,11 @@ impl Writer {
 
     fn commit_group(&mut self) -> Result<(), sqlx::Error> {
         let group = self.group.take().unwrap_or_default();
-        let committed = run_batch(&mut self.conn, "COMMIT");
+        let committed = if self.syncs {
+            may_block(|| run_batch(&mut self.conn, "COMMIT"))
+        } else {
+            run_batch(&mut self.conn, "COMMIT")
+        };
         if committed.is_err() && !self.conn.is_autocommit() {
             let _ = run_batch(&mut self.conn, "ROLLBACK");
         }
@@ -225,6 +242,37 @@ fn lost() -> SqliteError {
         code: ffi::SQLITE_ABORT,
         message: "the transaction was rolled back after an earlier error".into(),
     }
+}
+
+/// Run `f`, which waits for the disk, without holding up the tasks of the executor
+/// thread it is called on (the executor hands that thread's other tasks to another).
+/// On a blocking thread, or a single-threaded runtime (tests), it runs as is.
+fn may_block<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Has the open transaction spilled pages from the page cache to the log (since the
+/// last call with `reset`)? Then it has outgrown the cache.
+fn spilled_since(conn: &Connection, reset: bool) -> bool {
+    let (mut current, mut highest) = (0, 0);
+    // SAFETY: the handle is valid while `conn` is borrowed, and this call only reads
+    // (and with `reset`, zeroes) a counter of the connection.
+    let rc = unsafe {
+        ffi::sqlite3_db_status(
+            conn.handle(),
+            ffi::SQLITE_DBSTATUS_CACHE_SPILL,
+            &mut current,
+            &mut highest,
+            c_int::from(reset),
+        )
+    };
+    rc == ffi::SQLITE_OK && current > 0
 }
 
 /// Does the open transaction hold foreign key violations whose check was deferred to

@@ -143,6 +143,19 @@ pub struct ServeArgs {
     )]
     pub sqlite_synchronous: ticketing_store::Synchronous,
 
+    /// Embedded mode: write a commit's log frames in one write (`on`, the default) or
+    /// frame by frame on SQLite's own VFS (`off`), to rule the gathering out in an
+    /// incident. See docs/decisions/0022-a-commit-in-one-write.md.
+    #[arg(
+        long,
+        env = "TICKETING_SQLITE_GATHERED_LOG",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub sqlite_gathered_log: bool,
+
     /// Distributed mode: a `postgres://` server URL. Each service uses its own database
     /// named `<db>_<service>` (`<db>` from the URL, default `ticketing`), created if missing.
     #[arg(long, env = "TICKETING_DATABASE_URL", global = true)]
