@@ -6,11 +6,16 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use ticketing_kit::backend_tests;
-use ticketing_kit::testing::{TestBackend, TestEnv, TestServer};
+use ticketing_kit::testing::{errors, TestApp, TestBackend, TestEnv, TestServer};
 
-struct App {
-    server: TestServer,
-    _env: TestEnv,
+/// The auth service alone.
+struct App(TestApp);
+
+impl std::ops::Deref for App {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.0
+    }
 }
 
 async fn spawn(backend: TestBackend) -> App {
@@ -27,21 +32,12 @@ async fn spawn_with(
     let auth = ticketing_auth::mount(&env.runtime, &settings)
         .await
         .expect("mount auth");
-    App {
-        server: TestServer::spawn(vec![auth]).await,
-        _env: env,
-    }
+    App(TestApp::spawn(env, vec![auth]).await)
 }
 
 impl App {
     async fn post(&self, path: &str, body: Value) -> Response {
-        self.server
-            .client
-            .post(self.server.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request")
+        self.api.post_json(path, body).await
     }
 
     async fn signup(&self, email: &str, password: &str) -> Response {
@@ -53,21 +49,8 @@ impl App {
     }
 
     async fn current_user(&self) -> Value {
-        let res = self
-            .server
-            .client
-            .get(self.server.url("/api/users/currentuser"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        res.json().await.unwrap()
+        self.api.get_json("/api/users/currentuser").await
     }
-}
-
-async fn errors(res: Response) -> Vec<Value> {
-    let body: Value = res.json().await.expect("error body is JSON");
-    body["errors"].as_array().expect("errors array").clone()
 }
 
 fn fields(errors: &[Value]) -> Vec<&str> {

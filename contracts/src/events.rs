@@ -116,7 +116,10 @@ pub struct OrderCreated {
     pub expires_at: String,
     /// Ours, not the seed's: until when the order holds its ticket, `expiresAt` plus
     /// the grace in which a payment made before `expiresAt` may still complete it. The
-    /// expiration service fires then. Absent from older producers: `expiresAt` + 2 s.
+    /// expiration service fires then. Absent from older producers, whose grace only
+    /// the orders service knows: a consumer takes `expiresAt`, the earliest the
+    /// reservation can end, and orders answers an `expiration:complete` that comes
+    /// before the order's own `reserved_until` with a retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserved_until: Option<String>,
     pub version: i64,

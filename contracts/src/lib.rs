@@ -15,3 +15,4 @@ pub use error::{ErrorBody, ErrorItem};
 pub use ids::{OrderId, PaymentId, TicketId, UserId};
 pub use money::Cents;
 pub use status::OrderStatus;
+pub use time::Timestamp;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use ticketing_contracts::time::now_millis;
+use ticketing_contracts::{OrderId, Timestamp};
 use ticketing_expiration::{
     DelayQueue, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
 };
@@ -88,7 +89,7 @@ async fn run(
     let total = jobs / PRODUCERS * PRODUCERS;
     // Per fired job: (claimed at − due at, claimed at − max(due at, schedule call start)).
     let lateness = Arc::new(Mutex::new(Vec::<(i64, i64)>::with_capacity(total)));
-    let scheduled_at = Arc::new(Mutex::new(HashMap::<String, i64>::with_capacity(total)));
+    let scheduled_at = Arc::new(Mutex::new(HashMap::<OrderId, i64>::with_capacity(total)));
     let fired = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
 
@@ -108,10 +109,11 @@ async fn run(
                 {
                     let scheduled_at = scheduled_at.lock().unwrap();
                     lateness.lock().unwrap().extend(due.iter().map(|j| {
+                        let due_at = j.due_at_millis.as_millis();
                         let ready = scheduled_at
                             .get(&j.order_id)
-                            .map_or(j.due_at_millis, |s| (*s).max(j.due_at_millis));
-                        (at - j.due_at_millis, at - ready)
+                            .map_or(due_at, |s| (*s).max(due_at));
+                        (at - due_at, at - ready)
                     }));
                 }
                 // The service enqueues each job's event and completes it; jobs of one
@@ -143,12 +145,12 @@ async fn run(
                 if wait > 0 {
                     tokio::time::sleep(Duration::from_millis(wait as u64)).await;
                 }
-                let id = format!("{p}-{i}");
+                let id = OrderId::from(format!("{p}-{i}"));
                 scheduled_at
                     .lock()
                     .unwrap()
                     .insert(id.clone(), now_millis());
-                q.schedule(&id, due).await?;
+                q.schedule(&id, Timestamp::from_millis(due)).await?;
             }
             anyhow::Ok(())
         }));

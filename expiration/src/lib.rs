@@ -1,7 +1,7 @@
 //! Expiration service: fires `expiration:complete` when an order's reservation runs out.
 //!
 //! The heart of it is a [`DelayQueue`]: one pending job per order, due at the order's
-//! `expiresAt`. Two implementations share the contract:
+//! `reservedUntil`. Two implementations share the contract:
 //! - [`RedisDelayQueue`] (distributed mode, `REDIS_URL`): a sorted set claimed atomically
 //!   by a Lua script, so several replicas never fire one job twice;
 //! - [`SqlDelayQueue`] over the service's [`Store`](ticketing_store::Store)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ticketing_contracts::time::now_millis;
+use ticketing_contracts::{OrderId, Timestamp};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 /// A job handed to one claimer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueJob {
-    pub order_id: String,
-    /// When the job was due (Unix milliseconds), as scheduled.
-    pub due_at_millis: i64,
+    pub order_id: OrderId,
+    /// When the job was due, as scheduled.
+    pub due_at_millis: Timestamp,
     /// The claim's token: [`DelayQueue::complete`] removes the job only while this claim
     /// still holds it (not after the lease ran out and another claimer took it over, nor
     /// after the order was rescheduled).
@@ -24,13 +24,13 @@ pub struct DueJob {
 /// Durable one-job-per-order delay queue, shared by every replica of the service.
 #[async_trait]
 pub trait DelayQueue: Send + Sync + 'static {
-    /// Schedule `order_id`'s expiry at `due_at_millis` (Unix ms). Idempotent: scheduling
-    /// an order again with the same time changes nothing (even while it is claimed); with
-    /// another time it replaces the job (and voids any claim on it).
-    async fn schedule(&self, order_id: &str, due_at_millis: i64) -> anyhow::Result<()>;
+    /// Schedule `order_id`'s expiry at `due_at`. Idempotent: scheduling an order again
+    /// with the same time changes nothing (even while it is claimed); with another time
+    /// it replaces the job (and voids any claim on it).
+    async fn schedule(&self, order_id: &OrderId, due_at: Timestamp) -> anyhow::Result<()>;
 
     /// Drop the order's job, pending or claimed. Unknown orders are fine.
-    async fn cancel(&self, order_id: &str) -> anyhow::Result<()>;
+    async fn cancel(&self, order_id: &OrderId) -> anyhow::Result<()>;
 
     /// Wait until at least one job is due (or `shutdown`), then claim due jobs, earliest
     /// first, up to `max`. Each job is claimed by exactly one caller across replicas for
@@ -83,13 +83,13 @@ pub(crate) trait Backend: Send + Sync {
     /// Claim up to `max` jobs available at `now`, holding them until `lease_until`.
     async fn claim(
         &self,
-        now: i64,
+        now: Timestamp,
         max: usize,
-        lease_until: i64,
+        lease_until: Timestamp,
         token: &str,
     ) -> anyhow::Result<Vec<DueJob>>;
     /// When the next job becomes claimable, if there is one.
-    async fn earliest(&self) -> anyhow::Result<Option<i64>>;
+    async fn earliest(&self) -> anyhow::Result<Option<Timestamp>>;
 }
 
 /// Claim due jobs, or sleep until the earliest one (capped by `max_sleep`), waking early
@@ -112,15 +112,15 @@ pub(crate) async fn wait_and_claim<B: Backend + ?Sized>(
         tokio::pin!(notified);
         notified.as_mut().enable();
 
-        let now = now_millis();
+        let now = Timestamp::now();
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let lease_until = now.saturating_add(options.lease.as_millis() as i64);
+        let lease_until = now + options.lease;
         let jobs = backend.claim(now, max, lease_until, &token).await?;
         if !jobs.is_empty() {
             return Ok(jobs);
         }
         let sleep = match backend.earliest().await? {
-            Some(at) => Duration::from_millis((at - now_millis()).max(0) as u64),
+            Some(at) => at.saturating_duration_since(Timestamp::now()),
             None => options.max_sleep,
         }
         .min(options.max_sleep);

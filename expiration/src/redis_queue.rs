@@ -16,6 +16,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::Script;
+use ticketing_contracts::{OrderId, Timestamp};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -165,17 +166,17 @@ impl RedisDelayQueue {
 impl Backend for RedisDelayQueue {
     async fn claim(
         &self,
-        now: i64,
+        now: Timestamp,
         max: usize,
-        lease_until: i64,
+        lease_until: Timestamp,
         token: &str,
     ) -> anyhow::Result<Vec<DueJob>> {
         let mut conn = self.conn.clone();
         let flat: Vec<String> = self
             .invocation(&self.scripts.claim)
-            .arg(now)
+            .arg(now.as_millis())
             .arg(max)
-            .arg(lease_until)
+            .arg(lease_until.as_millis())
             .arg(token)
             .invoke_async(&mut conn)
             .await
@@ -183,9 +184,10 @@ impl Backend for RedisDelayQueue {
         flat.chunks_exact(2)
             .map(|pair| {
                 Ok(DueJob {
-                    order_id: pair[0].clone(),
+                    order_id: OrderId::from(pair[0].as_str()),
                     due_at_millis: pair[1]
                         .parse()
+                        .map(Timestamp::from_millis)
                         .with_context(|| format!("bad due time {:?}", pair[1]))?,
                     claim: token.to_owned(),
                 })
@@ -193,7 +195,7 @@ impl Backend for RedisDelayQueue {
             .collect()
     }
 
-    async fn earliest(&self) -> anyhow::Result<Option<i64>> {
+    async fn earliest(&self) -> anyhow::Result<Option<Timestamp>> {
         let mut conn = self.conn.clone();
         let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(&self.keys.jobs)
@@ -202,7 +204,9 @@ impl Backend for RedisDelayQueue {
             .arg("WITHSCORES")
             .query_async(&mut conn)
             .await?;
-        Ok(first.first().map(|(_, score)| *score as i64))
+        Ok(first
+            .first()
+            .map(|(_, score)| Timestamp::from_millis(*score as i64)))
     }
 }
 
@@ -212,12 +216,12 @@ impl DelayQueue for RedisDelayQueue {
         self.len().await
     }
 
-    async fn schedule(&self, order_id: &str, due_at_millis: i64) -> anyhow::Result<()> {
+    async fn schedule(&self, order_id: &OrderId, due_at: Timestamp) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _changed: i64 = self
             .invocation(&self.scripts.schedule)
-            .arg(order_id)
-            .arg(due_at_millis)
+            .arg(order_id.as_str())
+            .arg(due_at.as_millis())
             .invoke_async(&mut conn)
             .await
             .context("scheduling an expiration job")?;
@@ -225,11 +229,11 @@ impl DelayQueue for RedisDelayQueue {
         Ok(())
     }
 
-    async fn cancel(&self, order_id: &str) -> anyhow::Result<()> {
+    async fn cancel(&self, order_id: &OrderId) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _removed: i64 = self
             .invocation(&self.scripts.cancel)
-            .arg(order_id)
+            .arg(order_id.as_str())
             .invoke_async(&mut conn)
             .await
             .context("cancelling an expiration job")?;
@@ -248,7 +252,7 @@ impl DelayQueue for RedisDelayQueue {
         let mut conn = self.conn.clone();
         let _removed: i64 = self
             .invocation(&self.scripts.complete)
-            .arg(&job.order_id)
+            .arg(job.order_id.as_str())
             .arg(&job.claim)
             .invoke_async(&mut conn)
             .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ticketing_bus::outbox::{self, Outbox};
 use ticketing_bus::{Consumers, Envelope};
 use ticketing_contracts::events::{groups, ExpirationComplete};
-use ticketing_contracts::time::now_millis;
+use ticketing_contracts::{OrderId, Timestamp};
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{query, Store};
@@ -56,9 +56,9 @@ impl Default for Settings {
 /// The deterministic id of an order's `expiration:complete`: a job fired twice (lease
 /// ran out after the event was enqueued, before the job was completed) publishes the same
 /// event id again, which the outbox and the bus deduplicate.
-pub fn expiration_event(order_id: &str) -> Envelope {
+pub fn expiration_event(order_id: &OrderId) -> Envelope {
     let mut event = Envelope::new(&ExpirationComplete {
-        order_id: order_id.into(),
+        order_id: order_id.clone(),
     });
     event.id = format!("expiration-{order_id}");
     event
@@ -181,7 +181,7 @@ async fn fire(store: &Store, jobs: &[DueJob]) -> Result<(), sqlx::Error> {
     let mut enqueued_here = std::collections::HashSet::new();
     for job in jobs {
         let event = expiration_event(&job.order_id);
-        if is_finished(&mut tx, &job.order_id.as_str().into()).await? {
+        if is_finished(&mut tx, &job.order_id).await? {
             continue;
         }
         let enqueued = enqueued_here.contains(&event.id)
@@ -193,10 +193,14 @@ async fn fire(store: &Store, jobs: &[DueJob]) -> Result<(), sqlx::Error> {
         if !enqueued {
             enqueued_here.insert(event.id.clone());
             outbox::enqueue(&mut tx, &event).await?;
-            let late_ms = now_millis() - job.due_at_millis;
-            metrics::histogram!("ticketing_expiration_lateness_seconds")
-                .record(late_ms.max(0) as f64 / 1000.0);
-            tracing::info!(order = %job.order_id, due_at = job.due_at_millis, late_ms, "order expired");
+            let late = Timestamp::now().saturating_duration_since(job.due_at_millis);
+            metrics::histogram!("ticketing_expiration_lateness_seconds").record(late.as_secs_f64());
+            tracing::info!(
+                order = %job.order_id,
+                due_at = job.due_at_millis.as_millis(),
+                late_ms = late.as_millis() as u64,
+                "order expired"
+            );
         }
     }
     tx.commit().await

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use ticketing_contracts::{OrderId, Timestamp};
 use ticketing_store::{query, Backend as StoreBackend, Query, Store, Tx};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -64,15 +65,15 @@ impl SqlDelayQueue {
 impl Backend for SqlDelayQueue {
     async fn claim(
         &self,
-        now: i64,
+        now: Timestamp,
         max: usize,
-        lease_until: i64,
+        lease_until: Timestamp,
         token: &str,
     ) -> anyhow::Result<Vec<DueJob>> {
         let rows = query(&self.claim_sql)
-            .bind(lease_until)
+            .bind(lease_until.as_millis())
             .bind(token)
-            .bind(now)
+            .bind(now.as_millis())
             .bind(max as i64)
             .fetch_all(self.store.writer())
             .await
@@ -82,7 +83,7 @@ impl Backend for SqlDelayQueue {
             .map(|row| {
                 Ok(DueJob {
                     order_id: row.get("order_id")?,
-                    due_at_millis: row.get("due_at")?,
+                    due_at_millis: Timestamp::from_millis(row.get("due_at")?),
                     claim: token.to_owned(),
                 })
             })
@@ -91,11 +92,11 @@ impl Backend for SqlDelayQueue {
         Ok(jobs)
     }
 
-    async fn earliest(&self) -> anyhow::Result<Option<i64>> {
+    async fn earliest(&self) -> anyhow::Result<Option<Timestamp>> {
         let at: Option<i64> = query("SELECT MIN(available_at) FROM expiration_jobs")
             .scalar(self.store.reader())
             .await?;
-        Ok(at)
+        Ok(at.map(Timestamp::from_millis))
     }
 }
 
@@ -105,8 +106,8 @@ impl DelayQueue for SqlDelayQueue {
         self.len().await
     }
 
-    async fn schedule(&self, order_id: &str, due_at_millis: i64) -> anyhow::Result<()> {
-        schedule_sql(order_id, due_at_millis)
+    async fn schedule(&self, order_id: &OrderId, due_at: Timestamp) -> anyhow::Result<()> {
+        schedule_sql(order_id, due_at)
             .execute(self.store.writer())
             .await
             .context("scheduling an expiration job")?;
@@ -114,7 +115,7 @@ impl DelayQueue for SqlDelayQueue {
         Ok(())
     }
 
-    async fn cancel(&self, order_id: &str) -> anyhow::Result<()> {
+    async fn cancel(&self, order_id: &OrderId) -> anyhow::Result<()> {
         cancel_sql(order_id)
             .execute(self.store.writer())
             .await
@@ -151,15 +152,15 @@ impl SqlDelayQueue {
     pub async fn schedule_in(
         &self,
         tx: &mut Tx,
-        order_id: &str,
-        due_at_millis: i64,
+        order_id: &OrderId,
+        due_at: Timestamp,
     ) -> Result<(), sqlx::Error> {
-        schedule_sql(order_id, due_at_millis).execute(tx).await?;
+        schedule_sql(order_id, due_at).execute(tx).await?;
         Ok(())
     }
 
     /// [`DelayQueue::cancel`] in the caller's transaction.
-    pub async fn cancel_in(&self, tx: &mut Tx, order_id: &str) -> Result<(), sqlx::Error> {
+    pub async fn cancel_in(&self, tx: &mut Tx, order_id: &OrderId) -> Result<(), sqlx::Error> {
         cancel_sql(order_id).execute(tx).await?;
         Ok(())
     }
@@ -171,7 +172,7 @@ impl SqlDelayQueue {
     }
 }
 
-fn schedule_sql(order_id: &str, due_at_millis: i64) -> Query<'static> {
+fn schedule_sql(order_id: &OrderId, due_at: Timestamp) -> Query<'static> {
     query(
         "INSERT INTO expiration_jobs (order_id, due_at, available_at, claim_token) \
          VALUES ($1, $2, $2, NULL) \
@@ -180,9 +181,9 @@ fn schedule_sql(order_id: &str, due_at_millis: i64) -> Query<'static> {
            WHERE expiration_jobs.due_at <> excluded.due_at",
     )
     .bind(order_id)
-    .bind(due_at_millis)
+    .bind(due_at.as_millis())
 }
 
-fn cancel_sql(order_id: &str) -> Query<'static> {
+fn cancel_sql(order_id: &OrderId) -> Query<'static> {
     query("DELETE FROM expiration_jobs WHERE order_id = $1").bind(order_id)
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ticketing_contracts::time::now_millis;
+use ticketing_contracts::{OrderId, Timestamp};
 use ticketing_expiration::{
     DelayQueue, DueJob, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
 };
@@ -114,6 +115,15 @@ async fn next_within(q: &dyn DelayQueue, max: usize, wait: Duration) -> Vec<DueJ
     jobs
 }
 
+/// The queue's arguments from the plain values these tests write.
+fn id(order: &str) -> OrderId {
+    OrderId::from(order)
+}
+
+fn at(millis: i64) -> Timestamp {
+    Timestamp::from_millis(millis)
+}
+
 fn ids(jobs: &[DueJob]) -> Vec<&str> {
     jobs.iter().map(|j| j.order_id.as_str()).collect()
 }
@@ -122,20 +132,20 @@ async fn fires_when_due_earliest_first(kind: Kind) {
     let h = Harness::new(kind);
     let q = h.open_default().await;
     let now = now_millis();
-    q.schedule("late", now + 900).await.unwrap();
-    q.schedule("soon", now + 400).await.unwrap();
+    q.schedule(&id("late"), at(now + 900)).await.unwrap();
+    q.schedule(&id("soon"), at(now + 400)).await.unwrap();
 
     let jobs = next_within(&*q, 10, Duration::from_secs(5)).await;
     assert_eq!(ids(&jobs), ["soon"]);
-    assert_eq!(jobs[0].due_at_millis, now + 400);
+    assert_eq!(jobs[0].due_at_millis, at(now + 400));
     // Not early (lateness >= 0), not much late.
-    let lateness = now_millis() - jobs[0].due_at_millis;
+    let lateness = now_millis() - jobs[0].due_at_millis.as_millis();
     assert!((0..LATE_OK).contains(&lateness), "fired {lateness} ms late");
     q.complete(&jobs[0]).await.unwrap();
 
     let jobs = next_within(&*q, 10, Duration::from_secs(5)).await;
     assert_eq!(ids(&jobs), ["late"]);
-    let lateness = now_millis() - jobs[0].due_at_millis;
+    let lateness = now_millis() - jobs[0].due_at_millis.as_millis();
     assert!((0..LATE_OK).contains(&lateness), "fired {lateness} ms late");
     q.complete(&jobs[0]).await.unwrap();
 
@@ -149,14 +159,14 @@ async fn cancel_drops_the_job(kind: Kind) {
     let h = Harness::new(kind);
     let q = h.open_default().await;
     let now = now_millis();
-    q.schedule("a", now + 100).await.unwrap();
-    q.schedule("b", now + 100).await.unwrap();
-    q.cancel("a").await.unwrap();
-    q.cancel("never-scheduled").await.unwrap();
+    q.schedule(&id("a"), at(now + 100)).await.unwrap();
+    q.schedule(&id("b"), at(now + 100)).await.unwrap();
+    q.cancel(&id("a")).await.unwrap();
+    q.cancel(&id("never-scheduled")).await.unwrap();
     let jobs = next_within(&*q, 10, Duration::from_secs(3)).await;
     assert_eq!(ids(&jobs), ["b"]);
     // Cancelling a claimed job drops it too: completing the stale claim is harmless.
-    q.cancel("b").await.unwrap();
+    q.cancel(&id("b")).await.unwrap();
     q.complete(&jobs[0]).await.unwrap();
     assert!(next_within(&*q, 10, Duration::from_millis(400))
         .await
@@ -169,14 +179,14 @@ async fn reschedule_is_idempotent(kind: Kind) {
     let q = h.open_default().await;
     let now = now_millis();
     for _ in 0..3 {
-        q.schedule("o", now + 150).await.unwrap();
+        q.schedule(&id("o"), at(now + 150)).await.unwrap();
     }
     let jobs = next_within(&*q, 10, Duration::from_secs(3)).await;
     assert_eq!(ids(&jobs), ["o"]);
 
     // A redelivered order:created (same time) while claimed changes nothing: the job is
     // not handed out a second time.
-    q.schedule("o", now + 150).await.unwrap();
+    q.schedule(&id("o"), at(now + 150)).await.unwrap();
     assert!(next_within(&*q, 10, Duration::from_millis(300))
         .await
         .is_empty());
@@ -187,15 +197,15 @@ async fn reschedule_is_idempotent(kind: Kind) {
 
     // Moving a job replaces it: one job, at the new time.
     let now = now_millis();
-    q.schedule("p", now + 100).await.unwrap();
-    q.schedule("p", now + 60_000).await.unwrap();
+    q.schedule(&id("p"), at(now + 100)).await.unwrap();
+    q.schedule(&id("p"), at(now + 60_000)).await.unwrap();
     assert!(next_within(&*q, 10, Duration::from_millis(400))
         .await
         .is_empty());
-    q.schedule("p", now - 1).await.unwrap();
+    q.schedule(&id("p"), at(now - 1)).await.unwrap();
     let jobs = next_within(&*q, 10, Duration::from_secs(1)).await;
     assert_eq!(ids(&jobs), ["p"]);
-    assert_eq!(jobs[0].due_at_millis, now - 1);
+    assert_eq!(jobs[0].due_at_millis, at(now - 1));
     q.complete(&jobs[0]).await.unwrap();
     assert!(next_within(&*q, 10, Duration::from_millis(300))
         .await
@@ -207,8 +217,8 @@ async fn overdue_fires_immediately(kind: Kind) {
     let h = Harness::new(kind);
     let q = h.open_default().await;
     let now = now_millis();
-    q.schedule("old", now - 60_000).await.unwrap();
-    q.schedule("older", now - 120_000).await.unwrap();
+    q.schedule(&id("old"), at(now - 60_000)).await.unwrap();
+    q.schedule(&id("older"), at(now - 120_000)).await.unwrap();
     let started = Instant::now();
     let jobs = next_within(&*q, 10, Duration::from_secs(3)).await;
     assert!(
@@ -226,8 +236,8 @@ async fn restart_keeps_pending_jobs(kind: Kind) {
     {
         let q = h.open_default().await;
         // Far enough ahead to still be pending after a slow reopen (PostgreSQL).
-        q.schedule("pending", now + 2_000).await.unwrap();
-        q.schedule("overdue", now - 5).await.unwrap();
+        q.schedule(&id("pending"), at(now + 2_000)).await.unwrap();
+        q.schedule(&id("overdue"), at(now - 5)).await.unwrap();
     }
     // "Restart": close the first instance's connections, open a new one.
     let stores = std::mem::take(&mut *h.stores.lock().unwrap());
@@ -253,7 +263,7 @@ async fn concurrent_consumers_never_claim_the_same_job(kind: Kind) {
     for i in 0..JOBS {
         // Half overdue, half due over the next 300 ms.
         producer
-            .schedule(&format!("order-{i}"), now - 100 + (i as i64 % 400))
+            .schedule(&id(&format!("order-{i}")), at(now - 100 + (i as i64 % 400)))
             .await
             .unwrap();
     }
@@ -268,7 +278,7 @@ async fn concurrent_consumers_never_claim_the_same_job(kind: Kind) {
             while !stop.is_cancelled() {
                 let jobs = q.next_due(7, &stop).await.unwrap();
                 for job in &jobs {
-                    claimed.lock().unwrap().push(job.order_id.clone());
+                    claimed.lock().unwrap().push(job.order_id.to_string());
                     q.complete(job).await.unwrap();
                 }
                 if claimed.lock().unwrap().len() >= JOBS {
@@ -302,7 +312,10 @@ async fn expired_lease_hands_the_job_out_again(kind: Kind) {
     };
     let crashed = h.open(options.clone()).await;
     let survivor = h.open(options).await;
-    crashed.schedule("o", now_millis() - 1).await.unwrap();
+    crashed
+        .schedule(&id("o"), at(now_millis() - 1))
+        .await
+        .unwrap();
     let first = next_within(&*crashed, 10, Duration::from_secs(2)).await;
     assert_eq!(ids(&first), ["o"]);
     // Held by the lease.
@@ -342,10 +355,12 @@ async fn schedule_wakes_a_waiting_consumer(kind: Kind) {
         tokio::spawn(async move { next_within(&*q, 10, Duration::from_secs(10)).await })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    q.schedule("far", now_millis() + 60_000).await.unwrap();
+    q.schedule(&id("far"), at(now_millis() + 60_000))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let due = now_millis() + 100;
-    q.schedule("near", due).await.unwrap();
+    q.schedule(&id("near"), at(due)).await.unwrap();
     let jobs = waiter.await.unwrap();
     assert_eq!(ids(&jobs), ["near"]);
     let lateness = now_millis() - due;
@@ -356,7 +371,9 @@ async fn schedule_wakes_a_waiting_consumer(kind: Kind) {
 async fn shutdown_returns_nothing(kind: Kind) {
     let h = Harness::new(kind);
     let q = h.open_default().await;
-    q.schedule("x", now_millis() + 60_000).await.unwrap();
+    q.schedule(&id("x"), at(now_millis() + 60_000))
+        .await
+        .unwrap();
     let stop = CancellationToken::new();
     stop.cancel();
     assert!(q.next_due(10, &stop).await.unwrap().is_empty());
@@ -368,7 +385,9 @@ async fn claims_at_most_max(kind: Kind) {
     let q = h.open_default().await;
     let now = now_millis();
     for i in 0..5 {
-        q.schedule(&format!("m{i}"), now - 10 + i).await.unwrap();
+        q.schedule(&id(&format!("m{i}")), at(now - 10 + i))
+            .await
+            .unwrap();
     }
     let first = next_within(&*q, 3, Duration::from_secs(1)).await;
     assert_eq!(ids(&first), ["m0", "m1", "m2"]);

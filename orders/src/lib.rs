@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use ticketing_bus::{Consumers, Outbox};
 use ticketing_contracts::events::groups;
+use ticketing_contracts::Timestamp;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
@@ -36,7 +37,8 @@ pub struct Settings {
     /// How long after placing it an order can be paid (`expiresAt`).
     pub order_ttl: Duration,
     /// How long past `expiresAt` the order still holds its ticket, so that a payment
-    /// accepted just before the deadline completes it (see [`domain::Deadline`]).
+    /// accepted just before the deadline completes it (see [`domain::Deadline`]). Taken
+    /// when an order is placed; orders already placed keep the deadline on their row.
     pub payment_grace: Duration,
 }
 
@@ -54,11 +56,8 @@ pub const DEFAULT_PAYMENT_GRACE: Duration = Duration::from_secs(2);
 
 impl Settings {
     /// The deadline of an order placed at `now`.
-    pub fn deadline(&self, now: i64) -> domain::Deadline {
-        domain::Deadline::new(
-            now + self.order_ttl.as_millis() as i64,
-            self.payment_grace.as_millis() as i64,
-        )
+    pub fn deadline(&self, now: Timestamp) -> domain::Deadline {
+        domain::Deadline::new(now + self.order_ttl, self.payment_grace)
     }
 }
 
@@ -87,9 +86,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         .with_outbox(&outbox)
         .listen(TicketCreatedListener)
         .listen(TicketUpdatedListener)
-        .listen(ExpirationCompleteListener {
-            grace: settings.payment_grace,
-        })
+        .listen(ExpirationCompleteListener)
         .listen(PaymentCreatedListener);
     tasks.extend(rt.start_consumers(consumers).await?);
     Ok(Mounted {

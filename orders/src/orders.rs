@@ -7,8 +7,7 @@ use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
 use ticketing_contracts::money::Cents;
-use ticketing_contracts::time::format_millis;
-use ticketing_contracts::{OrderId, OrderStatus, TicketId, UserId};
+use ticketing_contracts::{OrderId, OrderStatus, TicketId, Timestamp, UserId};
 use ticketing_store::{query, FromRow, Row, Store, Tx};
 
 use crate::domain::{Deadline, OPEN};
@@ -20,13 +19,14 @@ pub struct Order {
     pub id: OrderId,
     pub user_id: UserId,
     pub status: OrderStatus,
-    pub expires_at: i64,
+    pub deadline: Deadline,
     pub version: i64,
     pub ticket: TicketCopy,
     pub cancel_reason: Option<CancelReason>,
 }
 
-const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.version, o.cancel_reason, \
+const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.reserved_until, \
+    o.version, o.cancel_reason, \
     t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version \
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
@@ -36,7 +36,7 @@ impl FromRow for Order {
             id: row.get("id")?,
             user_id: row.get("user_id")?,
             status: row.parse("status")?,
-            expires_at: row.get("expires_at")?,
+            deadline: deadline_of(row)?,
             version: row.get("version")?,
             ticket: TicketCopy {
                 id: row.get("ticket_id")?,
@@ -53,18 +53,26 @@ impl FromRow for Order {
     }
 }
 
+/// The deadline an order's row holds.
+fn deadline_of(row: &Row) -> Result<Deadline, sqlx::Error> {
+    Ok(Deadline {
+        expires_at: Timestamp::from_millis(row.get("expires_at")?),
+        reserved_until: Timestamp::from_millis(row.get("reserved_until")?),
+    })
+}
+
 /// The condition of `orders_one_active_per_ticket`, word for word: SQLite uses a partial
 /// index only for a query that repeats its condition (it does not see that
 /// `status IN ('created', 'awaiting:payment')` implies it), and scans the table
 /// otherwise.
 pub(crate) const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";
 
-/// Cancels the unpaid orders of a ticket whose reservation has run out: `$2` is the
-/// latest `expires_at` whose grace is over.
+/// Cancels the unpaid orders of a ticket whose reservation has run out by `$2` (now),
+/// each by its own `reserved_until`.
 fn expire_held_sql() -> String {
     format!(
         "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = '{}' \
-         WHERE ticket_id = $1 AND {HOLDS_TICKET} AND status IN ({}) AND expires_at <= $2 \
+         WHERE ticket_id = $1 AND {HOLDS_TICKET} AND status IN ({}) AND reserved_until <= $2 \
          RETURNING id, version",
         OrderStatus::Cancelled,
         CancelReason::Expired.as_str(),
@@ -105,7 +113,7 @@ pub async fn place(
     placer: &Placer,
     ticket_id: &TicketId,
     user_id: &UserId,
-    now: i64,
+    now: Timestamp,
     deadline: Deadline,
 ) -> Result<Order, PlaceError> {
     if let Some(ticket) = placer.ticket(ticket_id).await {
@@ -133,7 +141,7 @@ fn new_order(ticket: &TicketCopy, user_id: &UserId, deadline: Deadline) -> (Orde
         id: OrderId::generate(),
         user_id: user_id.to_owned(),
         status: OrderStatus::Created,
-        expires_at: deadline.expires_at,
+        deadline,
         version: 0,
         ticket: ticket.clone(),
         cancel_reason: None,
@@ -142,8 +150,8 @@ fn new_order(ticket: &TicketCopy, user_id: &UserId, deadline: Deadline) -> (Orde
         id: order.id.clone(),
         status: order.status,
         user_id: order.user_id.clone(),
-        expires_at: format_millis(deadline.expires_at),
-        reserved_until: Some(format_millis(deadline.reserved_until)),
+        expires_at: deadline.expires_at.to_rfc3339(),
+        reserved_until: Some(deadline.reserved_until.to_rfc3339()),
         version: 0,
         ticket: OrderCreatedTicket {
             id: ticket.id.clone(),
@@ -154,7 +162,7 @@ fn new_order(ticket: &TicketCopy, user_id: &UserId, deadline: Deadline) -> (Orde
 }
 
 /// Place an order for `ticket` in `tx`. Unpaid orders whose reservation ran out (past
-/// `reserved_until`) no longer hold the ticket: when one is in the way it is cancelled
+/// the `reserved_until` on their row) no longer hold the ticket: when one is in the way it is cancelled
 /// here, in the same transaction (lazy expiry), so the unique index only sees orders
 /// that really hold it.
 ///
@@ -164,15 +172,14 @@ async fn place_in(
     tx: &mut Tx,
     ticket: &TicketCopy,
     user_id: &UserId,
-    now: i64,
+    now: Timestamp,
     deadline: Deadline,
 ) -> Result<Order, PlaceError> {
     let (order, event) = new_order(ticket, user_id, deadline);
     if !insert(tx, &order).await? {
-        let grace = deadline.reserved_until - deadline.expires_at;
         let expired = query(&expire_held_sql())
             .bind(&ticket.id)
-            .bind(now - grace)
+            .bind(now.as_millis())
             .fetch_all(&mut *tx)
             .await?;
         if expired.is_empty() || !insert(tx, &order).await? {
@@ -194,8 +201,9 @@ async fn place_in(
 async fn insert(tx: &mut Tx, order: &Order) -> Result<bool, sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
-             VALUES ($1, $2, $3, $4, $5, 0) \
+            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, reserved_until, \
+                                 version) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0) \
              ON CONFLICT (ticket_id) WHERE {HOLDS_TICKET} DO NOTHING"
         )
     });
@@ -204,7 +212,8 @@ async fn insert(tx: &mut Tx, order: &Order) -> Result<bool, sqlx::Error> {
         .bind(&order.user_id)
         .bind(&order.ticket.id)
         .bind(order.status.as_str())
-        .bind(order.expires_at)
+        .bind(order.deadline.expires_at.as_millis())
+        .bind(order.deadline.reserved_until.as_millis())
         .execute(&mut *tx)
         .await?;
     Ok(inserted == 1)
@@ -281,22 +290,27 @@ pub async fn status_of(tx: &mut Tx, id: &OrderId) -> Result<Option<OrderStatus>,
     row.map(|r| r.parse("status")).transpose()
 }
 
-/// The expiry of an order that is still open (`None` when unknown or no longer open).
-pub async fn open_expiry(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, sqlx::Error> {
+/// The deadline of an order that is still open (`None` when unknown or no longer open).
+pub async fn open_deadline(tx: &mut Tx, id: &OrderId) -> Result<Option<Deadline>, sqlx::Error> {
     let row = query(&format!(
-        "SELECT expires_at FROM orders WHERE id = $1 AND status IN ({})",
+        "SELECT expires_at, reserved_until FROM orders WHERE id = $1 AND status IN ({})",
         open_states()
     ))
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
-    row.map(|r| r.get("expires_at")).transpose()
+    row.as_ref().map(deadline_of).transpose()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use ticketing_contracts::{OrderId, Timestamp};
     use ticketing_kit::testing::{TestBackend, TestEnv};
-    use ticketing_store::{query, Store};
+    use ticketing_store::{query, Migrator, Store};
+
+    use crate::domain::Deadline;
 
     /// Placing an order must not scan every order ever placed (it did: 15,000 orders in,
     /// each placement held the writer for a table scan).
@@ -318,5 +332,59 @@ mod tests {
             "{plan:?}"
         );
         store.close().await;
+    }
+
+    /// Orders placed before `reserved_until` was stored keep the deadline the code held
+    /// them to: `expires_at` plus the default grace.
+    async fn orders_placed_before_the_column_get_their_deadline(backend: TestBackend) {
+        let env = TestEnv::new(backend);
+        let location = env.runtime.location("orders").unwrap();
+        let before = Migrator {
+            migrations: Cow::Owned(
+                crate::MIGRATIONS
+                    .iter()
+                    .filter(|m| m.version < 3)
+                    .cloned()
+                    .collect(),
+            ),
+            ..Migrator::DEFAULT
+        };
+        let store = Store::open(&location, &before).await.unwrap();
+        query("INSERT INTO tickets (id, title, price_cents, version) VALUES ('t', 'T', 100, 0)")
+            .execute(store.writer())
+            .await
+            .unwrap();
+        query(
+            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+             VALUES ('o', 'u', 't', 'created', 1000000, 0)",
+        )
+        .execute(store.writer())
+        .await
+        .unwrap();
+        store.close().await;
+
+        let store = Store::open(&location, &crate::MIGRATIONS).await.unwrap();
+        let order = super::find(&store, &OrderId::from("o"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            order.deadline,
+            Deadline::new(
+                Timestamp::from_millis(1_000_000),
+                crate::DEFAULT_PAYMENT_GRACE
+            )
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn orders_placed_before_the_column_get_their_deadline_sqlite() {
+        orders_placed_before_the_column_get_their_deadline(TestBackend::Sqlite).await
+    }
+
+    #[tokio::test]
+    async fn orders_placed_before_the_column_get_their_deadline_postgres() {
+        orders_placed_before_the_column_get_their_deadline(TestBackend::Postgres).await
     }
 }

@@ -193,9 +193,10 @@ impl Processor for InsertOrders {
                                  AND version = (r->>'ticketVersion')::bigint) AS ticket_id \
                    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(r, n)), \
                  written AS ( \
-                   INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
+                   INSERT INTO orders (id, user_id, ticket_id, status, expires_at, \
+                                       reserved_until, version) \
                    SELECT r->>'id', r->>'userId', ticket_id, r->>'status', \
-                          (r->>'expiresAt')::bigint, 0 \
+                          (r->>'expiresAt')::bigint, (r->>'reservedUntil')::bigint, 0 \
                    FROM batch WHERE ticket_id IS NOT NULL ORDER BY ticket_id \
                    ON CONFLICT (ticket_id) WHERE {HOLDS_TICKET} DO NOTHING RETURNING id) \
                  {} FROM batch WHERE r->>'id' IN (SELECT id FROM written) ORDER BY n \
@@ -214,7 +215,8 @@ impl Processor for InsertOrders {
                     "ticketId": order.ticket.id,
                     "ticketVersion": order.ticket.version,
                     "status": order.status.as_str(),
-                    "expiresAt": order.expires_at,
+                    "expiresAt": order.deadline.expires_at.as_millis(),
+                    "reservedUntil": order.deadline.reserved_until.as_millis(),
                     "event": outbox::json_row(&p.event)?,
                 }))
             })

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::header::AUTHORIZATION;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use ticketing_bus::Envelope;
@@ -18,7 +17,7 @@ use ticketing_contracts::events::{
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::{format_millis, now_millis};
 use ticketing_kit::flavor_tests;
-use ticketing_kit::testing::{EventRecorder, Flavor, TestEnv, TestServer};
+use ticketing_kit::testing::{errors, EventRecorder, Flavor, TestApp, TestEnv};
 use ticketing_payments::provider::{
     Charge, ChargeError, ChargeRequest, PaymentProvider, SandboxProvider, StripeProvider,
 };
@@ -72,8 +71,7 @@ impl PaymentProvider for Down {
 }
 
 struct App {
-    server: TestServer,
-    env: TestEnv,
+    app: TestApp,
     sandbox: Arc<SandboxProvider>,
     store: Store,
 }
@@ -108,8 +106,7 @@ async fn spawn_provider(
         .await
         .unwrap();
     App {
-        server: TestServer::spawn(vec![payments]).await,
-        env,
+        app: TestApp::spawn(env, vec![payments]).await,
         sandbox,
         store,
     }
@@ -119,23 +116,20 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+impl std::ops::Deref for App {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
 impl App {
     async fn pay(&self, user: Option<&str>, body: Value) -> Response {
-        let mut req = self
-            .server
-            .client
-            .post(self.server.url("/api/payments"))
-            .json(&body);
-        if let Some(user) = user {
-            let (token, _) = self
-                .env
-                .runtime
-                .keys
-                .issue(user, &format!("{user}@test.com"))
-                .unwrap();
-            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        req.send().await.unwrap()
+        let api = match user {
+            Some(user) => self.as_user(user),
+            None => self.api.clone(),
+        };
+        api.post_json("/api/payments", body).await
     }
 
     async fn publish(&self, event: Envelope) {
@@ -163,19 +157,9 @@ impl App {
     }
 
     async fn payments_of(&self, user: &str, query: &str) -> Response {
-        let (token, _) = self
-            .env
-            .runtime
-            .keys
-            .issue(user, &format!("{user}@test.com"))
-            .unwrap();
-        self.server
-            .client
-            .get(self.server.url(&format!("/api/payments{query}")))
-            .header(AUTHORIZATION, format!("Bearer {token}"))
-            .send()
+        self.as_user(user)
+            .get(&format!("/api/payments{query}"))
             .await
-            .unwrap()
     }
 
     async fn cancel(&self, order_id: &str) {
@@ -208,11 +192,6 @@ fn cancelled(order_id: &str) -> Envelope {
             id: (new_id()).into(),
         },
     })
-}
-
-async fn errors(res: Response) -> Vec<Value> {
-    let body: Value = res.json().await.unwrap();
-    body["errors"].as_array().unwrap().clone()
 }
 
 async fn refused(res: Response, status: StatusCode, message: &str) {

@@ -11,8 +11,8 @@
 //!    an open-loop run at a fixed target rate;
 //! 4. `order created → ticket shows reserved` latency, one order at a time;
 //! 5. `GET /api/tickets` (100 items) requests per second, alternating with the ceiling:
-//!    `ticketing ceiling`, the same binary serving the same page from memory (a bare
-//!    axum handler, same runtime, same allocator; `ticketing/src/ceiling.rs`), measured
+//!    `bench-ceiling`, a bench-only binary serving the same page from memory (a bare
+//!    axum handler, same runtime, same allocator; `ticketing/benches/tools/ceiling.rs`), measured
 //!    with the same client, concurrency and duration — ceiling, list, ceiling, list — and
 //!    again with `wrk -t1 -c50` when `wrk` is installed;
 //! 6. `GET /`, the web page listing the same 100 tickets, requests per second.
@@ -647,10 +647,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(dir: &Path, log_name: &str, args: impl FnOnce(&mut Command)) -> Server {
+/// Start `exe` on a free port, its output in `log_name`.
+fn spawn(exe: &str, dir: &Path, log_name: &str, args: impl FnOnce(&mut Command)) -> Server {
     let port = free_port();
     let log = std::fs::File::create(dir.join(log_name)).expect("server log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing"));
+    let mut cmd = Command::new(exe);
     args(&mut cmd);
     cmd.arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
@@ -663,7 +664,7 @@ fn spawn(dir: &Path, log_name: &str, args: impl FnOnce(&mut Command)) -> Server 
     if let Ok(filter) = std::env::var("BENCH_RUST_LOG") {
         cmd.env("RUST_LOG", filter);
     }
-    let child = cmd.spawn().expect("spawning the ticketing binary");
+    let child = cmd.spawn().expect("spawning the server");
     Server {
         pid: child.id(),
         child,
@@ -673,7 +674,7 @@ fn spawn(dir: &Path, log_name: &str, args: impl FnOnce(&mut Command)) -> Server 
 
 /// `ticketing --target all`, in embedded mode or against `distributed`'s services.
 fn spawn_server(dir: &Path, distributed: Option<&Distributed>) -> Server {
-    spawn(dir, "server.log", |cmd| {
+    spawn(env!("CARGO_BIN_EXE_ticketing"), dir, "server.log", |cmd| {
         cmd.arg("--target")
             .arg("all")
             .arg("--data-dir")
@@ -687,11 +688,16 @@ fn spawn_server(dir: &Path, distributed: Option<&Distributed>) -> Server {
     })
 }
 
-/// `ticketing ceiling`: the same binary serving `page` from memory.
+/// `bench-ceiling`: `page` served from memory.
 fn spawn_ceiling(dir: &Path, page: &Path) -> Server {
-    spawn(dir, "ceiling.log", |cmd| {
-        cmd.arg("ceiling").arg("--page").arg(page);
-    })
+    spawn(
+        env!("CARGO_BIN_EXE_bench-ceiling"),
+        dir,
+        "ceiling.log",
+        |cmd| {
+            cmd.arg("--page").arg(page);
+        },
+    )
 }
 
 /// Wait until `path` answers 2xx; how long that took.
@@ -1561,8 +1567,8 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
         reserved.0.len()
     ));
 
-    // 5. GET /api/tickets beside the ceiling: the same page, served by the same binary
-    // from memory.
+    // 5. GET /api/tickets beside the ceiling: the same page, served from memory by a
+    // binary built as the server is.
     let page = client
         .get(format!("{}/api/tickets?limit=100", server.base))
         .send()

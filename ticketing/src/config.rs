@@ -30,17 +30,6 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
-    /// The system benchmark's yardstick: serve one page of tickets from memory at
-    /// `GET /api/tickets` on `--listen` (see `ceiling.rs`). Not a service.
-    #[command(hide = true)]
-    Ceiling(CeilingArgs),
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct CeilingArgs {
-    /// The page to serve: a JSON list of tickets as `GET /api/tickets` returns them.
-    #[arg(long, env = "TICKETING_CEILING_PAGE")]
-    pub page: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

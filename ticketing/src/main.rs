@@ -1,5 +1,4 @@
 mod audit;
-mod ceiling;
 mod config;
 mod events;
 mod serve;
@@ -30,7 +29,6 @@ async fn main() -> anyhow::Result<()> {
     let outcome = match command {
         Command::Serve => serve::run(cli.serve).await,
         Command::Events { command } => events::run(&cli.serve, command).await,
-        Command::Ceiling(args) => ceiling::run(cli.serve.listen, &args.page).await,
         Command::Audit(args) => {
             if audit::run(&cli.serve, &args).await? > 0 {
                 std::process::exit(1);

@@ -4,11 +4,10 @@
 mod process;
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::Client;
-use serde_json::{json, Value};
-use ticketing_kit::testing::TestServer;
+use serde_json::json;
+use ticketing_kit::testing::{id_of, Api, Patience};
 
 use process::Running;
 
@@ -18,47 +17,6 @@ fn audit(data: &str, settle: &str) -> Output {
         .env_remove("TICKETING_DATABASE_URL")
         .output()
         .expect("run the audit")
-}
-
-async fn signed_up(base: &str, email: &str) -> Client {
-    let client = TestServer::new_client();
-    let res = client
-        .post(format!("{base}/api/users/signup"))
-        .json(&json!({"email": email, "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    client
-}
-
-async fn post(client: &Client, url: String, body: Value) -> Value {
-    let res = client.post(url).json(&body).send().await.unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-    res.json().await.unwrap()
-}
-
-/// An order placed as soon as the orders service knows the ticket.
-async fn order(client: &Client, base: &str, ticket: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let res = client
-            .post(format!("{base}/api/orders"))
-            .json(&json!({"ticketId": ticket}))
-            .send()
-            .await
-            .unwrap();
-        if res.status() == 201 {
-            let order: Value = res.json().await.unwrap();
-            return order["id"].as_str().unwrap().to_owned();
-        }
-        assert_eq!(res.status(), 404);
-        assert!(
-            Instant::now() < deadline,
-            "the orders service never knew {ticket}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn sqlite(dir: &std::path::Path, service: &str) -> rusqlite::Connection {
@@ -72,47 +30,29 @@ async fn the_audit_finds_each_planted_divergence() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let running = Running::start(&["--data-dir", data], &[]).await;
-    let base = running.base.clone();
+    let api = Api::new(running.base.clone()).with_patience(Patience {
+        every: Duration::from_millis(50),
+        ..Patience::default()
+    });
 
-    let seller = signed_up(&base, "seller@test.com").await;
-    let buyer = signed_up(&base, "buyer@test.com").await;
+    let seller = api.as_user(&api.sign_up("seller@test.com").await);
+    let buyer = api.as_user(&api.sign_up("buyer@test.com").await);
     let mut tickets = Vec::new();
     for i in 0..8 {
-        let t = post(
-            &seller,
-            format!("{base}/api/tickets"),
-            json!({"title": format!("Ticket {i}"), "price": 10}),
-        )
-        .await;
-        tickets.push(t["id"].as_str().unwrap().to_owned());
+        tickets.push(seller.sell(&format!("Ticket {i}"), json!(10)).await);
     }
+    // An order placed as soon as the orders service knows the ticket.
+    let order = async |ticket: &str| id_of(&buyer.order_ok(ticket).await);
     // T0: cancelled; T1: paid; T2, T3: open orders; the rest free.
-    let cancelled = order(&buyer, &base, &tickets[0]).await;
-    let res = buyer
-        .delete(format!("{base}/api/orders/{cancelled}"))
-        .send()
-        .await
-        .unwrap();
+    let cancelled = order(&tickets[0]).await;
+    let res = buyer.delete(&format!("/api/orders/{cancelled}")).await;
     assert_eq!(res.status(), 204);
-    let paid = order(&buyer, &base, &tickets[1]).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let res = buyer
-            .post(format!("{base}/api/payments"))
-            .json(&json!({"orderId": paid, "token": "tok_visa"}))
-            .send()
-            .await
-            .unwrap();
-        if res.status() == 201 {
-            break;
-        }
-        // The payments service learns about the order by event.
-        assert_eq!(res.status(), 404, "{}", res.text().await.unwrap());
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let open = order(&buyer, &base, &tickets[2]).await;
-    let overdue = order(&buyer, &base, &tickets[3]).await;
+    let paid = order(&tickets[1]).await;
+    // The payments service learns about the order by event.
+    let res = buyer.pay(&paid).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let open = order(&tickets[2]).await;
+    let overdue = order(&tickets[3]).await;
 
     // A system that agrees with itself: nothing to report, once events have landed.
     let clean = audit(data, "20");

@@ -5,8 +5,7 @@ mod process;
 
 use std::process::Command;
 
-use serde_json::{json, Value};
-use ticketing_kit::testing::{postgres_base_url, unique_prefix, TestServer};
+use ticketing_kit::testing::{credentials, postgres_base_url, unique_prefix, Api};
 
 use process::Running;
 
@@ -14,39 +13,24 @@ use process::Running;
 async fn embedded_restart_keeps_users_and_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let client = TestServer::new_client();
 
     let first = Running::start(&["--data-dir", data], &[]).await;
-    let res = client
-        .post(format!("{}/api/users/signup", first.base))
-        .json(&json!({"email": "keep@test.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    let user = Api::new(first.base.clone()).sign_up("keep@test.com").await;
     first.stop();
     assert!(dir.path().join("jwt.key").exists());
     assert!(dir.path().join("auth.db").exists());
 
     let second = Running::start(&["--data-dir", data], &[]).await;
-    let me: Value = client
-        .get(format!("{}/api/users/currentuser", second.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The same browser: its cookie from the first run.
+    let browser = Api::new(second.base.clone()).as_user(&user);
+    let me = browser.get_json("/api/users/currentuser").await;
     assert_eq!(
         me["currentUser"]["email"], "keep@test.com",
         "session survives"
     );
-    let res = client
-        .post(format!("{}/api/users/signin", second.base))
-        .json(&json!({"email": "keep@test.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
+    let res = browser
+        .post_json("/api/users/signin", credentials("keep@test.com"))
+        .await;
     assert_eq!(res.status(), 200, "user survives");
     second.stop();
 }
@@ -59,15 +43,10 @@ async fn auth_target_serves_on_postgres() {
         &[("JWT_KEY", "binary-test-key")],
     )
     .await;
-    let client = TestServer::new_client();
-    let res = client
-        .post(format!("{}/api/users/signup", running.base))
-        .json(&json!({"email": "pg@test.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let (_, headers) = Api::new(running.base.clone())
+        .sign_up_with_headers("pg@test.com")
+        .await;
+    let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(
         cookie.contains("; Secure"),
         "distributed mode defaults to Secure cookies"

@@ -46,27 +46,9 @@ async fn purchase(browser: &Browser, site: &Site, ticket: &str) {
 
 /// A seller and a ticket through the API (not what these tests are about); its id.
 async fn listed_ticket(site: &Site, title: &str) -> String {
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let res = client
-        .post(site.url("/api/users/signup"))
-        .json(&json!({"email": "api-seller@test.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
-    let ticket: serde_json::Value = client
-        .post(site.url("/api/tickets"))
-        .json(&json!({"title": title, "price": "42"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ticket["id"].as_str().unwrap().to_owned()
+    let api = site.server.api();
+    let seller = api.sign_up("api-seller@test.com").await;
+    api.as_user(&seller).sell(title, json!("42")).await
 }
 
 async fn pay(browser: &Browser, card: &str) {

@@ -3,30 +3,26 @@
 //! (PostgreSQL, JetStream, Redis delay queue). The buyer pays until `expiresAt`; the
 //! order holds its ticket until `expiresAt` + grace, and is cancelled right then.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::header::AUTHORIZATION;
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use ticketing_contracts::time::{now_millis, parse_millis};
 use ticketing_kit::runtime::Mounted;
-use ticketing_kit::testing::{unique_prefix, Flavor, TestBackend, TestEnv, TestServer};
+use ticketing_kit::testing::{
+    payment, redis_url, unique_prefix, Flavor, Patience, TestApp, TestBackend, TestEnv,
+};
 
 const TTL: Duration = Duration::from_millis(1500);
 const GRACE: Duration = Duration::from_millis(1500);
 
-struct Sys {
-    server: TestServer,
-    env: TestEnv,
-}
+struct Sys(TestApp);
 
 async fn spawn(flavor: Flavor) -> Sys {
     let env = TestEnv::with_flavor(flavor).await;
     let rt = &env.runtime;
     // Distributed: the delay queue on Redis, as `--redis-url` gives it.
-    let redis_url = (flavor.backend == TestBackend::Postgres && flavor.nats).then(|| {
-        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-    });
+    let redis_url = (flavor.backend == TestBackend::Postgres && flavor.nats).then(redis_url);
     let services: Vec<Mounted> = vec![
         ticketing_tickets::mount(rt).await.unwrap(),
         ticketing_orders::mount(
@@ -55,102 +51,46 @@ async fn spawn(flavor: Flavor) -> Sys {
         .await
         .unwrap(),
     ];
-    Sys {
-        server: TestServer::spawn(services).await,
-        env,
-    }
+    let mut app = TestApp::spawn(env, services).await;
+    app.api.patience = Patience {
+        limit: Duration::from_secs(15),
+        every: Duration::from_millis(5),
+        ..Patience::default()
+    };
+    Sys(app)
 }
 
 impl Sys {
-    async fn call(&self, method: Method, path: &str, user: &str, body: Option<Value>) -> Response {
-        let (token, _) = self
-            .env
-            .runtime
-            .keys
-            .issue(user, &format!("{user}@test.com"))
-            .unwrap();
-        let mut req = self
-            .server
-            .client
-            .request(method, self.server.url(path))
-            .header(AUTHORIZATION, format!("Bearer {token}"));
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        req.send().await.unwrap()
-    }
-
     async fn get(&self, path: &str, user: &str) -> Value {
-        let res = self.call(Method::GET, path, user, None).await;
-        assert_eq!(res.status(), StatusCode::OK, "{path}");
-        res.json().await.unwrap()
+        self.0.as_user(user).get_json(path).await
     }
 
     async fn ticket(&self) -> String {
-        let res = self
-            .call(
-                Method::POST,
-                "/api/tickets",
-                "seller",
-                Some(json!({"title": "Concert", "price": 20})),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-        res.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.0.as_user("seller").sell("Concert", json!(20)).await
     }
 
     /// Place an order, retried while the orders replica has not heard of the ticket.
     async fn order(&self, user: &str, ticket: &str) -> Response {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let res = self
-                .call(
-                    Method::POST,
-                    "/api/orders",
-                    user,
-                    Some(json!({ "ticketId": ticket })),
-                )
-                .await;
-            if res.status() != StatusCode::NOT_FOUND || Instant::now() > deadline {
-                return res;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.0.as_user(user).order(ticket).await
     }
 
-    async fn wait<T>(&self, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(found) = probe().await {
-                return found;
-            }
-            assert!(Instant::now() < deadline, "never: {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    /// One payment, not retried: it is sent at a chosen moment.
+    async fn pay(&self, user: &str, order: &str) -> Response {
+        self.0
+            .as_user(user)
+            .post_json("/api/payments", payment(order))
+            .await
     }
 
     async fn wait_order(&self, user: &str, id: &str, status: &str) -> Value {
-        let path = format!("/api/orders/{id}");
-        self.wait(status, async || {
-            let order = self.get(&path, user).await;
-            (order["status"] == status).then_some(order)
-        })
-        .await
+        self.0.as_user(user).wait_order(id, status).await
     }
 
     async fn wait_available(&self, ticket: &str) {
-        let path = format!("/api/tickets/{ticket}");
-        self.wait("ticket available", async || {
-            self.get(&path, "seller")
-                .await
-                .get("orderId")
-                .is_none()
-                .then_some(())
-        })
-        .await
+        self.0
+            .as_user("seller")
+            .wait_ticket_held_by(ticket, None)
+            .await;
     }
 }
 
@@ -169,14 +109,7 @@ async fn a_payment_just_before_the_deadline_completes_the_order(flavor: Flavor) 
     let expires_at = parse_millis(order["expiresAt"].as_str().unwrap()).unwrap();
 
     sleep_until(expires_at - 250).await;
-    let paid = sys
-        .call(
-            Method::POST,
-            "/api/payments",
-            "bob",
-            Some(json!({"orderId": id, "token": "tok_visa"})),
-        )
-        .await;
+    let paid = sys.pay("bob", id).await;
     assert_eq!(paid.status(), StatusCode::CREATED);
     // Past expiresAt, within the grace: nobody else can take the ticket.
     sleep_until(expires_at + 100).await;
@@ -203,14 +136,7 @@ async fn a_payment_after_the_deadline_is_refused_and_nothing_charged(flavor: Fla
     let id = order["id"].as_str().unwrap();
     let expires_at = parse_millis(order["expiresAt"].as_str().unwrap()).unwrap();
     sleep_until(expires_at + 50).await;
-    let res = sys
-        .call(
-            Method::POST,
-            "/api/payments",
-            "bob",
-            Some(json!({"orderId": id, "token": "tok_visa"})),
-        )
-        .await;
+    let res = sys.pay("bob", id).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["errors"][0]["message"], "Order has expired");

@@ -15,36 +15,28 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
+use ticketing_contracts::time::{now_millis, parse_millis};
+use ticketing_kit::testing::{
+    id_of as id, nats_url, postgres_base_url, redis_url, reply, unique_prefix, Api, Patience,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long anything asynchronous may take on a loaded 2-core machine.
-const PATIENCE: Duration = Duration::from_secs(60);
+/// How long anything asynchronous may take on a loaded 2-core machine. Requests through
+/// the gateway are retried while a replica has not heard of the object yet (404) or its
+/// service is restarting (503), and waits go on through a restart's errors.
+const PATIENCE: Patience = Patience {
+    limit: Duration::from_secs(60),
+    every: Duration::from_millis(100),
+    retry_on: &[StatusCode::NOT_FOUND, StatusCode::SERVICE_UNAVAILABLE],
+    through_errors: true,
+};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster")
-}
-
-// The same servers and variables as every other test of the workspace.
-fn postgres_base_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-fn nats_url() -> String {
-    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A name for this test's databases, stream and keys, in the shape `.ci/run` cleans up.
-fn unique_prefix() -> String {
-    format!("t{:016x}", rand::random::<u64>())
 }
 
 /// Services and their port slots, as in `scripts/cluster`.
@@ -173,8 +165,17 @@ impl Cluster {
         text
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway)
+    /// The gateway's API, for nobody yet.
+    fn api(&self) -> Api {
+        Api::new(self.gateway.clone())
+            .with_patience(PATIENCE)
+            .with_timeout(Duration::from_secs(30))
+    }
+
+    /// A person at a browser of their own, signed up through the gateway.
+    async fn user(&self, email: &str) -> Api {
+        let api = self.api();
+        api.as_user(&api.sign_up(email).await)
     }
 
     fn port(&self, service: &str, n: u16) -> u16 {
@@ -204,13 +205,14 @@ impl Cluster {
             .unwrap();
         assert!(status.success(), "kill -9 {pid}");
         let port = self.port(service, n);
-        eventually(&format!("{service}-{n} to die"), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-                .then_some(())
-        })
-        .await;
+        PATIENCE
+            .eventually(&format!("{service}-{n} to die"), || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_err()
+                    .then_some(())
+            })
+            .await;
     }
 
     /// Stop everything and remove every trace; then check that nothing is left.
@@ -328,162 +330,6 @@ async fn redis(command: &str) -> String {
         .to_owned()
 }
 
-/// Poll `check` until it returns something, for at most `PATIENCE`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn client() -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn now_millis() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    i64::try_from(now.unwrap().as_millis()).unwrap()
-}
-
-/// Milliseconds since the epoch of the API's timestamps (`2026-11-24T10:00:00.000Z`).
-fn millis_of(iso: &str) -> i64 {
-    let n = |range: std::ops::Range<usize>| -> i64 {
-        iso.get(range)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("not a timestamp: {iso}"))
-    };
-    assert!(
-        iso.len() == 24 && iso.ends_with('Z'),
-        "not a timestamp: {iso}"
-    );
-    let (year, month, day) = (n(0..4), n(5..7), n(8..10));
-    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 24 + n(11..13)) * 60 + n(14..16)) * 60_000 + n(17..19) * 1000 + n(20..23)
-}
-
-/// A person at a browser, through the gateway.
-struct User {
-    client: Client,
-    id: String,
-}
-
-async fn signup(cluster: &Cluster, email: &str) -> User {
-    let client = client();
-    let res = client
-        .post(cluster.url("/api/users/signup"))
-        .json(&json!({"email": email, "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let user: Value = res.json().await.unwrap();
-    User {
-        client,
-        id: user["id"].as_str().unwrap().to_owned(),
-    }
-}
-
-/// POST through the gateway, retried while a replica has not heard of the object yet
-/// (404) or its service is restarting (503).
-async fn post(cluster: &Cluster, user: &User, path: &str, body: Value) -> (StatusCode, Value) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let res = user
-            .client
-            .post(cluster.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        let body_out = res.json().await.unwrap_or(Value::Null);
-        let transient =
-            status == StatusCode::NOT_FOUND || status == StatusCode::SERVICE_UNAVAILABLE;
-        if !transient || Instant::now() > deadline {
-            return (status, body_out);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn get(cluster: &Cluster, user: &User, path: &str) -> (StatusCode, Value) {
-    let res = user.client.get(cluster.url(path)).send().await.unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-/// GET `path` until `ok` holds.
-async fn wait_for(
-    cluster: &Cluster,
-    user: &User,
-    path: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (status, value) = get(cluster, user, path).await;
-        if status == StatusCode::OK && ok(&value) {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} stuck at {} {value}",
-            status.as_u16()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn sell(cluster: &Cluster, seller: &User, title: &str) -> String {
-    let (status, ticket) = post(
-        cluster,
-        seller,
-        "/api/tickets",
-        json!({"title": title, "price": "20.50"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{ticket}");
-    ticket["id"].as_str().unwrap().to_owned()
-}
-
-async fn order(cluster: &Cluster, buyer: &User, ticket: &str) -> Value {
-    let (status, order) = post(cluster, buyer, "/api/orders", json!({"ticketId": ticket})).await;
-    assert_eq!(status, StatusCode::CREATED, "{order}");
-    order
-}
-
-async fn pay(cluster: &Cluster, buyer: &User, order_id: &str) -> (StatusCode, Value) {
-    post(
-        cluster,
-        buyer,
-        "/api/payments",
-        json!({"orderId": order_id, "token": "tok_visa"}),
-    )
-    .await
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purchase_journey_through_the_gateway() {
     let cluster = Cluster::up(Options::default()).await;
@@ -506,74 +352,53 @@ async fn purchase_journey_through_the_gateway() {
 
     // The session cookie set by auth comes back through nginx and every other service
     // reads it; TICKETING_COOKIE_SECURE=false reached auth.
-    let client = client();
-    let res = client
-        .post(cluster.url("/api/users/signup"))
-        .json(&json!({"email": "seller@test.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let api = cluster.api();
+    let (seller_user, headers) = api.sign_up_with_headers("seller@test.com").await;
+    let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("session="), "{cookie}");
     assert!(!cookie.contains("Secure"), "{cookie}");
-    let seller = User {
-        id: res.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        client,
-    };
-    let (status, me) = get(&cluster, &seller, "/api/users/currentuser").await;
+    let seller = api.as_user(&seller_user);
+    let (status, me) = reply(seller.get("/api/users/currentuser").await).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(me["currentUser"]["id"], seller.id.as_str());
-    let buyer = signup(&cluster, "buyer@test.com").await;
+    assert_eq!(me["currentUser"]["id"], seller_user.id.as_str());
+    let buyer_user = api.sign_up("buyer@test.com").await;
+    let buyer = api.as_user(&buyer_user);
 
-    let ticket = sell(&cluster, &seller, "Concert").await;
+    let ticket = seller.sell("Concert", json!("20.50")).await;
     let before = now_millis();
-    let order = order(&cluster, &buyer, &ticket).await;
+    let order = buyer.order_ok(&ticket).await;
     let after = now_millis();
     let order_id = id(&order);
     assert_eq!(order["status"], "created");
-    assert_eq!(order["userId"], buyer.id.as_str());
+    assert_eq!(order["userId"], buyer_user.id.as_str());
     // TICKETING_ORDER_TTL_SECONDS=120 reached the orders process.
-    let expires = millis_of(order["expiresAt"].as_str().unwrap());
+    let expires = parse_millis(order["expiresAt"].as_str().unwrap()).unwrap();
     assert!(
         (before + 119_000..=after + 121_000).contains(&expires),
         "expiresAt is {} ms after the request",
         expires - before
     );
-    wait_for(&cluster, &buyer, &format!("/api/tickets/{ticket}"), |t| {
-        t["orderId"] == order_id.as_str()
-    })
-    .await;
+    buyer.wait_ticket_held_by(&ticket, Some(&order_id)).await;
 
-    let (status, payment) = pay(&cluster, &buyer, &order_id).await;
+    let (status, payment) = reply(buyer.pay(&order_id).await).await;
     assert_eq!(status, StatusCode::CREATED, "{payment}");
     assert_eq!(payment["orderId"], order_id.as_str());
     assert!(payment["stripeId"].as_str().is_some_and(|s| !s.is_empty()));
-    wait_for(&cluster, &buyer, &format!("/api/orders/{order_id}"), |o| {
-        o["status"] == "complete"
-    })
-    .await;
-    let (_, mine) = get(&cluster, &buyer, "/api/orders").await;
+    buyer.wait_order(&order_id, "complete").await;
+    let (_, mine) = reply(buyer.get("/api/orders").await).await;
     assert_eq!(mine.as_array().unwrap().len(), 1);
-    let (status, again) = pay(&cluster, &buyer, &order_id).await;
+    let (status, again) = reply(buyer.pay(&order_id).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(again["errors"][0]["message"], "Order is already paid");
 
     // The gateway: unknown API paths and the catch-all answer 404; a body above the
     // services' 1 MiB limit reaches the service and gets its 413 in the error format.
-    let (status, _) = get(&cluster, &buyer, "/api/nothing-here").await;
+    let (status, _) = reply(buyer.get("/api/nothing-here").await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let big = "x".repeat(1_200_000);
     let res = seller
-        .client
-        .post(cluster.url("/api/tickets"))
-        .json(&json!({"title": big, "price": 1}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/api/tickets", json!({"title": big, "price": 1}))
+        .await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = res.json().await.unwrap();
     assert!(body["errors"][0]["message"].is_string(), "{body}");
@@ -645,23 +470,17 @@ async fn expiry_journey_frees_the_ticket() {
         ..Options::default()
     })
     .await;
-    let seller = signup(&cluster, "seller@test.com").await;
-    let buyer = signup(&cluster, "buyer@test.com").await;
-    let ticket = sell(&cluster, &seller, "Unpaid").await;
-    let first = id(&order(&cluster, &buyer, &ticket).await);
+    let seller = cluster.user("seller@test.com").await;
+    let buyer = cluster.user("buyer@test.com").await;
+    let ticket = seller.sell("Unpaid", json!("20.50")).await;
+    let first = id(&buyer.order_ok(&ticket).await);
 
-    wait_for(&cluster, &buyer, &format!("/api/orders/{first}"), |o| {
-        o["status"] == "cancelled"
-    })
-    .await;
-    wait_for(&cluster, &buyer, &format!("/api/tickets/{ticket}"), |t| {
-        t.get("orderId").is_none()
-    })
-    .await;
-    let (status, late) = pay(&cluster, &buyer, &first).await;
+    buyer.wait_order(&first, "cancelled").await;
+    buyer.wait_ticket_held_by(&ticket, None).await;
+    let (status, late) = reply(buyer.pay(&first).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{late}");
     // The ticket can be ordered again.
-    let second = id(&order(&cluster, &buyer, &ticket).await);
+    let second = id(&buyer.order_ok(&ticket).await);
     assert_ne!(first, second);
     assert_eq!(cluster.count("order:cancelled", "id", &first).await, 1);
 }
@@ -669,34 +488,27 @@ async fn expiry_journey_frees_the_ticket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_killed_right_after_an_order_loses_nothing() {
     let cluster = Cluster::up(Options::default()).await;
-    let seller = signup(&cluster, "seller@test.com").await;
-    let buyer = signup(&cluster, "buyer@test.com").await;
-    let ticket = sell(&cluster, &seller, "Crash").await;
+    let seller = cluster.user("seller@test.com").await;
+    let buyer = cluster.user("buyer@test.com").await;
+    let ticket = seller.sell("Crash", json!("20.50")).await;
 
     // The order is committed (201): kill -9 at once, before its events may have left.
-    let order_id = id(&order(&cluster, &buyer, &ticket).await);
+    let order_id = id(&buyer.order_ok(&ticket).await);
     cluster.kill9("orders", 1).await;
-    let (status, body) = get(&cluster, &buyer, "/api/orders").await;
+    let (status, body) = reply(buyer.get("/api/orders").await).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["errors"][0]["message"], "Service unavailable.");
 
     cluster.run("up").await;
-    let o = wait_for(&cluster, &buyer, &format!("/api/orders/{order_id}"), |_| {
-        true
-    })
-    .await;
+    let o = buyer
+        .wait_for(&format!("/api/orders/{order_id}"), |_| true)
+        .await;
     assert_eq!(o["status"], "created");
     // order:created reached tickets and payments: the ticket is reserved, the order payable.
-    wait_for(&cluster, &buyer, &format!("/api/tickets/{ticket}"), |t| {
-        t["orderId"] == order_id.as_str()
-    })
-    .await;
-    let (status, payment) = pay(&cluster, &buyer, &order_id).await;
+    buyer.wait_ticket_held_by(&ticket, Some(&order_id)).await;
+    let (status, payment) = reply(buyer.pay(&order_id).await).await;
     assert_eq!(status, StatusCode::CREATED, "{payment}");
-    wait_for(&cluster, &buyer, &format!("/api/orders/{order_id}"), |o| {
-        o["status"] == "complete"
-    })
-    .await;
+    buyer.wait_order(&order_id, "complete").await;
 
     assert_eq!(cluster.count("order:created", "id", &order_id).await, 1);
     assert_eq!(
@@ -709,23 +521,20 @@ async fn orders_killed_right_after_an_order_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_killed_right_after_a_charge_loses_nothing() {
     let cluster = Cluster::up(Options::default()).await;
-    let seller = signup(&cluster, "seller@test.com").await;
-    let buyer = signup(&cluster, "buyer@test.com").await;
-    let ticket = sell(&cluster, &seller, "Crash").await;
-    let order_id = id(&order(&cluster, &buyer, &ticket).await);
+    let seller = cluster.user("seller@test.com").await;
+    let buyer = cluster.user("buyer@test.com").await;
+    let ticket = seller.sell("Crash", json!("20.50")).await;
+    let order_id = id(&buyer.order_ok(&ticket).await);
 
     // Charged and committed (201): kill -9 at once.
-    let (status, payment) = pay(&cluster, &buyer, &order_id).await;
+    let (status, payment) = reply(buyer.pay(&order_id).await).await;
     assert_eq!(status, StatusCode::CREATED, "{payment}");
     cluster.kill9("payments", 1).await;
 
     cluster.run("up").await;
-    wait_for(&cluster, &buyer, &format!("/api/orders/{order_id}"), |o| {
-        o["status"] == "complete"
-    })
-    .await;
+    buyer.wait_order(&order_id, "complete").await;
     // Paying again charges nothing: the payment survived the crash.
-    let (status, again) = pay(&cluster, &buyer, &order_id).await;
+    let (status, again) = reply(buyer.pay(&order_id).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
     assert_eq!(again["errors"][0]["message"], "Order is already paid");
     let rows = psql(
@@ -754,12 +563,12 @@ async fn expiration_killed_with_jobs_pending_fires_each_once() {
         ..Options::default()
     })
     .await;
-    let seller = signup(&cluster, "seller@test.com").await;
-    let buyer = signup(&cluster, "buyer@test.com").await;
+    let seller = cluster.user("seller@test.com").await;
+    let buyer = cluster.user("buyer@test.com").await;
     let mut placed = Vec::new();
     for i in 0..3 {
-        let ticket = sell(&cluster, &seller, &format!("Pending {i}")).await;
-        let order = order(&cluster, &buyer, &ticket).await;
+        let ticket = seller.sell(&format!("Pending {i}"), json!("20.50")).await;
+        let order = buyer.order_ok(&ticket).await;
         placed.push((
             ticket,
             id(&order),
@@ -768,12 +577,16 @@ async fn expiration_killed_with_jobs_pending_fires_each_once() {
     }
     // Every job is in the queue, none due yet: kill -9 the expiration service.
     let jobs = format!("ZCARD {{{}-expiration}}:jobs", cluster.name);
-    eventually("three pending jobs", || {
-        let jobs = jobs.clone();
-        async move { (redis(&jobs).await == ":3").then_some(()) }
-    })
-    .await;
-    let due: Vec<i64> = placed.iter().map(|(_, _, at)| millis_of(at)).collect();
+    PATIENCE
+        .eventually("three pending jobs", || {
+            let jobs = jobs.clone();
+            async move { (redis(&jobs).await == ":3").then_some(()) }
+        })
+        .await;
+    let due: Vec<i64> = placed
+        .iter()
+        .map(|(_, _, at)| parse_millis(at).unwrap())
+        .collect();
     let latest_due = *due.iter().max().unwrap();
     assert!(
         now_millis() + 500 < *due.iter().min().unwrap(),
@@ -786,7 +599,7 @@ async fn expiration_killed_with_jobs_pending_fires_each_once() {
     let wait = (latest_due + 2_500 - now_millis()).max(0) as u64;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     for (_, order_id, _) in &placed {
-        let (_, o) = get(&cluster, &buyer, &format!("/api/orders/{order_id}")).await;
+        let (_, o) = reply(buyer.get(&format!("/api/orders/{order_id}")).await).await;
         assert_eq!(
             o["status"], "created",
             "cancelled without the expiration service"
@@ -795,20 +608,15 @@ async fn expiration_killed_with_jobs_pending_fires_each_once() {
 
     cluster.run("up").await;
     for (ticket, order_id, _) in &placed {
-        wait_for(&cluster, &buyer, &format!("/api/orders/{order_id}"), |o| {
-            o["status"] == "cancelled"
-        })
-        .await;
-        wait_for(&cluster, &buyer, &format!("/api/tickets/{ticket}"), |t| {
-            t.get("orderId").is_none()
-        })
-        .await;
+        buyer.wait_order(order_id, "cancelled").await;
+        buyer.wait_ticket_held_by(ticket, None).await;
     }
-    eventually("the queue to empty", || {
-        let jobs = jobs.clone();
-        async move { (redis(&jobs).await == ":0").then_some(()) }
-    })
-    .await;
+    PATIENCE
+        .eventually("the queue to empty", || {
+            let jobs = jobs.clone();
+            async move { (redis(&jobs).await == ":0").then_some(()) }
+        })
+        .await;
     for (_, order_id, _) in &placed {
         assert!(
             cluster
@@ -833,18 +641,17 @@ async fn two_orders_processes_sell_each_ticket_once() {
         ..Options::default()
     })
     .await;
-    let seller = signup(&cluster, "seller@test.com").await;
+    let seller = cluster.user("seller@test.com").await;
     let mut buyers = Vec::new();
     for i in 0..BUYERS {
-        buyers.push(signup(&cluster, &format!("buyer{i}@test.com")).await);
+        buyers.push(cluster.user(&format!("buyer{i}@test.com")).await);
     }
 
     for t in 0..TICKETS {
-        let ticket = sell(&cluster, &seller, &format!("Hot {t}")).await;
+        let ticket = seller.sell(&format!("Hot {t}"), json!("20.50")).await;
         let attempts = buyers.iter().map(|buyer| {
             let ticket = ticket.clone();
-            let cluster = &cluster;
-            async move { post(cluster, buyer, "/api/orders", json!({"ticketId": ticket})).await }
+            async move { reply(buyer.order(&ticket).await).await }
         });
         let results = futures::future::join_all(attempts).await;
         let winners: Vec<&Value> = results
@@ -860,10 +667,7 @@ async fn two_orders_processes_sell_each_ticket_once() {
             }
         }
         let winner = id(winners[0]);
-        wait_for(&cluster, &seller, &format!("/api/tickets/{ticket}"), |t| {
-            t["orderId"] == winner.as_str()
-        })
-        .await;
+        seller.wait_ticket_held_by(&ticket, Some(&winner)).await;
     }
 
     // Both orders processes took orders.
@@ -898,24 +702,15 @@ async fn two_orders_processes_sell_each_ticket_once() {
     // once (a refused connection goes to the next server), no request fails.
     cluster.kill9("orders", 1).await;
     for (t, buyer) in buyers.iter().enumerate().take(3) {
-        let ticket = sell(&cluster, &seller, &format!("After the crash {t}")).await;
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let res = buyer
-                .client
-                .post(cluster.url("/api/orders"))
-                .json(&json!({"ticketId": ticket}))
-                .send()
-                .await
-                .unwrap();
-            let status = res.status();
-            // 404: the replica has not heard of the new ticket yet; anything else is final.
-            if status != StatusCode::NOT_FOUND || Instant::now() > deadline {
-                let body: Value = res.json().await.unwrap_or(Value::Null);
-                assert_eq!(status, StatusCode::CREATED, "{body}");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let ticket = seller
+            .sell(&format!("After the crash {t}"), json!("20.50"))
+            .await;
+        // 404: the replica has not heard of the new ticket yet; anything else is final.
+        let patient = buyer.clone().with_patience(Patience {
+            retry_on: &[StatusCode::NOT_FOUND],
+            ..PATIENCE
+        });
+        let (status, body) = reply(patient.order(&ticket).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 }

@@ -14,7 +14,7 @@ mod process;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -27,14 +27,17 @@ use process::Running;
 use prost::Message;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use ticketing_kit::testing::{nats_url, postgres_base_url, unique_prefix};
+use ticketing_kit::testing::{
+    nats_url, payment, postgres_base_url, redis_url, unique_prefix, Api, Patience, User,
+};
 
 /// How long anything asynchronous may take on a loaded 2-core machine.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+const PATIENCE: Patience = Patience {
+    limit: Duration::from_secs(60),
+    every: Duration::from_millis(200),
+    retry_on: &[StatusCode::NOT_FOUND],
+    through_errors: false,
+};
 
 /// One exported span, as the collector would see it.
 #[derive(Debug, Clone)]
@@ -159,6 +162,11 @@ impl System {
         format!("{}{path}", self.services[service].base)
     }
 
+    /// `service`'s API as `user`.
+    fn api(&self, service: &str, user: &User) -> Api {
+        Api::new(self.services[service].base.clone()).as_user(user)
+    }
+
     /// Stop every process, then drop what the test made on the shared servers.
     async fn stop(mut self) {
         for (_, running) in self.services.drain() {
@@ -185,77 +193,35 @@ impl System {
     }
 }
 
-async fn post_json(client: &Client, url: &str, body: Value) -> reqwest::Response {
-    client.post(url).json(&body).send().await.unwrap()
-}
-
-/// Retry `f` until it returns `Some`, for at most [`PATIENCE`].
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = f().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Place an order for `ticket` (its `traceparent` answer too), once the orders service
 /// has the ticket's replica.
-async fn place_order(sys: &System, buyer: &Client, ticket: &str) -> (Value, String) {
-    eventually("the order to be placed", || async {
-        let res = post_json(
-            buyer,
-            &sys.url("orders", "/api/orders"),
-            json!({"ticketId": ticket}),
-        )
-        .await;
-        if res.status() != StatusCode::CREATED {
-            return None;
-        }
-        let traceparent = res.headers()["traceparent"].to_str().unwrap().to_owned();
-        Some((res.json::<Value>().await.unwrap(), traceparent))
-    })
-    .await
+async fn place_order(sys: &System, buyer: &User, ticket: &str) -> (Value, String) {
+    let orders = sys.api("orders", buyer);
+    PATIENCE
+        .eventually("the order to be placed", || async {
+            let res = orders
+                .post_json("/api/orders", json!({"ticketId": ticket}))
+                .await;
+            if res.status() != StatusCode::CREATED {
+                return None;
+            }
+            let traceparent = res.headers()["traceparent"].to_str().unwrap().to_owned();
+            Some((res.json::<Value>().await.unwrap(), traceparent))
+        })
+        .await
 }
 
-async fn sell(sys: &System, seller: &Client, title: &str) -> String {
-    let res = post_json(
-        seller,
-        &sys.url("tickets", "/api/tickets"),
-        json!({"title": title, "price": "20.50"}),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn client_signed_up(sys: &System, email: &str) -> Client {
-    let client = ticketing_kit::testing::TestServer::new_client();
-    let res = post_json(
-        &client,
-        &sys.url("auth", "/api/users/signup"),
-        json!({"email": email, "password": "password123"}),
-    )
-    .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    client
+async fn sell(sys: &System, seller: &User, title: &str) -> String {
+    sys.api("tickets", seller).sell(title, json!("20.50")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journey() {
     let (otlp, received) = otlp_receiver().await;
     let sys = System::start(&otlp).await;
-    let seller = client_signed_up(&sys, "seller@test.com").await;
-    let buyer = client_signed_up(&sys, "buyer@test.com").await;
+    let auth = Api::new(sys.url("auth", ""));
+    let seller = auth.sign_up("seller@test.com").await;
+    let buyer = auth.sign_up("buyer@test.com").await;
 
     // A purchase: the traced request.
     let ticket = sell(&sys, &seller, "Traced").await;
@@ -278,11 +244,12 @@ async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journe
             async move { (!found.is_empty()).then_some(found) }
         }
     };
-    let server = eventually(
-        "the orders server span",
-        spans("orders", "POST /api/orders"),
-    )
-    .await;
+    let server = PATIENCE
+        .eventually(
+            "the orders server span",
+            spans("orders", "POST /api/orders"),
+        )
+        .await;
     assert_eq!(
         server[0].span_id, server_span_id,
         "traceparent names the exported span"
@@ -290,18 +257,23 @@ async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journe
     assert_eq!(server[0].attributes["http.route"], "/api/orders");
     assert_eq!(server[0].attributes["http.response.status_code"], "201");
 
-    let create = eventually("the create span", spans("orders", "create order:created")).await;
+    let create = PATIENCE
+        .eventually("the create span", spans("orders", "create order:created"))
+        .await;
     assert_eq!(create[0].parent_span_id, server_span_id);
-    let publish = eventually("the publish span", spans("orders", "publish order:created")).await;
+    let publish = PATIENCE
+        .eventually("the publish span", spans("orders", "publish order:created"))
+        .await;
     assert_eq!(publish[0].parent_span_id, create[0].span_id);
 
     // In two other processes, the listeners of order:created hang from its create span.
     for service in ["tickets", "expiration", "payments"] {
-        let process = eventually(
-            &format!("{service}'s process span"),
-            spans(service, "process order:created"),
-        )
-        .await;
+        let process = PATIENCE
+            .eventually(
+                &format!("{service}'s process span"),
+                spans(service, "process order:created"),
+            )
+            .await;
         assert_eq!(process[0].parent_span_id, create[0].span_id, "{service}");
         assert_eq!(
             process[0].attributes["messaging.destination.name"],
@@ -312,16 +284,18 @@ async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journe
             .contains_key("messaging.consumer.group.name"));
     }
     // And the event tickets published in turn comes back to orders in the same trace.
-    let reserved = eventually(
-        "tickets' create span",
-        spans("tickets", "create ticket:updated"),
-    )
-    .await;
-    let back = eventually(
-        "orders' process span of ticket:updated",
-        spans("orders", "process ticket:updated"),
-    )
-    .await;
+    let reserved = PATIENCE
+        .eventually(
+            "tickets' create span",
+            spans("tickets", "create ticket:updated"),
+        )
+        .await;
+    let back = PATIENCE
+        .eventually(
+            "orders' process span of ticket:updated",
+            spans("orders", "process ticket:updated"),
+        )
+        .await;
     assert_eq!(back[0].parent_span_id, reserved[0].span_id);
 
     // The trace as a collector shows it (`-- --nocapture`).
@@ -345,32 +319,26 @@ async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journe
         .any(|s| s.name == "op" || s.attributes.get("url.path").is_some_and(|p| p == "/readyz")));
 
     // Pay it (once payments has the order's replica).
-    eventually("the payment", || async {
-        let res = post_json(
-            &buyer,
-            &sys.url("payments", "/api/payments"),
-            json!({"orderId": order_id, "token": "tok_visa"}),
-        )
+    let payments = sys.api("payments", &buyer);
+    PATIENCE
+        .eventually("the payment", || async {
+            let res = payments
+                .post_json("/api/payments", payment(&order_id))
+                .await;
+            (res.status() == StatusCode::CREATED).then_some(())
+        })
         .await;
-        (res.status() == StatusCode::CREATED).then_some(())
-    })
-    .await;
     // And leave one unpaid: it expires.
     let unpaid_ticket = sell(&sys, &seller, "Left").await;
     let (unpaid, _) = place_order(&sys, &buyer, &unpaid_ticket).await;
     let unpaid_id = unpaid["id"].as_str().unwrap().to_owned();
-    eventually("the unpaid order to be cancelled", || async {
-        let order: Value = buyer
-            .get(sys.url("orders", &format!("/api/orders/{unpaid_id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (order["status"] == "cancelled").then_some(())
-    })
-    .await;
+    let orders = sys.api("orders", &buyer);
+    PATIENCE
+        .eventually("the unpaid order to be cancelled", || async {
+            let order = orders.get_json(&format!("/api/orders/{unpaid_id}")).await;
+            (order["status"] == "cancelled").then_some(())
+        })
+        .await;
 
     // Every named series, with the journey in it.
     let expected: &[(&str, &str, &[&str])] = &[
@@ -435,24 +403,25 @@ async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journe
     ];
     let http = Client::new();
     for (service, name, labels) in expected {
-        let line = eventually(&format!("{name} on {service}"), || async {
-            let text = http
-                .get(sys.url(service, "/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            text.lines()
-                .find(|line| {
-                    let series = line.split(' ').next().unwrap_or_default();
-                    (series == *name || series.starts_with(&format!("{name}{{")))
-                        && labels.iter().all(|l| series.contains(l))
-                })
-                .map(str::to_owned)
-        })
-        .await;
+        let line = PATIENCE
+            .eventually(&format!("{name} on {service}"), || async {
+                let text = http
+                    .get(sys.url(service, "/metrics"))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                text.lines()
+                    .find(|line| {
+                        let series = line.split(' ').next().unwrap_or_default();
+                        (series == *name || series.starts_with(&format!("{name}{{")))
+                            && labels.iter().all(|l| series.contains(l))
+                    })
+                    .map(str::to_owned)
+            })
+            .await;
         let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         if name.ends_with("_total") && !name.contains("failed") && !name.contains("dead") {
             assert!(value > 0.0, "{line}");

@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::AUTHORIZATION;
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use ticketing_bus::Envelope;
 use ticketing_contracts::events::{
@@ -13,12 +12,19 @@ use ticketing_contracts::events::{
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::{now_millis, parse_millis};
 use ticketing_kit::flavor_tests;
-use ticketing_kit::testing::{EventRecorder, Flavor, TestEnv, TestServer};
+use ticketing_kit::testing::{
+    errors, reply, Api, EventRecorder, Flavor, TestApp, TestEnv, TestServer, User,
+};
 use ticketing_store::{query, Store};
 
-struct App {
-    server: TestServer,
-    env: TestEnv,
+/// Tickets and orders on one runtime.
+struct App(TestApp);
+
+impl std::ops::Deref for App {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.0
+    }
 }
 
 async fn spawn(flavor: Flavor) -> App {
@@ -43,132 +49,45 @@ async fn spawn_with_deadline(flavor: Flavor, ttl: Duration, grace: Duration) -> 
     )
     .await
     .expect("mount orders");
-    App {
-        server: TestServer::spawn(vec![tickets, orders]).await,
-        env,
-    }
+    App(TestApp::spawn(env, vec![tickets, orders]).await)
 }
 
 impl App {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        user: Option<&str>,
-        body: Option<Value>,
-    ) -> Response {
-        self.call_at(&self.server, method, path, user, body).await
+    /// `user`'s API: the app's, with `user`'s token.
+    fn user(&self, user: &str) -> Api {
+        self.as_user(user)
     }
 
-    async fn call_at(
-        &self,
-        server: &TestServer,
-        method: Method,
-        path: &str,
-        user: Option<&str>,
-        body: Option<Value>,
-    ) -> Response {
-        let mut req = server.client.request(method, server.url(path));
-        if let Some(user) = user {
-            let (token, _) = self
-                .env
-                .runtime
-                .keys
-                .issue(user, &format!("{user}@test.com"))
-                .unwrap();
-            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        req.send().await.unwrap()
-    }
-
-    /// A ticket for sale, listed by alice.
-    async fn ticket(&self, title: &str, price: Value) -> Value {
-        let res = self
-            .call(
-                Method::POST,
-                "/api/tickets",
-                Some("alice"),
-                Some(json!({"title": title, "price": price})),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-        res.json().await.unwrap()
+    /// A ticket for sale, listed by alice: its id.
+    async fn ticket(&self, title: &str, price: Value) -> String {
+        self.user("alice").sell(title, price).await
     }
 
     /// Order right after listing: retried while the replica has not heard of the ticket.
-    async fn order(&self, user: &str, ticket_id: &str) -> Response {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let res = self
-                .call(
-                    Method::POST,
-                    "/api/orders",
-                    Some(user),
-                    Some(json!({"ticketId": ticket_id})),
-                )
-                .await;
-            if res.status() != StatusCode::NOT_FOUND || Instant::now() > deadline {
-                return res;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+    async fn order(&self, user: &str, ticket_id: &str) -> reqwest::Response {
+        self.user(user).order(ticket_id).await
     }
 
     async fn order_ok(&self, user: &str, ticket_id: &str) -> Value {
-        let res = self.order(user, ticket_id).await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-        res.json().await.unwrap()
+        self.user(user).order_ok(ticket_id).await
     }
 
     async fn get_order(&self, user: &str, id: &str) -> Value {
-        let res = self
-            .call(Method::GET, &format!("/api/orders/{id}"), Some(user), None)
-            .await;
-        assert_eq!(res.status(), StatusCode::OK);
-        res.json().await.unwrap()
+        self.user(user).get_json(&format!("/api/orders/{id}")).await
     }
 
     async fn wait_order_status(&self, user: &str, id: &str, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let order = self.get_order(user, id).await;
-            if order["status"] == status {
-                return order;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "order {order} never became {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.user(user).wait_order(id, status).await
     }
 
     async fn wait_ticket_holder(&self, ticket_id: &str, order: Option<&str>) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let t: Value = self
-                .call(
-                    Method::GET,
-                    &format!("/api/tickets/{ticket_id}"),
-                    None,
-                    None,
-                )
-                .await
-                .json()
-                .await
-                .unwrap();
-            if t["orderId"].as_str() == order {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ticket {t} never held by {order:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.api.wait_ticket_held_by(ticket_id, order).await
+    }
+
+    /// Buyer `i` at `server`, from a browser of its own (a racer of its own connection).
+    fn buyer(&self, server: &TestServer, i: usize) -> Api {
+        Api::new(server.url(""))
+            .as_user(&User::bearer(&self.env.runtime.keys, &format!("buyer{i}")))
     }
 
     async fn orders_store(&self) -> Store {
@@ -183,27 +102,14 @@ impl App {
     }
 }
 
-/// `POST /api/orders` for `ticket_id` with a Bearer `token`: status and body.
-async fn post_order(
-    client: &reqwest::Client,
-    url: String,
-    token: &str,
-    ticket_id: &str,
-) -> (StatusCode, Value) {
-    let res = client
-        .post(url)
-        .header(AUTHORIZATION, format!("Bearer {token}"))
-        .json(&json!({"ticketId": ticket_id}))
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap())
-}
-
-async fn errors(res: Response) -> Vec<Value> {
-    let body: Value = res.json().await.unwrap();
-    body["errors"].as_array().unwrap().clone()
+/// `POST /api/orders` for `ticket_id`, once: status and body.
+async fn post_order(buyer: &Api, ticket_id: &str) -> (StatusCode, Value) {
+    reply(
+        buyer
+            .post_json("/api/orders", json!({"ticketId": ticket_id}))
+            .await,
+    )
+    .await
 }
 
 async fn every_route_requires_a_session(flavor: Flavor) {
@@ -216,7 +122,8 @@ async fn every_route_requires_a_session(flavor: Flavor) {
         (Method::DELETE, format!("/api/orders/{id}")),
     ] {
         let res = app
-            .call(method.clone(), &path, None, Some(json!({"ticketId": id})))
+            .api
+            .send(method.clone(), &path, Some(json!({"ticketId": id})))
             .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
         assert_eq!(errors(res).await[0]["message"], "User not authorized.");
@@ -231,18 +138,15 @@ async fn create_validates_the_ticket_id(flavor: Flavor) {
         json!({"ticketId": 42}),
         json!({"ticketId": "no spaces!"}),
     ] {
-        let res = app
-            .call(Method::POST, "/api/orders", Some("bob"), Some(body.clone()))
-            .await;
+        let res = app.user("bob").post_json("/api/orders", body.clone()).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(errors(res).await[0]["field"], "ticketId");
     }
     let unknown = app
-        .call(
-            Method::POST,
+        .user("bob")
+        .post_json(
             "/api/orders",
-            Some("bob"),
-            Some(json!({"ticketId": "0190d5d3-7c5e-7000-8000-000000000000"})),
+            json!({"ticketId": "0190d5d3-7c5e-7000-8000-000000000000"}),
         )
         .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
@@ -252,7 +156,7 @@ async fn create_reserves_the_ticket_and_publishes_order_created(flavor: Flavor) 
     let app = spawn(flavor).await;
     let created = EventRecorder::start(&app.env.runtime, Subject::OrderCreated).await;
     let ticket = app.ticket("Concert", json!("10.99")).await;
-    let tid = ticket["id"].as_str().unwrap();
+    let tid = ticket.as_str();
     let before = now_millis();
     let order = app.order_ok("bob", tid).await;
     assert_eq!(order["status"], "created");
@@ -287,21 +191,23 @@ async fn list_and_show_only_the_callers_orders(flavor: Flavor) {
     let t1 = app.ticket("One", json!(10)).await;
     let t2 = app.ticket("Two", json!(20)).await;
     let t3 = app.ticket("Three", json!(30)).await;
-    let o1 = app.order_ok("bob", t1["id"].as_str().unwrap()).await;
-    let o2 = app.order_ok("bob", t2["id"].as_str().unwrap()).await;
-    let o3 = app.order_ok("carol", t3["id"].as_str().unwrap()).await;
+    let o1 = app.order_ok("bob", &t1).await;
+    let o2 = app.order_ok("bob", &t2).await;
+    let o3 = app.order_ok("carol", &t3).await;
 
     // Compared by id: the embedded ticket's version moves on as the ticket is reserved.
     let ids = |orders: Vec<Value>| orders.iter().map(|o| o["id"].clone()).collect::<Vec<_>>();
     let bobs: Vec<Value> = app
-        .call(Method::GET, "/api/orders", Some("bob"), None)
+        .user("bob")
+        .get("/api/orders")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(ids(bobs), vec![o1["id"].clone(), o2["id"].clone()]);
     let carols: Vec<Value> = app
-        .call(Method::GET, "/api/orders", Some("carol"), None)
+        .user("carol")
+        .get("/api/orders")
         .await
         .json()
         .await
@@ -312,18 +218,12 @@ async fn list_and_show_only_the_callers_orders(flavor: Flavor) {
     assert_eq!(shown["status"], "created");
     assert_eq!(shown["ticket"]["title"], "One");
     let foreign = app
-        .call(
-            Method::GET,
-            &format!("/api/orders/{}", o3["id"].as_str().unwrap()),
-            Some("bob"),
-            None,
-        )
+        .user("bob")
+        .get(&format!("/api/orders/{}", o3["id"].as_str().unwrap()))
         .await;
     assert_eq!(foreign.status(), StatusCode::UNAUTHORIZED);
     for id in ["0190d5d3-7c5e-7000-8000-000000000000", "bad%20id"] {
-        let res = app
-            .call(Method::GET, &format!("/api/orders/{id}"), Some("bob"), None)
-            .await;
+        let res = app.user("bob").get(&format!("/api/orders/{id}")).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{id}");
     }
 }
@@ -332,29 +232,23 @@ async fn cancel_releases_the_ticket_once(flavor: Flavor) {
     let app = spawn(flavor).await;
     let cancelled = EventRecorder::start(&app.env.runtime, Subject::OrderCancelled).await;
     let ticket = app.ticket("Concert", json!(20)).await;
-    let tid = ticket["id"].as_str().unwrap();
+    let tid = ticket.as_str();
     let order = app.order_ok("bob", tid).await;
     let oid = order["id"].as_str().unwrap();
     let path = format!("/api/orders/{oid}");
 
     assert_eq!(
-        app.call(Method::DELETE, &path, Some("carol"), None)
-            .await
-            .status(),
+        app.user("carol").delete(&path).await.status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        app.call(
-            Method::DELETE,
-            "/api/orders/0190d5d3-7c5e-7000-8000-000000000000",
-            Some("bob"),
-            None
-        )
-        .await
-        .status(),
+        app.user("bob")
+            .delete("/api/orders/0190d5d3-7c5e-7000-8000-000000000000")
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
-    let res = app.call(Method::DELETE, &path, Some("bob"), None).await;
+    let res = app.user("bob").delete(&path).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(res.bytes().await.unwrap().is_empty());
     let shown = app.get_order("bob", oid).await;
@@ -371,9 +265,7 @@ async fn cancel_releases_the_ticket_once(flavor: Flavor) {
 
     // Cancelling again changes nothing and publishes nothing.
     assert_eq!(
-        app.call(Method::DELETE, &path, Some("bob"), None)
-            .await
-            .status(),
+        app.user("bob").delete(&path).await.status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.get_order("bob", oid).await["version"], 1);
@@ -386,7 +278,7 @@ async fn cancel_releases_the_ticket_once(flavor: Flavor) {
 async fn payment_completes_and_completed_orders_cannot_be_cancelled(flavor: Flavor) {
     let app = spawn(flavor).await;
     let ticket = app.ticket("Concert", json!(20)).await;
-    let order = app.order_ok("bob", ticket["id"].as_str().unwrap()).await;
+    let order = app.order_ok("bob", &ticket).await;
     let oid = order["id"].as_str().unwrap();
     let payment = Envelope::new(&PaymentCreated {
         id: "pay1".into(),
@@ -397,14 +289,7 @@ async fn payment_completes_and_completed_orders_cannot_be_cancelled(flavor: Flav
     let done = app.wait_order_status("bob", oid, "complete").await;
     assert_eq!(done["version"], 1);
 
-    let res = app
-        .call(
-            Method::DELETE,
-            &format!("/api/orders/{oid}"),
-            Some("bob"),
-            None,
-        )
-        .await;
+    let res = app.user("bob").delete(&format!("/api/orders/{oid}")).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         errors(res).await[0]["message"],
@@ -426,7 +311,7 @@ async fn expiration_cancels_an_unpaid_order(flavor: Flavor) {
     let app = spawn_with_ttl(flavor, Duration::from_millis(500)).await;
     let cancelled = EventRecorder::start(&app.env.runtime, Subject::OrderCancelled).await;
     let ticket = app.ticket("Concert", json!(20)).await;
-    let tid = ticket["id"].as_str().unwrap();
+    let tid = ticket.as_str();
     let order = app.order_ok("bob", tid).await;
     let oid = order["id"].as_str().unwrap();
     let expired = Envelope::new(&ExpirationComplete {
@@ -457,7 +342,7 @@ async fn an_expired_order_no_longer_holds_its_ticket(flavor: Flavor) {
     let app = spawn_with_deadline(flavor, Duration::from_secs(2), Duration::from_secs(2)).await;
     let cancelled = EventRecorder::start(&app.env.runtime, Subject::OrderCancelled).await;
     let ticket = app.ticket("Concert", json!(20)).await;
-    let tid = ticket["id"].as_str().unwrap();
+    let tid = ticket.as_str();
     let first = app.order_ok("bob", tid).await;
     let reserved_until = parse_millis(first["expiresAt"].as_str().unwrap()).unwrap() + 2_000;
     let early = app.order("carol", tid).await;
@@ -496,7 +381,7 @@ async fn a_hundred_buyers_one_ticket_one_winner(flavor: Flavor) {
     .unwrap()])
     .await;
     let ticket = app.ticket("Hot", json!(99)).await;
-    let tid = ticket["id"].as_str().unwrap().to_owned();
+    let tid = ticket;
     // Wait for both replicas to know the ticket (the same database, so one check).
     let probe = app.order("probe", &tid).await;
     assert_eq!(probe.status(), StatusCode::CREATED);
@@ -505,34 +390,22 @@ async fn a_hundred_buyers_one_ticket_one_winner(flavor: Flavor) {
         .unwrap()
         .to_owned();
     assert_eq!(
-        app.call(
-            Method::DELETE,
-            &format!("/api/orders/{pid}"),
-            Some("probe"),
-            None
-        )
-        .await
-        .status(),
+        app.user("probe")
+            .delete(&format!("/api/orders/{pid}"))
+            .await
+            .status(),
         StatusCode::NO_CONTENT
     );
 
     let servers = [&app.server, &second_replica];
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(100));
     let attempts = (0..100).map(|i| {
-        let server = servers[i % 2];
-        let url = server.url("/api/orders");
-        let (token, _) = app
-            .env
-            .runtime
-            .keys
-            .issue(&format!("buyer{i}"), "b@test.com")
-            .unwrap();
-        let client = TestServer::new_client();
+        let buyer = app.buyer(servers[i % 2], i);
         let barrier = barrier.clone();
         let tid = tid.clone();
         async move {
             barrier.wait().await;
-            post_order(&client, url, &token, &tid).await
+            post_order(&buyer, &tid).await
         }
     });
     let results = futures::future::join_all(attempts).await;
@@ -563,7 +436,7 @@ async fn many_buyers_many_tickets_one_winner_each(flavor: Flavor) {
     let mut tickets = Vec::new();
     for i in 0..TICKETS {
         let ticket = app.ticket(&format!("Show {i}"), json!(10 + i)).await;
-        tickets.push(ticket["id"].as_str().unwrap().to_owned());
+        tickets.push(ticket);
     }
     let store = app.orders_store().await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -585,20 +458,10 @@ async fn many_buyers_many_tickets_one_winner_each(flavor: Flavor) {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(attempts));
     let orders = (0..attempts).map(|i| {
         let tid = tickets[i % TICKETS].clone();
-        let (token, _) = app
-            .env
-            .runtime
-            .keys
-            .issue(&format!("buyer{i}"), "b@test.com")
-            .unwrap();
-        let (client, url, barrier) = (
-            TestServer::new_client(),
-            app.server.url("/api/orders"),
-            barrier.clone(),
-        );
+        let (buyer, barrier) = (app.buyer(&app.server, i), barrier.clone());
         async move {
             barrier.wait().await;
-            let (status, body) = post_order(&client, url, &token, &tid).await;
+            let (status, body) = post_order(&buyer, &tid).await;
             (tid, status, body)
         }
     });
@@ -775,12 +638,7 @@ async fn replica_applies_a_burst_of_events_for_many_tickets(flavor: Flavor) {
 
 async fn openapi_covers_every_orders_route(flavor: Flavor) {
     let app = spawn(flavor).await;
-    let doc: Value = app
-        .call(Method::GET, "/api/openapi.json", None, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.api.get("/api/openapi.json").await.json().await.unwrap();
     let paths = &doc["paths"];
     for method in ["get", "post"] {
         assert!(

@@ -8,7 +8,7 @@ mod process;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use ticketing_kit::testing::TestServer;
+use ticketing_kit::testing::{Api, Patience};
 
 use process::Running;
 
@@ -20,15 +20,15 @@ struct Outcomes {
     failures: Vec<(Instant, String)>,
 }
 
-async fn create_tickets(client: reqwest::Client, url: String, worker: usize) -> Outcomes {
+async fn create_tickets(seller: Api, worker: usize) -> Outcomes {
     let mut outcomes = Outcomes::default();
     let give_up = Instant::now() + Duration::from_secs(60);
     for i in 0.. {
         if Instant::now() > give_up {
             break;
         }
-        let sent = client
-            .post(&url)
+        let sent = seller
+            .request(reqwest::Method::POST, "/api/tickets")
             .json(&json!({"title": format!("t{worker}-{i}"), "price": 10}))
             .timeout(Duration::from_secs(20))
             .send()
@@ -63,20 +63,13 @@ async fn sigterm_mid_load_finishes_in_flight_requests_and_loses_no_event() {
     let data = dir.path().to_str().unwrap();
     let mut first = Running::start(&["--data-dir", data], &[]).await;
 
-    let seller = TestServer::new_client();
-    let res = seller
-        .post(format!("{}/api/users/signup", first.base))
-        .json(&json!({"email": "seller@test.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    let api = Api::new(first.base.clone());
+    let seller = api.as_user(&api.sign_up("seller@test.com").await);
 
     // Eight clients create tickets as fast as they are answered (keep-alive
     // connections), until the server refuses them.
-    let url = format!("{}/api/tickets", first.base);
     let workers: Vec<_> = (0..8)
-        .map(|w| tokio::spawn(create_tickets(seller.clone(), url.clone(), w)))
+        .map(|w| tokio::spawn(create_tickets(seller.clone(), w)))
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let signalled = Instant::now();
@@ -111,43 +104,27 @@ async fn sigterm_mid_load_finishes_in_flight_requests_and_loses_no_event() {
     // Restart on the same data: every created ticket is there and reached the orders
     // service's replica (an order for it is accepted, not 404).
     let second = Running::start(&["--data-dir", data], &[]).await;
-    let buyer = TestServer::new_client();
-    let res = buyer
-        .post(format!("{}/api/users/signup", second.base))
-        .json(&json!({"email": "buyer@test.com", "password": "password123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let api = Api::new(second.base.clone()).with_patience(Patience {
+        limit: Duration::from_secs(30),
+        every: Duration::from_millis(100),
+        ..Patience::default()
+    });
+    let buyer = api.as_user(&api.sign_up("buyer@test.com").await);
     for id in &created {
-        let res = buyer
-            .get(format!("{}/api/tickets/{id}", second.base))
-            .send()
-            .await
-            .unwrap();
+        let res = buyer.get(&format!("/api/tickets/{id}")).await;
         assert_eq!(
             res.status(),
             200,
             "ticket {id} was answered 201, so it exists"
         );
-        loop {
-            let res = buyer
-                .post(format!("{}/api/orders", second.base))
-                .json(&json!({"ticketId": id}))
-                .send()
-                .await
-                .unwrap();
-            if res.status() == 201 {
-                break;
-            }
-            assert_eq!(res.status(), 404, "{}", res.text().await.unwrap());
-            assert!(
-                Instant::now() < deadline,
-                "ticket {id}'s ticket:created never reached the orders replica"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // Retried while 404: the ticket's ticket:created has not reached the replica.
+        let res = buyer.order(id).await;
+        assert_eq!(
+            res.status(),
+            201,
+            "ticket {id}'s ticket:created never reached the orders replica: {}",
+            res.text().await.unwrap()
+        );
     }
     second.stop();
 }

@@ -1,59 +1,12 @@
 //! The binary's two ways of serving the pages: beside the API (`--target all`, the
 //! default) and alone against a gateway (`--target web --api-url`).
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod process;
 
+use std::process::Command;
+
+use process::Running;
 use reqwest::StatusCode;
-
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Running {
-    /// Start the binary on a free port; wait until `/healthz` answers.
-    async fn start(args: &[&str]) -> Running {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_ticketing"))
-            .args(args)
-            .args(["--listen", &listen])
-            .env_remove("JWT_KEY")
-            .env_remove("TICKETING_DATABASE_URL")
-            .env_remove("NATS_URL")
-            .env_remove("TICKETING_API_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ticketing");
-        let running = Running {
-            child,
-            base: format!("http://{listen}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(running.url("/healthz")).await.is_err() {
-            assert!(Instant::now() < deadline, "ticketing did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        running
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn csrf_of(page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
@@ -64,20 +17,23 @@ fn csrf_of(page: &str) -> String {
 #[tokio::test]
 async fn the_pages_run_beside_the_api_or_alone_against_it() {
     let dir = tempfile::tempdir().unwrap();
-    let all = Running::start(&["--data-dir", dir.path().to_str().unwrap()]).await;
+    let all = Running::start(&["--data-dir", dir.path().to_str().unwrap()], &[]).await;
     let home = reqwest::get(all.url("/")).await.unwrap();
     assert_eq!(home.status(), StatusCode::OK);
     assert!(home.text().await.unwrap().contains("Tickets for sale"));
 
     // Alone: no data directory of its own; everything through the API's URL.
-    let web = Running::start(&[
-        "--target",
-        "web",
-        "--api-url",
-        &all.base,
-        "--cookie-secure",
-        "false",
-    ])
+    let web = Running::start(
+        &[
+            "--target",
+            "web",
+            "--api-url",
+            &all.base,
+            "--cookie-secure",
+            "false",
+        ],
+        &[],
+    )
     .await;
     assert_eq!(
         reqwest::get(web.url("/readyz")).await.unwrap().status(),

@@ -1,8 +1,7 @@
 //! The tickets contract (`../shared/spec/api.md` §tickets) over real HTTP, on every
 //! storage backend and event bus, with the events it publishes and consumes.
 
-use reqwest::header::AUTHORIZATION;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use ticketing_bus::Envelope;
 use ticketing_contracts::events::{
@@ -10,11 +9,16 @@ use ticketing_contracts::events::{
 };
 use ticketing_contracts::money::Cents;
 use ticketing_kit::flavor_tests;
-use ticketing_kit::testing::{EventRecorder, Flavor, TestEnv, TestServer};
+use ticketing_kit::testing::{errors, EventRecorder, Flavor, TestApp, TestEnv};
 
-struct App {
-    server: TestServer,
-    env: TestEnv,
+/// The tickets service alone.
+struct App(TestApp);
+
+impl std::ops::Deref for App {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.0
+    }
 }
 
 async fn spawn(flavor: Flavor) -> App {
@@ -22,48 +26,22 @@ async fn spawn(flavor: Flavor) -> App {
     let tickets = ticketing_tickets::mount(&env.runtime)
         .await
         .expect("mount tickets");
-    App {
-        server: TestServer::spawn(vec![tickets]).await,
-        env,
-    }
+    App(TestApp::spawn(env, vec![tickets]).await)
 }
 
 impl App {
-    fn as_user(&self, req: RequestBuilder, user: &str) -> RequestBuilder {
-        let (token, _) = self
-            .env
-            .runtime
-            .keys
-            .issue(user, &format!("{user}@test.com"))
-            .unwrap();
-        req.header(AUTHORIZATION, format!("Bearer {token}"))
-    }
-
     async fn create(&self, user: &str, body: Value) -> Response {
-        let req = self
-            .server
-            .client
-            .post(self.server.url("/api/tickets"))
-            .json(&body);
-        self.as_user(req, user).send().await.unwrap()
+        self.as_user(user).post_json("/api/tickets", body).await
     }
 
     async fn update(&self, user: &str, id: &str, body: Value) -> Response {
-        let req = self
-            .server
-            .client
-            .put(self.server.url(&format!("/api/tickets/{id}")))
-            .json(&body);
-        self.as_user(req, user).send().await.unwrap()
+        self.as_user(user)
+            .put_json(&format!("/api/tickets/{id}"), body)
+            .await
     }
 
     async fn get(&self, path: &str) -> Response {
-        self.server
-            .client
-            .get(self.server.url(path))
-            .send()
-            .await
-            .unwrap()
+        self.api.get(path).await
     }
 
     async fn ticket(&self, user: &str, title: &str, price: Value) -> Value {
@@ -75,11 +53,6 @@ impl App {
     }
 }
 
-async fn errors(res: Response) -> Vec<Value> {
-    let body: Value = res.json().await.unwrap();
-    body["errors"].as_array().unwrap().clone()
-}
-
 fn fields(errors: &[Value]) -> Vec<&str> {
     errors.iter().filter_map(|e| e["field"].as_str()).collect()
 }
@@ -87,13 +60,9 @@ fn fields(errors: &[Value]) -> Vec<&str> {
 async fn create_requires_a_session(flavor: Flavor) {
     let app = spawn(flavor).await;
     let res = app
-        .server
-        .client
-        .post(app.server.url("/api/tickets"))
-        .json(&json!({"title": "t", "price": 10}))
-        .send()
-        .await
-        .unwrap();
+        .api
+        .post_json("/api/tickets", json!({"title": "t", "price": 10}))
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(errors(res).await[0]["message"], "User not authorized.");
 }
@@ -158,13 +127,14 @@ async fn events_carry_the_callers_trace(flavor: Flavor) {
     let app = spawn(flavor).await;
     let created = EventRecorder::start(&app.env.runtime, Subject::TicketCreated).await;
     let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let req = app
-        .server
-        .client
-        .post(app.server.url("/api/tickets"))
+    let res = app
+        .as_user("alice")
+        .request(Method::POST, "/api/tickets")
         .header("traceparent", caller)
-        .json(&json!({"title": "Traced", "price": 5}));
-    let res = app.as_user(req, "alice").send().await.unwrap();
+        .json(&json!({"title": "Traced", "price": 5}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     let answered = res.headers()["traceparent"].to_str().unwrap().to_owned();
     assert!(
@@ -269,13 +239,9 @@ async fn update_checks_in_the_contract_order(flavor: Flavor) {
     let valid = json!({"title": "New", "price": 30});
 
     let anonymous = app
-        .server
-        .client
-        .put(app.server.url(&format!("/api/tickets/{id}")))
-        .json(&valid)
-        .send()
-        .await
-        .unwrap();
+        .api
+        .put_json(&format!("/api/tickets/{id}"), valid.clone())
+        .await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
     let invalid = app
@@ -360,18 +326,7 @@ async fn show(app: &App, id: &str) -> Value {
 }
 
 async fn eventually_reserved_by(app: &App, id: &str, order: Option<&str>) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let t = show(app, id).await;
-        if t["orderId"].as_str() == order {
-            return t;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ticket {t} never held by {order:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    app.api.wait_ticket_held_by(id, order).await
 }
 
 async fn order_events_reserve_and_release_the_ticket(flavor: Flavor) {

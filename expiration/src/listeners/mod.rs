@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ticketing_bus::HandlerError;
 use ticketing_contracts::time::now_millis;
-use ticketing_contracts::OrderId;
+use ticketing_contracts::{OrderId, Timestamp};
 use ticketing_store::{query, Tx};
 
 pub use order_cancelled::OrderCancelledListener;
@@ -49,16 +49,16 @@ async fn schedule(
     state: &State,
     tx: Option<&mut Tx>,
     order_id: &OrderId,
-    due: i64,
+    due: Timestamp,
 ) -> Result<(), HandlerError> {
     match (state.queue.in_store(), tx) {
         (Some(queue), Some(tx)) => {
             if is_finished(&mut *tx, order_id).await? {
                 return Ok(());
             }
-            queue.schedule_in(tx, order_id.as_str(), due).await?;
+            queue.schedule_in(tx, order_id, due).await?;
         }
-        (None, None) => state.queue.schedule(order_id.as_str(), due).await?,
+        (None, None) => state.queue.schedule(order_id, due).await?,
         // `prepare` of a queue in the store, or `handle` of one outside: the other does it.
         _ => {}
     }
@@ -73,8 +73,8 @@ async fn cancel(
     order_id: &OrderId,
 ) -> Result<(), HandlerError> {
     match (state.queue.in_store(), tx) {
-        (Some(queue), Some(tx)) => queue.cancel_in(tx, order_id.as_str()).await?,
-        (None, None) => state.queue.cancel(order_id.as_str()).await?,
+        (Some(queue), Some(tx)) => queue.cancel_in(tx, order_id).await?,
+        (None, None) => state.queue.cancel(order_id).await?,
         _ => {}
     }
     Ok(())

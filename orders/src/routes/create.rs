@@ -2,7 +2,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ticketing_contracts::api::orders::CreateOrder;
-use ticketing_contracts::time::now_millis;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::json::ApiJson;
@@ -10,7 +9,7 @@ use ticketing_kit::validate::{parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
 use super::OrderBody;
-use ticketing_contracts::TicketId;
+use ticketing_contracts::{TicketId, Timestamp};
 
 use crate::orders::{self, PlaceError};
 use crate::AppState;
@@ -43,7 +42,7 @@ pub async fn create(
     });
     let ticket_id = fields.finish(ticket_id)?;
 
-    let now = now_millis();
+    let now = Timestamp::now();
     let deadline = state.settings.deadline(now);
     let ticket_id = TicketId::from(ticket_id);
     let order = match orders::place(

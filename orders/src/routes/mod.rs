@@ -3,7 +3,6 @@ mod create;
 mod list;
 mod show;
 
-use ticketing_contracts::time::format_millis;
 use ticketing_kit::validate::is_valid_id;
 use ticketing_kit::{ApiError, ApiResult};
 use utoipa_axum::router::OpenApiRouter;
@@ -28,7 +27,7 @@ impl From<Order> for OrderBody {
             id: o.id.into(),
             user_id: o.user_id.into(),
             status: o.status,
-            expires_at: format_millis(o.expires_at),
+            expires_at: o.deadline.expires_at.to_rfc3339(),
             version: o.version,
             ticket: OrderTicketBody {
                 id: o.ticket.id.into(),

@@ -33,6 +33,7 @@ impl Running {
             .env_remove("JWT_KEY")
             .env_remove("TICKETING_DATABASE_URL")
             .env_remove("NATS_URL")
+            .env_remove("TICKETING_API_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in envs {
@@ -45,7 +46,7 @@ impl Running {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(res) = reqwest::get(format!("{}/readyz", running.base)).await {
+            if let Ok(res) = reqwest::get(running.url("/readyz")).await {
                 if res.status().is_success() {
                     return running;
                 }
@@ -53,6 +54,10 @@ impl Running {
             assert!(Instant::now() < deadline, "ticketing did not become ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// Send SIGTERM (graceful shutdown) without waiting.
@@ -93,6 +98,8 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // Reaped, so that it is gone (its port closed) once the drop returns.
         let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -294,22 +294,13 @@ impl Drop for Browser {
     fn drop(&mut self) {
         // End the session (and its Chromium) from a thread: Drop cannot await.
         let (http, url) = (self.http.clone(), self.url.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let _ = http
-                    .delete(url)
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-            });
-        })
-        .join();
+        ticketing_kit::testing::block_on_own_thread(async move {
+            let _ = http
+                .delete(url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+        });
     }
 }
 

@@ -1,5 +1,5 @@
 //! Test helpers: a runtime with its own fresh database per test, on either backend,
-//! and an app spawned on port 0.
+//! an app spawned on port 0, and one client of its HTTP API (`api.rs`).
 //!
 //! PostgreSQL tests use `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`)
 //! and a database prefix unique to the test, so tests run in parallel. A server that
@@ -22,6 +22,9 @@ use crate::runtime::{Mounted, Runtime};
 use ticketing_bus::{InProcessBus, NatsBus, RetryPolicy, SharedBus};
 use ticketing_store::{event_tables, DatabaseConfig, Migrator, Store};
 
+mod api;
+pub use api::{credentials, errors, id_of, payment, reply, Api, Patience, TestApp, User, PASSWORD};
+
 pub const TEST_JWT_KEY: &[u8] = b"test-jwt-key";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,10 @@ pub fn postgres_base_url() -> String {
 
 pub fn nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// No migrations: for test stores that only need the event tables.
@@ -158,29 +165,35 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         self.runtime.shutdown.cancel();
         if let Some(stream) = self.nats_stream.take() {
-            // Drop cannot await: delete the test's stream from a thread of its own, on a
-            // connection of its own, so the shared server does not fill up.
-            let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                        let client = async_nats::connect(nats_url()).await?;
-                        async_nats::jetstream::new(client)
-                            .delete_stream(&stream)
-                            .await?;
-                        anyhow::Ok(())
-                    })
-                    .await;
-                });
-            })
-            .join();
+            // Drop cannot await: delete the test's stream on a connection of its own, so
+            // the shared server does not fill up.
+            block_on_own_thread(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    let client = async_nats::connect(nats_url()).await?;
+                    async_nats::jetstream::new(client)
+                        .delete_stream(&stream)
+                        .await?;
+                    anyhow::Ok(())
+                })
+                .await;
+            });
         }
     }
+}
+
+/// Run `work` to its end on a thread and runtime of its own: for a `Drop` that has to
+/// await (it cannot itself, and may run inside a runtime).
+pub fn block_on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(work);
+    })
+    .join();
 }
 
 /// A running app and a cookie-keeping client for it.
@@ -224,6 +237,11 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A client of this server, with the server's cookie jar.
+    pub fn api(&self) -> Api {
+        Api::with_http(self.client.clone(), self.url(""))
     }
 }
 
