@@ -13,7 +13,7 @@ use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::client::TrustedProxies;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
-use ticketing_store::{Migrator, Store};
+use ticketing_store::{Migrations, Store};
 
 pub use limits::{
     LimitSettings, Limits, DEFAULT_PER_ACCOUNT_PER_MINUTE, DEFAULT_PER_ADDRESS_PER_MINUTE,
@@ -22,7 +22,7 @@ pub use password::{HashSettings, Hasher};
 
 pub const SERVICE: &str = "auth";
 
-pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATIONS: Migrations = ticketing_store::migrations!["0001_users.sql"];
 
 /// What only the auth service is configured with.
 #[derive(Debug, Clone, Default)]

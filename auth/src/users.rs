@@ -14,7 +14,7 @@ pub struct User {
 }
 
 impl FromRow for User {
-    fn from_row(row: &Row) -> Result<User, sqlx::Error> {
+    fn from_row(row: &Row) -> Result<User, ticketing_store::Error> {
         Ok(User {
             id: row.get("id")?,
             email: row.get("email")?,

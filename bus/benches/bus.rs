@@ -60,7 +60,7 @@ impl Handler for Timer {
 
 struct Rig {
     store: Store,
-    relay: Outbox,
+    _relay: Outbox,
     start: Instant,
     done: mpsc::UnboundedReceiver<Duration>,
     shutdown: CancellationToken,
@@ -85,26 +85,21 @@ impl Rig {
         .await?;
         Ok(Rig {
             store,
-            relay,
+            _relay: relay,
             start,
             done,
             shutdown,
         })
     }
 
-    /// Commit one event (as a service does) and wake the relay.
-    async fn produce(store: &Store, relay: &Outbox, start: Instant) -> anyhow::Result<()> {
-        Self::produce_at(store, relay, start.elapsed(), 1).await
+    /// Commit one event (as a service does); the commit wakes the relay.
+    async fn produce(store: &Store, start: Instant) -> anyhow::Result<()> {
+        Self::produce_at(store, start.elapsed(), 1).await
     }
 
     /// Commit `per_tx` events in one transaction, with latency counted from `sent`
-    /// (since start), and wake the relay.
-    async fn produce_at(
-        store: &Store,
-        relay: &Outbox,
-        sent: Duration,
-        per_tx: usize,
-    ) -> anyhow::Result<()> {
+    /// (since start).
+    async fn produce_at(store: &Store, sent: Duration, per_tx: usize) -> anyhow::Result<()> {
         let sent = sent.as_nanos().to_string();
         let mut tx = store.begin().await?;
         for _ in 0..per_tx {
@@ -112,14 +107,13 @@ impl Rig {
             outbox::enqueue(&mut tx, &event).await?;
         }
         tx.commit().await?;
-        relay.notify();
         Ok(())
     }
 
     async fn latency(&mut self) -> anyhow::Result<Vec<Duration>> {
         let mut samples = Vec::with_capacity(LATENCY_EVENTS);
         for _ in 0..LATENCY_EVENTS {
-            Self::produce(&self.store, &self.relay, self.start).await?;
+            Self::produce(&self.store, self.start).await?;
             samples.push(self.recv().await?);
         }
         Ok(samples)
@@ -131,17 +125,15 @@ impl Rig {
     async fn at_rate(&mut self, rate: u32, per_tx: usize) -> anyhow::Result<Run> {
         let transactions = (rate as f64 * RATE_SECONDS) as usize / per_tx;
         let period = Duration::from_secs_f64(per_tx as f64 / rate as f64);
-        let (store, relay, start) = (self.store.clone(), self.relay.clone(), self.start);
+        let (store, start) = (self.store.clone(), self.start);
         let begin = Instant::now();
         let scheduler = tokio::spawn(async move {
             let mut running = tokio::task::JoinSet::new();
             for i in 0..transactions {
                 let due = begin + period * i as u32;
                 tokio::time::sleep_until(due.into()).await;
-                let (store, relay) = (store.clone(), relay.clone());
-                running.spawn(async move {
-                    Self::produce_at(&store, &relay, due - start, per_tx).await
-                });
+                let store = store.clone();
+                running.spawn(async move { Self::produce_at(&store, due - start, per_tx).await });
             }
             while let Some(done) = running.join_next().await {
                 done??;
@@ -158,10 +150,10 @@ impl Rig {
         let begin = Instant::now();
         let mut producers = Vec::new();
         for _ in 0..PRODUCERS {
-            let (store, relay, start) = (self.store.clone(), self.relay.clone(), self.start);
+            let (store, start) = (self.store.clone(), self.start);
             producers.push(tokio::spawn(async move {
                 for _ in 0..transactions {
-                    Self::produce_at(&store, &relay, start.elapsed(), per_tx).await?;
+                    Self::produce_at(&store, start.elapsed(), per_tx).await?;
                 }
                 anyhow::Ok(())
             }));
@@ -221,7 +213,7 @@ async fn run(name: &str, bus: SharedBus, store: &DbLocation, rate: u32) -> anyho
     let mut rig = Rig::new(bus, store).await?;
     // Warm up connections and caches.
     for _ in 0..200 {
-        Rig::produce(&rig.store, &rig.relay, rig.start).await?;
+        Rig::produce(&rig.store, rig.start).await?;
         rig.recv().await?;
     }
     let mut samples = rig.latency().await?;

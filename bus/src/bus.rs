@@ -39,8 +39,8 @@ pub enum HandlerError {
     Other(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for HandlerError {
-    fn from(err: sqlx::Error) -> Self {
+impl From<ticketing_store::Error> for HandlerError {
+    fn from(err: ticketing_store::Error) -> Self {
         HandlerError::Other(err.into())
     }
 }
@@ -66,7 +66,7 @@ pub trait Handler: Send + Sync + 'static {
 pub trait Batch: Send + Sync {
     /// For each event of the batch, was it handled before? Its outside effects are then
     /// skipped. Asked once per batch, before any [`prepare`](Batch::prepare).
-    async fn handled(&self, events: &[&Envelope]) -> Result<Vec<bool>, sqlx::Error> {
+    async fn handled(&self, events: &[&Envelope]) -> Result<Vec<bool>, ticketing_store::Error> {
         Ok(vec![false; events.len()])
     }
 
@@ -77,11 +77,15 @@ pub trait Batch: Send + Sync {
         Ok(())
     }
 
-    async fn begin(&self) -> Result<Tx, sqlx::Error>;
+    async fn begin(&self) -> Result<Tx, ticketing_store::Error>;
 
     /// Mark every event of the batch handled in `tx`; for each, whether it is new (an
     /// event handled before is skipped).
-    async fn mark(&self, tx: &mut Tx, events: &[&Envelope]) -> Result<Vec<bool>, sqlx::Error>;
+    async fn mark(
+        &self,
+        tx: &mut Tx,
+        events: &[&Envelope],
+    ) -> Result<Vec<bool>, ticketing_store::Error>;
 
     /// Handle `event`, already marked, in `tx`; on an error the bus rolls back what it
     /// did.
@@ -264,7 +268,7 @@ async fn run_batch(
     group: &str,
     batch: &dyn Batch,
     events: &[&Envelope],
-) -> Result<Batched, sqlx::Error> {
+) -> Result<Batched, ticketing_store::Error> {
     use futures::FutureExt;
     use std::panic::AssertUnwindSafe;
     // Effects outside the database first, for every event, before the transaction

@@ -22,7 +22,7 @@ pub async fn begin(
     store: &Store,
     group: &str,
     event: &Envelope,
-) -> Result<Option<Tx>, sqlx::Error> {
+) -> Result<Option<Tx>, ticketing_store::Error> {
     let mut tx = store.begin().await?;
     if !mark(&mut tx, group, event).await? {
         tx.rollback().await?;
@@ -33,7 +33,11 @@ pub async fn begin(
 
 /// Write the "processed" mark of `event` for `group` in `tx`; false when it was there
 /// already (the event was handled before).
-pub async fn mark(tx: &mut Tx, group: &str, event: &Envelope) -> Result<bool, sqlx::Error> {
+pub async fn mark(
+    tx: &mut Tx,
+    group: &str,
+    event: &Envelope,
+) -> Result<bool, ticketing_store::Error> {
     let inserted = query(
         "INSERT INTO inbox (consumer_group, event_id, processed_at) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
@@ -58,7 +62,7 @@ pub async fn mark_all(
     tx: &mut Tx,
     group: &str,
     events: &[&Envelope],
-) -> Result<Vec<bool>, sqlx::Error> {
+) -> Result<Vec<bool>, ticketing_store::Error> {
     if tx.backend() == Backend::Sqlite || events.len() < 2 {
         let mut fresh = Vec::with_capacity(events.len());
         for event in events {
@@ -97,7 +101,7 @@ pub async fn handled_all(
     store: &Store,
     group: &str,
     events: &[&Envelope],
-) -> Result<Vec<bool>, sqlx::Error> {
+) -> Result<Vec<bool>, ticketing_store::Error> {
     if store.backend() == Backend::Sqlite || events.len() < 2 {
         let mut handled = Vec::with_capacity(events.len());
         for event in events {
@@ -123,14 +127,18 @@ pub async fn handled_all(
 }
 
 /// The events' ids as one JSON array: a statement whose text is the same for any batch.
-fn ids_json(events: &[&Envelope]) -> Result<String, sqlx::Error> {
+fn ids_json(events: &[&Envelope]) -> Result<String, ticketing_store::Error> {
     let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
-    serde_json::to_string(&ids).map_err(|err| sqlx::Error::Encode(err.into()))
+    serde_json::to_string(&ids).map_err(ticketing_store::Error::other)
 }
 
 /// Has consumer `group` handled `event` already? For listeners with effects outside
 /// the store's transactions, which must be skipped for a redelivered event.
-pub async fn handled(store: &Store, group: &str, event: &Envelope) -> Result<bool, sqlx::Error> {
+pub async fn handled(
+    store: &Store,
+    group: &str,
+    event: &Envelope,
+) -> Result<bool, ticketing_store::Error> {
     Ok(
         query("SELECT 1 FROM inbox WHERE consumer_group = $1 AND event_id = $2")
             .bind(group)
@@ -147,7 +155,7 @@ pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
 
 /// Forget marks older than `age_millis`, a batch per statement so that the writer is
 /// never held for long.
-pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, sqlx::Error> {
+pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, ticketing_store::Error> {
     let before = now_millis() - age_millis;
     retention::delete_in_batches(store, || {
         query(

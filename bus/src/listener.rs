@@ -1,10 +1,10 @@
 //! The one shape of a service's listeners: a typed event and a transaction in, a result
-//! out. Decoding, deduplication (the inbox mark), the commit and waking the outbox relay
-//! are done here once, for every listener of every service.
+//! out. Decoding, deduplication (the inbox mark) and the commit are done here once, for
+//! every listener of every service (a commit that enqueued events wakes the outbox relay
+//! by itself).
 //!
 //! ```text
 //! Consumers::new(groups::ORDERS, &store)
-//!     .with_outbox(&outbox)
 //!     .listen(TicketCreatedListener(state.clone()))
 //!     .start(&bus, shutdown)
 //! ```
@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Batch, Handler, HandlerError, SharedBus};
 use crate::envelope::Envelope;
 use crate::inbox;
-use crate::outbox::Outbox;
 use crate::trace::TraceContext;
 
 /// A service's reaction to one kind of event.
@@ -92,7 +91,6 @@ pub struct Traced<E> {
 pub struct Consumers {
     group: &'static str,
     store: Store,
-    outbox: Option<Outbox>,
     handlers: Vec<(Subject, Arc<dyn Handler>)>,
 }
 
@@ -102,15 +100,8 @@ impl Consumers {
         Consumers {
             group,
             store: store.clone(),
-            outbox: None,
             handlers: Vec::new(),
         }
-    }
-
-    /// Wake this relay after every handled event (listeners that publish events).
-    pub fn with_outbox(mut self, outbox: &Outbox) -> Consumers {
-        self.outbox = Some(outbox.clone());
-        self
     }
 
     pub fn listen<L: Listener>(mut self, listener: L) -> Consumers {
@@ -118,7 +109,6 @@ impl Consumers {
             listener,
             group: self.group,
             store: self.store.clone(),
-            outbox: self.outbox.clone(),
         };
         self.handlers
             .push((L::Event::SUBJECT, Arc::new(adapter) as Arc<dyn Handler>));
@@ -149,7 +139,6 @@ struct Adapter<L> {
     listener: L,
     group: &'static str,
     store: Store,
-    outbox: Option<Outbox>,
 }
 
 #[async_trait]
@@ -180,7 +169,7 @@ impl<L: Listener> Handler for Adapter<L> {
 
 #[async_trait]
 impl<L: Listener> Batch for Adapter<L> {
-    async fn handled(&self, events: &[&Envelope]) -> Result<Vec<bool>, sqlx::Error> {
+    async fn handled(&self, events: &[&Envelope]) -> Result<Vec<bool>, ticketing_store::Error> {
         if !self.listener.outside_effects() {
             return Ok(vec![false; events.len()]);
         }
@@ -197,11 +186,15 @@ impl<L: Listener> Batch for Adapter<L> {
         self.listener.prepare(&event).await
     }
 
-    async fn begin(&self) -> Result<Tx, sqlx::Error> {
+    async fn begin(&self) -> Result<Tx, ticketing_store::Error> {
         self.store.begin().await
     }
 
-    async fn mark(&self, tx: &mut Tx, events: &[&Envelope]) -> Result<Vec<bool>, sqlx::Error> {
+    async fn mark(
+        &self,
+        tx: &mut Tx,
+        events: &[&Envelope],
+    ) -> Result<Vec<bool>, ticketing_store::Error> {
         inbox::mark_all(tx, self.group, events).await
     }
 
@@ -236,9 +229,5 @@ impl<L: Listener> Batch for Adapter<L> {
 
     fn committed(&self) {
         self.listener.committed();
-        if let Some(outbox) = &self.outbox {
-            // Cheap when nothing was enqueued: the relay finds no row and sleeps again.
-            outbox.notify();
-        }
     }
 }

@@ -17,7 +17,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,17 +30,18 @@ use ticketing_store::{query, Backend, On, Query, Row, Store, Tx};
 /// service database, so a constant is enough).
 const RELAY_LOCK: i64 = 7_301_000_000_000_002;
 
-/// Write `event` into the outbox inside the caller's transaction. Call
-/// [`Outbox::notify`] after the commit.
+/// Write `event` into the outbox inside the caller's transaction; its commit wakes the
+/// relay ([`Tx::signal_on_commit`]).
 ///
 /// On PostgreSQL the row is written at the commit, with every other event the
 /// transaction enqueued, by one statement ([`Tx::defer`]): a listener handling a batch
 /// of events that each publish one pays one round trip for all of them. Their sequence
 /// numbers keep the order they were enqueued in.
-pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
+pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), ticketing_store::Error> {
     const SQL: &str = "INSERT INTO outbox \
         (event_id, subject, payload, traceparent, tracestate, produced_at) \
         VALUES ($1, $2, $3, $4, $5, $6)";
+    tx.signal_on_commit();
     if tx.backend() == Backend::Postgres {
         if let Some(row) = json_row(event) {
             tx.defer(ENQUEUE_ALL.as_str(), row.to_string());
@@ -49,6 +50,19 @@ pub async fn enqueue(tx: &mut Tx, event: &Envelope) -> Result<(), sqlx::Error> {
     }
     bind_event(query(SQL), event).execute(tx).await?;
     Ok(())
+}
+
+/// Write `event` into the outbox unless a row with its id is there already (on conflict
+/// do nothing, decided by the unique index, never by a look first); whether it wrote it.
+/// For an event a process may produce again with the same id (a job fired twice):
+/// once it was published and its row deleted, the bus drops the id as a duplicate.
+/// Written at once on either engine (not deferred), so the conflict is seen here.
+pub async fn enqueue_once(tx: &mut Tx, event: &Envelope) -> Result<bool, ticketing_store::Error> {
+    const SQL: &str = "INSERT INTO outbox \
+        (event_id, subject, payload, traceparent, tracestate, produced_at) \
+        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING";
+    tx.signal_on_commit();
+    Ok(bind_event(query(SQL), event).execute(tx).await? == 1)
 }
 
 /// `event` as one element of a JSON array that [`insert_from_json`] reads; `None` when
@@ -69,12 +83,30 @@ pub fn json_row(event: &Envelope) -> Option<serde_json::Value> {
 /// PostgreSQL: `INSERT INTO outbox ... SELECT` of the events `e`, a JSON value made by
 /// [`json_row`] (an alias or expression of the caller's `FROM`, which follows). Rows
 /// inserted in one statement take their sequence numbers in the order they are selected.
+/// A statement built on it runs through [`enqueue_in_statement`].
 pub fn insert_from_json(e: &str) -> String {
     format!(
         "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate, produced_at) \
          SELECT {e}->>'id', {e}->>'subject', convert_to({e}->>'payload', 'UTF8'), \
          {e}->>'traceparent', {e}->>'tracestate', ({e}->>'producedAt')::bigint"
     )
+}
+
+/// PostgreSQL: run `sql`, a statement of its own that writes the caller's rows and
+/// enqueues their events with [`insert_from_json`] (`RETURNING event_id`), `$1` bound to
+/// `json`; the ids of the events it enqueued. It commits by itself and wakes the relay.
+/// For a batch that must cost one round trip (the orders placer); anything else
+/// enqueues in a transaction with [`enqueue`].
+pub async fn enqueue_in_statement(
+    store: &Store,
+    sql: &str,
+    json: String,
+) -> Result<Vec<String>, ticketing_store::Error> {
+    let ids: Vec<String> = query(sql).bind(json).scalars(store.writer()).await?;
+    if !ids.is_empty() {
+        store.commit_signal().notify_one();
+    }
+    Ok(ids)
 }
 
 /// The rows [`enqueue`] deferred, as one JSON array, in order (`ORDER BY` the position:
@@ -134,7 +166,6 @@ struct Inner {
     store: Store,
     bus: SharedBus,
     options: OutboxOptions,
-    wake: Notify,
     /// One pass at a time in this process (clones share it); replicas are handled by
     /// the database lock.
     pass: Mutex<()>,
@@ -161,16 +192,9 @@ impl Outbox {
                 store,
                 bus,
                 options,
-                wake: Notify::new(),
                 pass: Mutex::new(()),
             }),
         }
-    }
-
-    /// Wake the relay after a commit that enqueued events.
-    pub fn notify(&self) {
-        // notify_one keeps a permit when the relay is busy, so no wake-up is lost.
-        self.inner.wake.notify_one();
     }
 
     /// Start the relay loop; it ends on `shutdown`.
@@ -235,8 +259,9 @@ impl Outbox {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                // After a failure, wait out the backoff even if notified.
-                _ = self.inner.wake.notified(), if failures == 0 => {}
+                // A commit that enqueued events (`Tx::signal_on_commit`); after a
+                // failure, wait out the backoff even if signalled.
+                _ = self.inner.store.commit_signal().notified(), if failures == 0 => {}
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -310,7 +335,7 @@ fn pass_of(rows: usize, batch: i64) -> Pass {
 /// The rows' sequence numbers (all of them, to be deleted) and their events. A row
 /// with an unknown subject cannot be published by anyone: it is logged and dropped so
 /// it does not block the rows behind it.
-fn decode_rows(rows: &[Row]) -> Result<(Vec<i64>, Vec<Envelope>), sqlx::Error> {
+fn decode_rows(rows: &[Row]) -> Result<(Vec<i64>, Vec<Envelope>), ticketing_store::Error> {
     let mut seqs = Vec::with_capacity(rows.len());
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
@@ -334,7 +359,10 @@ fn decode_rows(rows: &[Row]) -> Result<(Vec<i64>, Vec<Envelope>), sqlx::Error> {
     Ok((seqs, events))
 }
 
-async fn delete_sent<'a>(on: impl Into<On<'a>>, seqs: &[i64]) -> Result<(), sqlx::Error> {
+async fn delete_sent<'a>(
+    on: impl Into<On<'a>>,
+    seqs: &[i64],
+) -> Result<(), ticketing_store::Error> {
     let mut on = on.into();
     // Explicit sequence numbers, not a range: on PostgreSQL a row committed late with a
     // lower number than ones already read must not go without being published.

@@ -19,7 +19,7 @@ mod redis_queue;
 mod service;
 mod sql_queue;
 
-use ticketing_store::Migrator;
+use ticketing_store::Migrations;
 
 pub use queue::{DelayQueue, DueJob, QueueOptions};
 pub use redis_queue::RedisDelayQueue;
@@ -29,4 +29,8 @@ pub use sql_queue::SqlDelayQueue;
 pub const SERVICE: &str = "expiration";
 
 /// The `expiration_jobs` and `finished_orders` tables, for [`Store::open`](ticketing_store::Store::open).
-pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATIONS: Migrations = ticketing_store::migrations![
+    "0001_expiration_jobs.sql",
+    "0002_finished_orders.sql",
+    "0003_finished_orders_by_time.sql"
+];

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ticketing_bus::outbox::{self, Outbox};
+use ticketing_bus::outbox;
 use ticketing_bus::{Consumers, Envelope};
 use ticketing_contracts::events::{groups, ExpirationComplete};
 use ticketing_contracts::{OrderId, Timestamp};
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
-use ticketing_store::{query, Store};
+use ticketing_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
@@ -83,7 +83,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         None => Arc::new(SqlDelayQueue::new(store.clone(), settings.queue.clone())),
     };
     let mut tasks = Vec::new();
-    let outbox = rt.start_outbox(&store, &mut tasks);
+    rt.start_outbox(&store, &mut tasks);
     let state = State {
         queue: queue.clone(),
     };
@@ -102,7 +102,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         rt.shutdown.clone(),
     ));
     tasks.push(spawn_pending_sampler(queue.clone(), rt.shutdown.clone()));
-    tasks.push(spawn_runner(store, outbox, queue, rt.shutdown.clone()));
+    tasks.push(spawn_runner(store, queue, rt.shutdown.clone()));
     Ok(Mounted {
         name: SERVICE,
         router: OpenApiRouter::new(),
@@ -113,7 +113,6 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
 
 fn spawn_runner(
     store: Store,
-    outbox: Outbox,
     queue: Arc<dyn DelayQueue>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -141,7 +140,6 @@ fn spawn_runner(
                 tracing::warn!(jobs = jobs.len(), error = %e, "could not fire expirations; retried after the lease");
                 continue;
             }
-            outbox.notify();
             for job in &jobs {
                 // After the event is durably enqueued; a failure here leaves the job to
                 // fire again after its lease (same event id: deduplicated).
@@ -172,27 +170,16 @@ fn spawn_pending_sampler(
 
 /// Enqueue each order's `expiration:complete` unless the order is known to be finished,
 /// in one transaction. Once: a job fired again finds its event still pending in the
-/// outbox, or, once it was published, the bus drops the event id as a duplicate and
-/// consumers' inboxes have it.
-async fn fire(store: &Store, jobs: &[DueJob]) -> Result<(), sqlx::Error> {
+/// outbox (`enqueue_once`), or, once it was published, the bus drops the event id as a
+/// duplicate and consumers' inboxes have it.
+async fn fire(store: &Store, jobs: &[DueJob]) -> Result<(), ticketing_store::Error> {
     let mut tx = store.begin().await?;
-    // Events enqueued by this transaction: on PostgreSQL they reach the outbox table only
-    // at the commit (`outbox::enqueue`), so the look below does not see them.
-    let mut enqueued_here = std::collections::HashSet::new();
     for job in jobs {
         let event = expiration_event(&job.order_id);
         if is_finished(&mut tx, &job.order_id).await? {
             continue;
         }
-        let enqueued = enqueued_here.contains(&event.id)
-            || query("SELECT 1 FROM outbox WHERE event_id = $1")
-                .bind(&event.id)
-                .fetch_optional(&mut tx)
-                .await?
-                .is_some();
-        if !enqueued {
-            enqueued_here.insert(event.id.clone());
-            outbox::enqueue(&mut tx, &event).await?;
+        if outbox::enqueue_once(&mut tx, &event).await? {
             let late = Timestamp::now().saturating_duration_since(job.due_at_millis);
             metrics::histogram!("ticketing_expiration_lateness_seconds").record(late.as_secs_f64());
             tracing::info!(

@@ -87,7 +87,7 @@ impl Backend for SqlDelayQueue {
                     claim: token.to_owned(),
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            .collect::<Result<Vec<_>, ticketing_store::Error>>()?;
         jobs.sort_by_key(|j| j.due_at_millis);
         Ok(jobs)
     }
@@ -154,13 +154,17 @@ impl SqlDelayQueue {
         tx: &mut Tx,
         order_id: &OrderId,
         due_at: Timestamp,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), ticketing_store::Error> {
         schedule_sql(order_id, due_at).execute(tx).await?;
         Ok(())
     }
 
     /// [`DelayQueue::cancel`] in the caller's transaction.
-    pub async fn cancel_in(&self, tx: &mut Tx, order_id: &OrderId) -> Result<(), sqlx::Error> {
+    pub async fn cancel_in(
+        &self,
+        tx: &mut Tx,
+        order_id: &OrderId,
+    ) -> Result<(), ticketing_store::Error> {
         cancel_sql(order_id).execute(tx).await?;
         Ok(())
     }

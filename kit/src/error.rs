@@ -82,9 +82,15 @@ impl ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
-        ApiError::Internal(err.into())
+/// A store error a handler did not turn into a domain outcome: a closed store (the
+/// process is stopping) is a 503 the client may retry elsewhere, anything else a 500
+/// whose details go to the log only.
+impl From<ticketing_store::Error> for ApiError {
+    fn from(err: ticketing_store::Error) -> Self {
+        match err {
+            ticketing_store::Error::Closed => ApiError::Unavailable,
+            other => ApiError::Internal(other.into()),
+        }
     }
 }
 

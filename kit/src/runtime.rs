@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use ticketing_bus::{Consumers, Outbox, SharedBus};
-use ticketing_store::{event_tables, DatabaseConfig, DbLocation, Migrator, Store};
+use ticketing_store::{event_tables, DatabaseConfig, DbLocation, Migrations, Store};
 
 use crate::auth::JwtKeys;
 use crate::health::ReadyCheck;
@@ -37,7 +37,11 @@ impl Runtime {
 
     /// Open (creating and migrating) `service`'s database, with the outbox and inbox
     /// tables every service keeps.
-    pub async fn open_store(&self, service: &str, migrations: &Migrator) -> anyhow::Result<Store> {
+    pub async fn open_store(
+        &self,
+        service: &str,
+        migrations: &Migrations,
+    ) -> anyhow::Result<Store> {
         let store = Store::open(&self.location(service)?, migrations).await?;
         event_tables::install(&store).await?;
         crate::telemetry::spawn_outbox_sampler(service, &store, self.shutdown.clone());

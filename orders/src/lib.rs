@@ -14,13 +14,13 @@ mod tickets;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use ticketing_bus::{Consumers, Outbox};
+use ticketing_bus::Consumers;
 use ticketing_contracts::events::groups;
 use ticketing_contracts::Timestamp;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
-use ticketing_store::{Migrator, Store};
+use ticketing_store::{Migrations, Store};
 
 use crate::listeners::{
     ExpirationCompleteListener, PaymentCreatedListener, TicketCreatedListener,
@@ -29,7 +29,11 @@ use crate::listeners::{
 
 pub const SERVICE: &str = "orders";
 
-pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATIONS: Migrations = ticketing_store::migrations![
+    "0001_orders.sql",
+    "0002_cancel_reason.sql",
+    "0003_reserved_until.sql"
+];
 
 /// What only the orders service is configured with.
 #[derive(Debug, Clone)]
@@ -66,7 +70,6 @@ pub struct AppState {
     pub store: Store,
     pub placer: placer::Placer,
     pub keys: JwtKeys,
-    pub outbox: Outbox,
     pub settings: Settings,
 }
 
@@ -74,16 +77,14 @@ pub struct AppState {
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
     let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     let mut tasks = Vec::new();
-    let outbox = rt.start_outbox(&store, &mut tasks);
+    rt.start_outbox(&store, &mut tasks);
     let state = AppState {
         store: store.clone(),
         placer: placer::Placer::new(&store),
         keys: rt.keys.clone(),
-        outbox: outbox.clone(),
         settings: settings.clone(),
     };
     let consumers = Consumers::new(groups::ORDERS, &store)
-        .with_outbox(&outbox)
         .listen(TicketCreatedListener)
         .listen(TicketUpdatedListener)
         .listen(ExpirationCompleteListener)

@@ -31,7 +31,7 @@ const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.reserved
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
 impl FromRow for Order {
-    fn from_row(row: &Row) -> Result<Order, sqlx::Error> {
+    fn from_row(row: &Row) -> Result<Order, ticketing_store::Error> {
         Ok(Order {
             id: row.get("id")?,
             user_id: row.get("user_id")?,
@@ -44,17 +44,13 @@ impl FromRow for Order {
                 price: Cents::new(row.get("price_cents")?),
                 version: row.get("ticket_version")?,
             },
-            cancel_reason: row
-                .get::<Option<String>>("cancel_reason")?
-                .map(|r| r.parse())
-                .transpose()
-                .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            cancel_reason: row.parse_optional("cancel_reason")?,
         })
     }
 }
 
 /// The deadline an order's row holds.
-fn deadline_of(row: &Row) -> Result<Deadline, sqlx::Error> {
+fn deadline_of(row: &Row) -> Result<Deadline, ticketing_store::Error> {
     Ok(Deadline {
         expires_at: Timestamp::from_millis(row.get("expires_at")?),
         reserved_until: Timestamp::from_millis(row.get("reserved_until")?),
@@ -93,11 +89,11 @@ pub enum PlaceError {
     UnknownTicket,
     /// Another active order holds the ticket (decided by the unique index).
     Reserved,
-    Db(sqlx::Error),
+    Db(ticketing_store::Error),
 }
 
-impl From<sqlx::Error> for PlaceError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<ticketing_store::Error> for PlaceError {
+    fn from(e: ticketing_store::Error) -> Self {
         PlaceError::Db(e)
     }
 }
@@ -198,7 +194,7 @@ async fn place_in(
 }
 
 /// Insert `order` unless an active order holds its ticket; whether it was inserted.
-async fn insert(tx: &mut Tx, order: &Order) -> Result<bool, sqlx::Error> {
+async fn insert(tx: &mut Tx, order: &Order) -> Result<bool, ticketing_store::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, reserved_until, \
@@ -229,14 +225,17 @@ fn cancelled_event(order_id: OrderId, version: i64, ticket_id: &TicketId) -> Env
     })
 }
 
-pub async fn find(store: &Store, id: &OrderId) -> Result<Option<Order>, sqlx::Error> {
+pub async fn find(store: &Store, id: &OrderId) -> Result<Option<Order>, ticketing_store::Error> {
     query(&format!("{SELECT} WHERE o.id = $1"))
         .bind(id)
         .fetch_optional_as(store.reader())
         .await
 }
 
-pub async fn list_for_user(store: &Store, user_id: &UserId) -> Result<Vec<Order>, sqlx::Error> {
+pub async fn list_for_user(
+    store: &Store,
+    user_id: &UserId,
+) -> Result<Vec<Order>, ticketing_store::Error> {
     query(&format!("{SELECT} WHERE o.user_id = $1 ORDER BY o.id"))
         .bind(user_id)
         .fetch_all_as(store.reader())
@@ -250,7 +249,7 @@ pub async fn cancel(
     id: &OrderId,
     reason: CancelReason,
     buyer: Option<&UserId>,
-) -> Result<Option<(TicketId, i64)>, sqlx::Error> {
+) -> Result<Option<(TicketId, i64)>, ticketing_store::Error> {
     let row = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = $3 \
          WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
@@ -270,7 +269,7 @@ pub async fn cancel(
 }
 
 /// Mark an open order paid. `false` when it was not open (already complete, cancelled).
-pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, sqlx::Error> {
+pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, ticketing_store::Error> {
     let done = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({})",
         OrderStatus::Complete,
@@ -282,7 +281,10 @@ pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, sqlx::Error> {
     Ok(done == 1)
 }
 
-pub async fn status_of(tx: &mut Tx, id: &OrderId) -> Result<Option<OrderStatus>, sqlx::Error> {
+pub async fn status_of(
+    tx: &mut Tx,
+    id: &OrderId,
+) -> Result<Option<OrderStatus>, ticketing_store::Error> {
     let row = query("SELECT status FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -291,7 +293,10 @@ pub async fn status_of(tx: &mut Tx, id: &OrderId) -> Result<Option<OrderStatus>,
 }
 
 /// The deadline of an order that is still open (`None` when unknown or no longer open).
-pub async fn open_deadline(tx: &mut Tx, id: &OrderId) -> Result<Option<Deadline>, sqlx::Error> {
+pub async fn open_deadline(
+    tx: &mut Tx,
+    id: &OrderId,
+) -> Result<Option<Deadline>, ticketing_store::Error> {
     let row = query(&format!(
         "SELECT expires_at, reserved_until FROM orders WHERE id = $1 AND status IN ({})",
         open_states()
@@ -304,11 +309,9 @@ pub async fn open_deadline(tx: &mut Tx, id: &OrderId) -> Result<Option<Deadline>
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use ticketing_contracts::{OrderId, Timestamp};
     use ticketing_kit::testing::{TestBackend, TestEnv};
-    use ticketing_store::{query, Migrator, Store};
+    use ticketing_store::{query, Store};
 
     use crate::domain::Deadline;
 
@@ -339,16 +342,7 @@ mod tests {
     async fn orders_placed_before_the_column_get_their_deadline(backend: TestBackend) {
         let env = TestEnv::new(backend);
         let location = env.runtime.location("orders").unwrap();
-        let before = Migrator {
-            migrations: Cow::Owned(
-                crate::MIGRATIONS
-                    .iter()
-                    .filter(|m| m.version < 3)
-                    .cloned()
-                    .collect(),
-            ),
-            ..Migrator::DEFAULT
-        };
+        let before = crate::MIGRATIONS.first(2);
         let store = Store::open(&location, &before).await.unwrap();
         query("INSERT INTO tickets (id, title, price_cents, version) VALUES ('t', 'T', 100, 0)")
             .execute(store.writer())

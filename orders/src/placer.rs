@@ -115,9 +115,9 @@ fn batcher<P: Processor<Key = ()>>(name: &str, processor: P) -> Batcher<P> {
         .build()
 }
 
-type BatchResult<T> = Result<Vec<T>, Arc<sqlx::Error>>;
+type BatchResult<T> = Result<Vec<T>, Arc<ticketing_store::Error>>;
 
-fn failed(what: &str, error: sqlx::Error) -> Arc<sqlx::Error> {
+fn failed(what: &str, error: ticketing_store::Error) -> Arc<ticketing_store::Error> {
     tracing::warn!(error = %error, "{what} failed; its placements are decided one by one");
     Arc::new(error)
 }
@@ -129,7 +129,7 @@ impl Processor for ReadTickets {
     type Key = ();
     type Input = TicketId;
     type Output = Option<TicketCopy>;
-    type Error = Arc<sqlx::Error>;
+    type Error = Arc<ticketing_store::Error>;
     type Resources = ();
 
     async fn acquire_resources(&self, _: ()) -> Result<(), Self::Error> {
@@ -171,7 +171,7 @@ impl Processor for InsertOrders {
     type Key = ();
     type Input = Placement;
     type Output = bool;
-    type Error = Arc<sqlx::Error>;
+    type Error = Arc<ticketing_store::Error>;
     type Resources = ();
 
     async fn acquire_resources(&self, _: ()) -> Result<(), Self::Error> {
@@ -221,13 +221,12 @@ impl Processor for InsertOrders {
                 }))
             })
             .collect();
-        let written: HashSet<String> = query(&SQL)
-            .bind(serde_json::Value::from(rows).to_string())
-            .scalars(self.0.writer())
-            .await
-            .map_err(|e| failed("a batched order insert", e))?
-            .into_iter()
-            .collect();
+        let written: HashSet<String> =
+            outbox::enqueue_in_statement(&self.0, &SQL, serde_json::Value::from(rows).to_string())
+                .await
+                .map_err(|e| failed("a batched order insert", e))?
+                .into_iter()
+                .collect();
         Ok(placements
             .iter()
             .map(|p| written.contains(&p.event.id))

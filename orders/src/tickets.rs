@@ -40,7 +40,7 @@ impl From<TicketUpdated> for TicketCopy {
 }
 
 impl FromRow for TicketCopy {
-    fn from_row(row: &Row) -> Result<TicketCopy, sqlx::Error> {
+    fn from_row(row: &Row) -> Result<TicketCopy, ticketing_store::Error> {
         Ok(TicketCopy {
             id: row.get("id")?,
             title: row.get("title")?,
@@ -53,14 +53,17 @@ impl FromRow for TicketCopy {
 /// The columns [`TicketCopy`] is read from.
 pub const FIND_COLUMNS: &str = "id, title, price_cents, version";
 
-pub async fn find(tx: &mut Tx, id: &TicketId) -> Result<Option<TicketCopy>, sqlx::Error> {
+pub async fn find(
+    tx: &mut Tx,
+    id: &TicketId,
+) -> Result<Option<TicketCopy>, ticketing_store::Error> {
     static FIND: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {FIND_COLUMNS} FROM tickets WHERE id = $1"));
     query(&FIND).bind(id).fetch_optional_as(&mut *tx).await
 }
 
 /// Apply a ticket's state at `copy.version`, if it is the next one.
-pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, sqlx::Error> {
+pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, ticketing_store::Error> {
     let written = if copy.version == 0 {
         query(
             "INSERT INTO tickets (id, title, price_cents, version) VALUES ($1, $2, $3, $4) \
@@ -93,7 +96,7 @@ pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, sqlx:
 pub async fn apply_all(
     tx: &mut Tx,
     copies: &[TicketCopy],
-) -> Result<Vec<VersionCheck>, sqlx::Error> {
+) -> Result<Vec<VersionCheck>, ticketing_store::Error> {
     let mut written = vec![false; copies.len()];
     if tx.backend() == Backend::Postgres && copies.len() > 1 {
         const INSERT: &str = "INSERT INTO tickets (id, title, price_cents, version) \

@@ -19,25 +19,25 @@ mod routes;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use ticketing_bus::{Consumers, Outbox};
+use ticketing_bus::Consumers;
 use ticketing_contracts::events::groups;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
-use ticketing_store::{Migrator, Store};
+use ticketing_store::{Migrations, Store};
 
 use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
 use crate::provider::PaymentProvider;
 
 pub const SERVICE: &str = "payments";
 
-pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATIONS: Migrations =
+    ticketing_store::migrations!["0001_payments.sql", "0002_refunds.sql"];
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: Store,
     pub keys: JwtKeys,
-    pub outbox: Outbox,
     pub provider: Arc<dyn PaymentProvider>,
 }
 
@@ -46,15 +46,13 @@ pub struct AppState {
 pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::Result<Mounted> {
     let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     let mut tasks = Vec::new();
-    let outbox = rt.start_outbox(&store, &mut tasks);
+    rt.start_outbox(&store, &mut tasks);
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),
-        outbox,
         provider,
     };
     let consumers = Consumers::new(groups::PAYMENTS, &store)
-        .with_outbox(&state.outbox)
         .listen(OrderCreatedListener)
         .listen(OrderCancelledListener(state.clone()));
     tasks.extend(rt.start_consumers(consumers).await?);

@@ -27,7 +27,7 @@ impl OrderCopy {
 }
 
 impl FromRow for OrderCopy {
-    fn from_row(row: &Row) -> Result<OrderCopy, sqlx::Error> {
+    fn from_row(row: &Row) -> Result<OrderCopy, ticketing_store::Error> {
         Ok(OrderCopy {
             id: row.get("id")?,
             user_id: row.get("user_id")?,
@@ -42,14 +42,14 @@ impl FromRow for OrderCopy {
 pub async fn find<'a>(
     on: impl Into<On<'a>>,
     id: &OrderId,
-) -> Result<Option<OrderCopy>, sqlx::Error> {
+) -> Result<Option<OrderCopy>, ticketing_store::Error> {
     query("SELECT id, user_id, status, price_cents, expires_at, version FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional_as(on)
         .await
 }
 
-async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, sqlx::Error> {
+async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, ticketing_store::Error> {
     let row = query("SELECT version FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -58,7 +58,10 @@ async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, sqlx::Erro
 }
 
 /// A new order (`order:created`, version 0).
-pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionCheck, sqlx::Error> {
+pub async fn apply_created(
+    tx: &mut Tx,
+    order: &OrderCopy,
+) -> Result<VersionCheck, ticketing_store::Error> {
     if order.version == 0 {
         let written = query(
             "INSERT INTO orders (id, user_id, status, price_cents, expires_at, version) \
@@ -88,7 +91,7 @@ pub async fn apply_created(tx: &mut Tx, order: &OrderCopy) -> Result<VersionChec
 pub async fn apply_created_all(
     tx: &mut Tx,
     orders: &[OrderCopy],
-) -> Result<Vec<VersionCheck>, sqlx::Error> {
+) -> Result<Vec<VersionCheck>, ticketing_store::Error> {
     let mut inserted = std::collections::HashSet::new();
     if tx.backend() == Backend::Postgres && orders.len() > 1 {
         const INSERT: &str = "INSERT INTO orders \
@@ -130,7 +133,7 @@ pub async fn apply_cancelled(
     tx: &mut Tx,
     id: &OrderId,
     version: i64,
-) -> Result<VersionCheck, sqlx::Error> {
+) -> Result<VersionCheck, ticketing_store::Error> {
     let written =
         query("UPDATE orders SET status = $1, version = $2 WHERE id = $3 AND version = $2 - 1")
             .bind(OrderStatus::Cancelled.as_str())

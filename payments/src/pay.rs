@@ -42,8 +42,8 @@ pub enum PayError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for PayError {
-    fn from(err: sqlx::Error) -> Self {
+impl From<ticketing_store::Error> for PayError {
+    fn from(err: ticketing_store::Error) -> Self {
         PayError::Internal(err.into())
     }
 }
@@ -81,10 +81,7 @@ pub async fn pay(
     };
 
     match accept(state, &order.id, &claim, &charge).await {
-        Ok(Accepted::Paid(payment)) => {
-            state.outbox.notify();
-            Ok(payment)
-        }
+        Ok(Accepted::Paid(payment)) => Ok(payment),
         Ok(Accepted::Refused { message, refund }) => {
             if refund {
                 refund_charge(state, &order.id, &charge).await?;
@@ -161,7 +158,7 @@ async fn accept(
     order_id: &OrderId,
     claim: &str,
     charge: &Charge,
-) -> Result<Accepted, sqlx::Error> {
+) -> Result<Accepted, ticketing_store::Error> {
     let mut tx = state.store.begin().await?;
     let refused = match orders::find(&mut tx, order_id).await? {
         None => Some(CANCELLED),

@@ -27,7 +27,7 @@ const SELECT: &str = "SELECT p.id, p.order_id, p.stripe_id, r.refunded_at \
     FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id";
 
 impl FromRow for Payment {
-    fn from_row(row: &Row) -> Result<Payment, sqlx::Error> {
+    fn from_row(row: &Row) -> Result<Payment, ticketing_store::Error> {
         Ok(Payment {
             id: row.get("id")?,
             order_id: row.get("order_id")?,
@@ -40,7 +40,7 @@ impl FromRow for Payment {
 pub async fn find_for_order(
     tx: &mut Tx,
     order_id: &OrderId,
-) -> Result<Option<Payment>, sqlx::Error> {
+) -> Result<Option<Payment>, ticketing_store::Error> {
     query(&format!("{SELECT} WHERE p.order_id = $1"))
         .bind(order_id)
         .fetch_optional_as(&mut *tx)
@@ -51,7 +51,7 @@ pub async fn find_for_order(
 pub async fn find_for_order_now(
     store: &Store,
     order_id: &OrderId,
-) -> Result<Option<Payment>, sqlx::Error> {
+) -> Result<Option<Payment>, ticketing_store::Error> {
     query(&format!("{SELECT} WHERE p.order_id = $1"))
         .bind(order_id)
         .fetch_optional_as(store.reader())
@@ -63,7 +63,7 @@ pub async fn list_for_buyer(
     store: &Store,
     user_id: &UserId,
     order_id: Option<&str>,
-) -> Result<Vec<Payment>, sqlx::Error> {
+) -> Result<Vec<Payment>, ticketing_store::Error> {
     query(&format!(
         "{SELECT} JOIN orders o ON o.id = p.order_id \
          WHERE o.user_id = $1 AND ($2 = '' OR p.order_id = $2) ORDER BY p.id"
@@ -76,7 +76,7 @@ pub async fn list_for_buyer(
 
 /// Record that `payment`'s charge was given back and enqueue `payment:refunded`; `false`
 /// when it already was.
-pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, sqlx::Error> {
+pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, ticketing_store::Error> {
     let inserted = query(
         "INSERT INTO refunds (payment_id, refunded_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
@@ -98,7 +98,11 @@ pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, sqlx:
 
 /// Take the order's payment claim. `false` when another payment of the order is in
 /// progress (a live claim).
-pub async fn claim(tx: &mut Tx, order_id: &OrderId, claim: &str) -> Result<bool, sqlx::Error> {
+pub async fn claim(
+    tx: &mut Tx,
+    order_id: &OrderId,
+    claim: &str,
+) -> Result<bool, ticketing_store::Error> {
     let now = now_millis();
     let taken = query(
         "INSERT INTO payment_attempts (order_id, claim, started_at) VALUES ($1, $2, $3) \
@@ -115,7 +119,11 @@ pub async fn claim(tx: &mut Tx, order_id: &OrderId, claim: &str) -> Result<bool,
 }
 
 /// Give the claim up (only if it is still ours).
-pub async fn release(tx: &mut Tx, order_id: &OrderId, claim: &str) -> Result<(), sqlx::Error> {
+pub async fn release(
+    tx: &mut Tx,
+    order_id: &OrderId,
+    claim: &str,
+) -> Result<(), ticketing_store::Error> {
     query("DELETE FROM payment_attempts WHERE order_id = $1 AND claim = $2")
         .bind(order_id)
         .bind(claim)
@@ -129,7 +137,7 @@ pub async fn release_now(
     store: &Store,
     order_id: &OrderId,
     claim: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ticketing_store::Error> {
     let mut tx = store.begin().await?;
     release(&mut tx, order_id, claim).await?;
     tx.commit().await
@@ -139,11 +147,11 @@ pub async fn release_now(
 pub enum RecordError {
     /// The order already has a payment (the unique index decided).
     AlreadyPaid,
-    Db(sqlx::Error),
+    Db(ticketing_store::Error),
 }
 
-impl From<sqlx::Error> for RecordError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<ticketing_store::Error> for RecordError {
+    fn from(e: ticketing_store::Error) -> Self {
         RecordError::Db(e)
     }
 }

@@ -2,17 +2,19 @@
 //! a prior lookup, decides conflicts (a taken e-mail, a ticket already held, an order
 //! already paid), and the caller names what the conflict means.
 
+use crate::Error;
+
 /// Turn a unique violation of a statement's result into the caller's error.
 pub trait OnUnique<T> {
-    /// `conflict()` when the statement broke a unique constraint; any other database
-    /// error converts as usual.
-    fn on_unique<E: From<sqlx::Error>>(self, conflict: impl FnOnce() -> E) -> Result<T, E>;
+    /// `conflict()` when the statement broke a unique constraint; any other store error
+    /// converts as usual.
+    fn on_unique<E: From<Error>>(self, conflict: impl FnOnce() -> E) -> Result<T, E>;
 }
 
-impl<T> OnUnique<T> for Result<T, sqlx::Error> {
-    fn on_unique<E: From<sqlx::Error>>(self, conflict: impl FnOnce() -> E) -> Result<T, E> {
+impl<T> OnUnique<T> for Result<T, Error> {
+    fn on_unique<E: From<Error>>(self, conflict: impl FnOnce() -> E) -> Result<T, E> {
         match self {
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(conflict()),
+            Err(Error::Unique { .. }) => Err(conflict()),
             other => other.map_err(E::from),
         }
     }

@@ -9,8 +9,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};
 
 use crate::sqlite::{self, LiteRow};
-pub use crate::value::Value;
-use crate::{Changes, Engine, Store, Tx, TxConn};
+use crate::store::{Changes, Engine};
+use crate::tx::TxConn;
+use crate::{postgres, Error, Store, Tx, Value};
 
 /// A statement and its arguments, numbered `$1`, `$2`, … in `sql`.
 #[must_use = "a query does nothing until it is executed"]
@@ -41,8 +42,8 @@ enum PgOn<'a> {
 /// waited for, or a reader) and return its result; on PostgreSQL, say where to go.
 async fn route<'a, T>(
     on: On<'a>,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, sqlx::Error>,
-) -> Result<Result<T, sqlx::Error>, PgOn<'a>> {
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, Error>,
+) -> Result<Result<T, Error>, PgOn<'a>> {
     match on {
         On::Tx(tx) => match &mut tx.conn {
             TxConn::Lite(writer) => Ok(writer.check_open().and_then(|()| {
@@ -54,7 +55,7 @@ async fn route<'a, T>(
                 done
             })),
             TxConn::Pg(conn) => Err(PgOn::Conn(conn)),
-            TxConn::Ended => Ok(Err(sqlx::Error::Protocol("transaction ended".into()))),
+            TxConn::Ended => Ok(Err(Error::other("transaction ended"))),
         },
         On::Read(store) => match &store.engine {
             Engine::Lite(lite) => Ok(lite.read(f)),
@@ -71,10 +72,10 @@ async fn route<'a, T>(
 macro_rules! on_pg {
     ($pg:expr, |$e:ident| $call:expr) => {
         match $pg {
-            PgOn::Conn($e) => $call,
-            PgOn::Pool($e) => $call,
+            PgOn::Conn($e) => $call.map_err(postgres::error),
+            PgOn::Pool($e) => $call.map_err(postgres::error),
             PgOn::Write($e, changes) => {
-                let done = $call;
+                let done = $call.map_err(postgres::error);
                 if done.is_ok() {
                     changes.committed();
                 }
@@ -124,14 +125,14 @@ impl<'q> Query<'q> {
     }
 
     /// Run it; the number of rows it changed.
-    pub async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, sqlx::Error> {
+    pub async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, Error> {
         match route(on.into(), |conn| sqlite::execute(conn, self.statement())).await {
             Ok(done) => done,
             Err(pg) => Ok(on_pg!(pg, |e| self.any().execute(e).await)?.rows_affected()),
         }
     }
 
-    pub async fn fetch_all<'a>(self, on: impl Into<On<'a>>) -> Result<Vec<Row>, sqlx::Error> {
+    pub async fn fetch_all<'a>(self, on: impl Into<On<'a>>) -> Result<Vec<Row>, Error> {
         match route(on.into(), |conn| {
             sqlite::fetch(conn, self.statement(), usize::MAX)
         })
@@ -145,24 +146,19 @@ impl<'q> Query<'q> {
         }
     }
 
-    pub async fn fetch_optional<'a>(
-        self,
-        on: impl Into<On<'a>>,
-    ) -> Result<Option<Row>, sqlx::Error> {
+    pub async fn fetch_optional<'a>(self, on: impl Into<On<'a>>) -> Result<Option<Row>, Error> {
         match route(on.into(), |conn| sqlite::fetch(conn, self.statement(), 1)).await {
             Ok(rows) => Ok(rows?.into_iter().next().map(Row::lite)),
             Err(pg) => Ok(on_pg!(pg, |e| self.any().fetch_optional(e).await)?.map(Row::any)),
         }
     }
 
-    pub async fn fetch_one<'a>(self, on: impl Into<On<'a>>) -> Result<Row, sqlx::Error> {
-        self.fetch_optional(on)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)
+    pub async fn fetch_one<'a>(self, on: impl Into<On<'a>>) -> Result<Row, Error> {
+        self.fetch_optional(on).await?.ok_or(Error::NoRow)
     }
 
     /// The first column of the one row it returns.
-    pub async fn scalar<'a, T: Decode>(self, on: impl Into<On<'a>>) -> Result<T, sqlx::Error> {
+    pub async fn scalar<'a, T: Decode>(self, on: impl Into<On<'a>>) -> Result<T, Error> {
         self.fetch_one(on).await?.get_at(0)
     }
 
@@ -170,7 +166,7 @@ impl<'q> Query<'q> {
     pub async fn fetch_all_as<'a, T: FromRow>(
         self,
         on: impl Into<On<'a>>,
-    ) -> Result<Vec<T>, sqlx::Error> {
+    ) -> Result<Vec<T>, Error> {
         self.fetch_all(on).await?.iter().map(T::from_row).collect()
     }
 
@@ -178,7 +174,7 @@ impl<'q> Query<'q> {
     pub async fn fetch_optional_as<'a, T: FromRow>(
         self,
         on: impl Into<On<'a>>,
-    ) -> Result<Option<T>, sqlx::Error> {
+    ) -> Result<Option<T>, Error> {
         self.fetch_optional(on)
             .await?
             .as_ref()
@@ -187,18 +183,12 @@ impl<'q> Query<'q> {
     }
 
     /// The one row, mapped.
-    pub async fn fetch_one_as<'a, T: FromRow>(
-        self,
-        on: impl Into<On<'a>>,
-    ) -> Result<T, sqlx::Error> {
+    pub async fn fetch_one_as<'a, T: FromRow>(self, on: impl Into<On<'a>>) -> Result<T, Error> {
         T::from_row(&self.fetch_one(on).await?)
     }
 
     /// The first column of every row it returns.
-    pub async fn scalars<'a, T: Decode>(
-        self,
-        on: impl Into<On<'a>>,
-    ) -> Result<Vec<T>, sqlx::Error> {
+    pub async fn scalars<'a, T: Decode>(self, on: impl Into<On<'a>>) -> Result<Vec<T>, Error> {
         let rows = self.fetch_all(on).await?;
         rows.iter().map(|row| row.get_at(0)).collect()
     }
@@ -243,18 +233,18 @@ impl Row {
 
     /// The value of `column`; an error (never a panic) when the row has no such column
     /// or it does not decode as `T`: a query that does not match its table.
-    pub fn get<T: Decode>(&self, column: &str) -> Result<T, sqlx::Error> {
+    pub fn get<T: Decode>(&self, column: &str) -> Result<T, Error> {
         match &self.0 {
-            RowRepr::Any(row) => T::from_any(row, column),
+            RowRepr::Any(row) => T::from_any(row, column).map_err(postgres::error),
             RowRepr::Lite(row) => {
                 T::from_lite(row.value(column)?).map_err(|err| decode(column, err))
             }
         }
     }
 
-    pub fn get_at<T: Decode>(&self, index: usize) -> Result<T, sqlx::Error> {
+    pub fn get_at<T: Decode>(&self, index: usize) -> Result<T, Error> {
         match &self.0 {
-            RowRepr::Any(row) => T::from_any(row, index),
+            RowRepr::Any(row) => T::from_any(row, index).map_err(postgres::error),
             RowRepr::Lite(row) => {
                 T::from_lite(row.value_at(index)?).map_err(|err| decode(&index.to_string(), err))
             }
@@ -264,7 +254,7 @@ impl Row {
 
 impl Row {
     /// A text column parsed into `T` (an enum stored by name).
-    pub fn parse<T>(&self, column: &str) -> Result<T, sqlx::Error>
+    pub fn parse<T>(&self, column: &str) -> Result<T, Error>
     where
         T: std::str::FromStr,
         T::Err: std::fmt::Display,
@@ -273,24 +263,38 @@ impl Row {
         text.parse()
             .map_err(|err: T::Err| decode(column, format!("{text:?}: {err}")))
     }
+
+    /// A nullable text column parsed into `T`.
+    pub fn parse_optional<T>(&self, column: &str) -> Result<Option<T>, Error>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let text: Option<String> = self.get(column)?;
+        text.map(|text| {
+            text.parse()
+                .map_err(|err: T::Err| decode(column, format!("{text:?}: {err}")))
+        })
+        .transpose()
+    }
 }
 
 /// A type read from a row: its mapping says which column is which, and a mismatch is
 /// an error of the query, never a panic.
 pub trait FromRow: Sized {
-    fn from_row(row: &Row) -> Result<Self, sqlx::Error>;
+    fn from_row(row: &Row) -> Result<Self, Error>;
 }
 
-fn decode(column: &str, err: String) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: err.into(),
-    }
+fn decode(column: &str, err: String) -> Error {
+    Error::decode(column, err)
 }
 
-/// A Rust type a column decodes to, on either engine.
+/// A Rust type a column decodes to, on either engine (implemented here for the column
+/// types and the contracts' ids and times; the engines' rows stay inside the store).
 pub trait Decode: Sized {
+    #[doc(hidden)]
     fn from_any<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, index: I) -> Result<Self, sqlx::Error>;
+    #[doc(hidden)]
     fn from_lite(value: &rusqlite::types::Value) -> Result<Self, String>;
 }
 
@@ -333,33 +337,36 @@ decode!(
     Vec<u8>: V::Blob(v) => v.clone(),
 );
 
-/// Typed ids are text columns.
-macro_rules! decode_id {
-    ($($ty:ty),* $(,)?) => {$(
+/// Typed ids (text columns) and times (integer columns): `$ty: From<$column>`.
+macro_rules! decode_as {
+    ($column:ty: $($ty:ty),* $(,)?) => {$(
         impl Decode for $ty {
             fn from_any<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, index: I)
                 -> Result<Self, sqlx::Error> {
-                String::from_any(row, index).map(<$ty>::from)
+                <$column>::from_any(row, index).map(<$ty>::from)
             }
             fn from_lite(value: &rusqlite::types::Value) -> Result<Self, String> {
-                String::from_lite(value).map(<$ty>::from)
+                <$column>::from_lite(value).map(<$ty>::from)
             }
         }
         impl Decode for Option<$ty> {
             fn from_any<I: sqlx::ColumnIndex<AnyRow>>(row: &AnyRow, index: I)
                 -> Result<Self, sqlx::Error> {
-                Option::<String>::from_any(row, index).map(|v| v.map(<$ty>::from))
+                Option::<$column>::from_any(row, index).map(|v| v.map(<$ty>::from))
             }
             fn from_lite(value: &rusqlite::types::Value) -> Result<Self, String> {
-                Option::<String>::from_lite(value).map(|v| v.map(<$ty>::from))
+                Option::<$column>::from_lite(value).map(|v| v.map(<$ty>::from))
             }
         }
     )*};
 }
 
-decode_id!(
+decode_as!(String:
     ticketing_contracts::UserId,
     ticketing_contracts::TicketId,
     ticketing_contracts::OrderId,
     ticketing_contracts::PaymentId,
 );
+
+// Times are integer columns (milliseconds since the epoch).
+decode_as!(i64: ticketing_contracts::time::Timestamp);

@@ -21,7 +21,7 @@ const PRUNE_FIRST: Duration = Duration::from_secs(60);
 pub fn spawn_pruner<F, Fut>(what: &'static str, stop: CancellationToken, prune: F) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<u64, sqlx::Error>> + Send,
+    Fut: Future<Output = Result<u64, crate::Error>> + Send,
 {
     tokio::spawn(async move {
         let first = tokio::time::Instant::now() + PRUNE_FIRST;
@@ -34,7 +34,7 @@ where
             match prune().await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, what, "old records deleted"),
-                Err(sqlx::Error::PoolClosed) => return,
+                Err(crate::Error::Closed) => return,
                 Err(err) => tracing::warn!(error = %err, what, "pruning failed"),
             }
         }
@@ -49,7 +49,7 @@ pub const PRUNE_BATCH: i64 = 1000;
 pub async fn delete_in_batches<'q>(
     store: &Store,
     delete: impl Fn() -> Query<'q>,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, crate::Error> {
     let mut total = 0;
     loop {
         tokio::task::yield_now().await;
@@ -70,7 +70,7 @@ pub async fn prune_older_than(
     column: &'static str,
     key: &'static str,
     age: Duration,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, crate::Error> {
     let before = now_millis() - age.as_millis() as i64;
     let sql = format!(
         "DELETE FROM {table} WHERE {key} IN \

@@ -38,3 +38,7 @@ value_from!(Text:
     ticketing_contracts::PaymentId => String::from,
     &ticketing_contracts::PaymentId => |v: &ticketing_contracts::PaymentId| v.as_str().to_owned(),
 );
+value_from!(Int:
+    ticketing_contracts::time::Timestamp => i64::from,
+    &ticketing_contracts::time::Timestamp => |v: &ticketing_contracts::time::Timestamp| i64::from(*v),
+);

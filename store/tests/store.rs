@@ -230,7 +230,7 @@ async fn queries_read_the_same_on_both_engines(backend: TestBackend) {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, sqlx::Error::Database(db) if db.is_unique_violation()),
+        matches!(&err, ticketing_store::Error::Unique { constraint } if !constraint.is_empty()),
         "{err:?}"
     );
     // A statement that does not bind what it is given fails instead of guessing.

@@ -1,5 +1,5 @@
 //! `ticketing audit`: compare what the services hold, each through its own database
-//! (read-only: SQLite files opened with `mode=ro`, PostgreSQL sessions set read-only),
+//! (a read-only `Store`: SQLite files opened read-only, PostgreSQL sessions read-only),
 //! and report where they disagree. The same database flags as `serve` say where the
 //! databases are. Exit code 1 when anything diverges.
 //!
@@ -11,10 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sqlx::any::AnyConnectOptions;
-use sqlx::{AnyConnection, ConnectOptions, Connection, Executor, Row};
 use ticketing_contracts::status::OrderStatus;
-use ticketing_store::DbLocation;
+use ticketing_store::{query, DbLocation, Store};
 
 use crate::config::{AuditArgs, ServeArgs};
 
@@ -99,47 +97,21 @@ fn is_open(status: &str) -> bool {
     status == OrderStatus::Created.as_str() || status == OrderStatus::AwaitingPayment.as_str()
 }
 
-async fn connect(args: &ServeArgs, service: &str) -> anyhow::Result<AnyConnection> {
-    sqlx::any::install_default_drivers();
+async fn connect(args: &ServeArgs, service: &str) -> anyhow::Result<Store> {
     let (database, overrides) = crate::serve::databases(args)?;
     let location = match overrides.get(service) {
         Some(url) => DbLocation::from_url(url),
         None => database.location(service)?,
     };
-    match location {
-        DbLocation::Sqlite { path } => {
-            anyhow::ensure!(
-                path.exists(),
-                "{service}: no database at {}",
-                path.display()
-            );
-            let options: AnyConnectOptions = format!("sqlite://{}?mode=ro", path.display())
-                .parse()
-                .with_context(|| format!("{service}: {}", path.display()))?;
-            options
-                .disable_statement_logging()
-                .connect()
-                .await
-                .with_context(|| format!("{service}: opening {}", path.display()))
-        }
-        DbLocation::Postgres { url } => {
-            let mut conn = AnyConnection::connect(&url)
-                .await
-                .with_context(|| format!("{service}: connecting to PostgreSQL"))?;
-            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                .await?;
-            Ok(conn)
-        }
-    }
+    Store::open_read_only(&location)
+        .await
+        .with_context(|| format!("{service}: opening its database"))
 }
 
-async fn outbox(conn: &mut AnyConnection) -> anyhow::Result<Vec<i64>> {
-    let rows = sqlx::query("SELECT produced_at FROM outbox")
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok(r.try_get::<i64, _>("produced_at")?))
-        .collect()
+async fn outbox(store: &Store) -> anyhow::Result<Vec<i64>> {
+    Ok(query("SELECT produced_at FROM outbox")
+        .scalars(store.reader())
+        .await?)
 }
 
 impl Snapshot {
@@ -147,78 +119,78 @@ impl Snapshot {
         let now = ticketing_contracts::time::now_millis();
         let mut outboxes = Vec::new();
 
-        let mut conn = connect(args, "tickets").await?;
+        let conn = connect(args, "tickets").await?;
         let mut tickets = HashMap::new();
-        for row in sqlx::query("SELECT id, version, order_id FROM tickets")
-            .fetch_all(&mut conn)
+        for row in query("SELECT id, version, order_id FROM tickets")
+            .fetch_all(conn.reader())
             .await?
         {
             tickets.insert(
-                row.try_get::<String, _>("id")?,
+                row.get::<String>("id")?,
                 Ticket {
-                    version: row.try_get("version")?,
-                    order_id: row.try_get("order_id")?,
+                    version: row.get("version")?,
+                    order_id: row.get("order_id")?,
                 },
             );
         }
-        outboxes.push(("tickets", outbox(&mut conn).await?));
+        outboxes.push(("tickets", outbox(&conn).await?));
 
-        let mut conn = connect(args, "orders").await?;
+        let conn = connect(args, "orders").await?;
         let mut orders = BTreeMap::new();
-        for row in sqlx::query("SELECT id, ticket_id, status, expires_at, version FROM orders")
-            .fetch_all(&mut conn)
+        for row in query("SELECT id, ticket_id, status, expires_at, version FROM orders")
+            .fetch_all(conn.reader())
             .await?
         {
             orders.insert(
-                row.try_get::<String, _>("id")?,
+                row.get::<String>("id")?,
                 Order {
-                    ticket_id: row.try_get("ticket_id")?,
-                    status: row.try_get("status")?,
-                    expires_at: row.try_get("expires_at")?,
-                    version: row.try_get("version")?,
+                    ticket_id: row.get("ticket_id")?,
+                    status: row.get("status")?,
+                    expires_at: row.get("expires_at")?,
+                    version: row.get("version")?,
                 },
             );
         }
         let mut ticket_replica = HashMap::new();
-        for row in sqlx::query("SELECT id, version FROM tickets")
-            .fetch_all(&mut conn)
+        for row in query("SELECT id, version FROM tickets")
+            .fetch_all(conn.reader())
             .await?
         {
-            ticket_replica.insert(row.try_get::<String, _>("id")?, row.try_get("version")?);
+            ticket_replica.insert(row.get::<String>("id")?, row.get("version")?);
         }
-        outboxes.push(("orders", outbox(&mut conn).await?));
+        outboxes.push(("orders", outbox(&conn).await?));
 
-        let mut conn = connect(args, "payments").await?;
+        let conn = connect(args, "payments").await?;
         let mut payments = BTreeMap::new();
-        for row in sqlx::query("SELECT id, order_id FROM payments")
-            .fetch_all(&mut conn)
+        for row in query("SELECT id, order_id FROM payments")
+            .fetch_all(conn.reader())
             .await?
         {
-            payments.insert(row.try_get::<String, _>("id")?, row.try_get("order_id")?);
+            payments.insert(row.get::<String>("id")?, row.get("order_id")?);
         }
-        let refunded = sqlx::query("SELECT payment_id FROM refunds")
-            .fetch_all(&mut conn)
+        let refunded = query("SELECT payment_id FROM refunds")
+            .fetch_all(conn.reader())
             .await?
             .iter()
-            .map(|r| r.try_get::<String, _>("payment_id"))
+            .map(|r| r.get::<String>("payment_id"))
             .collect::<Result<_, _>>()?;
         let mut order_replica = HashMap::new();
-        for row in sqlx::query("SELECT id, status, version FROM orders")
-            .fetch_all(&mut conn)
+        for row in query("SELECT id, status, version FROM orders")
+            .fetch_all(conn.reader())
             .await?
         {
             order_replica.insert(
-                row.try_get::<String, _>("id")?,
+                row.get::<String>("id")?,
                 ReplicaOrder {
-                    status: row.try_get("status")?,
-                    version: row.try_get("version")?,
+                    status: row.get("status")?,
+                    version: row.get("version")?,
                 },
             );
         }
-        outboxes.push(("payments", outbox(&mut conn).await?));
+        outboxes.push(("payments", outbox(&conn).await?));
 
-        let mut conn = connect(args, "expiration").await?;
-        outboxes.push(("expiration", outbox(&mut conn).await?));
+        let conn = connect(args, "expiration").await?;
+        outboxes.push(("expiration", outbox(&conn).await?));
 
         Ok(Snapshot {
             now,

@@ -8,9 +8,9 @@ use ticketing_contracts::time::now_millis;
 use ticketing_kit::backend_tests;
 use ticketing_kit::testing::{TestBackend, TestEnv};
 use ticketing_store::retention::prune_older_than;
-use ticketing_store::{query, Migrator, Store};
+use ticketing_store::{query, Migrations, Store};
 
-async fn open(env: &TestEnv, service: &str, migrations: &Migrator) -> Store {
+async fn open(env: &TestEnv, service: &str, migrations: &Migrations) -> Store {
     Store::open(&env.runtime.location(service).unwrap(), migrations)
         .await
         .unwrap()

@@ -12,12 +12,12 @@ mod tickets;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use ticketing_bus::{Consumers, Outbox};
+use ticketing_bus::Consumers;
 use ticketing_contracts::events::groups;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
-use ticketing_store::{Migrator, Store};
+use ticketing_store::{Migrations, Store};
 
 use crate::list_cache::ListCache;
 use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
@@ -45,13 +45,16 @@ fn spawn_pruner(store: &Store, rt: &Runtime) -> tokio::task::JoinHandle<()> {
     )
 }
 
-pub static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATIONS: Migrations = ticketing_store::migrations![
+    "0001_tickets.sql",
+    "0002_cancelled_at.sql",
+    "0003_last_order.sql"
+];
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: Store,
     pub keys: JwtKeys,
-    pub outbox: Outbox,
     pub list_cache: Arc<ListCache>,
 }
 
@@ -59,15 +62,13 @@ pub struct AppState {
 pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
     let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     let mut tasks = Vec::new();
-    let outbox = rt.start_outbox(&store, &mut tasks);
+    rt.start_outbox(&store, &mut tasks);
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),
-        outbox: outbox.clone(),
         list_cache: Arc::default(),
     };
     let consumers = Consumers::new(groups::TICKETS, &store)
-        .with_outbox(&outbox)
         .listen(OrderCreatedListener)
         .listen(OrderCancelledListener);
     tasks.extend(rt.start_consumers(consumers).await?);

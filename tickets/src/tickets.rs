@@ -22,7 +22,7 @@ pub struct Ticket {
 const COLUMNS: &str = "id, title, price_cents, user_id, version, order_id";
 
 impl FromRow for Ticket {
-    fn from_row(row: &Row) -> Result<Ticket, sqlx::Error> {
+    fn from_row(row: &Row) -> Result<Ticket, ticketing_store::Error> {
         Ok(Ticket {
             id: row.get("id")?,
             title: row.get("title")?,
@@ -52,7 +52,7 @@ pub async fn create(
     title: &Title,
     price: Cents,
     user_id: &UserId,
-) -> Result<Ticket, sqlx::Error> {
+) -> Result<Ticket, ticketing_store::Error> {
     let ticket = Ticket {
         id: TicketId::generate(),
         title: title.as_str().to_owned(),
@@ -82,7 +82,7 @@ pub async fn create(
     Ok(ticket)
 }
 
-pub async fn find(store: &Store, id: &TicketId) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn find(store: &Store, id: &TicketId) -> Result<Option<Ticket>, ticketing_store::Error> {
     query(&format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))
         .bind(id)
         .fetch_optional_as(store.reader())
@@ -94,7 +94,7 @@ pub async fn list_available(
     store: &Store,
     after: Option<&str>,
     limit: i64,
-) -> Result<Vec<Ticket>, sqlx::Error> {
+) -> Result<Vec<Ticket>, ticketing_store::Error> {
     query(&format!(
         "SELECT {COLUMNS} FROM tickets WHERE order_id IS NULL AND id > $1 ORDER BY id LIMIT $2"
     ))
@@ -106,7 +106,10 @@ pub async fn list_available(
 
 /// A conditional write's outcome: the changed ticket, announced as `ticket:updated` in
 /// the same transaction, or `None` when the condition refused the change.
-async fn announce_change(tx: &mut Tx, row: Option<Row>) -> Result<Option<Ticket>, sqlx::Error> {
+async fn announce_change(
+    tx: &mut Tx,
+    row: Option<Row>,
+) -> Result<Option<Ticket>, ticketing_store::Error> {
     let Some(ticket) = row.as_ref().map(Ticket::from_row).transpose()? else {
         return Ok(None);
     };
@@ -121,7 +124,7 @@ pub async fn update(
     user_id: &UserId,
     title: &Title,
     price: Cents,
-) -> Result<Option<Ticket>, sqlx::Error> {
+) -> Result<Option<Ticket>, ticketing_store::Error> {
     let row = query(&format!(
         "UPDATE tickets SET title = $1, price_cents = $2, version = version + 1 \
          WHERE id = $3 AND user_id = $4 AND order_id IS NULL RETURNING {COLUMNS}"
@@ -147,7 +150,7 @@ pub async fn reserve(
     tx: &mut Tx,
     id: &TicketId,
     order_id: &OrderId,
-) -> Result<Option<Ticket>, sqlx::Error> {
+) -> Result<Option<Ticket>, ticketing_store::Error> {
     let row = query(&format!(
         "UPDATE tickets SET order_id = $1, last_order_id = $1, version = version + 1 \
          WHERE id = $2 AND (order_id IS NULL OR order_id < $1) \
@@ -170,7 +173,7 @@ pub async fn reserve(
 pub async fn reserve_all(
     tx: &mut Tx,
     pairs: &[(&TicketId, &OrderId)],
-) -> Result<Vec<Option<Ticket>>, sqlx::Error> {
+) -> Result<Vec<Option<Ticket>>, ticketing_store::Error> {
     let mut reserved: Vec<Option<Ticket>> = vec![None; pairs.len()];
     if tx.backend() != Backend::Postgres || pairs.len() < 2 {
         return Ok(reserved);
@@ -208,7 +211,7 @@ pub async fn reserve_all(
 }
 
 /// Enqueue `ticket:updated` for a change [`reserve_all`] made.
-pub async fn announce(tx: &mut Tx, ticket: &Ticket) -> Result<(), sqlx::Error> {
+pub async fn announce(tx: &mut Tx, ticket: &Ticket) -> Result<(), ticketing_store::Error> {
     outbox::enqueue(tx, &ticket.updated_event()).await
 }
 
@@ -223,7 +226,7 @@ pub async fn release(
     tx: &mut Tx,
     id: &TicketId,
     order_id: &OrderId,
-) -> Result<Option<Ticket>, sqlx::Error> {
+) -> Result<Option<Ticket>, ticketing_store::Error> {
     query(
         "UPDATE tickets SET last_order_id = $2 \
          WHERE id = $1 AND (last_order_id IS NULL OR last_order_id < $2)",
@@ -243,7 +246,7 @@ pub async fn release(
     announce_change(tx, row).await
 }
 
-pub async fn exists(tx: &mut Tx, id: &TicketId) -> Result<bool, sqlx::Error> {
+pub async fn exists(tx: &mut Tx, id: &TicketId) -> Result<bool, ticketing_store::Error> {
     Ok(query("SELECT 1 FROM tickets WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)

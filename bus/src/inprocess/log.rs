@@ -14,7 +14,10 @@ pub(super) fn spawn_pruner(store: Store) -> DropGuard {
     stop.drop_guard()
 }
 
-pub(super) async fn prune(store: &Store, before_millis: i64) -> Result<u64, sqlx::Error> {
+pub(super) async fn prune(
+    store: &Store,
+    before_millis: i64,
+) -> Result<u64, ticketing_store::Error> {
     let Some(keep_from) = first_to_keep(store, before_millis).await? else {
         return Ok(0);
     };
@@ -42,7 +45,7 @@ pub(super) async fn prune(store: &Store, before_millis: i64) -> Result<u64, sqlx
 pub(super) async fn first_to_keep(
     store: &Store,
     before_millis: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<Option<i64>, ticketing_store::Error> {
     let bounds = query("SELECT MIN(seq) AS low, MAX(seq) AS high FROM events")
         .fetch_one(store.reader())
         .await?;
@@ -70,7 +73,7 @@ pub(super) async fn first_to_keep(
     Ok(Some(low))
 }
 
-pub(super) fn envelope_of(row: &Row, subject: Subject) -> Result<Envelope, sqlx::Error> {
+pub(super) fn envelope_of(row: &Row, subject: Subject) -> Result<Envelope, ticketing_store::Error> {
     let payload: Vec<u8> = row.get("payload")?;
     Ok(Envelope {
         id: row.get("event_id")?,

@@ -27,7 +27,10 @@ pub struct State {
 }
 
 /// Has the order been paid or cancelled? Its expiry must then never fire.
-pub(crate) async fn is_finished(tx: &mut Tx, order_id: &OrderId) -> Result<bool, sqlx::Error> {
+pub(crate) async fn is_finished(
+    tx: &mut Tx,
+    order_id: &OrderId,
+) -> Result<bool, ticketing_store::Error> {
     Ok(query("SELECT 1 FROM finished_orders WHERE order_id = $1")
         .bind(order_id)
         .fetch_optional(tx)

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::JwtKeys;
 use crate::runtime::{Mounted, Runtime};
 use ticketing_bus::{InProcessBus, NatsBus, RetryPolicy, SharedBus};
-use ticketing_store::{event_tables, DatabaseConfig, Migrator, Store};
+use ticketing_store::{event_tables, DatabaseConfig, Migrations, Store};
 
 mod api;
 pub use api::{credentials, errors, id_of, payment, reply, Api, Patience, TestApp, User, PASSWORD};
@@ -52,7 +52,7 @@ pub fn redis_url() -> String {
 }
 
 /// No migrations: for test stores that only need the event tables.
-pub static NO_MIGRATIONS: Migrator = Migrator::DEFAULT;
+pub static NO_MIGRATIONS: Migrations = Migrations::NONE;
 
 /// Retries fast enough for tests: 5 attempts, 20 ms apart at first.
 pub fn test_retry_policy() -> RetryPolicy {
@@ -138,7 +138,7 @@ impl TestEnv {
 
     /// Wait (up to 20 s) until `service` (whose schema is `migrations`) has handled `n`
     /// events: its inbox marks.
-    pub async fn wait_handled(&self, service: &str, migrations: &Migrator, n: i64) {
+    pub async fn wait_handled(&self, service: &str, migrations: &Migrations, n: i64) {
         let location = self.runtime.location(service).expect("location");
         let store = Store::open(&location, migrations)
             .await

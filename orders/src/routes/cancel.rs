@@ -36,7 +36,6 @@ pub async fn cancel(
     .is_some()
     {
         tx.commit().await?;
-        state.outbox.notify();
         return Ok(StatusCode::NO_CONTENT);
     }
     // Not open any more: decided by the state the write saw.

@@ -62,6 +62,5 @@ pub async fn create(
         }
         Err(PlaceError::Db(e)) => return Err(e.into()),
     };
-    state.outbox.notify();
     Ok((StatusCode::CREATED, Json(order.into())))
 }

@@ -37,6 +37,5 @@ pub async fn create(
     let mut tx = state.store.begin().await?;
     let ticket = tickets::create(&mut tx, &title, price, &user.id).await?;
     tx.commit().await?;
-    state.outbox.notify();
     Ok((StatusCode::CREATED, Json(ticket.into())))
 }

@@ -40,7 +40,6 @@ pub async fn update(
     let mut tx = state.store.begin().await?;
     if let Some(ticket) = tickets::update(&mut tx, &id, &user.id, &title, price).await? {
         tx.commit().await?;
-        state.outbox.notify();
         return Ok(Json(ticket.into()));
     }
     drop(tx);

@@ -30,13 +30,14 @@ use std::sync::Arc;
 use rusqlite::{ffi, Connection};
 use tokio::sync::oneshot;
 
-use crate::sqlite::{run_batch, SqliteError};
+use super::run_batch;
+use crate::Error;
 
 /// Transactions committed together at most: bounds the wait of the group's first one.
 pub(crate) const MAX_GROUP: usize = 64;
 
 /// What a member of a group is answered: the group commit's outcome.
-pub(crate) type Outcome = Result<(), SqliteError>;
+pub(crate) type Outcome = Result<(), Error>;
 
 /// The writer connection, and the group transaction it may have open.
 #[derive(Debug)]
@@ -81,7 +82,7 @@ impl Writer {
     }
 
     /// Start a transaction: join the open group, or open one.
-    pub(crate) fn begin(&mut self) -> Result<(), sqlx::Error> {
+    pub(crate) fn begin(&mut self) -> Result<(), Error> {
         if self.group.is_some() && self.conn.is_autocommit() {
             // SQLite rolled the group back on its own (I/O error, disk full).
             self.fail_group(&lost());
@@ -101,28 +102,26 @@ impl Writer {
     /// Can the transaction in progress still run statements? After an error that made
     /// SQLite roll back the whole transaction, it cannot: a statement would run on its
     /// own, outside any transaction.
-    pub(crate) fn check_open(&mut self) -> Result<(), sqlx::Error> {
+    pub(crate) fn check_open(&mut self) -> Result<(), Error> {
         if self.conn.is_autocommit() {
             if self.group.is_some() {
                 self.fail_group(&lost());
             }
-            return Err(lost().into());
+            return Err(lost());
         }
         Ok(())
     }
 
     /// End the transaction in progress with a commit.
-    pub(crate) fn commit(&mut self) -> Result<Ended, sqlx::Error> {
+    pub(crate) fn commit(&mut self) -> Result<Ended, Error> {
         self.check_open()?;
         if deferred_foreign_key_violations(&self.conn) {
             // A deferred constraint is checked at the group's commit, which would fail
             // every member for this one: check this transaction's alone now.
             let _ = self.rollback();
-            return Err(SqliteError {
-                code: ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
-                message: "FOREIGN KEY constraint failed".into(),
-            }
-            .into());
+            return Err(Error::ForeignKey {
+                constraint: "deferred".into(),
+            });
         }
         if let Err(err) = run_batch(&mut self.conn, "RELEASE tx") {
             let _ = self.rollback();
@@ -130,7 +129,7 @@ impl Writer {
         }
         let Some(group) = self.group.as_mut() else {
             // Not reachable (a transaction runs in a group); refused rather than panic.
-            return Err(lost().into());
+            return Err(lost());
         };
         if self.queued.load(Ordering::Acquire) > 0
             && group.waiting.len() + 1 < MAX_GROUP
@@ -144,7 +143,7 @@ impl Writer {
     }
 
     /// End the transaction in progress with a rollback: its changes alone are undone.
-    pub(crate) fn rollback(&mut self) -> Result<(), sqlx::Error> {
+    pub(crate) fn rollback(&mut self) -> Result<(), Error> {
         if self.conn.is_autocommit() {
             if self.group.is_some() {
                 self.fail_group(&lost());
@@ -157,7 +156,7 @@ impl Writer {
                 Ok(())
             }
             Err(err) => {
-                self.fail_group(&SqliteError::of(&err));
+                self.fail_group(&err);
                 Err(err)
             }
         }
@@ -183,7 +182,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self) -> Result<(), sqlx::Error> {
+    fn commit_group(&mut self) -> Result<(), Error> {
         let group = self.group.take().unwrap_or_default();
         let committed = if self.syncs {
             may_block(|| run_batch(&mut self.conn, "COMMIT"))
@@ -193,7 +192,7 @@ impl Writer {
         if committed.is_err() && !self.conn.is_autocommit() {
             let _ = run_batch(&mut self.conn, "ROLLBACK");
         }
-        let outcome = committed.as_ref().map(|_| ()).map_err(SqliteError::of);
+        let outcome = committed.clone();
         for member in group.waiting {
             // A member whose caller went away: its changes are committed all the same.
             let _ = member.send(outcome.clone());
@@ -202,7 +201,7 @@ impl Writer {
     }
 
     /// The group transaction is gone (rolled back): tell every waiting member.
-    fn fail_group(&mut self, why: &SqliteError) {
+    fn fail_group(&mut self, why: &Error) {
         if let Some(group) = self.group.take() {
             if !self.conn.is_autocommit() {
                 let _ = run_batch(&mut self.conn, "ROLLBACK");
@@ -237,11 +236,8 @@ impl Drop for Queued {
     }
 }
 
-fn lost() -> SqliteError {
-    SqliteError {
-        code: ffi::SQLITE_ABORT,
-        message: "the transaction was rolled back after an earlier error".into(),
-    }
+fn lost() -> Error {
+    Error::other("the transaction was rolled back after an earlier error")
 }
 
 /// Run `f`, which waits for the disk, without holding up the tasks of the executor
@@ -291,23 +287,4 @@ fn deferred_foreign_key_violations(conn: &Connection) -> bool {
         )
     };
     rc == ffi::SQLITE_OK && current > 0
-}
-
-/// The commit's error for a member of the group, from any error.
-impl SqliteError {
-    pub(crate) fn of(err: &sqlx::Error) -> SqliteError {
-        match err {
-            sqlx::Error::Database(db) => match db.try_downcast_ref::<SqliteError>() {
-                Some(lite) => lite.clone(),
-                None => SqliteError {
-                    code: ffi::SQLITE_ERROR,
-                    message: db.message().to_owned(),
-                },
-            },
-            other => SqliteError {
-                code: ffi::SQLITE_ERROR,
-                message: other.to_string(),
-            },
-        }
-    }
 }

@@ -2,24 +2,37 @@
 //!
 //! A statement on a WAL file takes microseconds and, with `synchronous = NORMAL`, never
 //! waits for the disk (the checkpoint, the one step that does, runs on a blocking
-//! thread; with `FULL` a group commit syncs the log too, see `writer.rs`). sqlx hands every statement to a thread per connection and back; profiled
-//! under load that handoff was 70% of the CPU, the statements 2%. So the store keeps its
-//! own connections and runs a statement where it is awaited: one writer behind an async
-//! lock (transactions queue in the process instead of failing with `SQLITE_BUSY`, and
-//! those that queue together commit together), and a few readers beside it. See docs/decisions/0009-sqlite-on-the-calling-thread.md.
+//! thread; with `FULL` a group commit syncs the log too, see `writer.rs`). sqlx hands
+//! every statement to a thread per connection and back; profiled under load that
+//! handoff was 70% of the CPU, the statements 2%. So the store keeps its own connections
+//! and runs a statement where it is awaited: one writer behind an async lock
+//! (transactions queue in the process instead of failing with `SQLITE_BUSY`, and those
+//! that queue together commit together), and a few readers beside it. See
+//! docs/decisions/0009-sqlite-on-the-calling-thread.md.
+//!
+//! The wing: `statement.rs` runs statements and maps SQLite's errors, `writer.rs` holds
+//! the writer and its group commit, `checkpointer.rs` copies the log back,
+//! `gathered_log.rs` is the VFS that writes a commit's log frames at once, `memory.rs`
+//! SQLite's allocator and process-wide configuration.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 
-use rusqlite::{ffi, Connection, OpenFlags};
-use sqlx::error::{DatabaseError, ErrorKind};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
-use crate::value::Value;
-use crate::writer::{Ended, Queued, Writer};
-use crate::Synchronous;
+mod checkpointer;
+mod gathered_log;
+pub(crate) mod memory;
+mod statement;
+mod writer;
+
+pub(crate) use checkpointer::spawn_checkpointer;
+pub(crate) use statement::{error, execute, fetch, run_batch, LiteRow, Statement};
+use writer::{Ended, Queued, Writer};
+
+use crate::{Error, Synchronous};
 
 /// `temp_store = MEMORY`: a transaction of a group runs in a savepoint, and a page it
 /// changes is first copied to the savepoint's journal; by default that journal spills
@@ -80,10 +93,12 @@ pub(crate) struct Lite {
     reset_log_frames: i64,
     /// Uses of the writer since the checkpointer last looked.
     writes: AtomicU64,
+    /// Opened to read only: no writer, readers open the file read-only.
+    read_only: bool,
 }
 
 impl Lite {
-    pub(crate) fn open(path: &Path) -> Result<Lite, sqlx::Error> {
+    pub(crate) fn open(path: &Path) -> Result<Lite, Error> {
         let writer = connect(path)?;
         let page_size: i64 = writer
             .query_row("PRAGMA page_size", [], |row| row.get(0))
@@ -101,16 +116,35 @@ impl Lite {
             readers: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             writes: AtomicU64::new(0),
+            read_only: false,
         })
     }
 
+    /// An existing file, to read only (`ticketing audit` beside a running system): no
+    /// writer (writes fail as on a closed store), nothing changed on open.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Lite, Error> {
+        let lite = Lite {
+            reset_log_frames: 0,
+            path: path.to_owned(),
+            writer: Arc::new(Mutex::new(None)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            readers: SyncMutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            writes: AtomicU64::new(0),
+            read_only: true,
+        };
+        let reader = lite.take_reader()?;
+        lite.put_reader(reader);
+        Ok(lite)
+    }
+
     /// Wait for the writer and begin a transaction on it (in the open group, if any).
-    pub(crate) async fn begin(&self) -> Result<Held, sqlx::Error> {
+    pub(crate) async fn begin(&self) -> Result<Held, Error> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         let queued = Queued::enter(&self.queued);
         let waiting = std::time::Instant::now();
         let writer = self.lock().await;
-        crate::writer_waited("sqlite", waiting);
+        crate::store::writer_waited("sqlite", waiting);
         drop(queued);
         let mut writer = writer?;
         writer.begin()?;
@@ -119,7 +153,7 @@ impl Lite {
 
     /// Commit the transaction `writer` holds: answered once it is committed, which for
     /// a transaction deferred to its group is after the writer went on to the next.
-    pub(crate) async fn commit(mut writer: Held) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit(mut writer: Held) -> Result<(), Error> {
         let ended = match synchronous() {
             Synchronous::Normal => writer.commit(),
             // The group's commit syncs the log: not on the executor's threads.
@@ -128,8 +162,7 @@ impl Lite {
                     let ended = writer.commit();
                     (ended, writer)
                 })
-                .await
-                .map_err(|err| sqlx::Error::Io(std::io::Error::other(err)))?;
+                .await?;
                 writer = held;
                 ended
             }
@@ -139,8 +172,8 @@ impl Lite {
             Ended::Deferred(answer) => {
                 drop(writer);
                 match answer.await {
-                    Ok(outcome) => outcome.map_err(Into::into),
-                    Err(_closed) => Err(sqlx::Error::PoolClosed),
+                    Ok(outcome) => outcome,
+                    Err(_closed) => Err(Error::Closed),
                 }
             }
         }
@@ -149,8 +182,8 @@ impl Lite {
     /// A write of its own (`Store::writer`): a transaction of one statement.
     pub(crate) async fn write<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, sqlx::Error>,
-    ) -> Result<T, sqlx::Error> {
+        f: impl FnOnce(&mut Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut writer = self.begin().await?;
         match f(&mut writer.conn) {
             Ok(done) => {
@@ -167,10 +200,10 @@ impl Lite {
     /// Wait for the writer, and hand it out clean: a transaction left open (a commit
     /// that failed and whose rollback failed too: disk full, I/O error) is rolled back,
     /// and a connection that cannot even do that is replaced.
-    async fn lock(&self) -> Result<Held, sqlx::Error> {
+    async fn lock(&self) -> Result<Held, Error> {
         let guard = self.writer.clone().lock_owned().await;
-        let mut writer = OwnedMutexGuard::try_map(guard, Option::as_mut)
-            .map_err(|_closed| sqlx::Error::PoolClosed)?;
+        let mut writer =
+            OwnedMutexGuard::try_map(guard, Option::as_mut).map_err(|_closed| Error::Closed)?;
         if writer.stuck() {
             if let Err(err) = writer.conn.execute_batch("ROLLBACK") {
                 tracing::warn!(error = %err, "SQLite writer stuck in a transaction; reopening it");
@@ -197,21 +230,22 @@ impl Lite {
     /// Run `f` on a reader (one is opened when all are taken).
     pub(crate) fn read<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, sqlx::Error>,
-    ) -> Result<T, sqlx::Error> {
+        f: impl FnOnce(&mut Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut conn = self.take_reader()?;
         let result = f(&mut conn);
         self.put_reader(conn);
         result
     }
 
-    fn take_reader(&self) -> Result<Connection, sqlx::Error> {
+    fn take_reader(&self) -> Result<Connection, Error> {
         if self.closed.load(Ordering::Relaxed) {
-            return Err(sqlx::Error::PoolClosed);
+            return Err(Error::Closed);
         }
         let idle = self.lock_readers().pop();
         match idle {
             Some(conn) => Ok(conn),
+            None if self.read_only => connect_read_only(&self.path),
             None => connect(&self.path),
         }
     }
@@ -243,7 +277,7 @@ impl Lite {
     /// the log passes [`RESET_LOG_AT`], holding the writer, so the next write transaction
     /// can start the log over (see `spawn_checkpointer`). Both on a blocking thread: a
     /// checkpoint waits for the disk.
-    pub(crate) async fn checkpoint(self: &Arc<Self>) -> Result<(), sqlx::Error> {
+    pub(crate) async fn checkpoint(self: &Arc<Self>) -> Result<(), Error> {
         let lite = self.clone();
         let frames = blocking(move || lite.read(checkpoint_beside_writer)).await?;
         if frames < self.reset_log_frames {
@@ -262,20 +296,18 @@ impl Lite {
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, sqlx::Error> + Send + 'static,
-) -> Result<T, sqlx::Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|err| sqlx::Error::Io(std::io::Error::other(err)))?
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f).await?
 }
 
-fn connect(path: &Path) -> Result<Connection, sqlx::Error> {
+fn connect(path: &Path) -> Result<Connection, Error> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    // The log's frames gathered into a write per commit (`sqlite_wal_writes.rs`).
-    let conn = if GATHERED_LOG.load(Ordering::Relaxed) && crate::sqlite_wal_writes::install() {
-        Connection::open_with_flags_and_vfs(path, flags, crate::sqlite_wal_writes::VFS)
+    // The log's frames gathered into a write per commit (`gathered_log.rs`).
+    let conn = if GATHERED_LOG.load(Ordering::Relaxed) && gathered_log::install() {
+        Connection::open_with_flags_and_vfs(path, flags, gathered_log::VFS)
     } else {
         Connection::open_with_flags(path, flags)
     }
@@ -290,190 +322,19 @@ fn connect(path: &Path) -> Result<Connection, sqlx::Error> {
     Ok(conn)
 }
 
+fn connect_read_only(path: &Path) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(error)?;
+    conn.execute_batch("PRAGMA busy_timeout = 10000")
+        .map_err(error)?;
+    Ok(conn)
+}
+
 /// Checkpoint beside the writer; the frames (pages) the log held.
-fn checkpoint_beside_writer(conn: &mut Connection) -> Result<i64, sqlx::Error> {
+fn checkpoint_beside_writer(conn: &mut Connection) -> Result<i64, Error> {
     // (busy, frames in the log, frames copied); -1 frames when not in WAL mode.
     let frames: i64 = conn
         .query_row(CHECKPOINT, [], |row| row.get(1))
         .map_err(error)?;
     Ok(frames.max(0))
-}
-
-/// A statement and its arguments, as [`crate::Query`] hands them over.
-#[derive(Clone, Copy)]
-pub(crate) struct Statement<'a> {
-    pub sql: &'a str,
-    pub args: &'a [Value],
-    /// Keep the prepared statement in the connection's cache.
-    pub persistent: bool,
-}
-
-/// Run fixed statements (transaction control: `BEGIN`, `SAVEPOINT`, `COMMIT`, …),
-/// separated by `;`, each from the connection's statement cache: parsed afresh on every
-/// transaction they were a few percent of the CPU under load.
-pub(crate) fn run_batch(conn: &mut Connection, sql: &str) -> Result<(), sqlx::Error> {
-    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        let mut statement = conn.prepare_cached(statement).map_err(error)?;
-        let mut rows = statement.raw_query();
-        while rows.next().map_err(error)?.is_some() {}
-    }
-    Ok(())
-}
-
-/// Run a statement to its end; the rows it changed (0 for one that changes none:
-/// `changes()` alone would still count the connection's previous statement).
-pub(crate) fn execute(conn: &mut Connection, query: Statement<'_>) -> Result<u64, sqlx::Error> {
-    let before = conn.total_changes();
-    with_statement(conn, query, |stmt| {
-        let mut rows = stmt.raw_query();
-        while rows.next()?.is_some() {}
-        Ok(())
-    })?;
-    Ok(conn.total_changes() - before)
-}
-
-/// Up to `limit` rows of a statement.
-pub(crate) fn fetch(
-    conn: &mut Connection,
-    query: Statement<'_>,
-    limit: usize,
-) -> Result<Vec<LiteRow>, sqlx::Error> {
-    with_statement(conn, query, |stmt| {
-        let columns: Arc<[String]> = stmt.column_names().iter().map(|c| c.to_string()).collect();
-        let width = columns.len();
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let Some(row) = rows.next()? else { break };
-            let values = (0..width)
-                .map(|i| row.get::<_, rusqlite::types::Value>(i))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push(LiteRow {
-                columns: columns.clone(),
-                values,
-            });
-        }
-        Ok(out)
-    })
-}
-
-fn with_statement<T>(
-    conn: &Connection,
-    query: Statement<'_>,
-    f: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
-) -> Result<T, sqlx::Error> {
-    let run = |stmt: &mut rusqlite::Statement<'_>| -> rusqlite::Result<T> {
-        let args = query.args;
-        // `$n` is a named parameter to SQLite, numbered in order of first appearance:
-        // read each one's name rather than look names up (a scan per lookup, quadratic
-        // in a multi-row insert).
-        for index in 1..=stmt.parameter_count() {
-            let name = stmt.parameter_name(index).unwrap_or("?");
-            let arg = name
-                .strip_prefix('$')
-                .and_then(|n| n.parse::<usize>().ok())
-                .and_then(|n| args.get(n.checked_sub(1)?))
-                .ok_or_else(|| rusqlite::Error::InvalidParameterName(name.to_owned()))?;
-            match arg {
-                Value::Int(v) => stmt.raw_bind_parameter(index, v)?,
-                Value::Text(v) => stmt.raw_bind_parameter(index, v)?,
-                Value::Blob(v) => stmt.raw_bind_parameter(index, v)?,
-            }
-        }
-        f(stmt)
-    };
-    if query.persistent {
-        let mut stmt = conn.prepare_cached(query.sql).map_err(error)?;
-        run(&mut stmt).map_err(error)
-    } else {
-        run(&mut conn.prepare(query.sql).map_err(error)?).map_err(error)
-    }
-}
-
-/// A row read from SQLite.
-pub(crate) struct LiteRow {
-    columns: Arc<[String]>,
-    values: Vec<rusqlite::types::Value>,
-}
-
-impl LiteRow {
-    pub(crate) fn value(&self, column: &str) -> Result<&rusqlite::types::Value, sqlx::Error> {
-        let index = self
-            .columns
-            .iter()
-            .position(|c| c == column)
-            .ok_or_else(|| sqlx::Error::ColumnNotFound(column.to_owned()))?;
-        Ok(&self.values[index])
-    }
-
-    pub(crate) fn value_at(&self, index: usize) -> Result<&rusqlite::types::Value, sqlx::Error> {
-        self.values
-            .get(index)
-            .ok_or(sqlx::Error::ColumnIndexOutOfBounds {
-                index,
-                len: self.values.len(),
-            })
-    }
-}
-
-/// SQLite's errors as sqlx's, so that callers handle one error type whatever the engine
-/// (constraint violations keep their kind: the services map them to 4xx).
-pub(crate) fn error(err: rusqlite::Error) -> sqlx::Error {
-    match err {
-        rusqlite::Error::SqliteFailure(failure, message) => {
-            sqlx::Error::Database(Box::new(SqliteError {
-                code: failure.extended_code,
-                message: message.unwrap_or_else(|| failure.to_string()),
-            }))
-        }
-        other => sqlx::Error::Protocol(other.to_string()),
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct SqliteError {
-    pub(crate) code: i32,
-    pub(crate) message: String,
-}
-
-impl std::fmt::Display for SqliteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (SQLite code {})", self.message, self.code)
-    }
-}
-
-impl std::error::Error for SqliteError {}
-
-impl DatabaseError for SqliteError {
-    fn message(&self) -> &str {
-        &self.message
-    }
-
-    fn code(&self) -> Option<Cow<'_, str>> {
-        Some(self.code.to_string().into())
-    }
-
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-
-    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-
-    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-        self
-    }
-
-    fn kind(&self) -> ErrorKind {
-        match self.code {
-            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-                ErrorKind::UniqueViolation
-            }
-            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
-            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
-            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
-            _ => ErrorKind::Other,
-        }
-    }
 }

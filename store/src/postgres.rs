@@ -1,0 +1,156 @@
+//! The PostgreSQL wing: a pool per service database (created when missing), its
+//! transactions, and sqlx's errors mapped to the store's.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, AnyTransactionManager};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, TransactionManager};
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::store::Changes;
+use crate::tx::{Tx, TxConn};
+use crate::{Error, Migrations};
+
+/// Open (creating the database if missing) and migrate.
+pub(crate) async fn open(url: &str, migrations: &Migrations) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    ensure_database(url).await?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    migrations
+        .migrator()?
+        .run(&pool)
+        .await
+        .context("running database migrations")?;
+    Ok(pool)
+}
+
+/// An existing database, every session read-only (`ticketing audit`).
+pub(crate) async fn open_read_only(url: &str) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(2)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect(url)
+        .await
+        .context("connecting to PostgreSQL")
+}
+
+/// A transaction on a pool connection.
+///
+/// sqlx counts a PostgreSQL transaction only once BEGIN is answered: a begin dropped
+/// while waiting leaves the server inside a transaction the connection does not know
+/// about, and the pool hands it to the next caller, whose writes then never commit.
+/// Beginning in a task of its own cannot be interrupted; if nobody waits for the `Tx`
+/// any more, it is dropped there, and its drop rolls back.
+pub(crate) async fn begin(
+    pool: &AnyPool,
+    changes: Changes,
+    signal: Arc<Notify>,
+) -> Result<Tx, Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let waiting = std::time::Instant::now();
+        let conn = pool.acquire().await;
+        crate::store::writer_waited("postgres", waiting);
+        let mut tx = Tx::new(TxConn::Pg(conn.map_err(error)?), changes, signal);
+        if let TxConn::Pg(conn) = &mut tx.conn {
+            AnyTransactionManager::begin(conn, None)
+                .await
+                .map_err(error)?;
+        }
+        Ok(tx)
+    })
+    .await?
+}
+
+pub(crate) async fn commit(conn: &mut PoolConnection<Any>) -> Result<(), Error> {
+    AnyTransactionManager::commit(conn).await.map_err(error)
+}
+
+pub(crate) async fn rollback(conn: &mut PoolConnection<Any>) -> Result<(), Error> {
+    AnyTransactionManager::rollback(conn).await.map_err(error)
+}
+
+/// Queue the rollback of a transaction dropped unfinished (before the connection's next
+/// use).
+pub(crate) fn start_rollback(conn: &mut PoolConnection<Any>) {
+    AnyTransactionManager::start_rollback(conn)
+}
+
+/// sqlx's errors as the store's: the one mapping of the PostgreSQL driver.
+pub(crate) fn error(err: sqlx::Error) -> Error {
+    match err {
+        sqlx::Error::Database(db) => {
+            let constraint = db.constraint().unwrap_or_default().to_owned();
+            if db.is_unique_violation() {
+                Error::Unique { constraint }
+            } else if db.is_foreign_key_violation() {
+                Error::ForeignKey { constraint }
+            } else {
+                let code = db.code().unwrap_or_default().into_owned();
+                Error::Other(format!("{} (PostgreSQL code {code})", db.message()))
+            }
+        }
+        sqlx::Error::PoolClosed => Error::Closed,
+        sqlx::Error::RowNotFound => Error::NoRow,
+        sqlx::Error::ColumnNotFound(column) => Error::decode(column, "no such column"),
+        sqlx::Error::ColumnIndexOutOfBounds { index, len } => {
+            Error::decode(index.to_string(), format!("the row has {len} columns"))
+        }
+        sqlx::Error::ColumnDecode { index, source } => Error::decode(index, source.to_string()),
+        sqlx::Error::Decode(source) => Error::decode("?", source.to_string()),
+        other => Error::other(other),
+    }
+}
+
+/// Create the service's database on its server when it does not exist yet.
+async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let mut parsed = url::Url::parse(url).context("invalid PostgreSQL URL")?;
+    let name = parsed.path().trim_start_matches('/').to_owned();
+    anyhow::ensure!(!name.is_empty(), "the PostgreSQL URL names no database");
+    anyhow::ensure!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "database name {name:?} must be letters, digits and underscores"
+    );
+    parsed.set_path("/postgres");
+    let admin = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(parsed.as_str())
+        .await
+        .context("connecting to PostgreSQL")?;
+    let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&admin)
+        .await?
+        .is_some();
+    if !exists {
+        match sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&admin)
+            .await
+        {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another process created it between our check and our create.
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("42P04") || e.is_unique_violation() => {}
+            Err(e) => return Err(e).context("creating database"),
+        }
+    }
+    admin.close().await;
+    Ok(())
+}
