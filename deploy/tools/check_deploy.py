@@ -9,7 +9,8 @@ Kubernetes: every workload runs non-root on a read-only root filesystem with pro
 requests and limits; every ticketing service has its own --target, probes on /readyz and
 /healthz, a Service and a PodDisruptionBudget; every Secret and ConfigMap referenced is
 rendered (unless --external-secrets: then Secrets are created outside the repository);
-the Ingress routes are deploy/nginx/routes.conf's.
+the Ingress routes and retries (proxy_next_upstream and its bounds) are
+deploy/nginx/routes.conf's.
 Compose: dependencies name existing services, every service has a health check, mounted
 files exist.
 Dockerfile (parsed by BuildKit's own parser): several stages, the release binary built
@@ -49,6 +50,32 @@ def nginx_routes():
     if len(routes) != 5:
         fail(f"routes.conf: expected 5 routes, found {routes}")
     return routes
+
+
+def nginx_retries():
+    """The retry settings of deploy/nginx/routes.conf, as ingress-nginx annotations."""
+    text = (ROOT / "deploy/nginx/routes.conf").read_text()
+
+    def directive(name):
+        found = re.findall(rf"^{name}\s+([^;]+);", text, re.M)
+        if len(found) != 1:
+            fail(f"routes.conf: expected one {name}, found {found}")
+            return ""
+        return found[0].strip()
+
+    seconds = lambda v: v[:-1] if v.endswith("s") else v  # noqa: E731
+    nginx = {
+        "proxy-next-upstream": directive("proxy_next_upstream"),
+        "proxy-next-upstream-tries": directive("proxy_next_upstream_tries"),
+        "proxy-next-upstream-timeout": seconds(directive("proxy_next_upstream_timeout")),
+        "proxy-connect-timeout": seconds(directive("proxy_connect_timeout")),
+    }
+    if "non_idempotent" in nginx["proxy-next-upstream"]:
+        fail("routes.conf: proxy_next_upstream must not retry non-idempotent requests")
+    for case in ("error", "timeout", "http_502", "http_503", "http_504"):
+        if case not in nginx["proxy-next-upstream"].split():
+            fail(f"routes.conf: proxy_next_upstream must retry on {case}")
+    return {f"nginx.ingress.kubernetes.io/{k}": v for k, v in nginx.items()}
 
 
 def check_container(where, container):
@@ -134,6 +161,10 @@ def check_k8s(path, external_secrets):
     for backend in paths.values():
         if backend not in services:
             fail(f"Ingress: Service {backend} is not rendered")
+    annotations = ingresses[0]["metadata"].get("annotations") or {}
+    for key, value in nginx_retries().items():
+        if str(annotations.get(key)) != value:
+            fail(f"Ingress: {key} is {annotations.get(key)!r}, routes.conf says {value!r}")
 
 
 def check_compose(path):

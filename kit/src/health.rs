@@ -1,5 +1,11 @@
 //! `GET /healthz` (the process is alive) and `GET /readyz` (every store and bus it
-//! depends on answers; 503 otherwise).
+//! depends on answers, and the process is not stopping; 503 otherwise).
+//!
+//! A process listens only once its stores and bus are open (the `ticketing` binary binds
+//! after starting its services), so before that it refuses connections — which a
+//! gateway retries on another replica whatever the method — and `/readyz` never answers
+//! 200 early. On SIGTERM it answers 503 first ([`ReadyCheck::serving`]), before it stops
+//! accepting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +16,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::BoxFuture;
 use serde_json::json;
+
+use tokio_util::sync::CancellationToken;
 
 use ticketing_bus::SharedBus;
 use ticketing_store::Store;
@@ -40,6 +48,20 @@ impl ReadyCheck {
         Self::new(name, move || {
             let bus = bus.clone();
             async move { bus.ping().await }
+        })
+    }
+
+    /// Ready until `stopping` is cancelled: a process told to stop reports itself
+    /// unavailable at once, while it still serves, so that load balancers stop sending
+    /// it requests before it stops accepting connections.
+    pub fn serving(stopping: &CancellationToken) -> Self {
+        let stopping = stopping.clone();
+        Self::new("serving", move || {
+            let stopping = stopping.is_cancelled();
+            async move {
+                anyhow::ensure!(!stopping, "shutting down");
+                Ok(())
+            }
         })
     }
 

@@ -318,6 +318,19 @@ pub struct ServeArgs {
     )]
     pub shutdown_grace_seconds: u64,
 
+    /// On SIGTERM, first: how long the process goes on serving while `/readyz` answers
+    /// 503, so that load balancers take it out before it stops accepting connections
+    /// (Kubernetes removes a terminating pod from the Service's endpoints while the
+    /// ingress may route to it a moment longer; deploy/k8s sets 5). A second signal ends
+    /// the wait.
+    #[arg(
+        long,
+        env = "TICKETING_SHUTDOWN_DRAIN_SECONDS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub shutdown_drain_seconds: u64,
+
     /// `--target web`: the gateway serving the public API (`/api/...`), e.g.
     /// `http://ingress`. The pages get all their data from it. With `--target all`
     /// the pages call this URL instead of the API in-process.

@@ -26,7 +26,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = runtime(&args).await?;
     let mut services = start(args.target, &args, &runtime).await?;
     ticketing_kit::telemetry::spawn_lag_sampler(&runtime.bus, runtime.shutdown.clone());
-    let ready = vec![ReadyCheck::bus("bus", &runtime.bus)];
+    // Cancelled at SIGTERM, before anything stops: `/readyz` answers 503 from then on.
+    let stopping = CancellationToken::new();
+    let ready = vec![
+        ReadyCheck::serving(&stopping),
+        ReadyCheck::bus("bus", &runtime.bus),
+    ];
     // `all` serves the pages beside the API; they call it in-process unless given an
     // `--api-url` (docs/decisions/0013).
     let (pages, api_slot) = if args.target == Target::All {
@@ -49,6 +54,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         slot.set(app.clone());
     }
 
+    // Listen only now that every store is open and migrated, the bus connected and the
+    // listeners subscribed: until here a connection is refused, so a gateway tries the
+    // next replica (even for a POST: nothing was sent), and no request waits on a
+    // process that is not ready.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -58,12 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "listening on http://{}",
         listener.local_addr()?
     );
-    serve_until_signal(
-        listener,
-        app,
-        Duration::from_secs(args.shutdown_grace_seconds),
-    )
-    .await?;
+    serve_until_signal(listener, app, &stopping, shutdown_times(&args)).await?;
 
     // No request is running any more: stop the workers. Each finishes what it holds (a
     // relay its batch, then one last flush; a listener its event) and returns.
@@ -104,13 +108,33 @@ pub fn trace_export(args: &ServeArgs) -> ticketing_kit::telemetry::TraceExport {
     }
 }
 
-/// Serve until SIGTERM or Ctrl-C, then stop accepting connections and let the requests
-/// in flight finish, for at most `grace`; requests still running then are dropped.
+/// What SIGTERM gives a process: the drain (still serving, `/readyz` 503), then the
+/// grace for requests in flight.
+#[derive(Clone, Copy)]
+struct ShutdownTimes {
+    drain: Duration,
+    grace: Duration,
+}
+
+fn shutdown_times(args: &ServeArgs) -> ShutdownTimes {
+    ShutdownTimes {
+        drain: Duration::from_secs(args.shutdown_drain_seconds),
+        grace: Duration::from_secs(args.shutdown_grace_seconds),
+    }
+}
+
+/// Serve until SIGTERM or Ctrl-C. Then `stopping` is cancelled (`/readyz` answers 503)
+/// and the process goes on serving for the drain period (a second signal cuts it short),
+/// so load balancers take it out first; then it stops accepting connections and lets
+/// the requests in flight finish, for at most the grace period; requests still running
+/// then are dropped.
 async fn serve_until_signal(
     listener: tokio::net::TcpListener,
     app: Router,
-    grace: Duration,
+    stopping: &CancellationToken,
+    times: ShutdownTimes,
 ) -> anyhow::Result<()> {
+    let ShutdownTimes { drain, grace } = times;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(
         listener,
@@ -124,6 +148,15 @@ async fn serve_until_signal(
     tokio::select! {
         result = &mut server => return Ok(result?),
         _ = wait_for_signal() => {}
+    }
+    stopping.cancel();
+    if !drain.is_zero() {
+        tracing::info!(drain = ?drain, "shutting down: /readyz answers 503, still serving while load balancers take this process out");
+        tokio::select! {
+            result = &mut server => return Ok(result?),
+            _ = tokio::time::sleep(drain) => {}
+            _ = wait_for_signal() => {}
+        }
     }
     tracing::info!(grace = ?grace, "shutting down: no new connections, finishing requests in flight");
     let _ = stop.send(());
@@ -151,8 +184,12 @@ async fn run_web(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
     let cookie_secure = args.cookie_secure.unwrap_or(true);
-    let app =
-        ticketing_kit::app::compose(&mut [], web_router(&args, api, cookie_secure), vec![ready]);
+    let stopping = CancellationToken::new();
+    let app = ticketing_kit::app::compose(
+        &mut [],
+        web_router(&args, api, cookie_secure),
+        vec![ReadyCheck::serving(&stopping), ready],
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -161,12 +198,7 @@ async fn run_web(args: ServeArgs) -> anyhow::Result<()> {
         "web pages listening on http://{}",
         listener.local_addr()?
     );
-    serve_until_signal(
-        listener,
-        app,
-        Duration::from_secs(args.shutdown_grace_seconds),
-    )
-    .await
+    serve_until_signal(listener, app, &stopping, shutdown_times(&args)).await
 }
 
 fn web_router(args: &ServeArgs, api: ticketing_web::ApiClient, cookie_secure: bool) -> Router {

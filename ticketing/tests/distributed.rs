@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -67,6 +68,7 @@ fn free_block() -> (u16, u16) {
 struct Options {
     order_ttl_seconds: u64,
     orders_replicas: u32,
+    tickets_replicas: u32,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
         Options {
             order_ttl_seconds: 120,
             orders_replicas: 1,
+            tickets_replicas: 1,
         }
     }
 }
@@ -108,6 +111,10 @@ impl Cluster {
                 "CLUSTER_ORDERS_REPLICAS",
                 options.orders_replicas.to_string(),
             ),
+            (
+                "CLUSTER_TICKETS_REPLICAS",
+                options.tickets_replicas.to_string(),
+            ),
             ("CLUSTER_READY_TIMEOUT", "180".to_owned()),
             // Whatever happens to this test process, the cluster goes down with it.
             ("CLUSTER_WATCH_PID", std::process::id().to_string()),
@@ -138,7 +145,7 @@ impl Cluster {
     fn command(&self, verb: &str) -> Command {
         let mut cmd = Command::new("bash");
         cmd.arg(script())
-            .arg(verb)
+            .args(verb.split_whitespace())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/".into()))
@@ -147,7 +154,8 @@ impl Cluster {
         cmd
     }
 
-    /// Run `scripts/cluster VERB`; panic with its output if it fails.
+    /// Run `scripts/cluster VERB` (with its arguments, e.g. `restart orders-2`); panic
+    /// with its output if it fails.
     async fn run(&self, verb: &str) -> String {
         let out = tokio::process::Command::from(self.command(verb))
             .output()
@@ -713,4 +721,138 @@ async fn two_orders_processes_sell_each_ticket_once() {
         let (status, body) = reply(patient.order(&ticket).await).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
+}
+
+/// Reads through the gateway, each sent once, while `stop` is not set: how many were
+/// answered 200, and every other outcome.
+async fn read_until(api: Api, paths: Vec<String>, stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
+    let mut ok = 0;
+    let mut failures = Vec::new();
+    for i in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let path = &paths[i % paths.len()];
+        let method = if i % 5 == 4 {
+            reqwest::Method::HEAD
+        } else {
+            reqwest::Method::GET
+        };
+        match api.request(method.clone(), path).send().await {
+            Ok(res) if res.status() == StatusCode::OK => {
+                // The whole body, so that a response cut short by the kill counts.
+                match res.bytes().await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failures.push(format!("{method} {path}: body: {e}")),
+                }
+            }
+            Ok(res) => {
+                let status = res.status();
+                let body = res.text().await.unwrap_or_default();
+                failures.push(format!("{method} {path}: {status} {body}"));
+            }
+            Err(e) => failures.push(format!("{method} {path}: {e:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (ok, failures)
+}
+
+/// Two tickets processes; one is killed, started again, then the other is stopped by
+/// SIGTERM and started again, all while clients read through nginx. The gateway sends
+/// a read that meets a dead, starting or stopping process to the other one
+/// (`proxy_next_upstream`), so every read succeeds at the first try of the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_a_dying_replica() {
+    let cluster = Cluster::up(Options {
+        tickets_replicas: 2,
+        ..Options::default()
+    })
+    .await;
+    let seller = cluster.user("seller@test.com").await;
+    let mut paths = vec!["/api/tickets".to_owned()];
+    for t in 0..4 {
+        let ticket = seller.sell(&format!("Read me {t}"), json!("12.00")).await;
+        // Both replicas share one database: once one knows the ticket, both do.
+        paths.push(format!("/api/tickets/{ticket}"));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let mut paths = paths.clone();
+            paths.rotate_left(r);
+            let api = Api::new(cluster.gateway.clone()).with_timeout(Duration::from_secs(30));
+            tokio::spawn(read_until(api, paths, stop.clone()))
+        })
+        .collect();
+    let served = |n: u16| {
+        let port = cluster.port("tickets", n);
+        async move {
+            let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("http_requests_total{") && l.contains("method=\"GET\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        served(1).await > 0.0,
+        "tickets-1 served reads before the kill"
+    );
+
+    // Killed mid-load: its connections break, its port refuses, then it starts again
+    // (and refuses until its stores and bus are ready).
+    cluster.kill9("tickets", 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.run("up").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        served(1).await > 0.0,
+        "the restarted tickets-1 serves reads"
+    );
+
+    // Stopped gracefully mid-load (SIGTERM: it closes its idle connections and its port),
+    // then started again.
+    cluster.run("restart tickets-2").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut reads = 0;
+    let mut failures = Vec::new();
+    for reader in readers {
+        let (ok, failed) = reader.await.unwrap();
+        reads += ok;
+        failures.extend(failed);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} reads failed: {failures:#?}",
+        failures.len(),
+        reads + failures.len()
+    );
+    assert!(reads > 100, "the readers ran: {reads} reads");
+    let access = std::fs::read_to_string(cluster.state.join("logs/nginx-access.log")).unwrap();
+    // nginx logs every replica a request went to: `upstream=A, B`.
+    let retried = access
+        .lines()
+        .filter(|l| {
+            l.split(" upstream=")
+                .nth(1)
+                .and_then(|rest| rest.split(" upstream_status=").next())
+                .is_some_and(|addrs| addrs.contains(','))
+        })
+        .count();
+    assert!(
+        retried > 0,
+        "no read met a dead replica: the test tested nothing"
+    );
+    cluster.down().await;
 }

@@ -128,3 +128,52 @@ async fn sigterm_mid_load_finishes_in_flight_requests_and_loses_no_event() {
     }
     second.stop();
 }
+
+/// With a drain period, SIGTERM first turns `/readyz` to 503 while the process goes on
+/// serving (load balancers take it out before it stops accepting); a second signal ends
+/// the drain at once, and the process stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_readyz_503_first_while_still_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut server =
+        Running::start(&["--data-dir", data, "--shutdown-drain-seconds", "30"], &[]).await;
+    let api = Api::new(server.base.clone());
+    let seller = api.as_user(&api.sign_up("seller@test.com").await);
+
+    server.terminate();
+    let readyz = server.url("/readyz");
+    let body: Value = Patience::default()
+        .eventually("/readyz to answer 503", || {
+            let readyz = readyz.clone();
+            async move {
+                let res = reqwest::get(&readyz).await.ok()?;
+                (res.status() == 503).then_some(())?;
+                res.json().await.ok()
+            }
+        })
+        .await;
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(body["checks"]["serving"], "unavailable", "{body}");
+    assert_eq!(body["checks"]["bus"], "ok", "{body}");
+
+    // Still serving, on new connections too: reads and writes.
+    let fresh = Api::new(server.base.clone());
+    assert_eq!(fresh.get("/api/tickets").await.status(), 200);
+    seller.sell("During the drain", json!(10)).await;
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await.unwrap().status(),
+        200
+    );
+
+    // A second signal cuts the drain short.
+    let signalled = Instant::now();
+    server.terminate();
+    let status = server.wait(Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "the second SIGTERM did not end the drain: {:?}",
+        signalled.elapsed()
+    );
+}

@@ -26,6 +26,26 @@ impl Running {
     }
 
     pub async fn start_on(port: u16, args: &[&str], envs: &[(&str, &str)]) -> Running {
+        Self::start_logged(port, args, envs, None).await
+    }
+
+    /// Started on `port`, its output appended to `log` (nothing kept without one).
+    pub async fn start_logged(
+        port: u16,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Running {
+        let output = || match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the log"),
+            ),
+            None => Stdio::null(),
+        };
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing"));
         cmd.args(args)
@@ -34,8 +54,8 @@ impl Running {
             .env_remove("TICKETING_DATABASE_URL")
             .env_remove("NATS_URL")
             .env_remove("TICKETING_API_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(output())
+            .stderr(output());
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -65,6 +85,13 @@ impl Running {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    /// `kill -9`, and reap it: its port is closed and its files are as the kill left
+    /// them once this returns.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Wait for the process to exit, at most `limit`.
