@@ -69,7 +69,7 @@ struct Rig {
 impl Rig {
     async fn new(bus: SharedBus, location: &DbLocation) -> anyhow::Result<Rig> {
         let store = Store::open(location, &NO_MIGRATIONS).await?;
-        ticketing_store::event_tables::install(&store).await?;
+        ticketing_bus::tables::install(&store).await?;
         let shutdown = CancellationToken::new();
         let relay = Outbox::new(store.clone(), bus.clone());
         relay.spawn(shutdown.clone());

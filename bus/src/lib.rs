@@ -2,19 +2,31 @@
 //! (in-process or NATS JetStream), the transactional outbox, idempotent consumers
 //! (the inbox and the [`listener`] shape every service's listeners share),
 //! version-ordered replicas and dead letters. See docs/decisions/0003-events.md.
+//!
+//! The bus owns its tables (`tables`: outbox, inbox) and their queries. Its parts:
+//! `bus.rs` the interface, `delivery.rs` the engine the backends hand what they receive
+//! to, `listener.rs` a service's listeners as a handler (one transaction per event or
+//! per backlog), `instrumented.rs` the relay's counted publishing; the backends
+//! (`inprocess/`, `nats.rs`) are reached through [`InProcessBus`] and [`NatsBus`] only.
 
-pub mod bus;
+mod bus;
+mod delivery;
 pub mod envelope;
 pub mod inbox;
-pub mod inprocess;
+mod inprocess;
+mod instrumented;
 pub mod listener;
-pub mod nats;
+mod nats;
 pub mod outbox;
 pub mod replica;
-pub mod telemetry;
+pub mod tables;
+mod telemetry;
 pub mod trace;
 
-pub use bus::{ConsumerLag, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, SharedBus};
+pub use bus::{
+    ConsumerLag, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, SharedBus, Together,
+    BATCH, RETENTION,
+};
 pub use envelope::Envelope;
 pub use inprocess::InProcessBus;
 pub use listener::{Consumers, Listener, Traced};

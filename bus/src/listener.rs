@@ -17,9 +17,14 @@ use ticketing_store::{Store, Tx};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Batch, Handler, HandlerError, SharedBus};
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+
+use crate::bus::{Handler, HandlerError, SharedBus, Together};
 use crate::envelope::Envelope;
 use crate::inbox;
+use crate::telemetry;
 use crate::trace::TraceContext;
 
 /// A service's reaction to one kind of event.
@@ -162,69 +167,94 @@ impl<L: Listener> Handler for Adapter<L> {
         Ok(())
     }
 
-    fn batch(&self) -> Option<&dyn Batch> {
-        Some(self)
+    /// Every event in one transaction, optimistically: no savepoint per event (each
+    /// costs two statements and a copy of every page the event touches), so the first
+    /// failure rolls the whole batch back and the bus takes the events one by one.
+    /// Failures are the exception (a database error, a bug), so the common case pays
+    /// one transaction for the lot.
+    async fn handle_together(&self, group: &str, events: &[&Envelope]) -> Together {
+        match self.handle_in_one(group, events).await {
+            Ok(true) => Together::Committed,
+            Ok(false) => Together::Failed,
+            Err(err) => Together::Broken(err.to_string()),
+        }
     }
 }
 
-#[async_trait]
-impl<L: Listener> Batch for Adapter<L> {
-    async fn handled(&self, events: &[&Envelope]) -> Result<Vec<bool>, ticketing_store::Error> {
-        if !self.listener.outside_effects() {
-            return Ok(vec![false; events.len()]);
-        }
-        inbox::handled_all(&self.store, self.group, events).await
-    }
-
-    async fn prepare(&self, envelope: &Envelope) -> Result<(), HandlerError> {
-        if !self.listener.outside_effects() {
-            return Ok(());
-        }
-        let event: L::Event = envelope
-            .decode()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        self.listener.prepare(&event).await
-    }
-
-    async fn begin(&self) -> Result<Tx, ticketing_store::Error> {
-        self.store.begin().await
-    }
-
-    async fn mark(
+impl<L: Listener> Adapter<L> {
+    /// See [`Handler::handle_together`]: whether the batch committed; an error when
+    /// the transaction itself failed.
+    async fn handle_in_one(
         &self,
-        tx: &mut Tx,
+        group: &str,
         events: &[&Envelope],
-    ) -> Result<Vec<bool>, ticketing_store::Error> {
-        inbox::mark_all(tx, self.group, events).await
-    }
-
-    async fn handle_in(&self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
-        let event: L::Event = envelope
-            .decode()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        self.listener.handle(tx, event).await
-    }
-
-    fn handles_all(&self) -> bool {
-        self.listener.batches()
-    }
-
-    async fn handle_all(
-        &self,
-        tx: &mut Tx,
-        events: Vec<(&Envelope, TraceContext)>,
-    ) -> Result<(), HandlerError> {
-        let events = events
+    ) -> Result<bool, ticketing_store::Error> {
+        let decoded: Result<Vec<L::Event>, _> = events.iter().map(|e| e.decode()).collect();
+        let Ok(decoded) = decoded else {
+            return Ok(false);
+        };
+        // Effects outside the database first, for every event, before the transaction
+        // holds anything (they are idempotent: a fallback or a redelivery runs them
+        // again).
+        let outside = self.listener.outside_effects();
+        let handled = if outside {
+            inbox::handled_all(&self.store, self.group, events).await?
+        } else {
+            vec![false; events.len()]
+        };
+        let mut traced = Vec::with_capacity(events.len());
+        for ((envelope, event), handled) in events.iter().zip(&decoded).zip(handled) {
+            let received_at = ticketing_contracts::time::now_millis();
+            let span = telemetry::process_span(group, envelope);
+            let trace = TraceContext::start(&span, telemetry::parent_of(envelope));
+            if outside && !handled {
+                let prepared = AssertUnwindSafe(self.listener.prepare(event)).catch_unwind();
+                let scoped = trace.clone().scope_in(span.clone(), prepared).await;
+                if !matches!(scoped, Ok(Ok(()))) {
+                    return Ok(false);
+                }
+            }
+            traced.push((received_at, span, trace));
+        }
+        let mut tx = self.store.begin().await?;
+        let fresh = inbox::mark_all(&mut tx, self.group, events).await?;
+        let batch: Vec<(L::Event, (tracing::Span, TraceContext))> = decoded
             .into_iter()
-            .map(|(envelope, trace)| {
-                Ok(Traced {
-                    event: envelope.decode()?,
-                    trace,
-                })
-            })
-            .collect::<anyhow::Result<Vec<Traced<L::Event>>>>()
-            .map_err(|e| HandlerError::Poison(e.to_string()))?;
-        self.listener.handle_all(tx, events).await
+            .zip(&traced)
+            .zip(fresh)
+            .filter(|(_, fresh)| *fresh)
+            .map(|((event, (_, span, trace)), _)| (event, (span.clone(), trace.clone())))
+            .collect();
+        let ok = if self.listener.batches() {
+            let batch = batch
+                .into_iter()
+                .map(|(event, (_, trace))| Traced { event, trace })
+                .collect();
+            let handled = AssertUnwindSafe(self.listener.handle_all(&mut tx, batch))
+                .catch_unwind()
+                .await;
+            matches!(handled, Ok(Ok(())))
+        } else {
+            let mut ok = true;
+            for (event, (span, trace)) in batch {
+                let handled = AssertUnwindSafe(self.listener.handle(&mut tx, event)).catch_unwind();
+                if !matches!(trace.scope_in(span, handled).await, Ok(Ok(()))) {
+                    ok = false;
+                    break;
+                }
+            }
+            ok
+        };
+        if !ok {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        self.committed();
+        for (envelope, (received_at, span, _)) in events.iter().zip(&traced) {
+            telemetry::handled(group, envelope, *received_at, span, &Ok(()));
+        }
+        Ok(true)
     }
 
     fn committed(&self) {

@@ -24,9 +24,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{
-    run_handlers, ConsumerLag, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, BATCH,
-    RETENTION,
+    ConsumerLag, DeadLetter, EventBus, Handler, HandlerError, RetryPolicy, BATCH, RETENTION,
 };
+use crate::delivery::run_handlers;
 use crate::envelope::Envelope;
 use ticketing_contracts::events::Subject;
 

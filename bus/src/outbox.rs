@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::SharedBus;
 use crate::envelope::Envelope;
+use crate::instrumented::Instrumented;
 use ticketing_contracts::events::Subject;
 use ticketing_store::{query, Backend, On, Query, Row, Store, Tx};
 
@@ -190,7 +191,8 @@ impl Outbox {
         Outbox {
             inner: Arc::new(Inner {
                 store,
-                bus,
+                // Counted and traced as it publishes (`instrumented.rs`).
+                bus: Instrumented::wrap(bus),
                 options,
                 pass: Mutex::new(()),
             }),
@@ -286,7 +288,7 @@ impl Outbox {
                 let rows = query(SELECT_PENDING).bind(batch).fetch_all(&mut tx).await?;
                 let (seqs, events) = decode_rows(&rows)?;
                 if !events.is_empty() {
-                    crate::telemetry::publish(self.inner.bus.as_ref(), &events).await?;
+                    self.inner.bus.publish_batch(&events).await?;
                 }
                 delete_sent(&mut tx, &seqs).await?;
                 tx.commit().await?;
@@ -301,7 +303,7 @@ impl Outbox {
                     .await?;
                 let (seqs, events) = decode_rows(&rows)?;
                 if !events.is_empty() {
-                    crate::telemetry::publish(self.inner.bus.as_ref(), &events).await?;
+                    self.inner.bus.publish_batch(&events).await?;
                 }
                 // A row deleted twice or left for the next pass is harmless. One
                 // cached statement per row in one transaction: a statement with the

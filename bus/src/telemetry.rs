@@ -1,8 +1,9 @@
-//! What the bus reports: the messaging spans (publish, process) and the event counters.
-//! Kept here so that the relay and the backends each call it in one line.
+//! What the bus reports of consumers: the "process" spans and the event counters (the
+//! publishing side is `instrumented.rs`).
 //!
 //! Series (Prometheus names; `subject` is the event subject, `group` the consumer group):
-//! - `ticketing_events_published_total{subject}`: events the outbox relay published;
+//! - `ticketing_events_published_total{subject}`: events the outbox relay published
+//!   (`instrumented.rs`);
 //! - `ticketing_events_handled_total{subject,group}`: deliveries a handler finished
 //!   (acknowledged, duplicates included);
 //! - `ticketing_events_failed_total{subject,group}`: deliveries a handler failed (each
@@ -17,49 +18,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 use metrics::{Counter, Histogram};
 use ticketing_contracts::events::Subject;
 
-use crate::bus::{EventBus, HandlerError};
+use crate::bus::HandlerError;
 use crate::envelope::Envelope;
 use crate::trace::{self, TraceContext};
-
-/// Publish `events` as the outbox relay: counted, and with a "publish" span per event
-/// (a child of the event's create span) when spans are exported.
-pub(crate) async fn publish(bus: &dyn EventBus, events: &[Envelope]) -> anyhow::Result<()> {
-    let spans: Vec<tracing::Span> = if trace::exporting() {
-        events.iter().map(publish_span).collect()
-    } else {
-        Vec::new()
-    };
-    let published = bus.publish_batch(events).await;
-    if let Err(err) = &published {
-        for span in &spans {
-            span.record("otel.status_code", "error");
-            span.record("error.message", tracing::field::display(err));
-        }
-    } else {
-        for event in events {
-            metrics::counter!("ticketing_events_published_total", "subject" => event.subject.as_str())
-                .increment(1);
-        }
-    }
-    published
-}
-
-fn publish_span(event: &Envelope) -> tracing::Span {
-    let span = tracing::info_span!(
-        "publish",
-        otel.name = format!("publish {}", event.subject),
-        otel.kind = "producer",
-        otel.status_code = tracing::field::Empty,
-        error.message = tracing::field::Empty,
-        messaging.system = "ticketing",
-        messaging.operation.type = "publish",
-        messaging.destination.name = event.subject.as_str(),
-        messaging.message.id = event.id.as_str(),
-        trace_id = tracing::field::Empty,
-    );
-    TraceContext::start(&span, parent_of(event));
-    span
-}
 
 /// The trace context an event was produced in.
 pub(crate) fn parent_of(event: &Envelope) -> Option<TraceContext> {

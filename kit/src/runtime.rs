@@ -6,8 +6,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
+use ticketing_bus::tables as event_tables;
 use ticketing_bus::{Consumers, Outbox, SharedBus};
-use ticketing_store::{event_tables, DatabaseConfig, DbLocation, Migrations, Store};
+use ticketing_store::{DatabaseConfig, DbLocation, Migrations, Store};
 
 use crate::auth::JwtKeys;
 use crate::health::ReadyCheck;

@@ -9,7 +9,6 @@
 mod config;
 mod conflict;
 mod error;
-pub mod event_tables;
 mod migrations;
 mod postgres;
 mod query;

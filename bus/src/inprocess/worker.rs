@@ -2,7 +2,8 @@
 
 use super::consumer::{Claim, Claimed};
 use super::*;
-use crate::bus::{run_handlers, HandlerError, BATCH};
+use crate::bus::{HandlerError, BATCH};
+use crate::delivery::run_handlers;
 
 /// One subscription: claims events of its consumer and runs the handler.
 pub(super) struct Worker {

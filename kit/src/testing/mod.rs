@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
 use crate::runtime::{Mounted, Runtime};
+use ticketing_bus::tables as event_tables;
 use ticketing_bus::{InProcessBus, NatsBus, RetryPolicy, SharedBus};
-use ticketing_store::{event_tables, DatabaseConfig, Migrations, Store};
+use ticketing_store::{DatabaseConfig, Migrations, Store};
 
 mod api;
 pub use api::{credentials, errors, id_of, payment, reply, Api, Patience, TestApp, User, PASSWORD};

@@ -1,13 +1,12 @@
 //! The tables every event-using service keeps in its own database: the transactional
 //! outbox (events committed with the change that caused them, waiting to be relayed to
 //! the bus) and the inbox (events a consumer group already handled, for idempotence).
-//! The bus crate reads and writes them; their schema lives with the store so that a
-//! service's database is described in one place.
+//! The bus owns them: their schema here, their queries in `outbox.rs` and `inbox.rs`.
 //!
 //! Created idempotently at start-up rather than through each service's migrations, so a
 //! service only has to call [`install`] after `Store::open`.
 
-use crate::{query, Backend, Store};
+use ticketing_store::{query, Backend, Store};
 
 /// `seq` must never hand out an old number again once the table empties: SQLite's
 /// AUTOINCREMENT and PostgreSQL's sequence both guarantee it.
