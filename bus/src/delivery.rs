@@ -43,7 +43,10 @@ pub(crate) async fn run_handlers(
             .await
             .unwrap_or(Together::Failed);
         match together {
-            Together::Committed => return events.iter().map(|_| Ok(())).collect(),
+            Together::Committed => {
+                telemetry::handled_together(group, events);
+                return events.iter().map(|_| Ok(())).collect();
+            }
             // Undone: handled again one at a time below, each with its own outcome.
             Together::Alone | Together::Failed => {}
             Together::Broken(err) => {

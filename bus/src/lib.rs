@@ -1,7 +1,7 @@
 //! Events between services: the envelope that carries a contract's payload, the bus
 //! (in-process or NATS JetStream), the transactional outbox, idempotent consumers
 //! (the inbox and the [`listener`] shape every service's listeners share),
-//! version-ordered replicas and dead letters. See docs/decisions/0003-events.md.
+//! and dead letters. See docs/decisions/0003-events.md.
 //!
 //! The bus owns its tables (`tables`: outbox, inbox) and their queries. Its parts:
 //! `bus.rs` the interface, `delivery.rs` the engine the backends hand what they receive
@@ -18,7 +18,6 @@ mod instrumented;
 pub mod listener;
 mod nats;
 pub mod outbox;
-pub mod replica;
 pub mod tables;
 mod telemetry;
 pub mod trace;
@@ -32,3 +31,4 @@ pub use inprocess::InProcessBus;
 pub use listener::{Consumers, Listener, Traced};
 pub use nats::NatsBus;
 pub use outbox::Outbox;
+pub use telemetry::oldest_retries;

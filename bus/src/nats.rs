@@ -39,8 +39,12 @@ pub const HEADER_ERROR: &str = "Ticketing-Error";
 
 /// How long JetStream drops a republished event id.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// A handler running longer than this gets its event redelivered.
-const ACK_WAIT: Duration = Duration::from_secs(30);
+/// A message not acknowledged for this long goes to another subscriber of the group:
+/// how soon a killed process's in-flight events are handled elsewhere. A live handler
+/// that takes longer keeps its messages by reporting progress ([`PROGRESS_EVERY`]).
+const ACK_WAIT: Duration = Duration::from_secs(5);
+/// How often a running handler tells JetStream its messages are still in progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct NatsBus {
@@ -226,22 +230,21 @@ impl EventBus for NatsBus {
         );
         let durable = format!("{group}--{}", subject.as_str().replace(':', "-"));
         let stream = self.js.get_stream(&self.stream).await?;
+        // Create, or update a consumer made by an older version (its `ack_wait`): the
+        // server edits the mutable fields of an existing durable in place.
         let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &durable,
-                consumer::pull::Config {
-                    durable_name: Some(durable.clone()),
-                    filter_subject: self.subject_name(subject),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
-                    // We count attempts ourselves and dead-letter; the server must
-                    // not silently stop redelivering.
-                    max_deliver: -1,
-                    max_ack_pending: 1000,
-                    ..Default::default()
-                },
-            )
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: self.subject_name(subject),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                // We count attempts ourselves and dead-letter; the server must
+                // not silently stop redelivering.
+                max_deliver: -1,
+                max_ack_pending: 1000,
+                ..Default::default()
+            })
             .await
             .with_context(|| format!("creating JetStream consumer {durable}"))?;
         self.subscribed
@@ -336,6 +339,30 @@ impl EventBus for NatsBus {
     }
 }
 
+/// Run `work` while telling JetStream every [`PROGRESS_EVERY`] that `messages` are still
+/// being handled, so a slow handler (a provider call, a large batch) keeps them while a
+/// dead process's messages come back after [`ACK_WAIT`].
+async fn in_progress<'a, T>(
+    messages: impl Iterator<Item = &'a jetstream::Message> + Clone,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let start = tokio::time::Instant::now() + PROGRESS_EVERY;
+    let mut ticks = tokio::time::interval_at(start, PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => {
+                for message in messages.clone() {
+                    if let Err(err) = message.ack_with(AckKind::Progress).await {
+                        tracing::debug!(error = %err, "reporting progress to JetStream failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One subscriber of a durable consumer.
 struct Subscription {
     bus: NatsBus,
@@ -404,7 +431,8 @@ impl Subscription {
             }
         }
         let events: Vec<&Envelope> = decoded.iter().map(|(_, event, _)| event).collect();
-        let outcomes = run_handlers(&self.group, self.handler.as_ref(), &events).await;
+        let handling = run_handlers(&self.group, self.handler.as_ref(), &events);
+        let outcomes = in_progress(decoded.iter().map(|(message, ..)| message), handling).await;
         for ((message, event, attempts), outcome) in decoded.iter().zip(outcomes) {
             self.settle(message, event, *attempts, outcome).await;
         }
@@ -481,7 +509,7 @@ impl Subscription {
         .await;
         let kind = match stored {
             Ok(()) => {
-                crate::telemetry::dead_lettered(&self.group, self.subject);
+                crate::telemetry::dead_lettered(&self.group, self.subject, &event.id);
                 AckKind::Term
             }
             Err(err) => {

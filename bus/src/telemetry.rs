@@ -10,10 +10,14 @@
 //!   one is retried later or dead-lettered);
 //! - `ticketing_events_dead_lettered_total{subject,group}`;
 //! - `ticketing_event_age_seconds{subject,group}`: from the event's production (its
-//!   commit in the outbox) to the start of its handling: the bus's end-to-end delay.
+//!   commit in the outbox) to the start of its handling: the bus's end-to-end delay;
+//! - `ticketing_consumer_oldest_retry_seconds{subject,group}` (sampled by `kit`, from
+//!   [`oldest_retries`]): how long the oldest event that failed here has been waiting
+//!   for its redelivery to succeed — 0 when nothing waits.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 use ticketing_contracts::events::Subject;
@@ -62,9 +66,17 @@ pub(crate) fn handled(
 ) {
     let series = series(group, event.subject);
     match outcome {
-        Ok(()) => series.handled.increment(1),
+        Ok(()) => {
+            series.handled.increment(1);
+            series.stop_waiting(&event.id);
+        }
+        Err(HandlerError::Poison(_)) => {
+            series.failed.increment(1);
+            series.stop_waiting(&event.id);
+        }
         Err(err) => {
             series.failed.increment(1);
+            series.wait(group, event, err, received_at);
             span.record("otel.status_code", "error");
             span.record("error.message", tracing::field::display(err));
         }
@@ -84,12 +96,84 @@ struct Series {
     failed: Counter,
     dead_lettered: Counter,
     age: Histogram,
+    /// Events that failed here and wait for a redelivery: id → when this process saw
+    /// them fail first and last (epoch milliseconds).
+    waiting: Mutex<HashMap<String, (i64, i64)>>,
+}
+
+/// An event still failing after this long is logged as a warning at each failure: a
+/// predecessor that never comes, a dependency down for good.
+const WAIT_WARNING: Duration = Duration::from_secs(60);
+/// An event not seen failing for this long has been handled elsewhere (another process
+/// of the group) or given up: redeliveries come at least every `RetryPolicy::backoff_max`
+/// plus the ack wait.
+const WAIT_FORGOTTEN: Duration = Duration::from_secs(120);
+
+impl Series {
+    fn wait(&self, group: &str, event: &Envelope, err: &HandlerError, now: i64) {
+        let first = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = waiting.entry(event.id.clone()).or_insert((now, now));
+            entry.1 = now;
+            entry.0
+        };
+        let waited = Duration::from_millis((now - first).max(0) as u64);
+        if waited >= WAIT_WARNING {
+            tracing::warn!(
+                group, subject = %event.subject, event_id = %event.id,
+                waited_seconds = waited.as_secs(), error = %err,
+                "event still failing; it is redelivered until it succeeds or is dead-lettered"
+            );
+        }
+    }
+
+    fn stop_waiting(&self, id: &str) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if !waiting.is_empty() {
+            waiting.remove(id);
+        }
+    }
+
+    /// Seconds the oldest waiting event has waited, forgetting the ones not seen lately.
+    fn oldest_wait(&self, now: i64) -> f64 {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.retain(|_, (_, last)| now - *last < WAIT_FORGOTTEN.as_millis() as i64);
+        let first = waiting.values().map(|(first, _)| *first).min();
+        first.map_or(0.0, |first| (now - first).max(0) as f64 / 1000.0)
+    }
+}
+
+/// Forget `events` of `group` as waiting: handled together, at once.
+pub(crate) fn handled_together(group: &str, events: &[&Envelope]) {
+    for event in events {
+        series(group, event.subject).stop_waiting(&event.id);
+    }
+}
+
+/// For each subscription of this process: (group, subject, seconds the oldest event
+/// that failed here has been waiting for a redelivery to succeed).
+pub fn oldest_retries() -> Vec<(String, Subject, f64)> {
+    let now = ticketing_contracts::time::now_millis();
+    let Some(cache) = SERIES.get() else {
+        return Vec::new();
+    };
+    let cache = cache
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut out = Vec::new();
+    for (subject, groups) in cache.iter() {
+        for (group, series) in groups {
+            out.push((group.clone(), *subject, series.oldest_wait(now)));
+        }
+    }
+    out
 }
 
 type SeriesBySubject = HashMap<Subject, HashMap<String, Arc<Series>>>;
 
+static SERIES: OnceLock<RwLock<SeriesBySubject>> = OnceLock::new();
+
 fn series(group: &str, subject: Subject) -> Arc<Series> {
-    static SERIES: OnceLock<RwLock<SeriesBySubject>> = OnceLock::new();
     let cache = SERIES.get_or_init(Default::default);
     let known = cache
         .read()
@@ -109,6 +193,7 @@ fn series(group: &str, subject: Subject) -> Arc<Series> {
         failed: metrics::counter!("ticketing_events_failed_total", &labels),
         dead_lettered: metrics::counter!("ticketing_events_dead_lettered_total", &labels),
         age: metrics::histogram!("ticketing_event_age_seconds", &labels),
+        waiting: Mutex::default(),
     });
     cache
         .write()
@@ -131,6 +216,8 @@ pub fn register(group: &str, subject: Subject) {
 }
 
 /// Count an event `group` gave up on.
-pub fn dead_lettered(group: &str, subject: Subject) {
-    series(group, subject).dead_lettered.increment(1);
+pub(crate) fn dead_lettered(group: &str, subject: Subject, event_id: &str) {
+    let series = series(group, subject);
+    series.dead_lettered.increment(1);
+    series.stop_waiting(event_id);
 }

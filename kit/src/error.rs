@@ -34,6 +34,12 @@ pub enum ApiError {
     /// The server is at capacity for this kind of work (503 with `Retry-After`).
     #[error("Service unavailable.")]
     Busy { retry_after_secs: u64 },
+    /// An `Idempotency-Key` reused with another request.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// An `Idempotency-Key` whose first request is still running.
+    #[error("A request with this Idempotency-Key is in progress. Please try again.")]
+    KeyInUse,
     /// A provider behind us (payments) failed; retrying the same request is safe.
     #[error("The payment provider failed. Please try again.")]
     BadGateway,
@@ -63,6 +69,8 @@ impl ApiError {
             ApiError::Unavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::KeyInUse => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod json;
 pub mod runtime;
 pub mod telemetry;

@@ -50,6 +50,20 @@ impl Runtime {
     }
 
     /// The relay of `store`'s outbox to the bus, started; its task is pushed to `tasks`.
+    /// Let `store`'s service take `Idempotency-Key`s: their table, and its pruning.
+    pub async fn keep_idempotency_keys(
+        &self,
+        store: &Store,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> anyhow::Result<()> {
+        crate::idempotency::install(store).await?;
+        tasks.push(crate::idempotency::spawn_pruner(
+            store.clone(),
+            self.shutdown.clone(),
+        ));
+        Ok(())
+    }
+
     pub fn start_outbox(&self, store: &Store, tasks: &mut Vec<JoinHandle<()>>) -> Outbox {
         let outbox = Outbox::new(store.clone(), self.bus.clone());
         tasks.push(outbox.spawn(self.shutdown.clone()));

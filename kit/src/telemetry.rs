@@ -268,7 +268,9 @@ pub fn spawn_outbox_sampler(
 }
 
 /// `ticketing_consumer_lag{group,subject}`: events not yet acknowledged by each consumer
-/// group this process subscribes.
+/// group this process subscribes (for a replica, the versions it is behind); and
+/// `ticketing_consumer_oldest_retry_seconds{group,subject}`: how long the oldest event
+/// that failed in this process has waited for a redelivery to succeed.
 pub fn spawn_lag_sampler(bus: &SharedBus, shutdown: CancellationToken) -> JoinHandle<()> {
     let bus = bus.clone();
     spawn_sampler(shutdown, move || {
@@ -286,6 +288,14 @@ pub fn spawn_lag_sampler(bus: &SharedBus, shutdown: CancellationToken) -> JoinHa
                     }
                 }
                 Err(err) => tracing::debug!(error = %err, "sampling consumer lag failed"),
+            }
+            for (group, subject, seconds) in ticketing_bus::oldest_retries() {
+                metrics::gauge!(
+                    "ticketing_consumer_oldest_retry_seconds",
+                    "group" => group,
+                    "subject" => subject.as_str()
+                )
+                .set(seconds);
             }
         }
     })

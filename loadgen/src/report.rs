@@ -14,6 +14,9 @@ pub struct Summary {
     journeys: Vec<Line>,
     requests: Vec<Line>,
     error_kinds: Vec<(String, usize)>,
+    /// Tries of keyed POSTs that failed and were retried to success (request name,
+    /// status or `None` for a transport error, count): not counted as errors.
+    recovered: Vec<(String, Option<u16>, usize)>,
 }
 
 struct Line {
@@ -77,6 +80,20 @@ pub fn summarise(metrics: &GooseMetrics) -> Summary {
         })
         .collect();
     requests.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut recovered = Vec::new();
+    for (name, by_status) in crate::journeys::recovered() {
+        if let Some(line) = requests.iter_mut().find(|l| l.name == name) {
+            let tries: usize = by_status.values().sum();
+            let server: usize = by_status
+                .iter()
+                .filter(|(status, _)| status.is_some_and(|s| s >= 500))
+                .map(|(_, n)| n)
+                .sum();
+            line.failures = line.failures.saturating_sub(tries);
+            line.server_errors = line.server_errors.saturating_sub(server);
+        }
+        recovered.extend(by_status.into_iter().map(|(s, n)| (name.clone(), s, n)));
+    }
     let request_failures: usize = requests.iter().map(|r| r.failures).sum();
     let server_errors = requests.iter().map(|r| r.server_errors).sum();
     let error_kinds = crate::journeys::failures().into_iter().collect();
@@ -87,6 +104,7 @@ pub fn summarise(metrics: &GooseMetrics) -> Summary {
         journeys,
         requests,
         error_kinds,
+        recovered,
     }
 }
 
@@ -131,6 +149,15 @@ impl Summary {
         );
         for (kind, n) in &self.error_kinds {
             let _ = writeln!(out, "  {n} × {kind}");
+        }
+        let retried: usize = self.recovered.iter().map(|(_, _, n)| n).sum();
+        let _ = writeln!(
+            out,
+            "tries retried to success with their Idempotency-Key: {retried} (not errors)"
+        );
+        for (name, status, n) in &self.recovered {
+            let what = status.map_or("transport error".to_owned(), |s| s.to_string());
+            let _ = writeln!(out, "  {n} × {name}: {what}");
         }
         out
     }

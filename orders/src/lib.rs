@@ -1,6 +1,6 @@
 //! Orders service: reservations of tickets (`/api/orders`).
 //!
-//! Keeps a version-ordered replica of tickets, guarantees at most one active order per
+//! Keeps a newest-wins replica of tickets, guarantees at most one active order per
 //! ticket in the database, and publishes `order:created` / `order:cancelled` through the
 //! outbox. Reacts to `expiration:complete` and `payment:created`.
 
@@ -15,17 +15,14 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use ticketing_bus::Consumers;
-use ticketing_contracts::events::groups;
+use ticketing_contracts::events::{groups, TicketCreated, TicketUpdated};
 use ticketing_contracts::Timestamp;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrations, Store};
 
-use crate::listeners::{
-    ExpirationCompleteListener, PaymentCreatedListener, TicketCreatedListener,
-    TicketUpdatedListener,
-};
+use crate::listeners::{ExpirationCompleteListener, PaymentCreatedListener, TicketChangedListener};
 
 pub const SERVICE: &str = "orders";
 
@@ -78,6 +75,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
     let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     let mut tasks = Vec::new();
     rt.start_outbox(&store, &mut tasks);
+    rt.keep_idempotency_keys(&store, &mut tasks).await?;
     let state = AppState {
         store: store.clone(),
         placer: placer::Placer::new(&store),
@@ -85,8 +83,8 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         settings: settings.clone(),
     };
     let consumers = Consumers::new(groups::ORDERS, &store)
-        .listen(TicketCreatedListener)
-        .listen(TicketUpdatedListener)
+        .listen(TicketChangedListener::<TicketCreated>::default())
+        .listen(TicketChangedListener::<TicketUpdated>::default())
         .listen(ExpirationCompleteListener)
         .listen(PaymentCreatedListener);
     tasks.extend(rt.start_consumers(consumers).await?);

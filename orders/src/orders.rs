@@ -123,12 +123,24 @@ pub async fn place(
         }
     }
     let mut tx = store.begin().await?;
-    let ticket = tickets::find(&mut tx, ticket_id)
-        .await?
-        .ok_or(PlaceError::UnknownTicket)?;
-    let order = place_in(&mut tx, &ticket, user_id, now, deadline).await?;
+    let order = place_in_tx(&mut tx, ticket_id, user_id, now, deadline).await?;
     tx.commit().await?;
     Ok(order)
+}
+
+/// [`place`] in the caller's transaction `tx` (a request with an idempotency key, whose
+/// answer commits with the order).
+pub async fn place_in_tx(
+    tx: &mut Tx,
+    ticket_id: &TicketId,
+    user_id: &UserId,
+    now: Timestamp,
+    deadline: Deadline,
+) -> Result<Order, PlaceError> {
+    let ticket = tickets::find(tx, ticket_id)
+        .await?
+        .ok_or(PlaceError::UnknownTicket)?;
+    place_in(tx, &ticket, user_id, now, deadline).await
 }
 
 /// A new order for `ticket` and its `order:created`.

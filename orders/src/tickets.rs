@@ -1,9 +1,7 @@
-//! The replica of tickets, applied in version order.
+//! The replica of tickets: the newest version of each, whatever the arrival order.
 
 use std::sync::LazyLock;
 
-use ticketing_bus::replica::{self, VersionCheck};
-use ticketing_bus::HandlerError;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::TicketId;
@@ -62,53 +60,33 @@ pub async fn find(
     query(&FIND).bind(id).fetch_optional_as(&mut *tx).await
 }
 
-/// Apply a ticket's state at `copy.version`, if it is the next one.
-pub async fn apply(tx: &mut Tx, copy: &TicketCopy) -> Result<VersionCheck, ticketing_store::Error> {
-    let written = if copy.version == 0 {
-        query(
-            "INSERT INTO tickets (id, title, price_cents, version) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-    } else {
-        query(
-            "UPDATE tickets SET title = $2, price_cents = $3, version = $4 \
-             WHERE id = $1 AND version = $4 - 1",
-        )
-    }
-    .bind(&copy.id)
-    .bind(&copy.title)
-    .bind(copy.price.get())
-    .bind(copy.version)
-    .execute(&mut *tx)
-    .await?;
-    if written == 1 {
-        return Ok(VersionCheck::Apply);
-    }
-    let current = find(tx, &copy.id).await?.map(|t| t.version);
-    Ok(replica::missed(current, copy.version))
-}
+/// Keep `copy` unless the replica already holds its version or a newer one: ticket
+/// events carry the whole ticket, so the newest wins whatever the arrival order — a
+/// duplicate, an older event or one whose predecessor is still on its way changes
+/// nothing or everything, never blocks (decision 0023). One statement, no read first.
+const UPSERT: &str =
+    "INSERT INTO tickets (id, title, price_cents, version) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
+    price_cents = excluded.price_cents, version = excluded.version \
+    WHERE tickets.version < excluded.version";
 
-/// [`apply`] for several copies, in order: what each one did. On PostgreSQL the common
-/// case — every copy the next version of its ticket — is one statement for the lot
-/// (inserts for version 0, updates otherwise); the copies it did not write (a
-/// duplicate, an early event, a later version of a ticket the batch also moves) are
-/// then applied one by one, in order, after it.
-pub async fn apply_all(
-    tx: &mut Tx,
-    copies: &[TicketCopy],
-) -> Result<Vec<VersionCheck>, ticketing_store::Error> {
-    let mut written = vec![false; copies.len()];
+/// [`UPSERT`] for a batch on PostgreSQL: one statement for the lot, the newest copy of
+/// each ticket (a row changes once per statement), rows in ticket order like every
+/// other writer of the table, so two batches wait for each other and never deadlock.
+const UPSERT_ALL: &str = "INSERT INTO tickets (id, title, price_cents, version) \
+    SELECT DISTINCT ON (c->>'id') c->>'id', c->>'title', (c->>'price')::bigint, \
+    (c->>'version')::bigint \
+    FROM jsonb_array_elements($1::jsonb) AS batch(c) \
+    ORDER BY c->>'id', (c->>'version')::bigint DESC \
+    ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
+    price_cents = excluded.price_cents, version = excluded.version \
+    WHERE tickets.version < excluded.version";
+
+/// Apply `copies` (ticket events, in any order, duplicates included) newest-wins: on
+/// PostgreSQL one statement for a batch, on SQLite one per copy (a statement costs no
+/// round trip there).
+pub async fn apply_all(tx: &mut Tx, copies: &[TicketCopy]) -> Result<(), ticketing_store::Error> {
     if tx.backend() == Backend::Postgres && copies.len() > 1 {
-        const INSERT: &str = "INSERT INTO tickets (id, title, price_cents, version) \
-            SELECT c->>'id', c->>'title', (c->>'price')::bigint, 0 \
-            FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS batch(c, n) \
-            WHERE (c->>'version')::bigint = 0 ORDER BY n \
-            ON CONFLICT (id) DO NOTHING RETURNING id";
-        const UPDATE: &str = "UPDATE tickets SET title = c->>'title', \
-            price_cents = (c->>'price')::bigint, version = (c->>'version')::bigint \
-            FROM jsonb_array_elements($1::jsonb) AS batch(c) \
-            WHERE id = c->>'id' AND version = (c->>'version')::bigint - 1 \
-            RETURNING id, version";
         let rows: Vec<serde_json::Value> = copies
             .iter()
             .map(|c| {
@@ -117,42 +95,20 @@ pub async fn apply_all(
                 })
             })
             .collect();
-        let rows = serde_json::Value::from(rows).to_string();
-        let mut done = std::collections::HashSet::new();
-        if copies.iter().any(|c| c.version == 0) {
-            let ids: Vec<String> = query(INSERT).bind(rows.clone()).scalars(&mut *tx).await?;
-            done.extend(ids.into_iter().map(|id| (id, 0)));
-        }
-        if copies.iter().any(|c| c.version > 0) {
-            for row in query(UPDATE).bind(rows).fetch_all(&mut *tx).await? {
-                done.insert((row.get::<String>("id")?, row.get::<i64>("version")?));
-            }
-        }
-        for (copy, written) in copies.iter().zip(&mut written) {
-            // `remove`: a copy the batch holds twice was written once.
-            *written = done.remove(&(copy.id.to_string(), copy.version));
-        }
+        query(UPSERT_ALL)
+            .bind(serde_json::Value::from(rows).to_string())
+            .execute(&mut *tx)
+            .await?;
+        return Ok(());
     }
-    let mut checks = Vec::with_capacity(copies.len());
-    for (copy, written) in copies.iter().zip(written) {
-        checks.push(if written {
-            VersionCheck::Apply
-        } else {
-            apply(tx, copy).await?
-        });
-    }
-    Ok(checks)
-}
-
-/// The listeners' side of [`apply_all`]: done, or a retry for a copy that came before its
-/// predecessor (`subject` names the events in the message).
-pub async fn apply_events(
-    tx: &mut Tx,
-    copies: &[TicketCopy],
-    subject: &str,
-) -> Result<(), HandlerError> {
-    for (copy, check) in copies.iter().zip(apply_all(tx, copies).await?) {
-        check.outcome(format_args!("{subject} v{}", copy.version))?;
+    for copy in copies {
+        query(UPSERT)
+            .bind(&copy.id)
+            .bind(&copy.title)
+            .bind(copy.price.get())
+            .bind(copy.version)
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }

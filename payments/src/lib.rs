@@ -4,7 +4,7 @@
 //! ([`provider::StripeProvider`]) when a secret key is configured, otherwise the offline
 //! [`provider::SandboxProvider`], where Stripe's test tokens decide the outcome.
 //!
-//! Keeps a version-ordered replica of orders (`order:created` / `order:cancelled`),
+//! Keeps a newest-wins replica of orders (`order:created` / `order:cancelled`),
 //! serialises payments per order, accepts a charge only if the order is still open at
 //! commit (refunding it otherwise), and publishes `payment:created` through the outbox.
 //! See docs/decisions/0006-payments.md.
@@ -47,6 +47,7 @@ pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::
     let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     let mut tasks = Vec::new();
     rt.start_outbox(&store, &mut tasks);
+    rt.keep_idempotency_keys(&store, &mut tasks).await?;
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),

@@ -1,6 +1,5 @@
-//! The replica of orders, applied in version order.
+//! The replica of orders: the newest version of each, whatever the arrival order.
 
-use ticketing_bus::replica::{self, VersionCheck};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::{OrderId, OrderStatus, UserId};
 use ticketing_store::{query, Backend, FromRow, On, Row, Tx};
@@ -49,58 +48,41 @@ pub async fn find<'a>(
         .await
 }
 
-async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, ticketing_store::Error> {
-    let row = query("SELECT version FROM orders WHERE id = $1")
+async fn exists(tx: &mut Tx, id: &OrderId) -> Result<bool, ticketing_store::Error> {
+    Ok(query("SELECT 1 FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await?;
-    row.map(|r| r.get("version")).transpose()
+        .await?
+        .is_some())
 }
 
-/// A new order (`order:created`, version 0).
-pub async fn apply_created(
-    tx: &mut Tx,
-    order: &OrderCopy,
-) -> Result<VersionCheck, ticketing_store::Error> {
-    if order.version == 0 {
-        let written = query(
-            "INSERT INTO orders (id, user_id, status, price_cents, expires_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&order.id)
-        .bind(&order.user_id)
-        .bind(order.status.as_str())
-        .bind(order.price.get())
-        .bind(order.expires_at)
-        .bind(order.version)
-        .execute(&mut *tx)
-        .await?;
-        if written == 1 {
-            return Ok(VersionCheck::Apply);
-        }
-    }
-    Ok(replica::missed(
-        version_of(tx, &order.id).await?,
-        order.version,
-    ))
-}
+/// Keep `order` (`order:created`: the whole order) unless the replica holds its version
+/// or a newer one: newest wins, whatever the arrival order (decision 0023).
+const UPSERT: &str = "INSERT INTO orders (id, user_id, status, price_cents, expires_at, version) \
+    VALUES ($1, $2, $3, $4, $5, $6) \
+    ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
+    price_cents = excluded.price_cents, expires_at = excluded.expires_at, \
+    version = excluded.version WHERE orders.version < excluded.version";
 
-/// [`apply_created`] for several new orders, in order: what each one did. On PostgreSQL
-/// the common case is one statement for the lot; the orders it did not insert (a
-/// duplicate, a version other than 0) are then applied one by one after it.
+/// [`UPSERT`] for a batch on PostgreSQL, one statement: the newest copy of each order
+/// (a row changes once per statement), in id order.
+const UPSERT_ALL: &str = "INSERT INTO orders \
+    (id, user_id, status, price_cents, expires_at, version) \
+    SELECT DISTINCT ON (o->>'id') o->>'id', o->>'userId', o->>'status', \
+    (o->>'price')::bigint, (o->>'expiresAt')::bigint, (o->>'version')::bigint \
+    FROM jsonb_array_elements($1::jsonb) AS batch(o) \
+    ORDER BY o->>'id', (o->>'version')::bigint DESC \
+    ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
+    price_cents = excluded.price_cents, expires_at = excluded.expires_at, \
+    version = excluded.version WHERE orders.version < excluded.version";
+
+/// Apply new orders (`order:created`, any order, duplicates included) newest-wins: on
+/// PostgreSQL one statement for a batch, on SQLite one per order.
 pub async fn apply_created_all(
     tx: &mut Tx,
     orders: &[OrderCopy],
-) -> Result<Vec<VersionCheck>, ticketing_store::Error> {
-    let mut inserted = std::collections::HashSet::new();
+) -> Result<(), ticketing_store::Error> {
     if tx.backend() == Backend::Postgres && orders.len() > 1 {
-        const INSERT: &str = "INSERT INTO orders \
-            (id, user_id, status, price_cents, expires_at, version) \
-            SELECT o->>'id', o->>'userId', o->>'status', (o->>'price')::bigint, \
-            (o->>'expiresAt')::bigint, 0 \
-            FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS batch(o, n) \
-            WHERE (o->>'version')::bigint = 0 ORDER BY n \
-            ON CONFLICT (id) DO NOTHING RETURNING id";
         let rows: Vec<serde_json::Value> = orders
             .iter()
             .map(|o| {
@@ -110,39 +92,42 @@ pub async fn apply_created_all(
                 })
             })
             .collect();
-        let ids: Vec<String> = query(INSERT)
+        query(UPSERT_ALL)
             .bind(serde_json::Value::from(rows).to_string())
-            .scalars(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-        inserted.extend(ids);
+        return Ok(());
     }
-    let mut checks = Vec::with_capacity(orders.len());
     for order in orders {
-        // `remove`: an order the batch holds twice was inserted once.
-        checks.push(if inserted.remove(order.id.as_str()) {
-            VersionCheck::Apply
-        } else {
-            apply_created(tx, order).await?
-        });
+        query(UPSERT)
+            .bind(&order.id)
+            .bind(&order.user_id)
+            .bind(order.status.as_str())
+            .bind(order.price.get())
+            .bind(order.expires_at)
+            .bind(order.version)
+            .execute(&mut *tx)
+            .await?;
     }
-    Ok(checks)
+    Ok(())
 }
 
-/// An order cancelled at `version` (`order:cancelled`).
+/// The order cancelled at `version` (`order:cancelled`), unless the replica holds that
+/// version or a newer one. The event is a delta — a new status, without the order's
+/// buyer and price — so it needs the order: false while its `order:created` has not
+/// arrived (the caller retries; an order is cancelled once, so at most one event per
+/// order ever waits).
 pub async fn apply_cancelled(
     tx: &mut Tx,
     id: &OrderId,
     version: i64,
-) -> Result<VersionCheck, ticketing_store::Error> {
+) -> Result<bool, ticketing_store::Error> {
     let written =
-        query("UPDATE orders SET status = $1, version = $2 WHERE id = $3 AND version = $2 - 1")
+        query("UPDATE orders SET status = $1, version = $2 WHERE id = $3 AND version < $2")
             .bind(OrderStatus::Cancelled.as_str())
             .bind(version)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-    if written == 1 {
-        return Ok(VersionCheck::Apply);
-    }
-    Ok(replica::missed(version_of(tx, id).await?, version))
+    Ok(written == 1 || exists(tx, id).await?)
 }

@@ -2,7 +2,10 @@
 //! the charge only if the order can still take it when the payment commits, and give the
 //! money back otherwise. See docs/decisions/0006-payments.md.
 
+use axum::http::StatusCode;
+use ticketing_contracts::api::payments::PaymentBody;
 use ticketing_contracts::time::now_millis;
+use ticketing_kit::idempotency::Keyed;
 
 use crate::orders::{self, OrderCopy};
 use crate::payments::{self, Payment, RecordError};
@@ -48,14 +51,25 @@ impl From<ticketing_store::Error> for PayError {
     }
 }
 
-/// Pay `order_id` for `user_id` with the card `token`.
+/// Pay `order_id` for `user_id` with the card `token`; with `keyed` (an
+/// `Idempotency-Key`), the answer is stored with the payment.
+///
+/// A repeat of a keyed request takes over the claim of its first try (a process killed
+/// mid-payment leaves it for [`STALE_CLAIM`](crate::payments::STALE_CLAIM) otherwise):
+/// it is the same request, its charge the same at the provider (same idempotency key),
+/// and whichever try records the payment first, the other finds that charge recorded
+/// and refunds nothing.
 pub async fn pay(
     state: &AppState,
     user_id: &UserId,
     order_id: &OrderId,
     token: &str,
+    keyed: Option<&Keyed>,
 ) -> Result<Payment, PayError> {
-    let claim = uuid::Uuid::new_v4().simple().to_string();
+    let claim = match keyed {
+        Some(keyed) => keyed.claimant(),
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
     let order = claim_order(state, order_id, user_id, &claim).await?;
 
     let request = ChargeRequest::usd(
@@ -80,7 +94,7 @@ pub async fn pay(
         }
     };
 
-    match accept(state, &order.id, &claim, &charge).await {
+    match accept(state, &order.id, &claim, &charge, keyed).await {
         Ok(Accepted::Paid(payment)) => Ok(payment),
         Ok(Accepted::Refused { message, refund }) => {
             if refund {
@@ -158,6 +172,7 @@ async fn accept(
     order_id: &OrderId,
     claim: &str,
     charge: &Charge,
+    keyed: Option<&Keyed>,
 ) -> Result<Accepted, ticketing_store::Error> {
     let mut tx = state.store.begin().await?;
     let refused = match orders::find(&mut tx, order_id).await? {
@@ -182,17 +197,32 @@ async fn accept(
     }
     match payments::record(&mut tx, order_id, &charge.id).await {
         Ok(payment) => {
+            if let Some(keyed) = keyed {
+                let body = PaymentBody::from(payment.clone());
+                if !keyed.record(&mut tx, StatusCode::CREATED, &body).await? {
+                    // A repeat of this request answered first, with this very charge.
+                    drop(tx);
+                    payments::release_now(&state.store, order_id, claim).await?;
+                    return Ok(Accepted::Refused {
+                        message: ALREADY_PAID,
+                        refund: false,
+                    });
+                }
+            }
             payments::release(&mut tx, order_id, claim).await?;
             tx.commit().await?;
             Ok(Accepted::Paid(payment))
         }
-        // The unique index, the final guarantee (not reached while claims serialise).
+        // The unique index, the final guarantee: reached by a repeat of a keyed request
+        // racing its first try (the same charge: nothing to give back), or a payment
+        // whose claim went stale.
         Err(RecordError::AlreadyPaid) => {
             drop(tx);
             payments::release_now(&state.store, order_id, claim).await?;
+            let recorded = payments::find_for_order_now(&state.store, order_id).await?;
             Ok(Accepted::Refused {
                 message: ALREADY_PAID,
-                refund: true,
+                refund: recorded.is_none_or(|p| p.stripe_id != charge.id),
             })
         }
         Err(RecordError::Db(e)) => Err(e),

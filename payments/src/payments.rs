@@ -97,7 +97,8 @@ pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, ticke
 }
 
 /// Take the order's payment claim. `false` when another payment of the order is in
-/// progress (a live claim).
+/// progress (a live claim of another claimant: a repeat of a keyed request takes its
+/// own first try's over).
 pub async fn claim(
     tx: &mut Tx,
     order_id: &OrderId,
@@ -107,7 +108,7 @@ pub async fn claim(
     let taken = query(
         "INSERT INTO payment_attempts (order_id, claim, started_at) VALUES ($1, $2, $3) \
          ON CONFLICT (order_id) DO UPDATE SET claim = excluded.claim, started_at = excluded.started_at \
-         WHERE payment_attempts.started_at < $4",
+         WHERE payment_attempts.started_at < $4 OR payment_attempts.claim = $2",
     )
     .bind(order_id)
     .bind(claim)

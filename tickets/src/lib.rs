@@ -63,6 +63,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
     let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     let mut tasks = Vec::new();
     rt.start_outbox(&store, &mut tasks);
+    rt.keep_idempotency_keys(&store, &mut tasks).await?;
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),

@@ -89,7 +89,7 @@ impl Worker {
                 .await
             {
                 Ok(()) => {
-                    crate::telemetry::dead_lettered(&consumer.group, consumer.subject);
+                    crate::telemetry::dead_lettered(&consumer.group, consumer.subject, &event.id);
                     consumer.settle(seq)
                 }
                 // Not recorded: keep it rather than lose it.

@@ -136,6 +136,26 @@ fn record_failure(tag: &str) {
         .or_default() += 1;
 }
 
+/// Tries of keyed POSTs that failed and were then retried to success, per request
+/// name: by status (`None`: a transport error).
+static RECOVERED: Mutex<BTreeMap<String, BTreeMap<Option<u16>, usize>>> =
+    Mutex::new(BTreeMap::new());
+
+fn record_recovered(name: &str, status: Option<u16>) {
+    *RECOVERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name.to_owned())
+        .or_default()
+        .entry(status)
+        .or_default() += 1;
+}
+
+/// The recovered tries so far (see `steps::call`).
+pub fn recovered() -> BTreeMap<String, BTreeMap<Option<u16>, usize>> {
+    std::mem::take(&mut *RECOVERED.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// What failed, and how often.
 pub fn failures() -> BTreeMap<String, usize> {
     std::mem::take(&mut *FAILURES.lock().unwrap_or_else(|e| e.into_inner()))

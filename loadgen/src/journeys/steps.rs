@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use goose::goose::GooseResponse;
 use goose::metrics::GooseRequestMetric;
 use goose::prelude::*;
 use rand::seq::SliceRandom;
@@ -43,9 +44,21 @@ pub struct Reply<T> {
 
 pub type Step<T> = Result<T, Box<TransactionError>>;
 
+/// The POSTs that take an `Idempotency-Key`: loadgen sends one with each and retries a
+/// try that failed in a way a dying server process causes, so a kill costs latency,
+/// not an error.
+const KEYED: [&str; 3] = ["/api/tickets", "/api/orders", "/api/payments"];
+/// Tries of a keyed POST, and the pause before each retry (doubled, capped).
+const KEYED_TRIES: u32 = 8;
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+
 /// One request of a journey, reported under `name` (the path with `{id}` for its
 /// variable parts). Anything the contract does not allow is recorded as a failure of
-/// the request and ends the iteration.
+/// the request and ends the iteration. A keyed POST ([`KEYED`]) is retried with its
+/// key after a transport error, a 502/503/504 or a 409 (its first try still running):
+/// its retries are reported as `{name} (retry with its key)`, and the tries that
+/// failed before one succeeded are counted as recovered, not as failures.
 pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
     user: &mut GooseUser,
     method: GooseMethod,
@@ -53,22 +66,66 @@ pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
     body: Option<&B>,
     allowed: &[(u16, &str)],
 ) -> Step<Reply<T>> {
-    let mut builder = user.get_request_builder(&method, path)?;
-    if let Some(body) = body {
-        builder = builder.json(body);
+    let keyed = matches!(method, GooseMethod::Post) && body.is_some() && KEYED.contains(&name);
+    let key = keyed.then(|| uuid::Uuid::new_v4().to_string());
+    let retry_name = format!("{name} (retry with its key)");
+    let mut failed_tries: Vec<(String, Option<u16>)> = Vec::new();
+    let mut pause = RETRY_PAUSE;
+    loop {
+        let this = if failed_tries.is_empty() {
+            name
+        } else {
+            retry_name.as_str()
+        };
+        let last = !keyed || failed_tries.len() as u32 + 1 >= KEYED_TRIES;
+        let mut builder = user.get_request_builder(&method, path)?;
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        if let Some(key) = &key {
+            builder = builder.header("Idempotency-Key", key.as_str());
+        }
+        let request = GooseRequest::builder()
+            .method(method.clone())
+            .path(path)
+            .name(this)
+            .set_request_builder(builder)
+            .build();
+        let goose = user.request(request).await?;
+        let status = goose.response.as_ref().ok().map(|r| r.status().as_u16());
+        let retryable = matches!(status, None | Some(409 | 502 | 503 | 504));
+        if retryable && !last {
+            failed_tries.push((this.to_owned(), status));
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+            continue;
+        }
+        let answer = answer(user, this, goose, allowed).await;
+        if answer.is_ok() {
+            for (name, status) in failed_tries {
+                super::record_recovered(&name, status);
+            }
+        }
+        return answer;
     }
-    let request = GooseRequest::builder()
-        .method(method)
-        .path(path)
-        .name(name)
-        .set_request_builder(builder)
-        .build();
-    let mut goose = user.request(request).await?;
-    let response = match goose.response {
+}
+
+/// Judge one answer: its body on a 2xx, `None` on an allowed refusal, else a failure.
+async fn answer<T: DeserializeOwned>(
+    user: &mut GooseUser,
+    name: &str,
+    goose: GooseResponse,
+    allowed: &[(u16, &str)],
+) -> Step<Reply<T>> {
+    let GooseResponse {
+        mut request,
+        response,
+    } = goose;
+    let response = match response {
         Ok(response) => response,
         Err(err) => {
             let tag = format!("{name}: {err}");
-            return Err(fail(user, &tag, &mut goose.request, None));
+            return Err(fail(user, &tag, &mut request, None));
         }
     };
     let status = response.status().as_u16();
@@ -78,11 +135,11 @@ pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         return match serde_json::from_str::<T>(text) {
             Ok(body) => Ok(Reply {
                 body: Some(body),
-                request: goose.request,
+                request,
             }),
             Err(err) => {
                 let tag = format!("{name}: unexpected body ({err})");
-                Err(fail(user, &tag, &mut goose.request, Some(text)))
+                Err(fail(user, &tag, &mut request, Some(text)))
             }
         };
     }
@@ -90,14 +147,14 @@ pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         .iter()
         .any(|(s, message)| *s == status && text.contains(message));
     if expected {
-        user.set_success(&mut goose.request)?;
+        user.set_success(&mut request)?;
         return Ok(Reply {
             body: None,
-            request: goose.request,
+            request,
         });
     }
     let tag = format!("{name}: {status}");
-    Err(fail(user, &tag, &mut goose.request, Some(&text)))
+    Err(fail(user, &tag, &mut request, Some(&text)))
 }
 
 /// A GET whose path is its name.

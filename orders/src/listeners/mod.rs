@@ -1,9 +1,7 @@
 mod expiration_complete;
 mod payment_created;
-mod ticket_created;
-mod ticket_updated;
+mod ticket_changed;
 
 pub use expiration_complete::ExpirationCompleteListener;
 pub use payment_created::PaymentCreatedListener;
-pub use ticket_created::TicketCreatedListener;
-pub use ticket_updated::TicketUpdatedListener;
+pub use ticket_changed::TicketChangedListener;

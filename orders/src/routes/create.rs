@@ -1,9 +1,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ticketing_contracts::api::orders::CreateOrder;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
+use ticketing_kit::idempotency::{self, IdempotencyKey};
 use ticketing_kit::json::ApiJson;
 use ticketing_kit::validate::{parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
@@ -30,37 +32,53 @@ use crate::AppState;
         (status = 400, description = "Missing or malformed ticketId, or `Ticket is already reserved`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "Unknown ticket", body = ErrorBody),
-    ))]
+        (status = 409, description = "A request with the same `Idempotency-Key` is still in progress", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used with a different request", body = ErrorBody),
+    ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a repeat with the same key and body within 24 h returns the first answer")))]
 pub async fn create(
     State(state): State<AppState>,
     RequireUser(user): RequireUser,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<CreateOrder>,
-) -> ApiResult<(StatusCode, Json<OrderBody>)> {
+) -> ApiResult<Response> {
     let mut fields = Fields::new();
     let ticket_id = fields.parse("ticketId", body.ticket_id.as_ref(), |v| {
         parse_id("ticketId", v)
     });
-    let ticket_id = fields.finish(ticket_id)?;
+    let ticket_id = TicketId::from(fields.finish(ticket_id)?);
 
     let now = Timestamp::now();
     let deadline = state.settings.deadline(now);
-    let ticket_id = TicketId::from(ticket_id);
-    let order = match orders::place(
-        &state.store,
-        &state.placer,
-        &ticket_id,
-        &user.id,
-        now,
-        deadline,
-    )
-    .await
-    {
-        Ok(order) => order,
-        Err(PlaceError::UnknownTicket) => return Err(ApiError::NotFound),
-        Err(PlaceError::Reserved) => {
-            return Err(ApiError::bad_request("Ticket is already reserved"))
-        }
-        Err(PlaceError::Db(e)) => return Err(e.into()),
+    let Some(keyed) = key.scoped(&user.id, "POST /api/orders", &body) else {
+        let order = orders::place(
+            &state.store,
+            &state.placer,
+            &ticket_id,
+            &user.id,
+            now,
+            deadline,
+        )
+        .await?;
+        return Ok((StatusCode::CREATED, Json(OrderBody::from(order))).into_response());
     };
-    Ok((StatusCode::CREATED, Json(order.into())))
+    // With a key the order and its answer commit together: a transaction, not the placer.
+    idempotency::once(&state.store, Some(&keyed), async || {
+        let mut tx = state.store.begin().await?;
+        let order = orders::place_in_tx(&mut tx, &ticket_id, &user.id, now, deadline).await?;
+        keyed
+            .commit(tx, StatusCode::CREATED, OrderBody::from(order))
+            .await
+    })
+    .await
+}
+
+impl From<PlaceError> for ApiError {
+    fn from(err: PlaceError) -> ApiError {
+        match err {
+            PlaceError::UnknownTicket => ApiError::NotFound,
+            PlaceError::Reserved => ApiError::bad_request("Ticket is already reserved"),
+            PlaceError::Db(e) => e.into(),
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! `order:cancelled` → mark the replica's order cancelled, strictly in version order (a
-//! cancellation that arrives before its `order:created` is retried later); and if the
+//! `order:cancelled` → mark the replica's order cancelled, newest wins (a
+//! cancellation that arrives before its `order:created` waits for it: decision 0023); and if the
 //! order was paid meanwhile — its payment accepted here before the cancellation was
 //! known, its `payment:created` reaching the orders service too late — give the money
 //! back: refund the charge, record it, publish `payment:refunded`.
@@ -49,8 +49,12 @@ impl Listener for OrderCancelledListener {
     }
 
     async fn handle(&self, tx: &mut Tx, order: OrderCancelled) -> Result<(), HandlerError> {
-        let check = orders::apply_cancelled(tx, &order.id, order.version).await?;
-        check.outcome("order:cancelled")?;
+        if !orders::apply_cancelled(tx, &order.id, order.version).await? {
+            return Err(HandlerError::Retry(format!(
+                "order:cancelled of {} arrived before its order:created",
+                order.id
+            )));
+        }
         if let Some(payment) = payments::find_for_order(tx, &order.id).await? {
             payments::record_refund(tx, &payment).await?;
         }

@@ -1,4 +1,4 @@
-//! `order:created` → add the order to the replica (version 0).
+//! `order:created` → add the order to the replica (newest wins, decision 0023).
 
 use async_trait::async_trait;
 use ticketing_bus::{HandlerError, Listener, Traced};
@@ -15,8 +15,7 @@ impl Listener for OrderCreatedListener {
     type Event = OrderCreated;
 
     async fn handle(&self, tx: &mut Tx, o: OrderCreated) -> Result<(), HandlerError> {
-        let check = orders::apply_created(tx, &copy_of(o)?).await?;
-        check.outcome("order:created")
+        Ok(orders::apply_created_all(tx, &[copy_of(o)?]).await?)
     }
 
     fn batches(&self) -> bool {
@@ -32,10 +31,7 @@ impl Listener for OrderCreatedListener {
             .into_iter()
             .map(|t| copy_of(t.event))
             .collect::<Result<Vec<_>, _>>()?;
-        for check in orders::apply_created_all(tx, &copies).await? {
-            check.outcome("order:created")?;
-        }
-        Ok(())
+        Ok(orders::apply_created_all(tx, &copies).await?)
     }
 }
 

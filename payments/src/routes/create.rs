@@ -1,10 +1,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 use ticketing_contracts::api::payments::CreatePayment;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
+use ticketing_kit::idempotency::{self, IdempotencyKey};
 use ticketing_kit::json::ApiJson;
 use ticketing_kit::validate::{as_str, parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
@@ -40,20 +42,29 @@ fn parse_token(raw: &Value) -> Result<String, String> {
         (status = 404, description = "Unknown order", body = ErrorBody),
         (status = 502, description = "The payment provider answered with an error: try again", body = ErrorBody),
         (status = 503, description = "The payment provider is unavailable: nothing was charged, try again", body = ErrorBody),
-    ))]
+        (status = 409, description = "A request with the same `Idempotency-Key` is still in progress", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used with a different request", body = ErrorBody),
+    ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a repeat with the same key and body within 24 h returns the first answer")))]
 pub async fn create(
     State(state): State<AppState>,
     RequireUser(user): RequireUser,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<CreatePayment>,
-) -> ApiResult<(StatusCode, Json<PaymentBody>)> {
+) -> ApiResult<Response> {
     let mut fields = Fields::new();
     let token = fields.parse("token", body.token.as_ref(), parse_token);
     let order_id = fields.parse("orderId", body.order_id.as_ref(), |v| {
         parse_id("orderId", v)
     });
     let (token, order_id) = fields.finish((token, order_id))?;
-    let payment = pay::pay(&state, &user.id, &OrderId::from(order_id), &token).await?;
-    Ok((StatusCode::CREATED, Json(payment.into())))
+    let order_id = OrderId::from(order_id);
+    let keyed = key.scoped(&user.id, "POST /api/payments", &body);
+    idempotency::once(&state.store, keyed.as_ref(), async || {
+        let payment = pay::pay(&state, &user.id, &order_id, &token, keyed.as_ref()).await?;
+        Ok((StatusCode::CREATED, Json(PaymentBody::from(payment))).into_response())
+    })
+    .await
 }
 
 impl From<PayError> for ApiError {

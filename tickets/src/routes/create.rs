@@ -1,8 +1,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
+use ticketing_kit::idempotency::{self, IdempotencyKey};
 use ticketing_kit::json::ApiJson;
 use ticketing_kit::validate::Fields;
 use ticketing_kit::ApiResult;
@@ -23,19 +25,32 @@ use crate::{tickets, AppState};
             )),
         (status = 400, description = "Invalid title or price (`field` names each)", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
-    ))]
+        (status = 409, description = "A request with the same `Idempotency-Key` is still in progress", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used with a different request", body = ErrorBody),
+    ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a repeat with the same key and body within 24 h returns the first answer")))]
 pub async fn create(
     State(state): State<AppState>,
     RequireUser(user): RequireUser,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<TicketInput>,
-) -> ApiResult<(StatusCode, Json<TicketBody>)> {
+) -> ApiResult<Response> {
     let mut fields = Fields::new();
     let title = fields.parse("title", body.title.as_ref(), Title::parse);
     let price = fields.parse("price", body.price.as_ref(), parse_price);
     let (title, price) = fields.finish((title, price))?;
 
-    let mut tx = state.store.begin().await?;
-    let ticket = tickets::create(&mut tx, &title, price, &user.id).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(ticket.into())))
+    let keyed = key.scoped(&user.id, "POST /api/tickets", &body);
+    let create = async || {
+        let mut tx = state.store.begin().await?;
+        let ticket = TicketBody::from(tickets::create(&mut tx, &title, price, &user.id).await?);
+        match &keyed {
+            Some(keyed) => keyed.commit(tx, StatusCode::CREATED, ticket).await,
+            None => {
+                tx.commit().await?;
+                Ok((StatusCode::CREATED, Json(ticket)).into_response())
+            }
+        }
+    };
+    idempotency::once(&state.store, keyed.as_ref(), create).await
 }

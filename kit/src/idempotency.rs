@@ -1,0 +1,237 @@
+//! Writes a client can retry: an optional `Idempotency-Key` header on `POST` (orders,
+//! tickets, payments). The first answer to a key — status and body — is stored with the
+//! request's effect, in the transaction that makes it; a repeat with the same key and
+//! the same request gets that answer again, without a second effect; the same key with
+//! another request is a 422. Keys are per caller and route, and live 24 hours.
+//!
+//! Only successful answers are stored: a refused request changed nothing, so running it
+//! again is as safe as answering it again, and its answer may rightly have changed (a
+//! ticket freed since). A repeat that arrives while the first is still running waits
+//! for it where the database makes it (PostgreSQL: the key's primary key) or runs its
+//! own effect and, refused by the first one's (the ticket already reserved, the order
+//! already paid), finds the first's answer stored and gives that. See
+//! docs/decisions/0024-idempotency-keys.md.
+
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use ticketing_contracts::time::now_millis;
+use ticketing_contracts::UserId;
+use ticketing_store::retention::{self, PRUNE_BATCH};
+use ticketing_store::{query, Backend, On, Store, Tx};
+
+use crate::{ApiError, ApiResult};
+
+pub const HEADER: &str = "idempotency-key";
+
+/// How long a key is remembered.
+pub const KEEP: Duration = Duration::from_secs(24 * 3600);
+
+const TABLE: [&str; 2] = [
+    // `scope`: the caller and the route; `request`: the body as parsed, written again.
+    "CREATE TABLE IF NOT EXISTS idempotency_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (scope, key)
+    )",
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at)",
+];
+
+/// Create the `idempotency_keys` table when missing (a service that takes keys calls it
+/// after `Store::open`, like the event tables).
+pub async fn install(store: &Store) -> anyhow::Result<()> {
+    let mut tx = store.begin().await?;
+    if store.backend() == Backend::Postgres {
+        // Replicas starting together race on CREATE TABLE IF NOT EXISTS otherwise.
+        query("SELECT pg_advisory_xact_lock(7301000000000002)")
+            .execute(&mut tx)
+            .await?;
+    }
+    for statement in TABLE {
+        query(statement).execute(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The `Idempotency-Key` header, if the request has one: 1 to 255 visible ASCII
+/// characters, else a 400 naming the header.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(HEADER) else {
+            return Ok(IdempotencyKey(None));
+        };
+        match value.to_str() {
+            Ok(key)
+                if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(IdempotencyKey(Some(key.to_owned())))
+            }
+            _ => Err(ApiError::field(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )),
+        }
+    }
+}
+
+impl IdempotencyKey {
+    /// The key of `user`'s request to `route` with `body`; None without a header.
+    pub fn scoped(self, user: &UserId, route: &str, body: &impl Serialize) -> Option<Keyed> {
+        let key = self.0?;
+        Some(Keyed {
+            scope: format!("{route} {user}"),
+            key,
+            // Serialising a parsed request body cannot fail (plain JSON values).
+            request: serde_json::to_string(body).unwrap_or_default(),
+        })
+    }
+}
+
+/// A request that carries a key.
+pub struct Keyed {
+    scope: String,
+    key: String,
+    request: String,
+}
+
+impl Keyed {
+    /// The stored answer to this key, if any (a 422 if it answered another request).
+    async fn stored<'a>(&self, on: impl Into<On<'a>>) -> ApiResult<Option<Response>> {
+        let row = query(
+            "SELECT request, status, response FROM idempotency_keys \
+             WHERE scope = $1 AND key = $2 AND created_at >= $3",
+        )
+        .bind(&self.scope)
+        .bind(&self.key)
+        .bind(now_millis() - KEEP.as_millis() as i64)
+        .fetch_optional(on)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.get::<String>("request")? != self.request {
+            return Err(ApiError::Unprocessable(
+                "This Idempotency-Key was used with a different request".to_owned(),
+            ));
+        }
+        let status = StatusCode::from_u16(row.get::<i64>("status")? as u16)
+            .map_err(|err| ApiError::Internal(err.into()))?;
+        let body: String = row.get("response")?;
+        let json = HeaderValue::from_static("application/json");
+        Ok(Some(
+            (status, [(header::CONTENT_TYPE, json)], body).into_response(),
+        ))
+    }
+
+    /// Store `status` and `body` as the answer to this key in `tx`, the effect's
+    /// transaction. False when the key was answered meanwhile (a concurrent repeat
+    /// committed first; on PostgreSQL this waited for it): roll the effect back, and
+    /// [`once`] gives that answer.
+    pub async fn record(
+        &self,
+        tx: &mut Tx,
+        status: StatusCode,
+        body: &impl Serialize,
+    ) -> Result<bool, ticketing_store::Error> {
+        let response = serde_json::to_string(body).map_err(ticketing_store::Error::other)?;
+        // A key past its 24 hours is taken over, as if new.
+        let written = query(
+            "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (scope, key) DO UPDATE SET request = excluded.request, \
+             status = excluded.status, response = excluded.response, \
+             created_at = excluded.created_at \
+             WHERE idempotency_keys.created_at < $7",
+        )
+        .bind(&self.scope)
+        .bind(&self.key)
+        .bind(&self.request)
+        .bind(i64::from(status.as_u16()))
+        .bind(response)
+        .bind(now_millis())
+        .bind(now_millis() - KEEP.as_millis() as i64)
+        .execute(tx)
+        .await?;
+        Ok(written == 1)
+    }
+
+    /// [`record`](Keyed::record) the answer in `tx` and commit: the answer to give.
+    pub async fn commit(
+        &self,
+        mut tx: Tx,
+        status: StatusCode,
+        body: impl Serialize,
+    ) -> ApiResult<Response> {
+        if !self.record(&mut tx, status, &body).await? {
+            tx.rollback().await?;
+            return Err(ApiError::KeyInUse);
+        }
+        tx.commit().await?;
+        Ok((status, Json(body)).into_response())
+    }
+
+    /// Who holds a claim taken for this request (payments): the same for every repeat.
+    pub fn claimant(&self) -> String {
+        format!("{} {}", self.scope, self.key)
+    }
+}
+
+/// Answer a request: without a key, `effect`'s answer; with one, its stored answer if it
+/// has one, else `effect`'s (which stores it, with [`Keyed::commit`] or
+/// [`Keyed::record`]). An effect refused — perhaps by a repeat of the same request that
+/// committed first — looks for the stored answer again before refusing.
+pub async fn once<F>(store: &Store, keyed: Option<&Keyed>, effect: F) -> ApiResult<Response>
+where
+    F: AsyncFnOnce() -> ApiResult<Response>,
+{
+    let Some(keyed) = keyed else {
+        return effect().await;
+    };
+    if let Some(answer) = keyed.stored(store.reader()).await? {
+        return Ok(answer);
+    }
+    match effect().await {
+        Ok(answer) => Ok(answer),
+        Err(err) => match keyed.stored(store.reader()).await? {
+            Some(answer) => Ok(answer),
+            None => Err(err),
+        },
+    }
+}
+
+/// Forget keys older than [`KEEP`], a batch per statement.
+pub async fn prune(store: &Store) -> Result<u64, ticketing_store::Error> {
+    let before = now_millis() - KEEP.as_millis() as i64;
+    retention::delete_in_batches(store, || {
+        query(
+            "DELETE FROM idempotency_keys WHERE (scope, key) IN \
+             (SELECT scope, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(before)
+        .bind(PRUNE_BATCH)
+    })
+    .await
+}
+
+/// Prune expired keys every hour until `shutdown`.
+pub fn spawn_pruner(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
+    retention::spawn_pruner("idempotency keys", shutdown, move || {
+        let store = store.clone();
+        async move { prune(&store).await }
+    })
+}
