@@ -25,7 +25,7 @@ pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// Not yet: the event depends on one still on its way (an update that arrived
-    /// before its predecessor). Redelivered with capped backoff for as long as it takes
+    /// before its predecessor). Redelivered at most `RETRY_WAIT_MAX` apart for as long as it takes
     /// and never dead-lettered: an early event must not be lost.
     #[error("retry later: {0}")]
     Retry(String),
@@ -169,7 +169,21 @@ impl RetryPolicy {
     }
 }
 
+/// The longest pause before redelivering a [`HandlerError::Retry`]: what such an event
+/// waits for (a predecessor, an order's deadline, a provider coming back) is usually
+/// there within a second or two, and an event that waits costs one message per key; a
+/// long pause would only delay convergence once it is there.
+pub const RETRY_WAIT_MAX: Duration = Duration::from_secs(2);
+
 impl HandlerError {
+    /// The pause before redelivering an event that failed this way `attempts` times.
+    pub fn redelivery_delay(&self, attempts: u32, policy: &RetryPolicy) -> Duration {
+        match self {
+            HandlerError::Retry(_) => policy.backoff(attempts).min(RETRY_WAIT_MAX),
+            _ => policy.backoff(attempts),
+        }
+    }
+
     /// Has an event that failed this way, `attempts` times, run out of chances?
     pub fn gives_up(&self, attempts: u32, policy: &RetryPolicy) -> bool {
         match self {

@@ -460,7 +460,7 @@ impl Subscription {
             self.give_up(message, event, attempts, &error.to_string())
                 .await;
         } else {
-            let delay = policy.backoff(attempts);
+            let delay = error.redelivery_delay(attempts, &policy);
             tracing::debug!(
                 group = %self.group, subject = %self.subject, event_id = %event.id,
                 attempts, retry_in = ?delay, error = %error, "event handler failed"

@@ -48,12 +48,12 @@ pub async fn find<'a>(
         .await
 }
 
-async fn exists(tx: &mut Tx, id: &OrderId) -> Result<bool, ticketing_store::Error> {
-    Ok(query("SELECT 1 FROM orders WHERE id = $1")
+async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, ticketing_store::Error> {
+    let row = query("SELECT version FROM orders WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await?
-        .is_some())
+        .await?;
+    row.map(|r| r.get("version")).transpose()
 }
 
 /// Keep `order` (`order:created`: the whole order) unless the replica holds its version
@@ -129,5 +129,13 @@ pub async fn apply_cancelled(
             .bind(id)
             .execute(&mut *tx)
             .await?;
-    Ok(written == 1 || exists(tx, id).await?)
+    if written == 1 {
+        return Ok(true);
+    }
+    // Missed: stale if the replica holds this version or a newer one. A row at an older
+    // version was inserted after the update looked (PostgreSQL reads each statement
+    // anew): not applied yet, so not done either — retried, it applies.
+    Ok(version_of(tx, id)
+        .await?
+        .is_some_and(|held| held >= version))
 }

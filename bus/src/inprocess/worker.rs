@@ -99,7 +99,7 @@ impl Worker {
                 }
             }
         } else {
-            let delay = policy.backoff(attempts);
+            let delay = error.redelivery_delay(attempts, &policy);
             // Counted failures survive a restart; a `Retry` is never given up on, so its
             // count does not matter.
             if matches!(error, HandlerError::Other(_)) {
