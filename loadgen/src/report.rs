@@ -82,7 +82,12 @@ pub fn summarise(metrics: &GooseMetrics) -> Summary {
     requests.sort_by(|a, b| a.name.cmp(&b.name));
     let mut recovered = Vec::new();
     for (name, by_status) in crate::journeys::recovered() {
-        if let Some(line) = requests.iter_mut().find(|l| l.name == name) {
+        // Goose names a request's line `METHOD name`.
+        let suffix = format!(" {name}");
+        if let Some(line) = requests
+            .iter_mut()
+            .find(|l| l.name == name || l.name.ends_with(&suffix))
+        {
             let tries: usize = by_status.values().sum();
             let server: usize = by_status
                 .iter()
