@@ -1,5 +1,5 @@
 //! The event bus's interface: publish durably, consume per consumer group with explicit
-//! ack. The backends (`inprocess/`, `nats.rs`) implement [`EventBus`] and hand what they
+//! ack. The backends (`inprocess/`, `nats/`) implement [`EventBus`] and hand what they
 //! receive to the delivery engine (`delivery.rs`); they never see a transaction.
 //!
 //! Delivery is at-least-once. Each (group, subject) pair is one durable consumer shared

@@ -7,7 +7,7 @@
 //! `bus.rs` the interface, `delivery.rs` the engine the backends hand what they receive
 //! to, `listener.rs` a service's listeners as a handler (one transaction per event or
 //! per backlog), `instrumented.rs` the relay's counted publishing; the backends
-//! (`inprocess/`, `nats.rs`) are reached through [`InProcessBus`] and [`NatsBus`] only.
+//! (`inprocess/`, `nats/`) are reached through [`InProcessBus`] and [`NatsBus`] only.
 
 mod bus;
 mod delivery;
