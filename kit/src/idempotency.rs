@@ -67,8 +67,16 @@ pub async fn install(store: &Store) -> anyhow::Result<()> {
 }
 
 /// The `Idempotency-Key` header, if the request has one: 1 to 255 visible ASCII
-/// characters, else a 400 naming the header.
-pub struct IdempotencyKey(pub Option<String>);
+/// characters, else a 400 naming the header. A route documents it with
+/// `params(IdempotencyKey)`.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct IdempotencyKey(
+    /// Makes the request safe to retry: a repeat with the same key and body within 24 h
+    /// returns the first answer; the same key with another body is a 422.
+    #[param(min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")]
+    pub Option<String>,
+);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;

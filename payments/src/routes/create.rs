@@ -45,7 +45,7 @@ fn parse_token(raw: &Value) -> Result<String, String> {
         (status = 409, description = "A request with the same `Idempotency-Key` is still in progress", body = ErrorBody),
         (status = 422, description = "The `Idempotency-Key` was used with a different request", body = ErrorBody),
     ),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a repeat with the same key and body within 24 h returns the first answer")))]
+    params(IdempotencyKey))]
 pub async fn create(
     State(state): State<AppState>,
     RequireUser(user): RequireUser,
