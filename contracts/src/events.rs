@@ -162,24 +162,20 @@ pub struct PaymentRefunded {
     pub stripe_id: String,
 }
 
-impl Event for TicketCreated {
-    const SUBJECT: Subject = Subject::TicketCreated;
+/// Each payload type is published on the subject of the same name.
+macro_rules! published_on_its_subject {
+    ($($event:ident),* $(,)?) => {
+        $(impl Event for $event {
+            const SUBJECT: Subject = Subject::$event;
+        })*
+    };
 }
-impl Event for TicketUpdated {
-    const SUBJECT: Subject = Subject::TicketUpdated;
-}
-impl Event for OrderCreated {
-    const SUBJECT: Subject = Subject::OrderCreated;
-}
-impl Event for OrderCancelled {
-    const SUBJECT: Subject = Subject::OrderCancelled;
-}
-impl Event for ExpirationComplete {
-    const SUBJECT: Subject = Subject::ExpirationComplete;
-}
-impl Event for PaymentCreated {
-    const SUBJECT: Subject = Subject::PaymentCreated;
-}
-impl Event for PaymentRefunded {
-    const SUBJECT: Subject = Subject::PaymentRefunded;
-}
+published_on_its_subject!(
+    TicketCreated,
+    TicketUpdated,
+    OrderCreated,
+    OrderCancelled,
+    ExpirationComplete,
+    PaymentCreated,
+    PaymentRefunded
+);

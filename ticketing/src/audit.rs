@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ticketing_contracts::status::OrderStatus;
-use ticketing_store::{query, DbLocation, Store};
+use ticketing_store::{query, DbLocation, Row, Store};
 
 use crate::config::{AuditArgs, ServeArgs};
 
@@ -114,79 +114,72 @@ async fn outbox(store: &Store) -> anyhow::Result<Vec<i64>> {
         .await?)
 }
 
+/// Every row of `sql`, keyed by its `id` column, with `value` of the row.
+async fn by_id<C, V>(
+    store: &Store,
+    sql: &str,
+    value: impl Fn(&Row) -> Result<V, ticketing_store::Error>,
+) -> anyhow::Result<C>
+where
+    C: FromIterator<(String, V)>,
+{
+    let rows = query(sql).fetch_all(store.reader()).await?;
+    Ok(rows
+        .iter()
+        .map(|row| Ok((row.get::<String>("id")?, value(row)?)))
+        .collect::<Result<C, ticketing_store::Error>>()?)
+}
+
 impl Snapshot {
     pub async fn read(args: &ServeArgs) -> anyhow::Result<Snapshot> {
         let now = ticketing_contracts::time::now_millis();
         let mut outboxes = Vec::new();
 
         let conn = connect(args, "tickets").await?;
-        let mut tickets = HashMap::new();
-        for row in query("SELECT id, version, order_id FROM tickets")
-            .fetch_all(conn.reader())
-            .await?
-        {
-            tickets.insert(
-                row.get::<String>("id")?,
-                Ticket {
-                    version: row.get("version")?,
-                    order_id: row.get("order_id")?,
-                },
-            );
-        }
+        let tickets = by_id(&conn, "SELECT id, version, order_id FROM tickets", |row| {
+            Ok(Ticket {
+                version: row.get("version")?,
+                order_id: row.get("order_id")?,
+            })
+        })
+        .await?;
         outboxes.push(("tickets", outbox(&conn).await?));
 
         let conn = connect(args, "orders").await?;
-        let mut orders = BTreeMap::new();
-        for row in query("SELECT id, ticket_id, status, expires_at, version FROM orders")
-            .fetch_all(conn.reader())
-            .await?
-        {
-            orders.insert(
-                row.get::<String>("id")?,
-                Order {
-                    ticket_id: row.get("ticket_id")?,
-                    status: row.get("status")?,
-                    expires_at: row.get("expires_at")?,
-                    version: row.get("version")?,
-                },
-            );
-        }
-        let mut ticket_replica = HashMap::new();
-        for row in query("SELECT id, version FROM tickets")
-            .fetch_all(conn.reader())
-            .await?
-        {
-            ticket_replica.insert(row.get::<String>("id")?, row.get("version")?);
-        }
+        let sql = "SELECT id, ticket_id, status, expires_at, version FROM orders";
+        let orders = by_id(&conn, sql, |row| {
+            Ok(Order {
+                ticket_id: row.get("ticket_id")?,
+                status: row.get("status")?,
+                expires_at: row.get("expires_at")?,
+                version: row.get("version")?,
+            })
+        })
+        .await?;
+        let ticket_replica = by_id(&conn, "SELECT id, version FROM tickets", |row| {
+            row.get("version")
+        })
+        .await?;
         outboxes.push(("orders", outbox(&conn).await?));
 
         let conn = connect(args, "payments").await?;
-        let mut payments = BTreeMap::new();
-        for row in query("SELECT id, order_id FROM payments")
-            .fetch_all(conn.reader())
-            .await?
-        {
-            payments.insert(row.get::<String>("id")?, row.get("order_id")?);
-        }
+        let payments = by_id(&conn, "SELECT id, order_id FROM payments", |row| {
+            row.get("order_id")
+        })
+        .await?;
         let refunded = query("SELECT payment_id FROM refunds")
             .fetch_all(conn.reader())
             .await?
             .iter()
             .map(|r| r.get::<String>("payment_id"))
             .collect::<Result<_, _>>()?;
-        let mut order_replica = HashMap::new();
-        for row in query("SELECT id, status, version FROM orders")
-            .fetch_all(conn.reader())
-            .await?
-        {
-            order_replica.insert(
-                row.get::<String>("id")?,
-                ReplicaOrder {
-                    status: row.get("status")?,
-                    version: row.get("version")?,
-                },
-            );
-        }
+        let order_replica = by_id(&conn, "SELECT id, status, version FROM orders", |row| {
+            Ok(ReplicaOrder {
+                status: row.get("status")?,
+                version: row.get("version")?,
+            })
+        })
+        .await?;
         outboxes.push(("payments", outbox(&conn).await?));
 
         let conn = connect(args, "expiration").await?;

@@ -4,11 +4,8 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::LazyLock;
 
-use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-
-use crate::error::PageError;
 
 struct Asset {
     name: &'static str,
@@ -16,27 +13,22 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// An asset of `web/assets/`, by file name, compiled into the binary.
+macro_rules! asset {
+    ($name:literal, $content_type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../assets/", $name)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../assets/app.css"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../assets/app.js"),
-    },
-    Asset {
-        name: "stripe-card.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../assets/stripe-card.js"),
-    },
-    Asset {
-        name: "icon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../assets/icon.svg"),
-    },
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("stripe-card.js", "text/javascript; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
 ];
 
 static VERSION: LazyLock<String> = LazyLock::new(|| {
@@ -67,17 +59,17 @@ pub fn icon_url() -> String {
     url("icon.svg")
 }
 
-pub async fn serve(Path(name): Path<String>) -> Result<Response, PageError> {
-    let asset = ASSETS
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or(PageError::NotFound)?;
-    Ok((
-        [
-            (CONTENT_TYPE, asset.content_type),
-            (CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
-        asset.body,
+/// The asset named `name` as a response, if there is one.
+pub fn response(name: &str) -> Option<Response> {
+    let asset = ASSETS.iter().find(|a| a.name == name)?;
+    Some(
+        (
+            [
+                (CONTENT_TYPE, asset.content_type),
+                (CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            asset.body,
+        )
+            .into_response(),
     )
-        .into_response())
 }

@@ -97,6 +97,10 @@ fn nav_links(chrome: &Chrome) -> Markup {
 pub struct FormErrors(Vec<ErrorItem>);
 
 impl FormErrors {
+    pub const fn none() -> FormErrors {
+        FormErrors(Vec::new())
+    }
+
     pub fn new(items: Vec<ErrorItem>) -> FormErrors {
         FormErrors(items)
     }

@@ -17,6 +17,7 @@ mod session;
 
 use std::sync::Arc;
 
+use axum::extract::Path;
 use axum::middleware;
 use axum::routing::get;
 use axum::Router;
@@ -70,7 +71,12 @@ pub fn router(config: WebConfig) -> Router {
             settings.clone(),
             csrf::ensure_token,
         ))
-        .route("/assets/{name}", get(assets::serve))
+        .route(
+            "/assets/{name}",
+            get(|Path(name): Path<String>| async move {
+                assets::response(&name).ok_or(error::PageError::NotFound)
+            }),
+        )
         .fallback(|| async { error::PageError::NotFound })
         .layer(middleware::from_fn_with_state(
             settings.clone(),

@@ -4,6 +4,7 @@ use axum::extract::FromRequestParts;
 use http::header::COOKIE;
 use http::request::Parts;
 
+use crate::api::ApiClient;
 use crate::csrf::CsrfToken;
 use crate::error::PageError;
 use ticketing_contracts::api::users::SessionUser;
@@ -22,6 +23,17 @@ pub struct Visitor {
 impl Visitor {
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
+    }
+
+    /// The signed-in user, for pages that need one: else off to sign in, then back.
+    pub async fn require_user(
+        &self,
+        api: &ApiClient,
+        back_to: &str,
+    ) -> Result<SessionUser, PageError> {
+        api.current_user(self.session())
+            .await?
+            .ok_or_else(|| PageError::SignInRequired(back_to.to_owned()))
     }
 }
 
@@ -52,9 +64,4 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
             csrf,
         })
     }
-}
-
-/// The signed-in user, for pages that need one: else off to sign in, then back.
-pub fn require_user(user: Option<SessionUser>, back_to: &str) -> Result<SessionUser, PageError> {
-    user.ok_or_else(|| PageError::SignInRequired(back_to.to_owned()))
 }

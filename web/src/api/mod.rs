@@ -26,6 +26,9 @@ const MAX_REPLY_BYTES: usize = 4 << 20;
 /// Over HTTP a payment may take several Stripe attempts; nothing else comes close.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(90);
 
+pub const SIGN_UP: &str = "/api/users/signup";
+pub const SIGN_IN: &str = "/api/users/signin";
+
 #[derive(Clone)]
 pub struct ApiClient {
     transport: Arc<Transport>,
@@ -259,24 +262,15 @@ impl ApiClient {
             .current_user)
     }
 
-    pub async fn sign_up(
+    /// Sign up or sign in (`path`: [`SIGN_UP`] or [`SIGN_IN`]) with the credentials.
+    pub async fn authenticate(
         &self,
+        path: &'static str,
         email: &str,
         password: &str,
     ) -> Result<Reply<UserBody>, ApiFailure> {
         let body = Credentials::new(email, password);
-        self.call(Method::POST, "/api/users/signup", None, Some(&body))
-            .await
-    }
-
-    pub async fn sign_in(
-        &self,
-        email: &str,
-        password: &str,
-    ) -> Result<Reply<UserBody>, ApiFailure> {
-        let body = Credentials::new(email, password);
-        self.call(Method::POST, "/api/users/signin", None, Some(&body))
-            .await
+        self.call(Method::POST, path, None, Some(&body)).await
     }
 
     pub async fn sign_out(

@@ -8,6 +8,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::see_other;
+use crate::api;
 use crate::csrf::CsrfForm;
 use crate::error::PageError;
 use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
@@ -115,11 +116,15 @@ async fn submit(
     kind: Kind,
 ) -> Result<Response, PageError> {
     let next = local_path(&form.next);
-    let result = match kind {
-        Kind::SignUp => settings.api.sign_up(&form.email, &form.password).await,
-        Kind::SignIn => settings.api.sign_in(&form.email, &form.password).await,
+    let api_path = match kind {
+        Kind::SignUp => api::SIGN_UP,
+        Kind::SignIn => api::SIGN_IN,
     };
-    match result {
+    match settings
+        .api
+        .authenticate(api_path, &form.email, &form.password)
+        .await
+    {
         Ok(reply) => Ok(see_other(&next, reply.set_cookies)),
         Err(failure) => {
             let errors = FormErrors::new(failure.into_bad_request()?);

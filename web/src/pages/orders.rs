@@ -18,7 +18,7 @@ use crate::csrf::CsrfForm;
 use crate::error::PageError;
 use crate::format::{self, OrderState};
 use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
-use crate::session::{require_user, Visitor};
+use crate::session::Visitor;
 use crate::{assets, Settings};
 use ticketing_contracts::api::orders::OrderBody;
 use ticketing_contracts::api::users::SessionUser;
@@ -44,7 +44,7 @@ pub async fn create(
 ) -> Result<Response, PageError> {
     let ticket_id = Id::parse(&form.ticket_id).ok_or(PageError::NotFound)?;
     let back = format!("/tickets/{ticket_id}");
-    let user = require_user(settings.api.current_user(visitor.session()).await?, &back)?;
+    let user = visitor.require_user(&settings.api, &back).await?;
     let refusal = match settings
         .api
         .create_order(visitor.session(), &ticket_id)
@@ -75,10 +75,7 @@ pub async fn index(
     State(settings): State<Settings>,
     visitor: Visitor,
 ) -> Result<Response, PageError> {
-    let user = require_user(
-        settings.api.current_user(visitor.session()).await?,
-        "/orders",
-    )?;
+    let user = visitor.require_user(&settings.api, "/orders").await?;
     let orders = settings.api.orders(visitor.session()).await?;
     let now = OffsetDateTime::now_utc();
     let chrome = Chrome {
@@ -131,25 +128,60 @@ pub async fn show(
     Path(id): Path<String>,
     Query(query): Query<ShowQuery>,
 ) -> Result<Response, PageError> {
-    let id = Id::parse(&id).ok_or(PageError::NotFound)?;
-    let user = require_user(
-        settings.api.current_user(visitor.session()).await?,
-        &format!("/orders/{id}"),
-    )?;
-    let order = settings.api.order(visitor.session(), &id).await?;
+    let page = OrderPage::open(&settings, &visitor, &id).await?;
     let view = OrderView {
         just_paid: query.paid.is_some(),
-        form: &PayForm::default(),
-        errors: &FormErrors::default(),
+        ..OrderView::default()
     };
-    Ok(render_order(
-        &settings,
-        &visitor,
-        &user,
-        &order,
-        view,
-        StatusCode::OK,
-    ))
+    page.render(view, StatusCode::OK).await
+}
+
+/// `/orders/{id}` for its signed-in owner (else off to sign in, then back).
+struct OrderPage<'a> {
+    settings: &'a Settings,
+    visitor: &'a Visitor,
+    user: SessionUser,
+    id: Id,
+}
+
+impl<'a> OrderPage<'a> {
+    async fn open(
+        settings: &'a Settings,
+        visitor: &'a Visitor,
+        id: &str,
+    ) -> Result<Self, PageError> {
+        let id = Id::parse(id).ok_or(PageError::NotFound)?;
+        let user = visitor
+            .require_user(&settings.api, &format!("/orders/{id}"))
+            .await?;
+        Ok(OrderPage {
+            settings,
+            visitor,
+            user,
+            id,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("/orders/{}", self.id)
+    }
+
+    /// The page with the order as it is now.
+    async fn render(&self, view: OrderView<'_>, status: StatusCode) -> Result<Response, PageError> {
+        let order = self
+            .settings
+            .api
+            .order(self.visitor.session(), &self.id)
+            .await?;
+        Ok(render_order(
+            self.settings,
+            self.visitor,
+            &self.user,
+            &order,
+            view,
+            status,
+        ))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -171,9 +203,7 @@ pub async fn pay(
     Path(id): Path<String>,
     CsrfForm(form): CsrfForm<PayForm>,
 ) -> Result<Response, PageError> {
-    let id = Id::parse(&id).ok_or(PageError::NotFound)?;
-    let back = format!("/orders/{id}");
-    let user = require_user(settings.api.current_user(visitor.session()).await?, &back)?;
+    let page = OrderPage::open(&settings, &visitor, &id).await?;
     let token = match &settings.stripe_key {
         Some(_) if form.token.starts_with("tok_") => Ok(form.token.as_str()),
         Some(_) => Err(FormErrors::new(vec![ErrorItem {
@@ -189,34 +219,26 @@ pub async fn pay(
         .map_err(FormErrors::new),
     };
     let errors = match token {
-        Ok(token) => match settings.api.pay(visitor.session(), &id, token).await {
+        Ok(token) => match settings.api.pay(visitor.session(), &page.id, token).await {
             Ok(_) => {
-                wait_for_completion(&settings, &visitor, &id).await;
-                return Ok(see_other(&format!("{back}?paid=1"), Vec::new()));
+                wait_for_completion(&settings, &visitor, &page.id).await;
+                return Ok(see_other(&format!("{}?paid=1", page.url()), Vec::new()));
             }
             Err(failure) => FormErrors::new(failure.into_bad_request()?),
         },
         Err(errors) => errors,
     };
-    let order = settings.api.order(visitor.session(), &id).await?;
     // Card numbers are not sent back; the expiry (not secret) is kept.
     let kept = PayForm {
         expiry: form.expiry,
         ..PayForm::default()
     };
     let view = OrderView {
-        just_paid: false,
         form: &kept,
         errors: &errors,
+        ..OrderView::default()
     };
-    Ok(render_order(
-        &settings,
-        &visitor,
-        &user,
-        &order,
-        view,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    ))
+    page.render(view, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
 /// The payment is recorded; the order turns complete when the orders service hears of
@@ -241,11 +263,9 @@ pub async fn cancel(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<serde::de::IgnoredAny>,
 ) -> Result<Response, PageError> {
-    let id = Id::parse(&id).ok_or(PageError::NotFound)?;
-    let back = format!("/orders/{id}");
-    let user = require_user(settings.api.current_user(visitor.session()).await?, &back)?;
-    match settings.api.cancel_order(visitor.session(), &id).await {
-        Ok(()) => Ok(see_other(&back, Vec::new())),
+    let page = OrderPage::open(&settings, &visitor, &id).await?;
+    match settings.api.cancel_order(visitor.session(), &page.id).await {
+        Ok(()) => Ok(see_other(&page.url(), Vec::new())),
         Err(
             failure @ ApiFailure::Refused {
                 status: StatusCode::BAD_REQUEST,
@@ -253,20 +273,11 @@ pub async fn cancel(
             },
         ) => {
             let errors = FormErrors::new(failure.into_bad_request()?);
-            let order = settings.api.order(visitor.session(), &id).await?;
             let view = OrderView {
-                just_paid: false,
-                form: &PayForm::default(),
                 errors: &errors,
+                ..OrderView::default()
             };
-            Ok(render_order(
-                &settings,
-                &visitor,
-                &user,
-                &order,
-                view,
-                StatusCode::CONFLICT,
-            ))
+            page.render(view, StatusCode::CONFLICT).await
         }
         Err(failure) => Err(failure.into()),
     }
@@ -276,6 +287,24 @@ struct OrderView<'a> {
     just_paid: bool,
     form: &'a PayForm,
     errors: &'a FormErrors,
+}
+
+static NO_PAY_FORM: PayForm = PayForm {
+    number: String::new(),
+    expiry: String::new(),
+    cvc: String::new(),
+    token: String::new(),
+};
+static NO_ERRORS: FormErrors = FormErrors::none();
+
+impl Default for OrderView<'_> {
+    fn default() -> Self {
+        OrderView {
+            just_paid: false,
+            form: &NO_PAY_FORM,
+            errors: &NO_ERRORS,
+        }
+    }
 }
 
 fn render_order(

@@ -12,7 +12,7 @@ use crate::csrf::CsrfForm;
 use crate::error::PageError;
 use crate::format;
 use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
-use crate::session::{require_user, Visitor};
+use crate::session::Visitor;
 use crate::Settings;
 use ticketing_contracts::api::tickets::{TicketBody, TicketInput};
 use ticketing_contracts::api::users::SessionUser;
@@ -41,10 +41,7 @@ pub async fn new_form(
     State(settings): State<Settings>,
     visitor: Visitor,
 ) -> Result<Response, PageError> {
-    let user = require_user(
-        settings.api.current_user(visitor.session()).await?,
-        "/tickets/new",
-    )?;
+    let user = visitor.require_user(&settings.api, "/tickets/new").await?;
     Ok(render_new(
         &visitor,
         &user,
@@ -59,10 +56,7 @@ pub async fn create(
     visitor: Visitor,
     CsrfForm(form): CsrfForm<TicketForm>,
 ) -> Result<Response, PageError> {
-    let user = require_user(
-        settings.api.current_user(visitor.session()).await?,
-        "/tickets/new",
-    )?;
+    let user = visitor.require_user(&settings.api, "/tickets/new").await?;
     match settings
         .api
         .create_ticket(visitor.session(), &form.input())
@@ -147,7 +141,7 @@ pub async fn update(
 ) -> Result<Response, PageError> {
     let id = Id::parse(&id).ok_or(PageError::NotFound)?;
     let back = format!("/tickets/{id}");
-    let user = require_user(settings.api.current_user(visitor.session()).await?, &back)?;
+    let user = visitor.require_user(&settings.api, &back).await?;
     match settings
         .api
         .update_ticket(visitor.session(), &id, &form.input())
