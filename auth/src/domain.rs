@@ -1,7 +1,7 @@
 //! Account input, parsed: a well-formed e-mail and an acceptable password.
 
 use serde_json::Value;
-use ticketing_kit::validate::as_str;
+use ticketing_kit::validate::{as_str, bounded};
 
 pub use ticketing_contracts::api::users::{MAX_EMAIL_LEN, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 
@@ -78,14 +78,12 @@ pub struct OfferedPassword(String);
 impl OfferedPassword {
     pub fn parse(raw: &Value) -> Result<OfferedPassword, String> {
         let text = as_str("password", raw)?;
-        if text.is_empty() {
-            return Err("You must supply a password".into());
-        }
-        if text.chars().count() > MAX_PASSWORD_CHARS {
-            return Err(format!(
-                "Password must be at most {MAX_PASSWORD_CHARS} characters"
-            ));
-        }
+        let text = bounded(
+            "password",
+            text,
+            "You must supply a password",
+            MAX_PASSWORD_CHARS,
+        )?;
         Ok(OfferedPassword(text.to_owned()))
     }
 

@@ -3,7 +3,7 @@
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::UserId;
 use ticketing_kit::ApiError;
-use ticketing_store::{query, FromRow, OnUnique, Row, Store};
+use ticketing_store::{query, FromRow, OnUnique, Store};
 
 use crate::domain::Email;
 
@@ -13,15 +13,11 @@ pub struct User {
     pub password_hash: String,
 }
 
-impl FromRow for User {
-    fn from_row(row: &Row) -> Result<User, ticketing_store::Error> {
-        Ok(User {
-            id: row.get("id")?,
-            email: row.get("email")?,
-            password_hash: row.get("password_hash")?,
-        })
-    }
-}
+ticketing_kit::from_row!(|row| User {
+    id,
+    email,
+    password_hash,
+});
 
 /// Insert a user; a taken e-mail (any case) is the contract's `Email in use`.
 pub async fn insert(store: &Store, email: &Email, password_hash: &str) -> Result<User, ApiError> {

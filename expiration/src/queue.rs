@@ -48,13 +48,6 @@ pub trait DelayQueue: Send + Sync + 'static {
 
     /// How many jobs are pending or claimed (metrics).
     async fn pending(&self) -> anyhow::Result<usize>;
-
-    /// The queue as a table of the service's own store, if that is where it lives: the
-    /// listeners then schedule and drop jobs in the transaction that marks the event
-    /// handled (no effect outside the database, so a backlog shares one commit).
-    fn in_store(&self) -> Option<&crate::SqlDelayQueue> {
-        None
-    }
 }
 
 /// Tuning shared by both implementations.
@@ -77,17 +70,20 @@ impl Default for QueueOptions {
     }
 }
 
+/// A claim to make: up to `max` jobs available at `now`, held until `lease_until` under
+/// `token`.
+pub(crate) struct Claim {
+    pub now: Timestamp,
+    pub max: usize,
+    pub lease_until: Timestamp,
+    pub token: String,
+}
+
 /// What a backend provides for the shared wait loop.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync {
-    /// Claim up to `max` jobs available at `now`, holding them until `lease_until`.
-    async fn claim(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease_until: Timestamp,
-        token: &str,
-    ) -> anyhow::Result<Vec<DueJob>>;
+    /// Claim the jobs `claim` asks for, each held until its lease ends.
+    async fn claim(&self, claim: &Claim) -> anyhow::Result<Vec<DueJob>>;
     /// When the next job becomes claimable, if there is one.
     async fn earliest(&self) -> anyhow::Result<Option<Timestamp>>;
 }
@@ -113,9 +109,13 @@ pub(crate) async fn wait_and_claim<B: Backend + ?Sized>(
         notified.as_mut().enable();
 
         let now = Timestamp::now();
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let lease_until = now + options.lease;
-        let jobs = backend.claim(now, max, lease_until, &token).await?;
+        let claim = Claim {
+            now,
+            max,
+            lease_until: now + options.lease,
+            token: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let jobs = backend.claim(&claim).await?;
         if !jobs.is_empty() {
             return Ok(jobs);
         }

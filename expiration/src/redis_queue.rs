@@ -20,7 +20,7 @@ use ticketing_contracts::{OrderId, Timestamp};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{wait_and_claim, Backend, DelayQueue, DueJob, QueueOptions};
+use crate::queue::{wait_and_claim, Backend, Claim, DelayQueue, DueJob, QueueOptions};
 
 const SCHEDULE: &str = r#"
 -- KEYS: jobs, due, claims. ARGV: order id, due at.
@@ -164,20 +164,14 @@ impl RedisDelayQueue {
 
 #[async_trait]
 impl Backend for RedisDelayQueue {
-    async fn claim(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease_until: Timestamp,
-        token: &str,
-    ) -> anyhow::Result<Vec<DueJob>> {
+    async fn claim(&self, claim: &Claim) -> anyhow::Result<Vec<DueJob>> {
         let mut conn = self.conn.clone();
         let flat: Vec<String> = self
             .invocation(&self.scripts.claim)
-            .arg(now.as_millis())
-            .arg(max)
-            .arg(lease_until.as_millis())
-            .arg(token)
+            .arg(claim.now.as_millis())
+            .arg(claim.max)
+            .arg(claim.lease_until.as_millis())
+            .arg(&claim.token)
             .invoke_async(&mut conn)
             .await
             .context("claiming due expiration jobs")?;
@@ -189,7 +183,7 @@ impl Backend for RedisDelayQueue {
                         .parse()
                         .map(Timestamp::from_millis)
                         .with_context(|| format!("bad due time {:?}", pair[1]))?,
-                    claim: token.to_owned(),
+                    claim: claim.token.clone(),
                 })
             })
             .collect()

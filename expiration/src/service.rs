@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ticketing_bus::outbox;
 use ticketing_bus::{Consumers, Envelope};
-use ticketing_contracts::events::{groups, ExpirationComplete};
+use ticketing_contracts::events::{groups, ExpirationComplete, OrderCancelled, PaymentCreated};
 use ticketing_contracts::{OrderId, Timestamp};
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
@@ -16,9 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::listeners::{
-    is_finished, OrderCancelledListener, OrderCreatedListener, PaymentCreatedListener, State,
-};
+use crate::listeners::{is_finished, FinishedListener, OrderCreatedListener, State};
 use crate::{
     DelayQueue, DueJob, QueueOptions, RedisDelayQueue, SqlDelayQueue, MIGRATIONS, SERVICE,
 };
@@ -68,7 +66,7 @@ pub fn expiration_event(order_id: &OrderId) -> Envelope {
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
     let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     let mut ready = vec![ReadyCheck::store("expiration-db", &store)];
-    let queue: Arc<dyn DelayQueue> = match &settings.redis_url {
+    let state = match &settings.redis_url {
         Some(url) => {
             let redis =
                 RedisDelayQueue::connect(url, &settings.redis_prefix, settings.queue.clone())
@@ -78,19 +76,20 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
                 let ping = ping.clone();
                 async move { ping.len().await.map(|_| ()) }
             }));
-            Arc::new(redis)
+            State::Outside(Arc::new(redis))
         }
-        None => Arc::new(SqlDelayQueue::new(store.clone(), settings.queue.clone())),
+        None => State::InStore(SqlDelayQueue::new(store.clone(), settings.queue.clone())),
+    };
+    let queue: Arc<dyn DelayQueue> = match &state {
+        State::InStore(queue) => Arc::new(queue.clone()),
+        State::Outside(queue) => queue.clone(),
     };
     let mut tasks = Vec::new();
     rt.start_outbox(&store, &mut tasks);
-    let state = State {
-        queue: queue.clone(),
-    };
     let consumers = Consumers::new(groups::EXPIRATION, &store)
         .listen(OrderCreatedListener(state.clone()))
-        .listen(OrderCancelledListener(state.clone()))
-        .listen(PaymentCreatedListener(state));
+        .listen(FinishedListener::<OrderCancelled>::new(state.clone()))
+        .listen(FinishedListener::<PaymentCreated>::new(state));
     tasks.extend(rt.start_consumers(consumers).await?);
     let (table, column, key) = FINISHED_ORDERS;
     tasks.push(ticketing_store::retention::spawn_table_pruner(

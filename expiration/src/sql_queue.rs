@@ -16,7 +16,7 @@ use ticketing_store::{query, Backend as StoreBackend, Query, Store, Tx};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{wait_and_claim, Backend, DelayQueue, DueJob, QueueOptions};
+use crate::queue::{wait_and_claim, Backend, Claim, DelayQueue, DueJob, QueueOptions};
 
 #[derive(Clone, Debug)]
 pub struct SqlDelayQueue {
@@ -63,18 +63,12 @@ impl SqlDelayQueue {
 
 #[async_trait]
 impl Backend for SqlDelayQueue {
-    async fn claim(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease_until: Timestamp,
-        token: &str,
-    ) -> anyhow::Result<Vec<DueJob>> {
+    async fn claim(&self, claim: &Claim) -> anyhow::Result<Vec<DueJob>> {
         let rows = query(&self.claim_sql)
-            .bind(lease_until.as_millis())
-            .bind(token)
-            .bind(now.as_millis())
-            .bind(max as i64)
+            .bind(claim.lease_until.as_millis())
+            .bind(&claim.token)
+            .bind(claim.now.as_millis())
+            .bind(claim.max as i64)
             .fetch_all(self.store.writer())
             .await
             .context("claiming due expiration jobs")?;
@@ -84,7 +78,7 @@ impl Backend for SqlDelayQueue {
                 Ok(DueJob {
                     order_id: row.get("order_id")?,
                     due_at_millis: Timestamp::from_millis(row.get("due_at")?),
-                    claim: token.to_owned(),
+                    claim: claim.token.clone(),
                 })
             })
             .collect::<Result<Vec<_>, ticketing_store::Error>>()?;
@@ -139,10 +133,6 @@ impl DelayQueue for SqlDelayQueue {
             .await
             .context("completing an expiration job")?;
         Ok(())
-    }
-
-    fn in_store(&self) -> Option<&SqlDelayQueue> {
-        Some(self)
     }
 }
 

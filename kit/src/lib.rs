@@ -10,6 +10,9 @@ pub mod error;
 pub mod health;
 pub mod idempotency;
 pub mod json;
+pub mod keyed;
+pub mod replica;
+mod row;
 pub mod runtime;
 pub mod telemetry;
 pub mod trace;
@@ -19,3 +22,7 @@ pub mod validate;
 pub mod testing;
 
 pub use error::{ApiError, ApiResult};
+
+// The paths `from_row!` expands to, whatever the calling crate names the store.
+#[doc(hidden)]
+pub use ticketing_store as __store;

@@ -49,7 +49,6 @@ impl Runtime {
         Ok(store)
     }
 
-    /// The relay of `store`'s outbox to the bus, started; its task is pushed to `tasks`.
     /// Let `store`'s service take `Idempotency-Key`s: their table, and its pruning.
     pub async fn keep_idempotency_keys(
         &self,
@@ -64,6 +63,7 @@ impl Runtime {
         Ok(())
     }
 
+    /// The relay of `store`'s outbox to the bus, started; its task is pushed to `tasks`.
     pub fn start_outbox(&self, store: &Store, tasks: &mut Vec<JoinHandle<()>>) -> Outbox {
         let outbox = Outbox::new(store.clone(), self.bus.clone());
         tasks.push(outbox.spawn(self.shutdown.clone()));
@@ -77,6 +77,53 @@ impl Runtime {
     ) -> anyhow::Result<Vec<JoinHandle<()>>> {
         crate::telemetry::install_recorder();
         consumers.start(&self.bus, &self.shutdown).await
+    }
+
+    /// Start a service that takes writes with `Idempotency-Key`s (orders, tickets,
+    /// payments): its store opened ([`Runtime::open_store`]), the relay of its outbox
+    /// and the pruning of its keys started. [`Starting::mount`] finishes it.
+    pub async fn start_keyed(
+        &self,
+        service: &'static str,
+        migrations: &Migrations,
+    ) -> anyhow::Result<Starting<'_>> {
+        let store = self.open_store(service, migrations).await?;
+        let mut tasks = Vec::new();
+        self.start_outbox(&store, &mut tasks);
+        self.keep_idempotency_keys(&store, &mut tasks).await?;
+        Ok(Starting {
+            rt: self,
+            name: service,
+            store,
+            tasks,
+        })
+    }
+}
+
+/// A service being started ([`Runtime::start_keyed`]): its store, and the background
+/// tasks started so far (push its own).
+pub struct Starting<'rt> {
+    rt: &'rt Runtime,
+    name: &'static str,
+    pub store: Store,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Starting<'_> {
+    /// Subscribe the service's listeners and hand it over with its routes; it is ready
+    /// while its store answers (`<service>-db`).
+    pub async fn mount(
+        mut self,
+        consumers: Consumers,
+        router: OpenApiRouter,
+    ) -> anyhow::Result<Mounted> {
+        self.tasks.extend(self.rt.start_consumers(consumers).await?);
+        Ok(Mounted {
+            name: self.name,
+            router,
+            ready: vec![ReadyCheck::store(format!("{}-db", self.name), &self.store)],
+            tasks: self.tasks,
+        })
     }
 }
 

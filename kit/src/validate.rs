@@ -65,6 +65,18 @@ pub fn as_str<'a>(name: &str, value: &'a Value) -> Result<&'a str, String> {
         .ok_or_else(|| format!("{} must be a string", label(name)))
 }
 
+/// Text of field `name` that must not be empty (`empty` is the message then) nor longer
+/// than `max` characters.
+pub fn bounded<'a>(name: &str, text: &'a str, empty: &str, max: usize) -> Result<&'a str, String> {
+    if text.is_empty() {
+        return Err(empty.to_owned());
+    }
+    if text.chars().count() > max {
+        return Err(format!("{} must be at most {max} characters", label(name)));
+    }
+    Ok(text)
+}
+
 /// Tuples of parsed fields that are all present.
 pub trait AllParsed {
     type Output;

@@ -2,11 +2,32 @@
 
 use std::time::Duration;
 
-use ticketing_contracts::{OrderStatus, Timestamp};
+use ticketing_contracts::api::orders::CancelReason;
+use ticketing_contracts::{OrderId, OrderStatus, Timestamp, UserId};
+
+use crate::tickets::TicketCopy;
+
+/// An order as its row holds it, with the copy of its ticket.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: OrderId,
+    pub user_id: UserId,
+    pub status: OrderStatus,
+    pub deadline: Deadline,
+    pub version: i64,
+    pub ticket: TicketCopy,
+    pub cancel_reason: Option<CancelReason>,
+}
 
 /// States from which an order can still be cancelled or paid. (Which states hold a
-/// ticket is decided by the `orders_one_active_per_ticket` index.)
+/// ticket is decided by the `orders_one_active_per_ticket` index: [`HOLDS_TICKET`].)
 pub const OPEN: [OrderStatus; 2] = [OrderStatus::Created, OrderStatus::AwaitingPayment];
+
+/// The condition of `orders_one_active_per_ticket`, word for word: SQLite uses a partial
+/// index only for a query that repeats its condition (it does not see that
+/// `status IN ('created', 'awaiting:payment')` implies it), and scans the table
+/// otherwise.
+pub(crate) const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";
 
 /// The one deadline of an order. The buyer can pay until `expires_at` (the payments
 /// service refuses later charges by its own clock); the order keeps holding its ticket

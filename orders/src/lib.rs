@@ -18,11 +18,12 @@ use ticketing_bus::Consumers;
 use ticketing_contracts::events::{groups, TicketCreated, TicketUpdated};
 use ticketing_contracts::Timestamp;
 use ticketing_kit::auth::JwtKeys;
-use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::replica::CopyListener;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrations, Store};
 
-use crate::listeners::{ExpirationCompleteListener, PaymentCreatedListener, TicketChangedListener};
+use crate::listeners::{ExpirationCompleteListener, PaymentCreatedListener};
+use crate::tickets::TicketCopy;
 
 pub const SERVICE: &str = "orders";
 
@@ -72,26 +73,20 @@ pub struct AppState {
 
 /// Open the orders database, start its relay and listeners, and return its routes.
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
-    let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
-    let mut tasks = Vec::new();
-    rt.start_outbox(&store, &mut tasks);
-    rt.keep_idempotency_keys(&store, &mut tasks).await?;
+    let service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
+    let store = &service.store;
     let state = AppState {
         store: store.clone(),
-        placer: placer::Placer::new(&store),
+        placer: placer::Placer::new(store),
         keys: rt.keys.clone(),
         settings: settings.clone(),
     };
-    let consumers = Consumers::new(groups::ORDERS, &store)
-        .listen(TicketChangedListener::<TicketCreated>::default())
-        .listen(TicketChangedListener::<TicketUpdated>::default())
+    let consumers = Consumers::new(groups::ORDERS, store)
+        .listen(CopyListener::<TicketCreated, TicketCopy>::default())
+        .listen(CopyListener::<TicketUpdated, TicketCopy>::default())
         .listen(ExpirationCompleteListener)
         .listen(PaymentCreatedListener);
-    tasks.extend(rt.start_consumers(consumers).await?);
-    Ok(Mounted {
-        name: SERVICE,
-        router: routes::router().with_state(state),
-        ready: vec![ReadyCheck::store("orders-db", &store)],
-        tasks,
-    })
+    service
+        .mount(consumers, routes::router().with_state(state))
+        .await
 }

@@ -8,46 +8,31 @@ use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::{OrderId, OrderStatus, TicketId, Timestamp, UserId};
-use ticketing_store::{query, FromRow, Row, Store, Tx};
+use ticketing_store::{query, Row, Store, Tx};
 
-use crate::domain::{Deadline, OPEN};
+use crate::domain::{Deadline, Order, HOLDS_TICKET, OPEN};
 use crate::placer::{Placement, Placer};
 use crate::tickets::{self, TicketCopy};
-
-#[derive(Debug, Clone)]
-pub struct Order {
-    pub id: OrderId,
-    pub user_id: UserId,
-    pub status: OrderStatus,
-    pub deadline: Deadline,
-    pub version: i64,
-    pub ticket: TicketCopy,
-    pub cancel_reason: Option<CancelReason>,
-}
 
 const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.reserved_until, \
     o.version, o.cancel_reason, \
     t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version \
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
-impl FromRow for Order {
-    fn from_row(row: &Row) -> Result<Order, ticketing_store::Error> {
-        Ok(Order {
-            id: row.get("id")?,
-            user_id: row.get("user_id")?,
-            status: row.parse("status")?,
-            deadline: deadline_of(row)?,
-            version: row.get("version")?,
-            ticket: TicketCopy {
-                id: row.get("ticket_id")?,
-                title: row.get("title")?,
-                price: Cents::new(row.get("price_cents")?),
-                version: row.get("ticket_version")?,
-            },
-            cancel_reason: row.parse_optional("cancel_reason")?,
-        })
-    }
-}
+ticketing_kit::from_row!(|row| Order {
+    id,
+    user_id,
+    status: row.parse("status")?,
+    deadline: deadline_of(row)?,
+    version,
+    ticket: TicketCopy {
+        id: row.get("ticket_id")?,
+        title: row.get("title")?,
+        price: Cents::new(row.get("price_cents")?),
+        version: row.get("ticket_version")?,
+    },
+    cancel_reason: row.parse_optional("cancel_reason")?,
+});
 
 /// The deadline an order's row holds.
 fn deadline_of(row: &Row) -> Result<Deadline, ticketing_store::Error> {
@@ -56,12 +41,6 @@ fn deadline_of(row: &Row) -> Result<Deadline, ticketing_store::Error> {
         reserved_until: Timestamp::from_millis(row.get("reserved_until")?),
     })
 }
-
-/// The condition of `orders_one_active_per_ticket`, word for word: SQLite uses a partial
-/// index only for a query that repeats its condition (it does not see that
-/// `status IN ('created', 'awaiting:payment')` implies it), and scans the table
-/// otherwise.
-pub(crate) const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";
 
 /// Cancels the unpaid orders of a ticket whose reservation has run out by `$2` (now),
 /// each by its own `reserved_until`.
@@ -84,18 +63,16 @@ fn open_states() -> String {
 }
 
 /// Why a new order was not placed.
+#[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
     /// No ticket with that id (in the replica).
+    #[error("unknown ticket")]
     UnknownTicket,
     /// Another active order holds the ticket (decided by the unique index).
+    #[error("ticket already reserved")]
     Reserved,
-    Db(ticketing_store::Error),
-}
-
-impl From<ticketing_store::Error> for PlaceError {
-    fn from(e: ticketing_store::Error) -> Self {
-        PlaceError::Db(e)
-    }
+    #[error(transparent)]
+    Db(#[from] ticketing_store::Error),
 }
 
 /// Place an order by `user_id` for ticket `ticket_id`, payable until

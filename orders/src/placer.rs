@@ -16,11 +16,12 @@
 //! not at all. Rows go in ticket order, so two batches that contend for the same tickets
 //! wait for each other in one order and cannot deadlock. Anything else — the ticket
 //! unknown, held, changed, the batch refused or failed — answers "not placed here", and
-//! the caller decides in a transaction ([`crate::orders::place`]). SQLite has no
+//! the caller decides in a transaction (`orders::place`). SQLite has no
 //! round trips to save (and its writer already commits queued transactions together):
 //! there the placer always answers "not placed here".
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, LazyLock};
 
 use batch_aint_one::{Batcher, BatchingPolicy, Limits, Processor};
@@ -28,7 +29,7 @@ use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::TicketId;
 use ticketing_store::{query, Backend, Store};
 
-use crate::orders::{Order, HOLDS_TICKET};
+use crate::domain::{Order, HOLDS_TICKET};
 use crate::tickets::{TicketCopy, FIND_COLUMNS};
 
 /// Most placements in one statement.
@@ -45,8 +46,8 @@ pub struct Placer {
 }
 
 struct Batchers {
-    reads: Batcher<ReadTickets>,
-    inserts: Batcher<InsertOrders>,
+    reads: Batcher<Batched<ReadTickets>>,
+    inserts: Batcher<Batched<InsertOrders>>,
 }
 
 /// An order about to be inserted (its ticket at the version read) and its event.
@@ -98,12 +99,12 @@ impl Placer {
     }
 }
 
-/// A batcher of `processor`'s statement: one at once when a slot is free, the ones
-/// that queued meanwhile together.
-fn batcher<P: Processor<Key = ()>>(name: &str, processor: P) -> Batcher<P> {
+/// A batcher of `statement`: one at once when a slot is free, the ones that queued
+/// meanwhile together.
+fn batcher<S: BatchStatement>(name: &str, statement: S) -> Batcher<Batched<S>> {
     Batcher::builder()
         .name(name)
-        .processor(processor)
+        .processor(Batched(statement))
         .limits(
             Limits::builder()
                 .max_batch_size(MAX_BATCH)
@@ -122,13 +123,26 @@ fn failed(what: &str, error: ticketing_store::Error) -> Arc<ticketing_store::Err
     Arc::new(error)
 }
 
-#[derive(Clone)]
-struct ReadTickets(Store);
+/// One statement for a whole batch: an output per input, in the inputs' order.
+trait BatchStatement: Clone + Send + Sync + 'static {
+    type Input: Send;
+    type Output: Send;
 
-impl Processor for ReadTickets {
+    fn run(
+        &self,
+        inputs: Vec<Self::Input>,
+    ) -> impl Future<Output = BatchResult<Self::Output>> + Send;
+}
+
+/// A [`BatchStatement`] as the batcher's processor: one key, nothing to acquire (the
+/// statement takes its connection from the pool).
+#[derive(Clone)]
+struct Batched<S>(S);
+
+impl<S: BatchStatement> Processor for Batched<S> {
     type Key = ();
-    type Input = TicketId;
-    type Output = Option<TicketCopy>;
+    type Input = S::Input;
+    type Output = S::Output;
     type Error = Arc<ticketing_store::Error>;
     type Resources = ();
 
@@ -139,9 +153,21 @@ impl Processor for ReadTickets {
     async fn process(
         &self,
         _: (),
-        ids: impl Iterator<Item = TicketId> + Send,
+        inputs: impl Iterator<Item = S::Input> + Send,
         _: (),
-    ) -> BatchResult<Option<TicketCopy>> {
+    ) -> BatchResult<S::Output> {
+        self.0.run(inputs.collect()).await
+    }
+}
+
+#[derive(Clone)]
+struct ReadTickets(Store);
+
+impl BatchStatement for ReadTickets {
+    type Input = TicketId;
+    type Output = Option<TicketCopy>;
+
+    async fn run(&self, ids: Vec<TicketId>) -> BatchResult<Option<TicketCopy>> {
         // `= ANY(ARRAY(...))`: an index lookup per id whatever the statistics say (a
         // join with the array could be planned as a scan of the replica).
         static SQL: LazyLock<String> = LazyLock::new(|| {
@@ -150,7 +176,6 @@ impl Processor for ReadTickets {
                  WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))"
             )
         });
-        let ids: Vec<TicketId> = ids.collect();
         let json = serde_json::to_string(&ids).expect("ids serialize");
         let found: Vec<TicketCopy> = query(&SQL)
             .bind(json)
@@ -167,23 +192,11 @@ impl Processor for ReadTickets {
 #[derive(Clone)]
 struct InsertOrders(Store);
 
-impl Processor for InsertOrders {
-    type Key = ();
+impl BatchStatement for InsertOrders {
     type Input = Placement;
     type Output = bool;
-    type Error = Arc<ticketing_store::Error>;
-    type Resources = ();
 
-    async fn acquire_resources(&self, _: ()) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    async fn process(
-        &self,
-        _: (),
-        placements: impl Iterator<Item = Placement> + Send,
-        _: (),
-    ) -> BatchResult<bool> {
+    async fn run(&self, placements: Vec<Placement>) -> BatchResult<bool> {
         // The ticket check is a subquery per row, evaluated once (MATERIALIZED): an index
         // lookup whatever the statistics say.
         static SQL: LazyLock<String> = LazyLock::new(|| {
@@ -204,7 +217,6 @@ impl Processor for InsertOrders {
                 outbox::insert_from_json("(r->'event')")
             )
         });
-        let placements: Vec<Placement> = placements.collect();
         let rows: Vec<serde_json::Value> = placements
             .iter()
             .filter_map(|p| {

@@ -20,13 +20,14 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use ticketing_bus::Consumers;
-use ticketing_contracts::events::groups;
+use ticketing_contracts::events::{groups, OrderCreated};
 use ticketing_kit::auth::JwtKeys;
-use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::replica::CopyListener;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrations, Store};
 
-use crate::listeners::{OrderCancelledListener, OrderCreatedListener};
+use crate::listeners::OrderCancelledListener;
+use crate::orders::OrderCopy;
 use crate::provider::PaymentProvider;
 
 pub const SERVICE: &str = "payments";
@@ -44,23 +45,16 @@ pub struct AppState {
 /// Open the payments database, start its relay and listeners, and return its routes.
 /// `provider` moves the money ([`provider::from_config`] picks Stripe or the sandbox).
 pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::Result<Mounted> {
-    let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
-    let mut tasks = Vec::new();
-    rt.start_outbox(&store, &mut tasks);
-    rt.keep_idempotency_keys(&store, &mut tasks).await?;
+    let service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
     let state = AppState {
-        store: store.clone(),
+        store: service.store.clone(),
         keys: rt.keys.clone(),
         provider,
     };
-    let consumers = Consumers::new(groups::PAYMENTS, &store)
-        .listen(OrderCreatedListener)
+    let consumers = Consumers::new(groups::PAYMENTS, &service.store)
+        .listen(CopyListener::<OrderCreated, OrderCopy>::default())
         .listen(OrderCancelledListener(state.clone()));
-    tasks.extend(rt.start_consumers(consumers).await?);
-    Ok(Mounted {
-        name: SERVICE,
-        router: routes::router().with_state(state),
-        ready: vec![ReadyCheck::store("payments-db", &store)],
-        tasks,
-    })
+    service
+        .mount(consumers, routes::router().with_state(state))
+        .await
 }

@@ -1,8 +1,12 @@
 //! The replica of orders: the newest version of each, whatever the arrival order.
 
+use ticketing_bus::HandlerError;
+use ticketing_contracts::events::OrderCreated;
 use ticketing_contracts::money::Cents;
+use ticketing_contracts::time::parse_millis;
 use ticketing_contracts::{OrderId, OrderStatus, UserId};
-use ticketing_store::{query, Backend, FromRow, On, Row, Tx};
+use ticketing_kit::replica::{CopyOf, Replicated};
+use ticketing_store::{query, On, Query, Tx};
 
 #[derive(Debug, Clone)]
 pub struct OrderCopy {
@@ -25,18 +29,14 @@ impl OrderCopy {
     }
 }
 
-impl FromRow for OrderCopy {
-    fn from_row(row: &Row) -> Result<OrderCopy, ticketing_store::Error> {
-        Ok(OrderCopy {
-            id: row.get("id")?,
-            user_id: row.get("user_id")?,
-            status: row.parse("status")?,
-            price: Cents::new(row.get("price_cents")?),
-            expires_at: row.get("expires_at")?,
-            version: row.get("version")?,
-        })
-    }
-}
+ticketing_kit::from_row!(|row| OrderCopy {
+    id,
+    user_id,
+    status: row.parse("status")?,
+    price: Cents::new(row.get("price_cents")?),
+    expires_at,
+    version,
+});
 
 pub async fn find<'a>(
     on: impl Into<On<'a>>,
@@ -56,60 +56,58 @@ async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, ticketing_
     row.map(|r| r.get("version")).transpose()
 }
 
-/// Keep `order` (`order:created`: the whole order) unless the replica holds its version
-/// or a newer one: newest wins, whatever the arrival order (decision 0023).
-const UPSERT: &str = "INSERT INTO orders (id, user_id, status, price_cents, expires_at, version) \
-    VALUES ($1, $2, $3, $4, $5, $6) \
-    ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
-    price_cents = excluded.price_cents, expires_at = excluded.expires_at, \
-    version = excluded.version WHERE orders.version < excluded.version";
+/// `order:created` carries the whole order: kept unless the replica holds its version or
+/// a newer one, newest wins whatever the arrival order (decision 0023).
+impl Replicated for OrderCopy {
+    const UPSERT: &'static str =
+        "INSERT INTO orders (id, user_id, status, price_cents, expires_at, version) \
+        VALUES ($1, $2, $3, $4, $5, $6) \
+        ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
+        price_cents = excluded.price_cents, expires_at = excluded.expires_at, \
+        version = excluded.version WHERE orders.version < excluded.version";
 
-/// [`UPSERT`] for a batch on PostgreSQL, one statement: the newest copy of each order
-/// (a row changes once per statement), in id order.
-const UPSERT_ALL: &str = "INSERT INTO orders \
-    (id, user_id, status, price_cents, expires_at, version) \
-    SELECT DISTINCT ON (o->>'id') o->>'id', o->>'userId', o->>'status', \
-    (o->>'price')::bigint, (o->>'expiresAt')::bigint, (o->>'version')::bigint \
-    FROM jsonb_array_elements($1::jsonb) AS batch(o) \
-    ORDER BY o->>'id', (o->>'version')::bigint DESC \
-    ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
-    price_cents = excluded.price_cents, expires_at = excluded.expires_at, \
-    version = excluded.version WHERE orders.version < excluded.version";
+    const UPSERT_ALL: &'static str = "INSERT INTO orders \
+        (id, user_id, status, price_cents, expires_at, version) \
+        SELECT DISTINCT ON (o->>'id') o->>'id', o->>'userId', o->>'status', \
+        (o->>'price')::bigint, (o->>'expiresAt')::bigint, (o->>'version')::bigint \
+        FROM jsonb_array_elements($1::jsonb) AS batch(o) \
+        ORDER BY o->>'id', (o->>'version')::bigint DESC \
+        ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
+        price_cents = excluded.price_cents, expires_at = excluded.expires_at, \
+        version = excluded.version WHERE orders.version < excluded.version";
 
-/// Apply new orders (`order:created`, any order, duplicates included) newest-wins: on
-/// PostgreSQL one statement for a batch, on SQLite one per order.
-pub async fn apply_created_all(
-    tx: &mut Tx,
-    orders: &[OrderCopy],
-) -> Result<(), ticketing_store::Error> {
-    if tx.backend() == Backend::Postgres && orders.len() > 1 {
-        let rows: Vec<serde_json::Value> = orders
-            .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "id": o.id, "userId": o.user_id, "status": o.status.as_str(),
-                    "price": o.price.get(), "expiresAt": o.expires_at, "version": o.version,
-                })
-            })
-            .collect();
-        query(UPSERT_ALL)
-            .bind(serde_json::Value::from(rows).to_string())
-            .execute(&mut *tx)
-            .await?;
-        return Ok(());
+    fn bind<'q>(&self, upsert: Query<'q>) -> Query<'q> {
+        upsert
+            .bind(&self.id)
+            .bind(&self.user_id)
+            .bind(self.status.as_str())
+            .bind(self.price.get())
+            .bind(self.expires_at)
+            .bind(self.version)
     }
-    for order in orders {
-        query(UPSERT)
-            .bind(&order.id)
-            .bind(&order.user_id)
-            .bind(order.status.as_str())
-            .bind(order.price.get())
-            .bind(order.expires_at)
-            .bind(order.version)
-            .execute(&mut *tx)
-            .await?;
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id, "userId": self.user_id, "status": self.status.as_str(),
+            "price": self.price.get(), "expiresAt": self.expires_at, "version": self.version,
+        })
     }
-    Ok(())
+}
+
+impl CopyOf<OrderCreated> for OrderCopy {
+    fn copy_of(o: OrderCreated) -> Result<OrderCopy, HandlerError> {
+        let expires_at = parse_millis(&o.expires_at).ok_or_else(|| {
+            HandlerError::Poison(format!("unreadable expiresAt {:?}", o.expires_at))
+        })?;
+        Ok(OrderCopy {
+            id: o.id,
+            user_id: o.user_id,
+            status: o.status,
+            price: o.ticket.price,
+            expires_at,
+            version: o.version,
+        })
+    }
 }
 
 /// The order cancelled at `version` (`order:cancelled`), unless the replica holds that

@@ -219,7 +219,7 @@ async fn accept(
         Err(RecordError::AlreadyPaid) => {
             drop(tx);
             payments::release_now(&state.store, order_id, claim).await?;
-            let recorded = payments::find_for_order_now(&state.store, order_id).await?;
+            let recorded = payments::find_for_order(state.store.reader(), order_id).await?;
             Ok(Accepted::Refused {
                 message: ALREADY_PAID,
                 refund: recorded.is_none_or(|p| p.stripe_id != charge.id),

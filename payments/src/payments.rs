@@ -6,7 +6,7 @@ use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::events::{PaymentCreated, PaymentRefunded};
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::{OrderId, PaymentId, UserId};
-use ticketing_store::{query, FromRow, OnUnique, Row, Store, Tx};
+use ticketing_store::{query, On, OnUnique, Store, Tx};
 
 /// A claim older than this is left over by a process that died mid-payment and may be
 /// taken over. Longer than any charge can take (Stripe: 3 attempts of at most the HTTP
@@ -26,35 +26,21 @@ pub struct Payment {
 const SELECT: &str = "SELECT p.id, p.order_id, p.stripe_id, r.refunded_at \
     FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id";
 
-impl FromRow for Payment {
-    fn from_row(row: &Row) -> Result<Payment, ticketing_store::Error> {
-        Ok(Payment {
-            id: row.get("id")?,
-            order_id: row.get("order_id")?,
-            stripe_id: row.get("stripe_id")?,
-            refunded_at: row.get("refunded_at")?,
-        })
-    }
-}
+ticketing_kit::from_row!(|row| Payment {
+    id,
+    order_id,
+    stripe_id,
+    refunded_at,
+});
 
-pub async fn find_for_order(
-    tx: &mut Tx,
+/// The payment of `order_id`, in a transaction or outside one.
+pub async fn find_for_order<'a>(
+    on: impl Into<On<'a>>,
     order_id: &OrderId,
 ) -> Result<Option<Payment>, ticketing_store::Error> {
     query(&format!("{SELECT} WHERE p.order_id = $1"))
         .bind(order_id)
-        .fetch_optional_as(&mut *tx)
-        .await
-}
-
-/// The payment of `order_id`, read outside a transaction.
-pub async fn find_for_order_now(
-    store: &Store,
-    order_id: &OrderId,
-) -> Result<Option<Payment>, ticketing_store::Error> {
-    query(&format!("{SELECT} WHERE p.order_id = $1"))
-        .bind(order_id)
-        .fetch_optional_as(store.reader())
+        .fetch_optional_as(on)
         .await
 }
 
@@ -145,16 +131,13 @@ pub async fn release_now(
 }
 
 /// Why a payment was not recorded.
+#[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// The order already has a payment (the unique index decided).
+    #[error("order already paid")]
     AlreadyPaid,
-    Db(ticketing_store::Error),
-}
-
-impl From<ticketing_store::Error> for RecordError {
-    fn from(e: ticketing_store::Error) -> Self {
-        RecordError::Db(e)
-    }
+    #[error(transparent)]
+    Db(#[from] ticketing_store::Error),
 }
 
 /// Record the payment of `order_id` by charge `stripe_id` and enqueue `payment:created`.

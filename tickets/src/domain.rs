@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use ticketing_contracts::money::Cents;
-use ticketing_kit::validate::as_str;
+use ticketing_kit::validate::{as_str, bounded};
 
 pub use ticketing_contracts::api::tickets::MAX_TITLE_CHARS;
 
@@ -13,14 +13,7 @@ pub struct Title(String);
 impl Title {
     pub fn parse(raw: &Value) -> Result<Title, String> {
         let text = as_str("title", raw)?.trim();
-        if text.is_empty() {
-            return Err("Title is required".into());
-        }
-        if text.chars().count() > MAX_TITLE_CHARS {
-            return Err(format!(
-                "Title must be at most {MAX_TITLE_CHARS} characters"
-            ));
-        }
+        let text = bounded("title", text, "Title is required", MAX_TITLE_CHARS)?;
         Ok(Title(text.to_owned()))
     }
 

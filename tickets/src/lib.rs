@@ -15,7 +15,6 @@ use axum::extract::FromRef;
 use ticketing_bus::Consumers;
 use ticketing_contracts::events::groups;
 use ticketing_kit::auth::JwtKeys;
-use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrations, Store};
 
@@ -60,24 +59,18 @@ pub struct AppState {
 
 /// Open the tickets database, start its relay and listeners, and return its routes.
 pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
-    let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
-    let mut tasks = Vec::new();
-    rt.start_outbox(&store, &mut tasks);
-    rt.keep_idempotency_keys(&store, &mut tasks).await?;
+    let mut service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
     let state = AppState {
-        store: store.clone(),
+        store: service.store.clone(),
         keys: rt.keys.clone(),
         list_cache: Arc::default(),
     };
-    let consumers = Consumers::new(groups::TICKETS, &store)
+    let consumers = Consumers::new(groups::TICKETS, &service.store)
         .listen(OrderCreatedListener)
         .listen(OrderCancelledListener);
-    tasks.extend(rt.start_consumers(consumers).await?);
-    tasks.push(spawn_pruner(&store, rt));
-    Ok(Mounted {
-        name: SERVICE,
-        router: routes::router().with_state(state),
-        ready: vec![ReadyCheck::store("tickets-db", &store)],
-        tasks,
-    })
+    let pruner = spawn_pruner(&service.store, rt);
+    service.tasks.push(pruner);
+    service
+        .mount(consumers, routes::router().with_state(state))
+        .await
 }

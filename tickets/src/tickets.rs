@@ -5,7 +5,7 @@ use ticketing_bus::Envelope;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::{OrderId, TicketId, UserId};
-use ticketing_store::{query, Backend, FromRow, Row, Store, Tx};
+use ticketing_store::{query, Backend, FromRow, Query, Store, Tx};
 
 use crate::domain::Title;
 
@@ -21,18 +21,14 @@ pub struct Ticket {
 
 const COLUMNS: &str = "id, title, price_cents, user_id, version, order_id";
 
-impl FromRow for Ticket {
-    fn from_row(row: &Row) -> Result<Ticket, ticketing_store::Error> {
-        Ok(Ticket {
-            id: row.get("id")?,
-            title: row.get("title")?,
-            price: Cents::new(row.get("price_cents")?),
-            user_id: row.get("user_id")?,
-            version: row.get("version")?,
-            order_id: row.get("order_id")?,
-        })
-    }
-}
+ticketing_kit::from_row!(|row| Ticket {
+    id,
+    title,
+    price: Cents::new(row.get("price_cents")?),
+    user_id,
+    version,
+    order_id,
+});
 
 impl Ticket {
     fn updated_event(&self) -> Envelope {
@@ -104,13 +100,11 @@ pub async fn list_available(
     .await
 }
 
-/// A conditional write's outcome: the changed ticket, announced as `ticket:updated` in
-/// the same transaction, or `None` when the condition refused the change.
-async fn announce_change(
-    tx: &mut Tx,
-    row: Option<Row>,
-) -> Result<Option<Ticket>, ticketing_store::Error> {
-    let Some(ticket) = row.as_ref().map(Ticket::from_row).transpose()? else {
+/// Run a conditional write that returns the changed ticket ([`COLUMNS`]), and announce
+/// the change as `ticket:updated` in the same transaction; `None` when the condition
+/// refused the change.
+async fn change(tx: &mut Tx, write: Query<'_>) -> Result<Option<Ticket>, ticketing_store::Error> {
+    let Some(ticket) = write.fetch_optional_as::<Ticket>(&mut *tx).await? else {
         return Ok(None);
     };
     outbox::enqueue(tx, &ticket.updated_event()).await?;
@@ -125,17 +119,16 @@ pub async fn update(
     title: &Title,
     price: Cents,
 ) -> Result<Option<Ticket>, ticketing_store::Error> {
-    let row = query(&format!(
+    let sql = format!(
         "UPDATE tickets SET title = $1, price_cents = $2, version = version + 1 \
          WHERE id = $3 AND user_id = $4 AND order_id IS NULL RETURNING {COLUMNS}"
-    ))
-    .bind(title.as_str())
-    .bind(price.get())
-    .bind(id)
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    announce_change(tx, row).await
+    );
+    let write = query(&sql)
+        .bind(title.as_str())
+        .bind(price.get())
+        .bind(id)
+        .bind(user_id);
+    change(tx, write).await
 }
 
 /// Reserve for `order_id`. The orders service decides who holds a ticket; events for
@@ -151,18 +144,14 @@ pub async fn reserve(
     id: &TicketId,
     order_id: &OrderId,
 ) -> Result<Option<Ticket>, ticketing_store::Error> {
-    let row = query(&format!(
+    let sql = format!(
         "UPDATE tickets SET order_id = $1, last_order_id = $1, version = version + 1 \
          WHERE id = $2 AND (order_id IS NULL OR order_id < $1) \
            AND (last_order_id IS NULL OR last_order_id < $1) \
            AND NOT EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1) \
          RETURNING {COLUMNS}"
-    ))
-    .bind(order_id)
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    announce_change(tx, row).await
+    );
+    change(tx, query(&sql).bind(order_id).bind(id)).await
 }
 
 /// [`reserve`] for several (ticket, order) pairs in one statement, PostgreSQL only: for
@@ -235,15 +224,11 @@ pub async fn release(
     .bind(order_id)
     .execute(&mut *tx)
     .await?;
-    let row = query(&format!(
+    let sql = format!(
         "UPDATE tickets SET order_id = NULL, version = version + 1 \
          WHERE id = $1 AND order_id = $2 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(order_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    announce_change(tx, row).await
+    );
+    change(tx, query(&sql).bind(id).bind(order_id)).await
 }
 
 pub async fn exists(tx: &mut Tx, id: &TicketId) -> Result<bool, ticketing_store::Error> {

@@ -3,9 +3,8 @@
 //! of events shares one commit. Where it is outside (Redis), they do it in `prepare`,
 //! idempotently, before the event is marked handled.
 
-mod order_cancelled;
+mod finished;
 mod order_created;
-mod payment_created;
 
 use std::sync::Arc;
 
@@ -14,16 +13,19 @@ use ticketing_contracts::time::now_millis;
 use ticketing_contracts::{OrderId, Timestamp};
 use ticketing_store::{query, Tx};
 
-pub use order_cancelled::OrderCancelledListener;
+pub use finished::FinishedListener;
 pub use order_created::OrderCreatedListener;
-pub use payment_created::PaymentCreatedListener;
 
-use crate::DelayQueue;
+use crate::{DelayQueue, SqlDelayQueue};
 
-/// What the expiration listeners share.
+/// Where the expiration listeners schedule and drop jobs.
 #[derive(Clone)]
-pub struct State {
-    pub queue: Arc<dyn DelayQueue>,
+pub enum State {
+    /// A table of the service's own store: in the transaction that marks the event
+    /// handled (no effect outside the database, so a backlog shares one commit).
+    InStore(SqlDelayQueue),
+    /// Outside it (Redis): in `prepare`, idempotently.
+    Outside(Arc<dyn DelayQueue>),
 }
 
 /// Has the order been paid or cancelled? Its expiry must then never fire.
@@ -54,14 +56,14 @@ async fn schedule(
     order_id: &OrderId,
     due: Timestamp,
 ) -> Result<(), HandlerError> {
-    match (state.queue.in_store(), tx) {
-        (Some(queue), Some(tx)) => {
+    match (state, tx) {
+        (State::InStore(queue), Some(tx)) => {
             if is_finished(&mut *tx, order_id).await? {
                 return Ok(());
             }
             queue.schedule_in(tx, order_id, due).await?;
         }
-        (None, None) => state.queue.schedule(order_id, due).await?,
+        (State::Outside(queue), None) => queue.schedule(order_id, due).await?,
         // `prepare` of a queue in the store, or `handle` of one outside: the other does it.
         _ => {}
     }
@@ -75,9 +77,9 @@ async fn cancel(
     tx: Option<&mut Tx>,
     order_id: &OrderId,
 ) -> Result<(), HandlerError> {
-    match (state.queue.in_store(), tx) {
-        (Some(queue), Some(tx)) => queue.cancel_in(tx, order_id).await?,
-        (None, None) => state.queue.cancel(order_id).await?,
+    match (state, tx) {
+        (State::InStore(queue), Some(tx)) => queue.cancel_in(tx, order_id).await?,
+        (State::Outside(queue), None) => queue.cancel(order_id).await?,
         _ => {}
     }
     Ok(())
@@ -86,12 +88,12 @@ async fn cancel(
 impl State {
     /// Are the queue's changes outside the store's transactions?
     fn queue_outside(&self) -> bool {
-        self.queue.in_store().is_none()
+        matches!(self, State::Outside(_))
     }
 
     /// After a commit that may have scheduled jobs.
     fn scheduled(&self) {
-        if let Some(queue) = self.queue.in_store() {
+        if let State::InStore(queue) = self {
             queue.woken();
         }
     }

@@ -1,7 +1,5 @@
 mod expiration_complete;
 mod payment_created;
-mod ticket_changed;
 
 pub use expiration_complete::ExpirationCompleteListener;
 pub use payment_created::PaymentCreatedListener;
-pub use ticket_changed::TicketChangedListener;

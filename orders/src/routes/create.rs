@@ -5,8 +5,9 @@ use axum::Json;
 use ticketing_contracts::api::orders::CreateOrder;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
-use ticketing_kit::idempotency::{self, IdempotencyKey};
+use ticketing_kit::idempotency::IdempotencyKey;
 use ticketing_kit::json::ApiJson;
+use ticketing_kit::keyed::{self, KeyRefusals};
 use ticketing_kit::validate::{parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
@@ -32,8 +33,7 @@ use crate::AppState;
         (status = 400, description = "Missing or malformed ticketId, or `Ticket is already reserved`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "Unknown ticket", body = ErrorBody),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still in progress", body = ErrorBody),
-        (status = 422, description = "The `Idempotency-Key` was used with a different request", body = ErrorBody),
+        KeyRefusals,
     ),
     params(IdempotencyKey))]
 pub async fn create(
@@ -63,13 +63,15 @@ pub async fn create(
         return Ok((StatusCode::CREATED, Json(OrderBody::from(order))).into_response());
     };
     // With a key the order and its answer commit together: a transaction, not the placer.
-    idempotency::once(&state.store, Some(&keyed), async || {
-        let mut tx = state.store.begin().await?;
-        let order = orders::place_in_tx(&mut tx, &ticket_id, &user.id, now, deadline).await?;
-        keyed
-            .commit(tx, StatusCode::CREATED, OrderBody::from(order))
-            .await
-    })
+    keyed::once_in_tx(
+        &state.store,
+        Some(&keyed),
+        StatusCode::CREATED,
+        async |tx| {
+            let order = orders::place_in_tx(tx, &ticket_id, &user.id, now, deadline).await?;
+            Ok(OrderBody::from(order))
+        },
+    )
     .await
 }
 

@@ -12,7 +12,8 @@ pub use ticketing_contracts::api::orders::{OrderBody, OrderTicketBody};
 
 use ticketing_contracts::{OrderId, UserId};
 
-use crate::orders::{self, Order};
+use crate::domain::Order;
+use crate::orders;
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -24,7 +24,7 @@ impl Listener for OrderCancelledListener {
 
     async fn prepare(&self, order: &OrderCancelled) -> Result<(), HandlerError> {
         let state = &self.0;
-        let Some(payment) = payments::find_for_order_now(&state.store, &order.id).await? else {
+        let Some(payment) = payments::find_for_order(state.store.reader(), &order.id).await? else {
             return Ok(());
         };
         if payment.refunded_at.is_some() {
@@ -55,7 +55,7 @@ impl Listener for OrderCancelledListener {
                 order.id
             )));
         }
-        if let Some(payment) = payments::find_for_order(tx, &order.id).await? {
+        if let Some(payment) = payments::find_for_order(&mut *tx, &order.id).await? {
             payments::record_refund(tx, &payment).await?;
         }
         Ok(())

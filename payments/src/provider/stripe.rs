@@ -357,66 +357,56 @@ mod tests {
 
     #[test]
     fn classifies_stripe_errors() {
-        let c = |s: u16, r, e| outcome(classify(StatusCode::from_u16(s).unwrap(), r, e));
-        assert_eq!(
-            c(402, None, err("card_error", Some("card_declined"), None)),
-            "declined"
-        );
-        assert_eq!(
-            c(
+        let invalid = |code, param| err("invalid_request_error", code, param);
+        // (HTTP status, `Stripe-Should-Retry`, error, outcome)
+        let cases = [
+            (
+                402,
+                None,
+                err("card_error", Some("card_declined"), None),
+                "declined",
+            ),
+            (
                 400,
                 None,
-                err(
-                    "invalid_request_error",
-                    Some("resource_missing"),
-                    Some("source")
-                )
+                invalid(Some("resource_missing"), Some("source")),
+                "declined",
             ),
-            "declined"
-        );
-        assert_eq!(
-            c(
+            (
                 400,
                 None,
-                err(
-                    "invalid_request_error",
-                    Some("amount_too_small"),
-                    Some("amount")
-                )
+                invalid(Some("amount_too_small"), Some("amount")),
+                "declined",
             ),
-            "declined"
-        );
-        assert_eq!(c(400, None, err("idempotency_error", None, None)), "other");
-        assert_eq!(
-            c(
+            (400, None, err("idempotency_error", None, None), "other"),
+            (
                 400,
                 None,
-                err(
-                    "invalid_request_error",
-                    Some("parameter_unknown"),
-                    Some("foo")
-                )
+                invalid(Some("parameter_unknown"), Some("foo")),
+                "other",
             ),
-            "other"
-        );
-        assert_eq!(
-            c(401, None, err("invalid_request_error", None, None)),
-            "other"
-        );
-        assert_eq!(c(500, None, err("api_error", None, None)), "retry");
-        assert_eq!(c(503, None, StripeError::default()), "retry");
-        assert_eq!(
-            c(429, None, err("rate_limit_error", Some("rate_limit"), None)),
-            "retry"
-        );
-        assert_eq!(c(409, None, err("idempotency_error", None, None)), "retry");
-        assert_eq!(
-            c(409, Some(false), err("idempotency_error", None, None)),
-            "other"
-        );
-        assert_eq!(
-            c(400, Some(true), err("invalid_request_error", None, None)),
-            "retry"
-        );
+            (401, None, invalid(None, None), "other"),
+            (500, None, err("api_error", None, None), "retry"),
+            (503, None, StripeError::default(), "retry"),
+            (
+                429,
+                None,
+                err("rate_limit_error", Some("rate_limit"), None),
+                "retry",
+            ),
+            (409, None, err("idempotency_error", None, None), "retry"),
+            (
+                409,
+                Some(false),
+                err("idempotency_error", None, None),
+                "other",
+            ),
+            (400, Some(true), invalid(None, None), "retry"),
+        ];
+        for (status, should_retry, error, expected) in cases {
+            let status = StatusCode::from_u16(status).unwrap();
+            let got = outcome(classify(status, should_retry, error));
+            assert_eq!(got, expected, "{status} {should_retry:?}");
+        }
     }
 }

@@ -8,7 +8,8 @@ use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::idempotency::{self, IdempotencyKey};
 use ticketing_kit::json::ApiJson;
-use ticketing_kit::validate::{as_str, parse_id, Fields};
+use ticketing_kit::keyed::KeyRefusals;
+use ticketing_kit::validate::{as_str, bounded, parse_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
 use super::PaymentBody;
@@ -19,13 +20,7 @@ use crate::AppState;
 
 fn parse_token(raw: &Value) -> Result<String, String> {
     let token = as_str("token", raw)?.trim();
-    if token.is_empty() {
-        return Err("Token is required".into());
-    }
-    if token.chars().count() > 255 {
-        return Err("Token must be at most 255 characters".into());
-    }
-    Ok(token.to_owned())
+    Ok(bounded("token", token, "Token is required", 255)?.to_owned())
 }
 
 /// Pay one of the caller's orders: charges its price (USD cents) with `token`.
@@ -42,8 +37,7 @@ fn parse_token(raw: &Value) -> Result<String, String> {
         (status = 404, description = "Unknown order", body = ErrorBody),
         (status = 502, description = "The payment provider answered with an error: try again", body = ErrorBody),
         (status = 503, description = "The payment provider is unavailable: nothing was charged, try again", body = ErrorBody),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still in progress", body = ErrorBody),
-        (status = 422, description = "The `Idempotency-Key` was used with a different request", body = ErrorBody),
+        KeyRefusals,
     ),
     params(IdempotencyKey))]
 pub async fn create(

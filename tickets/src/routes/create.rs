@@ -1,11 +1,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
-use ticketing_kit::idempotency::{self, IdempotencyKey};
+use ticketing_kit::idempotency::IdempotencyKey;
 use ticketing_kit::json::ApiJson;
+use ticketing_kit::keyed::{self, KeyRefusals};
 use ticketing_kit::validate::Fields;
 use ticketing_kit::ApiResult;
 
@@ -25,8 +25,7 @@ use crate::{tickets, AppState};
             )),
         (status = 400, description = "Invalid title or price (`field` names each)", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still in progress", body = ErrorBody),
-        (status = 422, description = "The `Idempotency-Key` was used with a different request", body = ErrorBody),
+        KeyRefusals,
     ),
     params(IdempotencyKey))]
 pub async fn create(
@@ -41,16 +40,15 @@ pub async fn create(
     let (title, price) = fields.finish((title, price))?;
 
     let keyed = key.scoped(&user.id, "POST /api/tickets", &body);
-    let create = async || {
-        let mut tx = state.store.begin().await?;
-        let ticket = TicketBody::from(tickets::create(&mut tx, &title, price, &user.id).await?);
-        match &keyed {
-            Some(keyed) => keyed.commit(tx, StatusCode::CREATED, ticket).await,
-            None => {
-                tx.commit().await?;
-                Ok((StatusCode::CREATED, Json(ticket)).into_response())
-            }
-        }
-    };
-    idempotency::once(&state.store, keyed.as_ref(), create).await
+    keyed::once_in_tx(
+        &state.store,
+        keyed.as_ref(),
+        StatusCode::CREATED,
+        async |tx| {
+            Ok(TicketBody::from(
+                tickets::create(tx, &title, price, &user.id).await?,
+            ))
+        },
+    )
+    .await
 }
