@@ -84,17 +84,18 @@ impl PgTx {
     }
 
     pub(crate) async fn commit(&mut self) -> Result<(), Error> {
-        AnyTransactionManager::commit(&mut self.conn)
-            .await
-            .map_err(error)?;
-        self.open = false;
-        Ok(())
+        let answer = AnyTransactionManager::commit(&mut self.conn).await;
+        self.ended(answer)
     }
 
     pub(crate) async fn rollback(&mut self) -> Result<(), Error> {
-        AnyTransactionManager::rollback(&mut self.conn)
-            .await
-            .map_err(error)?;
+        let answer = AnyTransactionManager::rollback(&mut self.conn).await;
+        self.ended(answer)
+    }
+
+    /// Finished only once the server answered: until then the drop rolls back.
+    fn ended(&mut self, answer: Result<(), sqlx::Error>) -> Result<(), Error> {
+        answer.map_err(error)?;
         self.open = false;
         Ok(())
     }
