@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::RETENTION;
 use crate::envelope::Envelope;
 use ticketing_contracts::time::now_millis;
-use ticketing_store::retention::{self, PRUNE_BATCH};
+use ticketing_store::retention;
 use ticketing_store::{query, Backend, Store, Tx};
 
 /// Begin the transaction that handles `event` for consumer `group`, with the
@@ -153,25 +153,19 @@ pub async fn handled(
 /// redelivered while its bus still holds it.
 pub const KEEP: Duration = Duration::from_secs(RETENTION.as_secs() + 24 * 3600);
 
+/// The marks' retention: (table, time column, key).
+const MARKS: (&str, &str, &str) = ("inbox", "processed_at", "consumer_group, event_id");
+
 /// Forget marks older than `age_millis`, a batch per statement so that the writer is
 /// never held for long.
 pub async fn prune(store: &Store, age_millis: i64) -> Result<u64, ticketing_store::Error> {
-    let before = now_millis() - age_millis;
-    retention::delete_in_batches(store, || {
-        query(
-            "DELETE FROM inbox WHERE (consumer_group, event_id) IN \
-             (SELECT consumer_group, event_id FROM inbox WHERE processed_at < $1 LIMIT $2)",
-        )
-        .bind(before)
-        .bind(PRUNE_BATCH)
-    })
-    .await
+    let (table, column, key) = MARKS;
+    let age = Duration::from_millis(u64::try_from(age_millis).unwrap_or(0));
+    retention::prune_older_than(store, table, column, key, age).await
 }
 
 /// Prune marks older than [`KEEP`] every hour until `shutdown`.
 pub fn spawn_pruner(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
-    retention::spawn_pruner("inbox marks", shutdown, move || {
-        let store = store.clone();
-        async move { prune(&store, KEEP.as_millis() as i64).await }
-    })
+    let (table, column, key) = MARKS;
+    retention::spawn_table_pruner(store, table, column, key, KEEP, shutdown)
 }

@@ -2,34 +2,23 @@
 //! "publish" span per event (a child of the event's create span) when spans are
 //! exported. A wrapper, so that neither the relay nor a backend carries the telemetry.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-use crate::bus::{ConsumerLag, DeadLetter, EventBus, Handler, SharedBus};
+use crate::bus::SharedBus;
 use crate::envelope::Envelope;
 use crate::telemetry::parent_of;
 use crate::trace::{self, TraceContext};
-use ticketing_contracts::events::Subject;
 
-/// `bus`, instrumented (`ticketing_events_published_total{subject}`, publish spans).
+/// `bus`, instrumented (`ticketing_events_published_total{subject}`, publish spans). Not
+/// an `EventBus` itself: the relay only publishes batches.
 pub struct Instrumented(SharedBus);
 
 impl Instrumented {
-    pub fn wrap(bus: SharedBus) -> SharedBus {
-        Arc::new(Instrumented(bus))
-    }
-}
-
-#[async_trait]
-impl EventBus for Instrumented {
-    async fn publish(&self, event: &Envelope) -> anyhow::Result<()> {
-        self.publish_batch(std::slice::from_ref(event)).await
+    pub fn wrap(bus: SharedBus) -> Instrumented {
+        Instrumented(bus)
     }
 
-    async fn publish_batch(&self, events: &[Envelope]) -> anyhow::Result<()> {
+    /// [`EventBus::publish_batch`](crate::EventBus::publish_batch), counted and
+    /// traced.
+    pub async fn publish_batch(&self, events: &[Envelope]) -> anyhow::Result<()> {
         let spans: Vec<tracing::Span> = if trace::exporting() {
             events.iter().map(publish_span).collect()
         } else {
@@ -48,28 +37,6 @@ impl EventBus for Instrumented {
             }
         }
         published
-    }
-
-    async fn subscribe(
-        &self,
-        group: &str,
-        subject: Subject,
-        handler: Arc<dyn Handler>,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<JoinHandle<()>> {
-        self.0.subscribe(group, subject, handler, shutdown).await
-    }
-
-    async fn ping(&self) -> anyhow::Result<()> {
-        self.0.ping().await
-    }
-
-    async fn consumer_lag(&self) -> anyhow::Result<Vec<ConsumerLag>> {
-        self.0.consumer_lag().await
-    }
-
-    async fn dead_letters(&self, group: &str, subject: Subject) -> anyhow::Result<Vec<DeadLetter>> {
-        self.0.dead_letters(group, subject).await
     }
 }
 

@@ -131,6 +131,19 @@ pub fn bind_event<'q>(query: Query<'q>, event: &Envelope) -> Query<'q> {
         .bind(event.produced_at)
 }
 
+/// The event of a row holding [`bind_event`]'s columns, its subject already parsed.
+pub(crate) fn read_event(row: &Row, subject: Subject) -> Result<Envelope, ticketing_store::Error> {
+    let payload: Vec<u8> = row.get("payload")?;
+    Ok(Envelope {
+        id: row.get("event_id")?,
+        subject,
+        payload: payload.into(),
+        traceparent: row.get("traceparent")?,
+        tracestate: row.get("tracestate")?,
+        produced_at: row.get("produced_at")?,
+    })
+}
+
 /// How long the relay may take, at shutdown, to publish what is still pending.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
@@ -165,7 +178,7 @@ pub struct Outbox {
 
 struct Inner {
     store: Store,
-    bus: SharedBus,
+    bus: Instrumented,
     options: OutboxOptions,
     /// One pass at a time in this process (clones share it); replicas are handled by
     /// the database lock.
@@ -348,15 +361,7 @@ fn decode_rows(rows: &[Row]) -> Result<(Vec<i64>, Vec<Envelope>), ticketing_stor
             tracing::error!(seq, subject = %name, "outbox row with an unknown subject dropped");
             continue;
         };
-        let payload: Vec<u8> = row.get("payload")?;
-        events.push(Envelope {
-            id: row.get("event_id")?,
-            subject,
-            payload: payload.into(),
-            traceparent: row.get("traceparent")?,
-            tracestate: row.get("tracestate")?,
-            produced_at: row.get("produced_at")?,
-        });
+        events.push(read_event(row, subject)?);
     }
     Ok((seqs, events))
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::UserId;
-use ticketing_store::retention::{self, PRUNE_BATCH};
+use ticketing_store::retention;
 use ticketing_store::{query, Backend, On, Store, Tx};
 
 use crate::{ApiError, ApiResult};
@@ -222,24 +222,17 @@ where
     }
 }
 
+/// The keys' retention: (table, time column, key).
+const KEYS: (&str, &str, &str) = ("idempotency_keys", "created_at", "scope, key");
+
 /// Forget keys older than [`KEEP`], a batch per statement.
 pub async fn prune(store: &Store) -> Result<u64, ticketing_store::Error> {
-    let before = now_millis() - KEEP.as_millis() as i64;
-    retention::delete_in_batches(store, || {
-        query(
-            "DELETE FROM idempotency_keys WHERE (scope, key) IN \
-             (SELECT scope, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind(before)
-        .bind(PRUNE_BATCH)
-    })
-    .await
+    let (table, column, key) = KEYS;
+    retention::prune_older_than(store, table, column, key, KEEP).await
 }
 
 /// Prune expired keys every hour until `shutdown`.
 pub fn spawn_pruner(store: Store, shutdown: CancellationToken) -> JoinHandle<()> {
-    retention::spawn_pruner("idempotency keys", shutdown, move || {
-        let store = store.clone();
-        async move { prune(&store).await }
-    })
+    let (table, column, key) = KEYS;
+    retention::spawn_table_pruner(store, table, column, key, KEEP, shutdown)
 }

@@ -2,10 +2,9 @@
 //! are opened (the binary's `--database-url`, `--data-dir`, `--sqlite-*` settings).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use anyhow::Context;
-
-use crate::sqlite;
 
 /// When a SQLite commit is on disk (`PRAGMA synchronous`), for every file the process
 /// opens from then on.
@@ -41,18 +40,37 @@ impl std::fmt::Display for Synchronous {
     }
 }
 
+/// The process's choice of [`Synchronous`], read by the SQLite wing whenever it opens a
+/// file (a process-wide setting, like SQLite's allocator).
+static SYNCHRONOUS: AtomicU8 = AtomicU8::new(Synchronous::Normal as u8);
+
 /// Choose [`Synchronous`] for the SQLite files this process opens after the call (the
 /// `--sqlite-synchronous` setting of the binary).
 pub fn set_sqlite_synchronous(mode: Synchronous) {
-    sqlite::set_synchronous(mode);
+    SYNCHRONOUS.store(mode as u8, Ordering::Relaxed);
 }
+
+pub(crate) fn sqlite_synchronous() -> Synchronous {
+    if SYNCHRONOUS.load(Ordering::Relaxed) == Synchronous::Full as u8 {
+        Synchronous::Full
+    } else {
+        Synchronous::Normal
+    }
+}
+
+/// Whether SQLite connections open on the gathered-log VFS (`--sqlite-gathered-log`).
+static GATHERED_LOG: AtomicBool = AtomicBool::new(true);
 
 /// Whether the SQLite files this process opens after the call gather a commit's log
 /// frames into one write (the `--sqlite-gathered-log` setting of the binary, on by
 /// default; off opens them on SQLite's default VFS, to rule it out in an incident). See
 /// docs/decisions/0022-a-commit-in-one-write.md.
 pub fn set_sqlite_gathered_log(on: bool) {
-    sqlite::set_gathered_log(on);
+    GATHERED_LOG.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn sqlite_gathered_log() -> bool {
+    GATHERED_LOG.load(Ordering::Relaxed)
 }
 
 /// Which database engine a store runs on.

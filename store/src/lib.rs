@@ -8,7 +8,9 @@
 
 mod config;
 mod conflict;
+mod engine;
 mod error;
+mod metrics;
 mod migrations;
 mod postgres;
 mod query;

@@ -1,5 +1,5 @@
 //! A service's migrations: SQL files in its `migrations/` folder, one set for both
-//! engines, embedded in the binary and applied in order at [`Store::open`](crate::Store::open).
+//! engines, embedded in the binary and applied in order when a store opens (`Store::open`).
 //!
 //! They are recorded as sqlx records them (`_sqlx_migrations`, a SHA-384 of each file),
 //! so databases migrated before keep their history.

@@ -6,14 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyTransactionManager};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Executor, TransactionManager};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, TransactionManager};
 
-use std::sync::Arc;
-
-use tokio::sync::Notify;
-
-use crate::store::Changes;
-use crate::tx::{Tx, TxConn};
 use crate::{Error, Migrations};
 
 /// Open (creating the database if missing) and migrate.
@@ -51,46 +45,68 @@ pub(crate) async fn open_read_only(url: &str) -> anyhow::Result<AnyPool> {
         .context("connecting to PostgreSQL")
 }
 
-/// A transaction on a pool connection.
+/// A transaction on a pool connection. Dropped unfinished (never committed or rolled
+/// back, or a commit or rollback that failed or was cancelled, which leaves sqlx's count
+/// of the transaction up), it queues the rollback before the connection's next use.
+pub(crate) struct PgTx {
+    conn: PoolConnection<Any>,
+    open: bool,
+}
+
+/// Begin a transaction on a pool connection.
 ///
 /// sqlx counts a PostgreSQL transaction only once BEGIN is answered: a begin dropped
 /// while waiting leaves the server inside a transaction the connection does not know
 /// about, and the pool hands it to the next caller, whose writes then never commit.
-/// Beginning in a task of its own cannot be interrupted; if nobody waits for the `Tx`
-/// any more, it is dropped there, and its drop rolls back.
-pub(crate) async fn begin(
-    pool: &AnyPool,
-    changes: Changes,
-    signal: Arc<Notify>,
-) -> Result<Tx, Error> {
+/// Beginning in a task of its own cannot be interrupted; if nobody waits for the
+/// transaction any more, it is dropped there, and its drop rolls back.
+pub(crate) async fn begin(pool: &AnyPool) -> Result<PgTx, Error> {
     let pool = pool.clone();
     tokio::spawn(async move {
         let waiting = std::time::Instant::now();
         let conn = pool.acquire().await;
-        crate::store::writer_waited("postgres", waiting);
-        let mut tx = Tx::new(TxConn::Pg(conn.map_err(error)?), changes, signal);
-        if let TxConn::Pg(conn) = &mut tx.conn {
-            AnyTransactionManager::begin(conn, None)
-                .await
-                .map_err(error)?;
-        }
+        crate::metrics::writer_waited("postgres", waiting);
+        let mut tx = PgTx {
+            conn: conn.map_err(error)?,
+            open: true,
+        };
+        AnyTransactionManager::begin(&mut tx.conn, None)
+            .await
+            .map_err(error)?;
         Ok(tx)
     })
     .await?
 }
 
-pub(crate) async fn commit(conn: &mut PoolConnection<Any>) -> Result<(), Error> {
-    AnyTransactionManager::commit(conn).await.map_err(error)
+impl PgTx {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+
+    pub(crate) async fn commit(&mut self) -> Result<(), Error> {
+        let answer = AnyTransactionManager::commit(&mut self.conn).await;
+        self.ended(answer)
+    }
+
+    pub(crate) async fn rollback(&mut self) -> Result<(), Error> {
+        let answer = AnyTransactionManager::rollback(&mut self.conn).await;
+        self.ended(answer)
+    }
+
+    /// Finished only once the server answered: until then the drop rolls back.
+    fn ended(&mut self, answer: Result<(), sqlx::Error>) -> Result<(), Error> {
+        answer.map_err(error)?;
+        self.open = false;
+        Ok(())
+    }
 }
 
-pub(crate) async fn rollback(conn: &mut PoolConnection<Any>) -> Result<(), Error> {
-    AnyTransactionManager::rollback(conn).await.map_err(error)
-}
-
-/// Queue the rollback of a transaction dropped unfinished (before the connection's next
-/// use).
-pub(crate) fn start_rollback(conn: &mut PoolConnection<Any>) {
-    AnyTransactionManager::start_rollback(conn)
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if self.open {
+            AnyTransactionManager::start_rollback(&mut self.conn);
+        }
+    }
 }
 
 /// sqlx's errors as the store's: the one mapping of the PostgreSQL driver.

@@ -8,10 +8,11 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};
 
+use crate::engine::{Changes, Engine, TxConn};
+use crate::error::Error;
+use crate::postgres;
 use crate::sqlite::{self, LiteRow};
-use crate::store::{Changes, Engine};
-use crate::tx::TxConn;
-use crate::{postgres, Error, Store, Tx, Value};
+use crate::value::Value;
 
 /// A statement and its arguments, numbered `$1`, `$2`, … in `sql`.
 #[must_use = "a query does nothing until it is executed"]
@@ -44,8 +45,8 @@ async fn route<'a, T>(
     on: On<'a>,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, Error>,
 ) -> Result<Result<T, Error>, PgOn<'a>> {
-    match on {
-        On::Tx(tx) => match &mut tx.conn {
+    match on.0 {
+        Place::Tx(conn) => match conn {
             TxConn::Lite(writer) => Ok(writer.check_open().and_then(|()| {
                 let done = f(&mut writer.conn);
                 if done.is_err() {
@@ -54,16 +55,16 @@ async fn route<'a, T>(
                 }
                 done
             })),
-            TxConn::Pg(conn) => Err(PgOn::Conn(conn)),
+            TxConn::Pg(tx) => Err(PgOn::Conn(tx.conn())),
             TxConn::Ended => Ok(Err(Error::other("transaction ended"))),
         },
-        On::Read(store) => match &store.engine {
+        Place::Read(engine) => match engine {
             Engine::Lite(lite) => Ok(lite.read(f)),
             Engine::Pg(pool) => Err(PgOn::Pool(pool)),
         },
-        On::Write(store) => match &store.engine {
-            Engine::Lite(lite) => Ok(lite.write(f).await.inspect(|_| store.changes.committed())),
-            Engine::Pg(pool) => Err(PgOn::Write(pool, &store.changes)),
+        Place::Write(engine, changes) => match engine {
+            Engine::Lite(lite) => Ok(lite.write(f).await.inspect(|_| changes.committed())),
+            Engine::Pg(pool) => Err(PgOn::Write(pool, changes)),
         },
     }
 }
@@ -85,30 +86,38 @@ macro_rules! on_pg {
     };
 }
 
-/// Where a query runs.
-pub enum On<'a> {
-    /// Inside a write transaction.
-    Tx(&'a mut Tx),
-    /// A read outside any transaction ([`Store::reader`]).
-    Read(&'a Store),
-    /// A write of its own, atomic by itself ([`Store::writer`]).
-    Write(&'a Store),
+/// Where a query runs: inside a write transaction (`&mut tx`), a read outside any
+/// (`Store::reader`), or a write of its own, atomic by itself (`Store::writer`).
+pub struct On<'a>(Place<'a>);
+
+/// What `On` holds of the transaction or the store: their connections, not them, so
+/// that queries sit below both.
+enum Place<'a> {
+    Tx(&'a mut TxConn),
+    Read(&'a Engine),
+    Write(&'a Engine, &'a Changes),
 }
 
-impl On<'_> {
+impl<'a> On<'a> {
+    pub(crate) fn tx(conn: &'a mut TxConn) -> On<'a> {
+        On(Place::Tx(conn))
+    }
+
+    pub(crate) fn read(engine: &'a Engine) -> On<'a> {
+        On(Place::Read(engine))
+    }
+
+    pub(crate) fn write(engine: &'a Engine, changes: &'a Changes) -> On<'a> {
+        On(Place::Write(engine, changes))
+    }
+
     /// The same place again, for another query.
     pub fn reborrow(&mut self) -> On<'_> {
-        match self {
-            On::Tx(tx) => On::Tx(tx),
-            On::Read(store) => On::Read(store),
-            On::Write(store) => On::Write(store),
-        }
-    }
-}
-
-impl<'a> From<&'a mut Tx> for On<'a> {
-    fn from(tx: &'a mut Tx) -> On<'a> {
-        On::Tx(tx)
+        On(match &mut self.0 {
+            Place::Tx(conn) => Place::Tx(conn),
+            Place::Read(engine) => Place::Read(engine),
+            Place::Write(engine, changes) => Place::Write(engine, changes),
+        })
     }
 }
 

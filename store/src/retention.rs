@@ -62,8 +62,9 @@ pub async fn delete_in_batches<'q>(
 }
 
 /// Delete the rows of `table` whose `column` (milliseconds since the epoch) is older
-/// than `age` before now, in batches; the rows deleted. `table` and `column` are the
-/// caller's constants, never input.
+/// than `age` before now, in batches; the rows deleted. `key` names the rows: the
+/// primary key's column, or its columns separated by commas (`"scope, key"`). `table`,
+/// `column` and `key` are the caller's constants, never input.
 pub async fn prune_older_than(
     store: &Store,
     table: &'static str,
@@ -73,13 +74,14 @@ pub async fn prune_older_than(
 ) -> Result<u64, crate::Error> {
     let before = now_millis() - age.as_millis() as i64;
     let sql = format!(
-        "DELETE FROM {table} WHERE {key} IN \
+        "DELETE FROM {table} WHERE ({key}) IN \
          (SELECT {key} FROM {table} WHERE {column} < $1 LIMIT $2)"
     );
     delete_in_batches(store, || query(&sql).bind(before).bind(PRUNE_BATCH)).await
 }
 
-/// Keep `table` pruned of rows older than `age` (by `column`) until `stop`.
+/// Keep `table` pruned of rows older than `age` (by `column`, deleted by `key`: see
+/// [`prune_older_than`]) until `stop`.
 pub fn spawn_table_pruner(
     store: Store,
     table: &'static str,

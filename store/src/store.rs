@@ -2,18 +2,22 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::any::AnyConnectOptions;
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::{AnyConnection, Connection, Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::DropGuard;
 
+use crate::config::{Backend, DbLocation};
+use crate::engine::{Changes, Engine, TxConn};
+use crate::error::Error;
+use crate::migrations::Migrations;
+use crate::postgres;
+use crate::query::{query, On};
 use crate::sqlite::{self, Lite};
-use crate::tx::{Tx, TxConn};
-use crate::{postgres, query, Backend, DbLocation, Error, Migrations, On};
+use crate::tx::Tx;
 
 /// A service's database handle.
 ///
@@ -23,18 +27,12 @@ use crate::{postgres, query, Backend, DbLocation, Error, Migrations, On};
 /// few connections beside it (WAL). On PostgreSQL reads and writes share one pool.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub(crate) engine: Engine,
-    pub(crate) changes: Changes,
+    engine: Engine,
+    changes: Changes,
     /// Woken when a transaction marked with [`Tx::signal_on_commit`] commits.
     signal: Arc<Notify>,
     /// SQLite: stops the background checkpointer when the last clone is dropped.
     _checkpointer: Option<Arc<DropGuard>>,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) enum Engine {
-    Lite(Arc<Lite>),
-    Pg(AnyPool),
 }
 
 impl Store {
@@ -117,13 +115,13 @@ impl Store {
 
     /// Where reads outside a transaction run.
     pub fn reader(&self) -> On<'_> {
-        On::Read(self)
+        On::read(&self.engine)
     }
 
     /// Where a write outside a transaction runs (atomic by itself; on SQLite it waits
     /// for the writer while a transaction holds it).
     pub fn writer(&self) -> On<'_> {
-        On::Write(self)
+        On::write(&self.engine, &self.changes)
     }
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
@@ -132,10 +130,11 @@ impl Store {
     /// the writer together commit together (`sqlite/writer.rs`), each still atomic.
     pub async fn begin(&self) -> Result<Tx, Error> {
         let (changes, signal) = (self.changes.clone(), self.signal.clone());
-        match &self.engine {
-            Engine::Lite(lite) => Ok(Tx::new(TxConn::Lite(lite.begin().await?), changes, signal)),
-            Engine::Pg(pool) => postgres::begin(pool, changes, signal).await,
-        }
+        let conn = match &self.engine {
+            Engine::Lite(lite) => TxConn::Lite(lite.begin().await?),
+            Engine::Pg(pool) => TxConn::Pg(postgres::begin(pool).await?),
+        };
+        Ok(Tx::new(conn, changes, signal))
     }
 
     /// Woken (one waiter, a permit kept while nobody waits) after a transaction that
@@ -162,28 +161,5 @@ impl Store {
             Engine::Lite(lite) => lite.close().await,
             Engine::Pg(pool) => pool.close().await,
         }
-    }
-}
-
-/// `ticketing_store_writer_wait_seconds{backend}`: how long a write waited for SQLite's
-/// single writer, or a transaction for a PostgreSQL pool connection.
-pub(crate) fn writer_waited(backend: &'static str, since: std::time::Instant) {
-    metrics::histogram!("ticketing_store_writer_wait_seconds", "backend" => backend)
-        .record(since.elapsed().as_secs_f64());
-}
-
-/// A count of the writes committed through a store (all its clones), bumped once each
-/// is committed: a cache of query results taken with the count read *before* the query
-/// is current while the count has not moved.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Changes(Arc<AtomicU64>);
-
-impl Changes {
-    pub(crate) fn committed(&self) {
-        self.0.fetch_add(1, Ordering::Release);
-    }
-
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
     }
 }

@@ -2,18 +2,18 @@
 
 use std::sync::Arc;
 
-use sqlx::pool::PoolConnection;
-use sqlx::Any;
 use tokio::sync::Notify;
 
-use crate::sqlite::{self, Lite};
-use crate::store::Changes;
-use crate::{postgres, query, Backend, Error};
+use crate::config::Backend;
+use crate::engine::{Changes, TxConn};
+use crate::error::Error;
+use crate::query::{query, On};
+use crate::sqlite::Lite;
 
 /// A write transaction: run queries on `&mut tx`, then [`commit`](Tx::commit). Dropped
 /// without a commit, it rolls back.
 pub struct Tx {
-    pub(crate) conn: TxConn,
+    conn: TxConn,
     open: bool,
     changes: Changes,
     /// The store's commit signal, and whether this transaction fires it.
@@ -27,14 +27,6 @@ pub struct Tx {
 struct Deferred {
     sql: &'static str,
     rows: Vec<String>,
-}
-
-pub(crate) enum TxConn {
-    /// The SQLite writer, held until the transaction ends.
-    Lite(sqlite::Held),
-    Pg(PoolConnection<Any>),
-    /// Handed to the commit.
-    Ended,
 }
 
 impl Tx {
@@ -58,7 +50,7 @@ impl Tx {
         }
     }
 
-    /// Fire the store's [commit signal](crate::Store::commit_signal) once this
+    /// Fire the store's commit signal (`Store::commit_signal`) once this
     /// transaction commits (the outbox marks a transaction that enqueued events, so
     /// no caller has to remember to wake the relay).
     pub fn signal_on_commit(&mut self) {
@@ -110,10 +102,9 @@ impl Tx {
                 };
                 Lite::commit(writer).await?;
             }
-            // Closed only once answered: a failed or cancelled commit leaves sqlx's count
-            // of the transaction up, and the drop queues the rollback that resets it.
+            // A failed or cancelled commit leaves the rollback to the drop.
             TxConn::Pg(conn) => {
-                postgres::commit(conn).await?;
+                conn.commit().await?;
                 self.open = false;
             }
             TxConn::Ended => {}
@@ -134,7 +125,7 @@ impl Tx {
             }
             TxConn::Ended => Ok(()),
             TxConn::Pg(conn) => {
-                postgres::rollback(conn).await?;
+                conn.rollback().await?;
                 self.open = false;
                 Ok(())
             }
@@ -150,9 +141,14 @@ impl Drop for Tx {
         match &mut self.conn {
             // If even this fails, the writer's next lock rolls back or reopens.
             TxConn::Lite(writer) => drop(writer.rollback()),
-            TxConn::Ended => {}
-            // Queued before the connection's next use.
-            TxConn::Pg(conn) => postgres::start_rollback(conn),
+            // A PostgreSQL transaction queues its own rollback when dropped.
+            TxConn::Pg(_) | TxConn::Ended => {}
         }
+    }
+}
+
+impl<'a> From<&'a mut Tx> for On<'a> {
+    fn from(tx: &'a mut Tx) -> On<'a> {
+        On::tx(&mut tx.conn)
     }
 }

@@ -118,7 +118,7 @@ impl Consumer {
         w.more = rows.len() == room;
         for row in &rows {
             let seq: i64 = row.get("seq")?;
-            let event = Arc::new(envelope_of(row, self.subject)?);
+            let event = Arc::new(read_event(row, self.subject)?);
             w.slots.insert(
                 seq,
                 Slot {

@@ -1,6 +1,11 @@
 //! The log's retention: what JetStream's `max_age` does for the other bus.
 
-use super::*;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::bus::RETENTION;
+use ticketing_contracts::time::now_millis;
+use ticketing_store::retention::{self, PRUNE_BATCH};
+use ticketing_store::{query, Store};
 
 /// Delete what is older than [`RETENTION`], as JetStream's `max_age` does, hourly
 /// until the guard is dropped. Consumers never look below their cursor, so a gap under
@@ -73,32 +78,29 @@ pub(super) async fn first_to_keep(
     Ok(Some(low))
 }
 
-pub(super) fn envelope_of(row: &Row, subject: Subject) -> Result<Envelope, ticketing_store::Error> {
-    let payload: Vec<u8> = row.get("payload")?;
-    Ok(Envelope {
-        id: row.get("event_id")?,
-        subject,
-        payload: payload.into(),
-        traceparent: row.get("traceparent")?,
-        tracestate: row.get("tracestate")?,
-        produced_at: row.get("produced_at")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::EventBus;
+    use crate::envelope::Envelope;
     use crate::inprocess::InProcessBus;
+    use ticketing_contracts::events::Subject;
 
-    #[tokio::test]
-    async fn pruning_deletes_what_is_older_than_the_cutoff_only() {
+    /// A bus in a directory of its own (kept while the bus runs), and `n` events for it.
+    async fn bus_and_events(n: usize) -> (tempfile::TempDir, InProcessBus, Vec<Envelope>) {
         let dir = tempfile::tempdir().unwrap();
         let bus = InProcessBus::open(&dir.path().join("bus.db"))
             .await
             .unwrap();
-        let events: Vec<_> = (0..3)
+        let events = (0..n)
             .map(|i| Envelope::raw(Subject::TicketCreated, format!("{i}").into_bytes()))
             .collect();
+        (dir, bus, events)
+    }
+
+    #[tokio::test]
+    async fn pruning_deletes_what_is_older_than_the_cutoff_only() {
+        let (_dir, bus, events) = bus_and_events(3).await;
         for event in &events {
             bus.publish(event).await.unwrap();
         }
@@ -121,15 +123,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_event_to_keep_is_found_at_every_cut() {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = InProcessBus::open(&dir.path().join("bus.db"))
-            .await
-            .unwrap();
+        let (_dir, bus, events) = bus_and_events(50).await;
         let store = bus.inner.store().await.unwrap();
         assert_eq!(first_to_keep(store, 0).await.unwrap(), None);
-        let events: Vec<_> = (0..50)
-            .map(|i| Envelope::raw(Subject::TicketCreated, format!("{i}").into_bytes()))
-            .collect();
         bus.publish_batch(&events).await.unwrap();
         // Publish times 10, 20, …, 500, with gaps in the positions.
         query("UPDATE events SET published_at = seq * 10")

@@ -28,19 +28,19 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::bus::{ConsumerLag, DeadLetter, EventBus, Handler, RetryPolicy, RETENTION};
+use crate::bus::{ConsumerLag, DeadLetter, EventBus, Handler, RetryPolicy};
 use crate::envelope::Envelope;
+use crate::outbox::{bind_event, read_event};
 use ticketing_contracts::events::Subject;
 use ticketing_contracts::time::now_millis;
-use ticketing_store::retention::{self, PRUNE_BATCH};
-use ticketing_store::{query, Row, Store};
+use ticketing_store::{query, Store};
 
 mod consumer;
 mod log;
 mod worker;
 
 use consumer::Consumer;
-use log::{envelope_of, spawn_pruner};
+use log::spawn_pruner;
 use worker::Worker;
 
 /// Events a consumer holds in memory at once (claimed, waiting for a retry or settled
@@ -211,7 +211,7 @@ impl InProcessBus {
                 Ok(LoggedEvent {
                     seq: row.get("seq")?,
                     published_at: row.get("published_at")?,
-                    event: envelope_of(row, subject)?,
+                    event: read_event(row, subject)?,
                 })
             })
             .collect()
@@ -296,7 +296,7 @@ impl EventBus for InProcessBus {
             tracestate, produced_at, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
             ON CONFLICT (event_id) DO NOTHING";
         for event in events {
-            crate::outbox::bind_event(query(SQL), event)
+            bind_event(query(SQL), event)
                 .bind(now)
                 .execute(&mut tx)
                 .await?;
@@ -368,7 +368,7 @@ impl EventBus for InProcessBus {
             .map(|row| {
                 Ok(DeadLetter {
                     group: group.to_owned(),
-                    event: envelope_of(row, subject)?,
+                    event: read_event(row, subject)?,
                     attempts: row.get::<i64>("attempts")? as u32,
                     error: row.get("error")?,
                 })

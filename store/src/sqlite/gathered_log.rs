@@ -41,16 +41,18 @@
 //! at the last frame whose checksum chain is whole. Gathered bytes are written through a
 //! descriptor of this file's own (`pwrite` of any length; the default VFS's write takes
 //! what SQLite itself writes, a page or a frame). `--sqlite-gathered-log off` opens
-//! connections on the default VFS instead. The crash tests below copy the files as a
-//! kill leaves them and open the copy afresh.
+//! connections on the default VFS instead. The crash tests (`tests.rs`) copy the files
+//! as a kill leaves them and open the copy afresh.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
 use rusqlite::ffi;
+
+mod gathering;
+
+use gathering::LogFile;
 
 const VFS_NAME: &CStr = c"ticketing-gathered-log";
 /// The name connections open with.
@@ -58,19 +60,6 @@ pub(crate) const VFS: &str = match VFS_NAME.to_str() {
     Ok(name) => name,
     Err(_) => panic!("the VFS name is UTF-8"),
 };
-
-/// The log's own header, before its first frame.
-const LOG_HEADER: i64 = 32;
-/// A log frame's header.
-const FRAME_HEADER: usize = 24;
-/// The page size gathered: SQLite's default, which the store never changes. A frame is
-/// recognised by its size and offset, so a log of other pages is written through.
-const PAGE: usize = 4096;
-const FRAME: i64 = (FRAME_HEADER + PAGE) as i64;
-/// Write out what is held past this many bytes, whatever the transaction (a bulk load).
-const MAX_HELD: usize = 1 << 20;
-/// Capacity kept between commits; a larger buffer goes back to the allocator.
-const KEEP: usize = 256 << 10;
 
 /// Register the VFS, once per process; whether connections can use it (a failure leaves
 /// them on the default VFS, slower, not wrong).
@@ -114,41 +103,9 @@ unsafe impl Sync for Real {}
 
 static REAL: OnceLock<Real> = OnceLock::new();
 
-/// A log file: the default VFS's file, placed after this header in SQLite's allocation.
-#[repr(C)]
-struct LogFile {
-    base: ffi::sqlite3_file,
-    real: *mut ffi::sqlite3_file,
-    /// The log, opened again for gathered writes; none: nothing is gathered.
-    out: Option<File>,
-    held: Vec<u8>,
-    /// The file offset of `held[0]`.
-    start: i64,
-    frame: Frame,
-    /// The end of the frames this handle wrote or holds since it last wrote the log's
-    /// header: a frame header below it rewrites a frame, it never appends one.
-    frontier: i64,
-    /// Where frames dropped by a failed write began: nothing may build on them.
-    lost: Option<i64>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Frame {
-    /// No frame half-written.
-    Between,
-    /// A frame header was gathered; its page comes next. `commit`: the frame ends a
-    /// transaction.
-    Header { commit: bool },
-}
-
 const fn real_offset() -> usize {
     let size = std::mem::size_of::<LogFile>();
     size.div_ceil(8) * 8
-}
-
-/// Is a write of `len` bytes at `offset` a frame's header?
-fn frame_header(len: usize, offset: i64) -> bool {
-    len == FRAME_HEADER && offset >= LOG_HEADER && (offset - LOG_HEADER) % FRAME == 0
 }
 
 unsafe extern "C" fn open(
@@ -201,32 +158,23 @@ unsafe extern "C" fn open(
         std::fs::OpenOptions::new().write(true).open(path).ok()
     };
     // SAFETY: the header's bytes are SQLite's allocation, unused until now.
-    file.cast::<LogFile>().write(LogFile {
-        base: ffi::sqlite3_file {
-            pMethods: &LOG_METHODS,
-        },
-        real,
-        out,
-        held: Vec::new(),
-        start: 0,
-        frame: Frame::Between,
-        frontier: 0,
-        lost: None,
-    });
+    file.cast::<LogFile>()
+        .write(LogFile::new(&LOG_METHODS, real, out));
     ffi::SQLITE_OK
 }
 
 /// The log file behind SQLite's handle, and its default-VFS file and methods.
-///
-/// # Safety
-/// `file` must be a handle [`open`] opened as a log and not yet closed.
-unsafe fn parts<'a>(
-    file: *mut ffi::sqlite3_file,
-) -> (
+type Parts<'a> = (
     &'a mut LogFile,
     *mut ffi::sqlite3_file,
     &'a ffi::sqlite3_io_methods,
-) {
+);
+
+/// The [`Parts`] of a log handle.
+///
+/// # Safety
+/// `file` must be a handle [`open`] opened as a log and not yet closed.
+unsafe fn parts<'a>(file: *mut ffi::sqlite3_file) -> Parts<'a> {
     // SAFETY: `open` wrote a `LogFile` at `file` and an opened default-VFS file at
     // `real`, whose methods live as long as the process; SQLite calls a file's methods
     // one at a time.
@@ -235,82 +183,16 @@ unsafe fn parts<'a>(
     (log, real, &*(*real).pMethods)
 }
 
-impl LogFile {
-    /// Write out what is held, in one call. On failure the frames are lost: marked so,
-    /// so that no commit builds on them.
-    fn flush(&mut self) -> c_int {
-        if self.held.is_empty() {
-            return ffi::SQLITE_OK;
-        }
-        let written = match &self.out {
-            Some(out) => out.write_all_at(&self.held, self.start as u64),
-            None => Err(std::io::Error::other("no descriptor")),
-        };
-        #[cfg(test)]
-        tests::WRITES.with(|w| w.set(w.get() + 1));
-        let rc = match written {
-            Ok(()) => ffi::SQLITE_OK,
-            Err(err) => {
-                self.lost = Some(self.lost.map_or(self.start, |at| at.min(self.start)));
-                tracing::warn!(error = %err, "SQLite log frames could not be written");
-                if err.kind() == std::io::ErrorKind::StorageFull {
-                    ffi::SQLITE_FULL
-                } else {
-                    ffi::SQLITE_IOERR_WRITE
-                }
-            }
-        };
-        self.held.clear();
-        if self.held.capacity() > KEEP {
-            self.held.shrink_to(KEEP);
-        }
-        self.frame = Frame::Between;
-        rc
-    }
-
-    /// After frames were lost: may this write go on? It starts afresh when SQLite writes
-    /// the log's header or a frame header at or below the first lost frame (a
-    /// transaction begun from a committed point); anything else at or past it fails.
-    fn may_write(&mut self, len: usize, offset: i64) -> bool {
-        let Some(from) = self.lost else { return true };
-        if offset < LOG_HEADER || (frame_header(len, offset) && offset <= from) {
-            self.lost = None;
-            return true;
-        }
-        offset < from
-    }
-
-    /// Can `len` bytes at `offset` be held, and what frame state follows?
-    fn gathers(&self, bytes: &[u8], offset: i64) -> Option<Frame> {
-        self.out.as_ref()?;
-        let end = self.start + self.held.len() as i64;
-        match self.frame {
-            // An appended frame's header: at or past the frontier, and after what is held
-            // (or as the first thing held).
-            Frame::Between
-                if frame_header(bytes.len(), offset)
-                    && offset >= self.frontier
-                    && (self.held.is_empty() || offset == end) =>
-            {
-                // Bytes 4..8: the database's size in pages after a commit frame, 0
-                // otherwise.
-                let commit = bytes[4..8] != [0, 0, 0, 0];
-                Some(Frame::Header { commit })
-            }
-            // The page of the header just held.
-            Frame::Header { .. } if bytes.len() == PAGE && offset == end => Some(Frame::Between),
-            _ => None,
-        }
-    }
-
-    /// Account a write that reached the file or is held.
-    fn advance(&mut self, len: usize, offset: i64) {
-        if offset < LOG_HEADER {
-            // The log's header: the log starts over.
-            self.frontier = LOG_HEADER;
-        } else {
-            self.frontier = self.frontier.max(offset + len as i64);
-        }
+/// The [`Parts`] of a log handle once what it holds is written out, for a method that
+/// reads or changes the file; `Err`: that write's failure.
+///
+/// # Safety
+/// As for [`parts`].
+unsafe fn flushed<'a>(file: *mut ffi::sqlite3_file) -> Result<Parts<'a>, c_int> {
+    let (log, real, methods) = parts(file);
+    match log.flush() {
+        ffi::SQLITE_OK => Ok((log, real, methods)),
+        rc => Err(rc),
     }
 }
 
@@ -357,17 +239,7 @@ unsafe extern "C" fn write(
         }
         return rc;
     };
-    if log.held.is_empty() {
-        log.start = offset;
-    }
-    log.held.extend_from_slice(bytes);
-    log.advance(len, offset);
-    let ends_commit = matches!(log.frame, Frame::Header { commit: true });
-    log.frame = next;
-    if (ends_commit && next == Frame::Between) || log.held.len() >= MAX_HELD {
-        return log.flush();
-    }
-    ffi::SQLITE_OK
+    log.hold(bytes, offset, next)
 }
 
 unsafe extern "C" fn read(
@@ -376,15 +248,11 @@ unsafe extern "C" fn read(
     amount: c_int,
     offset: i64,
 ) -> c_int {
-    let (log, real, methods) = parts(file);
-    let rc = log.flush();
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    if log
-        .lost
-        .is_some_and(|from| offset + i64::from(amount) > from)
-    {
+    let (log, real, methods) = match flushed(file) {
+        Ok(parts) => parts,
+        Err(rc) => return rc,
+    };
+    if log.reads_lost(offset, amount) {
         // A frame that never reached the file.
         return ffi::SQLITE_IOERR_READ;
     }
@@ -395,20 +263,16 @@ unsafe extern "C" fn read(
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    let (log, real, methods) = parts(file);
-    let rc = log.flush();
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
+    let (log, real, methods) = match flushed(file) {
+        Ok(parts) => parts,
+        Err(rc) => return rc,
+    };
     let rc = match methods.xTruncate {
         Some(method) => method(real, size),
         None => ffi::SQLITE_IOERR_TRUNCATE,
     };
     if rc == ffi::SQLITE_OK {
-        log.frontier = log.frontier.min(size);
-        if log.lost.is_some_and(|from| from >= size) {
-            log.lost = None;
-        }
+        log.truncated(size);
     }
     rc
 }
@@ -417,14 +281,12 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
 macro_rules! after_flush {
     ($name:ident ( $($arg:ident : $ty:ty),* ) => $method:ident) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
-            let (log, real, methods) = parts(file);
-            let rc = log.flush();
-            if rc != ffi::SQLITE_OK {
-                return rc;
-            }
-            match methods.$method {
-                Some(method) => method(real, $($arg),*),
-                None => ffi::SQLITE_NOTFOUND,
+            match flushed(file) {
+                Ok((_, real, methods)) => match methods.$method {
+                    Some(method) => method(real, $($arg),*),
+                    None => ffi::SQLITE_NOTFOUND,
+                },
+                Err(rc) => rc,
             }
         }
     };

@@ -16,7 +16,7 @@
 //! SQLite's allocator and process-wide configuration.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 
 use rusqlite::{Connection, OpenFlags};
@@ -32,6 +32,7 @@ pub(crate) use checkpointer::spawn_checkpointer;
 pub(crate) use statement::{error, execute, fetch, run_batch, LiteRow, Statement};
 use writer::{Ended, Queued, Writer};
 
+use crate::config::{sqlite_gathered_log, sqlite_synchronous};
 use crate::{Error, Synchronous};
 
 /// `temp_store = MEMORY`: a transaction of a group runs in a savepoint, and a page it
@@ -41,29 +42,6 @@ use crate::{Error, Synchronous};
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; \
      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; \
      PRAGMA journal_size_limit = 16777216; PRAGMA temp_store = MEMORY;";
-
-/// The process's choice of [`Synchronous`] for the files it opens (an operator's
-/// setting, like the allocator: see [`crate::set_sqlite_synchronous`]).
-static SYNCHRONOUS: AtomicU8 = AtomicU8::new(Synchronous::Normal as u8);
-
-pub(crate) fn set_synchronous(mode: Synchronous) {
-    SYNCHRONOUS.store(mode as u8, Ordering::Relaxed);
-}
-
-/// Whether connections open on the gathered-log VFS (`--sqlite-gathered-log`).
-static GATHERED_LOG: AtomicBool = AtomicBool::new(true);
-
-pub(crate) fn set_gathered_log(on: bool) {
-    GATHERED_LOG.store(on, Ordering::Relaxed);
-}
-
-pub(crate) fn synchronous() -> Synchronous {
-    if SYNCHRONOUS.load(Ordering::Relaxed) == Synchronous::Full as u8 {
-        Synchronous::Full
-    } else {
-        Synchronous::Normal
-    }
-}
 
 /// Idle readers kept open.
 const READERS: usize = 4;
@@ -110,7 +88,7 @@ impl Lite {
             writer: Arc::new(Mutex::new(Some(Writer::new(
                 writer,
                 queued.clone(),
-                synchronous() == Synchronous::Full,
+                sqlite_synchronous() == Synchronous::Full,
             )))),
             queued,
             readers: SyncMutex::new(Vec::new()),
@@ -144,7 +122,7 @@ impl Lite {
         let queued = Queued::enter(&self.queued);
         let waiting = std::time::Instant::now();
         let writer = self.lock().await;
-        crate::store::writer_waited("sqlite", waiting);
+        crate::metrics::writer_waited("sqlite", waiting);
         drop(queued);
         let mut writer = writer?;
         writer.begin()?;
@@ -154,7 +132,7 @@ impl Lite {
     /// Commit the transaction `writer` holds: answered once it is committed, which for
     /// a transaction deferred to its group is after the writer went on to the next.
     pub(crate) async fn commit(mut writer: Held) -> Result<(), Error> {
-        let ended = match synchronous() {
+        let ended = match sqlite_synchronous() {
             Synchronous::Normal => writer.commit(),
             // The group's commit syncs the log: not on the executor's threads.
             Synchronous::Full => {
@@ -210,7 +188,7 @@ impl Lite {
                 *writer = Writer::new(
                     connect(&self.path)?,
                     self.queued.clone(),
-                    synchronous() == Synchronous::Full,
+                    sqlite_synchronous() == Synchronous::Full,
                 );
             }
         }
@@ -306,14 +284,14 @@ fn connect(path: &Path) -> Result<Connection, Error> {
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     // The log's frames gathered into a write per commit (`gathered_log.rs`).
-    let conn = if GATHERED_LOG.load(Ordering::Relaxed) && gathered_log::install() {
+    let conn = if sqlite_gathered_log() && gathered_log::install() {
         Connection::open_with_flags_and_vfs(path, flags, gathered_log::VFS)
     } else {
         Connection::open_with_flags(path, flags)
     }
     .map_err(error)?;
     conn.execute_batch(PRAGMAS).map_err(error)?;
-    let synchronous = match synchronous() {
+    let synchronous = match sqlite_synchronous() {
         Synchronous::Normal => "PRAGMA synchronous = NORMAL",
         Synchronous::Full => "PRAGMA synchronous = FULL",
     };

@@ -7,7 +7,7 @@ use rusqlite::{ffi, Connection};
 
 use crate::{Error, Value};
 
-/// A statement and its arguments, as [`crate::Query`] hands them over.
+/// A statement and its arguments, as a `Query` hands them over.
 #[derive(Clone, Copy)]
 pub(crate) struct Statement<'a> {
     pub sql: &'a str,

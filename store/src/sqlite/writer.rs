@@ -256,34 +256,29 @@ fn may_block<T>(f: impl FnOnce() -> T) -> T {
 /// Has the open transaction spilled pages from the page cache to the log (since the
 /// last call with `reset`)? Then it has outgrown the cache.
 fn spilled_since(conn: &Connection, reset: bool) -> bool {
-    let (mut current, mut highest) = (0, 0);
-    // SAFETY: the handle is valid while `conn` is borrowed, and this call only reads
-    // (and with `reset`, zeroes) a counter of the connection.
-    let rc = unsafe {
-        ffi::sqlite3_db_status(
-            conn.handle(),
-            ffi::SQLITE_DBSTATUS_CACHE_SPILL,
-            &mut current,
-            &mut highest,
-            c_int::from(reset),
-        )
-    };
-    rc == ffi::SQLITE_OK && current > 0
+    counted(conn, ffi::SQLITE_DBSTATUS_CACHE_SPILL, reset)
 }
 
 /// Does the open transaction hold foreign key violations whose check was deferred to
 /// its commit?
 fn deferred_foreign_key_violations(conn: &Connection) -> bool {
+    counted(conn, ffi::SQLITE_DBSTATUS_DEFERRED_FKS, false)
+}
+
+/// Is the connection's counter `status` (`sqlite3_db_status`) above zero? With `reset`
+/// it starts again from zero.
+fn counted(conn: &Connection, status: c_int, reset: bool) -> bool {
     let (mut current, mut highest) = (0, 0);
-    // SAFETY: the handle is valid while `conn` is borrowed, and this call only reads a
-    // counter of the connection into the two integers given.
+    // SAFETY: the handle is valid while `conn` is borrowed, and this call only reads
+    // (and with `reset`, zeroes) a counter of the connection into the two integers
+    // given.
     let rc = unsafe {
         ffi::sqlite3_db_status(
             conn.handle(),
-            ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+            status,
             &mut current,
             &mut highest,
-            0,
+            c_int::from(reset),
         )
     };
     rc == ffi::SQLITE_OK && current > 0

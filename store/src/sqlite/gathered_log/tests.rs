@@ -62,7 +62,7 @@ fn a_commit_is_one_write_and_visible_to_every_connection() {
     let page: usize = writer
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(page, super::PAGE, "the page size gathered");
+    assert_eq!(page, super::gathering::PAGE, "the page size gathered");
     for round in 0..50 {
         let before = WRITES.with(Cell::get);
         // Many pages in one transaction: one write of gathered frames.
@@ -273,9 +273,9 @@ fn every_acknowledged_commit_survives_a_crash_default_full() {
 }
 
 /// A log handle with no file behind it, for the gathering rules alone.
-fn rules() -> super::LogFile {
+fn rules() -> super::gathering::LogFile {
     let dir = tempfile::tempdir().unwrap();
-    super::LogFile {
+    super::gathering::LogFile {
         base: rusqlite::ffi::sqlite3_file {
             pMethods: std::ptr::null(),
         },
@@ -283,7 +283,7 @@ fn rules() -> super::LogFile {
         out: Some(std::fs::File::create(dir.path().join("log")).unwrap()),
         held: Vec::new(),
         start: 0,
-        frame: super::Frame::Between,
+        frame: super::gathering::Frame::Between,
         frontier: 0,
         lost: None,
     }
@@ -291,7 +291,7 @@ fn rules() -> super::LogFile {
 
 #[test]
 fn only_appends_are_gathered_and_nothing_builds_on_lost_frames() {
-    use super::{FRAME, LOG_HEADER};
+    use super::gathering::{FRAME, LOG_HEADER};
     let mut log = rules();
     let header = [0_u8; 24];
     let commit_header = [
