@@ -215,11 +215,22 @@ where
     }
     match effect().await {
         Ok(answer) => Ok(answer),
-        Err(err) => match keyed.stored(store.reader()).await? {
+        Err(err) => match stored_after_writes(store, keyed).await? {
             Some(answer) => Ok(answer),
             None => Err(err),
         },
     }
+}
+
+/// The key's answer as the writes before this call leave it. A refusal may come from a
+/// repeat's effect that a reader cannot see yet: on SQLite, one in the writer's group
+/// not yet committed (docs/decisions/0016). Read in a write transaction, queued behind
+/// it, and answered once its group commits.
+async fn stored_after_writes(store: &Store, keyed: &Keyed) -> ApiResult<Option<Response>> {
+    let mut tx = store.begin().await?;
+    let answer = keyed.stored(&mut tx).await?;
+    tx.commit().await?;
+    Ok(answer)
 }
 
 /// The keys' retention: (table, time column, key).
