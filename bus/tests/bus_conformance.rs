@@ -44,6 +44,7 @@ fn ticket(n: i64) -> Envelope {
         price: Cents::new(1_000 + n),
         user_id: "user-1".into(),
         version: 0,
+        terms: Default::default(),
     })
 }
 

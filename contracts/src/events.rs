@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{OrderId, PaymentId, TicketId, UserId};
 use crate::money::Cents;
 use crate::status::OrderStatus;
+use crate::terms::{one_unit, SaleTerms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Subject {
@@ -85,6 +86,9 @@ pub struct TicketCreated {
     pub price: Cents,
     pub user_id: UserId,
     pub version: i64,
+    /// Ours: a listing's units and caps (all absent for one unit, as the seed).
+    #[serde(flatten)]
+    pub terms: SaleTerms,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +101,9 @@ pub struct TicketUpdated {
     pub version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<OrderId>,
+    /// Ours: a listing's units and caps (all absent for one unit, as the seed).
+    #[serde(flatten)]
+    pub terms: SaleTerms,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +131,9 @@ pub struct OrderCreated {
     pub reserved_until: Option<String>,
     pub version: i64,
     pub ticket: OrderCreatedTicket,
+    /// Ours: units the order holds (absent from older producers: one).
+    #[serde(default = "one_unit")]
+    pub quantity: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

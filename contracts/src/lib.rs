@@ -9,10 +9,12 @@ pub mod events;
 pub mod ids;
 pub mod money;
 pub mod status;
+pub mod terms;
 pub mod time;
 
 pub use error::{ErrorBody, ErrorItem};
 pub use ids::{OrderId, PaymentId, TicketId, UserId};
 pub use money::Cents;
 pub use status::OrderStatus;
+pub use terms::SaleTerms;
 pub use time::Timestamp;

@@ -45,6 +45,7 @@ fn created(id: &str, due: i64) -> Envelope {
             id: (new_id()).into(),
             price: Cents::new(1000),
         },
+        quantity: 1,
     })
 }
 

@@ -142,6 +142,7 @@ fn new_order(ticket: &TicketCopy, user_id: &UserId, deadline: Deadline) -> (Orde
             id: ticket.id.clone(),
             price: ticket.price,
         },
+        quantity: 1,
     });
     (order, event)
 }

@@ -150,6 +150,7 @@ impl App {
                 id: (new_id()).into(),
                 price: Cents::new(1099),
             },
+            quantity: 1,
         }))
         .await;
         self.wait_replica(&id, "created").await;
@@ -322,6 +323,7 @@ async fn early_cancellation_waits_for_its_creation(flavor: Flavor) {
             id: (new_id()).into(),
             price: Cents::new(500),
         },
+        quantity: 1,
     }))
     .await;
     app.wait_replica(&id, "cancelled").await;
@@ -345,6 +347,7 @@ async fn a_burst_of_orders_reaches_the_replica_once_each(flavor: Flavor) {
                 id: (new_id()).into(),
                 price: Cents::new(1000 + n as i64),
             },
+            quantity: 1,
         })
     };
     for (n, id) in ids.iter().enumerate() {

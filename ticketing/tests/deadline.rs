@@ -101,16 +101,33 @@ async fn sleep_until(millis: i64) {
 
 async fn a_payment_just_before_the_deadline_completes_the_order(flavor: Flavor) {
     let sys = spawn(flavor).await;
-    let ticket = sys.ticket().await;
-    let res = sys.order("bob", &ticket).await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let order: Value = res.json().await.unwrap();
-    let id = order["id"].as_str().unwrap();
-    let expires_at = parse_millis(order["expiresAt"].as_str().unwrap()).unwrap();
+    // A payment sent 250 ms before the deadline may reach the server after it on a loaded
+    // machine; it is then rightly refused and says nothing about the grace: try again
+    // with a new ticket (a refusal answered before the deadline fails at once).
+    let mut tries = 0;
+    let (ticket, id, expires_at) = loop {
+        tries += 1;
+        let ticket = sys.ticket().await;
+        let res = sys.order("bob", &ticket).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let order: Value = res.json().await.unwrap();
+        let id = order["id"].as_str().unwrap().to_owned();
+        let expires_at = parse_millis(order["expiresAt"].as_str().unwrap()).unwrap();
 
-    sleep_until(expires_at - 250).await;
-    let paid = sys.pay("bob", id).await;
-    assert_eq!(paid.status(), StatusCode::CREATED);
+        sleep_until(expires_at - 250).await;
+        let paid = sys.pay("bob", &id).await;
+        let answered = now_millis();
+        if paid.status() == StatusCode::CREATED {
+            break (ticket, id, expires_at);
+        }
+        let body: Value = paid.json().await.unwrap();
+        assert!(
+            answered > expires_at && tries < 3,
+            "payment refused {}ms before the deadline (try {tries}): {body}",
+            expires_at - answered
+        );
+    };
+    let id = id.as_str();
     // Past expiresAt, within the grace: nobody else can take the ticket.
     sleep_until(expires_at + 100).await;
     let other = sys.order("carol", &ticket).await;

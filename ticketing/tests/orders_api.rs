@@ -511,6 +511,7 @@ fn ticket_event(id: &str, version: i64, title: &str) -> Envelope {
             price: Cents::new(1000 + version),
             user_id: "alice".into(),
             version,
+            terms: Default::default(),
         })
     } else {
         Envelope::new(&TicketUpdated {
@@ -520,6 +521,7 @@ fn ticket_event(id: &str, version: i64, title: &str) -> Envelope {
             user_id: "alice".into(),
             version,
             order_id: None,
+            terms: Default::default(),
         })
     }
 }

@@ -73,6 +73,7 @@ fn ticket_event(id: &str, version: i64) -> Envelope {
             price,
             user_id,
             version,
+            terms: Default::default(),
         })
     } else {
         Envelope::new(&TicketUpdated {
@@ -82,6 +83,7 @@ fn ticket_event(id: &str, version: i64) -> Envelope {
             user_id,
             version,
             order_id: None,
+            terms: Default::default(),
         })
     }
 }
@@ -296,6 +298,7 @@ async fn shuffles_converge(bus: Bus) {
                 id: TicketId::from("t"),
                 price: Cents::new(500),
             },
+            quantity: 1,
         })];
         let cancelled = rng.below(2) == 0;
         if cancelled {

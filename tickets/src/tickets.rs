@@ -39,6 +39,7 @@ impl Ticket {
             user_id: self.user_id.clone(),
             version: self.version,
             order_id: self.order_id.clone(),
+            terms: Default::default(),
         })
     }
 }
@@ -73,6 +74,7 @@ pub async fn create(
         price: ticket.price,
         user_id: ticket.user_id.clone(),
         version: 0,
+        terms: Default::default(),
     });
     outbox::enqueue(tx, &event).await?;
     Ok(ticket)

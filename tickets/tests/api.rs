@@ -304,6 +304,7 @@ fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
             id: (ticket_id.to_owned()).into(),
             price: Cents::new(2000),
         },
+        quantity: 1,
     })
 }
 

@@ -29,6 +29,9 @@ pub struct OrderBody {
     pub expires_at: String,
     pub version: i64,
     pub ticket: OrderTicketBody,
+    /// Ours: units the order holds (absent from older servers: one).
+    #[serde(default = "crate::terms::one_unit")]
+    pub quantity: i64,
     /// Why a cancelled order was cancelled; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<CancelReason>,
@@ -71,12 +74,25 @@ impl std::str::FromStr for CancelReason {
 pub struct CreateOrder {
     #[schema(schema_with = super::ticket_id_schema, required = true)]
     pub ticket_id: Option<Value>,
+    /// Ours: units to reserve, 1 to the listing's `maxPerOrder` (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100000)]
+    pub quantity: Option<Value>,
 }
 
 impl CreateOrder {
     pub fn new(ticket_id: impl Into<String>) -> CreateOrder {
         CreateOrder {
             ticket_id: Some(Value::String(ticket_id.into())),
+            quantity: None,
+        }
+    }
+
+    /// An order for `quantity` units of a listing.
+    pub fn units(ticket_id: impl Into<String>, quantity: i64) -> CreateOrder {
+        CreateOrder {
+            quantity: Some(Value::from(quantity)),
+            ..CreateOrder::new(ticket_id)
         }
     }
 }

@@ -5,6 +5,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::money::Cents;
+use crate::terms::SaleTerms;
 
 /// Page size of the list when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -28,6 +29,12 @@ pub struct TicketBody {
     pub version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// Ours: a listing's units and caps (all absent for one unit, as the seed).
+    #[serde(flatten)]
+    pub terms: SaleTerms,
+    /// Ours, with `quantity`: units neither held by an order nor sold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
 }
 
 /// Create and update body.
@@ -39,6 +46,32 @@ pub struct TicketInput {
     /// string (the seed's client sends `"10.99"`).
     #[schema(schema_with = price_schema, required = true)]
     pub price: Option<Value>,
+    /// Ours: units listed, a whole number from 1 to 100,000. On update, absent keeps
+    /// the listing's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100000)]
+    pub quantity: Option<Value>,
+    /// Ours: most units per order, 1 to `quantity` (default: `quantity`, at most 10).
+    #[serde(
+        default,
+        rename = "maxPerOrder",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100000)]
+    pub max_per_order: Option<Value>,
+    /// Ours: most units per account, `maxPerOrder` to `quantity` (default:
+    /// `maxPerOrder`).
+    #[serde(
+        default,
+        rename = "maxPerAccount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100000)]
+    pub max_per_account: Option<Value>,
+    /// Ours: when the sale opens, ISO-8601 (`null` on update: on sale now).
+    #[serde(default, rename = "onSaleAt", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub on_sale_at: Option<Value>,
 }
 
 fn price_schema() -> utoipa::openapi::schema::Schema {
@@ -72,6 +105,7 @@ impl TicketInput {
         TicketInput {
             title: Some(Value::String(title.into())),
             price: Some(Value::String(price.into())),
+            ..TicketInput::default()
         }
     }
 }

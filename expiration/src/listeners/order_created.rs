@@ -68,6 +68,7 @@ mod tests {
                 id: "t".into(),
                 price: Cents::new(100),
             },
+            quantity: 1,
         }
     }
 

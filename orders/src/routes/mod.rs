@@ -36,6 +36,7 @@ impl From<Order> for OrderBody {
                 price: o.ticket.price,
                 version: o.ticket.version,
             },
+            quantity: 1,
             cancel_reason: o.cancel_reason,
         }
     }

@@ -26,6 +26,8 @@ impl From<Ticket> for TicketBody {
             user_id: t.user_id.into(),
             version: t.version,
             order_id: t.order_id.map(String::from),
+            terms: Default::default(),
+            available: None,
         }
     }
 }
