@@ -1,4 +1,4 @@
-//! The six subjects and their payloads, JSON-compatible with the seed
+//! The seed's six subjects and ours, and their payloads, JSON-compatible with the seed
 //! (`../shared/spec/events.md`). Prices travel as decimal numbers (`price`) and, added
 //! by us, as exact integer cents (`priceCents`).
 
@@ -28,10 +28,13 @@ pub enum Subject {
     /// already cancelled).
     #[serde(rename = "payment:refunded")]
     PaymentRefunded,
+    /// Ours: units offered to a waiting list's head (an order placed for the waiter).
+    #[serde(rename = "waitlist:offered")]
+    WaitlistOffered,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 7] = [
+    pub const ALL: [Subject; 8] = [
         Subject::TicketCreated,
         Subject::TicketUpdated,
         Subject::OrderCreated,
@@ -39,6 +42,7 @@ impl Subject {
         Subject::ExpirationComplete,
         Subject::PaymentCreated,
         Subject::PaymentRefunded,
+        Subject::WaitlistOffered,
     ];
 
     /// The seed's subject name, e.g. `ticket:created`.
@@ -51,6 +55,7 @@ impl Subject {
             Subject::ExpirationComplete => "expiration:complete",
             Subject::PaymentCreated => "payment:created",
             Subject::PaymentRefunded => "payment:refunded",
+            Subject::WaitlistOffered => "waitlist:offered",
         }
     }
 
@@ -134,6 +139,9 @@ pub struct OrderCreated {
     /// Ours: units the order holds (absent from older producers: one).
     #[serde(default = "one_unit")]
     pub quantity: i64,
+    /// Ours: the waiting-list entry this order was offered to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waitlist_entry_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +180,20 @@ pub struct PaymentRefunded {
     pub stripe_id: String,
 }
 
+/// Units held for a waiting list's head by order `orderId`, payable until `expiresAt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitlistOffered {
+    /// The waiting-list entry.
+    pub id: String,
+    pub ticket_id: TicketId,
+    pub user_id: UserId,
+    pub order_id: OrderId,
+    pub quantity: i64,
+    /// ISO-8601 UTC with milliseconds.
+    pub expires_at: String,
+}
+
 /// Each payload type is published on the subject of the same name.
 macro_rules! published_on_its_subject {
     ($($event:ident),* $(,)?) => {
@@ -187,5 +209,6 @@ published_on_its_subject!(
     OrderCancelled,
     ExpirationComplete,
     PaymentCreated,
-    PaymentRefunded
+    PaymentRefunded,
+    WaitlistOffered
 );

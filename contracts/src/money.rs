@@ -35,6 +35,12 @@ impl Cents {
         Ok(Cents(cents))
     }
 
+    /// `units` of this price; `None` past what an `i64` holds (a price is at most 10^8
+    /// cents and an order at most 100,000 units: never, for what the API accepts).
+    pub fn times(self, units: i64) -> Option<Cents> {
+        self.0.checked_mul(units).map(Cents)
+    }
+
     /// `10.99`, `10`, `10.5` as JSON numbers.
     pub fn to_json_number(self) -> serde_json::Number {
         let text = self.to_string();

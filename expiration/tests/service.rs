@@ -46,6 +46,7 @@ fn created(id: &str, due: i64) -> Envelope {
             price: Cents::new(1000),
         },
         quantity: 1,
+        waitlist_entry_id: None,
     })
 }
 

@@ -16,15 +16,43 @@ pub struct Order {
     pub deadline: Deadline,
     pub version: i64,
     pub ticket: TicketCopy,
+    /// Units of the listing the order holds.
+    pub quantity: i64,
     pub cancel_reason: Option<CancelReason>,
 }
 
-/// States from which an order can still be cancelled or paid. (Which states hold a
-/// ticket is decided by the `orders_one_active_per_ticket` index: [`HOLDS_TICKET`].)
+/// Units an order asks for: a whole number from 1, as the request gave it (absent: one).
+/// Whether the listing allows that many in one order is for its `maxPerOrder` to say, so
+/// a quantity that is no whole number from 1 is kept as such and refused against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Units(Option<i64>);
+
+impl Units {
+    pub const ONE: Units = Units(Some(1));
+
+    pub fn parse(raw: Option<&serde_json::Value>) -> Units {
+        match raw {
+            None | Some(serde_json::Value::Null) => Units::ONE,
+            Some(value) => Units(
+                value
+                    .as_i64()
+                    .filter(|n| (1..=ticketing_contracts::terms::MAX_QUANTITY).contains(n)),
+            ),
+        }
+    }
+
+    /// The units, if one order may take that many of a listing allowing `per_order`.
+    pub fn within(self, per_order: i64) -> Option<i64> {
+        self.0.filter(|n| *n <= per_order)
+    }
+}
+
+/// States from which an order can still be cancelled or paid.
 pub const OPEN: [OrderStatus; 2] = [OrderStatus::Created, OrderStatus::AwaitingPayment];
 
-/// The condition of `orders_one_active_per_ticket`, word for word: SQLite uses a partial
-/// index only for a query that repeats its condition (it does not see that
+/// The states in which an order holds its units (counted in the listing's `held`), and
+/// the condition of the `orders_holding_ticket` index, word for word: SQLite uses a
+/// partial index only for a query that repeats its condition (it does not see that
 /// `status IN ('created', 'awaiting:payment')` implies it), and scans the table
 /// otherwise.
 pub(crate) const HOLDS_TICKET: &str = "status IN ('created', 'awaiting:payment', 'complete')";

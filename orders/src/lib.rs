@@ -4,6 +4,7 @@
 //! ticket in the database, and publishes `order:created` / `order:cancelled` through the
 //! outbox. Reacts to `expiration:complete` and `payment:created`.
 
+mod claim;
 mod domain;
 mod listeners;
 mod orders;
@@ -30,7 +31,8 @@ pub const SERVICE: &str = "orders";
 pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0001_orders.sql",
     "0002_cancel_reason.sql",
-    "0003_reserved_until.sql"
+    "0003_reserved_until.sql",
+    "0004_units.sql"
 ];
 
 /// What only the orders service is configured with.

@@ -10,13 +10,16 @@ use ticketing_contracts::money::Cents;
 use ticketing_contracts::{OrderId, OrderStatus, TicketId, Timestamp, UserId};
 use ticketing_store::{query, Row, Store, Tx};
 
+use crate::claim::{self, Refused};
+use crate::domain::Units;
 use crate::domain::{Deadline, Order, HOLDS_TICKET, OPEN};
 use crate::placer::{Placement, Placer};
 use crate::tickets::{self, TicketCopy};
 
 const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.reserved_until, \
-    o.version, o.cancel_reason, \
-    t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version \
+    o.version, o.cancel_reason, o.quantity AS units, \
+    t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version, \
+    t.quantity, t.max_per_order, t.max_per_account, t.on_sale_at \
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
 ticketing_kit::from_row!(|row| Order {
@@ -30,7 +33,9 @@ ticketing_kit::from_row!(|row| Order {
         title: row.get("title")?,
         price: Cents::new(row.get("price_cents")?),
         version: row.get("ticket_version")?,
+        terms: tickets::terms_of(row)?,
     },
+    quantity: row.get("units")?,
     cancel_reason: row.parse_optional("cancel_reason")?,
 });
 
@@ -48,7 +53,7 @@ fn expire_held_sql() -> String {
     format!(
         "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = '{}' \
          WHERE ticket_id = $1 AND {HOLDS_TICKET} AND status IN ({}) AND reserved_until <= $2 \
-         RETURNING id, version",
+         RETURNING id, version, user_id, quantity",
         OrderStatus::Cancelled,
         CancelReason::Expired.as_str(),
         open_states()
@@ -68,39 +73,47 @@ pub enum PlaceError {
     /// No ticket with that id (in the replica).
     #[error("unknown ticket")]
     UnknownTicket,
-    /// Another active order holds the ticket (decided by the unique index).
-    #[error("ticket already reserved")]
-    Reserved,
+    /// Not that many units in one order: the listing's `maxPerOrder` (also for a
+    /// quantity that is not a whole number from 1 on).
+    #[error("at most {0} per order")]
+    PerOrder(i64),
+    /// The listing or the account has not the units (decided by the claim).
+    #[error(transparent)]
+    Refused(#[from] Refused),
     #[error(transparent)]
     Db(#[from] ticketing_store::Error),
 }
 
-/// Place an order by `user_id` for ticket `ticket_id`, payable until
+/// Place an order by `user_id` for `units` of listing `ticket_id`, payable until
 /// `deadline.expires_at`; its `order:created` is in the outbox when this returns.
 ///
-/// The common case goes through `placer` (on PostgreSQL: batched with concurrent
-/// placements, no transaction); whatever it does not place — the ticket unknown, held
-/// (possibly by an expired order), changed meanwhile — is decided in a transaction.
+/// The common case — one unit of a one-unit listing — goes through `placer` (on
+/// PostgreSQL: batched with concurrent placements, no transaction); whatever it does not
+/// place — the ticket unknown, held (possibly by an expired order), changed meanwhile,
+/// a listing of several units — is decided in a transaction.
 pub async fn place(
     store: &Store,
     placer: &Placer,
     ticket_id: &TicketId,
     user_id: &UserId,
+    units: Units,
     now: Timestamp,
     deadline: Deadline,
 ) -> Result<Order, PlaceError> {
-    if let Some(ticket) = placer.ticket(ticket_id).await {
-        let (order, event) = new_order(&ticket, user_id, deadline);
-        let placement = Placement {
-            order: order.clone(),
-            event,
-        };
-        if placer.insert(placement).await {
-            return Ok(order);
+    if units == Units::ONE {
+        if let Some(ticket) = placer.ticket(ticket_id).await.filter(|t| !t.terms.counted) {
+            let (order, event) = new_order(&ticket, user_id, 1, deadline);
+            let placement = Placement {
+                order: order.clone(),
+                event,
+            };
+            if placer.insert(placement).await {
+                return Ok(order);
+            }
         }
     }
     let mut tx = store.begin().await?;
-    let order = place_in_tx(&mut tx, ticket_id, user_id, now, deadline).await?;
+    let order = place_in_tx(&mut tx, ticket_id, user_id, units, now, deadline).await?;
     tx.commit().await?;
     Ok(order)
 }
@@ -111,17 +124,26 @@ pub async fn place_in_tx(
     tx: &mut Tx,
     ticket_id: &TicketId,
     user_id: &UserId,
+    units: Units,
     now: Timestamp,
     deadline: Deadline,
 ) -> Result<Order, PlaceError> {
     let ticket = tickets::find(tx, ticket_id)
         .await?
         .ok_or(PlaceError::UnknownTicket)?;
-    place_in(tx, &ticket, user_id, now, deadline).await
+    let units = units
+        .within(ticket.terms.per_order)
+        .ok_or(PlaceError::PerOrder(ticket.terms.per_order))?;
+    place_in(tx, &ticket, user_id, units, now, deadline).await
 }
 
-/// A new order for `ticket` and its `order:created`.
-fn new_order(ticket: &TicketCopy, user_id: &UserId, deadline: Deadline) -> (Order, Envelope) {
+/// A new order for `units` of `ticket` and its `order:created`.
+fn new_order(
+    ticket: &TicketCopy,
+    user_id: &UserId,
+    units: i64,
+    deadline: Deadline,
+) -> (Order, Envelope) {
     let order = Order {
         id: OrderId::generate(),
         user_id: user_id.to_owned(),
@@ -129,6 +151,7 @@ fn new_order(ticket: &TicketCopy, user_id: &UserId, deadline: Deadline) -> (Orde
         deadline,
         version: 0,
         ticket: ticket.clone(),
+        quantity: units,
         cancel_reason: None,
     };
     let event = Envelope::new(&OrderCreated {
@@ -142,67 +165,87 @@ fn new_order(ticket: &TicketCopy, user_id: &UserId, deadline: Deadline) -> (Orde
             id: ticket.id.clone(),
             price: ticket.price,
         },
-        quantity: 1,
+        quantity: units,
+        waitlist_entry_id: None,
     });
     (order, event)
 }
 
-/// Place an order for `ticket` in `tx`. Unpaid orders whose reservation ran out (past
-/// the `reserved_until` on their row) no longer hold the ticket: when one is in the way it is cancelled
-/// here, in the same transaction (lazy expiry), so the unique index only sees orders
-/// that really hold it.
+/// Place an order for `units` of `ticket` in `tx`: insert it, then claim its units
+/// (`claim`). Unpaid orders whose reservation ran out (past the `reserved_until` on
+/// their row) no longer hold their units: when too few are free they are cancelled
+/// here, in the same transaction (lazy expiry), and the claim is tried once more.
 ///
-/// The insert comes first and the expiry only when it is refused: a free ticket, the
-/// common case, costs one statement, and the unique index decides either way.
+/// The order's row and event are written before the claim, so that on PostgreSQL the
+/// listing's row is locked (by the claim) only for the rest of the transaction: a
+/// listing of many units sells as fast as one transaction can follow another.
 async fn place_in(
     tx: &mut Tx,
     ticket: &TicketCopy,
     user_id: &UserId,
+    units: i64,
     now: Timestamp,
     deadline: Deadline,
 ) -> Result<Order, PlaceError> {
-    let (order, event) = new_order(ticket, user_id, deadline);
-    if !insert(tx, &order).await? {
-        let expired = query(&expire_held_sql())
-            .bind(&ticket.id)
-            .bind(now.as_millis())
-            .fetch_all(&mut *tx)
-            .await?;
-        if expired.is_empty() || !insert(tx, &order).await? {
-            return Err(PlaceError::Reserved);
-        }
-        for row in &expired {
-            outbox::enqueue(
-                tx,
-                &cancelled_event(row.get("id")?, row.get("version")?, &ticket.id),
-            )
-            .await?;
+    let (order, event) = new_order(ticket, user_id, units, deadline);
+    insert(tx, &order).await?;
+    outbox::enqueue(tx, &event).await?;
+    if !claim::take(tx, &ticket.id, units).await? {
+        expire_lapsed(tx, &ticket.id, now).await?;
+        if !claim::take(tx, &ticket.id, units).await? {
+            return Err(claim::refusal(tx, &ticket.id, &ticket.terms).await?.into());
         }
     }
-    outbox::enqueue(tx, &event).await?;
+    if let Err(refused) =
+        claim::count_for_account(tx, &ticket.id, user_id, units, &ticket.terms).await?
+    {
+        return Err(refused.into());
+    }
     Ok(order)
 }
 
-/// Insert `order` unless an active order holds its ticket; whether it was inserted.
-async fn insert(tx: &mut Tx, order: &Order) -> Result<bool, ticketing_store::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, reserved_until, \
-                                 version) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0) \
-             ON CONFLICT (ticket_id) WHERE {HOLDS_TICKET} DO NOTHING"
-        )
-    });
-    let inserted = query(&SQL)
-        .bind(&order.id)
-        .bind(&order.user_id)
-        .bind(&order.ticket.id)
-        .bind(order.status.as_str())
-        .bind(order.deadline.expires_at.as_millis())
-        .bind(order.deadline.reserved_until.as_millis())
-        .execute(&mut *tx)
+/// Cancel the unpaid orders holding `ticket` whose reservation ran out by `now`, giving
+/// their units back.
+async fn expire_lapsed(
+    tx: &mut Tx,
+    ticket: &TicketId,
+    now: Timestamp,
+) -> Result<(), ticketing_store::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(expire_held_sql);
+    let expired = query(&SQL)
+        .bind(ticket)
+        .bind(now.as_millis())
+        .fetch_all(&mut *tx)
         .await?;
-    Ok(inserted == 1)
+    for row in &expired {
+        let (user, units): (UserId, i64) = (row.get("user_id")?, row.get("quantity")?);
+        claim::release(tx, ticket, &user, units).await?;
+        outbox::enqueue(
+            tx,
+            &cancelled_event(row.get("id")?, row.get("version")?, ticket),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Insert `order` (its units not yet claimed).
+async fn insert(tx: &mut Tx, order: &Order) -> Result<(), ticketing_store::Error> {
+    query(
+        "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, reserved_until, \
+                             version, quantity) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+    )
+    .bind(&order.id)
+    .bind(&order.user_id)
+    .bind(&order.ticket.id)
+    .bind(order.status.as_str())
+    .bind(order.deadline.expires_at.as_millis())
+    .bind(order.deadline.reserved_until.as_millis())
+    .bind(order.quantity)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 fn cancelled_event(order_id: OrderId, version: i64, ticket_id: &TicketId) -> Envelope {
@@ -232,8 +275,8 @@ pub async fn list_for_user(
         .await
 }
 
-/// Cancel an open order (only the buyer's, when cancelled by the buyer); publishes
-/// `order:cancelled`. `None` when the order is not open (or not the buyer's).
+/// Cancel an open order (only the buyer's, when cancelled by the buyer), giving its
+/// units back; publishes `order:cancelled`. `None` when the order is not open (or not the buyer's).
 pub async fn cancel(
     tx: &mut Tx,
     id: &OrderId,
@@ -243,7 +286,7 @@ pub async fn cancel(
     let row = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = $3 \
          WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
-         RETURNING ticket_id, version",
+         RETURNING ticket_id, user_id, quantity, version",
         OrderStatus::Cancelled,
         open_states()
     ))
@@ -254,6 +297,8 @@ pub async fn cancel(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let (ticket_id, version): (TicketId, i64) = (row.get("ticket_id")?, row.get("version")?);
+    let (user, units): (UserId, i64) = (row.get("user_id")?, row.get("quantity")?);
+    claim::release(tx, &ticket_id, &user, units).await?;
     outbox::enqueue(tx, &cancelled_event(id.to_owned(), version, &ticket_id)).await?;
     Ok(Some((ticket_id, version)))
 }
@@ -321,7 +366,7 @@ mod tests {
         let plan: Vec<String> = plan.iter().map(|row| row.get("detail").unwrap()).collect();
         assert!(
             plan.iter()
-                .any(|step| step.contains("USING INDEX orders_one_active_per_ticket")),
+                .any(|step| step.contains("USING INDEX orders_holding_ticket")),
             "{plan:?}"
         );
         store.close().await;

@@ -1,8 +1,8 @@
 //! PostgreSQL: orders placed at the same time share their statements.
 //!
-//! Placing an order in the common case — the ticket known and free — is two statements:
-//! read the ticket from the replica, then insert the order and its `order:created` in
-//! one statement. Each costs PostgreSQL a round trip, a wake-up and a statement whatever
+//! Placing an order in the common case — one unit of a ticket listed as one, known and
+//! free — is two statements: read the ticket from the replica, then claim it, insert the
+//! order and its `order:created` in one statement. Each costs PostgreSQL a round trip, a wake-up and a statement whatever
 //! it holds, and under load those per-statement costs were most of an order's CPU. So
 //! concurrent placements queue for a batcher (`batch-aint-one`, policy `Immediate`): a
 //! placement that finds a free slot runs at once, alone; the ones that arrive while the
@@ -10,12 +10,13 @@
 //! reads, one for all their inserts. Each caller builds its own event between the two,
 //! so the event carries its own request's trace.
 //!
-//! The insert keeps every guarantee of the single statement: an order is written only
-//! when its ticket is still at the version read (so its price is the one read) and the
-//! unique index lets it in; its event is written by the same statement, so with it or
-//! not at all. Rows go in ticket order, so two batches that contend for the same tickets
-//! wait for each other in one order and cannot deadlock. Anything else — the ticket
-//! unknown, held, changed, the batch refused or failed — answers "not placed here", and
+//! The insert keeps every guarantee of the transaction (`claim`): an order is written
+//! only when its ticket is still at the version read (so its price is the one read) and
+//! free, and its claim, its account's count and its event are written by the same
+//! statement, so with it or not at all. Tickets are locked in id order, so two batches
+//! that contend for the same tickets wait for each other in one order and cannot
+//! deadlock. Anything else — the ticket unknown, held, changed, a listing of several
+//! units, the batch refused or failed — answers "not placed here", and
 //! the caller decides in a transaction (`orders::place`). SQLite has no
 //! round trips to save (and its writer already commits queued transactions together):
 //! there the placer always answers "not placed here".
@@ -29,7 +30,7 @@ use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::TicketId;
 use ticketing_store::{query, Backend, Store};
 
-use crate::domain::{Order, HOLDS_TICKET};
+use crate::domain::Order;
 use crate::tickets::{TicketCopy, FIND_COLUMNS};
 
 /// Most placements in one statement.
@@ -197,28 +198,47 @@ impl BatchStatement for InsertOrders {
     type Output = bool;
 
     async fn run(&self, placements: Vec<Placement>) -> BatchResult<bool> {
-        // The ticket check is a subquery per row, evaluated once (MATERIALIZED): an index
-        // lookup whatever the statistics say.
+        // The listings are locked first, in id order, and only while free and at the
+        // version read: two batches that contend for the same listings wait for each
+        // other in one order and cannot deadlock, and a listing a concurrent claim
+        // changed is re-checked as committed. Only the locked ones are claimed, their
+        // orders inserted and counted for their accounts (a one-unit listing free means
+        // no account holds any of it: no cap to check), their events enqueued.
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "WITH batch AS MATERIALIZED ( \
-                   SELECT r, n, (SELECT id FROM tickets WHERE id = r->>'ticketId' \
-                                 AND version = (r->>'ticketVersion')::bigint) AS ticket_id \
-                   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(r, n)), \
+                   SELECT r, n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(r, n)), \
+                 locked AS MATERIALIZED ( \
+                   SELECT t.id FROM tickets t JOIN batch ON t.id = batch.r->>'ticketId' \
+                   WHERE t.version = (batch.r->>'ticketVersion')::bigint AND t.held = 0 \
+                     AND t.quantity IS NULL \
+                   ORDER BY t.id FOR NO KEY UPDATE OF t), \
+                 claimed AS ( \
+                   UPDATE tickets SET held = held + 1 WHERE id IN (SELECT id FROM locked) \
+                   RETURNING id), \
                  written AS ( \
                    INSERT INTO orders (id, user_id, ticket_id, status, expires_at, \
-                                       reserved_until, version) \
-                   SELECT r->>'id', r->>'userId', ticket_id, r->>'status', \
-                          (r->>'expiresAt')::bigint, (r->>'reservedUntil')::bigint, 0 \
-                   FROM batch WHERE ticket_id IS NOT NULL ORDER BY ticket_id \
-                   ON CONFLICT (ticket_id) WHERE {HOLDS_TICKET} DO NOTHING RETURNING id) \
+                                       reserved_until, version, quantity) \
+                   SELECT r->>'id', r->>'userId', r->>'ticketId', r->>'status', \
+                          (r->>'expiresAt')::bigint, (r->>'reservedUntil')::bigint, 0, 1 \
+                   FROM batch WHERE r->>'ticketId' IN (SELECT id FROM claimed) \
+                   RETURNING id, user_id, ticket_id), \
+                 counted AS ( \
+                   INSERT INTO account_units (ticket_id, user_id, units) \
+                   SELECT ticket_id, user_id, 1 FROM written \
+                   ON CONFLICT (ticket_id, user_id) \
+                   DO UPDATE SET units = account_units.units + 1) \
                  {} FROM batch WHERE r->>'id' IN (SELECT id FROM written) ORDER BY n \
                  RETURNING event_id",
                 outbox::insert_from_json("(r->'event')")
             )
         });
+        // A listing claimed once per statement: a second placement of the same listing
+        // in the batch is decided in a transaction.
+        let mut listings = HashSet::new();
         let rows: Vec<serde_json::Value> = placements
             .iter()
+            .filter(|p| p.order.quantity == 1 && listings.insert(&p.order.ticket.id))
             .filter_map(|p| {
                 let order = &p.order;
                 Some(serde_json::json!({

@@ -5,9 +5,10 @@ use std::sync::LazyLock;
 use ticketing_bus::HandlerError;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
-use ticketing_contracts::TicketId;
+use ticketing_contracts::time::parse_millis;
+use ticketing_contracts::{SaleTerms, TicketId, Timestamp};
 use ticketing_kit::replica::{CopyOf, Replicated};
-use ticketing_store::{query, Query, Tx};
+use ticketing_store::{query, Query, Row, Tx};
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
@@ -15,6 +16,40 @@ pub struct TicketCopy {
     pub title: String,
     pub price: Cents,
     pub version: i64,
+    pub terms: Terms,
+}
+
+/// A listing's sale terms as the replica keeps them: a ticket listed the seed's way is
+/// one unit, one per order and per account, on sale now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    /// Listed with a quantity (its refusals speak of units: sold out, only N left).
+    pub counted: bool,
+    pub quantity: i64,
+    pub per_order: i64,
+    pub per_account: i64,
+    pub on_sale_at: Option<Timestamp>,
+}
+
+impl Terms {
+    fn of(terms: &SaleTerms) -> Result<Terms, HandlerError> {
+        let on_sale_at = terms
+            .on_sale_at
+            .as_deref()
+            .map(|at| {
+                parse_millis(at)
+                    .map(Timestamp::from_millis)
+                    .ok_or_else(|| HandlerError::Poison(format!("onSaleAt {at:?}")))
+            })
+            .transpose()?;
+        Ok(Terms {
+            counted: terms.is_counted(),
+            quantity: terms.units(),
+            per_order: terms.per_order(),
+            per_account: terms.per_account(),
+            on_sale_at,
+        })
+    }
 }
 
 // `ticket:created` and `ticket:updated` both carry the whole ticket: one listener
@@ -22,6 +57,7 @@ pub struct TicketCopy {
 impl CopyOf<TicketCreated> for TicketCopy {
     fn copy_of(t: TicketCreated) -> Result<TicketCopy, HandlerError> {
         Ok(TicketCopy {
+            terms: Terms::of(&t.terms)?,
             id: t.id,
             title: t.title,
             price: t.price,
@@ -33,6 +69,7 @@ impl CopyOf<TicketCreated> for TicketCopy {
 impl CopyOf<TicketUpdated> for TicketCopy {
     fn copy_of(t: TicketUpdated) -> Result<TicketCopy, HandlerError> {
         Ok(TicketCopy {
+            terms: Terms::of(&t.terms)?,
             id: t.id,
             title: t.title,
             price: t.price,
@@ -46,10 +83,26 @@ ticketing_kit::from_row!(|row| TicketCopy {
     title,
     price: Cents::new(row.get("price_cents")?),
     version,
+    terms: terms_of(row)?,
 });
 
+/// The terms a row of the replica holds (`quantity` NULL: one unit, the seed's way).
+pub fn terms_of(row: &Row) -> Result<Terms, ticketing_store::Error> {
+    let quantity: Option<i64> = row.get("quantity")?;
+    Ok(Terms {
+        counted: quantity.is_some(),
+        quantity: quantity.unwrap_or(1),
+        per_order: row.get::<Option<i64>>("max_per_order")?.unwrap_or(1),
+        per_account: row.get::<Option<i64>>("max_per_account")?.unwrap_or(1),
+        on_sale_at: row
+            .get::<Option<i64>>("on_sale_at")?
+            .map(Timestamp::from_millis),
+    })
+}
+
 /// The columns [`TicketCopy`] is read from.
-pub const FIND_COLUMNS: &str = "id, title, price_cents, version";
+pub const FIND_COLUMNS: &str =
+    "id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at";
 
 pub async fn find(
     tx: &mut Tx,
@@ -64,19 +117,26 @@ pub async fn find(
 /// a duplicate, an older event or one whose predecessor is still on its way changes
 /// nothing or everything, never blocks (decision 0023). One statement, no read first.
 impl Replicated for TicketCopy {
-    const UPSERT: &'static str =
-        "INSERT INTO tickets (id, title, price_cents, version) VALUES ($1, $2, $3, $4) \
+    const UPSERT: &'static str = "INSERT INTO tickets \
+        (id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
         ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
-        price_cents = excluded.price_cents, version = excluded.version \
+        price_cents = excluded.price_cents, version = excluded.version, \
+        quantity = excluded.quantity, max_per_order = excluded.max_per_order, \
+        max_per_account = excluded.max_per_account, on_sale_at = excluded.on_sale_at \
         WHERE tickets.version < excluded.version";
 
-    const UPSERT_ALL: &'static str = "INSERT INTO tickets (id, title, price_cents, version) \
+    const UPSERT_ALL: &'static str = "INSERT INTO tickets \
+        (id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at) \
         SELECT DISTINCT ON (c->>'id') c->>'id', c->>'title', (c->>'price')::bigint, \
-        (c->>'version')::bigint \
+        (c->>'version')::bigint, (c->>'quantity')::bigint, (c->>'maxPerOrder')::bigint, \
+        (c->>'maxPerAccount')::bigint, (c->>'onSaleAt')::bigint \
         FROM jsonb_array_elements($1::jsonb) AS batch(c) \
         ORDER BY c->>'id', (c->>'version')::bigint DESC \
         ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
-        price_cents = excluded.price_cents, version = excluded.version \
+        price_cents = excluded.price_cents, version = excluded.version, \
+        quantity = excluded.quantity, max_per_order = excluded.max_per_order, \
+        max_per_account = excluded.max_per_account, on_sale_at = excluded.on_sale_at \
         WHERE tickets.version < excluded.version";
 
     fn bind<'q>(&self, upsert: Query<'q>) -> Query<'q> {
@@ -85,11 +145,20 @@ impl Replicated for TicketCopy {
             .bind(&self.title)
             .bind(self.price.get())
             .bind(self.version)
+            .bind(self.terms.counted.then_some(self.terms.quantity))
+            .bind(self.terms.counted.then_some(self.terms.per_order))
+            .bind(self.terms.counted.then_some(self.terms.per_account))
+            .bind(self.terms.on_sale_at.map(Timestamp::as_millis))
     }
 
     fn json(&self) -> serde_json::Value {
+        let counted = self.terms.counted;
         serde_json::json!({
             "id": self.id, "title": self.title, "price": self.price.get(), "version": self.version,
+            "quantity": counted.then_some(self.terms.quantity),
+            "maxPerOrder": counted.then_some(self.terms.per_order),
+            "maxPerAccount": counted.then_some(self.terms.per_account),
+            "onSaleAt": self.terms.on_sale_at.map(Timestamp::as_millis),
         })
     }
 }

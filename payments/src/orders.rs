@@ -13,6 +13,7 @@ pub struct OrderCopy {
     pub id: OrderId,
     pub user_id: UserId,
     pub status: OrderStatus,
+    /// What the order costs: its ticket's price times its units.
     pub price: Cents,
     pub expires_at: i64,
     pub version: i64,
@@ -99,11 +100,15 @@ impl CopyOf<OrderCreated> for OrderCopy {
         let expires_at = parse_millis(&o.expires_at).ok_or_else(|| {
             HandlerError::Poison(format!("unreadable expiresAt {:?}", o.expires_at))
         })?;
+        // What the buyer pays: the ticket's price for each unit.
+        let price = o.ticket.price.times(o.quantity).ok_or_else(|| {
+            HandlerError::Poison(format!("{} units of {}", o.quantity, o.ticket.price))
+        })?;
         Ok(OrderCopy {
             id: o.id,
             user_id: o.user_id,
             status: o.status,
-            price: o.ticket.price,
+            price,
             expires_at,
             version: o.version,
         })

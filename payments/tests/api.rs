@@ -151,6 +151,7 @@ impl App {
                 price: Cents::new(1099),
             },
             quantity: 1,
+            waitlist_entry_id: None,
         }))
         .await;
         self.wait_replica(&id, "created").await;
@@ -324,6 +325,7 @@ async fn early_cancellation_waits_for_its_creation(flavor: Flavor) {
             price: Cents::new(500),
         },
         quantity: 1,
+        waitlist_entry_id: None,
     }))
     .await;
     app.wait_replica(&id, "cancelled").await;
@@ -348,6 +350,7 @@ async fn a_burst_of_orders_reaches_the_replica_once_each(flavor: Flavor) {
                 price: Cents::new(1000 + n as i64),
             },
             quantity: 1,
+            waitlist_entry_id: None,
         })
     };
     for (n, id) in ids.iter().enumerate() {

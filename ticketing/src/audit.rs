@@ -59,6 +59,16 @@ struct Order {
     status: String,
     expires_at: i64,
     version: i64,
+    units: i64,
+}
+
+/// The orders service's copy of a listing.
+struct ReplicaTicket {
+    version: i64,
+    /// `None`: listed as one unit, the seed's way.
+    quantity: Option<i64>,
+    /// Units its live orders hold, by the orders service's counter.
+    held: i64,
 }
 
 struct ReplicaOrder {
@@ -71,8 +81,8 @@ pub struct Snapshot {
     now: i64,
     tickets: HashMap<String, Ticket>,
     orders: BTreeMap<String, Order>,
-    /// The orders service's replica of tickets: id → version.
-    ticket_replica: HashMap<String, i64>,
+    /// The orders service's replica of tickets.
+    ticket_replica: HashMap<String, ReplicaTicket>,
     /// The payments service's replica of orders.
     order_replica: HashMap<String, ReplicaOrder>,
     /// Payments: id → order id.
@@ -146,18 +156,24 @@ impl Snapshot {
         outboxes.push(("tickets", outbox(&conn).await?));
 
         let conn = connect(args, "orders").await?;
-        let sql = "SELECT id, ticket_id, status, expires_at, version FROM orders";
+        let sql = "SELECT id, ticket_id, status, expires_at, version, quantity FROM orders";
         let orders = by_id(&conn, sql, |row| {
             Ok(Order {
                 ticket_id: row.get("ticket_id")?,
                 status: row.get("status")?,
                 expires_at: row.get("expires_at")?,
                 version: row.get("version")?,
+                units: row.get("quantity")?,
             })
         })
         .await?;
-        let ticket_replica = by_id(&conn, "SELECT id, version FROM tickets", |row| {
-            row.get("version")
+        let sql = "SELECT id, version, quantity, held FROM tickets";
+        let ticket_replica = by_id(&conn, sql, |row| {
+            Ok(ReplicaTicket {
+                version: row.get("version")?,
+                quantity: row.get("quantity")?,
+                held: row.get("held")?,
+            })
         })
         .await?;
         outboxes.push(("orders", outbox(&conn).await?));
@@ -220,21 +236,33 @@ impl Snapshot {
             }
         }
 
-        // Orders against their tickets.
+        // Orders against their tickets. A listing of several units is not reserved by an
+        // order: its units are counted (below).
         let mut active_by_ticket: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut units_by_listing: BTreeMap<&str, i64> = BTreeMap::new();
         for (id, order) in &self.orders {
             if !is_active(&order.status) {
                 continue;
             }
-            active_by_ticket
+            *units_by_listing
                 .entry(order.ticket_id.as_str())
-                .or_default()
-                .push(id);
+                .or_default() += order.units;
+            let counted = self
+                .ticket_replica
+                .get(&order.ticket_id)
+                .is_some_and(|t| t.quantity.is_some());
+            if !counted {
+                active_by_ticket
+                    .entry(order.ticket_id.as_str())
+                    .or_default()
+                    .push(id);
+            }
             let holder = self
                 .tickets
                 .get(&order.ticket_id)
                 .map(|t| t.order_id.as_deref());
             match holder {
+                _ if counted => {}
                 Some(Some(holder)) if holder == id.as_str() => {}
                 Some(holder) => found(
                     "active-order-ticket-not-reserved",
@@ -285,10 +313,34 @@ impl Snapshot {
             }
         }
 
+        // Each listing's units: never more held than listed, and the claim's counter
+        // equal to the units of its live orders.
+        let mut listings: Vec<(&String, &ReplicaTicket)> = self.ticket_replica.iter().collect();
+        listings.sort_by(|a, b| a.0.cmp(b.0));
+        for (id, listing) in listings {
+            let units = units_by_listing.get(id.as_str()).copied().unwrap_or(0);
+            let quantity = listing.quantity.unwrap_or(1);
+            if units > quantity {
+                found(
+                    "listing-oversold",
+                    format!("listing {id}: live orders hold {units} units of {quantity}"),
+                );
+            }
+            if listing.held != units {
+                found(
+                    "listing-held-count",
+                    format!(
+                        "listing {id}: the orders service counts {} units held, its live orders hold {units}",
+                        listing.held
+                    ),
+                );
+            }
+        }
+
         // Replicas against their sources.
         for (id, ticket) in &sorted_tickets {
-            match self.ticket_replica.get(*id) {
-                Some(version) if *version == ticket.version => {}
+            match self.ticket_replica.get(*id).map(|t| t.version) {
+                Some(version) if version == ticket.version => {}
                 Some(version) => found(
                     "ticket-replica-version",
                     format!("ticket {id}: version {} at the tickets service, {version} in the orders service's replica", ticket.version),

@@ -90,10 +90,7 @@ async fn the_audit_finds_each_planted_divergence() {
             (&tickets[5], now + 600_000),
         )
         .unwrap();
-    // A second active order for T2 (the unique index would refuse it).
-    orders_db
-        .execute_batch("DROP INDEX orders_one_active_per_ticket")
-        .unwrap();
+    // A second active order for T2, written around the claim (which would refuse it).
     orders_db
         .execute(
             "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version) \
@@ -163,6 +160,8 @@ async fn the_audit_finds_each_planted_divergence() {
     has("ticket-held-by-inactive-order", &tickets[4]);
     has("active-order-ticket-not-reserved", "planted-free");
     has("ticket-with-several-active-orders", &tickets[2]);
+    has("listing-oversold", &tickets[2]);
+    has("listing-held-count", &tickets[2]);
     has("ticket-replica-version", &tickets[6]);
     has("order-replica-version", &open);
     has("complete-order-without-payment", unpaid_complete);

@@ -299,6 +299,7 @@ async fn shuffles_converge(bus: Bus) {
                 price: Cents::new(500),
             },
             quantity: 1,
+            waitlist_entry_id: None,
         })];
         let cancelled = rng.below(2) == 0;
         if cancelled {

@@ -305,6 +305,7 @@ fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
             price: Cents::new(2000),
         },
         quantity: 1,
+        waitlist_entry_id: None,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod orders;
 pub mod payments;
 pub mod tickets;
 pub mod users;
+pub mod waitlist;
 
 /// Regular expressions (ECMA-262, as OpenAPI documents use them) that state exactly what
 /// the server accepts where a length or format alone cannot.

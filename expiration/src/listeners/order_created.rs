@@ -69,6 +69,7 @@ mod tests {
                 price: Cents::new(100),
             },
             quantity: 1,
+            waitlist_entry_id: None,
         }
     }
 

@@ -14,13 +14,17 @@ use ticketing_kit::{ApiError, ApiResult};
 use super::OrderBody;
 use ticketing_contracts::{TicketId, Timestamp};
 
+use crate::claim::Refused;
+use crate::domain::Units;
 use crate::orders::{self, PlaceError};
 use crate::AppState;
 
-/// Reserve a ticket: the order holds it until `expiresAt` unless paid.
+/// Reserve a ticket (`quantity` units of a listing): the order holds them until
+/// `expiresAt` unless paid.
 ///
-/// At most one active order per ticket is guaranteed by the database, also under
-/// concurrent requests: the loser gets `Ticket is already reserved`.
+/// The database guarantees, also under concurrent requests, that a listing's live orders
+/// never hold more than its units (a ticket listed as one: the loser gets `Ticket is
+/// already reserved`) and an account never more than `maxPerAccount`.
 #[utoipa::path(post, path = "/api/orders", tag = "orders", operation_id = "createOrder",
     request_body = CreateOrder, security(("session" = []), ("bearer" = [])),
     responses(
@@ -30,7 +34,7 @@ use crate::AppState;
                 ("cancelOrder" = (operation_id = "cancelOrder", parameters(("orderId" = "$response.body#/id")))),
                 ("payOrder" = (operation_id = "createPayment", request_body = json!({"orderId": "$response.body#/id", "token": "tok_visa"}))),
             )),
-        (status = 400, description = "Missing or malformed ticketId, or `Ticket is already reserved`", body = ErrorBody),
+        (status = 400, description = "Missing or malformed ticketId; `Ticket is already reserved` (one unit), `Ticket is sold out`; field `quantity`: `Quantity must be a whole number from 1 to N` (the listing's maxPerOrder), `Only N left`, `At most N per account`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "Unknown ticket", body = ErrorBody),
         KeyRefusals,
@@ -47,6 +51,7 @@ pub async fn create(
         parse_id("ticketId", v)
     });
     let ticket_id = TicketId::from(fields.finish(ticket_id)?);
+    let units = Units::parse(body.quantity.as_ref());
 
     let now = Timestamp::now();
     let deadline = state.settings.deadline(now);
@@ -56,6 +61,7 @@ pub async fn create(
             &state.placer,
             &ticket_id,
             &user.id,
+            units,
             now,
             deadline,
         )
@@ -68,7 +74,7 @@ pub async fn create(
         Some(&keyed),
         StatusCode::CREATED,
         async |tx| {
-            let order = orders::place_in_tx(tx, &ticket_id, &user.id, now, deadline).await?;
+            let order = orders::place_in_tx(tx, &ticket_id, &user.id, units, now, deadline).await?;
             Ok(OrderBody::from(order))
         },
     )
@@ -79,7 +85,20 @@ impl From<PlaceError> for ApiError {
     fn from(err: PlaceError) -> ApiError {
         match err {
             PlaceError::UnknownTicket => ApiError::NotFound,
-            PlaceError::Reserved => ApiError::bad_request("Ticket is already reserved"),
+            PlaceError::PerOrder(max) => ApiError::field(
+                "quantity",
+                format!("Quantity must be a whole number from 1 to {max}"),
+            ),
+            PlaceError::Refused(Refused::Reserved) => {
+                ApiError::bad_request("Ticket is already reserved")
+            }
+            PlaceError::Refused(Refused::SoldOut) => ApiError::bad_request("Ticket is sold out"),
+            PlaceError::Refused(Refused::OnlyLeft(n)) => {
+                ApiError::field("quantity", format!("Only {n} left"))
+            }
+            PlaceError::Refused(Refused::PerAccount(n)) => {
+                ApiError::field("quantity", format!("At most {n} per account"))
+            }
             PlaceError::Db(e) => e.into(),
         }
     }

@@ -36,7 +36,7 @@ impl From<Order> for OrderBody {
                 price: o.ticket.price,
                 version: o.ticket.version,
             },
-            quantity: 1,
+            quantity: o.quantity,
             cancel_reason: o.cancel_reason,
         }
     }
