@@ -47,8 +47,8 @@ def nginx_routes():
         routes[prefix] = upstream
     for upstream in re.findall(r"location / +\{\s*proxy_pass http://(\w+);", text):
         routes["/"] = upstream
-    if len(routes) != 5:
-        fail(f"routes.conf: expected 5 routes, found {routes}")
+    if len(routes) != 7:
+        fail(f"routes.conf: expected 7 routes, found {routes}")
     return routes
 
 

@@ -101,6 +101,20 @@ pub async fn refusal(
     })
 }
 
+/// Give back `units` of `ticket` just taken for an order that is not placed after all.
+pub async fn give_back(
+    tx: &mut Tx,
+    ticket: &TicketId,
+    units: i64,
+) -> Result<(), ticketing_store::Error> {
+    query("UPDATE tickets SET held = held - $2 WHERE id = $1")
+        .bind(ticket)
+        .bind(units)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Give back `units` of `ticket` held by an order of `user` that no longer holds them
 /// (cancelled, expired): the listing's counter and the account's share.
 pub async fn release(

@@ -88,6 +88,15 @@ impl Deadline {
     }
 }
 
+/// When a write is made, and the deadlines of what it may place: an order placed now,
+/// and an offer to a waiting list made now (an order too, with a longer window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub now: Timestamp,
+    pub order: Deadline,
+    pub offer: Deadline,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

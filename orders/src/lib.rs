@@ -11,19 +11,20 @@ mod orders;
 mod placer;
 mod routes;
 mod tickets;
+mod waitlist;
 
 use std::time::Duration;
 
 use axum::extract::FromRef;
 use ticketing_bus::Consumers;
-use ticketing_contracts::events::{groups, TicketCreated, TicketUpdated};
+use ticketing_contracts::events::{groups, TicketCreated};
 use ticketing_contracts::Timestamp;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::replica::CopyListener;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrations, Store};
 
-use crate::listeners::{ExpirationCompleteListener, PaymentCreatedListener};
+use crate::listeners::{ExpirationCompleteListener, PaymentCreatedListener, TicketUpdatedListener};
 use crate::tickets::TicketCopy;
 
 pub const SERVICE: &str = "orders";
@@ -32,7 +33,8 @@ pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0001_orders.sql",
     "0002_cancel_reason.sql",
     "0003_reserved_until.sql",
-    "0004_units.sql"
+    "0004_units.sql",
+    "0005_waitlist.sql"
 ];
 
 /// What only the orders service is configured with.
@@ -44,6 +46,9 @@ pub struct Settings {
     /// accepted just before the deadline completes it (see [`domain::Deadline`]). Taken
     /// when an order is placed; orders already placed keep the deadline on their row.
     pub payment_grace: Duration,
+    /// How long a waiting list's head has to pay the units offered (the offer's
+    /// `expiresAt`).
+    pub waitlist_offer: Duration,
 }
 
 impl Default for Settings {
@@ -51,6 +56,7 @@ impl Default for Settings {
         Settings {
             order_ttl: Duration::from_secs(15 * 60),
             payment_grace: DEFAULT_PAYMENT_GRACE,
+            waitlist_offer: Duration::from_secs(600),
         }
     }
 }
@@ -59,9 +65,13 @@ impl Default for Settings {
 pub const DEFAULT_PAYMENT_GRACE: Duration = Duration::from_secs(2);
 
 impl Settings {
-    /// The deadline of an order placed at `now`.
-    pub fn deadline(&self, now: Timestamp) -> domain::Deadline {
-        domain::Deadline::new(now + self.order_ttl, self.payment_grace)
+    /// A write at `now`: the deadlines of an order placed and of an offer made then.
+    pub fn at(&self, now: Timestamp) -> domain::At {
+        domain::At {
+            now,
+            order: domain::Deadline::new(now + self.order_ttl, self.payment_grace),
+            offer: domain::Deadline::new(now + self.waitlist_offer, self.payment_grace),
+        }
     }
 }
 
@@ -85,8 +95,8 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
     };
     let consumers = Consumers::new(groups::ORDERS, store)
         .listen(CopyListener::<TicketCreated, TicketCopy>::default())
-        .listen(CopyListener::<TicketUpdated, TicketCopy>::default())
-        .listen(ExpirationCompleteListener)
+        .listen(TicketUpdatedListener(settings.clone()))
+        .listen(ExpirationCompleteListener(settings.clone()))
         .listen(PaymentCreatedListener);
     service
         .mount(consumers, routes::router().with_state(state))

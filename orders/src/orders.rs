@@ -5,16 +5,20 @@ use std::sync::LazyLock;
 
 use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::api::orders::CancelReason;
-use ticketing_contracts::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef};
+use ticketing_contracts::api::waitlist::WaitlistStatus;
+use ticketing_contracts::events::{
+    OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef, WaitlistOffered,
+};
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::{OrderId, OrderStatus, TicketId, Timestamp, UserId};
 use ticketing_store::{query, Row, Store, Tx};
 
 use crate::claim::{self, Refused};
-use crate::domain::Units;
+use crate::domain::{At, Units};
 use crate::domain::{Deadline, Order, HOLDS_TICKET, OPEN};
 use crate::placer::{Placement, Placer};
 use crate::tickets::{self, TicketCopy};
+use crate::waitlist;
 
 const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.reserved_until, \
     o.version, o.cancel_reason, o.quantity AS units, \
@@ -97,12 +101,11 @@ pub async fn place(
     ticket_id: &TicketId,
     user_id: &UserId,
     units: Units,
-    now: Timestamp,
-    deadline: Deadline,
+    at: At,
 ) -> Result<Order, PlaceError> {
     if units == Units::ONE {
         if let Some(ticket) = placer.ticket(ticket_id).await.filter(|t| !t.terms.counted) {
-            let (order, event) = new_order(&ticket, user_id, 1, deadline);
+            let (order, event) = new_order(&ticket, user_id, 1, at.order, None);
             let placement = Placement {
                 order: order.clone(),
                 event,
@@ -113,7 +116,7 @@ pub async fn place(
         }
     }
     let mut tx = store.begin().await?;
-    let order = place_in_tx(&mut tx, ticket_id, user_id, units, now, deadline).await?;
+    let order = place_in_tx(&mut tx, ticket_id, user_id, units, at).await?;
     tx.commit().await?;
     Ok(order)
 }
@@ -125,8 +128,7 @@ pub async fn place_in_tx(
     ticket_id: &TicketId,
     user_id: &UserId,
     units: Units,
-    now: Timestamp,
-    deadline: Deadline,
+    at: At,
 ) -> Result<Order, PlaceError> {
     let ticket = tickets::find(tx, ticket_id)
         .await?
@@ -134,15 +136,17 @@ pub async fn place_in_tx(
     let units = units
         .within(ticket.terms.per_order)
         .ok_or(PlaceError::PerOrder(ticket.terms.per_order))?;
-    place_in(tx, &ticket, user_id, units, now, deadline).await
+    place_in(tx, &ticket, user_id, units, at).await
 }
 
-/// A new order for `units` of `ticket` and its `order:created`.
+/// A new order for `units` of `ticket` (offered to waiting-list entry `entry`, if any)
+/// and its `order:created`.
 fn new_order(
     ticket: &TicketCopy,
     user_id: &UserId,
     units: i64,
     deadline: Deadline,
+    entry: Option<&str>,
 ) -> (Order, Envelope) {
     let order = Order {
         id: OrderId::generate(),
@@ -166,7 +170,7 @@ fn new_order(
             price: ticket.price,
         },
         quantity: units,
-        waitlist_entry_id: None,
+        waitlist_entry_id: entry.map(str::to_owned),
     });
     (order, event)
 }
@@ -174,7 +178,8 @@ fn new_order(
 /// Place an order for `units` of `ticket` in `tx`: insert it, then claim its units
 /// (`claim`). Unpaid orders whose reservation ran out (past the `reserved_until` on
 /// their row) no longer hold their units: when too few are free they are cancelled
-/// here, in the same transaction (lazy expiry), and the claim is tried once more.
+/// here, in the same transaction (lazy expiry) — their units offered to the waiting
+/// list first — and the claim is tried once more.
 ///
 /// The order's row and event are written before the claim, so that on PostgreSQL the
 /// listing's row is locked (by the claim) only for the rest of the transaction: a
@@ -184,14 +189,13 @@ async fn place_in(
     ticket: &TicketCopy,
     user_id: &UserId,
     units: i64,
-    now: Timestamp,
-    deadline: Deadline,
+    at: At,
 ) -> Result<Order, PlaceError> {
-    let (order, event) = new_order(ticket, user_id, units, deadline);
+    let (order, event) = new_order(ticket, user_id, units, at.order, None);
     insert(tx, &order).await?;
     outbox::enqueue(tx, &event).await?;
     if !claim::take(tx, &ticket.id, units).await? {
-        expire_lapsed(tx, &ticket.id, now).await?;
+        expire_lapsed(tx, &ticket.id, at).await?;
         if !claim::take(tx, &ticket.id, units).await? {
             return Err(claim::refusal(tx, &ticket.id, &ticket.terms).await?.into());
         }
@@ -204,25 +208,84 @@ async fn place_in(
     Ok(order)
 }
 
-/// Cancel the unpaid orders holding `ticket` whose reservation ran out by `now`, giving
-/// their units back.
+/// Cancel the unpaid orders holding `ticket` whose reservation ran out by `at.now`,
+/// giving their units back (offered to the waiting list).
 async fn expire_lapsed(
     tx: &mut Tx,
     ticket: &TicketId,
-    now: Timestamp,
+    at: At,
 ) -> Result<(), ticketing_store::Error> {
     static SQL: LazyLock<String> = LazyLock::new(expire_held_sql);
     let expired = query(&SQL)
         .bind(ticket)
-        .bind(now.as_millis())
+        .bind(at.now.as_millis())
         .fetch_all(&mut *tx)
         .await?;
     for row in &expired {
-        let (user, units): (UserId, i64) = (row.get("user_id")?, row.get("quantity")?);
+        let (id, user, units): (OrderId, UserId, i64) =
+            (row.get("id")?, row.get("user_id")?, row.get("quantity")?);
         claim::release(tx, ticket, &user, units).await?;
+        waitlist::offer_ended(tx, &id, WaitlistStatus::Lapsed).await?;
+        outbox::enqueue(tx, &cancelled_event(id, row.get("version")?, ticket)).await?;
+    }
+    if !expired.is_empty() {
+        offer_freed(tx, ticket, at.offer).await?;
+    }
+    Ok(())
+}
+
+/// Offer units of `ticket` that came free to its waiting list, in join order, while the
+/// head's units are free (a head wanting more blocks those behind it). An offer is an
+/// order placed for the waiter by the same claim — so live offers never exceed free
+/// units — payable until `offer.expires_at`, announced by `waitlist:offered`. A head
+/// whose account has no room left for its units lapses.
+///
+/// Called in the transaction that freed the units, which holds the listing's row: two
+/// of them offer one after the other.
+pub async fn offer_freed(
+    tx: &mut Tx,
+    ticket: &TicketId,
+    offer: Deadline,
+) -> Result<(), ticketing_store::Error> {
+    while let Some(head) = waitlist::head(tx, ticket).await? {
+        let Some(listing) = tickets::find(tx, ticket).await? else {
+            return Ok(());
+        };
+        let (order, event) = new_order(
+            &listing,
+            &head.user_id,
+            head.quantity,
+            offer,
+            Some(&head.id),
+        );
+        // The entry first: one that left meanwhile is passed over.
+        if !waitlist::offered(tx, &head.id, &order.id, offer.expires_at).await? {
+            continue;
+        }
+        if !claim::take(tx, ticket, head.quantity).await? {
+            waitlist::back_in_line(tx, &head.id).await?;
+            return Ok(());
+        }
+        if claim::count_for_account(tx, ticket, &head.user_id, head.quantity, &listing.terms)
+            .await?
+            .is_err()
+        {
+            claim::give_back(tx, ticket, head.quantity).await?;
+            waitlist::offer_ended(tx, &order.id, WaitlistStatus::Lapsed).await?;
+            continue;
+        }
+        insert(tx, &order).await?;
+        outbox::enqueue(tx, &event).await?;
         outbox::enqueue(
             tx,
-            &cancelled_event(row.get("id")?, row.get("version")?, ticket),
+            &Envelope::new(&WaitlistOffered {
+                id: head.id,
+                ticket_id: ticket.to_owned(),
+                user_id: head.user_id,
+                order_id: order.id,
+                quantity: head.quantity,
+                expires_at: offer.expires_at.to_rfc3339(),
+            }),
         )
         .await?;
     }
@@ -276,12 +339,15 @@ pub async fn list_for_user(
 }
 
 /// Cancel an open order (only the buyer's, when cancelled by the buyer), giving its
-/// units back; publishes `order:cancelled`. `None` when the order is not open (or not the buyer's).
+/// units back — offered to the waiting list, `offer` the deadline of an offer made
+/// now; publishes `order:cancelled`. `None` when the order is not open (or not the
+/// buyer's).
 pub async fn cancel(
     tx: &mut Tx,
     id: &OrderId,
     reason: CancelReason,
     buyer: Option<&UserId>,
+    offer: Deadline,
 ) -> Result<Option<(TicketId, i64)>, ticketing_store::Error> {
     let row = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = $3 \
@@ -299,7 +365,13 @@ pub async fn cancel(
     let (ticket_id, version): (TicketId, i64) = (row.get("ticket_id")?, row.get("version")?);
     let (user, units): (UserId, i64) = (row.get("user_id")?, row.get("quantity")?);
     claim::release(tx, &ticket_id, &user, units).await?;
+    let ended = match reason {
+        CancelReason::Expired => WaitlistStatus::Lapsed,
+        CancelReason::CancelledByBuyer => WaitlistStatus::Left,
+    };
+    waitlist::offer_ended(tx, id, ended).await?;
     outbox::enqueue(tx, &cancelled_event(id.to_owned(), version, &ticket_id)).await?;
+    offer_freed(tx, &ticket_id, offer).await?;
     Ok(Some((ticket_id, version)))
 }
 
@@ -313,6 +385,9 @@ pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, ticketing_store
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    if done == 1 {
+        waitlist::offer_ended(tx, id, WaitlistStatus::Purchased).await?;
+    }
     Ok(done == 1)
 }
 

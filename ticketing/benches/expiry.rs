@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             &ticketing_orders::Settings {
                 order_ttl: TTL,
                 payment_grace: GRACE,
+                ..Default::default()
             },
         )
         .await?,

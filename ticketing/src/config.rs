@@ -207,6 +207,16 @@ pub struct ServeArgs {
     )]
     pub payment_grace_ms: u64,
 
+    /// How long the head of a waiting list has to pay the units offered to it before
+    /// they go to the next in line.
+    #[arg(
+        long,
+        env = "TICKETING_WAITLIST_OFFER_SECONDS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub waitlist_offer_seconds: u64,
+
     /// Distributed mode's event bus: a NATS server with JetStream. Without it, the
     /// in-process bus keeps its log at `<data-dir>/bus.db`.
     #[arg(long, env = "NATS_URL", global = true)]

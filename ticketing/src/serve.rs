@@ -243,6 +243,7 @@ pub async fn start(
         let settings = ticketing_orders::Settings {
             order_ttl: Duration::from_secs(args.order_ttl_seconds),
             payment_grace: Duration::from_millis(args.payment_grace_ms),
+            waitlist_offer: Duration::from_secs(args.waitlist_offer_seconds),
         };
         services.push(ticketing_orders::mount(runtime, &settings).await?);
     }

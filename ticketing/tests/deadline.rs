@@ -30,6 +30,7 @@ async fn spawn(flavor: Flavor) -> Sys {
             &ticketing_orders::Settings {
                 order_ttl: TTL,
                 payment_grace: GRACE,
+                ..Default::default()
             },
         )
         .await

@@ -45,6 +45,7 @@ async fn spawn_with_deadline(flavor: Flavor, ttl: Duration, grace: Duration) -> 
         &ticketing_orders::Settings {
             order_ttl: ttl,
             payment_grace: grace,
+            ..Default::default()
         },
     )
     .await

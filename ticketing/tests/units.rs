@@ -2,18 +2,17 @@
 //! per-account cap, the refusals, and units coming back — over real HTTP, every storage
 //! backend and event bus. The listings are published as the tickets service would.
 
+mod support;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use ticketing_bus::Envelope;
-use ticketing_contracts::events::TicketCreated;
-use ticketing_contracts::money::Cents;
+use support::listings::{self, terms};
 use ticketing_contracts::SaleTerms;
 use ticketing_kit::flavor_tests;
 use ticketing_kit::testing::{reply, Api, Flavor, TestApp, TestEnv, User};
-use ticketing_store::{query, Store};
 
 struct App(TestApp);
 
@@ -24,6 +23,7 @@ async fn spawn(flavor: Flavor, order_ttl: Duration) -> App {
         &ticketing_orders::Settings {
             order_ttl,
             payment_grace: Duration::from_millis(200),
+            ..Default::default()
         },
     )
     .await
@@ -38,65 +38,12 @@ impl App {
             .as_user(&User::bearer(&self.0.env.runtime.keys, name))
     }
 
-    async fn store(&self) -> Store {
-        let location = self
-            .0
-            .env
-            .runtime
-            .location(ticketing_orders::SERVICE)
-            .unwrap();
-        Store::open(&location, &ticketing_orders::MIGRATIONS)
-            .await
-            .unwrap()
-    }
-
-    /// A listing of `quantity` units at 10.00, as `ticket:created` announces it, once the
-    /// orders service's replica has it.
     async fn listing(&self, quantity: i64, per_order: i64, per_account: i64) -> String {
-        let id = uuid::Uuid::now_v7().to_string();
-        let terms = SaleTerms {
-            quantity: Some(quantity),
-            max_per_order: Some(per_order),
-            max_per_account: Some(per_account),
-            on_sale_at: None,
-        };
-        self.publish_listing(&id, terms).await;
-        id
+        listings::listing(&self.0.env.runtime, terms(quantity, per_order, per_account)).await
     }
 
-    async fn publish_listing(&self, id: &str, terms: SaleTerms) {
-        let event = Envelope::new(&TicketCreated {
-            id: id.into(),
-            title: "Festival".into(),
-            price: Cents::new(1000),
-            user_id: "seller".into(),
-            version: 0,
-            terms,
-        });
-        self.0.env.runtime.bus.publish(&event).await.unwrap();
-        let store = self.store().await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while query("SELECT 1 FROM tickets WHERE id = $1")
-            .bind(id)
-            .fetch_optional(store.reader())
-            .await
-            .unwrap()
-            .is_none()
-        {
-            assert!(Instant::now() < deadline, "listing {id} never replicated");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// The orders service's count of the listing's held units.
     async fn held(&self, listing: &str) -> i64 {
-        query("SELECT held FROM tickets WHERE id = $1")
-            .bind(listing)
-            .fetch_one(self.store().await.reader())
-            .await
-            .unwrap()
-            .get("held")
-            .unwrap()
+        listings::held(&self.0.env.runtime, listing).await
     }
 }
 
@@ -232,8 +179,7 @@ async fn quantities_outside_the_terms_are_refused(flavor: Flavor) {
     assert_eq!(message(&body), ("Ticket is sold out", ""));
 
     // A ticket listed the seed's way: one unit, one per order, refused as before.
-    let single = uuid::Uuid::now_v7().to_string();
-    app.publish_listing(&single, SaleTerms::default()).await;
+    let single = listings::listing(&app.0.env.runtime, SaleTerms::default()).await;
     let (status, body) = order(&bob, &single, json!(2)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(

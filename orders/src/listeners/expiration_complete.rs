@@ -18,7 +18,9 @@ use crate::orders;
 /// for the last milliseconds would only delay the cancel by a redelivery.
 const CLOCK_SKEW: Duration = Duration::from_millis(250);
 
-pub struct ExpirationCompleteListener;
+/// Holds the service's settings: an expired order's units are offered to the waiting
+/// list, for the offer window configured.
+pub struct ExpirationCompleteListener(pub crate::Settings);
 
 #[async_trait]
 impl Listener for ExpirationCompleteListener {
@@ -40,7 +42,8 @@ impl Listener for ExpirationCompleteListener {
                 e.order_id, deadline.reserved_until
             )));
         }
-        orders::cancel(tx, &e.order_id, CancelReason::Expired, None).await?;
+        let offer = self.0.at(Timestamp::now()).offer;
+        orders::cancel(tx, &e.order_id, CancelReason::Expired, None, offer).await?;
         Ok(())
     }
 }

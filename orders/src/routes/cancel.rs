@@ -1,7 +1,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ticketing_contracts::api::orders::CancelReason;
-use ticketing_contracts::OrderStatus;
+use ticketing_contracts::{OrderStatus, Timestamp};
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::{ApiError, ApiResult};
@@ -31,6 +31,7 @@ pub async fn cancel(
         &order_id,
         CancelReason::CancelledByBuyer,
         Some(&user.id),
+        state.settings.at(Timestamp::now()).offer,
     )
     .await?
     .is_some()

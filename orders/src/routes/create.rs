@@ -53,19 +53,10 @@ pub async fn create(
     let ticket_id = TicketId::from(fields.finish(ticket_id)?);
     let units = Units::parse(body.quantity.as_ref());
 
-    let now = Timestamp::now();
-    let deadline = state.settings.deadline(now);
+    let at = state.settings.at(Timestamp::now());
     let Some(keyed) = key.scoped(&user.id, "POST /api/orders", &body) else {
-        let order = orders::place(
-            &state.store,
-            &state.placer,
-            &ticket_id,
-            &user.id,
-            units,
-            now,
-            deadline,
-        )
-        .await?;
+        let order =
+            orders::place(&state.store, &state.placer, &ticket_id, &user.id, units, at).await?;
         return Ok((StatusCode::CREATED, Json(OrderBody::from(order))).into_response());
     };
     // With a key the order and its answer commit together: a transaction, not the placer.
@@ -74,7 +65,7 @@ pub async fn create(
         Some(&keyed),
         StatusCode::CREATED,
         async |tx| {
-            let order = orders::place_in_tx(tx, &ticket_id, &user.id, units, now, deadline).await?;
+            let order = orders::place_in_tx(tx, &ticket_id, &user.id, units, at).await?;
             Ok(OrderBody::from(order))
         },
     )

@@ -2,6 +2,7 @@ mod cancel;
 mod create;
 mod list;
 mod show;
+mod waitlist;
 
 use ticketing_kit::validate::is_valid_id;
 use ticketing_kit::{ApiError, ApiResult};
@@ -20,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list::list, create::create))
         .routes(routes!(show::show, cancel::cancel))
+        .merge(waitlist::router())
 }
 
 impl From<Order> for OrderBody {

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test file uses its own part.
 
 pub mod browser;
+pub mod listings;
 
 use std::sync::Arc;
 use std::time::Duration;
