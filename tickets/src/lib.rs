@@ -47,7 +47,8 @@ fn spawn_pruner(store: &Store, rt: &Runtime) -> tokio::task::JoinHandle<()> {
 pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0001_tickets.sql",
     "0002_cancelled_at.sql",
-    "0003_last_order.sql"
+    "0003_last_order.sql",
+    "0004_sale_terms.sql"
 ];
 
 #[derive(Clone, FromRef)]
