@@ -220,3 +220,22 @@ impl<'a> Input<'a> {
 pub fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_optional_field_is_not_required() {
+        let none = FormErrors::none();
+        let required = Input::new("Title", "title", "text", "")
+            .render(&none)
+            .into_string();
+        assert!(required.contains(" required>"), "{required}");
+        let optional = Input::new("Quantity", "quantity", "number", "")
+            .optional()
+            .render(&none)
+            .into_string();
+        assert!(!optional.contains("required"), "{optional}");
+    }
+}
