@@ -720,6 +720,7 @@ async fn the_sell_form_takes_sale_terms_and_the_page_counts_units() {
     let page = seller.follow(page).await;
     page.assert_contains("<h1>Drop day</h1>");
     page.assert_contains("<strong>5</strong> of 5 left");
+    seller.get("/").await.assert_contains("· 5 left");
 
     // A buyer chooses how many, up to the cap per order.
     let mut buyer = Person::new(&site);

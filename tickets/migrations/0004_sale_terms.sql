@@ -19,8 +19,13 @@ CREATE TABLE ticket_holds (
     order_id  TEXT PRIMARY KEY,
     ticket_id TEXT NOT NULL,
     quantity  BIGINT NOT NULL,
-    released  BIGINT NOT NULL DEFAULT 0   -- 0 or 1 (one column type on both engines)
+    released  BIGINT NOT NULL DEFAULT 0,  -- 0 or 1 (one column type on both engines)
+    -- When the order became known as cancelled (ms since the epoch; NULL while held):
+    -- a released row is only needed while its `order:created` can still arrive, and is
+    -- pruned as `cancelled_orders` is. Held rows stay (they are what `held` adds up).
+    released_at BIGINT
 );
+CREATE INDEX ticket_holds_released_at ON ticket_holds (released_at);
 
 -- The tickets reserved before this migration hold their one unit.
 INSERT INTO ticket_holds (order_id, ticket_id, quantity, released)

@@ -32,16 +32,25 @@ pub const CANCELLED_ORDERS_KEEP: std::time::Duration = ticketing_bus::inbox::KEE
 /// The retention of `cancelled_orders` (table, time column, key).
 pub const CANCELLED_ORDERS: (&str, &str, &str) = ("cancelled_orders", "cancelled_at", "order_id");
 
-fn spawn_pruner(store: &Store, rt: &Runtime) -> tokio::task::JoinHandle<()> {
-    let (table, column, key) = CANCELLED_ORDERS;
-    ticketing_store::retention::spawn_table_pruner(
-        store.clone(),
-        table,
-        column,
-        key,
-        CANCELLED_ORDERS_KEEP,
-        rt.shutdown.clone(),
-    )
+/// The retention of the released rows of `ticket_holds` (table, time column, key): a
+/// released row stops a late `order:created` from holding units again, so it is kept
+/// as long as `cancelled_orders`. Rows still held have no `released_at` and stay.
+pub const RELEASED_HOLDS: (&str, &str, &str) = ("ticket_holds", "released_at", "order_id");
+
+fn spawn_pruners(store: &Store, rt: &Runtime) -> Vec<tokio::task::JoinHandle<()>> {
+    [CANCELLED_ORDERS, RELEASED_HOLDS]
+        .into_iter()
+        .map(|(table, column, key)| {
+            ticketing_store::retention::spawn_table_pruner(
+                store.clone(),
+                table,
+                column,
+                key,
+                CANCELLED_ORDERS_KEEP,
+                rt.shutdown.clone(),
+            )
+        })
+        .collect()
 }
 
 pub static MIGRATIONS: Migrations = ticketing_store::migrations![
@@ -69,8 +78,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
     let consumers = Consumers::new(groups::TICKETS, &service.store)
         .listen(OrderCreatedListener)
         .listen(OrderCancelledListener);
-    let pruner = spawn_pruner(&service.store, rt);
-    service.tasks.push(pruner);
+    service.tasks.extend(spawn_pruners(&service.store, rt));
     service
         .mount(consumers, routes::router().with_state(state))
         .await

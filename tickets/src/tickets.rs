@@ -441,13 +441,15 @@ pub async fn unhold(
     order: &OrderId,
 ) -> Result<(), ticketing_store::Error> {
     let released = query(
-        "INSERT INTO ticket_holds (order_id, ticket_id, quantity, released) \
-         VALUES ($1, $2, 0, 1) \
-         ON CONFLICT (order_id) DO UPDATE SET released = 1 WHERE ticket_holds.released = 0 \
+        "INSERT INTO ticket_holds (order_id, ticket_id, quantity, released, released_at) \
+         VALUES ($1, $2, 0, 1, $3) \
+         ON CONFLICT (order_id) DO UPDATE SET released = 1, released_at = $3 \
+           WHERE ticket_holds.released = 0 \
          RETURNING ticket_id, quantity",
     )
     .bind(order)
     .bind(ticket)
+    .bind(Timestamp::now())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = released else {

@@ -939,6 +939,40 @@ async fn orders_hold_units_once_whatever_the_order_of_their_events(flavor: Flavo
     bus.publish(&order_cancelled(&first, id)).await.unwrap();
     settle(&app, 6).await;
     assert_eq!(available().await, 10);
+
+    // Released holds are pruned like the memory of cancelled orders; held ones stay.
+    let held = new_order();
+    bus.publish(&order_created_units(&held, id, 4))
+        .await
+        .unwrap();
+    settle(&app, 7).await;
+    let store = ticketing_store::Store::open(
+        &app.env
+            .runtime
+            .location(ticketing_tickets::SERVICE)
+            .unwrap(),
+        &ticketing_tickets::MIGRATIONS,
+    )
+    .await
+    .unwrap();
+    let (table, column, key) = ticketing_tickets::RELEASED_HOLDS;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let pruned = ticketing_store::retention::prune_older_than(
+        &store,
+        table,
+        column,
+        key,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pruned, 2, "the first order's and the withdrawn one's");
+    let left: Vec<String> = ticketing_store::query("SELECT order_id FROM ticket_holds")
+        .scalars(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(left, [held]);
+    assert_eq!(available().await, 6);
 }
 
 async fn the_listing_shows_counted_listings_while_units_are_left(flavor: Flavor) {
@@ -1045,6 +1079,13 @@ async fn openapi_covers_every_tickets_route(flavor: Flavor) {
             "{method} /api/tickets/{{id}}"
         );
     }
+    // The terms' refusals are documented with their fields.
+    let create = paths["/api/tickets"]["post"]["responses"]["400"]["description"].to_string();
+    for field in ["quantity", "maxPerOrder", "maxPerAccount", "onSaleAt"] {
+        assert!(create.contains(field), "{field}: {create}");
+    }
+    let update = paths["/api/tickets/{id}"]["put"]["responses"]["400"]["description"].to_string();
+    assert!(update.contains("Cannot lower quantity below"), "{update}");
 }
 
 flavor_tests!(
