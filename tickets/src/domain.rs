@@ -29,8 +29,9 @@ pub fn parse_price(raw: &Value) -> Result<Cents, String> {
 }
 
 /// A listing's sale terms, resolved: every cap known and within its bounds
-/// (`1 <= max_per_order <= max_per_account <= quantity <= MAX_QUANTITY`). Only
-/// [`TermsInput::resolve`] makes one, so a value of this type is always valid.
+/// (`1 <= max_per_order <= max_per_account <= quantity <= MAX_QUANTITY`). Made by
+/// [`TermsInput::resolve`], or read back from the row one was written to
+/// ([`Terms::from_stored`]), so a value of this type is always valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Terms {
     quantity: i64,

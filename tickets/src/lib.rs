@@ -2,6 +2,12 @@
 //!
 //! Publishes `ticket:created` / `ticket:updated` through the outbox; reserves and
 //! releases tickets on `order:created` / `order:cancelled`.
+//!
+//! A listing may have several units (issue 30: `quantity`, caps per order and per
+//! account, an on-sale time; `domain::Terms`). Every order's units are counted once in
+//! `ticket_holds` and `tickets.held` (`tickets::hold`, `tickets::unhold`); a listing
+//! without a quantity is also reserved by its order (`order_id`) as the seed's tickets
+//! are, while a counted one changes nothing else and publishes nothing per order.
 
 mod domain;
 mod list_cache;
