@@ -359,6 +359,10 @@ pub async fn hold(
     order: &OrderId,
     quantity: i64,
 ) -> Result<Option<Listing>, ticketing_store::Error> {
+    if tx.backend() == Backend::Postgres {
+        // One round trip rather than two.
+        return Ok(hold_batch(tx, &[(ticket, order, quantity)]).await?[0]);
+    }
     let added = query(
         "INSERT INTO ticket_holds (order_id, ticket_id, quantity, released) \
          VALUES ($1, $2, $3, 0) ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
@@ -387,8 +391,8 @@ pub async fn hold(
 
 /// [`hold`] for a batch of orders `(ticket, order, quantity)` in one statement,
 /// PostgreSQL only: for each order, the kind of its listing (`None`: unknown ticket).
-/// `None` on SQLite or for a single order, where a statement costs no round trip: then
-/// [`hold`] each.
+/// `None` on SQLite, where a statement costs no round trip, or for a single order (the
+/// caller's one-by-one path, [`hold`], then does the same in one statement).
 pub async fn hold_all(
     tx: &mut Tx,
     holds: &[(&TicketId, &OrderId, i64)],
@@ -396,6 +400,14 @@ pub async fn hold_all(
     if tx.backend() != Backend::Postgres || holds.len() < 2 {
         return Ok(None);
     }
+    hold_batch(tx, holds).await.map(Some)
+}
+
+/// [`hold_all`]'s statement (PostgreSQL).
+async fn hold_batch(
+    tx: &mut Tx,
+    holds: &[(&TicketId, &OrderId, i64)],
+) -> Result<Vec<Option<Listing>>, ticketing_store::Error> {
     // A data-modifying CTE runs to completion whether or not the final SELECT reads it;
     // the SELECT sees the tickets as before the statement, which is all it needs (it
     // reads `quantity`, which no order changes). An order twice in the batch is
@@ -429,7 +441,7 @@ pub async fn hold_all(
         let n: i64 = row.get("n")?;
         listings[n as usize - 1] = Some(Listing::of(row.get("quantity")?));
     }
-    Ok(Some(listings))
+    Ok(listings)
 }
 
 /// Release the units `order` holds, once: a redelivered cancellation releases nothing,
@@ -440,18 +452,32 @@ pub async fn unhold(
     ticket: &TicketId,
     order: &OrderId,
 ) -> Result<(), ticketing_store::Error> {
-    let released = query(
+    const RELEASE: &str =
         "INSERT INTO ticket_holds (order_id, ticket_id, quantity, released, released_at) \
          VALUES ($1, $2, 0, 1, $3) \
          ON CONFLICT (order_id) DO UPDATE SET released = 1, released_at = $3 \
            WHERE ticket_holds.released = 0 \
-         RETURNING ticket_id, quantity",
-    )
-    .bind(order)
-    .bind(ticket)
-    .bind(Timestamp::now())
-    .fetch_optional(&mut *tx)
-    .await?;
+         RETURNING ticket_id, quantity";
+    if tx.backend() == Backend::Postgres {
+        // Both writes in one round trip.
+        query(&format!(
+            "WITH released AS ({RELEASE}) \
+             UPDATE tickets SET held = tickets.held - released.quantity FROM released \
+             WHERE tickets.id = released.ticket_id AND released.quantity > 0"
+        ))
+        .bind(order)
+        .bind(ticket)
+        .bind(Timestamp::now())
+        .execute(&mut *tx)
+        .await?;
+        return Ok(());
+    }
+    let released = query(RELEASE)
+        .bind(order)
+        .bind(ticket)
+        .bind(Timestamp::now())
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(row) = released else {
         return Ok(());
     };
