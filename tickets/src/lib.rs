@@ -2,6 +2,12 @@
 //!
 //! Publishes `ticket:created` / `ticket:updated` through the outbox; reserves and
 //! releases tickets on `order:created` / `order:cancelled`.
+//!
+//! A listing may have several units (issue 30: `quantity`, caps per order and per
+//! account, an on-sale time; `domain::Terms`). Every order's units are counted once in
+//! `ticket_holds` and `tickets.held` (`tickets::hold`, `tickets::unhold`); a listing
+//! without a quantity is also reserved by its order (`order_id`) as the seed's tickets
+//! are, while a counted one changes nothing else and publishes nothing per order.
 
 mod domain;
 mod list_cache;
@@ -32,22 +38,32 @@ pub const CANCELLED_ORDERS_KEEP: std::time::Duration = ticketing_bus::inbox::KEE
 /// The retention of `cancelled_orders` (table, time column, key).
 pub const CANCELLED_ORDERS: (&str, &str, &str) = ("cancelled_orders", "cancelled_at", "order_id");
 
-fn spawn_pruner(store: &Store, rt: &Runtime) -> tokio::task::JoinHandle<()> {
-    let (table, column, key) = CANCELLED_ORDERS;
-    ticketing_store::retention::spawn_table_pruner(
-        store.clone(),
-        table,
-        column,
-        key,
-        CANCELLED_ORDERS_KEEP,
-        rt.shutdown.clone(),
-    )
+/// The retention of the released rows of `ticket_holds` (table, time column, key): a
+/// released row stops a late `order:created` from holding units again, so it is kept
+/// as long as `cancelled_orders`. Rows still held have no `released_at` and stay.
+pub const RELEASED_HOLDS: (&str, &str, &str) = ("ticket_holds", "released_at", "order_id");
+
+fn spawn_pruners(store: &Store, rt: &Runtime) -> Vec<tokio::task::JoinHandle<()>> {
+    [CANCELLED_ORDERS, RELEASED_HOLDS]
+        .into_iter()
+        .map(|(table, column, key)| {
+            ticketing_store::retention::spawn_table_pruner(
+                store.clone(),
+                table,
+                column,
+                key,
+                CANCELLED_ORDERS_KEEP,
+                rt.shutdown.clone(),
+            )
+        })
+        .collect()
 }
 
 pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0001_tickets.sql",
     "0002_cancelled_at.sql",
-    "0003_last_order.sql"
+    "0003_last_order.sql",
+    "0004_sale_terms.sql"
 ];
 
 #[derive(Clone, FromRef)]
@@ -68,8 +84,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
     let consumers = Consumers::new(groups::TICKETS, &service.store)
         .listen(OrderCreatedListener)
         .listen(OrderCancelledListener);
-    let pruner = spawn_pruner(&service.store, rt);
-    service.tasks.push(pruner);
+    service.tasks.extend(spawn_pruners(&service.store, rt));
     service
         .mount(consumers, routes::router().with_state(state))
         .await

@@ -293,6 +293,10 @@ async fn update_bumps_the_version_and_publishes_ticket_updated(flavor: Flavor) {
 }
 
 fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
+    order_created_units(order_id, ticket_id, 1)
+}
+
+fn order_created_units(order_id: &str, ticket_id: &str, quantity: i64) -> Envelope {
     Envelope::new(&OrderCreated {
         id: (order_id.to_owned()).into(),
         status: ticketing_contracts::OrderStatus::Created,
@@ -304,7 +308,7 @@ fn order_created(order_id: &str, ticket_id: &str) -> Envelope {
             id: (ticket_id.to_owned()).into(),
             price: Cents::new(2000),
         },
-        quantity: 1,
+        quantity,
         waitlist_entry_id: None,
     })
 }
@@ -502,6 +506,564 @@ async fn a_burst_of_orders_reserves_each_ticket_for_its_newest_order(flavor: Fla
     }
 }
 
+// Issue 30: a listing's units and sale terms.
+
+fn keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+fn new_order() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Wait until the service has handled `n` order events in all.
+async fn settle(app: &App, n: i64) {
+    app.env
+        .wait_handled(
+            ticketing_tickets::SERVICE,
+            &ticketing_tickets::MIGRATIONS,
+            n,
+        )
+        .await;
+}
+
+async fn a_ticket_listed_the_seeds_way_carries_no_terms(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let created = EventRecorder::start(&app.env.runtime, Subject::TicketCreated).await;
+    let updated = EventRecorder::start(&app.env.runtime, Subject::TicketUpdated).await;
+    let seed_keys = ["id", "price", "title", "userId", "version"];
+    let ticket = app.ticket("alice", "Concert", json!(20)).await;
+    assert_eq!(keys(&ticket), seed_keys);
+    let id = ticket["id"].as_str().unwrap();
+    assert_eq!(keys(&show(&app, id).await), seed_keys);
+    let event: Value = serde_json::from_slice(&created.next().await.payload).unwrap();
+    assert_eq!(keys(&event), seed_keys);
+
+    let res = app
+        .update("alice", id, json!({"title": "Renamed", "price": 21}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(keys(&res.json().await.unwrap()), seed_keys);
+    let event: Value = serde_json::from_slice(&updated.next().await.payload).unwrap();
+    assert_eq!(keys(&event), seed_keys);
+
+    // Its order still reserves it, with one unit held.
+    let order = new_order();
+    let bus = &app.env.runtime.bus;
+    bus.publish(&order_created(&order, id)).await.unwrap();
+    let reserved = eventually_reserved_by(&app, id, Some(&order)).await;
+    assert_eq!(
+        keys(&reserved),
+        ["id", "orderId", "price", "title", "userId", "version"]
+    );
+    // Reserved: terms cannot be added either.
+    let res = app
+        .update(
+            "alice",
+            id,
+            json!({"title": "x", "price": 1, "quantity": 5}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        errors(res).await[0]["message"],
+        "Cannot edit a reserved ticket"
+    );
+}
+
+async fn terms_are_resolved_shown_and_published(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let created = EventRecorder::start(&app.env.runtime, Subject::TicketCreated).await;
+    let res = app
+        .create(
+            "alice",
+            json!({"title": "Drop", "price": 20, "quantity": 5}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let ticket: Value = res.json().await.unwrap();
+    assert_eq!(ticket["quantity"], 5);
+    assert_eq!(ticket["maxPerOrder"], 5);
+    assert_eq!(ticket["maxPerAccount"], 5);
+    assert_eq!(ticket["available"], 5);
+    assert!(ticket.get("onSaleAt").is_none(), "{ticket}");
+    assert!(ticket.get("orderId").is_none(), "{ticket}");
+    assert_eq!(show(&app, ticket["id"].as_str().unwrap()).await, ticket);
+    let event: Value = serde_json::from_slice(&created.next().await.payload).unwrap();
+    assert_eq!(
+        keys(&event),
+        [
+            "id",
+            "maxPerAccount",
+            "maxPerOrder",
+            "price",
+            "quantity",
+            "title",
+            "userId",
+            "version"
+        ]
+    );
+    assert_eq!(event["quantity"], 5);
+
+    // Defaults: at most 10 per order, per account as per order; the time in UTC.
+    let ticket: Value = app
+        .create(
+            "alice",
+            json!({"title": "Big", "price": 20, "quantity": 500,
+                   "onSaleAt": "2030-01-01T10:00:00+01:00"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ticket["maxPerOrder"], 10);
+    assert_eq!(ticket["maxPerAccount"], 10);
+    assert_eq!(ticket["onSaleAt"], "2030-01-01T09:00:00.000Z");
+    let event: Value = serde_json::from_slice(&created.next().await.payload).unwrap();
+    assert_eq!(event["onSaleAt"], "2030-01-01T09:00:00.000Z");
+    assert!(event.get("available").is_none(), "{event}");
+
+    // A cap alone counts the listing, with one unit.
+    let ticket: Value = app
+        .create(
+            "alice",
+            json!({"title": "One", "price": 20, "maxPerOrder": 1}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &ticket["quantity"],
+            &ticket["maxPerOrder"],
+            &ticket["maxPerAccount"],
+            &ticket["available"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(1))
+    );
+
+    let ticket: Value = app
+        .create(
+            "alice",
+            json!({"title": "Caps", "price": 20, "quantity": 50, "maxPerOrder": 4, "maxPerAccount": 6}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&ticket["maxPerOrder"], &ticket["maxPerAccount"]),
+        (&json!(4), &json!(6))
+    );
+}
+
+async fn bad_terms_are_refused_field_by_field(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let quantity = "Quantity must be a whole number from 1 to 100000";
+    let on_sale = "On-sale time must be an ISO-8601 date and time";
+    let cases: Vec<(Value, Vec<(&str, &str)>)> = vec![
+        (json!({"quantity": 0}), vec![("quantity", quantity)]),
+        (json!({"quantity": 100001}), vec![("quantity", quantity)]),
+        (json!({"quantity": -3}), vec![("quantity", quantity)]),
+        (json!({"quantity": 2.5}), vec![("quantity", quantity)]),
+        (json!({"quantity": "5"}), vec![("quantity", quantity)]),
+        (json!({"quantity": true}), vec![("quantity", quantity)]),
+        (
+            json!({"quantity": 5, "maxPerOrder": 6}),
+            vec![(
+                "maxPerOrder",
+                "Max per order must be a whole number from 1 to 5",
+            )],
+        ),
+        (
+            json!({"quantity": 5, "maxPerOrder": 0}),
+            vec![(
+                "maxPerOrder",
+                "Max per order must be a whole number from 1 to 5",
+            )],
+        ),
+        (
+            json!({"maxPerOrder": 2}),
+            vec![(
+                "maxPerOrder",
+                "Max per order must be a whole number from 1 to 1",
+            )],
+        ),
+        (
+            json!({"quantity": 5, "maxPerOrder": 3, "maxPerAccount": 2}),
+            vec![(
+                "maxPerAccount",
+                "Max per account must be a whole number from 3 to 5",
+            )],
+        ),
+        (
+            json!({"quantity": 5, "maxPerAccount": 6}),
+            vec![(
+                "maxPerAccount",
+                "Max per account must be a whole number from 5 to 5",
+            )],
+        ),
+        (
+            json!({"quantity": 5, "onSaleAt": "tomorrow"}),
+            vec![("onSaleAt", on_sale)],
+        ),
+        (
+            json!({"quantity": 5, "onSaleAt": "2030-01-01"}),
+            vec![("onSaleAt", on_sale)],
+        ),
+        (
+            json!({"quantity": 5, "onSaleAt": 1893456000000i64}),
+            vec![("onSaleAt", on_sale)],
+        ),
+        (
+            json!({"title": "", "quantity": "x", "maxPerOrder": 2.5, "maxPerAccount": 0, "onSaleAt": 1}),
+            vec![
+                ("title", "Title is required"),
+                ("quantity", quantity),
+                (
+                    "maxPerOrder",
+                    "Max per order must be a whole number from 1 to 100000",
+                ),
+                (
+                    "maxPerAccount",
+                    "Max per account must be a whole number from 1 to 100000",
+                ),
+                ("onSaleAt", on_sale),
+            ],
+        ),
+    ];
+    let ticket = app.ticket("alice", "Concert", json!(20)).await;
+    let id = ticket["id"].as_str().unwrap();
+    for (terms, expected) in cases {
+        let mut body = json!({"title": "Drop", "price": 20});
+        body.as_object_mut()
+            .unwrap()
+            .extend(terms.as_object().unwrap().clone());
+        for res in [
+            app.create("alice", body.clone()).await,
+            app.update("alice", id, body.clone()).await,
+        ] {
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
+            let errors = errors(res).await;
+            let got: Vec<(&str, &str)> = errors
+                .iter()
+                .map(|e| (e["field"].as_str().unwrap(), e["message"].as_str().unwrap()))
+                .collect();
+            assert_eq!(got, expected, "{body}");
+        }
+    }
+    // Nothing was listed or changed.
+    let listed: Vec<Value> = app.get("/api/tickets").await.json().await.unwrap();
+    assert_eq!(listed, [ticket]);
+}
+
+async fn an_update_keeps_or_changes_the_terms(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let updated = EventRecorder::start(&app.env.runtime, Subject::TicketUpdated).await;
+    let ticket: Value = app
+        .create(
+            "alice",
+            json!({"title": "Drop", "price": 20, "quantity": 8, "maxPerOrder": 4,
+                   "maxPerAccount": 6, "onSaleAt": "2030-01-01T09:00:00Z"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = ticket["id"].as_str().unwrap();
+
+    // The seed's client sends title and price only: the terms stay.
+    let res = app
+        .update("alice", id, json!({"title": "Drop!", "price": "25"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["version"], 1);
+    for key in [
+        "quantity",
+        "maxPerOrder",
+        "maxPerAccount",
+        "onSaleAt",
+        "available",
+    ] {
+        assert_eq!(body[key], ticket[key], "{key}");
+    }
+    let event: Value = serde_json::from_slice(&updated.next().await.payload).unwrap();
+    assert_eq!(event["quantity"], 8);
+    assert_eq!(event["maxPerAccount"], 6);
+    assert_eq!(event["onSaleAt"], "2030-01-01T09:00:00.000Z");
+
+    // A lower quantity clamps the caps not given; null puts it on sale now.
+    let body: Value = app
+        .update(
+            "alice",
+            id,
+            json!({"title": "Drop", "price": 20, "quantity": 5, "onSaleAt": null}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &body["quantity"],
+            &body["maxPerOrder"],
+            &body["maxPerAccount"],
+            &body["available"]
+        ),
+        (&json!(5), &json!(4), &json!(5), &json!(5))
+    );
+    assert!(body.get("onSaleAt").is_none(), "{body}");
+    let event: Value = serde_json::from_slice(&updated.next().await.payload).unwrap();
+    assert!(event.get("onSaleAt").is_none(), "{event}");
+    assert_eq!(event["quantity"], 5);
+
+    // Terms given to a ticket listed the seed's way count it.
+    let seed = app.ticket("alice", "Seed", json!(10)).await;
+    let seed_id = seed["id"].as_str().unwrap();
+    let body: Value = app
+        .update(
+            "alice",
+            seed_id,
+            json!({"title": "Seed", "price": 10, "onSaleAt": "2030-01-01T00:00:00.000Z"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["quantity"], 1);
+    assert_eq!(body["available"], 1);
+    assert_eq!(body["onSaleAt"], "2030-01-01T00:00:00.000Z");
+
+    // Only the owner.
+    let res = app
+        .update(
+            "mallory",
+            id,
+            json!({"title": "x", "price": 1, "quantity": 9}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn orders_hold_units_once_whatever_the_order_of_their_events(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let ticket: Value = app
+        .create(
+            "alice",
+            json!({"title": "Drop", "price": 20, "quantity": 5}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = ticket["id"].as_str().unwrap();
+    let updated = EventRecorder::start(&app.env.runtime, Subject::TicketUpdated).await;
+    let bus = &app.env.runtime.bus;
+    let available = || async { show(&app, id).await["available"].clone() };
+
+    let first = new_order();
+    let created = order_created_units(&first, id, 2);
+    bus.publish(&created).await.unwrap();
+    settle(&app, 1).await;
+    assert_eq!(available().await, 3);
+    // A duplicate (a new envelope, the same order) holds nothing more.
+    bus.publish(&Envelope {
+        id: new_order(),
+        ..created.clone()
+    })
+    .await
+    .unwrap();
+    settle(&app, 2).await;
+    assert_eq!(available().await, 3);
+
+    // A cancellation that overtakes its creation: the creation holds nothing.
+    let withdrawn = new_order();
+    bus.publish(&order_cancelled(&withdrawn, id)).await.unwrap();
+    settle(&app, 3).await;
+    bus.publish(&order_created_units(&withdrawn, id, 2))
+        .await
+        .unwrap();
+    settle(&app, 4).await;
+    assert_eq!(available().await, 3);
+
+    // A counted listing's orders change neither its version nor its order, and
+    // publish nothing.
+    let shown = show(&app, id).await;
+    assert_eq!(shown["version"], 0);
+    assert!(shown.get("orderId").is_none(), "{shown}");
+    updated
+        .assert_quiet(std::time::Duration::from_millis(300))
+        .await;
+
+    // Not below what orders hold; above is fine while they hold it.
+    let res = app
+        .update(
+            "alice",
+            id,
+            json!({"title": "Drop", "price": 20, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let errors = errors(res).await;
+    assert_eq!(errors[0]["field"], "quantity");
+    assert_eq!(errors[0]["message"], "Cannot lower quantity below 2");
+    let res = app
+        .update(
+            "alice",
+            id,
+            json!({"title": "Drop", "price": 20, "quantity": 2}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["available"], 0);
+    let res = app
+        .update(
+            "alice",
+            id,
+            json!({"title": "Drop", "price": 20, "quantity": 10}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["available"], 8);
+
+    // Cancelled (twice): its units are back, once.
+    bus.publish(&order_cancelled(&first, id)).await.unwrap();
+    bus.publish(&order_cancelled(&first, id)).await.unwrap();
+    settle(&app, 6).await;
+    assert_eq!(available().await, 10);
+
+    // Released holds are pruned like the memory of cancelled orders; held ones stay.
+    let held = new_order();
+    bus.publish(&order_created_units(&held, id, 4))
+        .await
+        .unwrap();
+    settle(&app, 7).await;
+    let store = ticketing_store::Store::open(
+        &app.env
+            .runtime
+            .location(ticketing_tickets::SERVICE)
+            .unwrap(),
+        &ticketing_tickets::MIGRATIONS,
+    )
+    .await
+    .unwrap();
+    let (table, column, key) = ticketing_tickets::RELEASED_HOLDS;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let pruned = ticketing_store::retention::prune_older_than(
+        &store,
+        table,
+        column,
+        key,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pruned, 2, "the first order's and the withdrawn one's");
+    let left: Vec<String> = ticketing_store::query("SELECT order_id FROM ticket_holds")
+        .scalars(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(left, [held]);
+    assert_eq!(available().await, 6);
+}
+
+async fn the_listing_shows_counted_listings_while_units_are_left(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let titles = || async {
+        let listed: Vec<Value> = app.get("/api/tickets").await.json().await.unwrap();
+        listed
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let pair: Value = app
+        .create(
+            "alice",
+            json!({"title": "Pair", "price": 20, "quantity": 2}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = pair["id"].as_str().unwrap();
+    app.ticket("alice", "Single", json!(20)).await;
+    assert_eq!(titles().await, ["Pair", "Single"]);
+    let bus = &app.env.runtime.bus;
+    let (one, two) = (new_order(), new_order());
+    bus.publish(&order_created(&one, id)).await.unwrap();
+    settle(&app, 1).await;
+    let listed: Vec<Value> = app.get("/api/tickets").await.json().await.unwrap();
+    assert_eq!(listed[0]["available"], 1);
+    bus.publish(&order_created(&two, id)).await.unwrap();
+    settle(&app, 2).await;
+    assert_eq!(titles().await, ["Single"]);
+    bus.publish(&order_cancelled(&one, id)).await.unwrap();
+    settle(&app, 3).await;
+    assert_eq!(titles().await, ["Pair", "Single"]);
+}
+
+/// A burst mixing listings of both kinds (one statement for the lot on PostgreSQL),
+/// with an order twice in it: the seed's tickets reserved, the units counted once.
+async fn a_burst_of_orders_counts_units_and_reserves_single_tickets(flavor: Flavor) {
+    let app = spawn(flavor).await;
+    let counted: Value = app
+        .create(
+            "alice",
+            json!({"title": "Drop", "price": 20, "quantity": 100}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let counted = counted["id"].as_str().unwrap().to_owned();
+    let mut singles = Vec::new();
+    for i in 0..5 {
+        let ticket = app.ticket("alice", &format!("Seat {i}"), json!(20)).await;
+        singles.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+    let updated = EventRecorder::start(&app.env.runtime, Subject::TicketUpdated).await;
+    let mut burst = Vec::new();
+    let mut reserved = Vec::new();
+    for (i, single) in singles.iter().enumerate() {
+        let order = new_order();
+        burst.push(order_created(&order, single));
+        reserved.push(order);
+        burst.push(order_created_units(&new_order(), &counted, i as i64 + 1));
+    }
+    // 1 + 2 + 3 + 4 + 5 units, and the first order of 3 again.
+    burst.push(burst[5].clone());
+    let repeated = Envelope {
+        id: new_order(),
+        ..burst[5].clone()
+    };
+    burst.push(repeated);
+    app.env.runtime.bus.publish_batch(&burst).await.unwrap();
+    settle(&app, burst.len() as i64 - 1).await;
+    assert_eq!(show(&app, &counted).await["available"], 85);
+    for (single, order) in singles.iter().zip(&reserved) {
+        let ticket = show(&app, single).await;
+        assert_eq!(ticket["orderId"], json!(order), "{ticket}");
+        assert_eq!(ticket["version"], 1, "{ticket}");
+    }
+    // One ticket:updated per seed's ticket, none for the counted listing.
+    for _ in &singles {
+        let event: Value = serde_json::from_slice(&updated.next().await.payload).unwrap();
+        assert_ne!(event["id"], json!(counted));
+    }
+    updated
+        .assert_quiet(std::time::Duration::from_millis(300))
+        .await;
+}
+
 async fn openapi_covers_every_tickets_route(flavor: Flavor) {
     let app = spawn(flavor).await;
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
@@ -518,6 +1080,13 @@ async fn openapi_covers_every_tickets_route(flavor: Flavor) {
             "{method} /api/tickets/{{id}}"
         );
     }
+    // The terms' refusals are documented with their fields.
+    let create = paths["/api/tickets"]["post"]["responses"]["400"]["description"].to_string();
+    for field in ["quantity", "maxPerOrder", "maxPerAccount", "onSaleAt"] {
+        assert!(create.contains(field), "{field}: {create}");
+    }
+    let update = paths["/api/tickets/{id}"]["put"]["responses"]["400"]["description"].to_string();
+    assert!(update.contains("Cannot lower quantity below"), "{update}");
 }
 
 flavor_tests!(
@@ -535,4 +1104,11 @@ flavor_tests!(
     a_cancellation_racing_its_creation_leaves_the_ticket_free,
     a_burst_of_orders_reserves_each_ticket_for_its_newest_order,
     openapi_covers_every_tickets_route,
+    a_ticket_listed_the_seeds_way_carries_no_terms,
+    terms_are_resolved_shown_and_published,
+    bad_terms_are_refused_field_by_field,
+    an_update_keeps_or_changes_the_terms,
+    orders_hold_units_once_whatever_the_order_of_their_events,
+    the_listing_shows_counted_listings_while_units_are_left,
+    a_burst_of_orders_counts_units_and_reserves_single_tickets,
 );

@@ -19,6 +19,44 @@ pub fn price(cents: Cents) -> String {
     format!("${grouped}.{:02}", cents % 100)
 }
 
+/// `price` × `units`: what an order of several units costs.
+pub fn total(price: Cents, units: i64) -> Cents {
+    Cents::new(price.get().saturating_mul(units))
+}
+
+/// `24 Dec 2026, 18:00 UTC` for an API time (`None` if unreadable).
+pub fn when(timestamp: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let millis = ticketing_contracts::time::parse_millis(timestamp)?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000).ok()?;
+    Some(format!(
+        "{} {} {}, {:02}:{:02} UTC",
+        at.day(),
+        MONTHS[usize::from(u8::from(at.month())) - 1],
+        at.year(),
+        at.hour(),
+        at.minute()
+    ))
+}
+
+/// A `datetime-local` input's value (`2026-12-24T18:00`, seconds optional), read as
+/// UTC, as the API's RFC 3339 (`2026-12-24T18:00:00Z`). Anything else is returned as
+/// typed, for the API to refuse beside its field.
+pub fn utc_from_datetime_local(value: &str) -> String {
+    let value = value.trim();
+    let minutes_only = value.len() == 16 && value.as_bytes().get(10) == Some(&b'T');
+    let with_seconds = value.len() == 19 && value.as_bytes().get(10) == Some(&b'T');
+    if minutes_only {
+        format!("{value}:00Z")
+    } else if with_seconds {
+        format!("{value}Z")
+    } else {
+        value.to_owned()
+    }
+}
+
 /// Whole seconds from now until `timestamp` (negative once past); `None` if unreadable.
 pub fn seconds_until(timestamp: &str, now: OffsetDateTime) -> Option<i64> {
     let at = ticketing_contracts::time::parse_millis(timestamp)?;
@@ -106,6 +144,25 @@ mod tests {
         assert_eq!(countdown(5), "0:05");
         assert_eq!(countdown(3723), "1:02:03");
         assert_eq!(countdown(-3), "0:00");
+    }
+
+    #[test]
+    fn totals_and_times_read_plainly() {
+        assert_eq!(price(total(Cents::new(2050), 3)), "$61.50");
+        assert_eq!(
+            when("2026-12-24T18:05:00.000Z").as_deref(),
+            Some("24 Dec 2026, 18:05 UTC")
+        );
+        assert_eq!(when("soon"), None);
+        assert_eq!(
+            utc_from_datetime_local("2026-12-24T18:00"),
+            "2026-12-24T18:00:00Z"
+        );
+        assert_eq!(
+            utc_from_datetime_local("2026-12-24T18:00:30"),
+            "2026-12-24T18:00:30Z"
+        );
+        assert_eq!(utc_from_datetime_local("tomorrow"), "tomorrow");
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub struct Input<'a> {
     pub autocomplete: &'a str,
     pub hint: Option<&'a str>,
     pub inputmode: Option<&'a str>,
+    pub required: bool,
 }
 
 impl<'a> Input<'a> {
@@ -162,7 +163,14 @@ impl<'a> Input<'a> {
             autocomplete: "off",
             hint: None,
             inputmode: None,
+            required: true,
         }
+    }
+
+    /// A field that may be left empty.
+    pub fn optional(mut self) -> Self {
+        self.required = false;
+        self
     }
 
     pub fn autocomplete(mut self, value: &'a str) -> Self {
@@ -196,7 +204,7 @@ impl<'a> Input<'a> {
                 label for=(id) { (self.label) }
                 input id=(id) name=(self.name) type=(self.kind) value=(self.value)
                     autocomplete=(self.autocomplete) inputmode=[self.inputmode]
-                    aria-invalid=[error.map(|_| "true")] aria-describedby=[described] required;
+                    aria-invalid=[error.map(|_| "true")] aria-describedby=[described] required[self.required];
                 @if let Some(error) = error {
                     p.field-error id=(error_id) { (error) }
                 }
@@ -211,4 +219,23 @@ impl<'a> Input<'a> {
 /// The hidden token every state-changing form carries.
 pub fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_optional_field_is_not_required() {
+        let none = FormErrors::none();
+        let required = Input::new("Title", "title", "text", "")
+            .render(&none)
+            .into_string();
+        assert!(required.contains(" required>"), "{required}");
+        let optional = Input::new("Quantity", "quantity", "number", "")
+            .optional()
+            .render(&none)
+            .into_string();
+        assert!(!optional.contains("required"), "{optional}");
+    }
 }

@@ -1,13 +1,19 @@
-//! `order:created` → the ticket is held by that order; publish `ticket:updated`.
+//! `order:created` → the order's units are counted on its listing ([`tickets::hold`]);
+//! a ticket listed the seed's way is also held by that order, which publishes
+//! `ticket:updated`. A counted listing publishes nothing per order.
 
 use async_trait::async_trait;
 use ticketing_bus::{HandlerError, Listener, Traced};
 use ticketing_contracts::events::OrderCreated;
 use ticketing_store::Tx;
 
-use crate::tickets;
+use crate::tickets::{self, Listing};
 
 pub struct OrderCreatedListener;
+
+fn unknown_ticket(order: &OrderCreated) -> HandlerError {
+    HandlerError::Poison(format!("unknown ticket {}", order.ticket.id))
+}
 
 #[async_trait]
 impl Listener for OrderCreatedListener {
@@ -17,39 +23,57 @@ impl Listener for OrderCreatedListener {
         true
     }
 
-    /// One statement reserves the batch's tickets; each `ticket:updated` is made in the
-    /// trace of its order, and what the statement left (refused, or a second order for
-    /// one ticket) is handled one by one, in order.
+    /// One statement counts the batch's units, one reserves its tickets listed the
+    /// seed's way; each `ticket:updated` is made in the trace of its order, and what the
+    /// statements left (refused, or a second order for one ticket) is handled one by
+    /// one, in order.
     async fn handle_all(
         &self,
         tx: &mut Tx,
         orders: Vec<Traced<OrderCreated>>,
     ) -> Result<(), HandlerError> {
+        let holds: Vec<_> = orders
+            .iter()
+            .map(|o| (&o.event.ticket.id, &o.event.id, o.event.quantity))
+            .collect();
+        let Some(listings) = tickets::hold_all(tx, &holds).await? else {
+            for Traced { event, trace } in orders {
+                trace.scope(self.handle(tx, event)).await?;
+            }
+            return Ok(());
+        };
         let pairs: Vec<_> = orders
             .iter()
-            .map(|o| (&o.event.ticket.id, &o.event.id))
+            .zip(&listings)
+            .filter(|(_, listing)| **listing == Some(Listing::Single))
+            .map(|(o, _)| (&o.event.ticket.id, &o.event.id))
             .collect();
-        let reserved = tickets::reserve_all(tx, &pairs).await?;
-        for (Traced { event, trace }, ticket) in orders.into_iter().zip(reserved) {
-            match ticket {
-                Some(ticket) => trace.scope(tickets::announce(tx, &ticket)).await?,
-                None => trace.scope(self.handle(tx, event)).await?,
+        let mut reserved = tickets::reserve_all(tx, &pairs).await?.into_iter();
+        for (Traced { event, trace }, listing) in orders.into_iter().zip(listings) {
+            match listing {
+                None => return Err(unknown_ticket(&event)),
+                Some(Listing::Counted) => {}
+                Some(Listing::Single) => match reserved.next().flatten() {
+                    Some(ticket) => trace.scope(tickets::announce(tx, &ticket)).await?,
+                    None => {
+                        trace
+                            .scope(tickets::reserve(tx, &event.ticket.id, &event.id))
+                            .await?;
+                    }
+                },
             }
         }
         Ok(())
     }
 
     async fn handle(&self, tx: &mut Tx, order: OrderCreated) -> Result<(), HandlerError> {
-        if tickets::reserve(tx, &order.ticket.id, &order.id)
-            .await?
-            .is_none()
-            && !tickets::exists(tx, &order.ticket.id).await?
-        {
-            return Err(HandlerError::Poison(format!(
-                "unknown ticket {}",
-                order.ticket.id
-            )));
+        match tickets::hold(tx, &order.ticket.id, &order.id, order.quantity).await? {
+            None => Err(unknown_ticket(&order)),
+            Some(Listing::Counted) => Ok(()),
+            Some(Listing::Single) => {
+                tickets::reserve(tx, &order.ticket.id, &order.id).await?;
+                Ok(())
+            }
         }
-        Ok(())
     }
 }

@@ -9,11 +9,12 @@ use ticketing_kit::keyed::{self, KeyRefusals};
 use ticketing_kit::validate::Fields;
 use ticketing_kit::ApiResult;
 
-use super::{TicketBody, TicketInput};
-use crate::domain::{parse_price, Title};
+use super::{terms_input, TicketBody, TicketInput};
+use crate::domain::{parse_price, Current, Title};
 use crate::{tickets, AppState};
 
-/// List a ticket for sale.
+/// List a ticket for sale: one unit the seed's way, or `quantity` units with their
+/// caps and on-sale time (any of the terms given counts the listing).
 #[utoipa::path(post, path = "/api/tickets", tag = "tickets", operation_id = "createTicket",
     request_body = TicketInput, security(("session" = []), ("bearer" = [])),
     responses(
@@ -23,7 +24,11 @@ use crate::{tickets, AppState};
                 ("updateTicket" = (operation_id = "updateTicket", parameters(("id" = "$response.body#/id")))),
                 ("orderTicket" = (operation_id = "createOrder", request_body = json!({"ticketId": "$response.body#/id"}))),
             )),
-        (status = 400, description = "Invalid title or price (`field` names each)", body = ErrorBody),
+        (status = 400, description = "Invalid input, every failing field named (`field`): \
+            `title`, `price`; `quantity` (`Quantity must be a whole number from 1 to 100000`), \
+            `maxPerOrder` (`Max per order must be a whole number from 1 to {quantity}`), \
+            `maxPerAccount` (`Max per account must be a whole number from {maxPerOrder} to {quantity}`), \
+            `onSaleAt` (`On-sale time must be an ISO-8601 date and time`)", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         KeyRefusals,
     ),
@@ -37,7 +42,9 @@ pub async fn create(
     let mut fields = Fields::new();
     let title = fields.parse("title", body.title.as_ref(), Title::parse);
     let price = fields.parse("price", body.price.as_ref(), parse_price);
-    let (title, price) = fields.finish((title, price))?;
+    // Nothing to keep on a new listing: absent terms take their defaults.
+    let terms = terms_input(&body, false).resolve(&mut fields, Current::default());
+    let (title, price, terms) = fields.finish((title, price, terms))?;
 
     let keyed = key.scoped(&user.id, "POST /api/tickets", &body);
     keyed::once_in_tx(
@@ -46,7 +53,7 @@ pub async fn create(
         StatusCode::CREATED,
         async |tx| {
             Ok(TicketBody::from(
-                tickets::create(tx, &title, price, &user.id).await?,
+                tickets::create(tx, &title, price, &user.id, terms.as_ref()).await?,
             ))
         },
     )

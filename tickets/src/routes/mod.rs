@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 pub use ticketing_contracts::api::tickets::{TicketBody, TicketInput};
 
+use crate::domain::{OnSaleAtInput, TermsInput};
 use crate::tickets::Ticket;
 use crate::AppState;
 
@@ -17,8 +18,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show::show, update::update))
 }
 
+/// The terms fields of a body; `on_sale_at_null`: the body had `"onSaleAt": null`
+/// (which `TicketInput` cannot tell from an absent key).
+fn terms_input(body: &TicketInput, on_sale_at_null: bool) -> TermsInput {
+    TermsInput {
+        quantity: body.quantity.clone(),
+        max_per_order: body.max_per_order.clone(),
+        max_per_account: body.max_per_account.clone(),
+        on_sale_at: match &body.on_sale_at {
+            Some(raw) => OnSaleAtInput::Set(raw.clone()),
+            None if on_sale_at_null => OnSaleAtInput::Clear,
+            None => OnSaleAtInput::Keep,
+        },
+    }
+}
+
 impl From<Ticket> for TicketBody {
     fn from(t: Ticket) -> Self {
+        let (terms, available) = (t.sale_terms(), t.available());
         TicketBody {
             id: t.id.into(),
             title: t.title,
@@ -26,8 +43,8 @@ impl From<Ticket> for TicketBody {
             user_id: t.user_id.into(),
             version: t.version,
             order_id: t.order_id.map(String::from),
-            terms: Default::default(),
-            available: None,
+            terms,
+            available,
         }
     }
 }

@@ -1,24 +1,33 @@
 use axum::extract::{Path, State};
 use axum::Json;
+use serde_json::Value;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::json::ApiJson;
 use ticketing_kit::validate::{is_valid_id, Fields};
 use ticketing_kit::{ApiError, ApiResult};
 
-use super::{TicketBody, TicketInput};
+use super::{terms_input, TicketBody, TicketInput};
 use ticketing_contracts::TicketId;
 
-use crate::domain::{parse_price, Title};
+use crate::domain::{parse_price, Current, Title};
 use crate::{tickets, AppState};
 
-/// Change a ticket's title and price (owner only, not while reserved).
+/// Change a ticket's title and price, and its sale terms when any is given (owner
+/// only; a ticket listed the seed's way not while reserved).
+///
+/// Terms not given are kept (the seed's client sends only title and price); caps not
+/// given are clamped to a new quantity; `"onSaleAt": null` puts the listing on sale
+/// now. Terms given to a ticket listed the seed's way count it, with quantity 1 unless
+/// given.
 #[utoipa::path(put, path = "/api/tickets/{id}", tag = "tickets", operation_id = "updateTicket",
     request_body = TicketInput, security(("session" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "Ticket id")),
     responses(
         (status = 200, description = "Updated (version + 1); publishes `ticket:updated`", body = TicketBody),
-        (status = 400, description = "Invalid input (`field` names each), or `Cannot edit a reserved ticket`", body = ErrorBody),
+        (status = 400, description = "Invalid input, every failing field named (`field`; the \
+            messages of `createTicket`, and `quantity`: `Cannot lower quantity below {held}` \
+            when orders hold more units), or `Cannot edit a reserved ticket`", body = ErrorBody),
         (status = 401, description = "Not signed in, or not the owner", body = ErrorBody),
         (status = 404, description = "Unknown or malformed id", body = ErrorBody),
     ))]
@@ -26,19 +35,38 @@ pub async fn update(
     State(state): State<AppState>,
     RequireUser(user): RequireUser,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<TicketInput>,
+    ApiJson(raw): ApiJson<Value>,
 ) -> ApiResult<Json<TicketBody>> {
+    // Read as a plain value first: `TicketInput` reads `"onSaleAt": null` as absent.
+    let on_sale_at_null = raw.get("onSaleAt").is_some_and(Value::is_null);
+    let body: TicketInput =
+        serde_json::from_value(raw).map_err(|_| ApiError::bad_request("Malformed JSON body."))?;
+    let id = is_valid_id(&id).then(|| TicketId::from(id));
+    let terms = terms_input(&body, on_sale_at_null);
+    // New terms are checked against the listing's (kept ones, units held).
+    let current = match &id {
+        Some(id) if terms.given() => tickets::find(&state.store, id)
+            .await?
+            .map(|t| Current {
+                terms: t.terms,
+                held: t.held,
+            })
+            .unwrap_or_default(),
+        _ => Current::default(),
+    };
+
     let mut fields = Fields::new();
     let title = fields.parse("title", body.title.as_ref(), Title::parse);
     let price = fields.parse("price", body.price.as_ref(), parse_price);
-    let (title, price) = fields.finish((title, price))?;
-    if !is_valid_id(&id) {
-        return Err(ApiError::NotFound);
-    }
-    let id = TicketId::from(id);
+    // `None` when not given: the listing keeps its terms.
+    let terms = terms.resolve(&mut fields, current);
+    let (title, price, terms) = fields.finish((title, price, terms))?;
+    let id = id.ok_or(ApiError::NotFound)?;
 
     let mut tx = state.store.begin().await?;
-    if let Some(ticket) = tickets::update(&mut tx, &id, &user.id, &title, price).await? {
+    if let Some(ticket) =
+        tickets::update(&mut tx, &id, &user.id, &title, price, terms.as_ref()).await?
+    {
         tx.commit().await?;
         return Ok(Json(ticket.into()));
     }
@@ -49,6 +77,12 @@ pub async fn update(
         Some(t) if t.order_id.is_some() => {
             Err(ApiError::bad_request("Cannot edit a reserved ticket"))
         }
+        Some(t) if t.user_id != user.id => Err(ApiError::NotAuthorized),
+        // Orders took units after the input was checked.
+        Some(t) if terms.is_some_and(|terms| t.held > terms.quantity()) => Err(ApiError::field(
+            "quantity",
+            format!("Cannot lower quantity below {}", t.held),
+        )),
         Some(_) => Err(ApiError::NotAuthorized),
     }
 }

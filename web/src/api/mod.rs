@@ -341,12 +341,17 @@ impl ApiClient {
         self.get(&format!("/api/orders/{id}"), session).await
     }
 
+    /// Order `ticket`; `quantity` on a listing of several units (`None`: the seed's body).
     pub async fn create_order(
         &self,
         session: Option<&str>,
         ticket: &Id,
+        quantity: Option<serde_json::Value>,
     ) -> Result<OrderBody, ApiFailure> {
-        let body = CreateOrder::new(ticket.as_str());
+        let body = CreateOrder {
+            quantity,
+            ..CreateOrder::new(ticket.as_str())
+        };
         Ok(self
             .call(Method::POST, "/api/orders", session, Some(&body))
             .await?

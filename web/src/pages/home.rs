@@ -66,7 +66,14 @@ pub async fn index(
                 tbody {
                     @for ticket in &page.tickets {
                         tr {
-                            td { a href={ "/tickets/" (ticket.id) } { (ticket.title) } }
+                            td {
+                                a href={ "/tickets/" (ticket.id) } { (ticket.title) }
+                                // A listing of several: how many are left (the list
+                                // shows only listings with some left).
+                                @if let (Some(_), Some(left)) = (ticket.terms.quantity, ticket.available) {
+                                    " " span.muted.units-left { "· " (left) " left" }
+                                }
+                            }
                             td.num { (format::price(ticket.price)) }
                             td.action { a.view href={ "/tickets/" (ticket.id) } aria-hidden="true" tabindex="-1" { "View" } }
                         }

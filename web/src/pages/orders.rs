@@ -34,6 +34,22 @@ const COMPLETION_WAIT: Duration = Duration::from_secs(3);
 pub struct PurchaseForm {
     #[serde(default, rename = "ticketId")]
     ticket_id: String,
+    /// How many units, on a listing of several (absent for a single ticket: the order
+    /// is sent as the seed's, without `quantity`).
+    #[serde(default)]
+    quantity: Option<String>,
+}
+
+impl PurchaseForm {
+    /// The `quantity` to send: a number as one, anything else as typed, for the orders
+    /// service to refuse.
+    fn quantity(&self) -> Option<serde_json::Value> {
+        let text = self.quantity.as_deref()?.trim();
+        Some(match text.parse::<i64>() {
+            Ok(n) => n.into(),
+            Err(_) => text.into(),
+        })
+    }
 }
 
 /// The Purchase button: create the order, then show it.
@@ -47,7 +63,7 @@ pub async fn create(
     let user = visitor.require_user(&settings.api, &back).await?;
     let refusal = match settings
         .api
-        .create_order(visitor.session(), &ticket_id)
+        .create_order(visitor.session(), &ticket_id, form.quantity())
         .await
     {
         Ok(order) => return Ok(see_other(&format!("/orders/{}", order.id), Vec::new())),
@@ -101,8 +117,11 @@ pub async fn index(
                     @for order in orders.iter().rev() {
                         @let state = OrderState::of(order, now);
                         tr {
-                            td { a href={ "/orders/" (order.id) } { (order.ticket.title) } }
-                            td.num { (format::price(order.ticket.price)) }
+                            td {
+                                a href={ "/orders/" (order.id) } { (order.ticket.title) }
+                                @if order.quantity > 1 { " × " (order.quantity) }
+                            }
+                            td.num { (format::price(format::total(order.ticket.price, order.quantity.max(1)))) }
                             td { span class=(state.class()) { (state.label()) } }
                         }
                     }
@@ -326,7 +345,13 @@ fn render_order(
             p.eyebrow { "Order" }
             h1 { (order.ticket.title) }
             dl.facts {
-                div { dt { "Price" } dd { (format::price(order.ticket.price)) } }
+                @if order.quantity > 1 {
+                    div { dt { "Price each" } dd { (format::price(order.ticket.price)) } }
+                    div { dt { "Quantity" } dd #order-quantity { (order.quantity) } }
+                    div { dt { "Total" } dd #order-total { (format::price(format::total(order.ticket.price, order.quantity))) } }
+                } @else {
+                    div { dt { "Price" } dd { (format::price(order.ticket.price)) } }
+                }
                 div { dt { "Status" } dd { span #order-status class=(state.class()) { (state.label()) } } }
                 div { dt { "Order number" } dd.mono { (order.id) } }
             }
@@ -385,9 +410,11 @@ fn payment_form(
     form: &PayForm,
     errors: &FormErrors,
 ) -> Markup {
+    // What the payment is for: every unit of the order.
+    let amount = format::total(order.ticket.price, order.quantity.max(1));
     html! {
         section.pay data-pay-form aria-labelledby="pay-title" {
-            h2 #pay-title { "Pay " (format::price(order.ticket.price)) }
+            h2 #pay-title { "Pay " (format::price(amount)) }
             @match &settings.stripe_key {
                 Some(key) => {
                     form.stack #stripe-form method="post" action={ "/orders/" (order.id) "/pay" } data-stripe-key=(key) {
@@ -400,7 +427,7 @@ fn payment_form(
                             p.field-error #card-errors role="alert" {}
                         }
                         noscript { p.alert.alert-error { "Paying by card needs JavaScript: Stripe collects the card details." } }
-                        button.button.button-block type="submit" { "Pay " (format::price(order.ticket.price)) }
+                        button.button.button-block type="submit" { "Pay " (format::price(amount)) }
                     }
                 }
                 None => {
@@ -412,7 +439,7 @@ fn payment_form(
                             (Input::new("Expiry (MM/YY)", "expiry", "text", &form.expiry).autocomplete("cc-exp").inputmode("numeric").render(errors))
                             (Input::new("Security code", "cvc", "text", &form.cvc).autocomplete("cc-csc").inputmode("numeric").render(errors))
                         }
-                        button.button.button-block type="submit" { "Pay " (format::price(order.ticket.price)) }
+                        button.button.button-block type="submit" { "Pay " (format::price(amount)) }
                         div.sandbox-note {
                             p { strong { "Sandbox mode" } " — no real card is charged. Use " code { (cards::SUCCESS_CARD) } " to pay, or " code { (cards::DECLINED_CARD) } " to see a decline; any future expiry and any 3 digits." }
                         }

@@ -5,6 +5,7 @@ use axum::response::Response;
 use http::StatusCode;
 use maud::{html, Markup};
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::see_other;
 use crate::api::Id;
@@ -17,7 +18,15 @@ use crate::Settings;
 use ticketing_contracts::api::tickets::{TicketBody, TicketInput};
 use ticketing_contracts::api::users::SessionUser;
 
-const FIELDS: [&str; 2] = ["title", "price"];
+/// The fields whose errors show beside them (named as the API names them).
+const FIELDS: [&str; 6] = [
+    "title",
+    "price",
+    "quantity",
+    "maxPerOrder",
+    "maxPerAccount",
+    "onSaleAt",
+];
 
 #[derive(Deserialize, Default)]
 pub struct TicketForm {
@@ -25,16 +34,46 @@ pub struct TicketForm {
     title: String,
     #[serde(default)]
     price: String,
+    /// The sale terms (the sell form only; all optional: empty is not sent).
+    #[serde(default)]
+    quantity: String,
+    #[serde(default, rename = "maxPerOrder")]
+    max_per_order: String,
+    #[serde(default, rename = "maxPerAccount")]
+    max_per_account: String,
+    /// A `datetime-local` value, read as UTC.
+    #[serde(default, rename = "onSaleAt")]
+    on_sale_at: String,
 }
 
 impl TicketForm {
     fn input(&self) -> TicketInput {
         // A pasted "$25" is still a price.
-        TicketInput::new(
+        let mut input = TicketInput::new(
             self.title.clone(),
             self.price.trim().trim_start_matches('$'),
-        )
+        );
+        input.quantity = whole_number(&self.quantity);
+        input.max_per_order = whole_number(&self.max_per_order);
+        input.max_per_account = whole_number(&self.max_per_account);
+        let on_sale_at = self.on_sale_at.trim();
+        input.on_sale_at = (!on_sale_at.is_empty())
+            .then(|| Value::String(format::utc_from_datetime_local(on_sale_at)));
+        input
     }
+}
+
+/// A number field as typed: empty is not sent, a number goes as one, and anything else
+/// as the text, for the API to refuse beside its field.
+fn whole_number(text: &str) -> Option<Value> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(match serde_json::from_str::<serde_json::Number>(text) {
+        Ok(n) => Value::Number(n),
+        Err(_) => Value::String(text.to_owned()),
+    })
 }
 
 pub async fn new_form(
@@ -94,6 +133,7 @@ fn render_new(
                 (csrf_field(&visitor.csrf))
                 (errors.summary(&FIELDS))
                 (ticket_fields(form, errors))
+                (terms_fields(form, errors))
                 button.button.button-block type="submit" { "Sell ticket" }
             }
         }
@@ -108,6 +148,22 @@ fn ticket_fields(form: &TicketForm, errors: &FormErrors) -> Markup {
     }
 }
 
+/// The sale terms, all optional: left empty, the ticket is one, on sale now.
+fn terms_fields(form: &TicketForm, errors: &FormErrors) -> Markup {
+    html! {
+        fieldset.stack.terms {
+            legend { "Several tickets? (optional)" }
+            p.field-hint { "Leave these empty to sell a single ticket, on sale now." }
+            (Input::new("Quantity", "quantity", "number", &form.quantity).inputmode("numeric").hint("How many tickets, 1 to 100,000.").optional().render(errors))
+            div.field-row {
+                (Input::new("Max per order", "maxPerOrder", "number", &form.max_per_order).inputmode("numeric").hint("Default: the quantity, at most 10.").optional().render(errors))
+                (Input::new("Max per account", "maxPerAccount", "number", &form.max_per_account).inputmode("numeric").hint("Default: the max per order.").optional().render(errors))
+            }
+            (Input::new("On sale at (UTC)", "onSaleAt", "datetime-local", &form.on_sale_at).hint("A date and time in UTC; empty: on sale now.").optional().render(errors))
+        }
+    }
+}
+
 pub async fn show(
     State(settings): State<Settings>,
     visitor: Visitor,
@@ -119,9 +175,11 @@ pub async fn show(
         settings.api.ticket(visitor.session(), &id)
     );
     let (user, ticket) = (user?, ticket?);
+    // The edit form sends title and price only: the API keeps the terms.
     let edit = TicketForm {
         title: ticket.title.clone(),
         price: ticket.price.to_string(),
+        ..TicketForm::default()
     };
     Ok(render_show(
         &visitor,
@@ -183,6 +241,7 @@ pub fn render_show(
     };
     let reserved = ticket.order_id.is_some();
     let is_seller = user.is_some_and(|u| u.id == ticket.user_id);
+    let units = Units::of(ticket);
     let body = html! {
         article.card.ticket {
             p.eyebrow { "Ticket" }
@@ -191,6 +250,9 @@ pub fn render_show(
             @if reserved {
                 p { span.badge.badge-pending { "Reserved" } }
             }
+            @if let Some(units) = &units {
+                (units.status())
+            }
             @if is_seller {
                 p.muted { "You are selling this ticket." }
                 (seller_panel(visitor, ticket, &panel, reserved))
@@ -198,7 +260,9 @@ pub fn render_show(
                 @if let Panel::PurchaseRefused(errors) = &panel {
                     (errors.summary(&[]))
                 }
-                @if reserved && matches!(panel, Panel::PurchaseRefused(_)) {
+                @if let Some(units) = &units {
+                    (units.purchase(visitor, ticket))
+                } @else if reserved && matches!(panel, Panel::PurchaseRefused(_)) {
                     p.muted { "Another buyer reserved it first. It goes back on sale if their order expires." }
                 } @else if reserved {
                     p.notice { "Someone has reserved this ticket and is paying for it. It goes back on sale if their order expires." }
@@ -237,6 +301,72 @@ fn seller_panel(visitor: &Visitor, ticket: &TicketBody, panel: &Panel, reserved:
                     (ticket_fields(form, errors))
                     button.button type="submit" { "Save changes" }
                 }
+            }
+        }
+    }
+}
+
+/// A listing of several units (one with `quantity`): what is left, and how many one
+/// order may take.
+struct Units {
+    quantity: i64,
+    available: i64,
+    per_order: i64,
+    /// When the sale opens, while that is still ahead.
+    opens: Option<String>,
+}
+
+impl Units {
+    fn of(ticket: &TicketBody) -> Option<Units> {
+        let quantity = ticket.terms.quantity?;
+        let opens = ticket.terms.on_sale_at.as_deref().filter(|at| {
+            format::seconds_until(at, time::OffsetDateTime::now_utc()).is_some_and(|s| s > 0)
+        });
+        Some(Units {
+            quantity,
+            available: ticket.available.unwrap_or(quantity).clamp(0, quantity),
+            per_order: ticket.terms.per_order(),
+            opens: opens.map(|at| format::when(at).unwrap_or_else(|| at.to_owned())),
+        })
+    }
+
+    fn status(&self) -> Markup {
+        html! {
+            @if self.available == 0 {
+                p.units { span.badge.badge-muted #units-left { "Sold out" } }
+            } @else {
+                p.units #units-left { strong { (self.available) } " of " (self.quantity) " left" }
+            }
+            @if let Some(opens) = &self.opens {
+                p.notice #on-sale-at { "On sale from " (opens) "." }
+            }
+        }
+    }
+
+    /// The buyer's form: how many (1 to the order's cap, at most what is left).
+    fn purchase(&self, visitor: &Visitor, ticket: &TicketBody) -> Markup {
+        let most = self.per_order.min(self.available);
+        html! {
+            @if self.available == 0 {
+                p.muted { "All of these tickets are reserved or sold. Some may come back if orders expire." }
+            } @else if self.opens.is_some() {
+                p.muted { "You can buy these once the sale opens; reload this page then." }
+            } @else {
+                form.stack.purchase method="post" action="/orders" {
+                    (csrf_field(&visitor.csrf))
+                    input type="hidden" name="ticketId" value=(ticket.id);
+                    div.field {
+                        label for="f-quantity" { "How many" }
+                        select #f-quantity name="quantity" {
+                            @for n in 1..=most.max(1) {
+                                option value=(n) selected[n == 1] { (n) }
+                            }
+                        }
+                        p.field-hint { "At most " (self.per_order) " per order." }
+                    }
+                    button.button.button-large type="submit" { "Purchase" }
+                }
+                p.muted { "Purchasing reserves the tickets for you while you pay." }
             }
         }
     }
