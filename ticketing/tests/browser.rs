@@ -172,7 +172,6 @@ async fn sell_several_tickets_as_one_listing_in_chromium() {
 
 /// Two of the five in one order: needs the orders service's `quantity` (issue 30).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs orders quantity (issue 30)"]
 async fn order_two_of_five_tickets_in_chromium() {
     let site = Site::start(Duration::from_secs(900)).await;
     let driver = Driver::start().await;

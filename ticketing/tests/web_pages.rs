@@ -760,7 +760,6 @@ async fn the_sell_form_takes_sale_terms_and_the_page_counts_units() {
 /// Ordering several units needs the orders service's `quantity` (issue 30, its own
 /// branch): the order's page then shows the quantity and the total.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs orders quantity (issue 30)"]
 async fn an_order_of_several_units_shows_its_quantity_and_total() {
     let site = site().await;
     let mut seller = Person::new(&site);
