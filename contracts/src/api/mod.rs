@@ -6,6 +6,7 @@
 
 pub mod orders;
 pub mod payments;
+pub mod queue;
 pub mod tickets;
 pub mod users;
 pub mod waitlist;
