@@ -6,6 +6,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ticketing_contracts::api::queue::QueuePlace;
 pub use ticketing_contracts::error::{ErrorBody, ErrorItem};
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -34,6 +35,10 @@ pub enum ApiError {
     /// The server is at capacity for this kind of work (503 with `Retry-After`).
     #[error("Service unavailable.")]
     Busy { retry_after_secs: u64 },
+    /// The listing's on-sale queue has not admitted the caller yet (429 with
+    /// `Retry-After` rising with the position, and the place in a `queue` member).
+    #[error("You are in the queue")]
+    InQueue(QueuePlace),
     /// An `Idempotency-Key` reused with another request.
     #[error("{0}")]
     Unprocessable(String),
@@ -67,7 +72,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::InQueue(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::KeyInUse => StatusCode::CONFLICT,
@@ -84,6 +91,13 @@ impl ApiError {
         };
         match self {
             ApiError::Validation(items) => items.clone(),
+            ApiError::InQueue(QueuePlace {
+                position: Some(position),
+                ..
+            }) => plain(format!(
+                "You are in the queue (position {})",
+                thousands(*position)
+            )),
             ApiError::Internal(_) => plain("Something went wrong.".to_owned()),
             other => plain(other.to_string()),
         }
@@ -110,7 +124,21 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             errors: self.items(),
         };
-        let mut response = (self.status(), Json(body)).into_response();
+        let mut response = match &self {
+            ApiError::InQueue(place) => {
+                let body = serde_json::json!({"errors": body.errors, "queue": place});
+                (self.status(), Json(body)).into_response()
+            }
+            _ => (self.status(), Json(body)).into_response(),
+        };
+        if let ApiError::InQueue(place) = &self {
+            // Polls spread with the wait: the head asks again soon, the back rarely.
+            let retry = place.eta_seconds.unwrap_or(30).clamp(1, 30) as u64;
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry),
+            );
+        }
         if let ApiError::TooManyRequests { retry_after_secs }
         | ApiError::Busy { retry_after_secs } = self
         {
@@ -121,6 +149,22 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
 }
 
 /// Unknown routes answer 404 in the contract's format.
@@ -138,5 +182,18 @@ mod tests {
         let items = err.items();
         assert_eq!(items[0].message, "Something went wrong.");
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn positions_are_written_with_thousands_separators() {
+        let cases = [
+            (1, "1"),
+            (999, "999"),
+            (1_234, "1,234"),
+            (1_234_567, "1,234,567"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(thousands(n), text);
+        }
     }
 }

@@ -8,7 +8,9 @@ mod claim;
 mod domain;
 mod listeners;
 mod orders;
+mod pacer;
 mod placer;
+mod queue;
 mod routes;
 mod tickets;
 mod waitlist;
@@ -34,7 +36,8 @@ pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0002_cancel_reason.sql",
     "0003_reserved_until.sql",
     "0004_units.sql",
-    "0005_waitlist.sql"
+    "0005_waitlist.sql",
+    "0006_queue.sql"
 ];
 
 /// What only the orders service is configured with.
@@ -49,6 +52,9 @@ pub struct Settings {
     /// How long a waiting list's head has to pay the units offered (the offer's
     /// `expiresAt`).
     pub waitlist_offer: Duration,
+    /// Most admissions per second an on-sale queue gives (never more unused ones than
+    /// free units).
+    pub queue_admit_per_second: u32,
 }
 
 impl Default for Settings {
@@ -57,6 +63,7 @@ impl Default for Settings {
             order_ttl: Duration::from_secs(15 * 60),
             payment_grace: DEFAULT_PAYMENT_GRACE,
             waitlist_offer: Duration::from_secs(600),
+            queue_admit_per_second: 100,
         }
     }
 }
@@ -65,6 +72,11 @@ impl Default for Settings {
 pub const DEFAULT_PAYMENT_GRACE: Duration = Duration::from_secs(2);
 
 impl Settings {
+    /// The admission rate of on-sale queues.
+    pub fn queue_rate(&self) -> queue::Rate {
+        queue::Rate(self.queue_admit_per_second)
+    }
+
     /// A write at `now`: the deadlines of an order placed and of an offer made then.
     pub fn at(&self, now: Timestamp) -> domain::At {
         domain::At {
@@ -85,7 +97,13 @@ pub struct AppState {
 
 /// Open the orders database, start its relay and listeners, and return its routes.
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
-    let service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
+    let mut service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
+    let pacer = pacer::spawn(
+        service.store.clone(),
+        settings.queue_rate(),
+        rt.shutdown.clone(),
+    );
+    service.tasks.push(pacer);
     let store = &service.store;
     let state = AppState {
         store: store.clone(),

@@ -17,6 +17,7 @@ use crate::claim::{self, Refused};
 use crate::domain::{At, Units};
 use crate::domain::{Deadline, Order, HOLDS_TICKET, OPEN};
 use crate::placer::{Placement, Placer};
+use crate::queue::{self, Gate};
 use crate::tickets::{self, TicketCopy};
 use crate::waitlist;
 
@@ -81,6 +82,13 @@ pub enum PlaceError {
     /// quantity that is not a whole number from 1 on).
     #[error("at most {0} per order")]
     PerOrder(i64),
+    /// More than 30 minutes before the listing's sale.
+    #[error("not on sale yet")]
+    NotOnSale,
+    /// The listing's queue is in force and has not admitted the buyer (or the sale has
+    /// not begun): join it, wait.
+    #[error("in the queue")]
+    Queued,
     /// The listing or the account has not the units (decided by the claim).
     #[error(transparent)]
     Refused(#[from] Refused),
@@ -130,13 +138,17 @@ pub async fn place_in_tx(
     units: Units,
     at: At,
 ) -> Result<Order, PlaceError> {
-    let ticket = tickets::find(tx, ticket_id)
+    let ticket = tickets::find(&mut *tx, ticket_id)
         .await?
         .ok_or(PlaceError::UnknownTicket)?;
     let units = units
         .within(ticket.terms.per_order)
         .ok_or(PlaceError::PerOrder(ticket.terms.per_order))?;
-    place_in(tx, &ticket, user_id, units, at).await
+    match queue::gate(tx, &ticket, user_id, at.now).await? {
+        Gate::Open => place_in(tx, &ticket, user_id, units, at).await,
+        Gate::TooEarly => Err(PlaceError::NotOnSale),
+        Gate::Queued => Err(PlaceError::Queued),
+    }
 }
 
 /// A new order for `units` of `ticket` (offered to waiting-list entry `entry`, if any)
@@ -248,7 +260,7 @@ pub async fn offer_freed(
     offer: Deadline,
 ) -> Result<(), ticketing_store::Error> {
     while let Some(head) = waitlist::head(tx, ticket).await? {
-        let Some(listing) = tickets::find(tx, ticket).await? else {
+        let Some(listing) = tickets::find(&mut *tx, ticket).await? else {
             return Ok(());
         };
         let (order, event) = new_order(

@@ -8,7 +8,7 @@ use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::parse_millis;
 use ticketing_contracts::{SaleTerms, TicketId, Timestamp};
 use ticketing_kit::replica::{CopyOf, Replicated};
-use ticketing_store::{query, Query, Row, Tx};
+use ticketing_store::{query, On, Query, Row};
 
 #[derive(Debug, Clone)]
 pub struct TicketCopy {
@@ -104,13 +104,13 @@ pub fn terms_of(row: &Row) -> Result<Terms, ticketing_store::Error> {
 pub const FIND_COLUMNS: &str =
     "id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at";
 
-pub async fn find(
-    tx: &mut Tx,
+pub async fn find<'a>(
+    on: impl Into<On<'a>>,
     id: &TicketId,
 ) -> Result<Option<TicketCopy>, ticketing_store::Error> {
     static FIND: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {FIND_COLUMNS} FROM tickets WHERE id = $1"));
-    query(&FIND).bind(id).fetch_optional_as(&mut *tx).await
+    query(&FIND).bind(id).fetch_optional_as(on).await
 }
 
 /// Ticket events carry the whole ticket, so the newest wins whatever the arrival order —

@@ -217,6 +217,17 @@ pub struct ServeArgs {
     )]
     pub waitlist_offer_seconds: u64,
 
+    /// Most admissions per second a listing's on-sale queue gives (never more unused
+    /// ones than free units).
+    #[arg(
+        long,
+        env = "TICKETING_QUEUE_ADMIT_PER_SECOND",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub queue_admit_per_second: u32,
+
     /// Distributed mode's event bus: a NATS server with JetStream. Without it, the
     /// in-process bus keeps its log at `<data-dir>/bus.db`.
     #[arg(long, env = "NATS_URL", global = true)]

@@ -244,6 +244,7 @@ pub async fn start(
             order_ttl: Duration::from_secs(args.order_ttl_seconds),
             payment_grace: Duration::from_millis(args.payment_grace_ms),
             waitlist_offer: Duration::from_secs(args.waitlist_offer_seconds),
+            queue_admit_per_second: args.queue_admit_per_second,
         };
         services.push(ticketing_orders::mount(runtime, &settings).await?);
     }

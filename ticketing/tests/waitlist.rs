@@ -37,6 +37,7 @@ async fn spawn(flavor: Flavor) -> App {
                 order_ttl: Duration::from_secs(900),
                 payment_grace: GRACE,
                 waitlist_offer: OFFER,
+                ..Default::default()
             },
         )
         .await

@@ -3,6 +3,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ticketing_contracts::api::orders::CreateOrder;
+use ticketing_contracts::api::queue::QueuePlace;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::idempotency::IdempotencyKey;
@@ -37,6 +38,7 @@ use crate::AppState;
         (status = 400, description = "Missing or malformed ticketId; `Ticket is already reserved` (one unit), `Ticket is sold out`; field `quantity`: `Quantity must be a whole number from 1 to N` (the listing's maxPerOrder), `Only N left`, `At most N per account`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "Unknown ticket", body = ErrorBody),
+        (status = 429, description = "The listing's on-sale queue has not admitted the caller: joined it; `Retry-After` and the place in `queue` (`You are in the queue (position N)`)", body = ErrorBody),
         KeyRefusals,
     ),
     params(IdempotencyKey))]
@@ -54,23 +56,36 @@ pub async fn create(
     let units = Units::parse(body.quantity.as_ref());
 
     let at = state.settings.at(Timestamp::now());
-    let Some(keyed) = key.scoped(&user.id, "POST /api/orders", &body) else {
-        let order =
-            orders::place(&state.store, &state.placer, &ticket_id, &user.id, units, at).await?;
-        return Ok((StatusCode::CREATED, Json(OrderBody::from(order))).into_response());
+    let placed = match key.scoped(&user.id, "POST /api/orders", &body) {
+        None => orders::place(&state.store, &state.placer, &ticket_id, &user.id, units, at)
+            .await
+            .map(|order| (StatusCode::CREATED, Json(OrderBody::from(order))).into_response())
+            .map_err(ApiError::from),
+        // With a key the order and its answer commit together: a transaction, not the
+        // placer.
+        Some(keyed) => {
+            keyed::once_in_tx(
+                &state.store,
+                Some(&keyed),
+                StatusCode::CREATED,
+                async |tx| {
+                    let order = orders::place_in_tx(tx, &ticket_id, &user.id, units, at).await?;
+                    Ok(OrderBody::from(order))
+                },
+            )
+            .await
+        }
     };
-    // With a key the order and its answer commit together: a transaction, not the placer.
-    keyed::once_in_tx(
-        &state.store,
-        Some(&keyed),
-        StatusCode::CREATED,
-        async |tx| {
-            let order = orders::place_in_tx(tx, &ticket_id, &user.id, units, at).await?;
-            Ok(OrderBody::from(order))
-        },
-    )
-    .await
+    match placed {
+        // Not admitted: the order joins the queue for the caller (the seed's client
+        // carries nothing) and says where it stands.
+        Err(ApiError::InQueue(_)) => Err(super::queue::queued(&state, &ticket_id, &user.id).await),
+        other => other,
+    }
 }
+
+/// A listing whose queue opens later (30 minutes before its sale).
+pub const NOT_ON_SALE: &str = "Not on sale yet";
 
 impl From<PlaceError> for ApiError {
     fn from(err: PlaceError) -> ApiError {
@@ -90,6 +105,11 @@ impl From<PlaceError> for ApiError {
             PlaceError::Refused(Refused::PerAccount(n)) => {
                 ApiError::field("quantity", format!("At most {n} per account"))
             }
+            PlaceError::NotOnSale => ApiError::bad_request(NOT_ON_SALE),
+            PlaceError::Queued => ApiError::InQueue(QueuePlace {
+                position: None,
+                eta_seconds: None,
+            }),
             PlaceError::Db(e) => e.into(),
         }
     }

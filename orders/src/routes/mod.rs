@@ -1,6 +1,7 @@
 mod cancel;
 mod create;
 mod list;
+mod queue;
 mod show;
 mod waitlist;
 
@@ -22,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list::list, create::create))
         .routes(routes!(show::show, cancel::cancel))
         .merge(waitlist::router())
+        .merge(queue::router())
 }
 
 impl From<Order> for OrderBody {

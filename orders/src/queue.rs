@@ -1,0 +1,398 @@
+//! On-sale queues: who may order a listing with `on_sale_at`, and when (issue 30).
+//!
+//! Joins open 30 minutes before the sale. Whoever joins before it gets a random draw
+//! (from the operating system's CSPRNG): arriving first earns nothing. At the sale one
+//! statement ranks them by draw; later joins take the next rank in arrival order. From
+//! the sale on, the pacer (`pacer.rs`, in every orders process) admits the head, never
+//! more unused admissions than free units and at most the configured rate; an admission
+//! lets its account place one order within 120 s, spent by a conditional update in that
+//! order's transaction. Everything lives in the orders database: any process answers,
+//! and a restart loses nothing. The queue stays in force until nobody waits.
+
+use std::time::Duration;
+
+use ticketing_contracts::api::queue::{QueueStatus, ADMISSION_SECONDS, OPENS_BEFORE_SECONDS};
+use ticketing_contracts::{TicketId, Timestamp, UserId};
+use ticketing_store::{query, On, Row, Store, Tx};
+
+use crate::tickets::{self, TicketCopy};
+
+/// Where an account stands in a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub status: QueueStatus,
+    pub position: Option<i64>,
+    pub eta_seconds: Option<i64>,
+    pub opens_at: Timestamp,
+    pub admitted_until: Option<Timestamp>,
+}
+
+/// The admission rate the pacer keeps to, for estimates.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate(pub u32);
+
+impl Rate {
+    fn per_second(self) -> i64 {
+        i64::from(self.0.max(1))
+    }
+
+    /// Seconds until `position` is admitted at this rate.
+    fn eta(self, position: i64) -> i64 {
+        (position + self.per_second() - 1) / self.per_second()
+    }
+}
+
+/// Why a queue was not joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefused {
+    #[error("unknown listing")]
+    Unknown,
+    /// No `onSaleAt`: there is no queue, order at once.
+    #[error("no queue")]
+    NoQueue,
+    /// More than 30 minutes before the sale.
+    #[error("not on sale yet")]
+    TooEarly,
+}
+
+/// What an order for a listing needs from its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// No queue in force (none, or nobody waits any more), or the caller's admission
+    /// was just spent: order.
+    Open,
+    /// More than 30 minutes before the sale.
+    TooEarly,
+    /// Join (or stay in) the queue.
+    Queued,
+}
+
+fn opens(on_sale_at: Timestamp) -> Timestamp {
+    Timestamp::from_millis(on_sale_at.as_millis() - OPENS_BEFORE_SECONDS * 1000)
+}
+
+/// In the order's transaction: may `user` order `listing` at `now`? Spends the caller's
+/// admission when it has one.
+pub async fn gate(
+    tx: &mut Tx,
+    listing: &TicketCopy,
+    user: &UserId,
+    now: Timestamp,
+) -> Result<Gate, ticketing_store::Error> {
+    let Some(on_sale_at) = listing.terms.on_sale_at else {
+        return Ok(Gate::Open);
+    };
+    if now < opens(on_sale_at) {
+        return Ok(Gate::TooEarly);
+    }
+    let spent = query(
+        "UPDATE queue_entries SET used_at = $3 \
+         WHERE ticket_id = $1 AND user_id = $2 AND admitted_until > $3 AND used_at IS NULL",
+    )
+    .bind(&listing.id)
+    .bind(user)
+    .bind(now.as_millis())
+    .execute(&mut *tx)
+    .await?;
+    if spent == 1 {
+        return Ok(Gate::Open);
+    }
+    if now < on_sale_at {
+        return Ok(Gate::Queued);
+    }
+    // From the sale on, the queue is in force while anybody waits in it (or it has not
+    // ranked its early joins yet).
+    let row = query(
+        "SELECT ranked, next_rank - 1 - admitted_through AS waiting FROM queues \
+         WHERE ticket_id = $1",
+    )
+    .bind(&listing.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(match row {
+        Some(row) if row.get::<i64>("ranked")? == 0 || row.get::<i64>("waiting")? > 0 => {
+            Gate::Queued
+        }
+        _ => Gate::Open,
+    })
+}
+
+/// Join `ticket`'s queue (idempotent per account: one already in line keeps its place;
+/// one whose admission was used or ran out goes to the back), and where it stands.
+pub async fn join(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
+    let mut tx = store.begin().await?;
+    let Some(listing) = tickets::find(&mut tx, ticket).await? else {
+        return Ok(Err(JoinRefused::Unknown));
+    };
+    let Some(on_sale_at) = listing.terms.on_sale_at else {
+        return Ok(Err(JoinRefused::NoQueue));
+    };
+    if now < opens(on_sale_at) {
+        return Ok(Err(JoinRefused::TooEarly));
+    }
+    query("INSERT INTO queues (ticket_id) VALUES ($1) ON CONFLICT (ticket_id) DO NOTHING")
+        .bind(ticket)
+        .execute(&mut tx)
+        .await?;
+    if now < on_sale_at {
+        // Early: a draw, no rank yet. A second join changes nothing.
+        let draw = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+        query(
+            "INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id, user_id) DO NOTHING",
+        )
+        .bind(ticket)
+        .bind(user)
+        .bind(now.as_millis())
+        .bind(draw)
+        .execute(&mut tx)
+        .await?;
+    } else {
+        rank_early_joins(&mut tx, ticket).await?;
+        // The queue's row first (locked until commit): late joins take ranks one after
+        // the other, and an account joining twice at once gets one.
+        query("UPDATE queues SET next_rank = next_rank WHERE ticket_id = $1")
+            .bind(ticket)
+            .execute(&mut tx)
+            .await?;
+        let entry = query(
+            "SELECT rank, admitted_until, used_at FROM queue_entries \
+             WHERE ticket_id = $1 AND user_id = $2",
+        )
+        .bind(ticket)
+        .bind(user)
+        .fetch_optional(&mut tx)
+        .await?;
+        let in_line = match &entry {
+            None => false,
+            Some(row) => {
+                let used: Option<i64> = row.get("used_at")?;
+                let until: Option<i64> = row.get("admitted_until")?;
+                used.is_none() && until.is_none_or(|until| until > now.as_millis())
+            }
+        };
+        if !in_line {
+            let rank: i64 = query(
+                "UPDATE queues SET next_rank = next_rank + 1 WHERE ticket_id = $1 \
+                 RETURNING next_rank - 1 AS rank",
+            )
+            .bind(ticket)
+            .fetch_one(&mut tx)
+            .await?
+            .get("rank")?;
+            query(
+                "INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (ticket_id, user_id) DO UPDATE SET joined_at = excluded.joined_at, \
+                 rank = excluded.rank, draw = NULL, admitted_until = NULL, used_at = NULL",
+            )
+            .bind(ticket)
+            .bind(user)
+            .bind(now.as_millis())
+            .bind(rank)
+            .execute(&mut tx)
+            .await?;
+        }
+    }
+    let place = place_in(&mut tx, &listing, user, now, rate).await?;
+    tx.commit().await?;
+    Ok(place.ok_or(JoinRefused::Unknown))
+}
+
+/// Where `user` stands in `ticket`'s queue; `None` when not in it (or no queue).
+pub async fn place_of(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<Option<Place>, ticketing_store::Error> {
+    let Some(listing) = tickets::find(store.reader(), ticket).await? else {
+        return Ok(None);
+    };
+    place_in(store.reader(), &listing, user, now, rate).await
+}
+
+async fn place_in<'a>(
+    on: impl Into<On<'a>>,
+    listing: &TicketCopy,
+    user: &UserId,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<Option<Place>, ticketing_store::Error> {
+    let Some(on_sale_at) = listing.terms.on_sale_at else {
+        return Ok(None);
+    };
+    let row = query(
+        "SELECT e.rank, e.admitted_until, e.used_at, q.admitted_through, \
+         COALESCE(t.quantity, 1) - t.held AS free \
+         FROM queue_entries e JOIN queues q ON q.ticket_id = e.ticket_id \
+         JOIN tickets t ON t.id = e.ticket_id \
+         WHERE e.ticket_id = $1 AND e.user_id = $2",
+    )
+    .bind(&listing.id)
+    .bind(user)
+    .fetch_optional(on)
+    .await?;
+    Ok(row
+        .map(|row| place_from(&row, on_sale_at, now, rate))
+        .transpose()?)
+}
+
+fn place_from(
+    row: &Row,
+    on_sale_at: Timestamp,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<Place, ticketing_store::Error> {
+    let until: Option<i64> = row.get("admitted_until")?;
+    let used: Option<i64> = row.get("used_at")?;
+    let rank: Option<i64> = row.get("rank")?;
+    let admitted_through: i64 = row.get("admitted_through")?;
+    let free: i64 = row.get("free")?;
+    let mut place = Place {
+        status: QueueStatus::Waiting,
+        position: None,
+        eta_seconds: None,
+        opens_at: on_sale_at,
+        admitted_until: None,
+    };
+    if used.is_some() {
+        place.status = QueueStatus::Used;
+    } else if let Some(until) = until {
+        if until > now.as_millis() {
+            place.status = QueueStatus::Admitted;
+            place.admitted_until = Some(Timestamp::from_millis(until));
+        } else {
+            place.status = QueueStatus::Expired;
+        }
+    } else if free <= 0 && now >= on_sale_at {
+        place.status = QueueStatus::SoldOut;
+    } else if let Some(rank) = rank {
+        let position = (rank - admitted_through).max(1);
+        place.position = Some(position);
+        place.eta_seconds = Some(rate.eta(position));
+    } else {
+        // Drawn at the sale: the wait is the sale's, plus a draw's.
+        place.eta_seconds = Some((on_sale_at.as_millis() - now.as_millis()).max(0) / 1000);
+    }
+    Ok(place)
+}
+
+/// At the sale, once: rank the early joins by their draw, and start the late ones after
+/// them. Whoever comes first does it (a join, the pacer); the conditional update makes
+/// it once.
+async fn rank_early_joins(tx: &mut Tx, ticket: &TicketId) -> Result<(), ticketing_store::Error> {
+    let first = query("UPDATE queues SET ranked = 1 WHERE ticket_id = $1 AND ranked = 0")
+        .bind(ticket)
+        .execute(&mut *tx)
+        .await?;
+    if first == 0 {
+        return Ok(());
+    }
+    query(
+        "UPDATE queue_entries SET rank = drawn.n \
+         FROM (SELECT user_id, row_number() OVER (ORDER BY draw, user_id) AS n \
+               FROM queue_entries WHERE ticket_id = $1 AND rank IS NULL) AS drawn \
+         WHERE queue_entries.ticket_id = $1 AND queue_entries.user_id = drawn.user_id",
+    )
+    .bind(ticket)
+    .execute(&mut *tx)
+    .await?;
+    query(
+        "UPDATE queues SET next_rank = \
+           (SELECT count(*) FROM queue_entries WHERE ticket_id = $1) + 1 \
+         WHERE ticket_id = $1",
+    )
+    .bind(ticket)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// One step of the pacer for every queue in force at `now`: admit the head, as many as
+/// the rate allows since the last admission (at most a second's worth), never more
+/// unused admissions than free units. Returns how many were admitted.
+pub async fn pace(
+    store: &Store,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<i64, ticketing_store::Error> {
+    let due = query(
+        "SELECT q.ticket_id FROM queues q JOIN tickets t ON t.id = q.ticket_id \
+         WHERE t.on_sale_at <= $1 AND (q.ranked = 0 OR q.admitted_through < q.next_rank - 1)",
+    )
+    .bind(now.as_millis())
+    .fetch_all(store.reader())
+    .await?;
+    let mut admitted = 0;
+    for row in due {
+        let ticket: TicketId = row.get("ticket_id")?;
+        admitted += admit(store, &ticket, now, rate).await?;
+    }
+    Ok(admitted)
+}
+
+async fn admit(
+    store: &Store,
+    ticket: &TicketId,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<i64, ticketing_store::Error> {
+    let mut tx = store.begin().await?;
+    rank_early_joins(&mut tx, ticket).await?;
+    let row = query(
+        "SELECT q.admitted_through, q.next_rank, q.admitted_at, \
+         COALESCE(t.quantity, 1) - t.held AS free, \
+         (SELECT count(*) FROM queue_entries e WHERE e.ticket_id = q.ticket_id \
+            AND e.admitted_until > $2 AND e.used_at IS NULL) AS unused \
+         FROM queues q JOIN tickets t ON t.id = q.ticket_id WHERE q.ticket_id = $1",
+    )
+    .bind(ticket)
+    .bind(now.as_millis())
+    .fetch_one(&mut tx)
+    .await?;
+    let seen: i64 = row.get("admitted_through")?;
+    let waiting = row.get::<i64>("next_rank")? - 1 - seen;
+    let room = row.get::<i64>("free")? - row.get::<i64>("unused")?;
+    let since = now.as_millis() - row.get::<i64>("admitted_at")?;
+    let allowed = (rate.per_second() * since / 1000).min(rate.per_second());
+    let n = waiting.min(room).min(allowed);
+    if n <= 0 {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    let moved = query(
+        "UPDATE queues SET admitted_through = admitted_through + $3, admitted_at = $4 \
+         WHERE ticket_id = $1 AND admitted_through = $2",
+    )
+    .bind(ticket)
+    .bind(seen)
+    .bind(n)
+    .bind(now.as_millis())
+    .execute(&mut tx)
+    .await?;
+    if moved == 0 {
+        // Another process moved the cursor meanwhile: its admissions stand.
+        return Ok(0);
+    }
+    let until = now + Duration::from_secs(ADMISSION_SECONDS as u64);
+    query(
+        "UPDATE queue_entries SET admitted_until = $4 \
+         WHERE ticket_id = $1 AND rank > $2 AND rank <= $3 AND admitted_until IS NULL",
+    )
+    .bind(ticket)
+    .bind(seen)
+    .bind(seen + n)
+    .bind(until.as_millis())
+    .execute(&mut tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}

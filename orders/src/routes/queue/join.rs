@@ -1,0 +1,35 @@
+use axum::extract::{Path, State};
+use axum::Json;
+use ticketing_contracts::api::queue::QueueBody;
+use ticketing_contracts::{TicketId, Timestamp};
+use ticketing_kit::auth::RequireUser;
+use ticketing_kit::error::ErrorBody;
+use ticketing_kit::validate::is_valid_id;
+use ticketing_kit::{ApiError, ApiResult};
+
+use crate::{queue, AppState};
+
+/// Join a listing's on-sale queue (again: the same place). Before the sale everyone is
+/// drawn in random order at `onSaleAt`; later joins queue behind them in arrival order.
+#[utoipa::path(post, path = "/api/queue/{ticketId}", tag = "queue", operation_id = "joinQueue",
+    security(("session" = []), ("bearer" = [])),
+    params(("ticketId" = String, Path, description = "Ticket id")),
+    responses(
+        (status = 200, description = "In the queue", body = QueueBody),
+        (status = 400, description = "`Not on sale yet` (more than 30 minutes before the sale); the ticket has no queue", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "Unknown ticket", body = ErrorBody),
+    ))]
+pub async fn join(
+    State(state): State<AppState>,
+    RequireUser(user): RequireUser,
+    Path(ticket_id): Path<String>,
+) -> ApiResult<Json<QueueBody>> {
+    if !is_valid_id(&ticket_id) {
+        return Err(ApiError::NotFound);
+    }
+    let ticket = TicketId::from(ticket_id);
+    let rate = state.settings.queue_rate();
+    let place = queue::join(&state.store, &ticket, &user.id, Timestamp::now(), rate).await??;
+    Ok(Json(place.into()))
+}

@@ -1,0 +1,52 @@
+//! `/api/queue/{ticketId}`: join a listing's on-sale queue and see where you stand.
+
+mod join;
+mod show;
+
+use ticketing_contracts::api::queue::{QueueBody, QueuePlace};
+use ticketing_contracts::{TicketId, Timestamp, UserId};
+use ticketing_kit::ApiError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::queue::{self, JoinRefused, Place};
+use crate::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show::show, join::join))
+}
+
+impl From<Place> for QueueBody {
+    fn from(p: Place) -> Self {
+        QueueBody {
+            status: p.status,
+            position: p.position,
+            eta_seconds: p.eta_seconds,
+            opens_at: p.opens_at.to_rfc3339(),
+            admitted_until: p.admitted_until.map(Timestamp::to_rfc3339),
+        }
+    }
+}
+
+impl From<JoinRefused> for ApiError {
+    fn from(refused: JoinRefused) -> ApiError {
+        match refused {
+            JoinRefused::Unknown => ApiError::NotFound,
+            JoinRefused::NoQueue => ApiError::bad_request("This ticket is on sale without a queue"),
+            JoinRefused::TooEarly => ApiError::bad_request(super::create::NOT_ON_SALE),
+        }
+    }
+}
+
+/// The answer to an order the queue holds back: the caller joins (or stays in) it.
+pub(super) async fn queued(state: &AppState, ticket: &TicketId, user: &UserId) -> ApiError {
+    let now = Timestamp::now();
+    match queue::join(&state.store, ticket, user, now, state.settings.queue_rate()).await {
+        Ok(Ok(place)) => ApiError::InQueue(QueuePlace {
+            position: place.position,
+            eta_seconds: place.eta_seconds,
+        }),
+        Ok(Err(refused)) => refused.into(),
+        Err(e) => e.into(),
+    }
+}
