@@ -240,9 +240,8 @@ async fn place_in<'a>(
     .bind(user)
     .fetch_optional(on)
     .await?;
-    Ok(row
-        .map(|row| place_from(&row, on_sale_at, now, rate))
-        .transpose()?)
+    row.map(|row| place_from(&row, on_sale_at, now, rate))
+        .transpose()
 }
 
 fn place_from(
