@@ -52,6 +52,10 @@ pub async fn run(args: &ServeArgs, audit: &AuditArgs) -> anyhow::Result<usize> {
 struct Ticket {
     version: i64,
     order_id: Option<String>,
+    /// `None`: listed as one unit, the seed's way.
+    quantity: Option<i64>,
+    /// Units the tickets service counts held or sold (from order events).
+    held: i64,
 }
 
 struct Order {
@@ -146,10 +150,13 @@ impl Snapshot {
         let mut outboxes = Vec::new();
 
         let conn = connect(args, "tickets").await?;
-        let tickets = by_id(&conn, "SELECT id, version, order_id FROM tickets", |row| {
+        let sql = "SELECT id, version, order_id, quantity, held FROM tickets";
+        let tickets = by_id(&conn, sql, |row| {
             Ok(Ticket {
                 version: row.get("version")?,
                 order_id: row.get("order_id")?,
+                quantity: row.get("quantity")?,
+                held: row.get("held")?,
             })
         })
         .await?;
@@ -332,6 +339,24 @@ impl Snapshot {
                     format!(
                         "listing {id}: the orders service counts {} units held, its live orders hold {units}",
                         listing.held
+                    ),
+                );
+            }
+        }
+
+        // What the tickets service shows available, against the orders that hold units.
+        for (id, ticket) in &sorted_tickets {
+            let Some(quantity) = ticket.quantity else {
+                continue;
+            };
+            let units = units_by_listing.get(id.as_str()).copied().unwrap_or(0);
+            if ticket.held != units {
+                found(
+                    "listing-available",
+                    format!(
+                        "listing {id}: the tickets service shows {} available, its live orders leave {}",
+                        quantity - ticket.held,
+                        quantity - units
                     ),
                 );
             }

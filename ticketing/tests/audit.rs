@@ -53,6 +53,18 @@ async fn the_audit_finds_each_planted_divergence() {
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let open = order(&tickets[2]).await;
     let overdue = order(&tickets[3]).await;
+    // A listing of five units, two of them ordered.
+    let created = seller
+        .post_json(
+            "/api/tickets",
+            json!({"title": "Festival", "price": 10, "quantity": 5}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let listing = id_of(&created.json().await.unwrap());
+    let units = json!({"ticketId": listing, "quantity": 2});
+    let placed = buyer.post_once_known("/api/orders", units).await;
+    assert_eq!(placed.status(), 201, "{}", placed.text().await.unwrap());
 
     // A system that agrees with itself: nothing to report, once events have landed.
     let clean = audit(data, "20");
@@ -135,6 +147,13 @@ async fn the_audit_finds_each_planted_divergence() {
             [now],
         )
         .unwrap();
+    // The tickets service counting a unit no order holds.
+    tickets_db
+        .execute(
+            "UPDATE tickets SET held = held + 1 WHERE id = ?1",
+            [&listing],
+        )
+        .unwrap();
     // An outbox row the relay left behind two minutes ago.
     tickets_db
         .execute(
@@ -162,6 +181,7 @@ async fn the_audit_finds_each_planted_divergence() {
     has("ticket-with-several-active-orders", &tickets[2]);
     has("listing-oversold", &tickets[2]);
     has("listing-held-count", &tickets[2]);
+    has("listing-available", &listing);
     has("ticket-replica-version", &tickets[6]);
     has("order-replica-version", &open);
     has("complete-order-without-payment", unpaid_complete);
