@@ -723,6 +723,120 @@ async fn two_orders_processes_sell_each_ticket_once() {
     }
 }
 
+/// Drop day through nginx and two orders processes: 1,000 buyers of 1–4 units rush a
+/// 100-unit listing; the 201s hold exactly 100 units, each its own quantity, the rest are
+/// told why, nobody gets a 5xx. One account capped at 4 sends 10 one-unit orders at once:
+/// exactly 4 placed. Unpaid, the units all come back: `available` is 100 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rush_on_units_through_the_gateway_sells_each_once() {
+    let cluster = Cluster::up(Options {
+        order_ttl_seconds: 8,
+        orders_replicas: 2,
+        ..Options::default()
+    })
+    .await;
+    let seller = cluster.user("seller@test.com").await;
+    let listing = |quantity: i64, per_order: i64, per_account: i64| {
+        let seller = seller.clone();
+        async move {
+            let body = json!({"title": "Drop", "price": 10, "quantity": quantity,
+                "maxPerOrder": per_order, "maxPerAccount": per_account});
+            let (status, created) = reply(seller.post_json("/api/tickets", body).await).await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            id(&created)
+        }
+    };
+    let drop = listing(100, 4, 4).await;
+    let capped = listing(50, 4, 4).await;
+    // Buyers with minted tokens (signing up 1,000 accounts would measure the hashing).
+    let key = cluster
+        .env
+        .iter()
+        .find(|(k, _)| k == "JWT_KEY")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let keys = ticketing_kit::auth::JwtKeys::new(key.as_bytes(), Duration::from_secs(3600));
+    let buyer = |name: String| {
+        cluster
+            .api()
+            .as_user(&ticketing_kit::testing::User::bearer(&keys, &name))
+    };
+    // Both orders processes know the listings (one database): wait for one.
+    for listing in [&drop, &capped] {
+        let probe = buyer("probe".into()).with_patience(Patience {
+            retry_on: &[StatusCode::NOT_FOUND],
+            ..PATIENCE
+        });
+        let units = json!({"ticketId": listing, "quantity": 0});
+        let (status, _) = reply(probe.post_once_known("/api/orders", units).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    let rush = (0..1000).map(|i| {
+        let api = buyer(format!("rush{i}"));
+        let drop = drop.clone();
+        async move {
+            let wanted = i % 4 + 1;
+            let body = json!({"ticketId": drop, "quantity": wanted});
+            (
+                wanted,
+                reply(api.post_json("/api/orders", body).await).await,
+            )
+        }
+    });
+    let mut sold = 0;
+    for (wanted, (status, body)) in futures::future::join_all(rush).await {
+        match status {
+            StatusCode::CREATED => {
+                assert_eq!(body["quantity"], wanted, "{body}");
+                sold += wanted;
+            }
+            StatusCode::BAD_REQUEST => {
+                let message = body["errors"][0]["message"].as_str().unwrap();
+                assert!(
+                    message == "Ticket is sold out" || message.starts_with("Only "),
+                    "{body}"
+                );
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(sold, 100);
+
+    let collector = buyer("collector".into());
+    let tries = (0..10).map(|_| {
+        let (api, capped) = (collector.clone(), capped.clone());
+        async move {
+            let body = json!({"ticketId": capped, "quantity": 1});
+            reply(api.post_json("/api/orders", body).await).await
+        }
+    });
+    let results = futures::future::join_all(tries).await;
+    let placed = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(placed, 4, "{results:?}");
+    for (status, body) in &results {
+        if *status != StatusCode::CREATED {
+            assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(body["errors"][0]["message"], "At most 4 per account");
+        }
+    }
+
+    // Nobody pays: every order expires, every unit comes back.
+    let shown = seller
+        .clone()
+        .with_patience(Patience {
+            limit: Duration::from_secs(90),
+            every: Duration::from_millis(250),
+            ..PATIENCE
+        })
+        .wait_for(&format!("/api/tickets/{drop}"), |t| t["available"] == 100)
+        .await;
+    assert_eq!(shown["quantity"], 100);
+}
+
 /// Reads through the gateway, each sent once, while `stop` is not set: how many were
 /// answered 200, and every other outcome.
 async fn read_until(api: Api, paths: Vec<String>, stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
