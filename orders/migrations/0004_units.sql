@@ -13,8 +13,10 @@ ALTER TABLE tickets ADD COLUMN held BIGINT NOT NULL DEFAULT 0;
 
 ALTER TABLE orders ADD COLUMN quantity BIGINT NOT NULL DEFAULT 1;
 
--- Units each account holds, is offered or has bought of a listing: the per-account cap
--- is one conditional upsert of this row.
+-- Units each account holds, is offered or has bought of a listing with a quantity: the
+-- per-account cap is one conditional upsert of this row. A ticket listed as one unit
+-- counts none (nobody can hold two); they are counted from its live orders when it gets
+-- a quantity.
 CREATE TABLE account_units (
     ticket_id TEXT NOT NULL,
     user_id   TEXT NOT NULL,
@@ -26,10 +28,6 @@ UPDATE tickets SET held = (
     SELECT count(*) FROM orders
     WHERE orders.ticket_id = tickets.id
       AND orders.status IN ('created', 'awaiting:payment', 'complete'));
-INSERT INTO account_units (ticket_id, user_id, units)
-    SELECT ticket_id, user_id, count(*) FROM orders
-    WHERE status IN ('created', 'awaiting:payment', 'complete')
-    GROUP BY ticket_id, user_id;
 
 -- The counter decides now; the orders holding a listing are still found by its index
 -- (lazy expiry), no longer unique: a listing of many units has many.

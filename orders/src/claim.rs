@@ -10,6 +10,7 @@
 use ticketing_contracts::{TicketId, UserId};
 use ticketing_store::{query, Tx};
 
+use crate::domain::HOLDS_TICKET;
 use crate::tickets::Terms;
 
 /// Why units were not taken.
@@ -28,35 +29,55 @@ pub enum Refused {
     PerAccount(i64),
 }
 
-/// Take `units` of listing `ticket`; `Ok(false)` when too few are free (the caller may
-/// free lapsed holds and try again).
+/// Units taken, and the listing's terms as the claim found them (its row locked).
+#[derive(Debug, Clone, Copy)]
+pub struct Taken {
+    /// Listed with a quantity: its accounts' shares are counted. A ticket listed the
+    /// seed's way is one unit, so no account can hold more than one: its shares are
+    /// counted from the moment it gets a quantity (`recount_accounts`).
+    counted: bool,
+    per_account: i64,
+}
+
+/// Take `units` of listing `ticket`; `None` when too few are free (the caller may free
+/// lapsed holds and try again).
 pub async fn take(
     tx: &mut Tx,
     ticket: &TicketId,
     units: i64,
-) -> Result<bool, ticketing_store::Error> {
-    let taken = query(
+) -> Result<Option<Taken>, ticketing_store::Error> {
+    let row = query(
         "UPDATE tickets SET held = held + $2 \
-         WHERE id = $1 AND held + $2 <= COALESCE(quantity, 1)",
+         WHERE id = $1 AND held + $2 <= COALESCE(quantity, 1) \
+         RETURNING quantity, COALESCE(max_per_account, 1) AS per_account",
     )
     .bind(ticket)
     .bind(units)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(taken == 1)
+    row.map(|row| {
+        Ok(Taken {
+            counted: row.get::<Option<i64>>("quantity")?.is_some(),
+            per_account: row.get("per_account")?,
+        })
+    })
+    .transpose()
 }
 
 /// Count `units` more for `user` on `ticket`, unless that makes more than the listing's
-/// `per_account`.
+/// `per_account` (as [`take`] found it).
 pub async fn count_for_account(
     tx: &mut Tx,
     ticket: &TicketId,
     user: &UserId,
     units: i64,
-    terms: &Terms,
+    taken: Taken,
 ) -> Result<Result<(), Refused>, ticketing_store::Error> {
-    if units > terms.per_account {
-        return Ok(Err(Refused::PerAccount(terms.per_account)));
+    if !taken.counted {
+        return Ok(Ok(()));
+    }
+    if units > taken.per_account {
+        return Ok(Err(Refused::PerAccount(taken.per_account)));
     }
     let counted = query(
         "INSERT INTO account_units (ticket_id, user_id, units) VALUES ($1, $2, $3) \
@@ -67,13 +88,13 @@ pub async fn count_for_account(
     .bind(ticket)
     .bind(user)
     .bind(units)
-    .bind(terms.per_account)
+    .bind(taken.per_account)
     .execute(&mut *tx)
     .await?;
     Ok(if counted == 1 {
         Ok(())
     } else {
-        Err(Refused::PerAccount(terms.per_account))
+        Err(Refused::PerAccount(taken.per_account))
     })
 }
 
@@ -101,6 +122,29 @@ pub async fn refusal(
     })
 }
 
+/// A listing listed as one unit just got a quantity: count its accounts' shares from
+/// its live orders. Runs in the transaction that applies the change, after the
+/// replica's row is written (locked): a claim either committed before (and is counted
+/// here) or waits and finds the listing counted.
+pub async fn recount_accounts(
+    tx: &mut Tx,
+    ticket: &TicketId,
+) -> Result<(), ticketing_store::Error> {
+    query("DELETE FROM account_units WHERE ticket_id = $1")
+        .bind(ticket)
+        .execute(&mut *tx)
+        .await?;
+    query(&format!(
+        "INSERT INTO account_units (ticket_id, user_id, units) \
+         SELECT ticket_id, user_id, sum(quantity) FROM orders \
+         WHERE ticket_id = $1 AND {HOLDS_TICKET} GROUP BY ticket_id, user_id"
+    ))
+    .bind(ticket)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Give back `units` of `ticket` just taken for an order that is not placed after all.
 pub async fn give_back(
     tx: &mut Tx,
@@ -123,11 +167,18 @@ pub async fn release(
     user: &UserId,
     units: i64,
 ) -> Result<(), ticketing_store::Error> {
-    query("UPDATE tickets SET held = held - $2 WHERE id = $1")
+    let counted = query("UPDATE tickets SET held = held - $2 WHERE id = $1 RETURNING quantity")
         .bind(ticket)
         .bind(units)
-        .execute(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.get::<Option<i64>>("quantity"))
+        .transpose()?
+        .flatten()
+        .is_some();
+    if !counted {
+        return Ok(());
+    }
     query("UPDATE account_units SET units = units - $3 WHERE ticket_id = $1 AND user_id = $2")
         .bind(ticket)
         .bind(user)

@@ -206,15 +206,17 @@ async fn place_in(
     let (order, event) = new_order(ticket, user_id, units, at.order, None);
     insert(tx, &order).await?;
     outbox::enqueue(tx, &event).await?;
-    if !claim::take(tx, &ticket.id, units).await? {
-        expire_lapsed(tx, &ticket.id, at).await?;
-        if !claim::take(tx, &ticket.id, units).await? {
-            return Err(claim::refusal(tx, &ticket.id, &ticket.terms).await?.into());
+    let taken = match claim::take(tx, &ticket.id, units).await? {
+        Some(taken) => taken,
+        None => {
+            expire_lapsed(tx, &ticket.id, at).await?;
+            match claim::take(tx, &ticket.id, units).await? {
+                Some(taken) => taken,
+                None => return Err(claim::refusal(tx, &ticket.id, &ticket.terms).await?.into()),
+            }
         }
-    }
-    if let Err(refused) =
-        claim::count_for_account(tx, &ticket.id, user_id, units, &ticket.terms).await?
-    {
+    };
+    if let Err(refused) = claim::count_for_account(tx, &ticket.id, user_id, units, taken).await? {
         return Err(refused.into());
     }
     Ok(order)
@@ -274,11 +276,11 @@ pub async fn offer_freed(
         if !waitlist::offered(tx, &head.id, &order.id, offer.expires_at).await? {
             continue;
         }
-        if !claim::take(tx, ticket, head.quantity).await? {
+        let Some(taken) = claim::take(tx, ticket, head.quantity).await? else {
             waitlist::back_in_line(tx, &head.id).await?;
             return Ok(());
-        }
-        if claim::count_for_account(tx, ticket, &head.user_id, head.quantity, &listing.terms)
+        };
+        if claim::count_for_account(tx, ticket, &head.user_id, head.quantity, taken)
             .await?
             .is_err()
         {

@@ -12,8 +12,8 @@
 //!
 //! The insert keeps every guarantee of the transaction (`claim`): an order is written
 //! only when its ticket is still at the version read (so its price is the one read) and
-//! free, and its claim, its account's count and its event are written by the same
-//! statement, so with it or not at all. Tickets are locked in id order, so two batches
+//! free, and its claim and its event are written by the same statement, so with it or
+//! not at all. Tickets are locked in id order, so two batches
 //! that contend for the same tickets wait for each other in one order and cannot
 //! deadlock. Anything else — the ticket unknown, held, changed, a listing of several
 //! units, the batch refused or failed — answers "not placed here", and
@@ -198,12 +198,12 @@ impl BatchStatement for InsertOrders {
     type Output = bool;
 
     async fn run(&self, placements: Vec<Placement>) -> BatchResult<bool> {
-        // The listings are locked first, in id order, and only while free and at the
-        // version read: two batches that contend for the same listings wait for each
-        // other in one order and cannot deadlock, and a listing a concurrent claim
-        // changed is re-checked as committed. Only the locked ones are claimed, their
-        // orders inserted and counted for their accounts (a one-unit listing free means
-        // no account holds any of it: no cap to check), their events enqueued.
+        // The listings are locked first, in id order, and only while free, listed as one
+        // unit and at the version read: two batches that contend for the same listings
+        // wait for each other in one order and cannot deadlock, and a listing a
+        // concurrent claim changed is re-checked as committed. Only the locked ones are
+        // claimed, their orders inserted, their events enqueued (a ticket listed as one
+        // unit counts no account shares: `claim::Taken`).
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "WITH batch AS MATERIALIZED ( \
@@ -222,12 +222,7 @@ impl BatchStatement for InsertOrders {
                    SELECT r->>'id', r->>'userId', r->>'ticketId', r->>'status', \
                           (r->>'expiresAt')::bigint, (r->>'reservedUntil')::bigint, 0, 1 \
                    FROM batch WHERE r->>'ticketId' IN (SELECT id FROM claimed) \
-                   RETURNING id, user_id, ticket_id), \
-                 counted AS ( \
-                   INSERT INTO account_units (ticket_id, user_id, units) \
-                   SELECT ticket_id, user_id, 1 FROM written \
-                   ON CONFLICT (ticket_id, user_id) \
-                   DO UPDATE SET units = account_units.units + 1) \
+                   RETURNING id), \
                  {} FROM batch WHERE r->>'id' IN (SELECT id FROM written) ORDER BY n \
                  RETURNING event_id",
                 outbox::insert_from_json("(r->'event')")

@@ -837,6 +837,102 @@ async fn a_rush_on_units_through_the_gateway_sells_each_once() {
     assert_eq!(shown["quantity"], 100);
 }
 
+/// An on-sale queue paced by two orders processes at once: 60 accounts join before the
+/// sale of 20 units; each polls its place and orders one unit once admitted. Exactly 20
+/// units are sold, nobody is admitted twice, and those left over are told it is sold out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pacers_admit_each_account_once() {
+    let cluster = Cluster::up(Options {
+        orders_replicas: 2,
+        ..Options::default()
+    })
+    .await;
+    let seller = cluster.user("seller@test.com").await;
+    let on_sale_at = now_millis() + 4000;
+    let body = json!({"title": "Queued", "price": 10, "quantity": 20, "maxPerOrder": 1,
+        "onSaleAt": ticketing_contracts::Timestamp::from_millis(on_sale_at).to_rfc3339()});
+    let (status, created) = reply(seller.post_json("/api/tickets", body).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let listing = id(&created);
+    let key = cluster
+        .env
+        .iter()
+        .find(|(k, _)| k == "JWT_KEY")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let keys = ticketing_kit::auth::JwtKeys::new(key.as_bytes(), Duration::from_secs(3600));
+    let buyers: Vec<Api> = (0..60)
+        .map(|i| {
+            cluster.api().as_user(&ticketing_kit::testing::User::bearer(
+                &keys,
+                &format!("q{i}"),
+            ))
+        })
+        .collect();
+    let patient = buyers[0].clone().with_patience(Patience {
+        retry_on: &[StatusCode::NOT_FOUND],
+        ..PATIENCE
+    });
+    let (status, place) = reply(
+        patient
+            .post_once_known(&format!("/api/queue/{listing}"), json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{place}");
+    let journeys = buyers.iter().map(|buyer| {
+        let (buyer, listing) = (buyer.clone(), listing.clone());
+        async move {
+            let (status, _) = reply(
+                buyer
+                    .post_json(&format!("/api/queue/{listing}"), json!({}))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+            loop {
+                let place = buyer.get_json(&format!("/api/queue/{listing}")).await;
+                match place["status"].as_str().unwrap() {
+                    "admitted" => {
+                        let body = json!({"ticketId": listing, "quantity": 1});
+                        let (status, order) =
+                            reply(buyer.post_json("/api/orders", body).await).await;
+                        return (status, order);
+                    }
+                    "sold-out" => return (StatusCode::GONE, place),
+                    "waiting" => tokio::time::sleep(Duration::from_millis(100)).await,
+                    other => panic!("{other}: {place}"),
+                }
+            }
+        }
+    });
+    let outcomes =
+        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(journeys))
+            .await
+            .expect("every buyer admitted or told it is sold out");
+    let sold = outcomes
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(sold, 20, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|(s, _)| *s == StatusCode::CREATED || *s == StatusCode::GONE),
+        "{outcomes:?}"
+    );
+    assert!(now_millis() >= on_sale_at);
+    // Each admission once: as many admitted as ranks the cursor passed, no rank twice.
+    let admitted = psql(
+        &cluster.database("orders"),
+        &format!(
+            "SELECT count(*) FROM queue_entries WHERE ticket_id = '{listing}' \
+             AND admitted_until IS NOT NULL"
+        ),
+    );
+    assert_eq!(admitted.trim(), "20");
+}
+
 /// Reads through the gateway, each sent once, while `stop` is not set: how many were
 /// answered 200, and every other outcome.
 async fn read_until(api: Api, paths: Vec<String>, stop: Arc<AtomicBool>) -> (usize, Vec<String>) {

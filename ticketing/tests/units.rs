@@ -219,7 +219,33 @@ async fn lapsed_holds_give_their_units_back(flavor: Flavor) {
     assert_eq!(app.held(&listing).await, 6);
 }
 
+/// A ticket listed as one unit, ordered, then given a quantity by its seller: what its
+/// live order holds counts against its buyer's cap from then on, and comes back with a
+/// cancel.
+async fn a_ticket_given_a_quantity_counts_its_orders(flavor: Flavor) {
+    let app = spawn(flavor, Duration::from_secs(900)).await;
+    let rt = &app.0.env.runtime;
+    let single = listings::listing(rt, SaleTerms::default()).await;
+    let (status, first) = order(&app.buyer("a"), &single, json!(1)).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    listings::publish(rt, &single, 1, terms(5, 1, 1)).await;
+    let (status, body) = order(&app.buyer("a"), &single, json!(1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(message(&body), ("At most 1 per account", "quantity"));
+    let (status, body) = order(&app.buyer("b"), &single, json!(1)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let cancelled = app
+        .buyer("a")
+        .delete(&format!("/api/orders/{}", first["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::NO_CONTENT);
+    let (status, body) = order(&app.buyer("a"), &single, json!(1)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.held(&single).await, 2);
+}
+
 flavor_tests!(
+    a_ticket_given_a_quantity_counts_its_orders,
     a_rush_sells_exactly_the_listed_units,
     an_account_holds_at_most_its_cap,
     quantities_outside_the_terms_are_refused,

@@ -1,4 +1,5 @@
-//! `ticket:updated` → the replica keeps the newest version (as `CopyListener` does), and
+//! `ticket:updated` → the replica keeps the newest version (as `CopyListener` does); a
+//! ticket listed as one unit that gets a quantity starts counting its accounts' shares;
 //! units the seller added go to the waiting list at once.
 
 use async_trait::async_trait;
@@ -8,8 +9,8 @@ use ticketing_contracts::Timestamp;
 use ticketing_kit::replica::{apply_all, CopyOf};
 use ticketing_store::Tx;
 
-use crate::orders;
-use crate::tickets::TicketCopy;
+use crate::tickets::{self, TicketCopy};
+use crate::{claim, orders};
 
 /// Holds the service's settings: the offer window of the units offered.
 pub struct TicketUpdatedListener(pub crate::Settings);
@@ -41,7 +42,26 @@ impl Listener for TicketUpdatedListener {
 
 impl TicketUpdatedListener {
     async fn apply(&self, tx: &mut Tx, copies: Vec<TicketCopy>) -> Result<(), HandlerError> {
+        // Listings listed as one unit that get a quantity: their accounts' shares are
+        // counted from now on.
+        let mut uncounted = Vec::new();
+        for copy in copies.iter().filter(|c| c.terms.counted) {
+            if tickets::find(&mut *tx, &copy.id)
+                .await?
+                .is_some_and(|stored| !stored.terms.counted)
+            {
+                uncounted.push(copy.id.clone());
+            }
+        }
         apply_all(tx, &copies).await?;
+        for id in &uncounted {
+            if tickets::find(&mut *tx, id)
+                .await?
+                .is_some_and(|stored| stored.terms.counted)
+            {
+                claim::recount_accounts(tx, id).await?;
+            }
+        }
         // A listing with more units (or fewer held) than its line's head waits for: offer.
         // A listing without a line costs one index lookup.
         let offer = self.0.at(Timestamp::now()).offer;
