@@ -373,3 +373,46 @@ async fn waiting_list_offer_is_paid_in_chromium() {
 async fn waiting_list_offer_is_paid_without_javascript() {
     waiting_list_offer_is_paid(false).await;
 }
+
+/// A listing whose sale opens in ten minutes (issue 30): its page offers the on-sale
+/// queue, and the queue's page, before joining, offers to join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_opening_soon_offers_its_queue_in_chromium() {
+    let site = Site::start(Duration::from_secs(900)).await;
+    let api = site.server.api();
+    let seller = api.sign_up("q-seller@test.com").await;
+    let opens = ticketing_contracts::time::now_millis() + 10 * 60_000;
+    let res = api
+        .as_user(&seller)
+        .post_once_known(
+            "/api/tickets",
+            json!({
+                "title": "Drop day — Early entry",
+                "price": "30",
+                "quantity": 500,
+                "maxPerOrder": 4,
+                "onSaleAt": ticketing_contracts::time::format_millis(opens),
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let ticket = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let driver = Driver::start().await;
+    let shots = Shots::new("queue_opens");
+    let browser = driver.browser("buyer").await;
+    sign_up(&browser, &site, "q-buyer@test.com").await;
+    browser.goto(&site.url(&format!("/tickets/{ticket}"))).await;
+    browser.wait_for_text("#on-sale-at", "On sale from").await;
+    browser.wait_for_text(".queue-join", "Join the queue").await;
+    browser.screenshots(&shots, "ticket").await;
+    browser
+        .goto(&site.url(&format!("/tickets/{ticket}/queue")))
+        .await;
+    browser
+        .wait_for_text("#queue-none", "You are not in the queue")
+        .await;
+    browser.screenshots(&shots, "not-in-line").await;
+}

@@ -1041,7 +1041,7 @@ async fn a_listing_on_sale_soon_offers_its_queue() {
     seller.sign_up("q-seller@test.com").await;
     let now = ticketing_contracts::time::now_millis();
     let soon = listing_on_sale_at(&seller, &site, now + 10 * 60_000).await;
-    let later = listing_on_sale_at(&seller, &site, now + 3 * 3600_000).await;
+    let later = listing_on_sale_at(&seller, &site, now + 3 * 60 * 60_000).await;
 
     let mut buyer = Person::new(&site);
     buyer.sign_up("q-buyer@test.com").await;
@@ -1052,6 +1052,14 @@ async fn a_listing_on_sale_soon_offers_its_queue() {
     assert!(!page.body.contains(">Purchase<"));
     let page = buyer.get(&format!("/tickets/{later}")).await;
     page.assert_contains("A queue opens 30 minutes before the sale");
+    assert!(!page.body.contains(">Join the queue<"));
+    // Not in line: the queue's page offers to join.
+    let page = buyer.get(&format!("/tickets/{soon}/queue")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page.assert_contains("You are not in the queue for this sale.");
+    page.assert_contains(&format!(r#"action="/tickets/{soon}/queue""#));
+    let page = buyer.get(&format!("/tickets/{later}/queue")).await;
+    page.assert_contains("The queue opens 30 minutes before the sale");
     assert!(!page.body.contains(">Join the queue<"));
     // The queue's page is private.
     let mut anon = Person::new(&site);

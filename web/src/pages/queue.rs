@@ -195,3 +195,87 @@ fn not_in_line(visitor: &Visitor, ticket: &TicketBody) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ticketing_contracts::time::{format_millis, now_millis};
+
+    fn ticket(on_sale_at: i64) -> TicketBody {
+        serde_json::from_value(serde_json::json!({
+            "id": "t1", "title": "Drop", "price": 20, "userId": "seller", "version": 0,
+            "quantity": 50, "maxPerOrder": 4, "onSaleAt": format_millis(on_sale_at),
+            "available": 50,
+        }))
+        .unwrap()
+    }
+
+    fn queue(status: QueueStatus, position: Option<i64>, eta: Option<i64>) -> QueueBody {
+        QueueBody {
+            status,
+            position,
+            eta_seconds: eta,
+            opens_at: format_millis(now_millis() + 60_000),
+            admitted_until: (status == QueueStatus::Admitted)
+                .then(|| format_millis(now_millis() + 120_000)),
+        }
+    }
+
+    fn render(queue: &QueueBody) -> String {
+        let visitor = Visitor::for_test("token");
+        place(&visitor, &ticket(now_millis() + 60_000), queue).into_string()
+    }
+
+    #[test]
+    fn before_the_sale_the_draw_is_announced() {
+        let waiting = queue(QueueStatus::Waiting, None, None);
+        let page = render(&waiting);
+        assert!(page.contains("You're in the queue."), "{page}");
+        assert!(page.contains("drawn at random when it opens"), "{page}");
+        assert!(page.contains("The sale opens "), "{page}");
+        assert!(!page.contains("<form"), "{page}");
+        assert_eq!(refresh_seconds(&waiting), Some(5));
+    }
+
+    #[test]
+    fn in_line_the_place_and_wait_show_and_refresh_faster_near_the_head() {
+        let far = queue(QueueStatus::Waiting, Some(1234), Some(95));
+        let page = render(&far);
+        assert!(
+            page.contains("You are number <strong>1234</strong> in the queue"),
+            "{page}"
+        );
+        assert!(page.contains("Estimated wait: <strong>about 2 minutes</strong>"));
+        assert_eq!(refresh_seconds(&far), Some(5));
+        let near = queue(QueueStatus::Waiting, Some(1), Some(3));
+        assert!(render(&near).contains("You are next in the queue"));
+        assert_eq!(refresh_seconds(&near), Some(2));
+    }
+
+    #[test]
+    fn admitted_the_order_form_and_the_time_left_show() {
+        let admitted = queue(QueueStatus::Admitted, None, None);
+        let page = render(&admitted);
+        assert!(page.contains("It's your turn."), "{page}");
+        assert!(page.contains("You can place one order until "), "{page}");
+        assert!(page.contains("data-seconds-left=\"1"), "{page}");
+        assert!(page.contains("Time left to order"), "{page}");
+        assert!(page.contains(r#"action="/orders""#), "{page}");
+        assert!(page.contains(r#"<option value="4">4</option>"#), "{page}");
+        assert!(!page.contains(r#"<option value="5">"#), "{page}");
+        assert!(page.contains(r#"name="csrf" value="token""#), "{page}");
+        assert_eq!(refresh_seconds(&admitted), None);
+    }
+
+    #[test]
+    fn used_expired_and_sold_out_say_so() {
+        let used = render(&queue(QueueStatus::Used, None, None));
+        assert!(used.contains("Order placed."), "{used}");
+        let expired = render(&queue(QueueStatus::Expired, None, None));
+        assert!(expired.contains("Your turn ran out."), "{expired}");
+        assert!(expired.contains("Join the queue again"), "{expired}");
+        let sold_out = queue(QueueStatus::SoldOut, Some(7), None);
+        assert!(render(&sold_out).contains("Sold out."));
+        assert_eq!(refresh_seconds(&sold_out), Some(10));
+    }
+}
