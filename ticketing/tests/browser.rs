@@ -273,3 +273,146 @@ async fn countdown_reaches_zero_and_the_order_expires() {
         .await;
     browser.screenshots(&shots, "orders").await;
 }
+
+/// Issue 30's waiting list: a one-unit listing bought by A; B, on its sold-out page,
+/// joins the waiting list; A cancels; B's page (reloading itself) shows the offer, and B
+/// pays it on the order's page. `javascript: false` runs B's browser without scripts.
+async fn waiting_list_offer_is_paid(javascript: bool) {
+    let site = Site::start(Duration::from_secs(900)).await;
+    let api = site.server.api();
+    let seller = api.sign_up("wl-seller@test.com").await;
+    let res = api
+        .as_user(&seller)
+        .post_once_known(
+            "/api/tickets",
+            json!({"title": "Sold-out show — Front row", "price": "65", "quantity": 1}),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let ticket = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let driver = Driver::start().await;
+    let (shots, b) = if javascript {
+        (Shots::new("waiting_list"), driver.browser("waiter").await)
+    } else {
+        (
+            Shots::new("waiting_list_no_js"),
+            driver.browser_without_js("waiter").await,
+        )
+    };
+    let a = driver.browser("holder").await;
+    sign_up(&a, &site, "holder@test.com").await;
+    sign_up(&b, &site, "waiter@test.com").await;
+
+    purchase(&a, &site, &ticket).await;
+    let held_order = a.current_url().await;
+
+    // B finds it sold out (once the tickets service hears of A's order).
+    let ticket_url = site.url(&format!("/tickets/{ticket}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.goto(&ticket_url).await;
+        b.wait_for("h1").await;
+        if b.text().await.contains("Join the waiting list") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never sold out");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.wait_for_text("#units-left", "Sold out").await;
+    b.screenshots(&shots, "sold-out").await;
+    b.click("form[action='/waitlist'] button").await;
+    b.wait_for_text("#waitlist-place", "You are next in line")
+        .await;
+    b.wait_for_text("#waitlist-status", "Waiting: number 1")
+        .await;
+    b.screenshots(&shots, "waiting").await;
+
+    // A cancels; B's page reloads itself (a meta refresh, no script) and shows the offer.
+    a.click("form[action$='/cancel'] button").await;
+    a.wait_for_text(".alert-muted", "This order was cancelled.")
+        .await;
+    b.wait_for_text("#waitlist-offer", "Tickets are held for you until")
+        .await;
+    b.wait_for_text("#waitlist-status", "Offered").await;
+    b.screenshots(&shots, "offered").await;
+
+    b.click("#waitlist-pay").await;
+    b.wait_for_text("#order-status", "Awaiting payment").await;
+    assert_ne!(b.current_url().await, held_order);
+    let text = b.text().await;
+    // Without scripts the countdown's <noscript> note shows; with them it does not.
+    assert_eq!(
+        text.contains("after this page loaded; reload"),
+        !javascript,
+        "{text}"
+    );
+    b.screenshots(&shots, "offer-order").await;
+    pay(&b, "4242 4242 4242 4242").await;
+    b.wait_for_text("#order-status", "Complete").await;
+    b.wait_for_text(".alert-success", "Paid.").await;
+
+    b.goto(&site.url("/orders")).await;
+    b.wait_for_text(".waitlists", "Sold-out show — Front row")
+        .await;
+    b.wait_for_text(".waitlists .badge", "Purchased").await;
+    b.screenshots(&shots, "orders").await;
+    b.click(".waitlists a").await;
+    b.wait_for_text(".alert-success", "Purchased.").await;
+    b.screenshots(&shots, "purchased").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_list_offer_is_paid_in_chromium() {
+    waiting_list_offer_is_paid(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_list_offer_is_paid_without_javascript() {
+    waiting_list_offer_is_paid(false).await;
+}
+
+/// A listing whose sale opens in ten minutes (issue 30): its page offers the on-sale
+/// queue, and the queue's page, before joining, offers to join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_opening_soon_offers_its_queue_in_chromium() {
+    let site = Site::start(Duration::from_secs(900)).await;
+    let api = site.server.api();
+    let seller = api.sign_up("q-seller@test.com").await;
+    let opens = ticketing_contracts::time::now_millis() + 10 * 60_000;
+    let res = api
+        .as_user(&seller)
+        .post_once_known(
+            "/api/tickets",
+            json!({
+                "title": "Drop day — Early entry",
+                "price": "30",
+                "quantity": 500,
+                "maxPerOrder": 4,
+                "onSaleAt": ticketing_contracts::time::format_millis(opens),
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let ticket = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let driver = Driver::start().await;
+    let shots = Shots::new("queue_opens");
+    let browser = driver.browser("buyer").await;
+    sign_up(&browser, &site, "q-buyer@test.com").await;
+    browser.goto(&site.url(&format!("/tickets/{ticket}"))).await;
+    browser.wait_for_text("#on-sale-at", "On sale from").await;
+    browser.wait_for_text(".queue-join", "Join the queue").await;
+    browser.screenshots(&shots, "ticket").await;
+    browser
+        .goto(&site.url(&format!("/tickets/{ticket}/queue")))
+        .await;
+    browser
+        .wait_for_text("#queue-none", "You are not in the queue")
+        .await;
+    browser.screenshots(&shots, "not-in-line").await;
+}

@@ -76,6 +76,18 @@ pub fn countdown(seconds: i64) -> String {
     }
 }
 
+/// An estimated wait, rounded as a person says it: `less than a minute`, `about 3
+/// minutes`, `about 2 hours`.
+pub fn eta(seconds: i64) -> String {
+    let minutes = (seconds.max(0) + 30) / 60;
+    match minutes {
+        0 => "less than a minute".to_owned(),
+        1 => "about a minute".to_owned(),
+        2..=89 => format!("about {minutes} minutes"),
+        _ => format!("about {} hours", (minutes + 30) / 60),
+    }
+}
+
 /// Where an order stands, as a person reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderState {
@@ -163,6 +175,15 @@ mod tests {
             "2026-12-24T18:00:30Z"
         );
         assert_eq!(utc_from_datetime_local("tomorrow"), "tomorrow");
+    }
+
+    #[test]
+    fn waits_read_roughly() {
+        assert_eq!(eta(0), "less than a minute");
+        assert_eq!(eta(29), "less than a minute");
+        assert_eq!(eta(95), "about 2 minutes");
+        assert_eq!(eta(60), "about a minute");
+        assert_eq!(eta(3 * 3600 + 10), "about 3 hours");
     }
 
     #[test]

@@ -16,30 +16,45 @@ pub struct Chrome<'a> {
 
 /// A full page: the header knows the visitor.
 pub fn page(title: &str, chrome: &Chrome, main: Markup) -> Markup {
-    shell(title, Some(chrome), main, &[])
+    shell(title, Some(chrome), main, &[], None)
+}
+
+/// A full page that reloads itself every `seconds` (`<meta http-equiv="refresh">`: a
+/// place in a line moves without JavaScript).
+pub fn page_refreshing(title: &str, chrome: &Chrome, main: Markup, seconds: u32) -> Markup {
+    shell(title, Some(chrome), main, &[], Some(seconds))
 }
 
 /// A full page with extra scripts (Stripe.js on the payment page).
 pub fn page_with_scripts(title: &str, chrome: &Chrome, main: Markup, scripts: &[&str]) -> Markup {
-    shell(title, Some(chrome), main, scripts)
+    shell(title, Some(chrome), main, scripts, None)
 }
 
 /// Error pages: the visitor may be unknown, so the header has no account links.
 pub fn bare_page(title: &str, main: Markup) -> Html<String> {
-    Html(shell(title, None, main, &[]).into_string())
+    Html(shell(title, None, main, &[], None).into_string())
 }
 
 pub fn render(status: StatusCode, markup: Markup) -> Response {
     (status, Html(markup.into_string())).into_response()
 }
 
-fn shell(title: &str, chrome: Option<&Chrome>, main: Markup, scripts: &[&str]) -> Markup {
+fn shell(
+    title: &str,
+    chrome: Option<&Chrome>,
+    main: Markup,
+    scripts: &[&str],
+    refresh: Option<u32>,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(seconds) = refresh {
+                    meta http-equiv="refresh" content=(seconds);
+                }
                 title { (title) " · Ticketing" }
                 link rel="stylesheet" href=(assets::css_url());
                 link rel="icon" type="image/svg+xml" href=(assets::icon_url());

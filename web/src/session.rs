@@ -21,6 +21,15 @@ pub struct Visitor {
 }
 
 impl Visitor {
+    /// A signed-out visitor with token `csrf`, for rendering pages in unit tests.
+    #[cfg(test)]
+    pub fn for_test(csrf: &str) -> Visitor {
+        Visitor {
+            session: None,
+            csrf: csrf.to_owned(),
+        }
+    }
+
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
     }

@@ -72,6 +72,15 @@ impl Driver {
 
     /// A new headless Chromium window with a fresh profile.
     pub async fn browser(&self, name: &str) -> Browser {
+        self.open(name, true).await
+    }
+
+    /// The same with JavaScript switched off: the pages must work as plain HTML.
+    pub async fn browser_without_js(&self, name: &str) -> Browser {
+        self.open(name, false).await
+    }
+
+    async fn open(&self, name: &str, javascript: bool) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let args = [
             "--headless=new".to_owned(),
@@ -88,9 +97,15 @@ impl Driver {
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        // Chromium's content setting: 2 blocks scripts on every site.
+        let prefs = if javascript {
+            json!({})
+        } else {
+            json!({"profile.managed_default_content_settings.javascript": 2})
+        };
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": binary, "args": args},
+            "goog:chromeOptions": {"binary": binary, "args": args, "prefs": prefs},
         }}});
         let res = self
             .http

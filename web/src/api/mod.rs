@@ -15,8 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use ticketing_contracts::api::orders::{CreateOrder, OrderBody};
 use ticketing_contracts::api::payments::{CreatePayment, PaymentBody};
+use ticketing_contracts::api::queue::QueueBody;
 use ticketing_contracts::api::tickets::{TicketBody, TicketInput, NEXT_CURSOR_HEADER};
 use ticketing_contracts::api::users::{Credentials, CurrentUserBody, SessionUser, UserBody};
+use ticketing_contracts::api::waitlist::{JoinWaitlist, WaitlistEntryBody};
 use ticketing_contracts::{ErrorBody, ErrorItem};
 use tower::ServiceExt;
 
@@ -378,6 +380,75 @@ impl ApiClient {
         let body = CreatePayment::new(order.as_str(), token);
         Ok(self
             .call(Method::POST, "/api/payments", session, Some(&body))
+            .await?
+            .body)
+    }
+}
+
+impl ApiClient {
+    /// The caller's waiting-list entries.
+    pub async fn waitlist(
+        &self,
+        session: Option<&str>,
+    ) -> Result<Vec<WaitlistEntryBody>, ApiFailure> {
+        self.get("/api/waitlist", session).await
+    }
+
+    pub async fn waitlist_entry(
+        &self,
+        session: Option<&str>,
+        id: &Id,
+    ) -> Result<WaitlistEntryBody, ApiFailure> {
+        self.get(&format!("/api/waitlist/{id}"), session).await
+    }
+
+    /// Join `ticket`'s waiting list for `quantity` units (as typed: the API checks it).
+    pub async fn join_waitlist(
+        &self,
+        session: Option<&str>,
+        ticket: &Id,
+        quantity: Option<serde_json::Value>,
+    ) -> Result<WaitlistEntryBody, ApiFailure> {
+        let body = JoinWaitlist {
+            ticket_id: Some(ticket.as_str().into()),
+            quantity,
+        };
+        Ok(self
+            .call(Method::POST, "/api/waitlist", session, Some(&body))
+            .await?
+            .body)
+    }
+
+    /// Leave the line, or decline an offer (its order is cancelled).
+    pub async fn leave_waitlist(&self, session: Option<&str>, id: &Id) -> Result<(), ApiFailure> {
+        self.call::<Option<serde_json::Value>>(
+            Method::DELETE,
+            &format!("/api/waitlist/{id}"),
+            session,
+            None::<&()>,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Where the caller stands in `ticket`'s on-sale queue (404: not in it).
+    pub async fn queue(&self, session: Option<&str>, ticket: &Id) -> Result<QueueBody, ApiFailure> {
+        self.get(&format!("/api/queue/{ticket}"), session).await
+    }
+
+    /// Join `ticket`'s on-sale queue (idempotent per account).
+    pub async fn join_queue(
+        &self,
+        session: Option<&str>,
+        ticket: &Id,
+    ) -> Result<QueueBody, ApiFailure> {
+        Ok(self
+            .call(
+                Method::POST,
+                &format!("/api/queue/{ticket}"),
+                session,
+                None::<&()>,
+            )
             .await?
             .body)
     }

@@ -3,7 +3,9 @@
 mod auth;
 mod home;
 mod orders;
+mod queue;
 mod tickets;
+mod waitlist;
 
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -21,10 +23,14 @@ pub fn routes() -> Router<Settings> {
         .route("/auth/signout", get(auth::signout_form).post(auth::signout))
         .route("/tickets/new", get(tickets::new_form).post(tickets::create))
         .route("/tickets/{id}", get(tickets::show).post(tickets::update))
+        .route("/tickets/{id}/queue", get(queue::show).post(queue::join))
         .route("/orders", get(orders::index).post(orders::create))
         .route("/orders/{id}", get(orders::show))
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/waitlist", post(waitlist::join))
+        .route("/waitlist/{id}", get(waitlist::show))
+        .route("/waitlist/{id}/leave", post(waitlist::leave))
 }
 
 /// Post-redirect-get: `303 See Other` to `location`, with the API's cookies relayed.

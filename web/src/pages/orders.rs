@@ -74,6 +74,11 @@ pub async fn create(
             Some(StatusCode::NOT_FOUND) => FormErrors::message(
                 "This ticket cannot be ordered just yet. Please try again in a moment.",
             ),
+            // An on-sale queue holds the listing and this account is not admitted yet
+            // (the order joined it): the queue's page says where they stand.
+            Some(StatusCode::TOO_MANY_REQUESTS) => {
+                return Ok(see_other(&format!("{back}/queue"), Vec::new()))
+            }
             _ => return Err(failure.into()),
         },
     };
@@ -83,6 +88,7 @@ pub async fn create(
         Some(&user),
         &ticket,
         Panel::PurchaseRefused(&refusal),
+        None,
         StatusCode::CONFLICT,
     ))
 }
@@ -92,7 +98,11 @@ pub async fn index(
     visitor: Visitor,
 ) -> Result<Response, PageError> {
     let user = visitor.require_user(&settings.api, "/orders").await?;
-    let orders = settings.api.orders(visitor.session()).await?;
+    let (orders, waitlists) = tokio::join!(
+        settings.api.orders(visitor.session()),
+        super::waitlist::section(&settings, &visitor)
+    );
+    let orders = orders?;
     let now = OffsetDateTime::now_utc();
     let chrome = Chrome {
         user: Some(&user),
@@ -128,6 +138,7 @@ pub async fn index(
                 }
             }
         }
+        (waitlists)
     };
     Ok(layout::render(
         StatusCode::OK,

@@ -15,8 +15,10 @@ use crate::format;
 use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
 use crate::session::Visitor;
 use crate::Settings;
+use ticketing_contracts::api::queue::OPENS_BEFORE_SECONDS;
 use ticketing_contracts::api::tickets::{TicketBody, TicketInput};
 use ticketing_contracts::api::users::SessionUser;
+use ticketing_contracts::api::waitlist::WaitlistEntryBody;
 
 /// The fields whose errors show beside them (named as the API names them).
 const FIELDS: [&str; 6] = [
@@ -181,13 +183,36 @@ pub async fn show(
         price: ticket.price.to_string(),
         ..TicketForm::default()
     };
+    let waitlisted = live_entry(&settings, &visitor, user.as_ref(), &ticket).await;
     Ok(render_show(
         &visitor,
         user.as_ref(),
         &ticket,
         Panel::Normal(&edit, &FormErrors::default()),
+        waitlisted.as_ref(),
         StatusCode::OK,
     ))
+}
+
+/// The visitor's place on a sold-out listing's waiting list, if they are in it (a buyer
+/// coming back sees it instead of the form to join). Best effort: without it the form
+/// shows, and joining again leads to the same entry.
+pub async fn live_entry(
+    settings: &Settings,
+    visitor: &Visitor,
+    user: Option<&SessionUser>,
+    ticket: &TicketBody,
+) -> Option<WaitlistEntryBody> {
+    let sold_out = Units::of(ticket).is_some_and(|u| u.available == 0);
+    let buyer = user.is_some_and(|u| u.id != ticket.user_id);
+    if !(sold_out && buyer) {
+        return None;
+    }
+    let entries = settings.api.waitlist(visitor.session()).await.ok()?;
+    entries
+        .into_iter()
+        .rev()
+        .find(|e| e.ticket_id == ticket.id && e.status.is_live())
 }
 
 /// The seller's edit form, posted to the ticket's own address.
@@ -214,6 +239,7 @@ pub async fn update(
                 Some(&user),
                 &ticket,
                 Panel::Normal(&form, &errors),
+                None,
                 StatusCode::UNPROCESSABLE_ENTITY,
             ))
         }
@@ -224,15 +250,29 @@ pub async fn update(
 pub enum Panel<'a> {
     /// The edit form's values and errors (used when the visitor is the seller).
     Normal(&'a TicketForm, &'a FormErrors),
-    /// Why a purchase was refused.
+    /// Why a purchase (or joining the on-sale queue) was refused.
     PurchaseRefused(&'a FormErrors),
+    /// Why joining the waiting list was refused (`quantity` beside its field).
+    WaitlistRefused(&'a FormErrors),
 }
 
+impl Panel<'_> {
+    /// A refusal to show above the buyer's form.
+    fn refusal(&self) -> Option<&FormErrors> {
+        match self {
+            Panel::Normal(..) => None,
+            Panel::PurchaseRefused(errors) | Panel::WaitlistRefused(errors) => Some(errors),
+        }
+    }
+}
+
+/// A ticket's page; `waitlisted`: the visitor's live entry on its waiting list.
 pub fn render_show(
     visitor: &Visitor,
     user: Option<&SessionUser>,
     ticket: &TicketBody,
     panel: Panel,
+    waitlisted: Option<&WaitlistEntryBody>,
     status: StatusCode,
 ) -> Response {
     let chrome = Chrome {
@@ -257,11 +297,17 @@ pub fn render_show(
                 p.muted { "You are selling this ticket." }
                 (seller_panel(visitor, ticket, &panel, reserved))
             } @else if user.is_some() {
-                @if let Panel::PurchaseRefused(errors) = &panel {
+                @if let Panel::WaitlistRefused(errors) = &panel {
+                    (errors.summary(&["quantity"]))
+                } @else if let Some(errors) = panel.refusal() {
                     (errors.summary(&[]))
                 }
                 @if let Some(units) = &units {
-                    (units.purchase(visitor, ticket))
+                    @let waitlist_errors = match &panel {
+                        Panel::WaitlistRefused(errors) => *errors,
+                        _ => &NO_ERRORS,
+                    };
+                    (units.purchase(visitor, ticket, waitlisted, waitlist_errors))
                 } @else if reserved && matches!(panel, Panel::PurchaseRefused(_)) {
                     p.muted { "Another buyer reserved it first. It goes back on sale if their order expires." }
                 } @else if reserved {
@@ -286,7 +332,9 @@ pub fn render_show(
 fn seller_panel(visitor: &Visitor, ticket: &TicketBody, panel: &Panel, reserved: bool) -> Markup {
     let (form, errors) = match panel {
         Panel::Normal(form, errors) => (*form, *errors),
-        Panel::PurchaseRefused(errors) => (&TicketForm::default(), *errors),
+        Panel::PurchaseRefused(errors) | Panel::WaitlistRefused(errors) => {
+            (&TicketForm::default(), *errors)
+        }
     };
     html! {
         section.edit aria-labelledby="edit-title" {
@@ -308,26 +356,59 @@ fn seller_panel(visitor: &Visitor, ticket: &TicketBody, panel: &Panel, reserved:
 
 /// A listing of several units (one with `quantity`): what is left, and how many one
 /// order may take.
-struct Units {
+pub(super) struct Units {
     quantity: i64,
-    available: i64,
-    per_order: i64,
+    pub available: i64,
+    pub per_order: i64,
     /// When the sale opens, while that is still ahead.
     opens: Option<String>,
+    /// Seconds until the sale opens, while that is still ahead.
+    opens_in: Option<i64>,
 }
 
+static NO_ERRORS: FormErrors = FormErrors::none();
+
 impl Units {
-    fn of(ticket: &TicketBody) -> Option<Units> {
+    pub fn of(ticket: &TicketBody) -> Option<Units> {
         let quantity = ticket.terms.quantity?;
-        let opens = ticket.terms.on_sale_at.as_deref().filter(|at| {
-            format::seconds_until(at, time::OffsetDateTime::now_utc()).is_some_and(|s| s > 0)
-        });
+        let opens_in = ticket
+            .terms
+            .on_sale_at
+            .as_deref()
+            .and_then(|at| format::seconds_until(at, time::OffsetDateTime::now_utc()))
+            .filter(|s| *s > 0);
+        let opens = ticket
+            .terms
+            .on_sale_at
+            .as_deref()
+            .filter(|_| opens_in.is_some());
         Some(Units {
             quantity,
             available: ticket.available.unwrap_or(quantity).clamp(0, quantity),
             per_order: ticket.terms.per_order(),
             opens: opens.map(|at| format::when(at).unwrap_or_else(|| at.to_owned())),
+            opens_in,
         })
+    }
+
+    /// The on-sale queue takes joins from 30 minutes before the sale.
+    fn queue_open(&self) -> bool {
+        self.opens_in.is_some_and(|s| s <= OPENS_BEFORE_SECONDS)
+    }
+
+    /// The quantity choice of an order, `most` at most.
+    pub fn quantity_select(&self, most: i64) -> Markup {
+        html! {
+            div.field {
+                label for="f-quantity" { "How many" }
+                select #f-quantity name="quantity" {
+                    @for n in 1..=most.max(1) {
+                        option value=(n) selected[n == 1] { (n) }
+                    }
+                }
+                p.field-hint { "At most " (self.per_order) " per order." }
+            }
+        }
     }
 
     fn status(&self) -> Markup {
@@ -343,27 +424,65 @@ impl Units {
         }
     }
 
-    /// The buyer's form: how many (1 to the order's cap, at most what is left).
-    fn purchase(&self, visitor: &Visitor, ticket: &TicketBody) -> Markup {
+    /// The buyer's form: how many (1 to the order's cap, at most what is left); sold
+    /// out, the waiting list; before the sale, the on-sale queue.
+    fn purchase(
+        &self,
+        visitor: &Visitor,
+        ticket: &TicketBody,
+        waitlisted: Option<&WaitlistEntryBody>,
+        errors: &FormErrors,
+    ) -> Markup {
         let most = self.per_order.min(self.available);
         html! {
-            @if self.available == 0 {
-                p.muted { "All of these tickets are reserved or sold. Some may come back if orders expire." }
+            @if self.opens.is_some() && self.queue_open() {
+                section.queue-join aria-labelledby="queue-title" {
+                    h2 #queue-title { "The queue is open" }
+                    p { "Join the queue now. When the sale opens, everyone who joined before it is put in a random order, and each in turn gets a few minutes to order." }
+                    form method="post" action={ "/tickets/" (ticket.id) "/queue" } data-once {
+                        (csrf_field(&visitor.csrf))
+                        button.button.button-large type="submit" { "Join the queue" }
+                    }
+                }
             } @else if self.opens.is_some() {
-                p.muted { "You can buy these once the sale opens; reload this page then." }
+                p.muted { "A queue opens 30 minutes before the sale: come back then to join it." }
+            } @else if let Some(entry) = waitlisted {
+                p.notice #waitlisted {
+                    @if let Some(position) = entry.position {
+                        "You are on the waiting list: number " (position) " in line. "
+                    } @else {
+                        "Tickets are held for you from the waiting list. "
+                    }
+                    a href={ "/waitlist/" (entry.id) } { "See your place" }
+                }
+            } @else if self.available == 0 {
+                section.waitlist-join aria-labelledby="waitlist-title" {
+                    h2 #waitlist-title { "Join the waiting list" }
+                    p.muted { "All of these tickets are reserved or sold. If some come back, they are offered to the waiting list in turn: you get an order to pay, held for you for a while." }
+                    form.stack method="post" action="/waitlist" novalidate data-once {
+                        (csrf_field(&visitor.csrf))
+                        input type="hidden" name="ticketId" value=(ticket.id);
+                        @let error = errors.field("quantity");
+                        div.field.has-error[error.is_some()] {
+                            label for="f-quantity" { "How many" }
+                            select #f-quantity name="quantity" aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "f-quantity-error")] {
+                                @for n in 1..=self.per_order.max(1) {
+                                    option value=(n) selected[n == 1] { (n) }
+                                }
+                            }
+                            @if let Some(error) = error {
+                                p.field-error #f-quantity-error { (error) }
+                            }
+                            p.field-hint { "At most " (self.per_order) " per order." }
+                        }
+                        button.button.button-large type="submit" { "Join the waiting list" }
+                    }
+                }
             } @else {
                 form.stack.purchase method="post" action="/orders" {
                     (csrf_field(&visitor.csrf))
                     input type="hidden" name="ticketId" value=(ticket.id);
-                    div.field {
-                        label for="f-quantity" { "How many" }
-                        select #f-quantity name="quantity" {
-                            @for n in 1..=most.max(1) {
-                                option value=(n) selected[n == 1] { (n) }
-                            }
-                        }
-                        p.field-hint { "At most " (self.per_order) " per order." }
-                    }
+                    (self.quantity_select(most))
                     button.button.button-large type="submit" { "Purchase" }
                 }
                 p.muted { "Purchasing reserves the tickets for you while you pay." }
