@@ -1096,7 +1096,6 @@ async fn listing_on_sale_at(seller: &Person, site: &Site, at: i64) -> String {
 /// queue's page; once the sale opens the one in line is admitted, orders, and the turn
 /// shows used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the queue API (issue 30)"]
 async fn the_queue_page_takes_a_buyer_from_the_draw_to_an_order() {
     let site = site().await;
     let mut seller = Person::new(&site);
