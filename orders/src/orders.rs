@@ -433,11 +433,52 @@ pub async fn open_deadline(
 
 #[cfg(test)]
 mod tests {
-    use ticketing_contracts::{OrderId, Timestamp};
+    use std::time::Duration;
+
+    use ticketing_contracts::{OrderId, TicketId, Timestamp, UserId};
     use ticketing_kit::testing::{TestBackend, TestEnv};
     use ticketing_store::{query, Store};
 
     use crate::domain::Deadline;
+    use crate::placer::{Placement, Placer};
+
+    /// On PostgreSQL the placer's one statement places one unit of a free ticket listed
+    /// as one (claimed, inserted, its event enqueued), and not a second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_placer_places_a_free_ticket_once() {
+        let env = TestEnv::new(TestBackend::Postgres);
+        let store = env
+            .runtime
+            .open_store(crate::SERVICE, &crate::MIGRATIONS)
+            .await
+            .unwrap();
+        query("INSERT INTO tickets (id, title, price_cents, version) VALUES ('t', 'T', 100, 0)")
+            .execute(store.writer())
+            .await
+            .unwrap();
+        let placer = Placer::new(&store);
+        let deadline = Deadline::new(
+            Timestamp::now() + Duration::from_secs(60),
+            Duration::from_secs(2),
+        );
+        for (buyer, placed) in [("a", true), ("b", false)] {
+            let ticket = placer.ticket(&TicketId::from("t")).await.unwrap();
+            let (order, event) = super::new_order(&ticket, &UserId::from(buyer), 1, deadline, None);
+            assert_eq!(
+                placer.insert(Placement { order, event }).await,
+                placed,
+                "{buyer}"
+            );
+        }
+        let held: i64 = query("SELECT held FROM tickets WHERE id = 't'")
+            .fetch_one(store.reader())
+            .await
+            .unwrap()
+            .get("held")
+            .unwrap();
+        assert_eq!(held, 1);
+        store.close().await;
+    }
 
     /// Placing an order must not scan every order ever placed (it did: 15,000 orders in,
     /// each placement held the writer for a table scan).

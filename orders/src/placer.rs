@@ -222,7 +222,7 @@ impl BatchStatement for InsertOrders {
                    SELECT r->>'id', r->>'userId', r->>'ticketId', r->>'status', \
                           (r->>'expiresAt')::bigint, (r->>'reservedUntil')::bigint, 0, 1 \
                    FROM batch WHERE r->>'ticketId' IN (SELECT id FROM claimed) \
-                   RETURNING id), \
+                   RETURNING id) \
                  {} FROM batch WHERE r->>'id' IN (SELECT id FROM written) ORDER BY n \
                  RETURNING event_id",
                 outbox::insert_from_json("(r->'event')")

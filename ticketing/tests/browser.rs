@@ -416,3 +416,71 @@ async fn a_sale_opening_soon_offers_its_queue_in_chromium() {
         .await;
     browser.screenshots(&shots, "not-in-line").await;
 }
+
+/// The queue from the draw to an order, as a buyer sees it: joined before the sale
+/// ("drawn at random"), the page refreshing itself into "It's your turn" once the sale
+/// opens, one order placed from it, then "Order placed" — with and without JavaScript.
+async fn queue_to_an_order(scripts: bool) {
+    let site = Site::start(Duration::from_secs(900)).await;
+    let api = site.server.api();
+    let seller = api.sign_up("turn-seller@test.com").await;
+    // Time to sign up and join before the sale (a password hash, a few pages).
+    let opens = ticketing_contracts::time::now_millis() + 15_000;
+    let res = api
+        .as_user(&seller)
+        .post_once_known(
+            "/api/tickets",
+            json!({
+                "title": "Drop day — Main stage",
+                "price": "45",
+                "quantity": 200,
+                "maxPerOrder": 4,
+                "onSaleAt": ticketing_contracts::time::format_millis(opens),
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let ticket = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let driver = Driver::start().await;
+    let (shots, browser) = if scripts {
+        (Shots::new("queue_turn"), driver.browser("buyer").await)
+    } else {
+        (
+            Shots::new("queue_turn_no_js"),
+            driver.browser_without_js("buyer").await,
+        )
+    };
+    sign_up(&browser, &site, "turn-buyer@test.com").await;
+    browser.goto(&site.url(&format!("/tickets/{ticket}"))).await;
+    browser.click(".queue-join button").await;
+    browser
+        .wait_for_text("#queue-place", "drawn at random")
+        .await;
+    browser.screenshots(&shots, "drawn").await;
+    // The page refreshes itself (meta refresh): no action until the turn comes.
+    browser
+        .wait_for_text_within("#queue-admitted", "It's your turn", Duration::from_secs(45))
+        .await;
+    browser.screenshots(&shots, "your-turn").await;
+    browser.click("form.purchase button").await;
+    browser.wait_for_text("h1", "Drop day — Main stage").await;
+    assert!(browser.current_url().await.contains("/orders/"));
+    browser.screenshots(&shots, "order").await;
+    browser
+        .goto(&site.url(&format!("/tickets/{ticket}/queue")))
+        .await;
+    browser.wait_for_text(".alert", "Order placed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_takes_a_buyer_to_an_order_in_chromium() {
+    queue_to_an_order(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_takes_a_buyer_to_an_order_without_javascript() {
+    queue_to_an_order(false).await;
+}
