@@ -4,6 +4,7 @@
 //! as an error. `--max-errors N` turns the run into a gate: more errors (or any 5xx)
 //! and the exit code is 2.
 
+mod drop;
 mod journeys;
 mod report;
 
@@ -16,9 +17,13 @@ use journeys::setup;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "loadgen",
-    about = "Weighted user journeys against a Ticketing base URL"
+    about = "Weighted user journeys against a Ticketing base URL",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Args {
+    /// Another scenario than the weighted journeys.
+    #[command(subcommand)]
+    pub scenario: Option<Scenario>,
     /// Base URL of the system (the `all` target, or the gateway in front of the services).
     #[arg(long, env = "LOADGEN_HOST", default_value = "http://127.0.0.1:3000")]
     pub host: String,
@@ -52,10 +57,21 @@ pub struct Args {
     pub timeout: usize,
 }
 
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Scenario {
+    /// Drop day: a crowd queues for one listing of many units that goes on sale during
+    /// the run; reports latencies, units sold against listed, and the queue's fairness.
+    Drop(drop::DropArgs),
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args).await {
+    let mut args = Args::parse();
+    let result = match args.scenario.take() {
+        Some(Scenario::Drop(drop)) => drop::run(drop).await,
+        None => run(args).await,
+    };
+    match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("loadgen: {err:#}");

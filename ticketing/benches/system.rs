@@ -9,6 +9,10 @@
 //! 3. `POST /api/orders` closed-loop rate and latency at fixed concurrencies, the time the
 //!    tickets service then needs to show every ordered ticket reserved (the backlog), and
 //!    an open-loop run at a fixed target rate;
+//!    After each closed loop, the same concurrency on one listing of `BENCH_UNITS` units
+//!    (a drop, issue 30): one unit an order, each from an account of its own, printed as
+//!    a ratio to the distinct tickets just measured (target ≥ 0.5 at c=32); when a
+//!    listing sells out the next takes over, so only successful orders are measured;
 //! 4. `order created → ticket shows reserved` latency, one order at a time;
 //! 5. `GET /api/tickets` (100 items) requests per second, alternating with the ceiling:
 //!    `bench-ceiling`, a bench-only binary serving the same page from memory (a bare
@@ -38,8 +42,10 @@
 //! default 2000, 0 to skip), `BENCH_OPEN_SECONDS` (default 5), `BENCH_LATENCY_ORDERS`
 //! (default 300), `BENCH_BUYERS` (default 1000), `BENCH_CLIENT_THREADS` (client runtime
 //! workers, default 1), `BENCH_CEILING_ROUNDS` (ceiling/list pairs, default 2),
-//! `BENCH_WRK` (0 skips wrk), `BENCH_WRK_CONNECTIONS` (default 50), `BENCH_RUST_LOG`
-//! (the server's `RUST_LOG`, default: the server's own default).
+//! `BENCH_WRK` (0 skips wrk), `BENCH_WRK_CONNECTIONS` (default 50), `BENCH_UNITS` (units
+//! of each listing of many, default 10000, 0 skips), `BENCH_UNIT_LISTINGS` (default 12
+//! embedded, 5 distributed), `BENCH_RUST_LOG` (the server's `RUST_LOG`, default: the
+//! server's own default).
 //!
 //! Run: `cargo bench -p ticketing --bench system` (`BENCH_MODE=distributed cargo bench
 //! -p ticketing --bench system` for PostgreSQL + JetStream + Redis).
@@ -84,6 +90,12 @@ struct Knobs {
     ceiling_rounds: usize,
     wrk: bool,
     wrk_connections: usize,
+    units: usize,
+    unit_listings: usize,
+}
+
+fn distributed_mode() -> bool {
+    std::env::var("BENCH_MODE").as_deref().map(str::trim) == Ok("distributed")
 }
 
 fn default_tickets() -> usize {
@@ -120,6 +132,14 @@ impl Knobs {
             ceiling_rounds: env_or("BENCH_CEILING_ROUNDS", 2usize).max(1),
             wrk: env_or("BENCH_WRK", 1u8) != 0,
             wrk_connections: env_or("BENCH_WRK_CONNECTIONS", 50usize).max(1),
+            units: env_or("BENCH_UNITS", 10_000usize).min(99_999),
+            // Enough listings that no closed loop on them runs dry (each concurrency
+            // runs BENCH_SECONDS; a listing takes BENCH_UNITS orders).
+            unit_listings: env_or(
+                "BENCH_UNIT_LISTINGS",
+                if distributed_mode() { 5usize } else { 12 },
+            )
+            .max(1),
         }
     }
 }
@@ -164,6 +184,10 @@ impl Targets {
 
 /// The concurrency the issue's order targets are stated at.
 const ORDER_TARGET_CONCURRENCY: usize = 32;
+
+/// Orders on one listing of many units, as a share of the rate on distinct one-unit
+/// tickets at the same concurrency (issue 30).
+const UNITS_TARGET_RATIO: f64 = 0.5;
 
 // ---------------------------------------------------------------------------------------
 // Process and machine figures from /proc
@@ -728,6 +752,9 @@ struct Api {
     base: String,
     sellers: Vec<String>,
     buyers: Vec<String>,
+    /// Buyers of the listings of many units: order `n` of a listing is placed by
+    /// `unit_buyers[n]`, so every account takes one unit of each listing.
+    unit_buyers: Vec<String>,
 }
 
 impl Api {
@@ -758,11 +785,17 @@ impl Api {
     /// `POST /api/orders`; the status (201 on success).
     async fn create_order(&self, ticket_id: &str, buyer: usize) -> Result<StatusCode, String> {
         let token = &self.buyers[buyer % self.buyers.len()];
+        self.order_as(token, &json!({ "ticketId": ticket_id }))
+            .await
+    }
+
+    /// `POST /api/orders` of `body` as the holder of `token`; the status.
+    async fn order_as(&self, token: &str, body: &Value) -> Result<StatusCode, String> {
         let r = self
             .client
             .post(format!("{}/api/orders", self.base))
             .header("authorization", Self::bearer(token))
-            .json(&json!({ "ticketId": ticket_id }))
+            .json(body)
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -770,6 +803,43 @@ impl Api {
         // Read the body so that the connection goes back to the pool.
         let _ = r.bytes().await;
         Ok(status)
+    }
+
+    /// List `quantity` units (at most 4 an order and an account).
+    async fn create_listing(&self, i: usize, quantity: usize) -> Result<String, String> {
+        let r = self
+            .client
+            .post(format!("{}/api/tickets", self.base))
+            .header("authorization", Self::bearer(&self.sellers[0]))
+            .json(&json!({
+                "title": format!("Bench arena {i}"),
+                "price": 40,
+                "quantity": quantity,
+                "maxPerOrder": 4,
+                "maxPerAccount": 4,
+            }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() != StatusCode::CREATED {
+            return Err(format!("status {}", r.status()));
+        }
+        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        body["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no id".into())
+    }
+
+    /// `available` of a listing, as the tickets service shows it.
+    async fn available(&self, ticket_id: &str) -> Option<i64> {
+        let r = self
+            .client
+            .get(format!("{}/api/tickets/{ticket_id}", self.base))
+            .send()
+            .await
+            .ok()?;
+        r.json::<Value>().await.ok()?["available"].as_i64()
     }
 
     /// Does `GET /api/tickets/{id}` show the ticket reserved?
@@ -831,6 +901,56 @@ impl Pool {
         self.ids
             .len()
             .saturating_sub(self.next.load(Ordering::Relaxed))
+    }
+}
+
+/// Listings of `units` units each, ordered one unit at a time: order `n` goes to
+/// listing `n / units`, placed by unit buyer `n % units` (one account, one unit per
+/// listing), so every order is one the listing can take and the measure is of
+/// successful orders only; the next listing takes over when one sells out.
+struct UnitPool {
+    listings: Vec<String>,
+    units: usize,
+    next: AtomicUsize,
+}
+
+impl UnitPool {
+    fn take(&self) -> Option<(&str, usize)> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let listing = self.listings.get(n / self.units.max(1))?;
+        Some((listing.as_str(), n % self.units.max(1)))
+    }
+
+    fn left(&self) -> usize {
+        (self.listings.len() * self.units).saturating_sub(self.next.load(Ordering::Relaxed))
+    }
+}
+
+/// What a closed-loop worker orders next.
+#[derive(Clone)]
+enum Source {
+    /// Distinct one-unit tickets, one each.
+    Tickets(Arc<Pool>),
+    /// One unit of the current listing of many.
+    Units(Arc<UnitPool>),
+}
+
+impl Source {
+    /// Place the next order as buyer `buyer` (distinct tickets; a unit has its own);
+    /// `None` when the pool is exhausted.
+    async fn order(&self, api: &Api, buyer: usize) -> Option<(String, Result<StatusCode, String>)> {
+        match self {
+            Source::Tickets(pool) => {
+                let id = pool.take()?;
+                Some((id.to_owned(), api.create_order(id, buyer).await))
+            }
+            Source::Units(pool) => {
+                let (id, buyer) = pool.take()?;
+                let token = &api.unit_buyers[buyer % api.unit_buyers.len()];
+                let body = json!({ "ticketId": id, "quantity": 1 });
+                Some((id.to_owned(), api.order_as(token, &body).await))
+            }
+        }
     }
 }
 
@@ -1016,7 +1136,7 @@ struct OrderRun {
 /// Closed loop: `concurrency` workers each issue one order after another for `secs`.
 async fn closed_loop_orders(
     api: &Arc<Api>,
-    pool: &Arc<Pool>,
+    source: &Source,
     concurrency: usize,
     secs: u64,
 ) -> OrderRun {
@@ -1025,23 +1145,23 @@ async fn closed_loop_orders(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let (api, pool, exhausted) = (api.clone(), pool.clone(), exhausted.clone());
+        let (api, source, exhausted) = (api.clone(), source.clone(), exhausted.clone());
         tasks.push(tokio::spawn(async move {
             let mut latency = Samples::default();
             let mut ordered = Vec::new();
             let (mut not_found, mut other) = (0, 0);
             let mut buyer = w;
             while Instant::now() < deadline {
-                let Some(id) = pool.take() else {
+                buyer += concurrency;
+                let t0 = Instant::now();
+                let Some((id, status)) = source.order(&api, buyer).await else {
                     exhausted.store(true, Ordering::Relaxed);
                     break;
                 };
-                buyer += concurrency;
-                let t0 = Instant::now();
-                match api.create_order(id, buyer).await {
+                match status {
                     Ok(StatusCode::CREATED) => {
                         latency.0.push(t0.elapsed());
-                        ordered.push(id.to_owned());
+                        ordered.push(id);
                     }
                     Ok(StatusCode::NOT_FOUND) => not_found += 1,
                     Ok(s) => {
@@ -1352,8 +1472,8 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
         println!("{line}");
     }
     println!(
-        "knobs: BENCH_TICKETS={} BENCH_SECONDS={} BENCH_CONCURRENCY={} BENCH_ORDER_CONCURRENCY={:?} BENCH_OPEN_RATE={} BENCH_OPEN_SECONDS={} BENCH_LATENCY_ORDERS={} BENCH_BUYERS={} BENCH_CEILING_ROUNDS={} BENCH_WRK={} BENCH_WRK_CONNECTIONS={}",
-        k.tickets, k.seconds, k.concurrency, k.order_concurrency, k.open_rate, k.open_seconds, k.latency_orders, k.buyers, k.ceiling_rounds, u8::from(k.wrk), k.wrk_connections
+        "knobs: BENCH_TICKETS={} BENCH_SECONDS={} BENCH_CONCURRENCY={} BENCH_ORDER_CONCURRENCY={:?} BENCH_OPEN_RATE={} BENCH_OPEN_SECONDS={} BENCH_LATENCY_ORDERS={} BENCH_BUYERS={} BENCH_CEILING_ROUNDS={} BENCH_WRK={} BENCH_WRK_CONNECTIONS={} BENCH_UNITS={} BENCH_UNIT_LISTINGS={}",
+        k.tickets, k.seconds, k.concurrency, k.order_concurrency, k.open_rate, k.open_seconds, k.latency_orders, k.buyers, k.ceiling_rounds, u8::from(k.wrk), k.wrk_connections, k.units, k.unit_listings
     );
     let mut report = Report::default();
 
@@ -1403,6 +1523,7 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
         base: server.base.clone(),
         sellers: (0..16).map(|i| token("seller", i)).collect(),
         buyers: (0..k.buyers).map(|i| token("buyer", i)).collect(),
+        unit_buyers: (0..k.units).map(|i| token("unit-buyer", i)).collect(),
     });
 
     // Warm up the connections and the code paths.
@@ -1449,6 +1570,40 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
         ids: pool_ids.to_vec(),
         next: AtomicUsize::new(0),
     });
+    let source = Source::Tickets(pool.clone());
+
+    // Listings of many units, each ordered one unit at a time by as many accounts as it
+    // has units. Listed with one unit more, which a probe order takes once the orders
+    // service knows the listing.
+    let units = if k.units > 0 {
+        let probe_buyer = token("unit-probe", 0);
+        let mut listings = Vec::with_capacity(k.unit_listings);
+        for i in 0..k.unit_listings {
+            let id = api
+                .create_listing(i, k.units + 1)
+                .await
+                .expect("a listing of units");
+            let body = json!({ "ticketId": id, "quantity": 1 });
+            let t0 = Instant::now();
+            loop {
+                match api.order_as(&probe_buyer, &body).await {
+                    Ok(StatusCode::CREATED) => break,
+                    Ok(StatusCode::NOT_FOUND) if t0.elapsed() < Duration::from_secs(120) => {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    other => panic!("probe order of a listing of units: {other:?}"),
+                }
+            }
+            listings.push(id);
+        }
+        Some(Arc::new(UnitPool {
+            listings,
+            units: k.units,
+            next: AtomicUsize::new(0),
+        }))
+    } else {
+        None
+    };
 
     // 3. Orders, closed loop.
     let orders_target = format!(
@@ -1466,7 +1621,7 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
             k.seconds
         );
         let cpu = CpuMeter::start(pid);
-        let mut run = closed_loop_orders(&api, &pool, c, k.seconds).await;
+        let mut run = closed_loop_orders(&api, &source, c, k.seconds).await;
         let cpu = cpu.stop();
         let rate = run.ok as f64 / run.wall.as_secs_f64();
         let p99 = run.latency.pct(99.0);
@@ -1503,6 +1658,103 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
                 ms(sample)
             ),
         );
+
+        // 3a. The same concurrency on one listing of many units (a drop): every worker
+        // claims a unit of the same row. Measured right after the distinct tickets, as
+        // a ratio to them.
+        let Some(units) = &units else { continue };
+        if units.left() == 0 {
+            report.note(format!(
+                "units c={c}: skipped, no units left (raise BENCH_UNIT_LISTINGS)"
+            ));
+            continue;
+        }
+        println!(
+            "\n[units] POST /api/orders closed loop c={c} for {} s on one listing of {} units at a time",
+            k.seconds, k.units
+        );
+        let distinct = rate;
+        let sold_before = units.next.load(Ordering::Relaxed);
+        let cpu = CpuMeter::start(pid);
+        let mut run = closed_loop_orders(&api, &Source::Units(units.clone()), c, k.seconds).await;
+        let cpu = cpu.stop();
+        let rate = run.ok as f64 / run.wall.as_secs_f64();
+        let ratio = rate / distinct.max(1e-9);
+        let listings_used = {
+            let first = sold_before / k.units;
+            let last = (units.next.load(Ordering::Relaxed).saturating_sub(1) / k.units)
+                .min(units.listings.len() - 1);
+            last + 1 - first
+        };
+        let metric = format!("POST /api/orders, one listing of {} units, c={c}", k.units);
+        let figure = format!(
+            "{rate:.0}/s, {}; {ratio:.2} of distinct tickets ({distinct:.0}/s)",
+            run.latency.summary()
+        );
+        if c == ORDER_TARGET_CONCURRENCY {
+            report.check(
+                metric,
+                figure,
+                format!("≥ {UNITS_TARGET_RATIO} of distinct tickets, c={c}"),
+                ratio >= UNITS_TARGET_RATIO && run.other == 0 && run.not_found == 0,
+            );
+        } else {
+            report.row(metric, figure);
+        }
+        report.last().rate = Some((rate, Yardstick::Client));
+        report.note(format!(
+            "units c={c}: {} ok (1 unit each, one account each), {} unknown listing (404), {} other refusals or errors, {listings_used} listing(s) used{}; {cpu}",
+            run.ok,
+            run.not_found,
+            run.other,
+            if run.exhausted {
+                " — listings sold out early, raise BENCH_UNIT_LISTINGS"
+            } else {
+                ""
+            }
+        ));
+    }
+    // Every unit answered 201 is held: the listings used up show none available, the
+    // one in use the rest.
+    if let Some(units) = &units {
+        let taken = units
+            .next
+            .load(Ordering::Relaxed)
+            .min(units.listings.len() * k.units);
+        if taken > 0 {
+            let current = (taken - 1) / k.units;
+            // The tickets service learns of orders by event: give it up to 10 s.
+            let t0 = Instant::now();
+            let (shown, wrong) = loop {
+                let mut shown = Vec::new();
+                for (i, id) in units.listings.iter().enumerate().take(current + 1) {
+                    let expected = if i < current {
+                        0
+                    } else {
+                        (k.units - (taken - current * k.units)) as i64
+                    };
+                    shown.push((api.available(id).await, expected));
+                }
+                let wrong = shown
+                    .iter()
+                    .filter(|(seen, expected)| *seen != Some(*expected))
+                    .count();
+                if wrong == 0 || t0.elapsed() > Duration::from_secs(10) {
+                    break (shown, wrong);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            report.note(format!(
+                "units: {taken} unit orders placed on {} listing(s); `available` as expected on {} of them{}",
+                shown.len(),
+                shown.len() - wrong,
+                if wrong > 0 {
+                    format!(" — MISMATCH: {shown:?} (seen, expected); the tickets service may lag")
+                } else {
+                    String::new()
+                }
+            ));
+        }
     }
 
     // 3b. Orders, open loop.
