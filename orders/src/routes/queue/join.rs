@@ -1,11 +1,10 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use ticketing_contracts::api::queue::QueueBody;
-use ticketing_contracts::{TicketId, Timestamp};
+use ticketing_contracts::Timestamp;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
-use ticketing_kit::validate::is_valid_id;
-use ticketing_kit::{ApiError, ApiResult};
+use ticketing_kit::ApiResult;
 
 use crate::{queue, AppState};
 
@@ -25,10 +24,7 @@ pub async fn join(
     RequireUser(user): RequireUser,
     Path(ticket_id): Path<String>,
 ) -> ApiResult<Json<QueueBody>> {
-    if !is_valid_id(&ticket_id) {
-        return Err(ApiError::NotFound);
-    }
-    let ticket = TicketId::from(ticket_id);
+    let ticket = super::listing(ticket_id)?;
     let rate = state.settings.queue_rate();
     let place = queue::join(&state.store, &ticket, &user.id, Timestamp::now(), rate).await??;
     Ok(Json(place.into()))

@@ -5,6 +5,7 @@ mod show;
 
 use ticketing_contracts::api::queue::{QueueBody, QueuePlace};
 use ticketing_contracts::{TicketId, Timestamp, UserId};
+use ticketing_kit::validate::is_valid_id;
 use ticketing_kit::ApiError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,6 +37,14 @@ impl From<JoinRefused> for ApiError {
             JoinRefused::TooEarly => ApiError::bad_request(super::create::NOT_ON_SALE),
         }
     }
+}
+
+/// The listing a path names: a malformed id is as unknown as any other.
+fn listing(id: String) -> Result<TicketId, ApiError> {
+    if !is_valid_id(&id) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(TicketId::from(id))
 }
 
 /// The answer to an order the queue holds back: the caller joins (or stays in) it.

@@ -1,10 +1,9 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use ticketing_contracts::api::queue::QueueBody;
-use ticketing_contracts::{TicketId, Timestamp};
+use ticketing_contracts::Timestamp;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
-use ticketing_kit::validate::is_valid_id;
 use ticketing_kit::{ApiError, ApiResult};
 
 use crate::{queue, AppState};
@@ -23,10 +22,7 @@ pub async fn show(
     RequireUser(user): RequireUser,
     Path(ticket_id): Path<String>,
 ) -> ApiResult<Json<QueueBody>> {
-    if !is_valid_id(&ticket_id) {
-        return Err(ApiError::NotFound);
-    }
-    let ticket = TicketId::from(ticket_id);
+    let ticket = super::listing(ticket_id)?;
     let rate = state.settings.queue_rate();
     queue::place_of(&state.store, &ticket, &user.id, Timestamp::now(), rate)
         .await?
