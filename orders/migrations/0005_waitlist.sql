@@ -18,6 +18,6 @@ CREATE INDEX waitlist_line ON waitlist (ticket_id, id) WHERE status = 'waiting';
 CREATE UNIQUE INDEX waitlist_one_live_per_account ON waitlist (ticket_id, user_id)
     WHERE status IN ('waiting', 'offered');
 CREATE INDEX waitlist_by_user ON waitlist (user_id, id);
-CREATE INDEX waitlist_by_order ON waitlist (order_id);
 
+-- The entry an order was offered to: its payment, expiry or cancel ends the offer.
 ALTER TABLE orders ADD COLUMN waitlist_entry_id TEXT;

@@ -145,38 +145,34 @@ pub async fn recount_accounts(
     Ok(())
 }
 
-/// Give back `units` of `ticket` just taken for an order that is not placed after all.
+/// Give back `units` of `ticket` just taken for an order that is not placed after all
+/// (its account's share was not counted); whether the listing has a quantity.
 pub async fn give_back(
     tx: &mut Tx,
     ticket: &TicketId,
     units: i64,
-) -> Result<(), ticketing_store::Error> {
-    query("UPDATE tickets SET held = held - $2 WHERE id = $1")
-        .bind(ticket)
-        .bind(units)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-/// Give back `units` of `ticket` held by an order of `user` that no longer holds them
-/// (cancelled, expired): the listing's counter and the account's share.
-pub async fn release(
-    tx: &mut Tx,
-    ticket: &TicketId,
-    user: &UserId,
-    units: i64,
-) -> Result<(), ticketing_store::Error> {
-    let counted = query("UPDATE tickets SET held = held - $2 WHERE id = $1 RETURNING quantity")
+) -> Result<bool, ticketing_store::Error> {
+    let quantity = query("UPDATE tickets SET held = held - $2 WHERE id = $1 RETURNING quantity")
         .bind(ticket)
         .bind(units)
         .fetch_optional(&mut *tx)
         .await?
         .map(|row| row.get::<Option<i64>>("quantity"))
         .transpose()?
-        .flatten()
-        .is_some();
-    if !counted {
+        .flatten();
+    Ok(quantity.is_some())
+}
+
+/// Give back `units` of `ticket` held by an order of `user` that no longer holds them
+/// (cancelled, expired): the listing's counter and, for a listing with a quantity, the
+/// account's share.
+pub async fn release(
+    tx: &mut Tx,
+    ticket: &TicketId,
+    user: &UserId,
+    units: i64,
+) -> Result<(), ticketing_store::Error> {
+    if !give_back(tx, ticket, units).await? {
         return Ok(());
     }
     query("UPDATE account_units SET units = units - $3 WHERE ticket_id = $1 AND user_id = $2")

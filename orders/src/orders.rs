@@ -58,7 +58,7 @@ fn expire_held_sql() -> String {
     format!(
         "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = '{}' \
          WHERE ticket_id = $1 AND {HOLDS_TICKET} AND status IN ({}) AND reserved_until <= $2 \
-         RETURNING id, version, user_id, quantity",
+         RETURNING id, version, user_id, quantity, waitlist_entry_id",
         OrderStatus::Cancelled,
         CancelReason::Expired.as_str(),
         open_states()
@@ -204,7 +204,7 @@ async fn place_in(
     at: At,
 ) -> Result<Order, PlaceError> {
     let (order, event) = new_order(ticket, user_id, units, at.order, None);
-    insert(tx, &order).await?;
+    insert(tx, &order, None).await?;
     outbox::enqueue(tx, &event).await?;
     let taken = match claim::take(tx, &ticket.id, units).await? {
         Some(taken) => taken,
@@ -239,7 +239,9 @@ async fn expire_lapsed(
         let (id, user, units): (OrderId, UserId, i64) =
             (row.get("id")?, row.get("user_id")?, row.get("quantity")?);
         claim::release(tx, ticket, &user, units).await?;
-        waitlist::offer_ended(tx, &id, WaitlistStatus::Lapsed).await?;
+        if let Some(entry) = row.get::<Option<String>>("waitlist_entry_id")? {
+            waitlist::offer_ended(tx, &entry, WaitlistStatus::Lapsed).await?;
+        }
         outbox::enqueue(tx, &cancelled_event(id, row.get("version")?, ticket)).await?;
     }
     if !expired.is_empty() {
@@ -285,10 +287,10 @@ pub async fn offer_freed(
             .is_err()
         {
             claim::give_back(tx, ticket, head.quantity).await?;
-            waitlist::offer_ended(tx, &order.id, WaitlistStatus::Lapsed).await?;
+            waitlist::offer_ended(tx, &head.id, WaitlistStatus::Lapsed).await?;
             continue;
         }
-        insert(tx, &order).await?;
+        insert(tx, &order, Some(&head.id)).await?;
         outbox::enqueue(tx, &event).await?;
         outbox::enqueue(
             tx,
@@ -306,12 +308,17 @@ pub async fn offer_freed(
     Ok(())
 }
 
-/// Insert `order` (its units not yet claimed).
-async fn insert(tx: &mut Tx, order: &Order) -> Result<(), ticketing_store::Error> {
+/// Insert `order` (its units not yet claimed), offered to waiting-list `entry` if any:
+/// the order's end ends the offer.
+async fn insert(
+    tx: &mut Tx,
+    order: &Order,
+    entry: Option<&str>,
+) -> Result<(), ticketing_store::Error> {
     query(
         "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, reserved_until, \
-                             version, quantity) \
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+                             version, quantity, waitlist_entry_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
     )
     .bind(&order.id)
     .bind(&order.user_id)
@@ -320,6 +327,7 @@ async fn insert(tx: &mut Tx, order: &Order) -> Result<(), ticketing_store::Error
     .bind(order.deadline.expires_at.as_millis())
     .bind(order.deadline.reserved_until.as_millis())
     .bind(order.quantity)
+    .bind(entry)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -366,7 +374,7 @@ pub async fn cancel(
     let row = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = $3 \
          WHERE id = $1 AND ($2 = '' OR user_id = $2) AND status IN ({}) \
-         RETURNING ticket_id, user_id, quantity, version",
+         RETURNING ticket_id, user_id, quantity, version, waitlist_entry_id",
         OrderStatus::Cancelled,
         open_states()
     ))
@@ -383,7 +391,9 @@ pub async fn cancel(
         CancelReason::Expired => WaitlistStatus::Lapsed,
         CancelReason::CancelledByBuyer => WaitlistStatus::Left,
     };
-    waitlist::offer_ended(tx, id, ended).await?;
+    if let Some(entry) = row.get::<Option<String>>("waitlist_entry_id")? {
+        waitlist::offer_ended(tx, &entry, ended).await?;
+    }
     outbox::enqueue(tx, &cancelled_event(id.to_owned(), version, &ticket_id)).await?;
     offer_freed(tx, &ticket_id, offer).await?;
     Ok(Some((ticket_id, version)))
@@ -392,17 +402,19 @@ pub async fn cancel(
 /// Mark an open order paid. `false` when it was not open (already complete, cancelled).
 pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, ticketing_store::Error> {
     let done = query(&format!(
-        "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({})",
+        "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({}) \
+         RETURNING waitlist_entry_id",
         OrderStatus::Complete,
         open_states()
     ))
     .bind(id)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if done == 1 {
-        waitlist::offer_ended(tx, id, WaitlistStatus::Purchased).await?;
+    let Some(row) = done else { return Ok(false) };
+    if let Some(entry) = row.get::<Option<String>>("waitlist_entry_id")? {
+        waitlist::offer_ended(tx, &entry, WaitlistStatus::Purchased).await?;
     }
-    Ok(done == 1)
+    Ok(true)
 }
 
 pub async fn status_of(

@@ -142,14 +142,14 @@ pub async fn back_in_line(tx: &mut Tx, id: &str) -> Result<(), ticketing_store::
     Ok(())
 }
 
-/// The offer made by `order` ended as `status` (purchased, lapsed, left).
+/// The offer to entry `id` ended as `status` (purchased, lapsed, left).
 pub async fn offer_ended(
     tx: &mut Tx,
-    order: &OrderId,
+    id: &str,
     status: WaitlistStatus,
 ) -> Result<(), ticketing_store::Error> {
-    query("UPDATE waitlist SET status = $2 WHERE order_id = $1 AND status = 'offered'")
-        .bind(order)
+    query("UPDATE waitlist SET status = $2 WHERE id = $1 AND status = 'offered'")
+        .bind(id)
         .bind(status.as_str())
         .execute(&mut *tx)
         .await?;
