@@ -263,17 +263,17 @@ pub async fn offer_freed(
     ticket: &TicketId,
     offer: Deadline,
 ) -> Result<(), ticketing_store::Error> {
+    // The listing is read once, and only when someone waits (most frees find no line).
+    let mut listing = None;
     while let Some(head) = waitlist::head(tx, ticket).await? {
-        let Some(listing) = tickets::find(&mut *tx, ticket).await? else {
+        if listing.is_none() {
+            listing = tickets::find(&mut *tx, ticket).await?;
+        }
+        let Some(listing) = &listing else {
             return Ok(());
         };
-        let (order, event) = new_order(
-            &listing,
-            &head.user_id,
-            head.quantity,
-            offer,
-            Some(&head.id),
-        );
+        let (order, event) =
+            new_order(listing, &head.user_id, head.quantity, offer, Some(&head.id));
         // The entry first: one that left meanwhile is passed over.
         if !waitlist::offered(tx, &head.id, &order.id, offer.expires_at).await? {
             continue;
