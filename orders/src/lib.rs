@@ -91,6 +91,7 @@ impl Settings {
 pub struct AppState {
     pub store: Store,
     pub placer: placer::Placer,
+    pub queued: queue::Queued,
     pub keys: JwtKeys,
     pub settings: Settings,
 }
@@ -108,6 +109,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
     let state = AppState {
         store: store.clone(),
         placer: placer::Placer::new(store),
+        queued: queue::Queued::default(),
         keys: rt.keys.clone(),
         settings: settings.clone(),
     };

@@ -9,6 +9,8 @@
 //! order's transaction. Everything lives in the orders database: any process answers,
 //! and a restart loses nothing. The queue stays in force until nobody waits.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ticketing_contracts::api::queue::{QueueStatus, ADMISSION_SECONDS, OPENS_BEFORE_SECONDS};
@@ -117,6 +119,81 @@ pub async fn gate(
     })
 }
 
+/// Listings this process has seen hold a buyer back: only orders for these pay for the
+/// read-only [`precheck`] (every other order goes straight to its transaction). A hint,
+/// never a decision: a listing missing here is decided by [`gate`] as before.
+#[derive(Debug, Clone, Default)]
+pub struct Queued(Arc<Mutex<HashSet<TicketId>>>);
+
+/// More listings than a process would see queue at once: beyond, the hint starts over.
+const QUEUED_HINTS: usize = 10_000;
+
+impl Queued {
+    pub fn note(&self, ticket: &TicketId) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if set.len() >= QUEUED_HINTS {
+            set.clear();
+        }
+        set.insert(ticket.clone());
+    }
+
+    pub fn may_hold(&self, ticket: &TicketId) -> bool {
+        let set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.contains(ticket)
+    }
+}
+
+/// Before any write, from a snapshot: `Some` when the queue certainly holds `user` back
+/// from ordering `ticket` at `now` (it would be [`gate`]'s answer too); `None` when the
+/// order's transaction must decide (an admission to spend, or no queue in force). A
+/// waiting buyer's every poll is then a read, not a turn at the database's writer.
+pub async fn precheck(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+) -> Result<Option<Gate>, ticketing_store::Error> {
+    let row = query(
+        "SELECT t.on_sale_at, q.ranked, q.next_rank - 1 - q.admitted_through AS waiting, \
+         e.admitted_until, e.used_at \
+         FROM tickets t LEFT JOIN queues q ON q.ticket_id = t.id \
+         LEFT JOIN queue_entries e ON e.ticket_id = t.id AND e.user_id = $2 \
+         WHERE t.id = $1",
+    )
+    .bind(ticket)
+    .bind(user)
+    .fetch_optional(store.reader())
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let Some(on_sale_at) = row
+        .get::<Option<i64>>("on_sale_at")?
+        .map(Timestamp::from_millis)
+    else {
+        return Ok(None);
+    };
+    if now < opens(on_sale_at) {
+        return Ok(Some(Gate::TooEarly));
+    }
+    let admitted = row.get::<Option<i64>>("used_at")?.is_none()
+        && row
+            .get::<Option<i64>>("admitted_until")?
+            .is_some_and(|until| until > now.as_millis());
+    if admitted {
+        return Ok(None);
+    }
+    if now < on_sale_at {
+        return Ok(Some(Gate::Queued));
+    }
+    let in_force = match row.get::<Option<i64>>("ranked")? {
+        None => false,
+        Some(0) => true,
+        Some(_) => row.get::<Option<i64>>("waiting")?.unwrap_or(0) > 0,
+    };
+    Ok(in_force.then_some(Gate::Queued))
+}
+
 /// Join `ticket`'s queue (idempotent per account: one already in line keeps its place;
 /// one whose admission was used or ran out goes to the back), and where it stands.
 pub async fn join(
@@ -126,6 +203,18 @@ pub async fn join(
     now: Timestamp,
     rate: Rate,
 ) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
+    // One already in line (and ranked, from the sale on) keeps its place: a read.
+    if let Some(place) = place_of(store, ticket, user, now, rate).await? {
+        let keeps = match place.status {
+            // `opens_at` is the sale: before it a draw is all there is.
+            QueueStatus::Waiting => now < place.opens_at || place.position.is_some(),
+            QueueStatus::Admitted | QueueStatus::SoldOut => true,
+            QueueStatus::Used | QueueStatus::Expired => false,
+        };
+        if keeps {
+            return Ok(Ok(place));
+        }
+    }
     let mut tx = store.begin().await?;
     let Some(listing) = tickets::find(&mut tx, ticket).await? else {
         return Ok(Err(JoinRefused::Unknown));

@@ -18,6 +18,7 @@ use ticketing_contracts::{TicketId, Timestamp};
 use crate::claim::Refused;
 use crate::domain::Units;
 use crate::orders::{self, PlaceError};
+use crate::queue::{self, Gate};
 use crate::AppState;
 
 /// Reserve a ticket (`quantity` units of a listing): the order holds them until
@@ -56,6 +57,15 @@ pub async fn create(
     let units = Units::parse(body.quantity.as_ref());
 
     let at = state.settings.at(Timestamp::now());
+    if state.queued.may_hold(&ticket_id) {
+        match queue::precheck(&state.store, &ticket_id, &user.id, at.now).await? {
+            Some(Gate::Queued) => {
+                return Err(super::queue::queued(&state, &ticket_id, &user.id).await)
+            }
+            Some(_) => return Err(ApiError::bad_request(NOT_ON_SALE)),
+            None => {}
+        }
+    }
     let placed = match key.scoped(&user.id, "POST /api/orders", &body) {
         None => orders::place(&state.store, &state.placer, &ticket_id, &user.id, units, at)
             .await

@@ -26,6 +26,7 @@ pub async fn join(
 ) -> ApiResult<Json<QueueBody>> {
     let ticket = super::listing(ticket_id)?;
     let rate = state.settings.queue_rate();
+    state.queued.note(&ticket);
     let place = queue::join(&state.store, &ticket, &user.id, Timestamp::now(), rate).await??;
     Ok(Json(place.into()))
 }

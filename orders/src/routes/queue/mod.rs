@@ -49,6 +49,7 @@ fn listing(id: String) -> Result<TicketId, ApiError> {
 
 /// The answer to an order the queue holds back: the caller joins (or stays in) it.
 pub(super) async fn queued(state: &AppState, ticket: &TicketId, user: &UserId) -> ApiError {
+    state.queued.note(ticket);
     let now = Timestamp::now();
     match queue::join(&state.store, ticket, user, now, state.settings.queue_rate()).await {
         Ok(Ok(place)) => ApiError::InQueue(QueuePlace {
