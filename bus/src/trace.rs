@@ -134,8 +134,21 @@ impl TraceContext {
         CURRENT.scope(self, fut.instrument(span)).await
     }
 
+    /// Mark the exported `span` as following from this context's span (another trace:
+    /// the form post a page was redirected from). Nothing when spans are not exported.
+    pub fn link_from(&self, span: &tracing::Span) {
+        if let Some(context) = self.span_context() {
+            span.add_link(context);
+        }
+    }
+
     /// This context as OpenTelemetry's remote parent.
     fn otel_parent(&self) -> Option<opentelemetry::Context> {
+        let span = self.span_context()?;
+        Some(opentelemetry::Context::new().with_remote_span_context(span))
+    }
+
+    fn span_context(&self) -> Option<SpanContext> {
         let flags = if self.sampled {
             TraceFlags::SAMPLED
         } else {
@@ -146,14 +159,13 @@ impl TraceContext {
             .as_deref()
             .and_then(|s| s.parse::<TraceState>().ok())
             .unwrap_or_default();
-        let span = SpanContext::new(
+        Some(SpanContext::new(
             TraceId::from_hex(&self.trace_id).ok()?,
             SpanId::from_hex(&self.span_id).ok()?,
             flags,
             true,
             state,
-        );
-        Some(opentelemetry::Context::new().with_remote_span_context(span))
+        ))
     }
 }
 

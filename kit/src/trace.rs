@@ -1,5 +1,6 @@
 //! The HTTP side of trace propagation: a request continues its caller's W3C trace
-//! context (or starts one) in a server span, and the response names that span.
+//! context (or starts one) in a server span, and the response names that span; a call
+//! made on a request's behalf gets a client span whose context its headers carry.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
@@ -61,4 +62,24 @@ fn server_span(req: &Request) -> tracing::Span {
         http.response.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     )
+}
+
+/// A client span for a call to `method route` made by the operation in progress (a
+/// page asking the API), and the context the call's `traceparent` should carry: the
+/// span's when spans are exported, else a child of the operation's.
+pub fn client_call(method: &str, route: &str) -> (tracing::Span, TraceContext) {
+    let span = if trace::exporting() {
+        tracing::info_span!(
+            "call",
+            otel.name = format!("{method} {route}"),
+            otel.kind = "client",
+            http.request.method = method,
+            url.template = route,
+            trace_id = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
+    let context = TraceContext::start(&span, None);
+    (span, context)
 }

@@ -1,6 +1,7 @@
 mod audit;
 mod config;
 mod events;
+mod page_tracing;
 mod serve;
 
 use clap::Parser;

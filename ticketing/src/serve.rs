@@ -206,6 +206,7 @@ fn web_router(args: &ServeArgs, api: ticketing_web::ApiClient, cookie_secure: bo
         api,
         cookie_secure,
         stripe_publishable_key: args.stripe_publishable_key.clone(),
+        tracing: Some(std::sync::Arc::new(crate::page_tracing::Platform)),
     })
 }
 

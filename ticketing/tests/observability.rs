@@ -6,7 +6,12 @@
 //!   reaches in the tickets and expiration processes, and back to orders
 //!   (`ticket:updated`), each span hanging from the one that caused it;
 //! - after a purchase and an expiry, the event, outbox, lag, expiration and store series
-//!   are on the processes' `/metrics`.
+//!   are on the processes' `/metrics`;
+//! - a click in the web client is one trace: the page's server span, its API call's
+//!   client span, the API's server span and the listeners the order's event reaches,
+//!   whether the pages call the API in-process (`--target all`) or over HTTP
+//!   (`--target web --api-url`); the page a form post redirects to links to the post's
+//!   trace.
 //!
 //! Its own databases, NATS prefix and Redis prefix: runs beside the other tests.
 
@@ -31,6 +36,9 @@ use ticketing_kit::testing::{
     nats_url, payment, postgres_base_url, redis_url, unique_prefix, Api, Patience, User,
 };
 
+/// Spans exported within 100 ms instead of every 5 s.
+const OTLP_ENV: [(&str, &str); 1] = [("OTEL_BSP_SCHEDULE_DELAY", "100")];
+
 /// How long anything asynchronous may take on a loaded 2-core machine.
 const PATIENCE: Patience = Patience {
     limit: Duration::from_secs(60),
@@ -47,6 +55,10 @@ struct Span {
     trace_id: String,
     span_id: String,
     parent_span_id: String,
+    /// OTLP's SpanKind: 2 server, 3 client, 4 producer, 5 consumer.
+    kind: i32,
+    /// The (trace id, span id) of each link.
+    links: Vec<(String, String)>,
     attributes: HashMap<String, String>,
 }
 
@@ -80,6 +92,12 @@ async fn receive(State(received): State<Received>, body: Bytes) -> Vec<u8> {
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
+                    kind: span.kind,
+                    links: span
+                        .links
+                        .iter()
+                        .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                        .collect(),
                     attributes: attributes(&span.attributes),
                 });
             }
@@ -148,8 +166,7 @@ impl System {
                 &[
                     ("JWT_KEY", jwt_key.as_str()),
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
-                    // Export batches every 100 ms instead of every 5 s.
-                    ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                    OTLP_ENV[0],
                 ],
             )
             .await;
@@ -428,4 +445,233 @@ async fn one_trace_follows_an_order_across_processes_and_metrics_show_the_journe
         }
     }
     sys.stop().await;
+}
+
+/// A browser on the web pages: cookies kept, redirects seen.
+struct Visitor {
+    http: Client,
+    site: String,
+}
+
+impl Visitor {
+    fn new(site: &str) -> Visitor {
+        Visitor {
+            http: Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            site: site.to_owned(),
+        }
+    }
+
+    async fn page(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.site))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Post a form of the page at `form_page` to `path`, with that page's CSRF token.
+    async fn submit(
+        &self,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let page = self.page(form_page).await.text().await.unwrap();
+        let marker = "name=\"csrf\" value=\"";
+        let start = page.find(marker).expect("a form") + marker.len();
+        let csrf = &page[start..start + page[start..].find('"').unwrap()];
+        let mut form = vec![("csrf", csrf)];
+        form.extend_from_slice(fields);
+        self.http
+            .post(format!("{}{path}", self.site))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn trace_and_span(traceparent: &str) -> (String, String) {
+    let mut parts = traceparent.split('-').skip(1);
+    (
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+    )
+}
+
+/// Buy through the pages at `site` (the API at `api`), and follow the trace of the
+/// click that placed the order.
+async fn a_page_action_is_one_trace(site: &str, api: &str, received: &Received) {
+    let visitor = Visitor::new(site);
+    let signed_up = visitor
+        .submit(
+            "/auth/signup",
+            "/auth/signup",
+            &[("email", "clicker@test.com"), ("password", "password123")],
+        )
+        .await;
+    assert_eq!(signed_up.status(), StatusCode::SEE_OTHER);
+    // The seller lists through the API (the session cookie is the visitor's: cookies
+    // are kept per host, whatever the port).
+    let listed: Value = visitor
+        .http
+        .post(format!("{api}/api/tickets"))
+        .json(&json!({"title": "Traced click", "price": "12.00"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = listed["id"].as_str().expect("a listed ticket").to_owned();
+
+    // The click: the order form posts, and the page redirects to the order.
+    let ticket_page = format!("/tickets/{ticket}");
+    let placed = PATIENCE
+        .eventually("the order placed from the page", || async {
+            let res = visitor
+                .submit(&ticket_page, "/orders", &[("ticketId", &ticket)])
+                .await;
+            (res.status() == StatusCode::SEE_OTHER).then_some(res)
+        })
+        .await;
+    let (trace_id, page_span) = trace_and_span(placed.headers()["traceparent"].to_str().unwrap());
+    let order_page = placed.headers()["location"].to_str().unwrap().to_owned();
+    let shown = visitor.page(&order_page).await;
+    assert_eq!(shown.status(), StatusCode::OK);
+    let (shown_trace, _) = trace_and_span(shown.headers()["traceparent"].to_str().unwrap());
+    assert_ne!(shown_trace, trace_id, "a page load is a trace of its own");
+
+    let in_trace = |name: &'static str| {
+        let received = received.clone();
+        let trace_id = trace_id.clone();
+        move || {
+            let found = received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| s.trace_id == trace_id && s.name == name)
+                .cloned();
+            async move { found }
+        }
+    };
+    let page = PATIENCE
+        .eventually("the page's server span", in_trace("POST /orders"))
+        .await;
+    assert_eq!(page.span_id, page_span);
+    assert_eq!(page.kind, 2);
+    // The page's call of the API: a client span of the page, the API's server span
+    // under it — the same trace, in-process or over HTTP.
+    let calls: Vec<Span> = PATIENCE
+        .eventually("the page's API calls", || async {
+            let spans: Vec<Span> = received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.trace_id == trace_id && s.name == "POST /api/orders")
+                .cloned()
+                .collect();
+            (spans.len() >= 2).then_some(spans)
+        })
+        .await;
+    let client = calls.iter().find(|s| s.kind == 3).expect("a client span");
+    assert_eq!(client.parent_span_id, page.span_id);
+    let server = calls.iter().find(|s| s.kind == 2).expect("the API's span");
+    assert_eq!(server.parent_span_id, client.span_id);
+    assert_eq!(server.attributes["http.response.status_code"], "201");
+    // And on through the event to the tickets service's listener.
+    let create = PATIENCE
+        .eventually("the create span", in_trace("create order:created"))
+        .await;
+    assert_eq!(create.parent_span_id, server.span_id);
+    let processed = PATIENCE
+        .eventually(
+            "a listener of order:created",
+            in_trace("process order:created"),
+        )
+        .await;
+    assert_eq!(processed.parent_span_id, create.span_id);
+
+    // The page the post redirected to links back to the click.
+    let order_id = order_page.rsplit('/').next().unwrap().to_owned();
+    let linked = PATIENCE
+        .eventually("the redirected page's span", || async {
+            received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| s.trace_id == shown_trace && s.name == "GET /orders/{id}")
+                .cloned()
+        })
+        .await;
+    assert_eq!(
+        linked.links,
+        vec![(trace_id.clone(), page_span.clone())],
+        "order {order_id}"
+    );
+    for span in received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.trace_id == trace_id)
+    {
+        eprintln!(
+            "{} {:<8} kind {} {:<28} parent {}",
+            span.span_id, span.service, span.kind, span.name, span.parent_span_id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_action_is_one_trace_in_one_process() {
+    let (otlp, received) = otlp_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str())];
+    env.extend(OTLP_ENV);
+    let all = Running::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--cookie-secure",
+            "false",
+        ],
+        &env,
+    )
+    .await;
+    a_page_action_is_one_trace(&all.base, &all.base, &received).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_action_is_one_trace_from_the_web_process() {
+    let (otlp, received) = otlp_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str())];
+    env.extend(OTLP_ENV);
+    let api = Running::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--cookie-secure",
+            "false",
+        ],
+        &env,
+    )
+    .await;
+    let web = Running::start(
+        &[
+            "--target",
+            "web",
+            "--api-url",
+            &api.base,
+            "--cookie-secure",
+            "false",
+        ],
+        &env,
+    )
+    .await;
+    a_page_action_is_one_trace(&web.base, &api.base, &received).await;
 }

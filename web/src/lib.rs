@@ -14,6 +14,7 @@ mod headers;
 mod layout;
 mod pages;
 mod session;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub struct WebConfig {
     /// Stripe publishable key (`pk_...`): Stripe.js collects the card. Without it the
     /// payment form is the sandbox's card form.
     pub stripe_publishable_key: Option<String>,
+    /// How the pages' API calls join the page request's trace; `None`: they do not.
+    pub tracing: Option<Arc<dyn trace::Propagation>>,
 }
 
 /// What every handler can reach.
@@ -44,6 +47,7 @@ pub(crate) struct SettingsInner {
     pub cookie_secure: bool,
     pub stripe_key: Option<String>,
     pub csp: HeaderValue,
+    pub tracing: Option<Arc<dyn trace::Propagation>>,
 }
 
 impl std::ops::Deref for Settings {
@@ -60,7 +64,8 @@ pub fn router(config: WebConfig) -> Router {
         .stripe_publishable_key
         .filter(|k| !k.trim().is_empty());
     let settings = Settings(Arc::new(SettingsInner {
-        api: config.api,
+        api: config.api.traced(config.tracing.clone()),
+        tracing: config.tracing,
         cookie_secure: config.cookie_secure,
         csp: headers::content_security_policy(stripe_key.is_some()),
         stripe_key,
@@ -70,6 +75,10 @@ pub fn router(config: WebConfig) -> Router {
         .layer(middleware::from_fn_with_state(
             settings.clone(),
             csrf::ensure_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            settings.clone(),
+            trace::link_redirects,
         ))
         .route(
             "/assets/{name}",

@@ -55,6 +55,7 @@ impl Site {
             api,
             cookie_secure: false,
             stripe_publishable_key: None,
+            tracing: None,
         });
         let app: Router = ticketing_kit::app::compose(&mut services, pages, vec![]);
         slot.set(app.clone());

@@ -21,6 +21,9 @@ use ticketing_contracts::api::users::{Credentials, CurrentUserBody, SessionUser,
 use ticketing_contracts::api::waitlist::{JoinWaitlist, WaitlistEntryBody};
 use ticketing_contracts::{ErrorBody, ErrorItem};
 use tower::ServiceExt;
+use tracing::Instrument;
+
+use crate::trace::{route_of, CallContext, Propagation};
 
 /// The largest API answer read: a page of tickets is a few KiB.
 const MAX_REPLY_BYTES: usize = 4 << 20;
@@ -34,6 +37,7 @@ pub const SIGN_IN: &str = "/api/users/signin";
 #[derive(Clone)]
 pub struct ApiClient {
     transport: Arc<Transport>,
+    tracing: Option<Arc<dyn Propagation>>,
 }
 
 enum Transport {
@@ -129,6 +133,7 @@ impl ApiClient {
             .map_err(|e| InvalidApiUrl(e.to_string()))?;
         Ok(ApiClient {
             transport: Arc::new(Transport::Http { client, base }),
+            tracing: None,
         })
     }
 
@@ -138,8 +143,14 @@ impl ApiClient {
         let cell = Arc::new(OnceLock::new());
         let client = ApiClient {
             transport: Arc::new(Transport::InProcess(cell.clone())),
+            tracing: None,
         };
         (client, InProcessSlot(cell))
+    }
+
+    /// This client, its calls joining the page request's trace through `tracing`.
+    pub fn traced(self, tracing: Option<Arc<dyn Propagation>>) -> ApiClient {
+        ApiClient { tracing, ..self }
     }
 
     async fn send(
@@ -149,12 +160,47 @@ impl ApiClient {
         session: Option<&str>,
         json: Option<Vec<u8>>,
     ) -> Result<Raw, ApiFailure> {
+        match &self.tracing {
+            Some(tracing) => {
+                let call = tracing.call(&method, &route_of(path));
+                let span = call.span.clone();
+                self.send_traced(method, path, session, json, Some(call))
+                    .instrument(span)
+                    .await
+            }
+            None => self.send_traced(method, path, session, json, None).await,
+        }
+    }
+
+    async fn send_traced(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&str>,
+        json: Option<Vec<u8>>,
+        call: Option<CallContext>,
+    ) -> Result<Raw, ApiFailure> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(cookie) = session.and_then(|c| HeaderValue::from_str(c).ok()) {
+            headers.insert(COOKIE, cookie);
+        }
+        if let Some(call) = call {
+            if let Ok(value) = HeaderValue::from_str(&call.traceparent) {
+                headers.insert("traceparent", value);
+            }
+            if let Some(value) = call
+                .tracestate
+                .as_deref()
+                .and_then(|s| HeaderValue::from_str(s).ok())
+            {
+                headers.insert("tracestate", value);
+            }
+        }
         match &*self.transport {
             Transport::Http { client, base } => {
-                let mut request = client.request(method, format!("{base}{path}"));
-                if let Some(cookie) = session {
-                    request = request.header(COOKIE, cookie);
-                }
+                let mut request = client
+                    .request(method, format!("{base}{path}"))
+                    .headers(headers);
                 if let Some(body) = json {
                     request = request.header(CONTENT_TYPE, "application/json").body(body);
                 }
@@ -176,8 +222,8 @@ impl ApiClient {
                     .ok_or_else(|| ApiFailure::Unavailable("API not mounted".into()))?
                     .clone();
                 let mut request = Request::builder().method(method).uri(path);
-                if let Some(cookie) = session {
-                    request = request.header(COOKIE, cookie);
+                if let Some(map) = request.headers_mut() {
+                    map.extend(headers);
                 }
                 let body = match json {
                     Some(body) => {
