@@ -111,14 +111,26 @@ pub async fn place(
     units: Units,
     at: At,
 ) -> Result<Order, PlaceError> {
-    if units == Units::ONE {
-        if let Some(ticket) = placer.ticket(ticket_id).await.filter(|t| !t.terms.counted) {
-            let (order, event) = new_order(&ticket, user_id, 1, at.order, None);
+    if let Some(ticket) = placer.ticket(ticket_id).await {
+        let terms = &ticket.terms;
+        // A listing of several units sold without a queue (with one, the admission is
+        // spent in the order's transaction).
+        let claimed = terms.counted && terms.on_sale_at.is_none();
+        if let Some(units) = units
+            .within(terms.per_order)
+            .filter(|n| claimed || (*n == 1 && !terms.counted))
+        {
+            let (order, event) = new_order(&ticket, user_id, units, at.order, None);
             let placement = Placement {
                 order: order.clone(),
                 event,
             };
-            if placer.insert(placement).await {
+            let placed = if claimed {
+                placer.claim(placement).await
+            } else {
+                placer.insert(placement).await
+            };
+            if placed {
                 return Ok(order);
             }
         }

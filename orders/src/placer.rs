@@ -21,7 +21,7 @@
 //! round trips to save (and its writer already commits queued transactions together):
 //! there the placer always answers "not placed here".
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 
@@ -49,6 +49,7 @@ pub struct Placer {
 struct Batchers {
     reads: Batcher<Batched<ReadTickets>>,
     inserts: Batcher<Batched<InsertOrders>>,
+    claims: Batcher<Batched<ClaimUnits>>,
 }
 
 /// An order about to be inserted (its ticket at the version read) and its event.
@@ -68,6 +69,7 @@ impl Placer {
             batchers: Some(Arc::new(Batchers {
                 reads: batcher("orders.read_tickets", ReadTickets(store.clone())),
                 inserts: batcher("orders.insert_orders", InsertOrders(store.clone())),
+                claims: batcher("orders.claim_units", ClaimUnits(store.clone())),
             })),
         }
     }
@@ -96,6 +98,22 @@ impl Placer {
             .add((), placement)
             .await
             .inspect_err(|e| tracing::debug!(error = %e, "batched order insert not done"))
+            .unwrap_or(false)
+    }
+
+    /// Place the order of `placement` on a listing of several units (sold without a
+    /// queue): claimed, counted for its account, inserted with its event, if its
+    /// listing is still at the version read, has the units free and the account room
+    /// for them; whether it did.
+    pub async fn claim(&self, placement: Placement) -> bool {
+        let Some(batchers) = self.batchers.as_ref() else {
+            return false;
+        };
+        batchers
+            .claims
+            .add((), placement)
+            .await
+            .inspect_err(|e| tracing::debug!(error = %e, "batched claim not done"))
             .unwrap_or(false)
     }
 }
@@ -254,6 +272,154 @@ impl BatchStatement for InsertOrders {
                 .map_err(|e| failed("a batched order insert", e))?
                 .into_iter()
                 .collect();
+        Ok(placements
+            .iter()
+            .map(|p| written.contains(&p.event.id))
+            .collect())
+    }
+}
+
+/// Orders on listings of several units, claimed together: many buyers of one listing
+/// (a drop) take its row's lock once per batch instead of once each.
+#[derive(Clone)]
+struct ClaimUnits(Store);
+
+/// A listing as locked for a batch of claims.
+struct Locked {
+    version: i64,
+    free: i64,
+    per_account: i64,
+}
+
+impl ClaimUnits {
+    /// Lock the batch's listings in id order (a batch and a transaction of
+    /// `orders::place` wait for each other in one order) and read their counters as
+    /// committed: every write of a listing's account shares holds its row first, so
+    /// from here on the shares read are current too.
+    async fn lock(
+        tx: &mut ticketing_store::Tx,
+        ids: &BTreeSet<&TicketId>,
+    ) -> Result<HashMap<TicketId, Locked>, ticketing_store::Error> {
+        let json = serde_json::to_string(ids).expect("ids serialize");
+        let rows = query(
+            "SELECT id, version, quantity - held AS free, \
+                    COALESCE(max_per_account, 1) AS per_account FROM tickets \
+             WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \
+               AND quantity IS NOT NULL AND on_sale_at IS NULL \
+             ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(json)
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.get("id")?,
+                    Locked {
+                        version: row.get("version")?,
+                        free: row.get("free")?,
+                        per_account: row.get("per_account")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn place(
+        &self,
+        placements: &[Placement],
+    ) -> Result<HashSet<String>, ticketing_store::Error> {
+        // The account share check and the writes, in one statement. An order whose
+        // account would exceed its listing's cap is left out (decided again in a
+        // transaction, which refuses it); the listing's counter grows by the units of
+        // the orders written.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "WITH batch AS MATERIALIZED ( \
+                   SELECT r, n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(r, n)), \
+                 ok AS MATERIALIZED ( \
+                   SELECT b.r, b.n FROM batch b LEFT JOIN account_units a \
+                     ON a.ticket_id = b.r->>'ticketId' AND a.user_id = b.r->>'userId' \
+                   WHERE COALESCE(a.units, 0) + (b.r->>'quantity')::bigint \
+                         <= (b.r->>'perAccount')::bigint), \
+                 counted AS ( \
+                   INSERT INTO account_units (ticket_id, user_id, units) \
+                   SELECT r->>'ticketId', r->>'userId', (r->>'quantity')::bigint FROM ok \
+                   ON CONFLICT (ticket_id, user_id) DO UPDATE \
+                   SET units = account_units.units + excluded.units), \
+                 claimed AS ( \
+                   UPDATE tickets t SET held = t.held + s.units \
+                   FROM (SELECT r->>'ticketId' AS id, SUM((r->>'quantity')::bigint) AS units \
+                         FROM ok GROUP BY 1) s \
+                   WHERE t.id = s.id), \
+                 written AS ( \
+                   INSERT INTO orders (id, user_id, ticket_id, status, expires_at, \
+                                       reserved_until, version, quantity) \
+                   SELECT r->>'id', r->>'userId', r->>'ticketId', r->>'status', \
+                          (r->>'expiresAt')::bigint, (r->>'reservedUntil')::bigint, 0, \
+                          (r->>'quantity')::bigint \
+                   FROM ok RETURNING id) \
+                 {} FROM ok WHERE r->>'id' IN (SELECT id FROM written) ORDER BY n \
+                 RETURNING event_id",
+                outbox::insert_from_json("(r->'event')")
+            )
+        });
+        let ids: BTreeSet<&TicketId> = placements.iter().map(|p| &p.order.ticket.id).collect();
+        let mut tx = self.0.begin().await?;
+        let mut listings = Self::lock(&mut tx, &ids).await?;
+        // In arrival order, while the units last; an account once per listing and
+        // batch (its share is one row, counted once per statement).
+        let mut accounts = HashSet::new();
+        let rows: Vec<serde_json::Value> = placements
+            .iter()
+            .filter_map(|p| {
+                let order = &p.order;
+                let listing = listings.get_mut(&order.ticket.id)?;
+                if listing.version != order.ticket.version
+                    || listing.free < order.quantity
+                    || !accounts.insert((&order.ticket.id, &order.user_id))
+                {
+                    return None;
+                }
+                listing.free -= order.quantity;
+                Some(serde_json::json!({
+                    "id": order.id,
+                    "userId": order.user_id,
+                    "ticketId": order.ticket.id,
+                    "status": order.status.as_str(),
+                    "expiresAt": order.deadline.expires_at.as_millis(),
+                    "reservedUntil": order.deadline.reserved_until.as_millis(),
+                    "quantity": order.quantity,
+                    "perAccount": listing.per_account,
+                    "event": outbox::json_row(&p.event)?,
+                }))
+            })
+            .collect();
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(HashSet::new());
+        }
+        let written: Vec<String> = query(&SQL)
+            .bind(serde_json::Value::from(rows).to_string())
+            .scalars(&mut tx)
+            .await?;
+        if !written.is_empty() {
+            tx.signal_on_commit();
+        }
+        tx.commit().await?;
+        Ok(written.into_iter().collect())
+    }
+}
+
+impl BatchStatement for ClaimUnits {
+    type Input = Placement;
+    type Output = bool;
+
+    async fn run(&self, placements: Vec<Placement>) -> BatchResult<bool> {
+        let written = self
+            .place(&placements)
+            .await
+            .map_err(|e| failed("a batched claim", e))?;
         Ok(placements
             .iter()
             .map(|p| written.contains(&p.event.id))

@@ -201,7 +201,8 @@ async fn quantities_outside_the_terms_are_refused(flavor: Flavor) {
 /// Units of unpaid orders whose reservation ran out are free for the next buyer (lazy
 /// expiry in the claim's transaction, before any expiration job), account shares too.
 async fn lapsed_holds_give_their_units_back(flavor: Flavor) {
-    let app = spawn(flavor, Duration::from_millis(300)).await;
+    // Long enough that the first three orders meet live holds on a loaded machine.
+    let app = spawn(flavor, Duration::from_millis(1500)).await;
     let listing = app.listing(6, 3, 3).await;
     for buyer in ["a", "b"] {
         let (status, body) = order(&app.buyer(buyer), &listing, json!(3)).await;
@@ -210,7 +211,7 @@ async fn lapsed_holds_give_their_units_back(flavor: Flavor) {
     let (status, body) = order(&app.buyer("c"), &listing, json!(1)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(message(&body), ("Ticket is sold out", ""));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1900)).await;
     let (status, body) = order(&app.buyer("c"), &listing, json!(3)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // The first buyer's share came back with its units.
