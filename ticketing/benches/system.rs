@@ -2210,11 +2210,20 @@ async fn revocation_check(
     let url = format!("{base}/api/orders");
     let (mut rates_with, mut rates_without) = (Vec::new(), Vec::new());
     let (mut lat_with, mut lat_without) = (Samples::default(), Samples::default());
-    for _ in 0..k.revocation_rounds {
-        for (auth, rates, latency) in [
+    // Warm both paths up, then alternate which goes first, so that drift (a backlog of
+    // the phases before, the machine's other work) falls on both alike.
+    for auth in [&without_sid, &with_sid] {
+        let _ = get_load_as(client, &url, Some(auth), k.concurrency, 1).await;
+    }
+    for round in 0..k.revocation_rounds {
+        let mut runs = [
             (&without_sid, &mut rates_without, &mut lat_without),
             (&with_sid, &mut rates_with, &mut lat_with),
-        ] {
+        ];
+        if round % 2 == 1 {
+            runs.reverse();
+        }
+        for (auth, rates, latency) in runs {
             let cpu = CpuMeter::start(pid);
             let (ok, bad, l) =
                 get_load_as(client, &url, Some(auth), k.concurrency, k.seconds).await;
@@ -2229,6 +2238,17 @@ async fn revocation_check(
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (with, without) = (mean(&rates_with), mean(&rates_without));
     let ratio = if without > 0.0 { with / without } else { 0.0 };
+    let each = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    report.note(format!(
+        "revocation: GET /api/orders per run, with the check {} req/s; without {} req/s",
+        each(&rates_with),
+        each(&rates_without)
+    ));
     println!("  · GET /api/orders: with the check {with:.0} req/s, without {without:.0} req/s: ratio {ratio:.3}");
     report.row(
         "GET /api/orders, token without sid (no revocation check)",
