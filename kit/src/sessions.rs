@@ -30,9 +30,11 @@ pub const REFRESH: Duration = Duration::from_millis(100);
 /// How often every process reads the whole table again (and forgets what expired).
 pub const RELOAD: Duration = Duration::from_secs(60);
 
-/// Rows written this long before the newest one seen are read again at every refresh:
-/// on PostgreSQL a transaction that wrote earlier may commit later, and its rows must
-/// not fall behind the cursor.
+/// PostgreSQL: rows written this long before the newest one seen are read again at
+/// every refresh, as a transaction that wrote earlier may commit later and its rows
+/// must not fall behind the cursor. SQLite's transactions hold the one writer from
+/// their first statement, so rows commit in the order of their `revoked_at`: only the
+/// newest millisecond is read again.
 pub const OVERLAP: Duration = Duration::from_secs(3);
 
 /// How long a row outlives its token: the token check's leeway, with a margin.
@@ -196,6 +198,8 @@ struct Refresher {
     revoked: Revoked,
     /// The newest `revoked_at` read so far.
     cursor: i64,
+    /// How far before the cursor each refresh reads again ([`OVERLAP`]), in ms.
+    overlap: i64,
 }
 
 impl Refresher {
@@ -207,7 +211,7 @@ impl Refresher {
     }
 
     async fn refresh(&mut self) -> Result<(), ticketing_store::Error> {
-        let since = self.cursor.saturating_sub(OVERLAP.as_millis() as i64);
+        let since = self.cursor.saturating_sub(self.overlap);
         let (rows, newest) = read_since(&self.store, since).await?;
         self.revoked.extend(rows);
         self.cursor = self.cursor.max(newest.unwrap_or(i64::MIN));
@@ -248,6 +252,10 @@ pub async fn watch(
         store: store.clone(),
         revoked: revoked.clone(),
         cursor: i64::MIN,
+        overlap: match store.backend() {
+            Backend::Postgres => OVERLAP.as_millis() as i64,
+            Backend::Sqlite => 0,
+        },
     };
     refresher.reload().await?;
     tasks.push(tokio::spawn(refresher.run(shutdown.clone())));
