@@ -1,18 +1,26 @@
 //! Auth service: accounts and sessions (`/api/users/*`).
+//!
+//! Keeps a row per session (`sessions`) and publishes `session:revoked` through its
+//! outbox when sessions end early (sign-out, a password change); like every service it
+//! refuses the revoked sessions it heard of (`ticketing_kit::sessions`).
 
 mod domain;
 mod limits;
 mod password;
 mod routes;
+mod sessions;
 mod users;
 
 use std::time::Duration;
 
 use axum::extract::FromRef;
+use ticketing_bus::Consumers;
+use ticketing_contracts::events::groups;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::client::TrustedProxies;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
+use ticketing_store::retention::spawn_table_pruner;
 use ticketing_store::{Migrations, Store};
 
 pub use limits::{
@@ -22,7 +30,8 @@ pub use password::{HashSettings, Hasher};
 
 pub const SERVICE: &str = "auth";
 
-pub static MIGRATIONS: Migrations = ticketing_store::migrations!["0001_users.sql"];
+pub static MIGRATIONS: Migrations =
+    ticketing_store::migrations!["0001_users.sql", "0002_sessions.sql"];
 
 /// What only the auth service is configured with.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +56,22 @@ pub struct AppState {
 
 /// Open the auth database and return the service's routes.
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
-    let store = Store::open(&rt.location(SERVICE)?, &MIGRATIONS).await?;
+    let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
+    let mut tasks = Vec::new();
+    rt.start_outbox(&store, &mut tasks);
+    let (keys, revoked) = rt.watch_revoked_sessions(&store, &mut tasks).await?;
+    tasks.push(spawn_table_pruner(
+        store.clone(),
+        "sessions",
+        "expires_at",
+        "sid",
+        sessions::KEEP_AFTER_EXPIRY,
+        rt.shutdown.clone(),
+    ));
     let limits = Limits::new(&settings.limits);
     let state = AppState {
         store: store.clone(),
-        keys: rt.keys.clone(),
+        keys,
         hasher: Hasher::new(&settings.hashing),
         cookie_secure: settings.cookie_secure,
         limits: limits.clone(),
@@ -67,10 +87,13 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
             }
         }
     });
+    tasks.push(pruning);
+    let consumers = Consumers::new(groups::AUTH, &store).listen(revoked);
+    tasks.extend(rt.start_consumers(consumers).await?);
     Ok(Mounted {
         name: SERVICE,
         router: routes::router().with_state(state),
         ready: vec![ReadyCheck::store("auth-db", &store)],
-        tasks: vec![pruning],
+        tasks,
     })
 }

@@ -1,4 +1,4 @@
-//! Rate limits of sign-in and sign-up (governor's GCRA, keyed): per client address,
+//! Rate limits of sign-in, sign-up and password changes (governor's GCRA, keyed): per client address,
 //! generous, and per account (the normalised e-mail), tight. A refusal is 429 with
 //! `Retry-After`, counted in `auth_rate_limited_total{limit, route}`.
 
@@ -56,6 +56,8 @@ struct Inner {
 pub enum Route {
     SignIn,
     SignUp,
+    /// `PUT /api/users/password`: a guess at the current password, limited as sign-in.
+    Password,
 }
 
 impl Route {
@@ -63,6 +65,7 @@ impl Route {
         match self {
             Route::SignIn => "signin",
             Route::SignUp => "signup",
+            Route::Password => "password",
         }
     }
 }

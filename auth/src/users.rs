@@ -3,7 +3,7 @@
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::UserId;
 use ticketing_kit::ApiError;
-use ticketing_store::{query, FromRow, OnUnique, Store};
+use ticketing_store::{query, FromRow, OnUnique, Store, Tx};
 
 use crate::domain::Email;
 
@@ -43,4 +43,26 @@ pub async fn find_by_email(store: &Store, email: &Email) -> Result<Option<User>,
         .fetch_optional(store.reader())
         .await?;
     Ok(row.as_ref().map(User::from_row).transpose()?)
+}
+
+pub async fn find_by_id(store: &Store, id: &UserId) -> Result<Option<User>, ApiError> {
+    let row = query("SELECT id, email, password_hash FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(store.writer())
+        .await?;
+    Ok(row.as_ref().map(User::from_row).transpose()?)
+}
+
+/// Replace `user`'s password hash, in `tx`.
+pub async fn set_password(
+    tx: &mut Tx,
+    user: &UserId,
+    password_hash: &str,
+) -> Result<(), ticketing_store::Error> {
+    query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(password_hash)
+        .bind(user)
+        .execute(tx)
+        .await?;
+    Ok(())
 }

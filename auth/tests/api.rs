@@ -459,6 +459,7 @@ async fn health_and_openapi_are_served(backend: TestBackend) {
         "/api/users/signin",
         "/api/users/signout",
         "/api/users/currentuser",
+        "/api/users/password",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),
@@ -641,7 +642,275 @@ async fn a_flood_of_hashes_is_refused_with_503_not_queued(backend: TestBackend) 
     assert!(created >= 1 && busy >= 1, "created {created}, busy {busy}");
 }
 
+/// `email`'s token from a sign-in of its own (a session of its own).
+async fn session_of(app: &App, email: &str, password: &str) -> String {
+    let res = app
+        .post(
+            "/api/users/signin",
+            json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "sign in {email}");
+    jwt_of(&set_cookie(&res))
+}
+
+/// What the auth service says of `token`: its current user's e-mail, or null.
+async fn who(app: &App, token: &str) -> Value {
+    let me: Value = app
+        .server
+        .client
+        .get(app.server.url("/api/users/currentuser"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["currentUser"]["email"].clone()
+}
+
+async fn with_token(
+    app: &App,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Response {
+    app.server
+        .client
+        .request(method, app.server.url(path))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn tokens_carry_a_random_sid(backend: TestBackend) {
+    let app = spawn(backend).await;
+    app.signup("test@test.com", "password123").await;
+    let a = session_of(&app, "test@test.com", "password123").await;
+    let b = session_of(&app, "test@test.com", "password123").await;
+    let claims = |t: &str| -> Value {
+        let payload = t.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let (ca, cb) = (claims(&a), claims(&b));
+    for key in ["id", "email", "iat", "exp", "sid"] {
+        assert!(ca.get(key).is_some(), "{key} missing from {ca}");
+    }
+    assert_eq!(ca.as_object().unwrap().len(), 5, "{ca}");
+    assert_ne!(ca["sid"], cb["sid"]);
+}
+
+async fn signout_ends_this_session_only(backend: TestBackend) {
+    let app = spawn(backend).await;
+    app.signup("test@test.com", "password123").await;
+    let a = session_of(&app, "test@test.com", "password123").await;
+    let b = session_of(&app, "test@test.com", "password123").await;
+    assert_eq!(who(&app, &a).await, "test@test.com");
+    let res = with_token(
+        &app,
+        &a,
+        reqwest::Method::POST,
+        "/api/users/signout",
+        json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(set_cookie(&res).starts_with("session=;"));
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({}));
+    // The auth process that ended it refuses it at once.
+    assert_eq!(who(&app, &a).await, Value::Null);
+    assert_eq!(who(&app, &b).await, "test@test.com");
+    // Signing out again, or with no body at all, is still 200 `{}`.
+    let again = app
+        .server
+        .client
+        .post(app.server.url("/api/users/signout"))
+        .header(AUTHORIZATION, format!("Bearer {a}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap(), json!({}));
+}
+
+async fn signout_everywhere_ends_every_session(backend: TestBackend) {
+    let app = spawn(backend).await;
+    app.signup("test@test.com", "password123").await;
+    app.signup("other@test.com", "password123").await;
+    let a = session_of(&app, "test@test.com", "password123").await;
+    let b = session_of(&app, "test@test.com", "password123").await;
+    let other = session_of(&app, "other@test.com", "password123").await;
+    let res = with_token(
+        &app,
+        &a,
+        reqwest::Method::POST,
+        "/api/users/signout",
+        json!({"everywhere": true}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({}));
+    assert_eq!(who(&app, &a).await, Value::Null);
+    assert_eq!(who(&app, &b).await, Value::Null);
+    assert_eq!(who(&app, &other).await, "other@test.com");
+    // A new sign-in is a new session, untouched.
+    let c = session_of(&app, "test@test.com", "password123").await;
+    assert_eq!(who(&app, &c).await, "test@test.com");
+}
+
+async fn a_password_change_ends_every_other_session(backend: TestBackend) {
+    // More attempts on the account than the default limit allows (its own test below).
+    let app = spawn_with(backend, |s| s.limits.per_account_per_minute = 20).await;
+    let created: Value = app
+        .signup("test@test.com", "password123")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let a = session_of(&app, "test@test.com", "password123").await;
+    let b = session_of(&app, "test@test.com", "password123").await;
+    let res = with_token(
+        &app,
+        &a,
+        reqwest::Method::PUT,
+        "/api/users/password",
+        json!({"currentPassword": "password123", "newPassword": "new password 456"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = set_cookie(&res);
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    let c = jwt_of(&cookie);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"id": created["id"], "email": "test@test.com"})
+    );
+    assert_eq!(who(&app, &a).await, Value::Null);
+    assert_eq!(who(&app, &b).await, Value::Null);
+    assert_eq!(who(&app, &c).await, "test@test.com");
+    // The new password signs in; the old one no more.
+    session_of(&app, "test@test.com", "new password 456").await;
+    let old = app
+        .post(
+            "/api/users/signin",
+            json!({"email": "test@test.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(old.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn a_password_change_validates_its_fields(backend: TestBackend) {
+    let app = spawn(backend).await;
+    app.signup("test@test.com", "password123").await;
+    let a = session_of(&app, "test@test.com", "password123").await;
+    let put = |body: Value| with_token(&app, &a, reqwest::Method::PUT, "/api/users/password", body);
+
+    let res = put(json!({"currentPassword": "password123", "newPassword": "short"})).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    let errs = errors(res).await;
+    assert_eq!(fields(&errs), ["newPassword"]);
+    assert_eq!(
+        errs[0]["message"],
+        "Password must be between 8 and 128 characters"
+    );
+
+    let long = "x".repeat(129);
+    let res = put(json!({"currentPassword": "password123", "newPassword": long})).await;
+    assert_eq!(fields(&errors(res).await), ["newPassword"]);
+
+    let res =
+        put(json!({"currentPassword": "wrong password", "newPassword": "new password 456"})).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let errs = errors(res).await;
+    assert_eq!(
+        errs,
+        [json!({"message": "Invalid credentials", "field": "currentPassword"})]
+    );
+
+    let res = put(json!({})).await;
+    assert_eq!(
+        fields(&errors(res).await),
+        ["currentPassword", "newPassword"]
+    );
+
+    // Nothing changed, and the session still works.
+    assert_eq!(who(&app, &a).await, "test@test.com");
+    session_of(&app, "test@test.com", "password123").await;
+
+    // Anonymous: 401.
+    let res = TestServer::new_client()
+        .put(app.server.url("/api/users/password"))
+        .json(&json!({"currentPassword": "password123", "newPassword": "new password 456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn password_guesses_are_limited_like_sign_ins(backend: TestBackend) {
+    let app = spawn(backend).await;
+    app.signup("victim@test.com", "password123").await;
+    let stolen = session_of(&app, "victim@test.com", "password123").await;
+    // Sign-up and sign-in were two attempts on the account; three wrong guesses follow.
+    let guess = json!({"currentPassword": "wrong password", "newPassword": "new password 456"});
+    for _ in 0..3 {
+        let res = with_token(
+            &app,
+            &stolen,
+            reqwest::Method::PUT,
+            "/api/users/password",
+            guess.clone(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    for _ in 0..3 {
+        let res = with_token(
+            &app,
+            &stolen,
+            reqwest::Method::PUT,
+            "/api/users/password",
+            guess.clone(),
+        )
+        .await;
+        let retry_after = assert_refused_with_429(res).await;
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    let metrics = app
+        .server
+        .client
+        .get(app.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("auth_rate_limited_total{") && l.contains("route=\"password\"")),
+        "{metrics}"
+    );
+}
+
 backend_tests!(
+    tokens_carry_a_random_sid,
+    signout_ends_this_session_only,
+    signout_everywhere_ends_every_session,
+    a_password_change_ends_every_other_session,
+    a_password_change_validates_its_fields,
+    password_guesses_are_limited_like_sign_ins,
     wrong_passwords_for_one_account_are_refused_after_a_handful,
     the_default_address_limit_lets_a_test_suite_through,
     forwarded_for_names_the_client_only_behind_a_trusted_proxy,

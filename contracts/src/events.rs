@@ -31,10 +31,13 @@ pub enum Subject {
     /// Ours: units offered to a waiting list's head (an order placed for the waiter).
     #[serde(rename = "waitlist:offered")]
     WaitlistOffered,
+    /// Ours: sessions ended before their tokens expire (sign-out, a password change).
+    #[serde(rename = "session:revoked")]
+    SessionRevoked,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 8] = [
+    pub const ALL: [Subject; 9] = [
         Subject::TicketCreated,
         Subject::TicketUpdated,
         Subject::OrderCreated,
@@ -43,6 +46,7 @@ impl Subject {
         Subject::PaymentCreated,
         Subject::PaymentRefunded,
         Subject::WaitlistOffered,
+        Subject::SessionRevoked,
     ];
 
     /// The seed's subject name, e.g. `ticket:created`.
@@ -56,6 +60,7 @@ impl Subject {
             Subject::PaymentCreated => "payment:created",
             Subject::PaymentRefunded => "payment:refunded",
             Subject::WaitlistOffered => "waitlist:offered",
+            Subject::SessionRevoked => "session:revoked",
         }
     }
 
@@ -72,6 +77,7 @@ impl std::fmt::Display for Subject {
 
 /// The consumer groups (the seed's queue groups): one per service.
 pub mod groups {
+    pub const AUTH: &str = "auth-service";
     pub const TICKETS: &str = "tickets-service";
     pub const ORDERS: &str = "orders-service";
     pub const PAYMENTS: &str = "payments-service";
@@ -194,6 +200,19 @@ pub struct WaitlistOffered {
     pub expires_at: String,
 }
 
+/// Sessions of user `userId` that no longer count, though their tokens have not expired:
+/// every service treats a token carrying one of `sessionIds` (its `sid` claim) as
+/// anonymous until `expiresAt`, the latest expiry among those tokens, and may forget
+/// them after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRevoked {
+    pub user_id: UserId,
+    pub session_ids: Vec<String>,
+    /// ISO-8601 UTC with milliseconds.
+    pub expires_at: String,
+}
+
 /// Each payload type is published on the subject of the same name.
 macro_rules! published_on_its_subject {
     ($($event:ident),* $(,)?) => {
@@ -210,5 +229,6 @@ published_on_its_subject!(
     ExpirationComplete,
     PaymentCreated,
     PaymentRefunded,
-    WaitlistOffered
+    WaitlistOffered,
+    SessionRevoked
 );

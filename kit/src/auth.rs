@@ -1,7 +1,9 @@
 //! Sessions: HS256 JWTs carried in the seed-compatible `session` cookie (base64 of
 //! `{"jwt": "<token>"}`) or in `Authorization: Bearer`.
 //!
-//! A bad, expired, foreign or `alg: none` token means "anonymous", never an error.
+//! A bad, expired, foreign or `alg: none` token means "anonymous", never an error; so
+//! does a token whose session was revoked (its `sid` in the service's
+//! [`Revoked`] set, kept by [`crate::sessions`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use ticketing_contracts::UserId;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::sessions::Revoked;
 use ticketing_contracts::time::now_millis;
 
 /// The cookie we set (cookie-session 2.x's name).
@@ -25,13 +28,24 @@ pub const SESSION_COOKIE: &str = "session";
 /// The seed's cookie name (cookie-session 1.x), accepted on input.
 pub const LEGACY_SESSION_COOKIE: &str = "express:sess";
 
-/// The token's claims, as the seed's services read them, plus `exp`.
+/// The token's claims, as the seed's services read them, plus `exp` and `sid`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Claims {
     pub id: UserId,
     pub email: String,
     pub iat: i64,
     pub exp: i64,
+    /// The session this token belongs to (random, 128 bits): what sign-out revokes.
+    /// Absent from tokens issued before sessions could be revoked; they live until `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl Claims {
+    /// When the token expires, in milliseconds since the epoch.
+    pub fn expires_at_millis(&self) -> i64 {
+        self.exp.saturating_mul(1000)
+    }
 }
 
 struct KeysInner {
@@ -41,9 +55,13 @@ struct KeysInner {
     ttl: Duration,
 }
 
-/// Signing and verification keys, with the session lifetime.
+/// Signing and verification keys, with the session lifetime, and the sessions revoked
+/// (a service's own set, [`JwtKeys::with_revoked`]; none: nothing is revoked).
 #[derive(Clone)]
-pub struct JwtKeys(Arc<KeysInner>);
+pub struct JwtKeys {
+    inner: Arc<KeysInner>,
+    revoked: Option<Revoked>,
+}
 
 impl JwtKeys {
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
@@ -51,37 +69,67 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp"]);
-        JwtKeys(Arc::new(KeysInner {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            ttl,
-        }))
+        JwtKeys {
+            inner: Arc::new(KeysInner {
+                encoding: EncodingKey::from_secret(secret),
+                decoding: DecodingKey::from_secret(secret),
+                validation,
+                ttl,
+            }),
+            revoked: None,
+        }
+    }
+
+    /// The same keys, refusing the sessions of `revoked`.
+    pub fn with_revoked(&self, revoked: Revoked) -> JwtKeys {
+        JwtKeys {
+            inner: self.inner.clone(),
+            revoked: Some(revoked),
+        }
+    }
+
+    /// The sessions these keys refuse, if they are given any.
+    pub fn revoked(&self) -> Option<&Revoked> {
+        self.revoked.as_ref()
     }
 
     pub fn ttl(&self) -> Duration {
-        self.0.ttl
+        self.inner.ttl
     }
 
-    /// Sign a session token for a user.
+    /// Sign a session token for a user, for a new session (a random `sid`).
     pub fn issue(&self, id: &str, email: &str) -> anyhow::Result<(String, Claims)> {
         let iat = now_millis() / 1000;
         let claims = Claims {
             id: id.into(),
             email: email.to_owned(),
             iat,
-            exp: iat + self.0.ttl.as_secs() as i64,
+            exp: iat + self.inner.ttl.as_secs() as i64,
+            sid: Some(crate::sessions::new_session_id()),
         };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)?;
+        let token = self.sign(&claims)?;
         Ok((token, claims))
     }
 
-    /// The claims of a valid token; `None` for anything else.
+    /// Sign `claims` as they are.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.inner.encoding,
+        )?)
+    }
+
+    /// The claims of a valid token of a session not revoked; `None` for anything else.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+                .ok()?
+                .claims;
+        match (&self.revoked, &claims.sid) {
+            (Some(revoked), Some(sid)) if revoked.contains(sid) => None,
+            _ => Some(claims),
+        }
     }
 
     /// The session cookie carrying `token`.
@@ -89,7 +137,7 @@ impl JwtKeys {
         let value = STANDARD.encode(serde_json::json!({ "jwt": token }).to_string());
         let cookie = format!(
             "{SESSION_COOKIE}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
-            self.0.ttl.as_secs(),
+            self.inner.ttl.as_secs(),
             if secure { "; Secure" } else { "" }
         );
         HeaderValue::from_str(&cookie).expect("cookie is ASCII")
@@ -222,9 +270,28 @@ mod tests {
             email: "a@b.co".into(),
             iat: 1,
             exp: 2,
+            sid: None,
         };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.0.encoding).unwrap();
+        let token = k.sign(&claims).unwrap();
         assert_eq!(k.verify(&token), None);
+    }
+
+    #[test]
+    fn revoked_sessions_are_strangers_and_tokens_without_sid_live_on() {
+        let revoked = Revoked::default();
+        let k = keys().with_revoked(revoked.clone());
+        let (a, a_claims) = k.issue("u1", "a@b.co").unwrap();
+        let (b, _) = k.issue("u1", "a@b.co").unwrap();
+        assert!(a_claims.sid.as_ref().is_some_and(|s| s.len() >= 22));
+        revoked.insert(a_claims.sid.clone().unwrap(), a_claims.expires_at_millis());
+        assert_eq!(k.verify(&a), None);
+        assert!(k.verify(&b).is_some());
+        // Keys without the set (another service's) still take it.
+        assert!(keys().verify(&a).is_some());
+        let old = Claims {
+            sid: None,
+            ..a_claims
+        };
+        assert!(k.verify(&k.sign(&old).unwrap()).is_some());
     }
 }

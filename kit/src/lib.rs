@@ -14,6 +14,7 @@ pub mod keyed;
 pub mod replica;
 mod row;
 pub mod runtime;
+pub mod sessions;
 pub mod telemetry;
 pub mod trace;
 pub mod validate;

@@ -12,6 +12,7 @@ use ticketing_store::{DatabaseConfig, DbLocation, Migrations, Store};
 
 use crate::auth::JwtKeys;
 use crate::health::ReadyCheck;
+use crate::sessions::RevokedListener;
 
 /// Settings and shared handles every service gets. A setting only one service uses
 /// (the order TTL, the cookie's `Secure` flag) is that service's own `Settings`.
@@ -91,12 +92,25 @@ impl Runtime {
         let mut tasks = Vec::new();
         self.start_outbox(&store, &mut tasks);
         self.keep_idempotency_keys(&store, &mut tasks).await?;
+        let (keys, revoked) = self.watch_revoked_sessions(&store, &mut tasks).await?;
         Ok(Starting {
             rt: self,
             name: service,
             store,
+            keys,
+            revoked,
             tasks,
         })
+    }
+
+    /// Keep `store`'s service's revoked sessions ([`crate::sessions::watch`]): the keys
+    /// that refuse them, and the listener of `session:revoked` to subscribe.
+    pub async fn watch_revoked_sessions(
+        &self,
+        store: &Store,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> anyhow::Result<(JwtKeys, RevokedListener)> {
+        crate::sessions::watch(store, &self.keys, &self.shutdown, tasks).await
     }
 }
 
@@ -106,17 +120,21 @@ pub struct Starting<'rt> {
     rt: &'rt Runtime,
     name: &'static str,
     pub store: Store,
+    /// The runtime's keys, refusing the sessions revoked ([`crate::sessions`]).
+    pub keys: JwtKeys,
+    revoked: RevokedListener,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
 impl Starting<'_> {
-    /// Subscribe the service's listeners and hand it over with its routes; it is ready
-    /// while its store answers (`<service>-db`).
+    /// Subscribe the service's listeners (and the one of `session:revoked`) and hand it
+    /// over with its routes; it is ready while its store answers (`<service>-db`).
     pub async fn mount(
         mut self,
         consumers: Consumers,
         router: OpenApiRouter,
     ) -> anyhow::Result<Mounted> {
+        let consumers = consumers.listen(self.revoked);
         self.tasks.extend(self.rt.start_consumers(consumers).await?);
         Ok(Mounted {
             name: self.name,

@@ -46,7 +46,8 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_SEED_TICKETS", default_value_t = 60)]
     pub seed_tickets: usize,
     /// Weights of the journeys, `name=weight,...` (a weight of 0 leaves one out).
-    /// Journeys: browse, view, account, sell, buy, abandon, cancel, contention.
+    /// Journeys: browse, view, account, sell, buy, abandon, cancel, contention, and
+    /// revoke (weight 0 unless given: sign up, sign out, the old token refused ≤ 1 s).
     #[arg(long, env = "LOADGEN_WEIGHTS", value_delimiter = ',')]
     pub weights: Vec<String>,
     /// Also write goose's HTML report here.

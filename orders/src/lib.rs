@@ -110,7 +110,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         store: store.clone(),
         placer: placer::Placer::new(store),
         queued: queue::Queued::default(),
-        keys: rt.keys.clone(),
+        keys: service.keys.clone(),
         settings: settings.clone(),
     };
     let consumers = Consumers::new(groups::ORDERS, store)

@@ -48,7 +48,7 @@ pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::
     let service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
     let state = AppState {
         store: service.store.clone(),
-        keys: rt.keys.clone(),
+        keys: service.keys.clone(),
         provider,
     };
     let consumers = Consumers::new(groups::PAYMENTS, &service.store)

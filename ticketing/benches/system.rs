@@ -19,7 +19,12 @@
 //!    axum handler, same runtime, same allocator; `ticketing/benches/tools/ceiling.rs`), measured
 //!    with the same client, concurrency and duration — ceiling, list, ceiling, list — and
 //!    again with `wrk -t1 -c50` when `wrk` is installed;
-//! 6. `GET /`, the web page listing the same 100 tickets, requests per second.
+//! 6. `GET /`, the web page listing the same 100 tickets, requests per second;
+//! 7. `GET /api/orders` with the session revocation check (issue 31): `BENCH_REVOKED`
+//!    sessions signed out first (the orders service holds them all in its set), then a
+//!    buyer's token with a `sid` (looked up) against the same buyer's token without one
+//!    (no lookup), alternating, `BENCH_REVOCATION_ROUNDS` pairs; printed as a ratio
+//!    (target ≥ 0.97: within 3%).
 //!
 //! Every throughput is also printed as a ratio to the ceiling, so the figures hold on any
 //! machine (issue 15); the list's targets are ratios. Before the run it prints the
@@ -44,7 +49,8 @@
 //! workers, default 1), `BENCH_CEILING_ROUNDS` (ceiling/list pairs, default 2),
 //! `BENCH_WRK` (0 skips wrk), `BENCH_WRK_CONNECTIONS` (default 50), `BENCH_UNITS` (units
 //! of each listing of many, default 10000, 0 skips), `BENCH_UNIT_LISTINGS` (default 12
-//! embedded, 5 distributed), `BENCH_RUST_LOG` (the server's `RUST_LOG`, default: the
+//! embedded, 5 distributed), `BENCH_REVOKED` (sessions revoked before phase 7, default
+//! 10000, 0 skips the phase), `BENCH_REVOCATION_ROUNDS` (default 2), `BENCH_RUST_LOG` (the server's `RUST_LOG`, default: the
 //! server's own default).
 //!
 //! Run: `cargo bench -p ticketing --bench system` (`BENCH_MODE=distributed cargo bench
@@ -62,7 +68,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use ticketing_kit::auth::JwtKeys;
+use ticketing_kit::auth::{Claims, JwtKeys};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Cap of concurrent requests of the open-loop run.
@@ -92,6 +98,8 @@ struct Knobs {
     wrk_connections: usize,
     units: usize,
     unit_listings: usize,
+    revoked: usize,
+    revocation_rounds: usize,
 }
 
 fn distributed_mode() -> bool {
@@ -133,6 +141,8 @@ impl Knobs {
             wrk: env_or("BENCH_WRK", 1u8) != 0,
             wrk_connections: env_or("BENCH_WRK_CONNECTIONS", 50usize).max(1),
             units: env_or("BENCH_UNITS", 10_000usize).min(99_999),
+            revoked: env_or("BENCH_REVOKED", 10_000usize),
+            revocation_rounds: env_or("BENCH_REVOCATION_ROUNDS", 2usize).max(1),
             // Enough listings that no closed loop on them runs dry (each concurrency
             // runs BENCH_SECONDS; a listing takes BENCH_UNITS orders).
             unit_listings: env_or(
@@ -1345,16 +1355,32 @@ async fn get_load(
     concurrency: usize,
     secs: u64,
 ) -> (usize, usize, Samples) {
+    get_load_as(client, url, None, concurrency, secs).await
+}
+
+/// [`get_load`] with `authorization` on every request.
+async fn get_load_as(
+    client: &Client,
+    url: &str,
+    authorization: Option<&str>,
+    concurrency: usize,
+    secs: u64,
+) -> (usize, usize, Samples) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, url) = (client.clone(), url.to_owned());
+        let authorization = authorization.map(str::to_owned);
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut bad) = (0usize, 0usize);
             let mut latency = Samples::default();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                match client.get(&url).send().await {
+                let mut request = client.get(&url);
+                if let Some(authorization) = &authorization {
+                    request = request.header("authorization", authorization);
+                }
+                match request.send().await {
                     Ok(r) if r.status().is_success() => {
                         if r.bytes().await.is_ok() {
                             ok += 1;
@@ -2020,6 +2046,20 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
     );
     report.note(format!("page: {ok} ok, {bad} failed; {cpu}"));
 
+    // 7. GET /api/orders with the revocation check, beside the same without it.
+    if k.revoked > 0 {
+        revocation_check(
+            &k,
+            &client,
+            &server.base,
+            &keys,
+            &api.buyers[0],
+            pid,
+            &mut report,
+        )
+        .await;
+    }
+
     let rss_after = status_kb(pid, "VmRSS");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after_idle = status_kb(pid, "VmRSS");
@@ -2070,4 +2110,161 @@ async fn run(k: Knobs, mode: Mode, machine: Vec<String>, busy: bool) {
     report.print();
     drop(server);
     drop(cleanup);
+}
+
+/// Phase 7: `k.revoked` sessions signed out (tokens of their own, minted here), then
+/// `GET /api/orders` as `buyer` with its `sid` (looked up in a set of `k.revoked`) and
+/// without (a token of the same claims but the `sid`: no lookup), alternating.
+async fn revocation_check(
+    k: &Knobs,
+    client: &Client,
+    base: &str,
+    keys: &JwtKeys,
+    buyer: &str,
+    pid: u32,
+    report: &mut Report,
+) {
+    println!(
+        "\n[revocation] {} sessions signed out, then GET /api/orders with and without the check, c={} for {} s × {} each",
+        k.revoked, k.concurrency, k.seconds, k.revocation_rounds
+    );
+    let revoked: Vec<String> = (0..k.revoked)
+        .map(|i| {
+            keys.issue(
+                &format!("bench-revoked-{i}"),
+                &format!("revoked{i}@bench.test"),
+            )
+            .expect("a token")
+            .0
+        })
+        .collect();
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let revoked = Arc::new(revoked);
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..k.concurrency {
+        let (client, next, revoked, failed) = (
+            client.clone(),
+            next.clone(),
+            revoked.clone(),
+            failed.clone(),
+        );
+        let url = format!("{base}/api/users/signout");
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(token) = revoked.get(i) else { return };
+                let ok = client
+                    .post(&url)
+                    .header("authorization", format!("Bearer {token}"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::OK);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let signed_out = started.elapsed();
+    // The orders service holds the set once it refuses the last one.
+    let last = revoked.last().expect("some revoked");
+    let refused_after = loop {
+        let status = client
+            .get(format!("{base}/api/orders"))
+            .header("authorization", format!("Bearer {last}"))
+            .send()
+            .await
+            .map(|r| r.status());
+        if matches!(status, Ok(StatusCode::UNAUTHORIZED)) {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            report.note("revocation: the orders service never refused the last session");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    report.note(format!(
+        "revocation: {} sign-outs in {} ({} failed); the orders service refused the last after {}",
+        k.revoked,
+        ms(signed_out),
+        failed.load(Ordering::Relaxed),
+        ms(refused_after)
+    ));
+
+    let with_sid = format!("Bearer {buyer}");
+    let claims = keys.verify(buyer).expect("the buyer's token");
+    let without_sid = format!(
+        "Bearer {}",
+        keys.sign(&Claims {
+            sid: None,
+            ..claims
+        })
+        .expect("a token")
+    );
+    let url = format!("{base}/api/orders");
+    let (mut rates_with, mut rates_without) = (Vec::new(), Vec::new());
+    let (mut lat_with, mut lat_without) = (Samples::default(), Samples::default());
+    // Warm both paths up, then alternate which goes first, so that drift (a backlog of
+    // the phases before, the machine's other work) falls on both alike.
+    for auth in [&without_sid, &with_sid] {
+        let _ = get_load_as(client, &url, Some(auth), k.concurrency, 1).await;
+    }
+    for round in 0..k.revocation_rounds {
+        let mut runs = [
+            (&without_sid, &mut rates_without, &mut lat_without),
+            (&with_sid, &mut rates_with, &mut lat_with),
+        ];
+        if round % 2 == 1 {
+            runs.reverse();
+        }
+        for (auth, rates, latency) in runs {
+            let cpu = CpuMeter::start(pid);
+            let (ok, bad, l) =
+                get_load_as(client, &url, Some(auth), k.concurrency, k.seconds).await;
+            let cpu = cpu.stop();
+            rates.push(ok as f64 / cpu.wall);
+            latency.merge(l);
+            if bad > 0 {
+                report.note(format!("revocation: {bad} GET /api/orders failed"));
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (with, without) = (mean(&rates_with), mean(&rates_without));
+    let ratio = if without > 0.0 { with / without } else { 0.0 };
+    let each = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    report.note(format!(
+        "revocation: GET /api/orders per run, with the check {} req/s; without {} req/s",
+        each(&rates_with),
+        each(&rates_without)
+    ));
+    println!("  · GET /api/orders: with the check {with:.0} req/s, without {without:.0} req/s: ratio {ratio:.3}");
+    report.row(
+        "GET /api/orders, token without sid (no revocation check)",
+        format!("{without:.0} req/s, {}", lat_without.summary()),
+    );
+    report.row(
+        format!(
+            "GET /api/orders, token with sid ({} sessions revoked)",
+            k.revoked
+        ),
+        format!("{with:.0} req/s, {}", lat_with.summary()),
+    );
+    report.check(
+        "GET /api/orders with the revocation check ÷ without",
+        format!("{ratio:.3}"),
+        "≥ 0.97 (within 3%)",
+        ratio >= 0.97,
+    );
 }

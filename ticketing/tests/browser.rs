@@ -484,3 +484,111 @@ async fn the_queue_takes_a_buyer_to_an_order_in_chromium() {
 async fn the_queue_takes_a_buyer_to_an_order_without_javascript() {
     queue_to_an_order(false).await;
 }
+
+/// Sign in `email` (password of [`sign_up`]) in `browser`.
+async fn sign_in(browser: &Browser, site: &Site, email: &str, password: &str) {
+    browser.goto(&site.url("/auth/signin")).await;
+    browser.fill("#f-email", email).await;
+    browser.fill("#f-password", password).await;
+    browser.click("main form button[type=submit]").await;
+    browser.wait_for_text(".nav-user .who", email).await;
+}
+
+/// Reload `url` in `browser` until it shows a signed-out header; how long it took.
+async fn until_signed_out(browser: &Browser, url: &str) -> Duration {
+    let since = Instant::now();
+    loop {
+        browser.goto(url).await;
+        if browser.find_now("a[href='/auth/signup']").await {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "still signed in: {}",
+            browser.text().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `/auth/password` (issue 31): reached from the header, the contract's field errors
+/// beside their fields, a change that signs the other device out and keeps this one
+/// in, and "Sign out everywhere" — with JavaScript and without.
+async fn change_password_and_sign_out_everywhere(javascript: bool) {
+    let site = Site::start(Duration::from_secs(900)).await;
+    let driver = Driver::start().await;
+    let (shots, browser) = if javascript {
+        (Shots::new("password"), driver.browser("person").await)
+    } else {
+        (
+            Shots::new("password_no_js"),
+            driver.browser_without_js("person").await,
+        )
+    };
+    let other_device = driver.browser("other-device").await;
+    let email = "changer@test.com";
+    sign_up(&browser, &site, email).await;
+    sign_in(&other_device, &site, email, "correct horse battery").await;
+
+    browser.click(".nav-user a.who").await;
+    browser.wait_for_text("main h1", "Change password").await;
+    assert!(browser.current_url().await.ends_with("/auth/password"));
+    browser.screenshots(&shots, "password-form").await;
+
+    browser
+        .fill("#f-currentPassword", "correct horse battery")
+        .await;
+    browser.fill("#f-newPassword", "short").await;
+    browser.click("form[action='/auth/password'] button").await;
+    browser
+        .wait_for_text(
+            "#f-newPassword-error",
+            "Password must be between 8 and 128 characters",
+        )
+        .await;
+    browser.screenshots(&shots, "password-too-short").await;
+
+    browser.fill("#f-currentPassword", "not my password").await;
+    browser.fill("#f-newPassword", "a brand new password").await;
+    browser.click("form[action='/auth/password'] button").await;
+    browser
+        .wait_for_text("#f-currentPassword-error", "Invalid credentials")
+        .await;
+    browser.screenshots(&shots, "password-wrong-current").await;
+
+    browser
+        .fill("#f-currentPassword", "correct horse battery")
+        .await;
+    browser.fill("#f-newPassword", "a brand new password").await;
+    browser.click("form[action='/auth/password'] button").await;
+    browser
+        .wait_for_text("#password-changed", "Password changed.")
+        .await;
+    browser.wait_for_text(".nav-user .who", email).await;
+    browser.screenshots(&shots, "password-changed").await;
+
+    // The other device's session ended; this one goes on with its new cookie.
+    let took = until_signed_out(&other_device, &site.url("/orders")).await;
+    println!("other device signed out after {took:?}");
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    browser.goto(&site.url("/orders")).await;
+    browser.wait_for_text(".nav-user .who", email).await;
+
+    // Sign out everywhere: this browser too, and a session signed in since.
+    sign_in(&other_device, &site, email, "a brand new password").await;
+    browser.goto(&site.url("/auth/password")).await;
+    browser.click("#sign-out-everywhere").await;
+    browser.wait_for("a[href='/auth/signup']").await;
+    browser.screenshots(&shots, "signed-out-everywhere").await;
+    until_signed_out(&other_device, &site.url("/orders")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_password_and_sign_out_everywhere_in_chromium() {
+    change_password_and_sign_out_everywhere(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_password_and_sign_out_everywhere_without_javascript() {
+    change_password_and_sign_out_everywhere(false).await;
+}

@@ -78,7 +78,7 @@ pub async fn mount(rt: &Runtime) -> anyhow::Result<Mounted> {
     let mut service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
     let state = AppState {
         store: service.store.clone(),
-        keys: rt.keys.clone(),
+        keys: service.keys.clone(),
         list_cache: Arc::default(),
     };
     let consumers = Consumers::new(groups::TICKETS, &service.store)

@@ -90,7 +90,7 @@ fn nav_links(chrome: &Chrome) -> Markup {
                 Some(user) => {
                     li { a href="/tickets/new" { "Sell tickets" } }
                     li { a href="/orders" { "My orders" } }
-                    li.nav-user { span.who title=(user.email) { (user.email) } }
+                    li.nav-user { a.who href="/auth/password" title={ (user.email) ": change password, sign out everywhere" } { (user.email) } }
                     li {
                         form.inline method="post" action="/auth/signout" {
                             input type="hidden" name="csrf" value=(chrome.csrf);

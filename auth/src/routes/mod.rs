@@ -1,4 +1,5 @@
 mod current_user;
+mod password;
 mod signin;
 mod signout;
 mod signup;
@@ -20,6 +21,7 @@ pub use ticketing_contracts::api::users::{Credentials, UserBody};
 
 use crate::domain::Email;
 use crate::limits::Route;
+use crate::sessions;
 use crate::users::User;
 use crate::AppState;
 
@@ -29,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(signin::signin))
         .routes(routes!(signout::signout))
         .routes(routes!(current_user::current_user))
+        .routes(routes!(password::change_password))
 }
 
 /// The credentials of a sign-up or sign-in, parsed, once the rate limits allow the try
@@ -49,22 +52,28 @@ fn checked_credentials<P>(
     Ok((email, password))
 }
 
-/// The answer that signs `user` in: the session cookie and the user.
-fn signed_in(state: &AppState, user: User) -> ApiResult<impl IntoResponse> {
-    let (token, _) = state.keys.issue(user.id.as_str(), &user.email)?;
-    Ok((
+/// The answer that signs `user` in: a new session (recorded), its cookie, and the user.
+async fn signed_in(state: &AppState, user: User) -> ApiResult<impl IntoResponse> {
+    let (token, claims) = state.keys.issue(user.id.as_str(), &user.email)?;
+    sessions::start(&state.store, &claims).await?;
+    Ok(session_answer(state, &token, user))
+}
+
+/// The session cookie carrying `token`, and `user`.
+fn session_answer(state: &AppState, token: &str, user: User) -> impl IntoResponse {
+    (
         [(
             SET_COOKIE,
-            state.keys.session_cookie(&token, state.cookie_secure),
+            state.keys.session_cookie(token, state.cookie_secure),
         )],
         Json(UserBody {
             id: user.id.into(),
             email: user.email,
         }),
-    ))
+    )
 }
 
-/// The refusals sign-up and sign-in share, for the API document.
+/// The refusals sign-up, sign-in and a password change share, for the API document.
 #[derive(utoipa::IntoResponses)]
 #[expect(dead_code, reason = "describes responses; never built")]
 enum Throttled {

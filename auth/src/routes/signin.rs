@@ -34,5 +34,5 @@ pub async fn signin(
         return Err(ApiError::bad_request("Invalid credentials"));
     }
     let user = user.ok_or_else(|| ApiError::bad_request("Invalid credentials"))?;
-    signed_in(&state, user)
+    signed_in(&state, user).await
 }

@@ -29,5 +29,5 @@ pub async fn signup(
         checked_credentials(&state, client, Route::SignUp, &body, NewPassword::parse)?;
     let hash = state.hasher.hash(password.into_inner()).await?;
     let user = users::insert(&state.store, &email, &hash).await?;
-    Ok((StatusCode::CREATED, signed_in(&state, user)?))
+    Ok((StatusCode::CREATED, signed_in(&state, user).await?))
 }

@@ -68,3 +68,33 @@ pub struct SessionUser {
 pub struct CurrentUserBody {
     pub current_user: Option<SessionUser>,
 }
+
+/// `PUT /api/users/password`: the password now, and the one to replace it with. Other
+/// sessions of the account end; the caller gets a new one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePassword {
+    /// The account's password now.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128)]
+    pub current_password: Option<Value>,
+    /// 8 to 128 characters, kept exactly as given.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
+    pub new_password: Option<Value>,
+}
+
+impl ChangePassword {
+    pub fn new(current: impl Into<String>, new: impl Into<String>) -> ChangePassword {
+        ChangePassword {
+            current_password: Some(Value::String(current.into())),
+            new_password: Some(Value::String(new.into())),
+        }
+    }
+}
+
+/// `POST /api/users/signout`'s optional body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct SignOut {
+    /// End every session of the account, not only this one.
+    #[serde(default)]
+    pub everywhere: bool,
+}

@@ -143,6 +143,13 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
+    /// The same API with `token` as its Bearer token.
+    pub fn with_token(&self, token: &str) -> Api {
+        let mut api = self.clone();
+        api.bearer = Some(token.to_owned());
+        api
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut req = self.http.request(method, self.url(path));
         if let Some(timeout) = self.timeout {

@@ -24,6 +24,7 @@ use ticketing_bus::{InProcessBus, NatsBus, RetryPolicy, SharedBus};
 use ticketing_store::{DatabaseConfig, Migrations, Store};
 
 mod api;
+pub mod sessions;
 pub use api::{credentials, errors, id_of, payment, reply, Api, Patience, TestApp, User, PASSWORD};
 
 pub const TEST_JWT_KEY: &[u8] = b"test-jwt-key";

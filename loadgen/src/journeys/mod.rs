@@ -6,6 +6,7 @@ mod account;
 mod browse;
 mod buy;
 mod contention;
+mod revoke;
 mod sell;
 mod steps;
 
@@ -21,10 +22,11 @@ use account::sign_up_and_in;
 use browse::{browse, view_ticket};
 use buy::{buy_and_abandon, buy_and_cancel, buy_and_pay};
 use contention::contend;
+use revoke::revoke;
 use sell::sell;
 use steps::sign_up;
 
-pub const JOURNEYS: [(&str, usize); 8] = [
+pub const JOURNEYS: [(&str, usize); 9] = [
     ("browse", 6),
     ("view", 5),
     ("account", 1),
@@ -33,6 +35,8 @@ pub const JOURNEYS: [(&str, usize); 8] = [
     ("abandon", 1),
     ("cancel", 2),
     ("contention", 3),
+    // Off unless asked for (`--weights revoke=1`): it signs up an account every time.
+    ("revoke", 0),
 ];
 
 /// The weights: the defaults above, overridden by `name=weight` items.
@@ -87,11 +91,12 @@ pub fn scenarios(weights: &BTreeMap<&'static str, usize>) -> Result<Vec<Scenario
             "abandon" => transaction!(buy_and_abandon),
             "cancel" => transaction!(buy_and_cancel),
             "contention" => transaction!(contend),
+            "revoke" => transaction!(revoke),
             _ => unreachable!("weights() knows only the journeys"),
         };
         let (min_wait, max_wait) = match *name {
             "browse" | "view" => (100, 500),
-            "account" => (1000, 2000),
+            "account" | "revoke" => (1000, 2000),
             _ => (200, 800),
         };
         out.push(

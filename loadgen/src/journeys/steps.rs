@@ -66,6 +66,18 @@ pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
     body: Option<&B>,
     allowed: &[(u16, &str)],
 ) -> Step<Reply<T>> {
+    call_as(user, method, (path, name), body, allowed, None).await
+}
+
+/// [`call`] with `authorization` (a `Bearer` token) instead of the user's cookie.
+pub async fn call_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+    user: &mut GooseUser,
+    method: GooseMethod,
+    (path, name): (&str, &str),
+    body: Option<&B>,
+    allowed: &[(u16, &str)],
+    authorization: Option<&str>,
+) -> Step<Reply<T>> {
     let keyed = matches!(method, GooseMethod::Post) && body.is_some() && KEYED.contains(&name);
     let key = keyed.then(|| uuid::Uuid::new_v4().to_string());
     let retry_name = format!("{name} (retry with its key)");
@@ -84,6 +96,9 @@ pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         }
         if let Some(key) = &key {
             builder = builder.header("Idempotency-Key", key.as_str());
+        }
+        if let Some(authorization) = authorization {
+            builder = builder.header("Authorization", authorization);
         }
         let request = GooseRequest::builder()
             .method(method.clone())

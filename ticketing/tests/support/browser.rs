@@ -194,6 +194,11 @@ impl Browser {
         found[ELEMENT_KEY].as_str().map(|id| Element(id.to_owned()))
     }
 
+    /// Whether an element matching `css` is on the page now (no waiting).
+    pub async fn find_now(&self, css: &str) -> bool {
+        self.find(css).await.is_some()
+    }
+
     async fn displayed(&self, element: &Element) -> bool {
         self.get(&format!("/element/{}/displayed", element.0))
             .await

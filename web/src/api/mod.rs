@@ -17,7 +17,9 @@ use ticketing_contracts::api::orders::{CreateOrder, OrderBody};
 use ticketing_contracts::api::payments::{CreatePayment, PaymentBody};
 use ticketing_contracts::api::queue::QueueBody;
 use ticketing_contracts::api::tickets::{TicketBody, TicketInput, NEXT_CURSOR_HEADER};
-use ticketing_contracts::api::users::{Credentials, CurrentUserBody, SessionUser, UserBody};
+use ticketing_contracts::api::users::{
+    ChangePassword, Credentials, CurrentUserBody, SessionUser, SignOut, UserBody,
+};
 use ticketing_contracts::api::waitlist::{JoinWaitlist, WaitlistEntryBody};
 use ticketing_contracts::{ErrorBody, ErrorItem};
 use tower::ServiceExt;
@@ -33,6 +35,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub const SIGN_UP: &str = "/api/users/signup";
 pub const SIGN_IN: &str = "/api/users/signin";
+pub const CHANGE_PASSWORD: &str = "/api/users/password";
 
 #[derive(Clone)]
 pub struct ApiClient {
@@ -326,6 +329,28 @@ impl ApiClient {
         session: Option<&str>,
     ) -> Result<Reply<serde_json::Value>, ApiFailure> {
         self.call(Method::POST, "/api/users/signout", session, None::<&()>)
+            .await
+    }
+
+    /// Sign out of every session of the account (this one included).
+    pub async fn sign_out_everywhere(
+        &self,
+        session: Option<&str>,
+    ) -> Result<Reply<serde_json::Value>, ApiFailure> {
+        let body = SignOut { everywhere: true };
+        self.call(Method::POST, "/api/users/signout", session, Some(&body))
+            .await
+    }
+
+    /// Change the password: the answer carries the new session's cookie.
+    pub async fn change_password(
+        &self,
+        session: Option<&str>,
+        current: &str,
+        new: &str,
+    ) -> Result<Reply<UserBody>, ApiFailure> {
+        let body = ChangePassword::new(current, new);
+        self.call(Method::PUT, CHANGE_PASSWORD, session, Some(&body))
             .await
     }
 

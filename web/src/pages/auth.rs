@@ -1,5 +1,5 @@
 //! `/auth/signup`, `/auth/signin`, `/auth/signout`: the API sets or clears the session
-//! cookie and the page relays it.
+//! cookie and the page relays it. `/auth/password` is `password.rs`.
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -3,6 +3,7 @@
 mod auth;
 mod home;
 mod orders;
+mod password;
 mod queue;
 mod tickets;
 mod waitlist;
@@ -21,6 +22,11 @@ pub fn routes() -> Router<Settings> {
         .route("/auth/signup", get(auth::signup_form).post(auth::signup))
         .route("/auth/signin", get(auth::signin_form).post(auth::signin))
         .route("/auth/signout", get(auth::signout_form).post(auth::signout))
+        .route("/auth/password", get(password::form).post(password::change))
+        .route(
+            "/auth/signout-everywhere",
+            post(password::sign_out_everywhere),
+        )
         .route("/tickets/new", get(tickets::new_form).post(tickets::create))
         .route("/tickets/{id}", get(tickets::show).post(tickets::update))
         .route("/tickets/{id}/queue", get(queue::show).post(queue::join))
