@@ -12,11 +12,13 @@ use axum::extract::FromRef;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::client::TrustedProxies;
 use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::rate_limit::SharedLimits;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrations, Store};
 
 pub use limits::{
-    LimitSettings, Limits, DEFAULT_PER_ACCOUNT_PER_MINUTE, DEFAULT_PER_ADDRESS_PER_MINUTE,
+    LimitSettings, Limits, SharedSettings, DEFAULT_PER_ACCOUNT_PER_MINUTE,
+    DEFAULT_PER_ADDRESS_PER_MINUTE,
 };
 pub use password::{HashSettings, Hasher};
 
@@ -48,7 +50,13 @@ pub struct AppState {
 /// Open the auth database and return the service's routes.
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
     let store = Store::open(&rt.location(SERVICE)?, &MIGRATIONS).await?;
-    let limits = Limits::new(&settings.limits);
+    let shared = match &settings.limits.shared {
+        Some(shared) => {
+            Some(SharedLimits::connect(&shared.redis_url, &shared.prefix, &rt.shutdown).await?)
+        }
+        None => None,
+    };
+    let limits = Limits::new(&settings.limits, shared.as_ref());
     let state = AppState {
         store: store.clone(),
         keys: rt.keys.clone(),

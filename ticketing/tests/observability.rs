@@ -35,7 +35,7 @@ use ticketing_kit::testing::{
 const PATIENCE: Patience = Patience {
     limit: Duration::from_secs(60),
     every: Duration::from_millis(200),
-    retry_on: &[StatusCode::NOT_FOUND],
+    retry_on: &[StatusCode::CONFLICT],
     through_errors: false,
 };
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::Router;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::header::{HeaderName, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,6 +21,8 @@ use ticketing_contracts::api::users::{Credentials, CurrentUserBody, SessionUser,
 use ticketing_contracts::api::waitlist::{JoinWaitlist, WaitlistEntryBody};
 use ticketing_contracts::{ErrorBody, ErrorItem};
 use tower::ServiceExt;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The largest API answer read: a page of tickets is a few KiB.
 const MAX_REPLY_BYTES: usize = 4 << 20;
@@ -149,9 +151,13 @@ impl ApiClient {
         session: Option<&str>,
         json: Option<Vec<u8>>,
     ) -> Result<Raw, ApiFailure> {
+        let visitor = crate::forwarded::visitor();
         match &*self.transport {
             Transport::Http { client, base } => {
                 let mut request = client.request(method, format!("{base}{path}"));
+                if let Some(chain) = visitor.forwarded_for_http() {
+                    request = request.header(X_FORWARDED_FOR, chain);
+                }
                 if let Some(cookie) = session {
                     request = request.header(COOKIE, cookie);
                 }
@@ -176,6 +182,12 @@ impl ApiClient {
                     .ok_or_else(|| ApiFailure::Unavailable("API not mounted".into()))?
                     .clone();
                 let mut request = Request::builder().method(method).uri(path);
+                if let Some(chain) = visitor.forwarded_for_in_process() {
+                    request = request.header(X_FORWARDED_FOR, chain);
+                }
+                if let Some(peer) = visitor.peer {
+                    request = request.extension(axum::extract::ConnectInfo(peer));
+                }
                 if let Some(cookie) = session {
                     request = request.header(COOKIE, cookie);
                 }
