@@ -19,12 +19,14 @@ use ticketing_contracts::events::groups;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::client::TrustedProxies;
 use ticketing_kit::health::ReadyCheck;
+use ticketing_kit::rate_limit::SharedLimits;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::retention::spawn_table_pruner;
 use ticketing_store::{Migrations, Store};
 
 pub use limits::{
-    LimitSettings, Limits, DEFAULT_PER_ACCOUNT_PER_MINUTE, DEFAULT_PER_ADDRESS_PER_MINUTE,
+    LimitSettings, Limits, SharedSettings, DEFAULT_PER_ACCOUNT_PER_MINUTE,
+    DEFAULT_PER_ADDRESS_PER_MINUTE,
 };
 pub use password::{HashSettings, Hasher};
 
@@ -68,7 +70,13 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         sessions::KEEP_AFTER_EXPIRY,
         rt.shutdown.clone(),
     ));
-    let limits = Limits::new(&settings.limits);
+    let shared = match &settings.limits.shared {
+        Some(shared) => {
+            Some(SharedLimits::connect(&shared.redis_url, &shared.prefix, &rt.shutdown).await?)
+        }
+        None => None,
+    };
+    let limits = Limits::new(&settings.limits, shared.as_ref());
     let state = AppState {
         store: store.clone(),
         keys,

@@ -1,15 +1,15 @@
-//! Rate limits of sign-in, sign-up and password changes (governor's GCRA, keyed): per client address,
-//! generous, and per account (the normalised e-mail), tight. A refusal is 429 with
+//! Rate limits of sign-in, sign-up and password changes (GCRA, keyed): per client
+//! address, generous, and per account (the normalised e-mail), tight. Counted in Redis
+//! when the service has one, so every auth process shares them; else in memory
+//! (`ticketing_kit::rate_limit`, docs/decisions/0030). A refusal is 429 with
 //! `Retry-After`, counted in `auth_rate_limited_total{limit, route}`.
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ticketing_kit::client::TrustedProxies;
+use ticketing_kit::rate_limit::{RateLimiter, SharedLimits};
 use ticketing_kit::ApiError;
 
 use crate::domain::Email;
@@ -26,6 +26,15 @@ pub struct LimitSettings {
     pub per_account_per_minute: u32,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// Count in Redis (shared by every auth process) rather than in this process.
+    pub shared: Option<SharedSettings>,
+}
+
+/// Where shared limits count: a Redis URL and the prefix of their keys.
+#[derive(Debug, Clone)]
+pub struct SharedSettings {
+    pub redis_url: String,
+    pub prefix: String,
 }
 
 pub const DEFAULT_PER_ADDRESS_PER_MINUTE: u32 = 600;
@@ -38,6 +47,7 @@ impl Default for LimitSettings {
             per_address_per_minute: DEFAULT_PER_ADDRESS_PER_MINUTE,
             per_account_per_minute: DEFAULT_PER_ACCOUNT_PER_MINUTE,
             trusted_proxies: TrustedProxies::default(),
+            shared: None,
         }
     }
 }
@@ -46,9 +56,10 @@ impl Default for LimitSettings {
 #[derive(Clone)]
 pub struct Limits(Arc<Inner>);
 
+/// One field per limit: a new kind of limit is one line here and one in [`Limits::new`].
 struct Inner {
-    by_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    by_account: Option<DefaultKeyedRateLimiter<String>>,
+    by_address: Option<RateLimiter>,
+    by_account: Option<RateLimiter>,
 }
 
 /// Which endpoint is being limited (a metric label).
@@ -70,74 +81,59 @@ impl Route {
     }
 }
 
-fn keyed<K: std::hash::Hash + Eq + Clone>(
-    enabled: bool,
-    per_minute: u32,
-) -> Option<DefaultKeyedRateLimiter<K>> {
-    let per_minute = NonZeroU32::new(per_minute).filter(|_| enabled)?;
-    // The whole minute's allowance may be spent at once; it comes back one cell at a time.
-    Some(RateLimiter::keyed(Quota::per_minute(per_minute)))
-}
-
 impl Limits {
-    pub fn new(settings: &LimitSettings) -> Limits {
+    /// The limits of `settings`, counted in `shared` when given (else in this process).
+    pub fn new(settings: &LimitSettings, shared: Option<&SharedLimits>) -> Limits {
+        let per_minute = |name, count| {
+            let count = if settings.enabled { count } else { 0 };
+            RateLimiter::new(name, count, Duration::from_secs(60), shared)
+        };
         Limits(Arc::new(Inner {
-            by_address: keyed(settings.enabled, settings.per_address_per_minute),
-            by_account: keyed(settings.enabled, settings.per_account_per_minute),
+            by_address: per_minute("address", settings.per_address_per_minute),
+            by_account: per_minute("account", settings.per_account_per_minute),
         }))
     }
 
     /// One attempt from `client` (`None`: unknown, not limited).
-    pub fn check_address(&self, client: Option<IpAddr>, route: Route) -> Result<(), ApiError> {
-        let (Some(limiter), Some(client)) = (&self.0.by_address, client) else {
+    pub async fn check_address(
+        &self,
+        client: Option<IpAddr>,
+        route: Route,
+    ) -> Result<(), ApiError> {
+        let Some(client) = client else {
             return Ok(());
         };
-        check(limiter, &address_key(client), "address", route)
+        check(&self.0.by_address, &address_key(client).to_string(), route).await
     }
 
     /// One attempt on the account of `email`.
-    pub fn check_account(&self, email: &Email, route: Route) -> Result<(), ApiError> {
-        let Some(limiter) = &self.0.by_account else {
-            return Ok(());
-        };
-        check(limiter, &email.as_str().to_lowercase(), "account", route)
+    pub async fn check_account(&self, email: &Email, route: Route) -> Result<(), ApiError> {
+        check(&self.0.by_account, &email.as_str().to_lowercase(), route).await
     }
 
-    /// Forget keys whose allowance is full again, so the maps stay as small as the
+    /// Forget local keys whose allowance is full again, so the maps stay as small as the
     /// clients of the last minute.
     pub fn prune(&self) {
-        if let Some(limiter) = &self.0.by_address {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-        if let Some(limiter) = &self.0.by_account {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+        for limiter in [&self.0.by_address, &self.0.by_account]
+            .into_iter()
+            .flatten()
+        {
+            limiter.prune();
         }
     }
 }
 
-fn check<K: std::hash::Hash + Eq + Clone>(
-    limiter: &DefaultKeyedRateLimiter<K>,
-    key: &K,
-    limit: &'static str,
-    route: Route,
-) -> Result<(), ApiError> {
-    match limiter.check_key(key) {
-        Ok(()) => Ok(()),
-        Err(not_until) => {
-            metrics::counter!("auth_rate_limited_total", "limit" => limit, "route" => route.label())
-                .increment(1);
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Err(ApiError::TooManyRequests {
-                retry_after_secs: ceil_secs(wait),
-            })
+async fn check(limiter: &Option<RateLimiter>, key: &str, route: Route) -> Result<(), ApiError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    limiter.check(key).await.map_err(|refused| {
+        metrics::counter!("auth_rate_limited_total", "limit" => limiter.name(), "route" => route.label())
+            .increment(1);
+        ApiError::TooManyRequests {
+            retry_after_secs: refused.retry_after_secs(),
         }
-    }
-}
-
-fn ceil_secs(wait: Duration) -> u64 {
-    (wait.as_millis().div_ceil(1000) as u64).max(1)
+    })
 }
 
 /// IPv6 clients get a /64 each (what one subscriber is usually given), so a client
@@ -161,19 +157,27 @@ mod tests {
         Email::parse(&json!(s)).unwrap()
     }
 
-    #[test]
-    fn the_account_limit_ignores_case_and_other_accounts() {
-        let limits = Limits::new(&LimitSettings {
-            per_account_per_minute: 2,
-            ..Default::default()
-        });
+    #[tokio::test]
+    async fn the_account_limit_ignores_case_and_other_accounts() {
+        let limits = Limits::new(
+            &LimitSettings {
+                per_account_per_minute: 2,
+                ..Default::default()
+            },
+            None,
+        );
         assert!(limits
             .check_account(&email("a@b.co"), Route::SignIn)
+            .await
             .is_ok());
         assert!(limits
             .check_account(&email("A@B.CO"), Route::SignIn)
+            .await
             .is_ok());
-        match limits.check_account(&email(" a@b.co "), Route::SignUp) {
+        match limits
+            .check_account(&email(" a@b.co "), Route::SignUp)
+            .await
+        {
             Err(ApiError::TooManyRequests { retry_after_secs }) => {
                 assert!((1..=30).contains(&retry_after_secs), "{retry_after_secs}")
             }
@@ -181,38 +185,47 @@ mod tests {
         }
         assert!(limits
             .check_account(&email("c@b.co"), Route::SignIn)
+            .await
             .is_ok());
     }
 
-    #[test]
-    fn ipv6_clients_share_their_64() {
-        let limits = Limits::new(&LimitSettings {
-            per_address_per_minute: 1,
-            ..Default::default()
-        });
+    #[tokio::test]
+    async fn ipv6_clients_share_their_64() {
+        let limits = Limits::new(
+            &LimitSettings {
+                per_address_per_minute: 1,
+                ..Default::default()
+            },
+            None,
+        );
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert!(limits.check_address(Some(a), Route::SignIn).is_ok());
-        assert!(limits.check_address(Some(b), Route::SignIn).is_err());
-        assert!(limits.check_address(Some(c), Route::SignIn).is_ok());
-        assert!(limits.check_address(None, Route::SignIn).is_ok());
+        assert!(limits.check_address(Some(a), Route::SignIn).await.is_ok());
+        assert!(limits.check_address(Some(b), Route::SignIn).await.is_err());
+        assert!(limits.check_address(Some(c), Route::SignIn).await.is_ok());
+        assert!(limits.check_address(None, Route::SignIn).await.is_ok());
     }
 
-    #[test]
-    fn disabled_limits_never_refuse() {
-        let limits = Limits::new(&LimitSettings {
-            enabled: false,
-            per_address_per_minute: 1,
-            per_account_per_minute: 1,
-            ..Default::default()
-        });
+    #[tokio::test]
+    async fn disabled_limits_never_refuse() {
+        let limits = Limits::new(
+            &LimitSettings {
+                enabled: false,
+                per_address_per_minute: 1,
+                per_account_per_minute: 1,
+                ..Default::default()
+            },
+            None,
+        );
         for _ in 0..10 {
             assert!(limits
                 .check_account(&email("a@b.co"), Route::SignIn)
+                .await
                 .is_ok());
             assert!(limits
                 .check_address(Some("127.0.0.1".parse().unwrap()), Route::SignIn)
+                .await
                 .is_ok());
         }
     }

@@ -886,8 +886,26 @@ async fn password_guesses_are_limited_like_sign_ins(backend: TestBackend) {
         let retry_after = assert_refused_with_429(res).await;
         assert!((1..=60).contains(&retry_after), "{retry_after}");
     }
-    let metrics = app
-        .server
+    let metrics = metrics(&app).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("auth_rate_limited_total{") && l.contains("route=\"password\"")),
+        "{metrics}"
+    );
+}
+
+/// An auth service counting its limits in Redis under `prefix`.
+async fn spawn_shared(redis_url: &str, prefix: &str) -> App {
+    let shared = ticketing_auth::SharedSettings {
+        redis_url: redis_url.to_owned(),
+        prefix: prefix.to_owned(),
+    };
+    spawn_with(TestBackend::Sqlite, |s| s.limits.shared = Some(shared)).await
+}
+
+async fn metrics(app: &App) -> String {
+    app.server
         .client
         .get(app.server.url("/metrics"))
         .send()
@@ -895,13 +913,64 @@ async fn password_guesses_are_limited_like_sign_ins(backend: TestBackend) {
         .unwrap()
         .text()
         .await
-        .unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("auth_rate_limited_total{") && l.contains("route=\"password\"")),
-        "{metrics}"
+        .unwrap()
+}
+
+/// Two auth processes on one Redis (issue 31): 12 sign-ins to one account, alternating
+/// between them, within the minute: exactly 5 get through (here: `Invalid credentials`,
+/// the account is unknown), 7 are refused with 429 — not 5 per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_limit_in_redis() {
+    let prefix = ticketing_kit::testing::unique_prefix();
+    let url = ticketing_kit::testing::redis_url();
+    let apps = [
+        spawn_shared(&url, &prefix).await,
+        spawn_shared(&url, &prefix).await,
+    ];
+    let wrong = json!({"email": "shared@test.com", "password": "wrong password"});
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let res = apps[i % 2].post("/api/users/signin", wrong.clone()).await;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = assert_refused_with_429(res).await;
+            assert!((1..=12).contains(&retry_after), "{retry_after}");
+            statuses.push(429);
+        } else {
+            statuses.push(res.status().as_u16());
+        }
+    }
+    assert_eq!(
+        statuses,
+        [400, 400, 400, 400, 400, 429, 429, 429, 429, 429, 429, 429]
     );
+    for app in &apps {
+        let text = metrics(app).await;
+        assert!(text.contains("auth_rate_limited_total{"), "{text}");
+    }
+}
+
+/// Redis unreachable (a closed port): the service starts, and its limits count in the
+/// process, each such check counted in `rate_limit_fallback_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_limits_count_locally() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = spawn_shared(&url, "unused").await;
+    let wrong = json!({"email": "alone@test.com", "password": "wrong password"});
+    for _ in 0..5 {
+        let res = app.post("/api/users/signin", wrong.clone()).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    let res = app.post("/api/users/signin", wrong.clone()).await;
+    assert_refused_with_429(res).await;
+    let text = metrics(&app).await;
+    let fallbacks: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("rate_limit_fallback_total{") && l.contains("limit=\"account\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(fallbacks >= 6.0, "{text}");
 }
 
 backend_tests!(

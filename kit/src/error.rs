@@ -42,6 +42,10 @@ pub enum ApiError {
     /// An `Idempotency-Key` reused with another request.
     #[error("{0}")]
     Unprocessable(String),
+    /// An object (`Order`, `Ticket`) created moments ago elsewhere has not reached this
+    /// service's replica within the wait (409 with `Retry-After: 1`; decision 0029).
+    #[error("{0} is not known here yet; try again")]
+    NotKnownYet(&'static str),
     /// An `Idempotency-Key` whose first request is still running.
     #[error("A request with this Idempotency-Key is in progress. Please try again.")]
     KeyInUse,
@@ -77,7 +81,7 @@ impl ApiError {
             }
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::KeyInUse => StatusCode::CONFLICT,
+            ApiError::KeyInUse | ApiError::NotKnownYet(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -137,6 +141,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(retry),
+            );
+        }
+        if let ApiError::NotKnownYet(_) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(1),
             );
         }
         if let ApiError::TooManyRequests { retry_after_secs }

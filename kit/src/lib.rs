@@ -4,6 +4,7 @@
 //! composition of started services into one application.
 
 pub mod app;
+pub mod arrival;
 pub mod auth;
 pub mod client;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod idempotency;
 pub mod json;
 pub mod keyed;
+pub mod rate_limit;
 pub mod replica;
 mod row;
 pub mod runtime;

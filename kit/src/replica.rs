@@ -9,6 +9,8 @@ use ticketing_bus::{HandlerError, Listener, Traced};
 use ticketing_contracts::events::Event;
 use ticketing_store::{query, Backend, Query, Tx};
 
+use crate::arrival::Arrivals;
+
 /// A copy kept newest-wins: its two upserts, which keep a row unless the replica already
 /// holds its version or a newer one.
 pub trait Replicated: Sized + Send + Sync + 'static {
@@ -52,13 +54,42 @@ pub trait CopyOf<E>: Replicated {
     fn copy_of(event: E) -> Result<Self, HandlerError>;
 }
 
+/// The id of a copy, as its arrival is announced.
+type IdOf<C> = fn(&C) -> &str;
+
 /// The listener that keeps copy `C` from event `E`: a batch of events is one statement
 /// on PostgreSQL ([`apply_all`]).
-pub struct CopyListener<E, C>(PhantomData<fn(E) -> C>);
+pub struct CopyListener<E, C> {
+    /// Requests waiting for copies to arrive, and the id of a copy.
+    announce: Option<(Arrivals, IdOf<C>)>,
+    _event: PhantomData<fn(E) -> C>,
+}
 
 impl<E, C> Default for CopyListener<E, C> {
     fn default() -> Self {
-        CopyListener(PhantomData)
+        CopyListener {
+            announce: None,
+            _event: PhantomData,
+        }
+    }
+}
+
+impl<E, C> CopyListener<E, C> {
+    /// A listener that tells `arrivals` of each copy it commits (`id`: the copy's id),
+    /// waking the requests that wait for it (docs/decisions/0029).
+    pub fn announcing(arrivals: Arrivals, id: IdOf<C>) -> Self {
+        CopyListener {
+            announce: Some((arrivals, id)),
+            _event: PhantomData,
+        }
+    }
+
+    fn written(&self, copies: &[C]) {
+        if let Some((arrivals, id)) = &self.announce {
+            for copy in copies {
+                arrivals.written(id(copy));
+            }
+        }
     }
 }
 
@@ -71,7 +102,10 @@ where
     type Event = E;
 
     async fn handle(&self, tx: &mut Tx, event: E) -> Result<(), HandlerError> {
-        Ok(apply_all(tx, &[C::copy_of(event)?]).await?)
+        let copies = [C::copy_of(event)?];
+        apply_all(tx, &copies).await?;
+        self.written(&copies);
+        Ok(())
     }
 
     fn batches(&self) -> bool {
@@ -83,6 +117,14 @@ where
             .into_iter()
             .map(|t| C::copy_of(t.event))
             .collect::<Result<Vec<C>, _>>()?;
-        Ok(apply_all(tx, &copies).await?)
+        apply_all(tx, &copies).await?;
+        self.written(&copies);
+        Ok(())
+    }
+
+    fn committed(&self) {
+        if let Some((arrivals, _)) = &self.announce {
+            arrivals.committed();
+        }
     }
 }

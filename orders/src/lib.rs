@@ -21,6 +21,7 @@ use axum::extract::FromRef;
 use ticketing_bus::Consumers;
 use ticketing_contracts::events::{groups, TicketCreated};
 use ticketing_contracts::Timestamp;
+use ticketing_kit::arrival::Arrivals;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::replica::CopyListener;
 use ticketing_kit::runtime::{Mounted, Runtime};
@@ -94,6 +95,8 @@ pub struct AppState {
     pub queued: queue::Queued,
     pub keys: JwtKeys,
     pub settings: Settings,
+    /// Listings on their way to the replica, which an order may wait for.
+    pub arriving: Arrivals,
 }
 
 /// Open the orders database, start its relay and listeners, and return its routes.
@@ -112,9 +115,14 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         queued: queue::Queued::default(),
         keys: service.keys.clone(),
         settings: settings.clone(),
+        arriving: Arrivals::new("ticket"),
     };
+    let copies =
+        CopyListener::<TicketCreated, TicketCopy>::announcing(state.arriving.clone(), |ticket| {
+            ticket.id.as_str()
+        });
     let consumers = Consumers::new(groups::ORDERS, store)
-        .listen(CopyListener::<TicketCreated, TicketCopy>::default())
+        .listen(copies)
         .listen(TicketUpdatedListener(settings.clone()))
         .listen(ExpirationCompleteListener(settings.clone()))
         .listen(PaymentCreatedListener);

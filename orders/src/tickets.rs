@@ -113,6 +113,18 @@ pub async fn find<'a>(
     query(&FIND).bind(id).fetch_optional_as(on).await
 }
 
+/// Whether the replica holds listing `id` (an order may wait for it: decision 0029).
+pub async fn exists<'a>(
+    on: impl Into<On<'a>>,
+    id: &TicketId,
+) -> Result<bool, ticketing_store::Error> {
+    Ok(query("SELECT 1 AS one FROM tickets WHERE id = $1")
+        .bind(id)
+        .fetch_optional(on)
+        .await?
+        .is_some())
+}
+
 /// Ticket events carry the whole ticket, so the newest wins whatever the arrival order —
 /// a duplicate, an older event or one whose predecessor is still on its way changes
 /// nothing or everything, never blocks (decision 0023). One statement, no read first.

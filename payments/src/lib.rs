@@ -21,6 +21,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use ticketing_bus::Consumers;
 use ticketing_contracts::events::{groups, OrderCreated};
+use ticketing_kit::arrival::Arrivals;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::replica::CopyListener;
 use ticketing_kit::runtime::{Mounted, Runtime};
@@ -40,6 +41,8 @@ pub struct AppState {
     pub store: Store,
     pub keys: JwtKeys,
     pub provider: Arc<dyn PaymentProvider>,
+    /// Orders on their way to the replica, which a payment may wait for.
+    pub arriving: Arrivals,
 }
 
 /// Open the payments database, start its relay and listeners, and return its routes.
@@ -50,9 +53,14 @@ pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::
         store: service.store.clone(),
         keys: service.keys.clone(),
         provider,
+        arriving: Arrivals::new("order"),
     };
+    let copies =
+        CopyListener::<OrderCreated, OrderCopy>::announcing(state.arriving.clone(), |order| {
+            order.id.as_str()
+        });
     let consumers = Consumers::new(groups::PAYMENTS, &service.store)
-        .listen(CopyListener::<OrderCreated, OrderCopy>::default())
+        .listen(copies)
         .listen(OrderCancelledListener(state.clone()));
     service
         .mount(consumers, routes::router().with_state(state))

@@ -49,6 +49,18 @@ pub async fn find<'a>(
         .await
 }
 
+/// Whether the replica holds order `id` (it may wait for it: decision 0029).
+pub async fn exists<'a>(
+    on: impl Into<On<'a>>,
+    id: &OrderId,
+) -> Result<bool, ticketing_store::Error> {
+    Ok(query("SELECT 1 AS one FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(on)
+        .await?
+        .is_some())
+}
+
 async fn version_of(tx: &mut Tx, id: &OrderId) -> Result<Option<i64>, ticketing_store::Error> {
     let row = query("SELECT version FROM orders WHERE id = $1")
         .bind(id)

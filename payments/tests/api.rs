@@ -246,13 +246,27 @@ async fn validates_token_and_order_id(flavor: Flavor) {
 
 async fn unknown_order_is_404_and_others_order_401(flavor: Flavor) {
     let app = spawn(flavor).await;
+    // An id made long ago (or not a UUIDv7) that the replica lacks: unknown, at once.
+    for old in ["0190d5d3-7c5e-7000-8000-000000000000", "not-an-order"] {
+        let res = app
+            .pay(Some("bob"), json!({"orderId": old, "token": "tok_visa"}))
+            .await;
+        refused(res, StatusCode::NOT_FOUND, "Not found.").await;
+    }
+    // A fresh one may be on its way: waited for, then 409 (decision 0029).
     let res = app
         .pay(
             Some("bob"),
             json!({"orderId": new_id(), "token": "tok_visa"}),
         )
         .await;
-    refused(res, StatusCode::NOT_FOUND, "Not found.").await;
+    assert_eq!(res.headers()["retry-after"], "1");
+    refused(
+        res,
+        StatusCode::CONFLICT,
+        "Order is not known here yet; try again",
+    )
+    .await;
     let id = app.order("bob", 60_000).await;
     let res = app
         .pay(Some("mallory"), json!({"orderId": id, "token": "tok_visa"}))

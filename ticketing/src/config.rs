@@ -260,8 +260,9 @@ pub struct ServeArgs {
     )]
     pub stripe_timeout_seconds: u64,
 
-    /// The expiration queue on Redis (distributed mode). Without it the queue lives in
-    /// the expiration service's own database.
+    /// Redis (distributed mode): the expiration queue, and the rate limits every process
+    /// shares. Without it the queue lives in the expiration service's own database and
+    /// each process counts its own limits.
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<String>,
 
@@ -273,6 +274,16 @@ pub struct ServeArgs {
         global = true
     )]
     pub redis_prefix: String,
+
+    /// Prefix of the rate limits' Redis keys (`<prefix>:<limit>:<key>`). With
+    /// `--redis-url` every limit counts in Redis, shared by all processes.
+    #[arg(
+        long,
+        env = "TICKETING_RATE_LIMIT_PREFIX",
+        default_value = "ratelimit",
+        global = true
+    )]
+    pub rate_limit_prefix: String,
 
     /// Rate limits of sign-in and sign-up (`false` turns them all off, for benchmarks).
     #[arg(

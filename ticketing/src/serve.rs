@@ -232,6 +232,10 @@ pub async fn start(
                 per_address_per_minute: args.auth_rate_per_address,
                 per_account_per_minute: args.auth_rate_per_account,
                 trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
+                shared: redis_url(args).map(|redis_url| ticketing_auth::SharedSettings {
+                    redis_url,
+                    prefix: args.rate_limit_prefix.clone(),
+                }),
             },
             hashing,
         };
@@ -259,13 +263,18 @@ pub async fn start(
     }
     if target.includes(Target::Expiration) {
         let settings = ticketing_expiration::Settings {
-            redis_url: args.redis_url.clone().filter(|u| !u.trim().is_empty()),
+            redis_url: redis_url(args),
             redis_prefix: args.redis_prefix.clone(),
             ..Default::default()
         };
         services.push(ticketing_expiration::mount(runtime, &settings).await?);
     }
     Ok(services)
+}
+
+/// `--redis-url`, unless empty.
+fn redis_url(args: &ServeArgs) -> Option<String> {
+    args.redis_url.clone().filter(|u| !u.trim().is_empty())
 }
 
 /// The event bus: JetStream when a NATS URL is given, else the in-process bus with its

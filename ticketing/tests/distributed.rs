@@ -27,12 +27,18 @@ use ticketing_kit::testing::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long anything asynchronous may take on a loaded 2-core machine. Requests through
-/// the gateway are retried while a replica has not heard of the object yet (404) or its
-/// service is restarting (503), and waits go on through a restart's errors.
+/// the gateway are retried while a replica has not heard of the object yet (409 after
+/// the service's own wait; 404 when a killed process held its event back beyond the
+/// 10 s an id is waited for) or its service is restarting (503), and waits go on
+/// through a restart's errors.
 const PATIENCE: Patience = Patience {
     limit: Duration::from_secs(60),
     every: Duration::from_millis(100),
-    retry_on: &[StatusCode::NOT_FOUND, StatusCode::SERVICE_UNAVAILABLE],
+    retry_on: &[
+        StatusCode::CONFLICT,
+        StatusCode::NOT_FOUND,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ],
     through_errors: true,
 };
 
@@ -263,6 +269,8 @@ impl Cluster {
         );
         let keys = redis(&format!("KEYS {{{}-expiration}}:*", self.name)).await;
         assert_eq!(keys, "*0", "Redis keys are left");
+        let keys = redis(&format!("KEYS {}-limits:*", self.name)).await;
+        assert_eq!(keys, "*0", "rate limit keys are left");
     }
 
     /// Every event on the cluster's stream: (subject without the prefix, payload).
@@ -722,9 +730,10 @@ async fn two_orders_processes_sell_each_ticket_once() {
         let ticket = seller
             .sell(&format!("After the crash {t}"), json!("20.50"))
             .await;
-        // 404: the replica has not heard of the new ticket yet; anything else is final.
+        // 409: the replica has not heard of the new ticket within the orders service's
+        // wait; anything else is final.
         let patient = buyer.clone().with_patience(Patience {
-            retry_on: &[StatusCode::NOT_FOUND],
+            retry_on: &[StatusCode::CONFLICT],
             ..PATIENCE
         });
         let (status, body) = reply(patient.order(&ticket).await).await;
@@ -773,7 +782,7 @@ async fn a_rush_on_units_through_the_gateway_sells_each_once() {
     // Both orders processes know the listings (one database): wait for one.
     for listing in [&drop, &capped] {
         let probe = buyer("probe".into()).with_patience(Patience {
-            retry_on: &[StatusCode::NOT_FOUND],
+            retry_on: &[StatusCode::CONFLICT],
             ..PATIENCE
         });
         let units = json!({"ticketId": listing, "quantity": 0});
@@ -1149,6 +1158,197 @@ async fn revoked_sessions_are_refused_everywhere_within_a_second() {
     for token in [&a, &b] {
         let took = time_until_refused(&api, token, since, WITHIN * 10).await;
         assert!(took <= WITHIN, "{took:?}");
+    }
+    cluster.down().await;
+}
+
+/// No 404 right after creation (issue 31, docs/decisions/0029), through nginx with two
+/// orders and two payments processes: 1,000 buyers each order a listing the moment it is
+/// listed and pay the moment the order is answered, all at once. Each payments process
+/// gets half the `order:created` events (one consumer group), so a payment reaching the
+/// other one is found by its look at the database. No 404 anywhere; every order and
+/// payment is 201, or 409 (`Retry-After: 1`) then 201.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_orders_paid_at_once_through_the_gateway_never_404() {
+    let cluster = Cluster::up(Options {
+        orders_replicas: 2,
+        payments_replicas: 2,
+        ..Options::default()
+    })
+    .await;
+    let key = cluster
+        .env
+        .iter()
+        .find(|(k, _)| k == "JWT_KEY")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let keys = ticketing_kit::auth::JwtKeys::new(key.as_bytes(), Duration::from_secs(3600));
+    // Minted tokens, no retries of any kind: every answer is counted as it comes.
+    let as_user = |name: &str| {
+        Api::new(cluster.gateway.clone())
+            .with_timeout(Duration::from_secs(60))
+            .as_user(&ticketing_kit::testing::User::bearer(&keys, name))
+    };
+    /// POST until the answer is not a 409 of an object on its way: every status seen.
+    async fn until_known(api: &Api, path: &str, body: Value) -> (Vec<StatusCode>, Value) {
+        let mut seen = Vec::new();
+        loop {
+            let res = api.post_json(path, body.clone()).await;
+            let retry_after = res.headers().get("retry-after").cloned();
+            let (status, body) = reply(res).await;
+            seen.push(status);
+            if status != StatusCode::CONFLICT || seen.len() > 10 {
+                return (seen, body);
+            }
+            assert_eq!(retry_after.unwrap(), "1", "{body}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let seller = as_user("seller");
+    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
+    let started = std::time::Instant::now();
+    let buyers = (0..1000).map(|i| {
+        let (seller, buyer, barrier) = (
+            seller.clone(),
+            as_user(&format!("buyer{i}")),
+            barrier.clone(),
+        );
+        tokio::spawn(async move {
+            barrier.wait().await;
+            let body = json!({"title": format!("Seat {i}"), "price": "10"});
+            let (status, ticket) = reply(seller.post_json("/api/tickets", body).await).await;
+            assert_eq!(status, StatusCode::CREATED, "{ticket}");
+            let (ordered, order) =
+                until_known(&buyer, "/api/orders", json!({"ticketId": id(&ticket)})).await;
+            assert_eq!(
+                ordered.last(),
+                Some(&StatusCode::CREATED),
+                "{ordered:?} {order}"
+            );
+            let (paid, payment) = until_known(
+                &buyer,
+                "/api/payments",
+                json!({"orderId": id(&order), "token": "tok_visa"}),
+            )
+            .await;
+            assert_eq!(
+                paid.last(),
+                Some(&StatusCode::CREATED),
+                "{paid:?} {payment}"
+            );
+            (ordered, paid)
+        })
+    });
+    let results: Vec<(Vec<StatusCode>, Vec<StatusCode>)> = futures::future::join_all(buyers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let took = started.elapsed();
+    let conflicts_then_created = |seen: &[StatusCode]| {
+        seen.last() == Some(&StatusCode::CREATED)
+            && seen[..seen.len() - 1]
+                .iter()
+                .all(|s| *s == StatusCode::CONFLICT)
+    };
+    for (ordered, paid) in &results {
+        assert!(conflicts_then_created(ordered), "an order saw {ordered:?}");
+        assert!(conflicts_then_created(paid), "a payment saw {paid:?}");
+    }
+    let orders_retried = results.iter().filter(|r| r.0.len() > 1).count();
+    let payments_retried = results.iter().filter(|r| r.1.len() > 1).count();
+    // Both payments processes took payments.
+    for n in 1..=2 {
+        let metrics = reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            cluster.port("payments", n)
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        let waits: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("arrival_waits_total"))
+            .collect();
+        eprintln!("payments-{n}: {waits:?}");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("http_requests_total") && l.contains("/api/payments")),
+            "payments-{n} took no payment"
+        );
+    }
+    eprintln!(
+        "distributed: 1,000 listed, ordered and paid at once in {took:?}: 404s 0, orders retried after a 409: {orders_retried}, payments: {payments_retried}"
+    );
+    cluster.down().await;
+}
+
+/// Shared rate limits (issue 31, docs/decisions/0030): two auth processes behind nginx
+/// count in Redis, so one account gets 5 sign-ins a minute in all, not 5 per process —
+/// 12 tries: exactly 5 through, 7 refused with 429 and `Retry-After`, both processes
+/// refusing some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_auth_processes_share_the_sign_in_limit() {
+    let cluster = Cluster::up(Options {
+        auth_replicas: 2,
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(cluster.gateway.clone()).with_timeout(Duration::from_secs(30));
+    api.sign_up("limited@test.com").await;
+    // The sign-up was one attempt on the account: after 12 s (60 s / 5) the whole
+    // allowance is back.
+    tokio::time::sleep(Duration::from_millis(12_500)).await;
+    let mut through = 0;
+    let mut refused = 0;
+    for _ in 0..12 {
+        let res = api
+            .post_json(
+                "/api/users/signin",
+                json!({"email": "limited@test.com", "password": "password123"}),
+            )
+            .await;
+        match res.status() {
+            StatusCode::OK => through += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry_after: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=12).contains(&retry_after), "{retry_after}");
+                refused += 1;
+            }
+            other => panic!("{other}: {}", res.text().await.unwrap()),
+        }
+    }
+    assert_eq!((through, refused), (5, 7));
+    for n in 1..=2 {
+        let metrics = reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            cluster.port("auth", n)
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("auth_rate_limited_total{")
+                    && l.contains("limit=\"account\"")),
+            "auth-{n} refused nothing: both processes count in Redis"
+        );
+        assert!(
+            !metrics
+                .lines()
+                .any(|l| l.starts_with("rate_limit_fallback_total")),
+            "auth-{n} fell back to its own count"
+        );
     }
     cluster.down().await;
 }

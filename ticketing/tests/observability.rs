@@ -43,7 +43,7 @@ const OTLP_ENV: [(&str, &str); 1] = [("OTEL_BSP_SCHEDULE_DELAY", "100")];
 const PATIENCE: Patience = Patience {
     limit: Duration::from_secs(60),
     every: Duration::from_millis(200),
-    retry_on: &[StatusCode::NOT_FOUND],
+    retry_on: &[StatusCode::CONFLICT],
     through_errors: false,
 };
 

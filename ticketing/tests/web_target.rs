@@ -94,6 +94,92 @@ async fn the_pages_run_beside_the_api_or_alone_against_it() {
         .contains("Temporarily unavailable"));
 }
 
+/// Sign in through the pages at `base` as a visitor behind a proxy that names it
+/// `client` in `X-Forwarded-For`: the page's status.
+async fn sign_in_page(base: &str, client: &str, email: &str) -> StatusCode {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = browser
+        .get(format!("{base}/auth/signin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let page = browser
+        .post(format!("{base}/auth/signin"))
+        .header("x-forwarded-for", client)
+        .form(&[
+            ("csrf", csrf_of(&form).as_str()),
+            ("email", email),
+            ("password", "password123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = page.status();
+    let text = page.text().await.unwrap();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        assert!(text.contains("Too many attempts"), "{text}");
+    }
+    status
+}
+
+/// The API's per-address limit meets the visitor, not the web process (issue 31, the gap
+/// of decision 0014): in-process under `--target all`, the page's own connection and
+/// `X-Forwarded-For`; over HTTP from `--target web`, `X-Forwarded-For` with the visitor
+/// appended. Two attempts a minute per address here: a third from one visitor is
+/// refused, while another visitor behind the same proxy still gets through.
+#[tokio::test]
+async fn the_pages_forward_the_visitor_to_the_api_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = [
+        "--auth-rate-per-address",
+        "2",
+        "--auth-rate-per-account",
+        "100",
+        "--trusted-proxies",
+        "127.0.0.1/32",
+    ];
+    let mut args = vec!["--data-dir", dir.path().to_str().unwrap()];
+    args.extend(limits);
+    let all = Running::start(&args, &[]).await;
+    let web_args = [
+        "--target",
+        "web",
+        "--api-url",
+        &all.base,
+        "--cookie-secure",
+        "false",
+    ];
+    let web = Running::start(&web_args, &[]).await;
+    for (base, first, second) in [
+        (&all.base, "203.0.113.7", "203.0.113.8"),
+        (&web.base, "198.51.100.1", "198.51.100.2"),
+    ] {
+        for n in 0..2 {
+            let status = sign_in_page(base, first, &format!("nobody{n}@test.com")).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{base} attempt {n}"
+            );
+        }
+        let status = sign_in_page(base, first, "nobody9@test.com").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{base}");
+        let status = sign_in_page(base, second, "nobody9@test.com").await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{base}: another visitor"
+        );
+    }
+}
+
 #[test]
 fn web_alone_needs_an_api_url() {
     let out = Command::new(env!("CARGO_BIN_EXE_ticketing"))

@@ -10,6 +10,7 @@ mod cards;
 mod csrf;
 mod error;
 mod format;
+mod forwarded;
 mod headers;
 mod layout;
 mod pages;
@@ -91,5 +92,6 @@ pub fn router(config: WebConfig) -> Router {
             settings.clone(),
             headers::security_headers,
         ))
+        .layer(middleware::from_fn(forwarded::remember))
         .with_state(settings)
 }

@@ -36,19 +36,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The credentials of a sign-up or sign-in, parsed, once the rate limits allow the try
 /// (the address's before parsing, the account's after).
-fn checked_credentials<P>(
+async fn checked_credentials<P>(
     state: &AppState,
     client: Option<IpAddr>,
     route: Route,
     body: &Credentials,
     password: fn(&Value) -> Result<P, String>,
 ) -> ApiResult<(Email, P)> {
-    state.limits.check_address(client, route)?;
+    state.limits.check_address(client, route).await?;
     let mut fields = Fields::new();
     let email = fields.parse("email", body.email.as_ref(), Email::parse);
     let password = fields.parse("password", body.password.as_ref(), password);
     let (email, password) = fields.finish((email, password))?;
-    state.limits.check_account(&email, route)?;
+    state.limits.check_account(&email, route).await?;
     Ok((email, password))
 }
 

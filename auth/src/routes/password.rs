@@ -32,7 +32,7 @@ pub async fn change_password(
     RequireUser(claims): RequireUser,
     ApiJson(body): ApiJson<ChangePassword>,
 ) -> ApiResult<impl IntoResponse> {
-    state.limits.check_address(client, Route::Password)?;
+    state.limits.check_address(client, Route::Password).await?;
     let mut fields = Fields::new();
     let current = fields.parse(
         "currentPassword",
@@ -46,7 +46,7 @@ pub async fn change_password(
     );
     let (current, new) = fields.finish((current, new))?;
     if let Ok(email) = Email::parse(&Value::String(claims.email.clone())) {
-        state.limits.check_account(&email, Route::Password)?;
+        state.limits.check_account(&email, Route::Password).await?;
     }
 
     let user = users::find_by_id(&state.store, &claims.id)

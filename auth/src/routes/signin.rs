@@ -27,7 +27,7 @@ pub async fn signin(
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<impl IntoResponse> {
     let (email, password) =
-        checked_credentials(&state, client, Route::SignIn, &body, OfferedPassword::parse)?;
+        checked_credentials(&state, client, Route::SignIn, &body, OfferedPassword::parse).await?;
     let user = users::find_by_email(&state.store, &email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     if !state.hasher.verify(password.into_inner(), stored).await? {

@@ -26,7 +26,7 @@ pub async fn signup(
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<impl IntoResponse> {
     let (email, password) =
-        checked_credentials(&state, client, Route::SignUp, &body, NewPassword::parse)?;
+        checked_credentials(&state, client, Route::SignUp, &body, NewPassword::parse).await?;
     let hash = state.hasher.hash(password.into_inner()).await?;
     let user = users::insert(&state.store, &email, &hash).await?;
     Ok((StatusCode::CREATED, signed_in(&state, user).await?))

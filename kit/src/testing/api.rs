@@ -1,9 +1,11 @@
 //! One client of the HTTP API for every test and tool: a base URL, a cookie jar, maybe a
 //! Bearer token, and the steps a buyer and a seller take (sign up, sell, order, pay).
 //!
-//! Other services learn of a ticket or an order by event, so a request naming one may
-//! be answered 404 for a moment: [`Api::post_once_known`] and the domain steps retry
-//! that (and whatever else [`Patience::retry_on`] names) until [`Patience::limit`].
+//! Other services learn of a ticket or an order by event; a request naming one just
+//! created waits for it there, and is answered 409 with `Retry-After` if it is still on
+//! its way (docs/decisions/0029): [`Api::post_once_known`] and the domain steps retry
+//! that (and whatever else [`Patience::retry_on`] names) until [`Patience::limit`]. A
+//! 404 is final: the object does not exist.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -37,7 +39,7 @@ impl Default for Patience {
         Patience {
             limit: Duration::from_secs(10),
             every: Duration::from_millis(10),
-            retry_on: &[StatusCode::NOT_FOUND],
+            retry_on: &[StatusCode::CONFLICT],
             through_errors: false,
         }
     }
@@ -192,7 +194,8 @@ impl Api {
         res.json().await.expect("a JSON body")
     }
 
-    /// POST, sent again while the answer is one of [`Patience::retry_on`].
+    /// POST, sent again while the answer is one of [`Patience::retry_on`], after its
+    /// `Retry-After` if it has one.
     pub async fn post_once_known(&self, path: &str, body: Value) -> Response {
         let deadline = Instant::now() + self.patience.limit;
         loop {
@@ -200,7 +203,12 @@ impl Api {
             if !self.patience.retry_on.contains(&res.status()) || Instant::now() > deadline {
                 return res;
             }
-            tokio::time::sleep(self.patience.every).await;
+            let pause = res
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .map_or(self.patience.every, Duration::from_secs);
+            tokio::time::sleep(pause.min(self.patience.limit)).await;
         }
     }
 

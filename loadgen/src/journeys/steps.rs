@@ -263,16 +263,21 @@ async fn pick_ticket(user: &mut GooseUser) -> Step<Option<String>> {
 }
 
 /// A POST naming an object another service created (a ticket to order, an order to
-/// pay): the service learns about it by event, so for a moment it may answer 404. A
-/// client retries that for up to 5 s; the retries are counted under their own name,
-/// so the report shows how often the events were slower than the client.
+/// pay): the service learns about it by event, and waits for it up to 2 s (docs/
+/// decisions/0029); if it is still on its way the answer is 409 `... is not known here
+/// yet` with `Retry-After`, retried here after that pause for up to 5 s (the retries
+/// counted under their own name, so the report shows how often the events were slower
+/// than the wait). A 404 is a failure: the object does not exist.
 async fn call_once_known<B: Serialize + ?Sized, T: DeserializeOwned>(
     user: &mut GooseUser,
     path: &'static str,
     body: Option<&B>,
     allowed: Allowed,
 ) -> Step<Reply<T>> {
-    const NOT_KNOWN_YET: (u16, &str) = (404, "Not found.");
+    const NOT_KNOWN_YET: [(u16, &str); 2] = [
+        (409, "Order is not known here yet"),
+        (409, "Ticket is not known here yet"),
+    ];
     let retried = format!("{path} (retried: not known yet)");
     let give_up = std::time::Instant::now() + Duration::from_secs(5);
     let mut attempt = 0;
@@ -281,15 +286,16 @@ async fn call_once_known<B: Serialize + ?Sized, T: DeserializeOwned>(
         let mut also: Vec<(u16, &'static str)> = allowed.to_vec();
         let patient = std::time::Instant::now() < give_up;
         if patient {
-            also.push(NOT_KNOWN_YET);
+            also.extend(NOT_KNOWN_YET);
         }
         let reply = call(user, GooseMethod::Post, (path, name), body, &also).await?;
-        let not_known = reply.body.is_none() && reply.request.status_code == 404 && patient;
+        let not_known = reply.body.is_none() && reply.request.status_code == 409 && patient;
         if !not_known {
             return Ok(reply);
         }
         attempt += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The answer's `Retry-After`: 1 s.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -16,7 +16,7 @@ use super::OrderBody;
 use ticketing_contracts::{TicketId, Timestamp};
 
 use crate::claim::Refused;
-use crate::domain::Units;
+use crate::domain::{At, Units};
 use crate::orders::{self, PlaceError};
 use crate::queue::{self, Gate};
 use crate::AppState;
@@ -38,9 +38,12 @@ use crate::AppState;
             )),
         (status = 400, description = "Missing or malformed ticketId; `Ticket is already reserved` (one unit), `Ticket is sold out`; field `quantity`: `Quantity must be a whole number from 1 to N` (the listing's maxPerOrder), `Only N left`, `At most N per account`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 404, description = "Unknown ticket", body = ErrorBody),
+        (status = 404, description = "Unknown ticket (an id that is not a UUIDv7 made in the last 10 s)", body = ErrorBody),
         (status = 429, description = "The listing's on-sale queue has not admitted the caller: joined it; `Retry-After` and the place in `queue` (`You are in the queue (position N)`)", body = ErrorBody),
         KeyRefusals,
+        // After `KeyRefusals`, whose 409 it replaces in the document (one entry a status).
+        (status = 409, description = "`Ticket is not known here yet; try again`: a ticket listed moments ago has not reached the orders service within 2 s (`Retry-After: 1`); or a request with the same `Idempotency-Key` is still in progress", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait (the ticket not known yet)"))),
     ),
     params(IdempotencyKey))]
 pub async fn create(
@@ -66,7 +69,8 @@ pub async fn create(
             None => {}
         }
     }
-    let placed = match key.scoped(&user.id, "POST /api/orders", &body) {
+    let keyed = key.scoped(&user.id, "POST /api/orders", &body);
+    let place = async |at: At| match &keyed {
         None => orders::place(&state.store, &state.placer, &ticket_id, &user.id, units, at)
             .await
             .map(|order| (StatusCode::CREATED, Json(OrderBody::from(order))).into_response())
@@ -74,17 +78,27 @@ pub async fn create(
         // With a key the order and its answer commit together: a transaction, not the
         // placer.
         Some(keyed) => {
-            keyed::once_in_tx(
-                &state.store,
-                Some(&keyed),
-                StatusCode::CREATED,
-                async |tx| {
-                    let order = orders::place_in_tx(tx, &ticket_id, &user.id, units, at).await?;
-                    Ok(OrderBody::from(order))
-                },
-            )
+            keyed::once_in_tx(&state.store, Some(keyed), StatusCode::CREATED, async |tx| {
+                let order = orders::place_in_tx(tx, &ticket_id, &user.id, units, at).await?;
+                Ok(OrderBody::from(order))
+            })
             .await
         }
+    };
+    let placed = match place(at).await {
+        // Listed moments ago, its `ticket:created` maybe still on the way: wait for it a
+        // little (decision 0029), then place. (A new order's only unknown is its ticket.)
+        Err(ApiError::NotFound) => {
+            state
+                .arriving
+                .wait(ticket_id.as_str(), || {
+                    crate::tickets::exists(state.store.reader(), &ticket_id)
+                })
+                .await?
+                .known("Ticket")?;
+            place(state.settings.at(Timestamp::now())).await
+        }
+        other => other,
     };
     match placed {
         // Not admitted: the order joins the queue for the caller (the seed's client

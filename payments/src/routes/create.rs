@@ -34,10 +34,13 @@ fn parse_token(raw: &Value) -> Result<String, String> {
         (status = 201, description = "Paid; publishes `payment:created`", body = PaymentBody),
         (status = 400, description = "Missing token or orderId, a cancelled, expired or already paid order, a payment in progress, or the card was declined (the provider's reason)", body = ErrorBody),
         (status = 401, description = "Not signed in, or not the caller's order", body = ErrorBody),
-        (status = 404, description = "Unknown order", body = ErrorBody),
+        (status = 404, description = "Unknown order (an id that is not a UUIDv7 made in the last 10 s)", body = ErrorBody),
         (status = 502, description = "The payment provider answered with an error: try again", body = ErrorBody),
         (status = 503, description = "The payment provider is unavailable: nothing was charged, try again", body = ErrorBody),
         KeyRefusals,
+        // After `KeyRefusals`, whose 409 it replaces in the document (one entry a status).
+        (status = 409, description = "`Order is not known here yet; try again`: an order placed moments ago has not reached the payments service within 2 s (`Retry-After: 1`); or a request with the same `Idempotency-Key` is still in progress", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait (the order not known yet)"))),
     ),
     params(IdempotencyKey))]
 pub async fn create(
@@ -55,7 +58,22 @@ pub async fn create(
     let order_id = OrderId::from(order_id);
     let keyed = key.scoped(&user.id, "POST /api/payments", &body);
     idempotency::once(&state.store, keyed.as_ref(), async || {
-        let payment = pay::pay(&state, &user.id, &order_id, &token, keyed.as_ref()).await?;
+        let pay = async || pay::pay(&state, &user.id, &order_id, &token, keyed.as_ref()).await;
+        let payment = match pay().await {
+            // Placed moments ago, its `order:created` maybe still on the way: wait for
+            // it a little (decision 0029), then pay.
+            Err(PayError::UnknownOrder) => {
+                state
+                    .arriving
+                    .wait(order_id.as_str(), || {
+                        crate::orders::exists(state.store.reader(), &order_id)
+                    })
+                    .await?
+                    .known("Order")?;
+                pay().await?
+            }
+            other => other?,
+        };
         Ok((StatusCode::CREATED, Json(PaymentBody::from(payment))).into_response())
     })
     .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::Router;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::header::{HeaderName, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,6 +26,8 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::trace::{route_of, CallContext, Propagation};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The largest API answer read: a page of tickets is a few KiB.
 const MAX_REPLY_BYTES: usize = 4 << 20;
@@ -199,11 +201,15 @@ impl ApiClient {
                 headers.insert("tracestate", value);
             }
         }
+        let visitor = crate::forwarded::visitor();
         match &*self.transport {
             Transport::Http { client, base } => {
                 let mut request = client
                     .request(method, format!("{base}{path}"))
                     .headers(headers);
+                if let Some(chain) = visitor.forwarded_for_http() {
+                    request = request.header(X_FORWARDED_FOR, chain);
+                }
                 if let Some(body) = json {
                     request = request.header(CONTENT_TYPE, "application/json").body(body);
                 }
@@ -227,6 +233,12 @@ impl ApiClient {
                 let mut request = Request::builder().method(method).uri(path);
                 if let Some(map) = request.headers_mut() {
                     map.extend(headers);
+                }
+                if let Some(chain) = visitor.forwarded_for_in_process() {
+                    request = request.header(X_FORWARDED_FOR, chain);
+                }
+                if let Some(peer) = visitor.peer {
+                    request = request.extension(axum::extract::ConnectInfo(peer));
                 }
                 let body = match json {
                     Some(body) => {

@@ -126,6 +126,15 @@ async fn submit(
         .await
     {
         Ok(reply) => Ok(see_other(&next, reply.set_cookies)),
+        // The API's limits per address and per account (decision 0030): said on the form.
+        Err(failure) if failure.status() == Some(StatusCode::TOO_MANY_REQUESTS) => Ok(render(
+            &visitor,
+            kind,
+            &form.email,
+            &next,
+            &FormErrors::message("Too many attempts. Please wait a minute and try again."),
+            StatusCode::TOO_MANY_REQUESTS,
+        )),
         Err(failure) => {
             let errors = FormErrors::new(failure.into_bad_request()?);
             // The e-mail is kept; the password is never sent back to the browser.

@@ -69,9 +69,9 @@ pub async fn create(
         Ok(order) => return Ok(see_other(&format!("/orders/{}", order.id), Vec::new())),
         Err(failure) => match failure.status() {
             Some(StatusCode::BAD_REQUEST) => FormErrors::new(failure.into_bad_request()?),
-            // The orders service learns of new tickets by event: for a moment after a
-            // ticket is listed it may not know it yet.
-            Some(StatusCode::NOT_FOUND) => FormErrors::message(
+            // The orders service learns of new tickets by event and waits a little for
+            // a brand-new one; if it is still on its way, the answer is 409.
+            Some(StatusCode::CONFLICT) => FormErrors::message(
                 "This ticket cannot be ordered just yet. Please try again in a moment.",
             ),
             // An on-sale queue holds the listing and this account is not admitted yet
@@ -254,6 +254,11 @@ pub async fn pay(
                 wait_for_completion(&settings, &visitor, &page.id).await;
                 return Ok(see_other(&format!("{}?paid=1", page.url()), Vec::new()));
             }
+            // The payments service learns of new orders by event and waits a little for
+            // a brand-new one; if it is still on its way, the answer is 409.
+            Err(failure) if failure.status() == Some(StatusCode::CONFLICT) => FormErrors::message(
+                "This order cannot be paid just yet. Please try again in a moment.",
+            ),
             Err(failure) => FormErrors::new(failure.into_bad_request()?),
         },
         Err(errors) => errors,
