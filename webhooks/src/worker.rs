@@ -174,29 +174,33 @@ async fn attempt(client: &reqwest::Client, settings: &Settings, d: Claimed) -> O
         Ok(status) if status.is_success() => {
             outcome.status = DeliveryStatus::Delivered;
             outcome.delivered_at = Some(now);
-            metrics::counter!("webhook_deliveries_total", "outcome" => "delivered").increment(1);
-            metrics::histogram!("webhook_delivery_lag_seconds")
+            metrics::counter!("ticketing_webhook_deliveries_total", "outcome" => "delivered")
+                .increment(1);
+            metrics::histogram!("ticketing_webhook_delivery_lag_seconds")
                 .record((now - d.created_at).max(0) as f64 / 1000.0);
             return outcome;
         }
         Ok(status) if status == reqwest::StatusCode::GONE => {
             tracing::info!(endpoint = %outcome.endpoint_id, "endpoint answered 410 Gone: disabled");
-            metrics::counter!("webhook_deliveries_total", "outcome" => "gone").increment(1);
+            metrics::counter!("ticketing_webhook_deliveries_total", "outcome" => "gone")
+                .increment(1);
             outcome.gone = true;
         }
         Ok(status) => {
             tracing::debug!(endpoint = %outcome.endpoint_id, %status, "webhook refused");
-            metrics::counter!("webhook_deliveries_total", "outcome" => "failed").increment(1);
+            metrics::counter!("ticketing_webhook_deliveries_total", "outcome" => "failed")
+                .increment(1);
         }
         Err(err) => {
             tracing::debug!(endpoint = %outcome.endpoint_id, error = %err, "webhook not delivered");
-            metrics::counter!("webhook_deliveries_total", "outcome" => "failed").increment(1);
+            metrics::counter!("ticketing_webhook_deliveries_total", "outcome" => "failed")
+                .increment(1);
         }
     }
     let attempts = d.attempts + 1;
     if now - d.queued_at >= settings.give_up_after.as_millis() as i64 {
         outcome.status = DeliveryStatus::Dead;
-        metrics::counter!("webhook_deliveries_total", "outcome" => "dead").increment(1);
+        metrics::counter!("ticketing_webhook_deliveries_total", "outcome" => "dead").increment(1);
     } else {
         outcome.next_at = now + backoff(settings, attempts).as_millis() as i64;
     }
@@ -264,8 +268,8 @@ pub fn spawn_sampler(store: Store, shutdown: CancellationToken) -> JoinHandle<()
                 _ = tick.tick() => {}
             }
             if let Ok((pending, age)) = deliveries::backlog(&store).await {
-                metrics::gauge!("webhook_deliveries_pending").set(pending as f64);
-                metrics::gauge!("webhook_oldest_pending_seconds").set(age);
+                metrics::gauge!("ticketing_webhook_deliveries_pending").set(pending as f64);
+                metrics::gauge!("ticketing_webhook_oldest_pending_seconds").set(age);
             }
         }
     })
