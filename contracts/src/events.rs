@@ -82,6 +82,7 @@ pub mod groups {
     pub const ORDERS: &str = "orders-service";
     pub const PAYMENTS: &str = "payments-service";
     pub const EXPIRATION: &str = "expiration-service";
+    pub const WEBHOOKS: &str = "webhooks-service";
 }
 
 /// A payload with its subject.

@@ -11,6 +11,7 @@ pub mod money;
 pub mod status;
 pub mod terms;
 pub mod time;
+pub mod webhook;
 
 pub use error::{ErrorBody, ErrorItem};
 pub use ids::{OrderId, PaymentId, TicketId, UserId};

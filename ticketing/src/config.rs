@@ -80,6 +80,8 @@ pub enum Target {
     Orders,
     Payments,
     Expiration,
+    /// Outbound webhooks: sellers' endpoints and the delivery workers.
+    Webhooks,
     /// The web pages alone, against the API at `--api-url`.
     Web,
 }
@@ -169,6 +171,10 @@ pub struct ServeArgs {
     /// Full database URL of the expiration service, replacing the derived one.
     #[arg(long, env = "TICKETING_EXPIRATION_DATABASE_URL", global = true)]
     pub expiration_database_url: Option<String>,
+
+    /// Full database URL of the webhooks service, replacing the derived one.
+    #[arg(long, env = "TICKETING_WEBHOOKS_DATABASE_URL", global = true)]
+    pub webhooks_database_url: Option<String>,
 
     /// HS256 key of session tokens. Required in distributed mode; in embedded mode one is
     /// generated on first start and kept in the data directory.
@@ -373,6 +379,67 @@ pub struct ServeArgs {
     /// Stripe.js. Without it the page shows the sandbox's card form.
     #[arg(long, env = "STRIPE_PUBLISHABLE_KEY", global = true)]
     pub stripe_publishable_key: Option<String>,
+
+    /// Webhook endpoints may be on loopback and private addresses (a local receiver,
+    /// tests). Off: such URLs are refused with 400.
+    #[arg(long, env = "TICKETING_WEBHOOKS_ALLOW_PRIVATE", global = true)]
+    pub webhooks_allow_private: bool,
+
+    /// Timeout of one webhook attempt (connection to answer).
+    #[arg(
+        long,
+        env = "TICKETING_WEBHOOKS_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub webhooks_timeout_ms: u64,
+
+    /// Pause before a failed webhook's first retry; doubled for each further one (with
+    /// jitter) up to `--webhooks-backoff-max-ms`.
+    #[arg(
+        long,
+        env = "TICKETING_WEBHOOKS_BACKOFF_MIN_MS",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub webhooks_backoff_min_ms: u64,
+
+    /// Longest pause between two attempts of a webhook.
+    #[arg(
+        long,
+        env = "TICKETING_WEBHOOKS_BACKOFF_MAX_MS",
+        default_value_t = 600_000,
+        global = true
+    )]
+    pub webhooks_backoff_max_ms: u64,
+
+    /// How long a webhook delivery is retried before it is given up (dead).
+    #[arg(
+        long,
+        env = "TICKETING_WEBHOOKS_GIVE_UP_SECONDS",
+        default_value_t = 72 * 3600,
+        global = true
+    )]
+    pub webhooks_give_up_seconds: u64,
+
+    /// How long delivered (and dead) webhook deliveries are kept, listed and replayable.
+    #[arg(
+        long,
+        env = "TICKETING_WEBHOOKS_RETENTION_SECONDS",
+        default_value_t = 7 * 24 * 3600,
+        global = true
+    )]
+    pub webhooks_retention_seconds: u64,
+
+    /// Webhook keys (orders, listings) of one endpoint sent at once, at most.
+    #[arg(
+        long,
+        env = "TICKETING_WEBHOOKS_PER_ENDPOINT",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=64),
+        global = true
+    )]
+    pub webhooks_per_endpoint: u32,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TICKETING_LOG_JSON", global = true)]

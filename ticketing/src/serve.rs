@@ -269,12 +269,31 @@ pub async fn start(
         };
         services.push(ticketing_expiration::mount(runtime, &settings).await?);
     }
+    if target.includes(Target::Webhooks) {
+        services.push(ticketing_webhooks::mount(runtime, &webhook_settings(args)).await?);
+    }
     Ok(services)
 }
 
 /// `--redis-url`, unless empty.
 fn redis_url(args: &ServeArgs) -> Option<String> {
     args.redis_url.clone().filter(|u| !u.trim().is_empty())
+}
+
+pub fn webhook_settings(args: &ServeArgs) -> ticketing_webhooks::Settings {
+    ticketing_webhooks::Settings {
+        allow_private: args.webhooks_allow_private,
+        timeout: Duration::from_millis(args.webhooks_timeout_ms.max(1)),
+        backoff_min: Duration::from_millis(args.webhooks_backoff_min_ms),
+        backoff_max: Duration::from_millis(
+            args.webhooks_backoff_max_ms
+                .max(args.webhooks_backoff_min_ms),
+        ),
+        give_up_after: Duration::from_secs(args.webhooks_give_up_seconds),
+        retention: Duration::from_secs(args.webhooks_retention_seconds),
+        per_endpoint: args.webhooks_per_endpoint as usize,
+        ..Default::default()
+    }
 }
 
 /// The event bus: JetStream when a NATS URL is given, else the in-process bus with its
@@ -308,6 +327,7 @@ pub fn databases(args: &ServeArgs) -> anyhow::Result<(DatabaseConfig, HashMap<St
         ("orders", &args.orders_database_url),
         ("payments", &args.payments_database_url),
         ("expiration", &args.expiration_database_url),
+        ("webhooks", &args.webhooks_database_url),
     ] {
         if let Some(url) = url {
             database_overrides.insert(service.to_owned(), url.clone());

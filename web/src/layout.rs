@@ -90,6 +90,7 @@ fn nav_links(chrome: &Chrome) -> Markup {
                 Some(user) => {
                     li { a href="/tickets/new" { "Sell tickets" } }
                     li { a href="/orders" { "My orders" } }
+                    li { a href="/webhooks" { "Webhooks" } }
                     li.nav-user { a.who href="/auth/password" title={ (user.email) ": change password, sign out everywhere" } { (user.email) } }
                     li {
                         form.inline method="post" action="/auth/signout" {

@@ -10,6 +10,7 @@ pub mod queue;
 pub mod tickets;
 pub mod users;
 pub mod waitlist;
+pub mod webhooks;
 
 /// Regular expressions (ECMA-262, as OpenAPI documents use them) that state exactly what
 /// the server accepts where a length or format alone cannot.

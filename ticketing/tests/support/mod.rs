@@ -37,6 +37,16 @@ pub async fn mount_all(rt: &Runtime, order_ttl: Duration) -> Vec<Mounted> {
         ticketing_expiration::mount(rt, &ticketing_expiration::Settings::default())
             .await
             .unwrap(),
+        // Endpoints on the test's own loopback receivers.
+        ticketing_webhooks::mount(
+            rt,
+            &ticketing_webhooks::Settings {
+                allow_private: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap(),
     ]
 }
 

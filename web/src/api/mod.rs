@@ -21,6 +21,9 @@ use ticketing_contracts::api::users::{
     ChangePassword, Credentials, CurrentUserBody, SessionUser, SignOut, UserBody,
 };
 use ticketing_contracts::api::waitlist::{JoinWaitlist, WaitlistEntryBody};
+use ticketing_contracts::api::webhooks::{
+    CreateWebhook, DeliveryBody, ReplayAccepted, ReplayWebhook, WebhookBody,
+};
 use ticketing_contracts::{ErrorBody, ErrorItem};
 use tower::ServiceExt;
 use tracing::Instrument;
@@ -531,6 +534,73 @@ impl ApiClient {
                 &format!("/api/queue/{ticket}"),
                 session,
                 None::<&()>,
+            )
+            .await?
+            .body)
+    }
+}
+
+impl ApiClient {
+    /// The caller's webhook endpoints.
+    pub async fn webhooks(&self, session: Option<&str>) -> Result<Vec<WebhookBody>, ApiFailure> {
+        self.get("/api/webhooks", session).await
+    }
+
+    /// Register an endpoint: the answer holds its secret, shown this once.
+    pub async fn create_webhook(
+        &self,
+        session: Option<&str>,
+        url: &str,
+        events: &[String],
+    ) -> Result<WebhookBody, ApiFailure> {
+        let events: Vec<&str> = events.iter().map(String::as_str).collect();
+        let body = CreateWebhook::new(url, &events);
+        Ok(self
+            .call(Method::POST, "/api/webhooks", session, Some(&body))
+            .await?
+            .body)
+    }
+
+    pub async fn delete_webhook(&self, session: Option<&str>, id: &Id) -> Result<(), ApiFailure> {
+        self.call::<Option<serde_json::Value>>(
+            Method::DELETE,
+            &format!("/api/webhooks/{id}"),
+            session,
+            None::<&()>,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A page of an endpoint's deliveries after `cursor`.
+    pub async fn webhook_deliveries(
+        &self,
+        session: Option<&str>,
+        id: &Id,
+        cursor: i64,
+    ) -> Result<Vec<DeliveryBody>, ApiFailure> {
+        self.get(
+            &format!("/api/webhooks/{id}/deliveries?cursor={cursor}"),
+            session,
+        )
+        .await
+    }
+
+    pub async fn replay_webhook(
+        &self,
+        session: Option<&str>,
+        id: &Id,
+        from_seq: serde_json::Value,
+    ) -> Result<ReplayAccepted, ApiFailure> {
+        let body = ReplayWebhook {
+            from_seq: Some(from_seq),
+        };
+        Ok(self
+            .call(
+                Method::POST,
+                &format!("/api/webhooks/{id}/replay"),
+                session,
+                Some(&body),
             )
             .await?
             .body)

@@ -7,6 +7,7 @@ mod password;
 mod queue;
 mod tickets;
 mod waitlist;
+mod webhooks;
 
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -37,6 +38,10 @@ pub fn routes() -> Router<Settings> {
         .route("/waitlist", post(waitlist::join))
         .route("/waitlist/{id}", get(waitlist::show))
         .route("/waitlist/{id}/leave", post(waitlist::leave))
+        .route("/webhooks", get(webhooks::index).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::show))
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/webhooks/{id}/replay", post(webhooks::replay))
 }
 
 /// Post-redirect-get: `303 See Other` to `location`, with the API's cookies relayed.

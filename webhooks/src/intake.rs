@@ -1,0 +1,270 @@
+//! The intake: every subject, consumed as the `webhooks-service` group. For each event it
+//! keeps the replicas that route it (listing → owner, order → listing) and queues a
+//! delivery for each of the owner's endpoints that takes the subject, in the transaction
+//! that marks the event handled (the inbox): an event is queued once, or not at all.
+//!
+//! A handler of its own rather than a typed listener: a delivery carries the event's id
+//! (the `webhook-id`), which only the envelope has.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use ticketing_bus::{inbox, Envelope, Handler, HandlerError, Together};
+use ticketing_contracts::events::{
+    groups, ExpirationComplete, OrderCancelled, OrderCreated, PaymentCreated, PaymentRefunded,
+    Subject, TicketCreated, TicketUpdated, WaitlistOffered,
+};
+use ticketing_contracts::time::{format_millis, now_millis};
+use ticketing_contracts::{OrderId, TicketId, UserId};
+use ticketing_store::{query, Store, Tx};
+use tokio::sync::Notify;
+
+use crate::{deliveries, endpoints};
+
+/// An event whose listing or order this service has never heard of, older than this,
+/// is not routed (it predates the service, or its predecessor was lost); younger, it
+/// waits for the predecessor (which is on its way).
+const WAIT_FOR_PREDECESSOR_MS: i64 = 10 * 60 * 1000;
+
+pub struct Intake {
+    store: Store,
+    wake: Arc<Notify>,
+}
+
+impl Intake {
+    pub fn new(store: Store, wake: Arc<Notify>) -> Intake {
+        Intake { store, wake }
+    }
+}
+
+#[async_trait]
+impl Handler for Intake {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let Some(mut tx) = inbox::begin(&self.store, groups::WEBHOOKS, envelope).await? else {
+            return Ok(());
+        };
+        let queued = take(&mut tx, envelope).await?;
+        tx.commit().await?;
+        if queued > 0 {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A batch in one transaction; any failure (an event waiting for its predecessor)
+    /// rolls it back and the bus takes the events one by one.
+    async fn handle_together(&self, group: &str, events: &[&Envelope]) -> Together {
+        let _ = group;
+        let mut tx = match self.store.begin().await {
+            Ok(tx) => tx,
+            Err(err) => return Together::Broken(err.to_string()),
+        };
+        let fresh = match inbox::mark_all(&mut tx, groups::WEBHOOKS, events).await {
+            Ok(fresh) => fresh,
+            Err(err) => return Together::Broken(err.to_string()),
+        };
+        let mut queued = 0;
+        for (envelope, fresh) in events.iter().zip(fresh) {
+            if !fresh {
+                continue;
+            }
+            match take(&mut tx, envelope).await {
+                Ok(n) => queued += n,
+                Err(_) => {
+                    let _ = tx.rollback().await;
+                    return Together::Failed;
+                }
+            }
+        }
+        if let Err(err) = tx.commit().await {
+            return Together::Broken(err.to_string());
+        }
+        if queued > 0 {
+            self.wake.notify_one();
+        }
+        Together::Committed
+    }
+}
+
+/// Who an event concerns: the seller, and the key its deliveries are ordered by.
+struct Route {
+    owner: UserId,
+    key: String,
+}
+
+fn decode<E: ticketing_contracts::events::Event>(envelope: &Envelope) -> Result<E, HandlerError> {
+    envelope
+        .decode()
+        .map_err(|e| HandlerError::Poison(e.to_string()))
+}
+
+/// Keep the replicas `envelope` changes, and queue its deliveries: how many.
+async fn take(tx: &mut Tx, envelope: &Envelope) -> Result<usize, HandlerError> {
+    let Some(route) = route(tx, envelope).await? else {
+        return Ok(0);
+    };
+    let targets = endpoints::listening(tx, &route.owner, envelope.subject).await?;
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let data: Value = serde_json::from_slice(&envelope.payload)
+        .map_err(|e| HandlerError::Poison(e.to_string()))?;
+    let body = serde_json::json!({
+        "id": envelope.id,
+        "type": envelope.subject.as_str(),
+        "createdAt": format_millis(envelope.produced_at),
+        "data": data,
+    })
+    .to_string();
+    for endpoint in &targets {
+        deliveries::queue(tx, endpoint, envelope, &route.key, &body).await?;
+    }
+    Ok(targets.len())
+}
+
+async fn route(tx: &mut Tx, envelope: &Envelope) -> Result<Option<Route>, HandlerError> {
+    let waited = |what: String| -> Result<Option<Route>, HandlerError> {
+        if now_millis() - envelope.produced_at > WAIT_FOR_PREDECESSOR_MS {
+            tracing::debug!(event = %envelope.id, "{what}: not routed");
+            Ok(None)
+        } else {
+            Err(HandlerError::Retry(what))
+        }
+    };
+    Ok(Some(match envelope.subject {
+        Subject::TicketCreated => {
+            let t: TicketCreated = decode(envelope)?;
+            keep_listing(tx, &t.id, &t.user_id, t.version).await?;
+            Route {
+                owner: t.user_id,
+                key: t.id.into_string(),
+            }
+        }
+        Subject::TicketUpdated => {
+            let t: TicketUpdated = decode(envelope)?;
+            keep_listing(tx, &t.id, &t.user_id, t.version).await?;
+            let key = match &t.order_id {
+                // Reserved by an order: in line with that order's events, after its
+                // order:created.
+                Some(order) => {
+                    if listing_of(tx, order).await?.is_none() {
+                        return waited(format!("ticket:updated of {order} before its order"));
+                    }
+                    order.to_string()
+                }
+                None => t.id.to_string(),
+            };
+            Route {
+                owner: t.user_id,
+                key,
+            }
+        }
+        Subject::OrderCreated => {
+            let o: OrderCreated = decode(envelope)?;
+            let Some(owner) = owner_of(tx, &o.ticket.id).await? else {
+                return waited(format!("order:created of {} before its listing", o.id));
+            };
+            query("INSERT INTO orders (id, ticket_id) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(&o.id)
+                .bind(&o.ticket.id)
+                .execute(&mut *tx)
+                .await?;
+            Route {
+                owner,
+                key: o.id.into_string(),
+            }
+        }
+        Subject::OrderCancelled => {
+            let o: OrderCancelled = decode(envelope)?;
+            return by_order(tx, &o.id, "order:cancelled", waited).await;
+        }
+        Subject::ExpirationComplete => {
+            let e: ExpirationComplete = decode(envelope)?;
+            return by_order(tx, &e.order_id, "expiration:complete", waited).await;
+        }
+        Subject::PaymentCreated => {
+            let p: PaymentCreated = decode(envelope)?;
+            return by_order(tx, &p.order_id, "payment:created", waited).await;
+        }
+        Subject::PaymentRefunded => {
+            let p: PaymentRefunded = decode(envelope)?;
+            return by_order(tx, &p.order_id, "payment:refunded", waited).await;
+        }
+        Subject::WaitlistOffered => {
+            let w: WaitlistOffered = decode(envelope)?;
+            let Some(owner) = owner_of(tx, &w.ticket_id).await? else {
+                return waited(format!(
+                    "waitlist:offered on {} before its listing",
+                    w.ticket_id
+                ));
+            };
+            Route {
+                owner,
+                key: w.order_id.into_string(),
+            }
+        }
+    }))
+}
+
+/// An event of an order: to its listing's seller, after the order's order:created.
+async fn by_order(
+    tx: &mut Tx,
+    order: &OrderId,
+    what: &str,
+    waited: impl Fn(String) -> Result<Option<Route>, HandlerError>,
+) -> Result<Option<Route>, HandlerError> {
+    let Some(ticket) = listing_of(tx, order).await? else {
+        return waited(format!("{what} of {order} before its order:created"));
+    };
+    let Some(owner) = owner_of(tx, &ticket).await? else {
+        return waited(format!("{what} of {order}: listing {ticket} unknown"));
+    };
+    Ok(Some(Route {
+        owner,
+        key: order.to_string(),
+    }))
+}
+
+/// The listing replica, newest version wins (a listing never changes owner, but an
+/// update may arrive before its creation).
+async fn keep_listing(
+    tx: &mut Tx,
+    id: &TicketId,
+    owner: &UserId,
+    version: i64,
+) -> Result<(), ticketing_store::Error> {
+    query(
+        "INSERT INTO listings (id, user_id, version) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, version = excluded.version \
+         WHERE listings.version < excluded.version",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(version)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn owner_of(
+    tx: &mut Tx,
+    ticket: &TicketId,
+) -> Result<Option<UserId>, ticketing_store::Error> {
+    let row = query("SELECT user_id FROM listings WHERE id = $1")
+        .bind(ticket)
+        .fetch_optional(tx)
+        .await?;
+    row.map(|r| r.get("user_id")).transpose()
+}
+
+async fn listing_of(
+    tx: &mut Tx,
+    order: &OrderId,
+) -> Result<Option<TicketId>, ticketing_store::Error> {
+    let row = query("SELECT ticket_id FROM orders WHERE id = $1")
+        .bind(order)
+        .fetch_optional(tx)
+        .await?;
+    row.map(|r| r.get("ticket_id")).transpose()
+}

@@ -1,0 +1,82 @@
+//! The deliveries table, created at start-up: its `seq` is the engine's own counter
+//! (AUTOINCREMENT, a sequence), which the shared migration dialect cannot declare.
+
+use ticketing_store::{query, Backend, Store};
+
+const DELIVERIES_SQLITE: &str = "CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    queued_at BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    claim TEXT,
+    delivered_at BIGINT,
+    ended_at BIGINT,
+    UNIQUE (endpoint_id, event_id)
+)";
+
+const DELIVERIES_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS deliveries (
+    seq BIGSERIAL PRIMARY KEY,
+    endpoint_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    queued_at BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    claim TEXT,
+    delivered_at BIGINT,
+    ended_at BIGINT,
+    UNIQUE (endpoint_id, event_id)
+)";
+
+/// The indexes the workers and the API read by. Pending rows are few next to the
+/// delivered ones kept for the retention period: partial indexes keep the claims'
+/// scans to them.
+const INDEXES: [&str; 4] = [
+    // The claim's candidates, oldest first.
+    "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (seq) WHERE status = 'pending'",
+    // Is there an earlier pending delivery of the key (then this one is not its head)?
+    "CREATE INDEX IF NOT EXISTS deliveries_pending_key ON deliveries (endpoint_id, order_key, seq) \
+     WHERE status = 'pending'",
+    // Live leases per endpoint.
+    "CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (lease_until) WHERE status = 'pending'",
+    // The API's list, and retention.
+    "CREATE INDEX IF NOT EXISTS deliveries_by_endpoint ON deliveries (endpoint_id, seq)",
+];
+
+const ENDED_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS deliveries_ended ON deliveries (ended_at) WHERE ended_at IS NOT NULL";
+
+pub async fn install(store: &Store) -> anyhow::Result<()> {
+    let table = match store.backend() {
+        Backend::Sqlite => DELIVERIES_SQLITE,
+        Backend::Postgres => DELIVERIES_POSTGRES,
+    };
+    let mut tx = store.begin().await?;
+    if store.backend() == Backend::Postgres {
+        // Two processes starting together would race on CREATE … IF NOT EXISTS.
+        query("SELECT pg_advisory_xact_lock(7301000000000031)")
+            .execute(&mut tx)
+            .await?;
+    }
+    for statement in std::iter::once(table)
+        .chain(INDEXES)
+        .chain(std::iter::once(ENDED_INDEX))
+    {
+        query(statement).execute(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

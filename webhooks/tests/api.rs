@@ -1,0 +1,349 @@
+//! The webhooks API and deliveries over real HTTP, on SQLite and PostgreSQL: endpoints
+//! are validated, kept per seller and removed; events published on the bus reach the
+//! endpoints of the listing's seller, signed, per key in order; 410 disables.
+
+mod receiver;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use ticketing_bus::Envelope;
+use ticketing_contracts::events::{
+    OrderCreated, OrderCreatedTicket, PaymentCreated, TicketCreated, TicketUpdated,
+};
+use ticketing_contracts::money::Cents;
+use ticketing_contracts::time::{format_millis, now_millis};
+use ticketing_contracts::{OrderStatus, SaleTerms};
+use ticketing_kit::backend_tests;
+use ticketing_kit::testing::{errors, reply, Api, TestApp, TestBackend, TestEnv};
+use ticketing_webhooks::Settings;
+
+use receiver::Receiver;
+
+async fn app(backend: TestBackend, allow_private: bool) -> TestApp {
+    let env = TestEnv::new(backend);
+    let settings = Settings {
+        allow_private,
+        timeout: Duration::from_secs(2),
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(300),
+        poll: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let service = ticketing_webhooks::mount(&env.runtime, &settings)
+        .await
+        .unwrap();
+    TestApp::spawn(env, vec![service]).await
+}
+
+async fn publish<E: ticketing_contracts::events::Event>(app: &TestApp, event: &E) -> String {
+    let envelope = Envelope::new(event);
+    app.env.runtime.bus.publish(&envelope).await.unwrap();
+    envelope.id
+}
+
+fn listing(id: &str, seller: &str, version: i64) -> TicketCreated {
+    TicketCreated {
+        id: id.into(),
+        title: "Concert".into(),
+        price: Cents::new(1000),
+        user_id: seller.into(),
+        version,
+        terms: SaleTerms::default(),
+    }
+}
+
+fn order(id: &str, ticket: &str, buyer: &str) -> OrderCreated {
+    OrderCreated {
+        id: id.into(),
+        status: OrderStatus::Created,
+        user_id: buyer.into(),
+        expires_at: format_millis(now_millis() + 60_000),
+        reserved_until: None,
+        version: 0,
+        ticket: OrderCreatedTicket {
+            id: ticket.into(),
+            price: Cents::new(1000),
+        },
+        quantity: 1,
+        waitlist_entry_id: None,
+    }
+}
+
+async fn create(api: &Api, url: &str, events: Value) -> (StatusCode, Value) {
+    reply(
+        api.post_json("/api/webhooks", json!({"url": url, "events": events}))
+            .await,
+    )
+    .await
+}
+
+async fn validation(backend: TestBackend) {
+    let app = app(backend, false).await;
+    let seller = app.as_user("seller-1");
+    let res = app
+        .api
+        .post_json(
+            "/api/webhooks",
+            json!({"url": "https://example.com", "events": ["order:created"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let cases = [
+        (json!({"events": ["order:created"]}), "url"),
+        (json!({"url": 5, "events": ["order:created"]}), "url"),
+        (
+            json!({"url": "ftp://example.com", "events": ["order:created"]}),
+            "url",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "events": ["order:created"]}),
+            "url",
+        ),
+        (
+            json!({"url": "http://localhost/x", "events": ["order:created"]}),
+            "url",
+        ),
+        (
+            json!({"url": "http://10.0.0.1/x", "events": ["order:created"]}),
+            "url",
+        ),
+        (
+            json!({"url": format!("https://example.com/{}", "a".repeat(2048)), "events": ["order:created"]}),
+            "url",
+        ),
+        (json!({"url": "https://example.com"}), "events"),
+        (
+            json!({"url": "https://example.com", "events": []}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com", "events": ["order:shipped"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com", "events": "order:created"}),
+            "events",
+        ),
+    ];
+    for (body, field) in cases {
+        let res = seller.post_json("/api/webhooks", body.clone()).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
+        let errs = errors(res).await;
+        assert_eq!(errs.len(), 1, "{body}: {errs:?}");
+        assert_eq!(errs[0]["field"], field, "{body}: {errs:?}");
+    }
+    let (status, body) = create(
+        &seller,
+        "https://example.com/hook",
+        json!(["order:created", "order:created", "payment:created"]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        body["secret"].as_str().unwrap().starts_with("whsec_"),
+        "{body}"
+    );
+    assert_eq!(body["events"], json!(["order:created", "payment:created"]));
+    assert_eq!(body["url"], "https://example.com/hook");
+    assert!(body["createdAt"].is_string());
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    // Listed without the secret; another seller neither sees nor touches it.
+    let (status, list) = reply(seller.get("/api/webhooks").await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(list[0].get("secret").is_none(), "{list}");
+    let other = app.as_user("seller-2");
+    assert_eq!(reply(other.get("/api/webhooks").await).await.1, json!([]));
+    for res in [
+        other.delete(&format!("/api/webhooks/{id}")).await,
+        other.get(&format!("/api/webhooks/{id}/deliveries")).await,
+        other
+            .post_json(&format!("/api/webhooks/{id}/replay"), json!({"fromSeq": 0}))
+            .await,
+        seller.get("/api/webhooks/not%20an%20id/deliveries").await,
+    ] {
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    let res = seller
+        .get(&format!("/api/webhooks/{id}/deliveries?cursor=x"))
+        .await;
+    assert_eq!(errors(res).await[0]["field"], "cursor");
+    let res = seller
+        .post_json(
+            &format!("/api/webhooks/{id}/replay"),
+            json!({"fromSeq": -1}),
+        )
+        .await;
+    assert_eq!(errors(res).await[0]["field"], "fromSeq");
+    let res = seller.delete(&format!("/api/webhooks/{id}")).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(reply(seller.get("/api/webhooks").await).await.1, json!([]));
+    let res = seller.delete(&format!("/api/webhooks/{id}")).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+async fn delivers_signed_in_order(backend: TestBackend) {
+    let app = app(backend, true).await;
+    let receiver = Receiver::start().await;
+    let seller = app.as_user("seller-a");
+    let (status, hook) = create(
+        &seller,
+        &receiver.url(),
+        json!([
+            "ticket:created",
+            "ticket:updated",
+            "order:created",
+            "payment:created"
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+
+    // Another seller's listing reaches nobody here.
+    publish(&app, &listing("t-other", "seller-b", 0)).await;
+    // An order before its listing waits for it.
+    let mut ids = vec![];
+    let early = publish(&app, &order("o-1", "t-1", "buyer")).await;
+    ids.push(publish(&app, &listing("t-1", "seller-a", 0)).await);
+    ids.push(early);
+    receiver.wait_for(2, Duration::from_secs(30)).await;
+    ids.push(
+        publish(
+            &app,
+            &TicketUpdated {
+                id: "t-1".into(),
+                title: "Concert".into(),
+                price: Cents::new(1000),
+                user_id: "seller-a".into(),
+                version: 1,
+                order_id: Some("o-1".into()),
+                terms: SaleTerms::default(),
+            },
+        )
+        .await,
+    );
+    receiver.wait_for(3, Duration::from_secs(30)).await;
+    ids.push(
+        publish(
+            &app,
+            &PaymentCreated {
+                id: "p-1".into(),
+                order_id: "o-1".into(),
+                stripe_id: "ch_1".into(),
+            },
+        )
+        .await,
+    );
+    receiver.wait_for(4, Duration::from_secs(30)).await;
+    let got = receiver.received();
+    for r in &got {
+        assert!(r.verifies(&secret), "signature of {}", r.id);
+        assert_eq!(r.body["id"], r.id.as_str());
+        assert!(r.body["createdAt"].is_string());
+        assert!(r.body["data"].is_object());
+        assert!((r.timestamp - now_millis() / 1000).abs() < 60);
+    }
+    let order_keyed: Vec<&str> = got
+        .iter()
+        .filter(|r| r.key() == "o-1")
+        .map(|r| r.subject())
+        .collect();
+    assert_eq!(
+        order_keyed,
+        ["order:created", "ticket:updated", "payment:created"]
+    );
+    let mut sent: Vec<String> = got.iter().map(|r| r.id.clone()).collect();
+    sent.sort();
+    ids.sort();
+    assert_eq!(sent, ids);
+
+    // The deliveries list, then a replay: the same ids again, in the same order per key.
+    let (status, list) = reply(
+        seller
+            .get(&format!("/api/webhooks/{hook_id}/deliveries"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 4, "{list:?}");
+    assert!(
+        list.iter().all(|d| d["status"] == "delivered"
+            && d["attempts"] == 1
+            && d["deliveredAt"].is_string()),
+        "{list:?}"
+    );
+    let first = list[0]["seq"].as_i64().unwrap();
+    let (status, _) = reply(
+        seller
+            .get(&format!(
+                "/api/webhooks/{hook_id}/deliveries?cursor={first}"
+            ))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let before = receiver.by_key();
+    receiver.clear();
+    let (status, body) = reply(
+        seller
+            .post_json(
+                &format!("/api/webhooks/{hook_id}/replay"),
+                json!({"fromSeq": first}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["queued"], 4);
+    receiver.wait_for(4, Duration::from_secs(30)).await;
+    assert_eq!(receiver.by_key(), before);
+}
+
+async fn retries_and_gone(backend: TestBackend) {
+    let app = app(backend, true).await;
+    let receiver = Receiver::start().await;
+    receiver.answer(500);
+    let seller = app.as_user("seller-r");
+    let (_, hook) = create(&seller, &receiver.url(), json!(["ticket:created"])).await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    publish(&app, &listing("t-r1", "seller-r", 0)).await;
+    // Refused a few times, then taken.
+    let path = format!("/api/webhooks/{hook_id}/deliveries");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = reply(seller.get(&path).await).await;
+        if list[0]["attempts"].as_i64().unwrap_or(0) >= 3 {
+            assert_eq!(list[0]["status"], "pending");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    receiver.answer(200);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+
+    // 410 disables the endpoint: nothing more is sent.
+    receiver.answer(410);
+    publish(&app, &listing("t-r2", "seller-r", 0)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = reply(seller.get("/api/webhooks").await).await;
+        if list[0]["disabledAt"].is_string() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    receiver.answer(200);
+    publish(&app, &listing("t-r3", "seller-r", 0)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.distinct(), 1);
+}
+
+backend_tests!(validation, delivers_signed_in_order, retries_and_gone);
