@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use ticketing_contracts::api::webhooks::SUBJECTS;
 use ticketing_contracts::events::Subject;
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::UserId;
@@ -127,10 +128,12 @@ pub fn parse_events(raw: &serde_json::Value) -> Result<Vec<Subject>, String> {
         let name = item
             .as_str()
             .ok_or_else(|| "Events must be an array of subjects".to_owned())?;
-        let subject = Subject::parse(name).ok_or_else(|| {
-            let known: Vec<&str> = Subject::ALL.iter().map(|s| s.as_str()).collect();
-            format!("Unknown subject {name:?}; known: {}", known.join(", "))
-        })?;
+        let subject = Subject::parse(name)
+            .filter(|s| SUBJECTS.contains(s))
+            .ok_or_else(|| {
+                let known: Vec<&str> = SUBJECTS.iter().map(|s| s.as_str()).collect();
+                format!("Unknown subject {name:?}; known: {}", known.join(", "))
+            })?;
         if !subjects.contains(&subject) {
             subjects.push(subject);
         }

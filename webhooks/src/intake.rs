@@ -191,6 +191,8 @@ async fn route(tx: &mut Tx, envelope: &Envelope) -> Result<Option<Route>, Handle
             let p: PaymentRefunded = decode(envelope)?;
             return by_order(tx, &p.order_id, "payment:refunded", waited).await;
         }
+        // An account's own affair, never a seller's: not delivered (not subscribed).
+        Subject::SessionRevoked => return Ok(None),
         Subject::WaitlistOffered => {
             let w: WaitlistOffered = decode(envelope)?;
             let Some(owner) = owner_of(tx, &w.ticket_id).await? else {

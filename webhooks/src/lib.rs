@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use ticketing_bus::Consumers;
-use ticketing_contracts::events::{groups, Subject};
+use ticketing_contracts::api::webhooks::SUBJECTS;
+use ticketing_contracts::events::groups;
 use ticketing_kit::auth::JwtKeys;
 use ticketing_kit::health::ReadyCheck;
 use ticketing_kit::runtime::{Mounted, Runtime};
@@ -94,19 +95,23 @@ pub struct AppState {
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
     let store = rt.open_store(SERVICE, &MIGRATIONS).await?;
     tables::install(&store).await?;
+    let mut tasks = Vec::new();
+    // Its API refuses revoked sessions as every other service's does.
+    let (keys, revoked) = rt.watch_revoked_sessions(&store, &mut tasks).await?;
     let state = AppState {
         store: store.clone(),
-        keys: rt.keys.clone(),
+        keys,
         settings: Arc::new(settings.clone()),
         wake: Arc::new(Notify::new()),
     };
-    // No listener of the usual shape (they see a payload, not its event id): the inbox
-    // pruner and the metrics recorder come from an empty set of consumers, and the
-    // intake subscribes to each subject itself.
-    let mut tasks = rt
-        .start_consumers(Consumers::new(groups::WEBHOOKS, &store))
-        .await?;
-    for subject in Subject::ALL {
+    // The intake is no listener of the usual shape (it needs each event's id, not just
+    // its payload): it subscribes to each subject itself; the consumers bring the
+    // revocation listener, the inbox pruner and the metrics recorder.
+    tasks.extend(
+        rt.start_consumers(Consumers::new(groups::WEBHOOKS, &store).listen(revoked))
+            .await?,
+    );
+    for subject in SUBJECTS {
         let handler = Arc::new(intake::Intake::new(store.clone(), state.wake.clone()));
         tasks.push(
             rt.bus

@@ -4,8 +4,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::events::Subject;
+
 /// Longest endpoint URL accepted, in characters.
 pub const MAX_URL_CHARS: usize = 2048;
+/// The subjects an endpoint may ask for: the marketplace's events (a session's
+/// revocation is its account's own affair, never a seller's).
+pub const SUBJECTS: [Subject; 8] = [
+    Subject::TicketCreated,
+    Subject::TicketUpdated,
+    Subject::OrderCreated,
+    Subject::OrderCancelled,
+    Subject::ExpirationComplete,
+    Subject::PaymentCreated,
+    Subject::PaymentRefunded,
+    Subject::WaitlistOffered,
+];
+
 /// Deliveries per page of `GET /api/webhooks/{id}/deliveries`.
 pub const DELIVERIES_PAGE: i64 = 100;
 

@@ -16,8 +16,7 @@ use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
 use crate::session::Visitor;
 use crate::Settings;
 use ticketing_contracts::api::users::SessionUser;
-use ticketing_contracts::api::webhooks::{DeliveryBody, DeliveryStatus, WebhookBody};
-use ticketing_contracts::events::Subject;
+use ticketing_contracts::api::webhooks::{DeliveryBody, DeliveryStatus, WebhookBody, SUBJECTS};
 
 const FIELDS: [&str; 2] = ["url", "events"];
 
@@ -168,7 +167,7 @@ fn render_index(
                         p.field-error #f-events-error { (error) }
                     }
                     div.checks {
-                        @for subject in Subject::ALL {
+                        @for subject in SUBJECTS {
                             label.check {
                                 input type="checkbox" name="events" value=(subject.as_str()) checked[checked(subject.as_str())];
                                 " " code { (subject.as_str()) }
