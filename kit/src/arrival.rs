@@ -7,7 +7,8 @@
 //! [`RECENT`] old that the replica lacks is most likely on its way, and the request
 //! waits for it — at most [`WAIT`], woken when this process's listener commits it, or
 //! by a look at the database every [`POLL`] (another process of the service may be the
-//! one that handles the event). Still missing after that: 409 with `Retry-After: 1`.
+//! one that handles the event): one statement for every id waited for in the process,
+//! not one per waiter. Still missing after that: 409 with `Retry-After: 1`.
 //! An older id, or one that is not a UUIDv7, is simply unknown: 404 as ever.
 //!
 //! A waiter holds one of [`MAX_WAITERS`] slots per process; without a free one the
@@ -19,6 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use ticketing_store::{query, Backend, Store};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -76,10 +78,25 @@ struct Inner {
     /// A metric label: `order`, `ticket`.
     what: &'static str,
     slots: Arc<Semaphore>,
-    /// The ids waited for, each with the waiters' wake-up and their number.
-    waiting: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+    /// Where the replica is, to look for every waited id at once.
+    replica: Option<Replica>,
+    /// The ids waited for, each with the waiters' wake-up and their number, and whether
+    /// the poller runs (changed together, under this one lock).
+    waiting: Mutex<Waiting>,
     /// Ids written in a transaction of the listener that has not committed yet.
     written: Mutex<Vec<String>>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    ids: HashMap<String, (Arc<Notify>, usize)>,
+    polling: bool,
+}
+
+/// The replica's table (with an `id` column) in a service's store.
+struct Replica {
+    store: Store,
+    table: &'static str,
 }
 
 impl std::fmt::Debug for Arrivals {
@@ -91,17 +108,27 @@ impl std::fmt::Debug for Arrivals {
 }
 
 impl Arrivals {
-    /// Arrivals of `what` (a metric label), waited for in this process's slots.
-    pub fn new(what: &'static str) -> Arrivals {
-        Arrivals::with_slots(what, SLOTS.clone())
+    /// Arrivals of `what` (a metric label) into `table` of `store` (rows keyed by
+    /// `id`), waited for in this process's slots.
+    pub fn new(what: &'static str, store: &Store, table: &'static str) -> Arrivals {
+        let replica = Replica {
+            store: store.clone(),
+            table,
+        };
+        Arrivals::build(what, SLOTS.clone(), Some(replica))
     }
 
-    /// With slots of their own (tests).
+    /// With slots of their own and no database to poll (tests: only commits wake).
     pub fn with_slots(what: &'static str, slots: Arc<Semaphore>) -> Arrivals {
+        Arrivals::build(what, slots, None)
+    }
+
+    fn build(what: &'static str, slots: Arc<Semaphore>, replica: Option<Replica>) -> Arrivals {
         Arrivals(Arc::new(Inner {
             what,
             slots,
-            waiting: Mutex::new(HashMap::new()),
+            replica,
+            waiting: Mutex::new(Waiting::default()),
             written: Mutex::new(Vec::new()),
         }))
     }
@@ -109,7 +136,13 @@ impl Arrivals {
     /// The listener wrote `id` in its transaction. Remembered only while someone waits
     /// for it (otherwise nobody needs waking).
     pub fn written(&self, id: &str) {
-        let waited = self.0.waiting.lock().expect("arrivals").contains_key(id);
+        let waited = self
+            .0
+            .waiting
+            .lock()
+            .expect("arrivals")
+            .ids
+            .contains_key(id);
         if waited {
             self.0.written.lock().expect("arrivals").push(id.to_owned());
         }
@@ -125,10 +158,66 @@ impl Arrivals {
         }
         let waiting = self.0.waiting.lock().expect("arrivals");
         for id in written {
-            if let Some((notify, _)) = waiting.get(&id) {
+            if let Some((notify, _)) = waiting.ids.get(&id) {
                 notify.notify_waiters();
             }
         }
+    }
+
+    /// While anyone waits: every [`POLL`], one look at the replica for every id waited
+    /// for, waking the waiters of those found (each then looks for its own).
+    fn poll(&self) {
+        let Some(replica) = &self.0.replica else {
+            return;
+        };
+        let sql = match replica.store.backend() {
+            Backend::Postgres => format!(
+                "SELECT id FROM {} WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))",
+                replica.table
+            ),
+            Backend::Sqlite => format!(
+                "SELECT id FROM {} WHERE id IN (SELECT value FROM json_each($1))",
+                replica.table
+            ),
+        };
+        let arrivals = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(POLL).await;
+                let ids: Vec<String> = {
+                    let mut waiting = arrivals.0.waiting.lock().expect("arrivals");
+                    if waiting.ids.is_empty() {
+                        waiting.polling = false;
+                        return;
+                    }
+                    waiting.ids.keys().cloned().collect()
+                };
+                let json = serde_json::to_string(&ids).expect("ids serialize");
+                let Some(replica) = &arrivals.0.replica else {
+                    return;
+                };
+                let found = query(&sql)
+                    .bind(json)
+                    .fetch_all(replica.store.reader())
+                    .await;
+                let found = match found {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(error = %e, what = arrivals.0.what, "looking for arrivals failed");
+                        continue;
+                    }
+                };
+                let waiting = arrivals.0.waiting.lock().expect("arrivals");
+                for row in found {
+                    let Ok(id) = row.get::<String>("id") else {
+                        continue;
+                    };
+                    if let Some((notify, _)) = waiting.ids.get(&id) {
+                        notify.notify_waiters();
+                    }
+                }
+            }
+        });
     }
 
     /// `id` is not in the replica: wait for it if it is young enough, while `known`
@@ -158,13 +247,13 @@ impl Arrivals {
             if known().await? {
                 break Arrival::Known;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 break Arrival::NotYet;
             }
+            // Woken by the listener's commit or the poller's find, then looks itself.
             tokio::select! {
                 _ = woken => {}
-                _ = tokio::time::sleep(POLL.min(deadline - now)) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
             }
         };
         metrics::histogram!("arrival_wait_seconds", "what" => self.0.what)
@@ -190,13 +279,19 @@ impl<'a> Waiter<'a> {
     fn register(arrivals: &'a Arrivals, id: &str) -> Waiter<'a> {
         let mut waiting = arrivals.0.waiting.lock().expect("arrivals");
         let entry = waiting
+            .ids
             .entry(id.to_owned())
             .or_insert_with(|| (Arc::new(Notify::new()), 0));
         entry.1 += 1;
+        let notify = entry.0.clone();
+        if !waiting.polling && arrivals.0.replica.is_some() {
+            waiting.polling = true;
+            arrivals.poll();
+        }
         Waiter {
             arrivals,
             id: id.to_owned(),
-            notify: entry.0.clone(),
+            notify,
         }
     }
 }
@@ -204,10 +299,10 @@ impl<'a> Waiter<'a> {
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         let mut waiting = self.arrivals.0.waiting.lock().expect("arrivals");
-        if let Some(entry) = waiting.get_mut(&self.id) {
+        if let Some(entry) = waiting.ids.get_mut(&self.id) {
             entry.1 -= 1;
             if entry.1 == 0 {
-                waiting.remove(&self.id);
+                waiting.ids.remove(&self.id);
             }
         }
     }
@@ -293,8 +388,8 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(120)).await;
-        let polls = looks.load(Ordering::Relaxed);
-        assert!((2..=5).contains(&polls), "{polls} looks in 120 ms");
+        // One look on arrival; no more until woken.
+        assert_eq!(looks.load(Ordering::Relaxed), 1);
         there.store(true, Ordering::Relaxed);
         arrivals.written(&id);
         arrivals.written("someone-else");
@@ -302,7 +397,8 @@ mod tests {
         let (got, took) = waiting.await.unwrap();
         assert_eq!(got, Ok(Arrival::Known));
         assert!(took < Duration::from_millis(160), "{took:?}");
-        assert!(arrivals.0.waiting.lock().unwrap().is_empty());
+        assert_eq!(looks.load(Ordering::Relaxed), 2);
+        assert!(arrivals.0.waiting.lock().unwrap().ids.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -321,11 +417,12 @@ mod tests {
         let arrivals = Arrivals::with_slots("test", Arc::new(Semaphore::new(2)));
         let release = Arc::new(AtomicBool::new(false));
         let mut holders = Vec::new();
-        for _ in 0..2 {
-            let (arrivals, release) = (arrivals.clone(), release.clone());
+        let ids = [fresh(), fresh()];
+        for id in &ids {
+            let (arrivals, release, id) = (arrivals.clone(), release.clone(), id.clone());
             holders.push(tokio::spawn(async move {
                 arrivals
-                    .wait(&fresh(), || {
+                    .wait(&id, || {
                         let done = release.load(Ordering::Relaxed);
                         async move { Ok::<_, ()>(done) }
                     })
@@ -345,6 +442,10 @@ mod tests {
         assert!(!looked.load(Ordering::Relaxed));
         assert!(started.elapsed() < Duration::from_millis(20));
         release.store(true, Ordering::Relaxed);
+        for id in &ids {
+            arrivals.written(id);
+        }
+        arrivals.committed();
         for holder in holders {
             assert_eq!(holder.await.unwrap(), Ok(Arrival::Known));
         }

@@ -115,7 +115,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         queued: queue::Queued::default(),
         keys: service.keys.clone(),
         settings: settings.clone(),
-        arriving: Arrivals::new("ticket"),
+        arriving: Arrivals::new("ticket", store, "tickets"),
     };
     let copies =
         CopyListener::<TicketCreated, TicketCopy>::announcing(state.arriving.clone(), |ticket| {

@@ -53,7 +53,7 @@ pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::
         store: service.store.clone(),
         keys: service.keys.clone(),
         provider,
-        arriving: Arrivals::new("order"),
+        arriving: Arrivals::new("order", &service.store, "orders"),
     };
     let copies =
         CopyListener::<OrderCreated, OrderCopy>::announcing(state.arriving.clone(), |order| {

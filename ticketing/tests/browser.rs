@@ -579,3 +579,31 @@ async fn change_password_and_sign_out_everywhere_in_chromium() {
 async fn change_password_and_sign_out_everywhere_without_javascript() {
     change_password_and_sign_out_everywhere(false).await;
 }
+
+/// The API's per-account limit (decisions 0014, 0030), met through the sign-in form: the
+/// sixth try in a minute is refused, and the form says so instead of an error page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_sign_ins_are_told_on_the_form() {
+    let site = Site::start(Duration::from_secs(900)).await;
+    let driver = Driver::start().await;
+    let shots = Shots::new("too_many_sign_ins");
+    let browser = driver.browser("guesser").await;
+    for _ in 0..5 {
+        browser.goto(&site.url("/auth/signin")).await;
+        browser.fill("#f-email", "someone@test.com").await;
+        browser.fill("#f-password", "a wrong guess").await;
+        browser.click("main form button[type=submit]").await;
+        browser.wait_for_text("main", "Invalid credentials").await;
+    }
+    browser.goto(&site.url("/auth/signin")).await;
+    browser.fill("#f-email", "someone@test.com").await;
+    browser.fill("#f-password", "another guess").await;
+    browser.click("main form button[type=submit]").await;
+    browser
+        .wait_for_text(
+            "main",
+            "Too many attempts. Please wait a minute and try again.",
+        )
+        .await;
+    browser.screenshots(&shots, "refused").await;
+}
