@@ -7,6 +7,7 @@
 mod drop;
 mod journeys;
 mod report;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -63,6 +64,9 @@ pub enum Scenario {
     /// Drop day: a crowd queues for one listing of many units that goes on sale during
     /// the run; reports latencies, units sold against listed, and the queue's fairness.
     Drop(drop::DropArgs),
+    /// Webhooks under load: sellers' endpoints at a sink in this process, purchases for
+    /// a while, then every delivery checked arrived, signed; reports the lag.
+    Webhooks(webhooks::WebhookArgs),
 }
 
 #[tokio::main]
@@ -70,6 +74,7 @@ async fn main() -> ExitCode {
     let mut args = Args::parse();
     let result = match args.scenario.take() {
         Some(Scenario::Drop(drop)) => drop::run(drop).await,
+        Some(Scenario::Webhooks(hooks)) => webhooks::run(hooks).await,
         None => run(args).await,
     };
     match result {

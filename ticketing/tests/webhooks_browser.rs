@@ -87,7 +87,7 @@ async fn journey(browser: &Browser, site: &Site, shots: &Shots, email: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_pages() {
-    let site = Site::start(Duration::from_secs(900)).await;
+    let site = Site::start_with(Duration::from_secs(900), true).await;
     let driver = Driver::start().await;
     let shots = Shots::new("webhooks_pages");
     let with_js = driver.browser("js").await;

@@ -37,16 +37,6 @@ pub async fn mount_all(rt: &Runtime, order_ttl: Duration) -> Vec<Mounted> {
         ticketing_expiration::mount(rt, &ticketing_expiration::Settings::default())
             .await
             .unwrap(),
-        // Endpoints on the test's own loopback receivers.
-        ticketing_webhooks::mount(
-            rt,
-            &ticketing_webhooks::Settings {
-                allow_private: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap(),
     ]
 }
 
@@ -58,8 +48,24 @@ pub struct Site {
 
 impl Site {
     pub async fn start(order_ttl: Duration) -> Site {
+        Self::start_with(order_ttl, false).await
+    }
+
+    /// With the webhooks service too (endpoints on the test's loopback receivers).
+    pub async fn start_with(order_ttl: Duration, webhooks: bool) -> Site {
         let env = TestEnv::new(TestBackend::Sqlite);
         let mut services = mount_all(&env.runtime, order_ttl).await;
+        if webhooks {
+            let settings = ticketing_webhooks::Settings {
+                allow_private: true,
+                ..Default::default()
+            };
+            services.push(
+                ticketing_webhooks::mount(&env.runtime, &settings)
+                    .await
+                    .unwrap(),
+            );
+        }
         let (api, slot) = ticketing_web::ApiClient::in_process();
         let pages = ticketing_web::router(ticketing_web::WebConfig {
             api,
