@@ -42,7 +42,7 @@ pub async fn signout(
 }
 
 /// Whether the body asks to end every session. The seed's client sends `{}` (others no
-/// body at all): both mean this session only. Anything else must be the documented
+/// body at all, or `null`): each means this session only. Anything else must be the documented
 /// object, so a mistyped `everywhere` is refused rather than quietly taken as `false`.
 fn everywhere(body: &[u8]) -> Result<bool, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -50,6 +50,9 @@ fn everywhere(body: &[u8]) -> Result<bool, ApiError> {
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|_| ApiError::bad_request("Body must be a JSON object"))?;
+    if value.is_null() {
+        return Ok(false);
+    }
     if !value.is_object() {
         return Err(ApiError::bad_request("Body must be a JSON object"));
     }
@@ -66,6 +69,7 @@ mod tests {
     fn the_body_is_optional_and_everywhere_a_boolean() {
         assert_eq!(everywhere(b"").ok(), Some(false));
         assert_eq!(everywhere(b"{}").ok(), Some(false));
+        assert_eq!(everywhere(b"null").ok(), Some(false));
         assert_eq!(everywhere(br#"{"everywhere": false}"#).ok(), Some(false));
         assert_eq!(everywhere(br#"{"everywhere": true}"#).ok(), Some(true));
         for bad in [
