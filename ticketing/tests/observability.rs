@@ -626,12 +626,10 @@ async fn a_page_action_is_one_trace(site: &str, api: &str, received: &Received) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_action_is_one_trace_in_one_process() {
-    let (otlp, received) = otlp_receiver().await;
+/// `ticketing` on a fresh data directory (`--target all`), exporting to `otlp`, and
+/// the directory (removed when dropped).
+async fn exporting_system(otlp: &str) -> (Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str())];
-    env.extend(OTLP_ENV);
     let all = Running::start(
         &[
             "--data-dir",
@@ -639,28 +637,23 @@ async fn a_page_action_is_one_trace_in_one_process() {
             "--cookie-secure",
             "false",
         ],
-        &env,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp), OTLP_ENV[0]],
     )
     .await;
+    (all, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_action_is_one_trace_in_one_process() {
+    let (otlp, received) = otlp_receiver().await;
+    let (all, _dir) = exporting_system(&otlp).await;
     a_page_action_is_one_trace(&all.base, &all.base, &received).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_action_is_one_trace_from_the_web_process() {
     let (otlp, received) = otlp_receiver().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str())];
-    env.extend(OTLP_ENV);
-    let api = Running::start(
-        &[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--cookie-secure",
-            "false",
-        ],
-        &env,
-    )
-    .await;
+    let (api, _dir) = exporting_system(&otlp).await;
     let web = Running::start(
         &[
             "--target",
@@ -670,7 +663,7 @@ async fn a_page_action_is_one_trace_from_the_web_process() {
             "--cookie-secure",
             "false",
         ],
-        &env,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()), OTLP_ENV[0]],
     )
     .await;
     a_page_action_is_one_trace(&web.base, &api.base, &received).await;
