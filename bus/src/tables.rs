@@ -6,7 +6,7 @@
 //! Created idempotently at start-up rather than through each service's migrations, so a
 //! service only has to call [`install`] after `Store::open`.
 
-use ticketing_store::{query, Backend, Store};
+use ticketing_store::{Backend, Store};
 
 /// `seq` must never hand out an old number again once the table empties: SQLite's
 /// AUTOINCREMENT and PostgreSQL's sequence both guarantee it.
@@ -46,17 +46,8 @@ pub async fn install(store: &Store) -> anyhow::Result<()> {
         Backend::Sqlite => OUTBOX_SQLITE,
         Backend::Postgres => OUTBOX_POSTGRES,
     };
-    let mut tx = store.begin().await?;
-    if store.backend() == Backend::Postgres {
-        // Replicas starting together would otherwise race on CREATE TABLE IF NOT EXISTS
-        // (it is not atomic against a concurrent create in PostgreSQL).
-        query("SELECT pg_advisory_xact_lock(7301000000000001)")
-            .execute(&mut tx)
-            .await?;
-    }
-    for statement in std::iter::once(outbox).chain(INBOX) {
-        query(statement).execute(&mut tx).await?;
-    }
-    tx.commit().await?;
+    store
+        .install(7301000000000001, std::iter::once(outbox).chain(INBOX))
+        .await?;
     Ok(())
 }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::UserId;
 use ticketing_store::retention;
-use ticketing_store::{query, Backend, On, Store, Tx};
+use ticketing_store::{query, On, Store, Tx};
 
 use crate::{ApiError, ApiResult};
 
@@ -52,17 +52,7 @@ const TABLE: [&str; 2] = [
 /// Create the `idempotency_keys` table when missing (a service that takes keys calls it
 /// after `Store::open`, like the event tables).
 pub async fn install(store: &Store) -> anyhow::Result<()> {
-    let mut tx = store.begin().await?;
-    if store.backend() == Backend::Postgres {
-        // Replicas starting together race on CREATE TABLE IF NOT EXISTS otherwise.
-        query("SELECT pg_advisory_xact_lock(7301000000000002)")
-            .execute(&mut tx)
-            .await?;
-    }
-    for statement in TABLE {
-        query(statement).execute(&mut tx).await?;
-    }
-    tx.commit().await?;
+    store.install(7301000000000002, TABLE).await?;
     Ok(())
 }
 

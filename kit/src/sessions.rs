@@ -95,17 +95,7 @@ impl Revoked {
 
 /// Create the `revoked_sessions` table when missing (like the event tables).
 pub async fn install(store: &Store) -> anyhow::Result<()> {
-    let mut tx = store.begin().await?;
-    if store.backend() == Backend::Postgres {
-        // Replicas starting together race on CREATE TABLE IF NOT EXISTS otherwise.
-        query("SELECT pg_advisory_xact_lock(7301000000000003)")
-            .execute(&mut tx)
-            .await?;
-    }
-    for statement in TABLE {
-        query(statement).execute(&mut tx).await?;
-    }
-    tx.commit().await?;
+    store.install(7301000000000003, TABLE).await?;
     Ok(())
 }
 

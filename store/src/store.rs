@@ -151,6 +151,29 @@ impl Store {
     }
 
     /// Is the database reachable?
+    /// Create tables a platform crate keeps outside the service's migrations (event
+    /// tables, idempotency keys, revoked sessions), each statement `IF NOT EXISTS`, in one
+    /// transaction. On PostgreSQL it holds the advisory lock `lock` (one per caller):
+    /// replicas starting together would otherwise race on `CREATE TABLE IF NOT EXISTS`,
+    /// which is not atomic against a concurrent create.
+    pub async fn install<'s>(
+        &self,
+        lock: i64,
+        statements: impl IntoIterator<Item = &'s str>,
+    ) -> Result<(), crate::Error> {
+        let mut tx = self.begin().await?;
+        if self.backend() == Backend::Postgres {
+            crate::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock)
+                .execute(&mut tx)
+                .await?;
+        }
+        for statement in statements {
+            crate::query(statement).execute(&mut tx).await?;
+        }
+        tx.commit().await
+    }
+
     pub async fn ping(&self) -> anyhow::Result<()> {
         query("SELECT 1").execute(self.reader()).await?;
         Ok(())

@@ -1,45 +1,31 @@
 //! The deliveries table, created at start-up: its `seq` is the engine's own counter
 //! (AUTOINCREMENT, a sequence), which the shared migration dialect cannot declare.
 
-use ticketing_store::{query, Backend, Store};
+use ticketing_store::{Backend, Store};
 
-const DELIVERIES_SQLITE: &str = "CREATE TABLE IF NOT EXISTS deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    endpoint_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    order_key TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    queued_at BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    next_at BIGINT NOT NULL,
-    lease_until BIGINT NOT NULL,
-    claim TEXT,
-    delivered_at BIGINT,
-    ended_at BIGINT,
-    UNIQUE (endpoint_id, event_id)
-)";
-
-const DELIVERIES_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS deliveries (
-    seq BIGSERIAL PRIMARY KEY,
-    endpoint_id TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    order_key TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    queued_at BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    next_at BIGINT NOT NULL,
-    lease_until BIGINT NOT NULL,
-    claim TEXT,
-    delivered_at BIGINT,
-    ended_at BIGINT,
-    UNIQUE (endpoint_id, event_id)
-)";
+/// The deliveries table; `seq` is the engine's counter, as `seq` declares it.
+fn deliveries(seq: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS deliveries (
+            seq {seq},
+            endpoint_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            order_key TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            queued_at BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            attempts BIGINT NOT NULL,
+            next_at BIGINT NOT NULL,
+            lease_until BIGINT NOT NULL,
+            claim TEXT,
+            delivered_at BIGINT,
+            ended_at BIGINT,
+            UNIQUE (endpoint_id, event_id)
+        )"
+    )
+}
 
 /// The indexes the workers and the API read by. Pending rows are few next to the
 /// delivered ones kept for the retention period: partial indexes keep the claims'
@@ -60,23 +46,17 @@ const ENDED_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS deliveries_ended ON deliveries (ended_at) WHERE ended_at IS NOT NULL";
 
 pub async fn install(store: &Store) -> anyhow::Result<()> {
-    let table = match store.backend() {
-        Backend::Sqlite => DELIVERIES_SQLITE,
-        Backend::Postgres => DELIVERIES_POSTGRES,
-    };
-    let mut tx = store.begin().await?;
-    if store.backend() == Backend::Postgres {
-        // Two processes starting together would race on CREATE … IF NOT EXISTS.
-        query("SELECT pg_advisory_xact_lock(7301000000000031)")
-            .execute(&mut tx)
-            .await?;
-    }
-    for statement in std::iter::once(table)
-        .chain(INDEXES)
-        .chain(std::iter::once(ENDED_INDEX))
-    {
-        query(statement).execute(&mut tx).await?;
-    }
-    tx.commit().await?;
+    let table = deliveries(match store.backend() {
+        Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Backend::Postgres => "BIGSERIAL PRIMARY KEY",
+    });
+    store
+        .install(
+            7301000000000031,
+            std::iter::once(table.as_str())
+                .chain(INDEXES)
+                .chain(std::iter::once(ENDED_INDEX)),
+        )
+        .await?;
     Ok(())
 }
