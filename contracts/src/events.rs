@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{OrderId, PaymentId, TicketId, UserId};
+use crate::ids::{CancellationId, OrderId, PassId, PaymentId, TicketId, UserId};
 use crate::money::Cents;
 use crate::status::OrderStatus;
 use crate::terms::{one_unit, SaleTerms};
@@ -34,10 +34,28 @@ pub enum Subject {
     /// Ours: sessions ended before their tokens expire (sign-out, a password change).
     #[serde(rename = "session:revoked")]
     SessionRevoked,
+    /// Ours: a buyer asked to cancel a paid order for a refund (the saga's first step).
+    #[serde(rename = "order:cancel-requested")]
+    OrderCancelRequested,
+    /// Ours: the provider refused a cancellation's refund for good.
+    #[serde(rename = "payment:refund-failed")]
+    PaymentRefundFailed,
+    /// Ours: an order paid in time, decided by orders (a late payment completes nothing).
+    #[serde(rename = "order:completed")]
+    OrderCompleted,
+    /// Ours: an entry pass issued (or reissued with a new epoch) for one unit.
+    #[serde(rename = "pass:issued")]
+    PassIssued,
+    /// Ours: a pass's code no longer admits (reissued, refunded).
+    #[serde(rename = "pass:revoked")]
+    PassRevoked,
+    /// Ours: a pass admitted at a gate.
+    #[serde(rename = "checkin:recorded")]
+    CheckinRecorded,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 9] = [
+    pub const ALL: [Subject; 15] = [
         Subject::TicketCreated,
         Subject::TicketUpdated,
         Subject::OrderCreated,
@@ -47,6 +65,12 @@ impl Subject {
         Subject::PaymentRefunded,
         Subject::WaitlistOffered,
         Subject::SessionRevoked,
+        Subject::OrderCancelRequested,
+        Subject::PaymentRefundFailed,
+        Subject::OrderCompleted,
+        Subject::PassIssued,
+        Subject::PassRevoked,
+        Subject::CheckinRecorded,
     ];
 
     /// The seed's subject name, e.g. `ticket:created`.
@@ -61,6 +85,12 @@ impl Subject {
             Subject::PaymentRefunded => "payment:refunded",
             Subject::WaitlistOffered => "waitlist:offered",
             Subject::SessionRevoked => "session:revoked",
+            Subject::OrderCancelRequested => "order:cancel-requested",
+            Subject::PaymentRefundFailed => "payment:refund-failed",
+            Subject::OrderCompleted => "order:completed",
+            Subject::PassIssued => "pass:issued",
+            Subject::PassRevoked => "pass:revoked",
+            Subject::CheckinRecorded => "checkin:recorded",
         }
     }
 
@@ -83,6 +113,7 @@ pub mod groups {
     pub const PAYMENTS: &str = "payments-service";
     pub const EXPIRATION: &str = "expiration-service";
     pub const WEBHOOKS: &str = "webhooks-service";
+    pub const CHECKIN: &str = "checkin-service";
 }
 
 /// A payload with its subject.
@@ -162,6 +193,10 @@ pub struct OrderCancelled {
     pub id: OrderId,
     pub version: i64,
     pub ticket: TicketRef,
+    /// Ours: why, when the order had been paid (`refunded`: a cancellation's refund
+    /// went through). Absent for a reservation cancelled or expired before payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +220,79 @@ pub struct PaymentRefunded {
     pub id: PaymentId,
     pub order_id: OrderId,
     pub stripe_id: String,
+    /// Ours: cents given back (absent from older producers: the whole charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_cents: Option<i64>,
+    /// Ours: the cancellation this refund settles (absent: a late payment's refund).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation_id: Option<CancellationId>,
+}
+
+/// A buyer's cancellation of paid order `orderId`: payments refunds `refundCents` of
+/// the charge and keeps `feeCents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelRequested {
+    /// The cancellation (its id is the refund's idempotency key).
+    pub id: CancellationId,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub refund_cents: i64,
+    pub fee_cents: i64,
+}
+
+/// The provider refused cancellation `cancellationId`'s refund for good: the order
+/// stays paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefundFailed {
+    pub cancellation_id: CancellationId,
+    pub order_id: OrderId,
+    pub reason: String,
+}
+
+/// Order `id` is paid and complete: its buyer holds `quantity` units of `ticket`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCompleted {
+    pub id: OrderId,
+    pub version: i64,
+    pub user_id: UserId,
+    pub ticket: TicketRef,
+    #[serde(default = "one_unit")]
+    pub quantity: i64,
+}
+
+/// Pass `id` admits unit `unit` (1-based) of order `orderId` while its epoch is `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassIssued {
+    pub id: PassId,
+    pub order_id: OrderId,
+    pub ticket_id: TicketId,
+    pub user_id: UserId,
+    pub unit: i64,
+    pub epoch: i64,
+}
+
+/// Codes of pass `id` up to epoch `epoch` admit no more (`reissued`, `refunded`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassRevoked {
+    pub id: PassId,
+    pub epoch: i64,
+    pub reason: String,
+}
+
+/// Pass `passId` was admitted at a gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckinRecorded {
+    pub pass_id: PassId,
+    pub ticket_id: TicketId,
+    pub device_id: String,
+    /// ISO-8601 UTC with milliseconds: when the device scanned it.
+    pub checked_in_at: String,
 }
 
 /// Units held for a waiting list's head by order `orderId`, payable until `expiresAt`.
@@ -231,5 +339,11 @@ published_on_its_subject!(
     PaymentCreated,
     PaymentRefunded,
     WaitlistOffered,
-    SessionRevoked
+    SessionRevoked,
+    OrderCancelRequested,
+    PaymentRefundFailed,
+    OrderCompleted,
+    PassIssued,
+    PassRevoked,
+    CheckinRecorded
 );

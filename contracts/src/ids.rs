@@ -79,6 +79,10 @@ ids! {
     OrderId,
     /// A payment (the payments service's).
     PaymentId,
+    /// A paid order's cancellation and refund (the orders service's).
+    CancellationId,
+    /// One unit's entry pass (the checkin service's).
+    PassId,
 }
 
 #[cfg(test)]

@@ -93,6 +93,7 @@ async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool)
         ticket: TicketRef {
             id: (new_id()).into(),
         },
+        cancel_reason: None,
     }))
     .await
     .unwrap();
@@ -111,6 +112,7 @@ async fn cancelled_or_paid_before_due_fires_nothing(flavor: Flavor, redis: bool)
         ticket: TicketRef {
             id: (new_id()).into(),
         },
+        cancel_reason: None,
     }))
     .await
     .unwrap();
@@ -180,6 +182,7 @@ async fn a_backlog_is_scheduled_whole(flavor: Flavor, redis: bool) {
                 ticket: TicketRef {
                     id: (new_id()).into(),
                 },
+                cancel_reason: None,
             })
         })
         .collect();

@@ -352,6 +352,7 @@ fn cancelled_event(order_id: OrderId, version: i64, ticket_id: &TicketId) -> Env
         ticket: TicketRef {
             id: ticket_id.to_owned(),
         },
+        cancel_reason: None,
     })
 }
 

@@ -77,6 +77,8 @@ pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, ticke
         id: payment.id.clone(),
         order_id: payment.order_id.clone(),
         stripe_id: payment.stripe_id.clone(),
+        amount_cents: None,
+        cancellation_id: None,
     });
     outbox::enqueue(tx, &event).await?;
     Ok(true)

@@ -193,6 +193,7 @@ fn cancelled(order_id: &str) -> Envelope {
         ticket: TicketRef {
             id: (new_id()).into(),
         },
+        cancel_reason: None,
     })
 }
 

@@ -309,6 +309,7 @@ async fn shuffles_converge(bus: Bus) {
                 ticket: TicketRef {
                     id: TicketId::from("t"),
                 },
+                cancel_reason: None,
             }));
         }
         orders.insert(

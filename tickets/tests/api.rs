@@ -320,6 +320,7 @@ fn order_cancelled(order_id: &str, ticket_id: &str) -> Envelope {
         ticket: TicketRef {
             id: (ticket_id.to_owned()).into(),
         },
+        cancel_reason: None,
     })
 }
 

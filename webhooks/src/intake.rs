@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use ticketing_bus::{inbox, Envelope, Handler, HandlerError, Together};
 use ticketing_contracts::events::{
-    groups, ExpirationComplete, OrderCancelled, OrderCreated, PaymentCreated, PaymentRefunded,
-    Subject, TicketCreated, TicketUpdated, WaitlistOffered,
+    groups, CheckinRecorded, ExpirationComplete, OrderCancelRequested, OrderCancelled,
+    OrderCompleted, OrderCreated, PassIssued, PaymentCreated, PaymentRefundFailed,
+    PaymentRefunded, Subject, TicketCreated, TicketUpdated, WaitlistOffered,
 };
 use ticketing_contracts::time::{format_millis, now_millis};
 use ticketing_contracts::{OrderId, TicketId, UserId};
@@ -191,8 +192,38 @@ async fn route(tx: &mut Tx, envelope: &Envelope) -> Result<Option<Route>, Handle
             let p: PaymentRefunded = decode(envelope)?;
             return by_order(tx, &p.order_id, "payment:refunded", waited).await;
         }
-        // An account's own affair, never a seller's: not delivered (not subscribed).
-        Subject::SessionRevoked => return Ok(None),
+        Subject::OrderCancelRequested => {
+            let c: OrderCancelRequested = decode(envelope)?;
+            return by_order(tx, &c.order_id, "order:cancel-requested", waited).await;
+        }
+        Subject::PaymentRefundFailed => {
+            let f: PaymentRefundFailed = decode(envelope)?;
+            return by_order(tx, &f.order_id, "payment:refund-failed", waited).await;
+        }
+        Subject::OrderCompleted => {
+            let o: OrderCompleted = decode(envelope)?;
+            return by_order(tx, &o.id, "order:completed", waited).await;
+        }
+        Subject::PassIssued => {
+            let p: PassIssued = decode(envelope)?;
+            return by_order(tx, &p.order_id, "pass:issued", waited).await;
+        }
+        Subject::CheckinRecorded => {
+            let c: CheckinRecorded = decode(envelope)?;
+            let Some(owner) = owner_of(tx, &c.ticket_id).await? else {
+                return waited(format!(
+                    "checkin:recorded on {} before its listing",
+                    c.ticket_id
+                ));
+            };
+            Route {
+                owner,
+                key: c.ticket_id.into_string(),
+            }
+        }
+        // An account's own affair, never a seller's: not delivered (not subscribed). A
+        // pass's revocation names no order or listing to route it by.
+        Subject::SessionRevoked | Subject::PassRevoked => return Ok(None),
         Subject::WaitlistOffered => {
             let w: WaitlistOffered = decode(envelope)?;
             let Some(owner) = owner_of(tx, &w.ticket_id).await? else {
