@@ -109,12 +109,19 @@ impl ApiError {
 }
 
 /// A store error a handler did not turn into a domain outcome: a closed store (the
-/// process is stopping) is a 503 the client may retry elsewhere, anything else a 500
-/// whose details go to the log only.
+/// process is stopping) is a 503 the client may retry elsewhere, a busy database (no
+/// connection to be had) a 503 with `Retry-After`, anything else a 500 whose details go
+/// to the log only.
 impl From<ticketing_store::Error> for ApiError {
     fn from(err: ticketing_store::Error) -> Self {
         match err {
             ticketing_store::Error::Closed => ApiError::Unavailable,
+            ticketing_store::Error::Busy(why) => {
+                tracing::warn!(%why, "database busy: answering 503");
+                ApiError::Busy {
+                    retry_after_secs: 1,
+                }
+            }
             other => ApiError::Internal(other.into()),
         }
     }
@@ -192,6 +199,16 @@ mod tests {
         let items = err.items();
         assert_eq!(items[0].message, "Something went wrong.");
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_busy_database_is_a_503_to_retry_not_a_500() {
+        let err = ApiError::from(ticketing_store::Error::Busy(
+            "sorry, too many clients already".into(),
+        ));
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let res = err.into_response();
+        assert_eq!(res.headers()["retry-after"], "1");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! are opened (the binary's `--database-url`, `--data-dir`, `--sqlite-*` settings).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 use anyhow::Context;
 
@@ -56,6 +56,24 @@ pub(crate) fn sqlite_synchronous() -> Synchronous {
     } else {
         Synchronous::Normal
     }
+}
+
+/// Connections each PostgreSQL store of this process keeps at most.
+static POSTGRES_MAX_CONNECTIONS: AtomicU32 = AtomicU32::new(DEFAULT_POSTGRES_MAX_CONNECTIONS);
+
+/// [`set_postgres_max_connections`] when not called.
+pub const DEFAULT_POSTGRES_MAX_CONNECTIONS: u32 = 16;
+
+/// Size the pools of the PostgreSQL stores this process opens after the call (the
+/// `--pg-max-connections` setting of the binary): a server's `max_connections` is
+/// shared by every process of every service, so a deployment of many processes gives
+/// each fewer.
+pub fn set_postgres_max_connections(max: u32) {
+    POSTGRES_MAX_CONNECTIONS.store(max.max(1), Ordering::Relaxed);
+}
+
+pub(crate) fn postgres_max_connections() -> u32 {
+    POSTGRES_MAX_CONNECTIONS.load(Ordering::Relaxed)
 }
 
 /// Whether SQLite connections open on the gathered-log VFS (`--sqlite-gathered-log`).

@@ -22,6 +22,11 @@ pub enum Error {
     /// The store was closed (the process is stopping).
     #[error("the store is closed")]
     Closed,
+    /// The database could take no more work just now: no pool connection came free in
+    /// time, or the server refused a connection (its `max_connections` reached, starting
+    /// up or shutting down). Retrying later may succeed; the request changed nothing.
+    #[error("the database is busy: {0}")]
+    Busy(String),
     /// Anything else (I/O, a lost connection, a syntax error): logged, never shown.
     #[error("{0}")]
     Other(String),

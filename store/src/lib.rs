@@ -21,8 +21,8 @@ mod tx;
 mod value;
 
 pub use config::{
-    set_sqlite_gathered_log, set_sqlite_synchronous, Backend, DatabaseConfig, DbLocation,
-    Synchronous,
+    set_postgres_max_connections, set_sqlite_gathered_log, set_sqlite_synchronous, Backend,
+    DatabaseConfig, DbLocation, Synchronous, DEFAULT_POSTGRES_MAX_CONNECTIONS,
 };
 pub use conflict::OnUnique;
 pub use error::Error;

@@ -15,7 +15,7 @@ pub(crate) async fn open(url: &str, migrations: &Migrations) -> anyhow::Result<A
     sqlx::any::install_default_drivers();
     ensure_database(url).await?;
     let pool = AnyPoolOptions::new()
-        .max_connections(16)
+        .max_connections(crate::config::postgres_max_connections())
         .acquire_timeout(Duration::from_secs(30))
         .connect(url)
         .await
@@ -120,9 +120,18 @@ pub(crate) fn error(err: sqlx::Error) -> Error {
                 Error::ForeignKey { constraint }
             } else {
                 let code = db.code().unwrap_or_default().into_owned();
-                Error::Other(format!("{} (PostgreSQL code {code})", db.message()))
+                let text = format!("{} (PostgreSQL code {code})", db.message());
+                // Class 53 (insufficient resources: too many connections, out of
+                // memory or disk) and 57P03 (the server is starting or stopping) refuse
+                // a connection, not the statement: nothing was done, later may work.
+                if code.starts_with("53") || code == "57P03" {
+                    Error::Busy(text)
+                } else {
+                    Error::Other(text)
+                }
             }
         }
+        sqlx::Error::PoolTimedOut => Error::Busy("no pool connection came free in time".into()),
         sqlx::Error::PoolClosed => Error::Closed,
         sqlx::Error::RowNotFound => Error::NoRow,
         sqlx::Error::ColumnNotFound(column) => Error::decode(column, "no such column"),
@@ -169,4 +178,15 @@ async fn ensure_database(url: &str) -> anyhow::Result<()> {
     }
     admin.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_connection_to_be_had_is_busy_not_a_failure() {
+        assert!(matches!(error(sqlx::Error::PoolTimedOut), Error::Busy(_)));
+        assert_eq!(error(sqlx::Error::PoolClosed), Error::Closed);
+    }
 }

@@ -147,6 +147,20 @@ pub struct ServeArgs {
     )]
     pub sqlite_gathered_log: bool,
 
+    /// Distributed mode: connections each service's pool keeps at most in this process.
+    /// A server's `max_connections` (100 by default) is shared by every process of every
+    /// service: with many processes per server, give each fewer. A request that finds
+    /// none free within 30 s, or a server refusing connections, is answered 503 with
+    /// `Retry-After`.
+    #[arg(
+        long,
+        env = "TICKETING_PG_MAX_CONNECTIONS",
+        default_value_t = ticketing_store::DEFAULT_POSTGRES_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..=1000),
+        global = true
+    )]
+    pub pg_max_connections: u32,
+
     /// Distributed mode: a `postgres://` server URL. Each service uses its own database
     /// named `<db>_<service>` (`<db>` from the URL, default `ticketing`), created if missing.
     #[arg(long, env = "TICKETING_DATABASE_URL", global = true)]

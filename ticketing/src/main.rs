@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let telemetry = ticketing_kit::telemetry::init(cli.serve.log_json, &export);
     ticketing_store::set_sqlite_synchronous(cli.serve.sqlite_synchronous);
     ticketing_store::set_sqlite_gathered_log(cli.serve.sqlite_gathered_log);
+    ticketing_store::set_postgres_max_connections(cli.serve.pg_max_connections);
     let outcome = match command {
         Command::Serve => serve::run(cli.serve).await,
         Command::Events { command } => events::run(&cli.serve, command).await,

@@ -151,6 +151,8 @@ impl Cluster {
                 options.order_ttl_seconds.to_string(),
             ),
             ("TICKETING_COOKIE_SECURE", "false".to_owned()),
+            // Clusters of this suite run side by side on one server of 100 connections.
+            ("TICKETING_PG_MAX_CONNECTIONS", "5".to_owned()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()

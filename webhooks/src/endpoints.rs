@@ -7,6 +7,7 @@ use ticketing_contracts::api::webhooks::SUBJECTS;
 use ticketing_contracts::events::Subject;
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::UserId;
+use ticketing_kit::error::ApiError;
 use ticketing_store::{query, On, Store, Tx};
 
 #[derive(Debug, Clone)]
@@ -81,6 +82,22 @@ pub fn parse_url(text: &str, allow_private: bool, max: usize) -> Result<String, 
         }
     }
     Ok(url.to_string())
+}
+
+/// Refuse a URL whose host name resolves to internal addresses only (a literal
+/// address was judged by [`parse_url`]). A name that does not resolve now passes: the
+/// delivery client's resolver judges it again at every connection.
+pub async fn refuse_internal_name(url: &str) -> Result<(), ApiError> {
+    let parsed = url::Url::parse(url).map_err(|_| ApiError::field("url", "Url is invalid"))?;
+    if let Some(url::Host::Domain(name)) = parsed.host() {
+        if crate::public_dns::lookup(name).await == crate::public_dns::Lookup::InternalOnly {
+            return Err(ApiError::field(
+                "url",
+                "Url must not point to a private or loopback address",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Addresses a delivery must never reach from the service's network: loopback,

@@ -10,6 +10,7 @@
 mod deliveries;
 mod endpoints;
 mod intake;
+mod public_dns;
 mod routes;
 mod tables;
 mod worker;

@@ -30,8 +30,11 @@ pub fn spawn(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+    let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if !settings.allow_private {
+        client = client.dns_resolver(Arc::new(crate::public_dns::PublicOnly));
+    }
+    let client = client
         .pool_max_idle_per_host(settings.per_endpoint.max(1) * 2)
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_nodelay(true)

@@ -134,6 +134,33 @@ async fn validation(backend: TestBackend) {
         assert_eq!(errs.len(), 1, "{body}: {errs:?}");
         assert_eq!(errs[0]["field"], field, "{body}: {errs:?}");
     }
+    // A host name is judged by the addresses it resolves to: this machine's own name
+    // (loopback on these machines) may not be registered; a name resolving to a public
+    // address would be.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let internal_only = tokio::net::lookup_host((host, 0))
+        .await
+        .map(|found| {
+            let ips: Vec<_> = found.map(|a| a.ip()).collect();
+            !ips.is_empty() && ips.iter().all(|ip| ip.is_loopback() || is_private(ip))
+        })
+        .unwrap_or(false);
+    let (status, body) = create(
+        &seller,
+        &format!("http://{host}:9/hook"),
+        json!(["order:created"]),
+    )
+    .await;
+    if internal_only {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{host}: {body}");
+        assert_eq!(body["errors"][0]["field"], "url", "{body}");
+    } else {
+        assert_eq!(status, StatusCode::CREATED, "{host}: {body}");
+        let id = body["id"].as_str().unwrap();
+        let res = seller.delete(&format!("/api/webhooks/{id}")).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    }
     let (status, body) = create(
         &seller,
         "https://example.com/hook",
@@ -347,3 +374,10 @@ async fn retries_and_gone(backend: TestBackend) {
 }
 
 backend_tests!(validation, delivers_signed_in_order, retries_and_gone);
+
+fn is_private(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}

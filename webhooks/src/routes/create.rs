@@ -33,6 +33,9 @@ pub async fn create(
     });
     let events = fields.parse("events", body.events.as_ref(), endpoints::parse_events);
     let (url, events) = fields.finish((url, events))?;
+    if !allow_private {
+        endpoints::refuse_internal_name(&url).await?;
+    }
     let endpoint = endpoints::create(&state.store, &user.id, url, events).await?;
     Ok((StatusCode::CREATED, Json(super::body_of(endpoint, true))))
 }
