@@ -5,6 +5,14 @@
 //! leases: a worker that dies lets them lapse and another takes the head over. On
 //! PostgreSQL the candidates are locked `FOR UPDATE SKIP LOCKED`, so concurrent workers
 //! never claim the same head and never wait for each other.
+//!
+//! `next_at` says when a pending delivery is due, so that a claim reads only what it
+//! takes, whatever the backlog: a delivery queued behind its key's head waits at
+//! [`WAITING`] until the head ends and promotes it; a claimed one is due again when its
+//! lease lapses. (A claim that looked for heads among all pending deliveries read the
+//! whole backlog each time: past a few thousand, claims slowed faster than deliveries
+//! came in, and throughput collapsed.) Strict order never rests on the promotion: a
+//! claim still takes only rows with no earlier pending delivery of their key.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +24,16 @@ use ticketing_store::{query, retention, Backend, Store, Tx};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Queue `envelope` for `endpoint` (nothing when it is queued already).
+/// `next_at` of a delivery waiting behind its key's head: never due until promoted.
+pub const WAITING: i64 = i64::MAX;
+
+/// Is there an earlier pending delivery of the row's key (then it is not the head)? The
+/// row is `h`.
+const BEHIND: &str = "EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = h.endpoint_id \
+    AND e.order_key = h.order_key AND e.status = 'pending' AND e.seq < h.seq)";
+
+/// Queue `envelope` for `endpoint` (nothing when it is queued already): due now when its
+/// key has nothing pending, else waiting for its turn.
 pub async fn queue(
     tx: &mut Tx,
     endpoint: &str,
@@ -28,7 +45,9 @@ pub async fn queue(
     query(
         "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, created_at, \
          queued_at, status, attempts, next_at, lease_until) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $7, 0) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, \
+            CASE WHEN EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = $1 \
+                AND e.order_key = $4 AND e.status = 'pending') THEN $8 ELSE $7 END, 0) \
          ON CONFLICT (endpoint_id, event_id) DO NOTHING",
     )
     .bind(endpoint)
@@ -38,6 +57,7 @@ pub async fn queue(
     .bind(body)
     .bind(envelope.produced_at)
     .bind(now)
+    .bind(WAITING)
     .execute(tx)
     .await?;
     Ok(())
@@ -48,6 +68,7 @@ pub async fn queue(
 pub struct Claimed {
     pub seq: i64,
     pub endpoint_id: String,
+    pub order_key: String,
     pub event_id: String,
     pub body: String,
     pub attempts: i64,
@@ -60,24 +81,42 @@ pub struct Claimed {
     pub claim: String,
 }
 
-/// Candidates of a claim: the due heads, oldest first.
-const HEADS: &str = "SELECT h.seq, h.endpoint_id FROM deliveries h \
-    WHERE h.status = 'pending' AND h.next_at <= $1 AND h.lease_until <= $1 \
-    AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = h.endpoint_id \
-        AND e.order_key = h.order_key AND e.status = 'pending' AND e.seq < h.seq) \
-    AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = h.endpoint_id AND p.disabled_at IS NULL) \
-    ORDER BY h.seq LIMIT $2";
+/// Candidates of a claim: the due deliveries, longest due first, of endpoints with room
+/// (`$3`, a JSON array of those without), then only heads of enabled endpoints. `{lock}`
+/// is where PostgreSQL's `FOR UPDATE SKIP LOCKED` goes: on the window's own scan, so
+/// that it reads the due-time index in order and stops at the window, whatever the
+/// planner thinks of the rest.
+fn heads_sql(pg: bool) -> String {
+    let (lock, not_full) = if pg {
+        (
+            "FOR UPDATE SKIP LOCKED",
+            "endpoint_id NOT IN (SELECT value FROM json_array_elements_text($3::json))",
+        )
+    } else {
+        ("", "endpoint_id NOT IN (SELECT value FROM json_each($3))")
+    };
+    format!(
+        "SELECT h.seq, h.endpoint_id FROM ( \
+            SELECT seq, endpoint_id, order_key, next_at FROM deliveries \
+            WHERE status = 'pending' AND next_at <= $1 AND {not_full} \
+            ORDER BY next_at, seq LIMIT $2 {lock}) h \
+         WHERE NOT {BEHIND} \
+         AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = h.endpoint_id AND p.disabled_at IS NULL) \
+         ORDER BY h.next_at, h.seq"
+    )
+}
 
 const IN_FLIGHT: &str = "SELECT endpoint_id, count(*) AS n FROM deliveries \
     WHERE status = 'pending' AND lease_until > $1 GROUP BY endpoint_id";
 
-const TAKE_PG: &str = "UPDATE deliveries SET lease_until = $1, claim = $2 \
+// A claimed delivery is due again when its lease lapses (its worker died).
+const TAKE_PG: &str = "UPDATE deliveries SET lease_until = $1, next_at = $1, claim = $2 \
     WHERE seq IN (SELECT value::bigint FROM json_array_elements_text($3::json)) \
-    RETURNING seq, endpoint_id, event_id, body, attempts, created_at, queued_at";
+    RETURNING seq, endpoint_id, order_key, event_id, body, attempts, created_at, queued_at";
 
-const TAKE_SQLITE: &str = "UPDATE deliveries SET lease_until = $1, claim = $2 \
+const TAKE_SQLITE: &str = "UPDATE deliveries SET lease_until = $1, next_at = $1, claim = $2 \
     WHERE seq IN (SELECT value FROM json_each($3)) \
-    RETURNING seq, endpoint_id, event_id, body, attempts, created_at, queued_at";
+    RETURNING seq, endpoint_id, order_key, event_id, body, attempts, created_at, queued_at";
 
 const ENDPOINTS_PG: &str = "SELECT id, url, secret FROM endpoints \
     WHERE id IN (SELECT value FROM json_array_elements_text($1::json))";
@@ -95,24 +134,29 @@ pub async fn claim(
     let now = now_millis();
     let pg = store.backend() == Backend::Postgres;
     let mut tx = store.begin().await?;
-    let heads_sql = if pg {
-        format!("{HEADS} FOR UPDATE OF h SKIP LOCKED")
-    } else {
-        HEADS.to_owned()
-    };
-    let heads = query(&heads_sql)
+    let mut in_flight: HashMap<String, usize> = HashMap::new();
+    for row in query(IN_FLIGHT).bind(now).fetch_all(&mut tx).await? {
+        let n: i64 = row.get("n")?;
+        in_flight.insert(row.get("endpoint_id")?, n as usize);
+    }
+    let full: Vec<&String> = in_flight
+        .iter()
+        .filter(|(_, n)| **n >= per_endpoint)
+        .map(|(id, _)| id)
+        .collect();
+    let full = serde_json::to_string(&full).map_err(ticketing_store::Error::other)?;
+    // A window a few endpoints' room wide: a claim reads about what it takes, and the
+    // worker claims again while claims bring something.
+    let window = (limit * 2).min(per_endpoint.max(1) * 16);
+    let heads = query(&heads_sql(pg))
         .bind(now)
-        .bind(limit as i64 * 2)
+        .bind(window as i64)
+        .bind(full)
         .fetch_all(&mut tx)
         .await?;
     if heads.is_empty() {
         tx.rollback().await?;
         return Ok(Vec::new());
-    }
-    let mut in_flight: HashMap<String, usize> = HashMap::new();
-    for row in query(IN_FLIGHT).bind(now).fetch_all(&mut tx).await? {
-        let n: i64 = row.get("n")?;
-        in_flight.insert(row.get("endpoint_id")?, n as usize);
     }
     let mut chosen = Vec::new();
     for row in heads {
@@ -166,6 +210,7 @@ pub async fn claim(
         claimed.push(Claimed {
             seq: row.get("seq")?,
             endpoint_id,
+            order_key: row.get("order_key")?,
             event_id: row.get("event_id")?,
             body: row.get("body")?,
             attempts: row.get("attempts")?,
@@ -186,6 +231,7 @@ pub struct Outcome {
     pub seq: i64,
     pub claim: String,
     pub endpoint_id: String,
+    pub order_key: String,
     pub status: DeliveryStatus,
     /// Pending: when to try again.
     pub next_at: i64,
@@ -206,12 +252,26 @@ const MARK_SQLITE: &str = "UPDATE deliveries SET status = $1, attempts = attempt
     next_at = $2, lease_until = 0, claim = NULL, delivered_at = $3, ended_at = $4 \
     WHERE seq = $5 AND claim = $6";
 
+/// Promote the next delivery of each key given (JSON `[{endpoint_id, order_key}]`) whose
+/// head ended: its oldest pending one, if it waits. A key whose head did not end (its
+/// outcome was dropped, or it is in backoff) has that head as its oldest: nothing moves.
+const PROMOTE_PG: &str = "UPDATE deliveries SET next_at = $1 WHERE next_at = $2 AND seq IN ( \
+    SELECT (SELECT min(d.seq) FROM deliveries d WHERE d.endpoint_id = k.endpoint_id \
+        AND d.order_key = k.order_key AND d.status = 'pending') \
+    FROM json_to_recordset($3::json) AS k(endpoint_id text, order_key text))";
+
+const PROMOTE_SQLITE: &str = "UPDATE deliveries SET next_at = $1 WHERE next_at = $2 AND seq = ( \
+    SELECT min(d.seq) FROM deliveries d WHERE d.endpoint_id = $3 AND d.order_key = $4 \
+    AND d.status = 'pending')";
+
 /// Write the outcomes of attempts, all in one transaction (on PostgreSQL one statement
-/// for the deliveries); an outcome whose claim lapsed and was taken over is dropped.
+/// for the deliveries, one for the promotions); an outcome whose claim lapsed and was
+/// taken over is dropped.
 pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_store::Error> {
     let now = now_millis();
+    let pg = store.backend() == Backend::Postgres;
     let mut tx = store.begin().await?;
-    if store.backend() == Backend::Postgres {
+    if pg {
         let rows: Vec<serde_json::Value> = outcomes
             .iter()
             .map(|o| {
@@ -239,11 +299,41 @@ pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_s
                 .await?;
         }
     }
+    let mut ended: Vec<(&str, &str)> = outcomes
+        .iter()
+        .filter(|o| o.status != DeliveryStatus::Pending)
+        .map(|o| (o.endpoint_id.as_str(), o.order_key.as_str()))
+        .collect();
+    ended.sort_unstable();
+    ended.dedup();
+    if pg && !ended.is_empty() {
+        let keys: Vec<serde_json::Value> = ended
+            .iter()
+            .map(|(e, k)| serde_json::json!({"endpoint_id": e, "order_key": k}))
+            .collect();
+        query(PROMOTE_PG)
+            .bind(now)
+            .bind(WAITING)
+            .bind(serde_json::Value::Array(keys).to_string())
+            .execute(&mut tx)
+            .await?;
+    } else {
+        for (endpoint, key) in &ended {
+            query(PROMOTE_SQLITE)
+                .bind(now)
+                .bind(WAITING)
+                .bind(*endpoint)
+                .bind(*key)
+                .execute(&mut tx)
+                .await?;
+        }
+    }
     let mut gone: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.gone)
         .map(|o| o.endpoint_id.as_str())
         .collect();
+    gone.sort_unstable();
     gone.dedup();
     for endpoint in gone {
         query("UPDATE endpoints SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL")
@@ -251,16 +341,46 @@ pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_s
             .bind(endpoint)
             .execute(&mut tx)
             .await?;
+        // Nothing more goes to it: its deliveries stop being due, so claims never read
+        // them again.
+        query("UPDATE deliveries SET next_at = $1 WHERE endpoint_id = $2 AND status = 'pending'")
+            .bind(WAITING)
+            .bind(endpoint)
+            .execute(&mut tx)
+            .await?;
     }
     tx.commit().await
+}
+
+/// Promote, every so often, the heads whose promotion was missed: a delivery queued
+/// while its key's head was ending (each transaction saw the other's row as still
+/// there). Rows of disabled endpoints stay put. How many moved.
+pub async fn promote_missed(store: &Store) -> Result<u64, ticketing_store::Error> {
+    let now = now_millis();
+    query(&format!(
+        "UPDATE deliveries SET next_at = $1 WHERE seq IN ( \
+            SELECT h.seq FROM deliveries h WHERE h.status = 'pending' AND h.next_at = $2 \
+            AND h.queued_at < $3 AND NOT {BEHIND} \
+            AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = h.endpoint_id \
+                AND p.disabled_at IS NULL))"
+    ))
+    .bind(now)
+    .bind(WAITING)
+    .bind(now - 1000)
+    .execute(store.writer())
+    .await
 }
 
 /// Embedded mode has one worker, this process's: leases left by a process that was
 /// killed are void at start-up.
 pub async fn release_all(store: &Store) -> Result<u64, ticketing_store::Error> {
-    query("UPDATE deliveries SET lease_until = 0, claim = NULL WHERE status = 'pending' AND lease_until > 0")
-        .execute(store.writer())
-        .await
+    query(
+        "UPDATE deliveries SET lease_until = 0, claim = NULL, next_at = $1 \
+         WHERE status = 'pending' AND lease_until > 0",
+    )
+    .bind(now_millis())
+    .execute(store.writer())
+    .await
 }
 
 /// A delivery as the API lists it.
@@ -308,21 +428,55 @@ pub async fn replay(
     from_seq: i64,
 ) -> Result<u64, ticketing_store::Error> {
     let now = now_millis();
-    query(
-        "UPDATE deliveries SET status = 'pending', next_at = $1, queued_at = $1, lease_until = 0, \
+    let mut tx = store.begin().await?;
+    let replayed = query(
+        "UPDATE deliveries SET status = 'pending', next_at = $1, queued_at = $2, lease_until = 0, \
          claim = NULL, ended_at = NULL \
-         WHERE endpoint_id = $2 AND seq >= $3 AND status <> 'pending'",
+         WHERE endpoint_id = $3 AND seq >= $4 AND status <> 'pending'",
     )
+    .bind(WAITING)
     .bind(now)
     .bind(endpoint)
     .bind(from_seq)
-    .execute(store.writer())
-    .await
+    .execute(&mut tx)
+    .await?;
+    // Each key's oldest now goes first; the rest wait for it.
+    query(&format!(
+        "UPDATE deliveries SET next_at = $1 WHERE seq IN ( \
+            SELECT h.seq FROM deliveries h WHERE h.endpoint_id = $2 AND h.status = 'pending' \
+            AND h.next_at = $3 AND NOT {BEHIND})"
+    ))
+    .bind(now)
+    .bind(endpoint)
+    .bind(WAITING)
+    .execute(&mut tx)
+    .await?;
+    tx.commit().await?;
+    Ok(replayed)
 }
 
 /// Delivered and dead deliveries older than `retention` are deleted, every hour.
 pub fn spawn_pruner(store: Store, retention: Duration, stop: CancellationToken) -> JoinHandle<()> {
     retention::spawn_table_pruner(store, "deliveries", "ended_at", "seq", retention, stop)
+}
+
+/// [`promote_missed`] every second.
+pub fn spawn_promoter(store: Store, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match promote_missed(&store).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deliveries = n, "promoted heads whose turn was missed"),
+                Err(ticketing_store::Error::Closed) => return,
+                Err(err) => tracing::warn!(error = %err, "promoting webhook heads failed"),
+            }
+        }
+    })
 }
 
 /// Pending deliveries and the oldest's age in seconds (metrics).

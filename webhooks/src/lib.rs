@@ -121,6 +121,10 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         );
     }
     if settings.deliver {
+        tasks.push(deliveries::spawn_promoter(
+            store.clone(),
+            rt.shutdown.clone(),
+        ));
         tasks.push(worker::spawn(
             store.clone(),
             state.settings.clone(),

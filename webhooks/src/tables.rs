@@ -31,8 +31,8 @@ fn deliveries(seq: &str) -> String {
 /// delivered ones kept for the retention period: partial indexes keep the claims'
 /// scans to them.
 const INDEXES: [&str; 4] = [
-    // The claim's candidates, oldest first.
-    "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (seq) WHERE status = 'pending'",
+    // The claim's candidates, longest due first.
+    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at, seq) WHERE status = 'pending'",
     // Is there an earlier pending delivery of the key (then this one is not its head)?
     "CREATE INDEX IF NOT EXISTS deliveries_pending_key ON deliveries (endpoint_id, order_key, seq) \
      WHERE status = 'pending'",
@@ -40,6 +40,16 @@ const INDEXES: [&str; 4] = [
     "CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (lease_until) WHERE status = 'pending'",
     // The API's list, and retention.
     "CREATE INDEX IF NOT EXISTS deliveries_by_endpoint ON deliveries (endpoint_id, seq)",
+];
+
+/// Tables of the first release: claims read heads by seq (the index is gone) and every
+/// pending delivery was due; now those behind their key's head wait (decision 0031).
+const UPGRADES: [&str; 2] = [
+    "DROP INDEX IF EXISTS deliveries_pending",
+    "UPDATE deliveries SET next_at = 9223372036854775807 \
+     WHERE status = 'pending' AND lease_until = 0 AND next_at <> 9223372036854775807 \
+     AND EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = deliveries.endpoint_id \
+         AND e.order_key = deliveries.order_key AND e.status = 'pending' AND e.seq < deliveries.seq)",
 ];
 
 const ENDED_INDEX: &str =
@@ -55,7 +65,8 @@ pub async fn install(store: &Store) -> anyhow::Result<()> {
             7301000000000031,
             std::iter::once(table.as_str())
                 .chain(INDEXES)
-                .chain(std::iter::once(ENDED_INDEX)),
+                .chain(std::iter::once(ENDED_INDEX))
+                .chain(UPGRADES),
         )
         .await?;
     Ok(())

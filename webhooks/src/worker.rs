@@ -168,6 +168,7 @@ async fn attempt(client: &reqwest::Client, settings: &Settings, d: Claimed) -> O
         seq: d.seq,
         claim: d.claim,
         endpoint_id: d.endpoint_id,
+        order_key: d.order_key,
         status: DeliveryStatus::Pending,
         next_at: now,
         delivered_at: None,

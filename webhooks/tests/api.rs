@@ -373,7 +373,80 @@ async fn retries_and_gone(backend: TestBackend) {
     assert_eq!(receiver.distinct(), 1);
 }
 
-backend_tests!(validation, delivers_signed_in_order, retries_and_gone);
+/// An endpoint's deliveries once `ok` holds of them (at most 20 s).
+async fn deliveries_until(
+    api: &Api,
+    path: &str,
+    what: &str,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = reply(api.get(path).await).await;
+        let list = list.as_array().cloned().unwrap_or_default();
+        if ok(&list) {
+            return list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {list:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Events of one key queued while its head is refused wait behind it: none is sent
+/// before the head is delivered, and they follow it in their order once it is.
+async fn a_burst_on_one_key_waits_for_its_head(backend: TestBackend) {
+    let app = app(backend, true).await;
+    let receiver = Receiver::start().await;
+    let seller = app.as_user("seller-a");
+    let (status, hook) = create(
+        &seller,
+        &receiver.url(),
+        json!(["ticket:created", "order:created", "payment:created"]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let path = format!("/api/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+    publish(&app, &listing("t-9", "seller-a", 0)).await;
+    receiver.wait_for(1, Duration::from_secs(30)).await;
+    receiver.clear();
+    receiver.answer(500);
+    let mut ids = vec![publish(&app, &order("o-9", "t-9", "buyer")).await];
+    deliveries_until(&seller, &path, "the order's delivery refused", |l| {
+        l.len() == 2 && l[1]["attempts"].as_i64() >= Some(1)
+    })
+    .await;
+    for i in 0..5 {
+        let payment = PaymentCreated {
+            id: format!("p-{i}").into(),
+            order_id: "o-9".into(),
+            stripe_id: format!("ch_{i}"),
+        };
+        ids.push(publish(&app, &payment).await);
+    }
+    // The head is retried with backoff; the payments queued behind it are not tried.
+    let list = deliveries_until(&seller, &path, "the head retried, the rest queued", |l| {
+        l.len() == 7 && l[1]["attempts"].as_i64() >= Some(3)
+    })
+    .await;
+    for d in &list[2..] {
+        assert_eq!(
+            (d["status"].as_str(), d["attempts"].as_i64()),
+            (Some("pending"), Some(0)),
+            "{list:?}"
+        );
+    }
+    receiver.answer(204);
+    receiver.wait_for(ids.len(), Duration::from_secs(30)).await;
+    let arrivals: Vec<String> = receiver.received().iter().map(|r| r.id.clone()).collect();
+    assert_eq!(arrivals, ids);
+}
+
+backend_tests!(
+    validation,
+    delivers_signed_in_order,
+    retries_and_gone,
+    a_burst_on_one_key_waits_for_its_head
+);
 
 fn is_private(ip: &std::net::IpAddr) -> bool {
     match ip {
