@@ -208,6 +208,11 @@ impl Snapshot {
         let conn = connect(args, "expiration").await?;
         outboxes.push(("expiration", outbox(&conn).await?));
 
+        // Auth publishes session revocations: a stuck one leaves a signed-out token
+        // working until it expires.
+        let conn = connect(args, "auth").await?;
+        outboxes.push(("auth", outbox(&conn).await?));
+
         Ok(Snapshot {
             now,
             tickets,

@@ -162,7 +162,16 @@ async fn the_audit_finds_each_planted_divergence() {
             [now - 120_000],
         )
         .unwrap();
-    drop((tickets_db, orders_db, payments_db));
+    // And one of auth's: a session revocation that never left.
+    let auth_db = sqlite(dir.path(), "auth");
+    auth_db
+        .execute(
+            "INSERT INTO outbox (event_id, subject, payload, produced_at) \
+             VALUES ('planted-revocation', 'session:revoked', x'7b7d', ?1)",
+            [now - 120_000],
+        )
+        .unwrap();
+    drop((tickets_db, orders_db, payments_db, auth_db));
 
     let found = audit(data, "0");
     let stdout = String::from_utf8_lossy(&found.stdout).into_owned();
@@ -187,6 +196,7 @@ async fn the_audit_finds_each_planted_divergence() {
     has("complete-order-without-payment", unpaid_complete);
     has("payment-without-order", "planted-payment");
     has("stale-outbox", "tickets: 1 outbox rows");
+    has("stale-outbox", "auth: 1 outbox rows");
     has("open-order-past-expiry", &overdue);
     assert!(stdout.contains("audit: "), "{stdout}");
 }
