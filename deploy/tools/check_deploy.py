@@ -31,7 +31,7 @@ import sys
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SERVICES = ["auth", "tickets", "orders", "payments", "expiration", "webhooks", "web"]
+SERVICES = ["auth", "tickets", "orders", "payments", "expiration", "webhooks", "checkin", "web"]
 errors = []
 
 
