@@ -22,7 +22,7 @@ use ticketing_contracts::{PassId, TicketId};
 use ticketing_store::{query, Backend, Store, Tx};
 
 use crate::changes;
-use crate::code::{Payload, Refused, Signer};
+use crate::code::{Payload, Refused};
 use crate::devices::Device;
 use crate::passes;
 

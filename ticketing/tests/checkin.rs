@@ -99,7 +99,8 @@ async fn prove(gateway: &str, processes: &[String]) {
     let (last, raced) = passes.split_last().unwrap();
     for pass in raced {
         let code = pass["code"].as_str().unwrap();
-        let (x, y) = tokio::join!(a.redeem_ok(code, "n"), b.redeem_ok(code, "n"));
+        let nonce = format!("scan-{}", pass["id"].as_str().unwrap());
+        let (x, y) = tokio::join!(a.redeem_ok(code, &nonce), b.redeem_ok(code, &nonce));
         let (first, second, winner) = match (x["result"].as_str(), y["result"].as_str()) {
             (Some("ok"), Some("already-checked-in")) => (&x, &y, &a),
             (Some("already-checked-in"), Some("ok")) => (&y, &x, &b),
