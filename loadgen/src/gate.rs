@@ -66,14 +66,11 @@ impl Gate {
             .json(&body)
             .send()
             .await;
-        let mut t = tally.lock().unwrap();
-        t.requests += 1;
+        tally.lock().unwrap().requests += 1;
         match res {
-            Ok(r) if r.status().is_success() => {
-                drop(t);
-                r.json().await.ok()
-            }
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
             Ok(r) => {
+                let mut t = tally.lock().unwrap();
                 if r.status().is_server_error() {
                     t.server_errors += 1;
                 }
@@ -81,7 +78,7 @@ impl Gate {
                 None
             }
             Err(e) => {
-                t.violations.push(format!("{path}: {e}"));
+                tally.lock().unwrap().violations.push(format!("{path}: {e}"));
                 None
             }
         }
@@ -202,30 +199,37 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
                 let mut answered: Vec<(String, Value)> = Vec::new();
                 while Instant::now() < until {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let dup = rand::thread_rng().gen_bool(0.1) && !answered.is_empty();
+                    let dup = !answered.is_empty() && rand::thread_rng().gen_bool(0.1);
+                    let pick = rand::thread_rng().gen_range(0..answered.len().max(1));
                     if i >= codes.len() && !dup {
                         break;
                     }
                     let (code, nonce) = if dup {
-                        let (nonce, _) = &answered[rand::thread_rng().gen_range(0..answered.len())];
+                        let (nonce, _) = &answered[pick];
                         (codes[nonce[1..].parse::<usize>().unwrap()].clone(), nonce.clone())
                     } else {
                         (codes[i].clone(), format!("n{i}"))
                     };
                     let started = Instant::now();
                     let Some(answer) = gate.post("/api/checkin/redeem", json!({"code": code, "nonce": nonce}), &tally).await else { continue };
-                    let mut t = tally.lock().unwrap();
-                    t.redeem_ms.push(started.elapsed().as_secs_f64() * 1e3);
-                    *t.results.entry(answer["result"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
-                    if dup {
-                        let first = answered.iter().find(|(n, _)| *n == nonce).map(|(_, a)| a);
-                        if first != Some(&answer) {
-                            t.violations.push(format!("scan {nonce} resent: {answer}, first {first:?}"));
+                    let keep = {
+                        let mut t = tally.lock().unwrap();
+                        t.redeem_ms.push(started.elapsed().as_secs_f64() * 1e3);
+                        *t.results.entry(answer["result"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                        if dup {
+                            let first = answered.iter().find(|(n, _)| *n == nonce).map(|(_, a)| a);
+                            if first != Some(&answer) {
+                                t.violations.push(format!("scan {nonce} resent: {answer}, first {first:?}"));
+                            }
+                            false
+                        } else if answer["result"] != "ok" {
+                            t.violations.push(format!("first scan of a pass: {answer}"));
+                            false
+                        } else {
+                            true
                         }
-                    } else if answer["result"] != "ok" {
-                        t.violations.push(format!("first scan of a pass: {answer}"));
-                    } else {
-                        drop(t);
+                    };
+                    if keep {
                         answered.push((nonce, answer));
                     }
                 }
@@ -246,16 +250,18 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
                 scans.extend(extra);
                 let Some(answer) = offline.post("/api/checkin/batch", json!({"scans": scans}), &tally).await else { continue };
                 let results = answer["results"].as_array().cloned().unwrap_or_default();
-                let mut t = tally.lock().unwrap();
-                let oks = results.iter().filter(|r| r["result"] == "ok").count();
-                for r in &results {
-                    *t.results.entry(format!("batch {}", r["result"].as_str().unwrap_or("?"))).or_default() += 1;
+                {
+                    let mut t = tally.lock().unwrap();
+                    let oks = results.iter().filter(|r| r["result"] == "ok").count();
+                    for r in &results {
+                        *t.results.entry(format!("batch {}", r["result"].as_str().unwrap_or("?"))).or_default() += 1;
+                    }
+                    if oks != chunk.len() || results.len() != chunk.len() + duplicates {
+                        t.violations.push(format!("batch {b}: {oks} ok of {} passes", chunk.len()));
+                    }
                 }
-                if oks != chunk.len() || results.len() != chunk.len() + duplicates {
-                    t.violations.push(format!("batch {b}: {oks} ok of {} passes", chunk.len()));
-                }
-                drop(t);
-                if rand::thread_rng().gen_bool(0.1) {
+                let resend = rand::thread_rng().gen_bool(0.1);
+                if resend {
                     let again = offline.post("/api/checkin/batch", json!({"scans": scans}), &tally).await;
                     if again.as_ref() != Some(&answer) {
                         tally.lock().unwrap().violations.push(format!("batch {b} uploaded again answered differently"));
