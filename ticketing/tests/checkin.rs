@@ -47,7 +47,7 @@ async fn prove(gateway: &str, processes: &[String]) {
         seller
             .post_json(
                 "/api/tickets",
-                json!({"title": "Gig", "price": 10, "quantity": 100, "maxPerOrder": 10}),
+                json!({"title": "Gig", "price": 10, "quantity": 100, "maxPerOrder": 10, "maxPerAccount": 100}),
             )
             .await,
     )
@@ -60,8 +60,9 @@ async fn prove(gateway: &str, processes: &[String]) {
         let placed = buyer
             .post_once_known("/api/orders", json!({"ticketId": ticket, "quantity": 10}))
             .await;
-        assert_eq!(placed.status(), StatusCode::CREATED);
-        let order = id_of(&placed.json().await.unwrap());
+        let (status, order) = reply(placed).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        let order = id_of(&order);
         let (status, payment) = reply(buyer.pay(&order).await).await;
         assert_eq!(status, StatusCode::CREATED, "{payment}");
         let list = buyer
