@@ -130,7 +130,9 @@ async fn main() -> anyhow::Result<()> {
         let list = buyer
             .patience
             .eventually("the passes", || async {
-                let list = buyer.get_json(&format!("/api/passes?orderId={order}")).await;
+                let list = buyer
+                    .get_json(&format!("/api/passes?orderId={order}"))
+                    .await;
                 (list.as_array().unwrap().len() == 1000).then_some(list)
             })
             .await;
@@ -183,18 +185,23 @@ async fn main() -> anyhow::Result<()> {
                     .send()
                     .await;
                 match res {
-                    Ok(r) if r.status().is_success() => r
-                        .json::<Value>()
-                        .await
-                        .is_ok_and(|b| b["result"] == "ok"),
+                    Ok(r) if r.status().is_success() => {
+                        r.json::<Value>().await.is_ok_and(|b| b["result"] == "ok")
+                    }
                     _ => false,
                 }
             }
         })
         .await
     };
-    println!("checkin redeem bench ({backend:?}, c={concurrency}, debug assertions: {}):", cfg!(debug_assertions));
-    for (what, r) in [("ceiling GET /api/checkin/key", &ceiling), ("POST /api/checkin/redeem", &redeems)] {
+    println!(
+        "checkin redeem bench ({backend:?}, c={concurrency}, debug assertions: {}):",
+        cfg!(debug_assertions)
+    );
+    for (what, r) in [
+        ("ceiling GET /api/checkin/key", &ceiling),
+        ("POST /api/checkin/redeem", &redeems),
+    ] {
         println!(
             "  {what:<30} n={:>6}  {:>8.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
             r.done,

@@ -98,7 +98,9 @@ impl Signer {
             .verify(signed.as_bytes(), &Signature::from_bytes(&signature))
             .map_err(|_| Refused::Forged)?;
         let payload = &signed[CODE_PREFIX.len() + 1..];
-        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Refused::Forged)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| Refused::Forged)?;
         serde_json::from_slice(&json).map_err(|_| Refused::Forged)
     }
 }
@@ -162,7 +164,14 @@ mod tests {
     #[test]
     fn what_is_not_shaped_like_a_code_is_malformed() {
         let signer = Signer::from_seed([7; 32]);
-        for bad in ["", "T1", "T1..x", "T2.abc.def", "T1.a b.c", &"x".repeat(600)] {
+        for bad in [
+            "",
+            "T1",
+            "T1..x",
+            "T2.abc.def",
+            "T1.a b.c",
+            &"x".repeat(600),
+        ] {
             assert_eq!(signer.verify(bad), Err(Refused::Malformed), "{bad:?}");
         }
     }

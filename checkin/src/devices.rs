@@ -81,7 +81,10 @@ pub async fn create(
 }
 
 /// `owner`'s devices, oldest first (without tokens).
-pub async fn list(store: &Store, owner: &UserId) -> Result<Vec<DeviceBody>, ticketing_store::Error> {
+pub async fn list(
+    store: &Store,
+    owner: &UserId,
+) -> Result<Vec<DeviceBody>, ticketing_store::Error> {
     let rows = query(
         "SELECT d.id, d.name, d.created_at, l.ticket_id FROM devices d \
          JOIN device_listings l ON l.device_id = d.id \
@@ -110,7 +113,11 @@ pub async fn list(store: &Store, owner: &UserId) -> Result<Vec<DeviceBody>, tick
 
 /// Remove `owner`'s device `id`: its token is refused from the commit on. `false` when
 /// there is no such device of theirs.
-pub async fn delete(store: &Store, owner: &UserId, id: &str) -> Result<bool, ticketing_store::Error> {
+pub async fn delete(
+    store: &Store,
+    owner: &UserId,
+    id: &str,
+) -> Result<bool, ticketing_store::Error> {
     let mut tx = store.begin().await?;
     let gone = query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
         .bind(id)
@@ -130,7 +137,10 @@ pub async fn delete(store: &Store, owner: &UserId, id: &str) -> Result<bool, tic
 }
 
 /// The device whose token this is.
-pub async fn authenticate(store: &Store, token: &str) -> Result<Option<Device>, ticketing_store::Error> {
+pub async fn authenticate(
+    store: &Store,
+    token: &str,
+) -> Result<Option<Device>, ticketing_store::Error> {
     let rows = query(
         "SELECT d.id, l.ticket_id FROM devices d JOIN device_listings l ON l.device_id = d.id \
          WHERE d.token_hash = $1",

@@ -146,7 +146,10 @@ pub async fn batch(
         // Sent before (a retried upload), or twice in this batch.
         answers[i] = Some(replay(store, device, scans[i].nonce).await?);
     }
-    Ok(answers.into_iter().map(|a| a.expect("every scan answered")).collect())
+    Ok(answers
+        .into_iter()
+        .map(|a| a.expect("every scan answered"))
+        .collect())
 }
 
 /// The stored answer of `device`'s scan `nonce`.
@@ -243,7 +246,14 @@ async fn judge(
             }),
         )
         .await?;
-        changes::record(tx, &pass.ticket_id, ChangeKind::CheckedIn, &pass.id, payload.e).await?;
+        changes::record(
+            tx,
+            &pass.ticket_id,
+            ChangeKind::CheckedIn,
+            &pass.id,
+            payload.e,
+        )
+        .await?;
         metrics::counter!("checkin_admitted_total").increment(1);
         let mut answer = of_pass(ScanResult::Ok);
         answer.checked_in_at = Some(format_millis(scan.scanned_at));

@@ -8,8 +8,8 @@
 //! feed (revocations, check-ins). Uniqueness is the database's: one check-in per pass,
 //! one answer per (device, nonce). See docs/decisions/0033-checkin-and-passes.md.
 
-pub mod code;
 mod changes;
+pub mod code;
 mod devices;
 mod gate;
 mod listeners;

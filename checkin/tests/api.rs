@@ -81,9 +81,7 @@ async fn paid_order(app: &TestApp, ticket: &str, units: i64) -> (String, Vec<Val
             id: order.as_str().into(),
             version: 1,
             user_id: BUYER.into(),
-            ticket: TicketRef {
-                id: ticket.into(),
-            },
+            ticket: TicketRef { id: ticket.into() },
             quantity: units,
         },
     )
@@ -98,7 +96,9 @@ async fn passes_of(app: &TestApp, order: &str, n: usize) -> Vec<Value> {
     buyer
         .patience
         .eventually("the passes", || async {
-            let list = buyer.get_json(&format!("/api/passes?orderId={order}")).await;
+            let list = buyer
+                .get_json(&format!("/api/passes?orderId={order}"))
+                .await;
             let list = list.as_array().unwrap().clone();
             (list.len() == n).then_some(list)
         })
@@ -141,7 +141,9 @@ async fn passes_follow_orders(backend: TestBackend) {
     // Someone else's order shows nothing; a missing order id is a 400.
     let other = app.as_user("someone");
     assert_eq!(
-        other.get_json(&format!("/api/passes?orderId={order}")).await,
+        other
+            .get_json(&format!("/api/passes?orderId={order}"))
+            .await,
         json!([])
     );
     let res = app.as_user(BUYER).get("/api/passes").await;
@@ -245,17 +247,21 @@ async fn devices_belong_to_the_seller(backend: TestBackend) {
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = seller
-        .post_json(
-            "/api/checkin/devices",
-            json!({"name": "", "ticketIds": []}),
-        )
+        .post_json("/api/checkin/devices", json!({"name": "", "ticketIds": []}))
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let fields: Vec<Value> = errors(res).await.iter().map(|e| e["field"].clone()).collect();
+    let fields: Vec<Value> = errors(res)
+        .await
+        .iter()
+        .map(|e| e["field"].clone())
+        .collect();
     assert_eq!(fields, vec![json!("name"), json!("ticketIds")]);
     assert_eq!(
         app.api
-            .post_json("/api/checkin/devices", json!({"name": "x", "ticketIds": [ticket]}))
+            .post_json(
+                "/api/checkin/devices",
+                json!({"name": "x", "ticketIds": [ticket]})
+            )
             .await
             .status(),
         StatusCode::UNAUTHORIZED
@@ -269,7 +275,9 @@ async fn devices_belong_to_the_seller(backend: TestBackend) {
                  "createdAt": list[0]["createdAt"]}])
     );
     assert_eq!(
-        app.as_user("intruder").get_json("/api/checkin/devices").await,
+        app.as_user("intruder")
+            .get_json("/api/checkin/devices")
+            .await,
         json!([])
     );
     let path = format!("/api/checkin/devices/{}", gate.id);
@@ -285,10 +293,7 @@ async fn devices_belong_to_the_seller(backend: TestBackend) {
     assert_eq!(seller.delete(&path).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(seller.delete(&path).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(gate.changes("", 0).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        gate.redeem("T1.a.b", "n").await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(gate.redeem("T1.a.b", "n").await.0, StatusCode::UNAUTHORIZED);
 }
 
 async fn redeems_are_checked(backend: TestBackend) {
@@ -306,11 +311,12 @@ async fn redeems_are_checked(backend: TestBackend) {
         (json!({"code": 5, "nonce": "n1"}), "code"),
         (json!({"code": code(&passes[0])}), "nonce"),
         (json!({"code": code(&passes[0]), "nonce": ""}), "nonce"),
-        (json!({"code": code(&passes[0]), "nonce": "n".repeat(65)}), "nonce"),
+        (
+            json!({"code": code(&passes[0]), "nonce": "n".repeat(65)}),
+            "nonce",
+        ),
     ] {
-        let (status, answer) = gate
-            .send_json("/api/checkin/redeem", body.clone())
-            .await;
+        let (status, answer) = gate.send_json("/api/checkin/redeem", body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert_eq!(answer["errors"][0]["field"], field, "{body}");
     }
@@ -329,7 +335,10 @@ async fn redeems_are_checked(backend: TestBackend) {
     let real = code(&passes[0]);
     let (signed, _) = real.rsplit_once('.').unwrap();
     let forged = format!("{signed}.{}", "A".repeat(86));
-    assert_eq!(gate.redeem_ok(&forged, "f1").await, json!({"result": "invalid"}));
+    assert_eq!(
+        gate.redeem_ok(&forged, "f1").await,
+        json!({"result": "invalid"})
+    );
     assert_eq!(
         elsewhere.redeem_ok(real, "e1").await,
         json!({"result": "not-for-this-device"})
@@ -348,7 +357,10 @@ async fn redeems_are_checked(backend: TestBackend) {
     // A checked-in pass is not reissued.
     let res = app
         .as_user(BUYER)
-        .post_json(&format!("/api/passes/{}/reissue", passes[0]["id"].as_str().unwrap()), json!({}))
+        .post_json(
+            &format!("/api/passes/{}/reissue", passes[0]["id"].as_str().unwrap()),
+            json!({}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
@@ -385,8 +397,7 @@ async fn a_nonce_gets_one_answer(backend: TestBackend) {
     let (order, passes) = paid_order(&app, &ticket, 1).await;
     let gate = device(&app, "A", &[&ticket]).await;
     let c = code(&passes[0]);
-    let answers =
-        futures::future::join_all((0..3).map(|_| gate.redeem(c, "scan-1"))).await;
+    let answers = futures::future::join_all((0..3).map(|_| gate.redeem(c, "scan-1"))).await;
     for (status, answer) in &answers {
         assert!(
             *status == StatusCode::OK || *status == StatusCode::CONFLICT,
@@ -449,9 +460,9 @@ async fn offline_system(backend: TestBackend, a_first: bool) -> (Value, Value, V
     }
     let names = |text: String| text.replace(&a.id, "A").replace(&b.id, "B");
     let units = |text: String| {
-        passes
-            .iter()
-            .fold(text, |t, p| t.replace(p["id"].as_str().unwrap(), &format!("unit{}", p["unit"])))
+        passes.iter().fold(text, |t, p| {
+            t.replace(p["id"].as_str().unwrap(), &format!("unit{}", p["unit"]))
+        })
     };
     let conflicts = app
         .as_user(SELLER)
@@ -498,7 +509,10 @@ async fn offline_batches_in_any_order(backend: TestBackend) {
                "conflict": {"device": "B", "scannedAt": "2026-12-06T20:00:03.000Z"}})
     );
     assert_eq!(results_ba["b3"]["result"], "ok");
-    assert_eq!(results_ba["b2"]["conflict"]["scannedAt"], "2026-12-06T20:00:08.000Z");
+    assert_eq!(
+        results_ba["b2"]["conflict"]["scannedAt"],
+        "2026-12-06T20:00:08.000Z"
+    );
 }
 
 /// Proof 7: a reissue revokes the old code, and a device's long poll shows it within a
@@ -522,22 +536,26 @@ async fn reissue_reaches_the_feed_and_removed_devices_are_refused(backend: TestB
         };
         tokio::time::sleep(Duration::from_millis(150)).await;
         let reissued_at = Instant::now();
-        let (status, fresh) =
-            reply(buyer.post_json(&format!("/api/passes/{id}/reissue"), json!({})).await).await;
+        let (status, fresh) = reply(
+            buyer
+                .post_json(&format!("/api/passes/{id}/reissue"), json!({}))
+                .await,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{fresh}");
         let (status, feed) = poll.await.unwrap();
         slowest = slowest.max(reissued_at.elapsed());
         assert_eq!(status, StatusCode::OK, "{feed}");
-        assert_eq!(
-            feed["changes"][0]["kind"], "revoked",
-            "{feed}"
-        );
+        assert_eq!(feed["changes"][0]["kind"], "revoked", "{feed}");
         assert_eq!(feed["changes"][0]["passId"], id);
         assert_eq!(feed["changes"][0]["epoch"], 1);
         cursor = feed["cursor"].as_str().unwrap().to_owned();
         assert_eq!(fresh["status"], "valid");
         assert_ne!(fresh["code"], pass["code"]);
-        assert_eq!(gate.redeem_ok(code(pass), &format!("old-{id}")).await["result"], "revoked");
+        assert_eq!(
+            gate.redeem_ok(code(pass), &format!("old-{id}")).await["result"],
+            "revoked"
+        );
     }
     assert!(slowest < Duration::from_secs(1), "slowest {slowest:?}");
     // The new code admits, and the check-in is in the feed too.
@@ -552,7 +570,10 @@ async fn reissue_reaches_the_feed_and_removed_devices_are_refused(backend: TestB
     let (_, empty) = gate.changes(cursor, 1).await;
     assert_eq!(empty["changes"], json!([]));
     assert!(started.elapsed() >= Duration::from_millis(900));
-    let res = app.as_user(SELLER).get("/api/checkin/changes?cursor=x").await;
+    let res = app
+        .as_user(SELLER)
+        .get("/api/checkin/changes?cursor=x")
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(gate.changes("x", 0).await.0, StatusCode::BAD_REQUEST);
 

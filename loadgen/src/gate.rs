@@ -78,14 +78,24 @@ impl Gate {
                 None
             }
             Err(e) => {
-                tally.lock().unwrap().violations.push(format!("{path}: {e}"));
+                tally
+                    .lock()
+                    .unwrap()
+                    .violations
+                    .push(format!("{path}: {e}"));
                 None
             }
         }
     }
 }
 
-async fn call(http: &Client, method: reqwest::Method, url: String, token: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
+async fn call(
+    http: &Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Value)> {
     let mut req = http.request(method, url).bearer_auth(token);
     if let Some(body) = body {
         req = req.json(&body);
@@ -102,7 +112,11 @@ async fn sign_up(http: &Client, host: &str, who: &str) -> anyhow::Result<String>
         .json(&json!({"email": email, "password": "loadgen-password"}))
         .send()
         .await?;
-    anyhow::ensure!(res.status() == StatusCode::CREATED, "sign-up: {}", res.status());
+    anyhow::ensure!(
+        res.status() == StatusCode::CREATED,
+        "sign-up: {}",
+        res.status()
+    );
     let cookie = res
         .headers()
         .get_all("set-cookie")
@@ -117,7 +131,9 @@ async fn sign_up(http: &Client, host: &str, who: &str) -> anyhow::Result<String>
 }
 
 /// Retry `f` while the answer is 404/409 (an object on its way to another service).
-async fn known(mut f: impl AsyncFnMut() -> anyhow::Result<(StatusCode, Value)>) -> anyhow::Result<(StatusCode, Value)> {
+async fn known(
+    mut f: impl AsyncFnMut() -> anyhow::Result<(StatusCode, Value)>,
+) -> anyhow::Result<(StatusCode, Value)> {
     for _ in 0..100 {
         let (status, body) = f().await?;
         if status != StatusCode::NOT_FOUND && status != StatusCode::CONFLICT {
@@ -129,7 +145,11 @@ async fn known(mut f: impl AsyncFnMut() -> anyhow::Result<(StatusCode, Value)>) 
 }
 
 /// A seller's listing sold out to buyers: its passes' codes, and its two devices.
-async fn prepare(http: &Client, args: &GateArgs, n: usize) -> anyhow::Result<(Vec<String>, Gate, Gate)> {
+async fn prepare(
+    http: &Client,
+    args: &GateArgs,
+    n: usize,
+) -> anyhow::Result<(Vec<String>, Gate, Gate)> {
     use reqwest::Method;
     let host = &args.host;
     let seller = sign_up(http, host, &format!("gate-seller{n}")).await?;
@@ -141,29 +161,69 @@ async fn prepare(http: &Client, args: &GateArgs, n: usize) -> anyhow::Result<(Ve
     let ticket = listing["id"].as_str().context("listing id")?.to_owned();
     let mut codes = Vec::new();
     for _ in 0..args.orders {
-        let (status, order) = known(async || call(http, Method::POST, format!("{host}/api/orders"), &buyer,
-            Some(json!({"ticketId": ticket, "quantity": 10}))).await).await?;
+        let (status, order) = known(async || {
+            call(
+                http,
+                Method::POST,
+                format!("{host}/api/orders"),
+                &buyer,
+                Some(json!({"ticketId": ticket, "quantity": 10})),
+            )
+            .await
+        })
+        .await?;
         anyhow::ensure!(status == StatusCode::CREATED, "order: {status} {order}");
         let order = order["id"].as_str().context("order id")?.to_owned();
-        let (status, paid) = known(async || call(http, Method::POST, format!("{host}/api/payments"), &buyer,
-            Some(json!({"orderId": order, "token": "tok_visa"}))).await).await?;
+        let (status, paid) = known(async || {
+            call(
+                http,
+                Method::POST,
+                format!("{host}/api/payments"),
+                &buyer,
+                Some(json!({"orderId": order, "token": "tok_visa"})),
+            )
+            .await
+        })
+        .await?;
         anyhow::ensure!(status == StatusCode::CREATED, "payment: {status} {paid}");
         let started = Instant::now();
         loop {
-            let (_, list) = call(http, Method::GET, format!("{host}/api/passes?orderId={order}"), &buyer, None).await?;
+            let (_, list) = call(
+                http,
+                Method::GET,
+                format!("{host}/api/passes?orderId={order}"),
+                &buyer,
+                None,
+            )
+            .await?;
             let list = list.as_array().cloned().unwrap_or_default();
             if list.len() == 10 {
-                codes.extend(list.iter().filter_map(|p| p["code"].as_str().map(str::to_owned)));
+                codes.extend(
+                    list.iter()
+                        .filter_map(|p| p["code"].as_str().map(str::to_owned)),
+                );
                 break;
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "passes of {order} never came");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "passes of {order} never came"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     let mut gates = Vec::new();
     for name in ["online", "offline"] {
-        let (status, device) = known(async || call(http, Method::POST, format!("{host}/api/checkin/devices"), &seller,
-            Some(json!({"name": name, "ticketIds": [ticket]}))).await).await?;
+        let (status, device) = known(async || {
+            call(
+                http,
+                Method::POST,
+                format!("{host}/api/checkin/devices"),
+                &seller,
+                Some(json!({"name": name, "ticketIds": [ticket]})),
+            )
+            .await
+        })
+        .await?;
         anyhow::ensure!(status == StatusCode::CREATED, "device: {status} {device}");
         gates.push(Gate {
             http: http.clone(),
@@ -183,7 +243,12 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     for n in 0..args.sellers {
         sellers.push(prepare(&http, &args, n).await?);
     }
-    println!("gate: {} sellers, {} passes each; scanning for {} s", args.sellers, args.orders * 10, args.seconds);
+    println!(
+        "gate: {} sellers, {} passes each; scanning for {} s",
+        args.sellers,
+        args.orders * 10,
+        args.seconds
+    );
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for (codes, online, offline) in sellers {
@@ -194,7 +259,12 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         let online = Arc::new(online);
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for _ in 0..args.concurrency.div_ceil(args.sellers.max(1)) {
-            let (gate, codes, next, tally) = (online.clone(), online_codes.clone(), next.clone(), tally.clone());
+            let (gate, codes, next, tally) = (
+                online.clone(),
+                online_codes.clone(),
+                next.clone(),
+                tally.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut answered: Vec<(String, Value)> = Vec::new();
                 while Instant::now() < until {
@@ -206,20 +276,36 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
                     }
                     let (code, nonce) = if dup {
                         let (nonce, _) = &answered[pick];
-                        (codes[nonce[1..].parse::<usize>().unwrap()].clone(), nonce.clone())
+                        (
+                            codes[nonce[1..].parse::<usize>().unwrap()].clone(),
+                            nonce.clone(),
+                        )
                     } else {
                         (codes[i].clone(), format!("n{i}"))
                     };
                     let started = Instant::now();
-                    let Some(answer) = gate.post("/api/checkin/redeem", json!({"code": code, "nonce": nonce}), &tally).await else { continue };
+                    let Some(answer) = gate
+                        .post(
+                            "/api/checkin/redeem",
+                            json!({"code": code, "nonce": nonce}),
+                            &tally,
+                        )
+                        .await
+                    else {
+                        continue;
+                    };
                     let keep = {
                         let mut t = tally.lock().unwrap();
                         t.redeem_ms.push(started.elapsed().as_secs_f64() * 1e3);
-                        *t.results.entry(answer["result"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                        *t.results
+                            .entry(answer["result"].as_str().unwrap_or("?").to_owned())
+                            .or_default() += 1;
                         if dup {
                             let first = answered.iter().find(|(n, _)| *n == nonce).map(|(_, a)| a);
                             if first != Some(&answer) {
-                                t.violations.push(format!("scan {nonce} resent: {answer}, first {first:?}"));
+                                t.violations.push(format!(
+                                    "scan {nonce} resent: {answer}, first {first:?}"
+                                ));
                             }
                             false
                         } else if answer["result"] != "ok" {
@@ -235,7 +321,12 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
                 }
             }));
         }
-        let (offline, codes, tally, size) = (offline, offline_codes.to_vec(), tally.clone(), args.batch.max(1));
+        let (offline, codes, tally, size) = (
+            offline,
+            offline_codes.to_vec(),
+            tally.clone(),
+            args.batch.max(1),
+        );
         tasks.push(tokio::spawn(async move {
             for (b, chunk) in codes.chunks(size).enumerate() {
                 if Instant::now() >= until {
@@ -273,16 +364,35 @@ pub async fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     for task in tasks {
         task.await?;
     }
-    let mut t = Arc::try_unwrap(tally).ok().context("tally")?.into_inner().unwrap();
+    let mut t = Arc::try_unwrap(tally)
+        .ok()
+        .context("tally")?
+        .into_inner()
+        .unwrap();
     t.redeem_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| t.redeem_ms.get(((t.redeem_ms.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(0.0);
-    println!("requests: {}  5xx: {}  violations: {}", t.requests, t.server_errors, t.violations.len());
+    let pct = |p: f64| {
+        t.redeem_ms
+            .get(((t.redeem_ms.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "requests: {}  5xx: {}  violations: {}",
+        t.requests,
+        t.server_errors,
+        t.violations.len()
+    );
     let mut results: Vec<_> = t.results.iter().collect();
     results.sort();
     for (result, n) in results {
         println!("  {result:<28} {n}");
     }
-    println!("redeem latency: p50 {:.1} ms  p99 {:.1} ms  (n={})", pct(0.5), pct(0.99), t.redeem_ms.len());
+    println!(
+        "redeem latency: p50 {:.1} ms  p99 {:.1} ms  (n={})",
+        pct(0.5),
+        pct(0.99),
+        t.redeem_ms.len()
+    );
     for v in t.violations.iter().take(10) {
         println!("  violation: {v}");
     }

@@ -7,8 +7,7 @@ use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::api::waitlist::WaitlistStatus;
 use ticketing_contracts::events::{
-    OrderCancelled, OrderCompleted, OrderCreated, OrderCreatedTicket, TicketRef,
-    WaitlistOffered,
+    OrderCancelled, OrderCompleted, OrderCreated, OrderCreatedTicket, TicketRef, WaitlistOffered,
 };
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::{OrderId, OrderStatus, TicketId, Timestamp, UserId};

@@ -113,12 +113,13 @@ impl CheckinSnapshot {
         let Ok(conn) = connect(args, "checkin").await else {
             return Ok(None);
         };
-        let valid_passes = query("SELECT id, order_id FROM passes WHERE revoked_at IS NULL ORDER BY id")
-            .fetch_all(conn.reader())
-            .await?
-            .iter()
-            .map(|r| Ok((r.get("id")?, r.get("order_id")?)))
-            .collect::<Result<_, ticketing_store::Error>>()?;
+        let valid_passes =
+            query("SELECT id, order_id FROM passes WHERE revoked_at IS NULL ORDER BY id")
+                .fetch_all(conn.reader())
+                .await?
+                .iter()
+                .map(|r| Ok((r.get("id")?, r.get("order_id")?)))
+                .collect::<Result<_, ticketing_store::Error>>()?;
         let admitted_twice = query(
             "SELECT pass_id, COUNT(*) AS n FROM scans WHERE result = 'ok' \
              GROUP BY pass_id HAVING COUNT(*) > 1 ORDER BY pass_id",

@@ -450,7 +450,12 @@ pub struct ServeArgs {
     /// The Ed25519 key pass codes are signed with: 32 bytes as 64 hex digits (or
     /// base64url). Every check-in process must have the same. Without it the service
     /// generates one and keeps it in its database.
-    #[arg(long, env = "TICKETING_CHECKIN_SIGNING_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "TICKETING_CHECKIN_SIGNING_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub checkin_signing_key: Option<String>,
 
     /// Log as JSON lines instead of text.

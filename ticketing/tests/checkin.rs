@@ -8,9 +8,9 @@
 //! `scripts/cluster` with two check-in processes behind nginx; the two devices talk to
 //! one process each, and every refusal is checked on both.
 
-mod process;
 #[path = "../../checkin/tests/gate/mod.rs"]
 mod gate;
+mod process;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -133,8 +133,12 @@ async fn prove(gateway: &str, processes: &[String]) {
             .collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let reissued_at = Instant::now();
-        let (status, fresh) =
-            reply(buyer.post_json(&format!("/api/passes/{id}/reissue"), json!({})).await).await;
+        let (status, fresh) = reply(
+            buyer
+                .post_json(&format!("/api/passes/{id}/reissue"), json!({}))
+                .await,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{fresh}");
         for (i, poll) in polls.into_iter().enumerate() {
             let ((status, feed), seen_at) = poll.await.unwrap();
@@ -147,7 +151,10 @@ async fn prove(gateway: &str, processes: &[String]) {
             assert!(lag < Duration::from_secs(1), "seen after {lag:?}");
             cursors[i] = feed["cursor"].as_str().unwrap().to_owned();
         }
-        assert_eq!(a.redeem_ok(&code, &format!("old-{round}")).await["result"], "revoked");
+        assert_eq!(
+            a.redeem_ok(&code, &format!("old-{round}")).await["result"],
+            "revoked"
+        );
         code = fresh["code"].as_str().unwrap().to_owned();
     }
     assert_eq!(a.redeem_ok(&code, "new").await["result"], "ok");
@@ -161,7 +168,10 @@ async fn prove(gateway: &str, processes: &[String]) {
         let (status, _) = b.at(process).changes("", 0).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{process}");
     }
-    assert_eq!(a.at(&processes[processes.len() - 1]).changes("", 0).await.0, StatusCode::OK);
+    assert_eq!(
+        a.at(&processes[processes.len() - 1]).changes("", 0).await.0,
+        StatusCode::OK
+    );
 
     // The buyer's pages show the order's passes as QR codes.
     let shown = buyer

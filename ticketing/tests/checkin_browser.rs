@@ -97,7 +97,10 @@ async fn journey(browser: &Browser, site: &Site, shots: &Shots, tag: &str) {
     let buyer = buyer_api(site, &email).await;
     let before = passes(&buyer, &order).await;
     assert_eq!(before.len(), 1);
-    assert_eq!(decoded, vec![before[0]["code"].as_str().unwrap().to_owned()]);
+    assert_eq!(
+        decoded,
+        vec![before[0]["code"].as_str().unwrap().to_owned()]
+    );
 
     // Reissue: a new code on the page, the old one revoked.
     browser
@@ -108,14 +111,19 @@ async fn journey(browser: &Browser, site: &Site, shots: &Shots, tag: &str) {
     assert_ne!(after[0]["code"], before[0]["code"]);
     browser.screenshots(shots, &format!("reissued-{tag}")).await;
     let shot = shots.desktop(&format!("reissued-{tag}"));
-    assert_eq!(decode_qr(&shot), vec![after[0]["code"].as_str().unwrap().to_owned()]);
+    assert_eq!(
+        decode_qr(&shot),
+        vec![after[0]["code"].as_str().unwrap().to_owned()]
+    );
 
     // The seller registers a gate device, sees its token once, and revokes it.
     browser.click("form[action='/auth/signout'] button").await;
     browser.wait_for("a[href='/auth/signup']").await;
     browser.goto(&site.url("/auth/signin")).await;
     browser.fill("#f-email", &seller.email).await;
-    browser.fill("#f-password", ticketing_kit::testing::PASSWORD).await;
+    browser
+        .fill("#f-password", ticketing_kit::testing::PASSWORD)
+        .await;
     browser.click("main form button[type=submit]").await;
     browser.wait_for_text(".nav-user .who", &seller.email).await;
     // The listing sold out (its one ticket is the buyer's): no longer offered as a

@@ -40,7 +40,10 @@ pub async fn batch(
         .and_then(|s| s.as_array())
         .filter(|s| (1..=MAX_BATCH).contains(&s.len()))
         .ok_or_else(|| {
-            ApiError::field("scans", format!("Scans must be a list of 1 to {MAX_BATCH} scans"))
+            ApiError::field(
+                "scans",
+                format!("Scans must be a list of 1 to {MAX_BATCH} scans"),
+            )
         })?;
     let mut errors = Vec::new();
     let mut read = Vec::with_capacity(scans.len());

@@ -38,7 +38,10 @@ pub async fn changes(
                 .ok()
                 .filter(|c| (0..=max).contains(c))
                 .ok_or_else(|| {
-                    ApiError::field(name, format!("{name} must be a whole number from 0 to {max}"))
+                    ApiError::field(
+                        name,
+                        format!("{name} must be a whole number from 0 to {max}"),
+                    )
                 }),
         }
     };

@@ -19,7 +19,9 @@ fn parse_tickets(raw: &Value) -> Result<Vec<TicketId>, String> {
         .as_array()
         .ok_or_else(|| "TicketIds must be a list of ticket ids".to_owned())?;
     if items.is_empty() || items.len() > MAX_DEVICE_TICKETS {
-        return Err(format!("TicketIds must name 1 to {MAX_DEVICE_TICKETS} listings"));
+        return Err(format!(
+            "TicketIds must name 1 to {MAX_DEVICE_TICKETS} listings"
+        ));
     }
     let mut out: Vec<TicketId> = Vec::with_capacity(items.len());
     for item in items {
@@ -61,7 +63,9 @@ pub async fn create(
             // Listed moments ago: its event may still be on its way (decision 0029).
             state
                 .arriving
-                .wait(ticket.as_str(), || listings::exists(state.store.reader(), ticket))
+                .wait(ticket.as_str(), || {
+                    listings::exists(state.store.reader(), ticket)
+                })
                 .await?
                 .known("Ticket")
                 .map_err(|err| match err {

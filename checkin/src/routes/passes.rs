@@ -32,7 +32,8 @@ pub async fn list(
         .map(|o| o.trim())
         .filter(|o| is_valid_id(o))
         .ok_or_else(|| ApiError::field("orderId", "OrderId must be an order's id"))?;
-    let list = passes::of_order(&state.store, &state.signer, &OrderId::from(order), &user.id).await?;
+    let list =
+        passes::of_order(&state.store, &state.signer, &OrderId::from(order), &user.id).await?;
     Ok(Json(list))
 }
 
@@ -59,9 +60,7 @@ pub async fn reissue(
         Ok(pass) => Ok(Json(pass)),
         Err(ReissueError::NotFound) => Err(ApiError::NotFound),
         Err(ReissueError::Revoked) => Err(ApiError::bad_request("This pass is revoked")),
-        Err(ReissueError::CheckedIn) => {
-            Err(ApiError::bad_request("This pass has been checked in"))
-        }
+        Err(ReissueError::CheckedIn) => Err(ApiError::bad_request("This pass has been checked in")),
         Err(ReissueError::Db(err)) => Err(err.into()),
     }
 }

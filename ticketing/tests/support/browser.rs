@@ -350,9 +350,9 @@ impl Shots {
             .unwrap()
             .filter_map(|e| Some(e.ok()?.path()))
             .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.contains(&format!("-{step}-")) && n.ends_with("-desktop.png"))
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.contains(&format!("-{step}-")) && n.ends_with("-desktop.png")
+                })
             })
             .collect();
         found.sort();

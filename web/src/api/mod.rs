@@ -611,12 +611,21 @@ impl ApiClient {
 /// The check-in service: a buyer's passes, a seller's gate devices.
 impl ApiClient {
     /// The caller's passes of order `order` (none until it is paid).
-    pub async fn passes(&self, session: Option<&str>, order: &Id) -> Result<Vec<PassBody>, ApiFailure> {
-        self.get(&format!("/api/passes?orderId={order}"), session).await
+    pub async fn passes(
+        &self,
+        session: Option<&str>,
+        order: &Id,
+    ) -> Result<Vec<PassBody>, ApiFailure> {
+        self.get(&format!("/api/passes?orderId={order}"), session)
+            .await
     }
 
     /// A new code for pass `id`; the old one is revoked.
-    pub async fn reissue_pass(&self, session: Option<&str>, id: &Id) -> Result<PassBody, ApiFailure> {
+    pub async fn reissue_pass(
+        &self,
+        session: Option<&str>,
+        id: &Id,
+    ) -> Result<PassBody, ApiFailure> {
         Ok(self
             .call(
                 Method::POST,

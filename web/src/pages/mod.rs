@@ -36,10 +36,7 @@ pub fn routes() -> Router<Settings> {
         .route("/orders/{id}", get(orders::show))
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
-        .route(
-            "/orders/{id}/passes/{pass}/reissue",
-            post(checkin::reissue),
-        )
+        .route("/orders/{id}/passes/{pass}/reissue", post(checkin::reissue))
         .route("/waitlist", post(waitlist::join))
         .route("/waitlist/{id}", get(waitlist::show))
         .route("/waitlist/{id}/leave", post(waitlist::leave))

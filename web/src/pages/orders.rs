@@ -417,7 +417,11 @@ fn render_order(
 
 /// A paid order's passes; `None` for an unpaid order, or when the check-in service does
 /// not answer (the page still shows the order).
-async fn passes_of(settings: &Settings, visitor: &Visitor, order: &OrderBody) -> Option<Vec<PassBody>> {
+async fn passes_of(
+    settings: &Settings,
+    visitor: &Visitor,
+    order: &OrderBody,
+) -> Option<Vec<PassBody>> {
     if order.status != OrderStatus::Complete {
         return None;
     }
