@@ -46,8 +46,9 @@ pub async fn install(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Record a change of `pass` in `tx`; call it last in the transaction (on PostgreSQL
-/// it holds the writers' lock until the commit).
+/// Record a change of `pass` in `tx`; call it last in the transaction, once every row
+/// the transaction writes is locked (on PostgreSQL it holds the writers' lock until the
+/// commit: a holder that waited for a row could wait in a cycle).
 pub async fn record(
     tx: &mut Tx,
     ticket: &TicketId,
@@ -69,7 +70,7 @@ pub async fn record(
 
 /// Take the writers' lock for the rest of `tx` (PostgreSQL; taken again by the same
 /// transaction it is simply held).
-pub async fn lock(tx: &mut Tx) -> Result<(), ticketing_store::Error> {
+async fn lock(tx: &mut Tx) -> Result<(), ticketing_store::Error> {
     if tx.backend() == Backend::Postgres {
         query("SELECT pg_advisory_xact_lock($1)")
             .bind(WRITERS)

@@ -8,8 +8,8 @@
 //!   earliest scan whatever the order batches arrive in; every other admitting scan is a
 //!   conflict naming it ([`conflicts`]).
 //!
-//! On PostgreSQL every gate transaction takes the changes feed's writers' lock first
-//! (see `changes`), so gate writes never wait for each other in a cycle.
+//! The changes feed's rows (and so, on PostgreSQL, its writers' lock: see `changes`) are
+//! written last in a gate transaction, once every row it locks is locked.
 
 use serde::{Deserialize, Serialize};
 use ticketing_bus::{outbox, Envelope};
@@ -19,7 +19,7 @@ use ticketing_contracts::api::checkin::{
 use ticketing_contracts::events::CheckinRecorded;
 use ticketing_contracts::time::{format_millis, now_millis};
 use ticketing_contracts::{PassId, TicketId};
-use ticketing_store::{query, Backend, Store, Tx};
+use ticketing_store::{query, Store, Tx};
 
 use crate::changes;
 use crate::code::{Payload, Refused};
@@ -99,24 +99,34 @@ pub enum GateError {
     Db(#[from] ticketing_store::Error),
 }
 
-async fn begin(store: &Store) -> Result<Tx, ticketing_store::Error> {
-    let mut tx = store.begin().await?;
-    if tx.backend() == Backend::Postgres {
-        changes::lock(&mut tx).await?;
+/// A check-in made in a gate transaction, for the changes feed. The feed's rows are
+/// written last, just before the commit: on PostgreSQL its lock is then held by a
+/// transaction that waits for nothing else, so gate writes never wait in a cycle.
+struct Admitted {
+    ticket: TicketId,
+    pass: PassId,
+    epoch: i64,
+}
+
+async fn record_changes(tx: &mut Tx, admitted: &[Admitted]) -> Result<(), ticketing_store::Error> {
+    for a in admitted {
+        changes::record(tx, &a.ticket, ChangeKind::CheckedIn, &a.pass, a.epoch).await?;
     }
-    Ok(tx)
+    Ok(())
 }
 
 /// A scan made online now by `device`.
 pub async fn redeem(store: &Store, device: &Device, scan: Scan<'_>) -> Result<Answer, GateError> {
-    let mut tx = begin(store).await?;
-    let answer = match decide(&mut tx, device, &scan, Mode::Online).await? {
+    let mut tx = store.begin().await?;
+    let mut admitted = Vec::new();
+    let answer = match decide(&mut tx, device, &scan, Mode::Online, &mut admitted).await? {
         Some(answer) => answer,
         None => {
             tx.rollback().await?;
             return replay(store, device, scan.nonce).await;
         }
     };
+    record_changes(&mut tx, &admitted).await?;
     tx.commit().await?;
     Ok(answer)
 }
@@ -134,13 +144,15 @@ pub async fn batch(
     });
     let mut answers: Vec<Option<Answer>> = vec![None; scans.len()];
     let mut replays = Vec::new();
-    let mut tx = begin(store).await?;
+    let mut tx = store.begin().await?;
+    let mut admitted = Vec::new();
     for i in order {
-        match decide(&mut tx, device, &scans[i], Mode::Offline).await? {
+        match decide(&mut tx, device, &scans[i], Mode::Offline, &mut admitted).await? {
             Some(answer) => answers[i] = Some(answer),
             None => replays.push(i),
         }
     }
+    record_changes(&mut tx, &admitted).await?;
     tx.commit().await?;
     for i in replays {
         // Sent before (a retried upload), or twice in this batch.
@@ -174,6 +186,7 @@ async fn decide(
     device: &Device,
     scan: &Scan<'_>,
     mode: Mode,
+    admitted: &mut Vec<Admitted>,
 ) -> Result<Option<Answer>, ticketing_store::Error> {
     let claimed = query(
         "INSERT INTO scans (device_id, nonce, scanned_at, result, admits, answer) \
@@ -187,7 +200,7 @@ async fn decide(
     if claimed == 0 {
         return Ok(None);
     }
-    let (answer, pass) = judge(tx, device, scan, mode).await?;
+    let (answer, pass) = judge(tx, device, scan, mode, admitted).await?;
     query(
         "UPDATE scans SET pass_id = $3, ticket_id = $4, result = $5, admits = $6, answer = $7 \
          WHERE device_id = $1 AND nonce = $2",
@@ -210,6 +223,7 @@ async fn judge(
     device: &Device,
     scan: &Scan<'_>,
     mode: Mode,
+    admitted: &mut Vec<Admitted>,
 ) -> Result<(Answer, Option<(PassId, TicketId)>), ticketing_store::Error> {
     let Ok(payload) = &scan.payload else {
         return Ok((Answer::bare(ScanResult::Invalid), None));
@@ -246,14 +260,11 @@ async fn judge(
             }),
         )
         .await?;
-        changes::record(
-            tx,
-            &pass.ticket_id,
-            ChangeKind::CheckedIn,
-            &pass.id,
-            payload.e,
-        )
-        .await?;
+        admitted.push(Admitted {
+            ticket: pass.ticket_id.clone(),
+            pass: pass.id.clone(),
+            epoch: payload.e,
+        });
         metrics::counter!("checkin_admitted_total").increment(1);
         let mut answer = of_pass(ScanResult::Ok);
         answer.checked_in_at = Some(format_millis(scan.scanned_at));
