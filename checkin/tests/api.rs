@@ -157,7 +157,14 @@ async fn passes_follow_orders(backend: TestBackend) {
         StatusCode::UNAUTHORIZED
     );
 
-    // A refund revokes them.
+    // A refund revokes them: a gate's feed says so, and their codes are refused.
+    let gate = device(&app, "Door", &[&ticket]).await;
+    let (_, start) = gate.changes("", 0).await;
+    let cursor = start["cursor"].as_str().unwrap().to_owned();
+    let poll = {
+        let gate = gate.clone();
+        tokio::spawn(async move { gate.changes(&cursor, 25).await })
+    };
     publish(
         &app,
         &OrderCancelled {
@@ -179,6 +186,25 @@ async fn passes_follow_orders(backend: TestBackend) {
                 .all(|p| p["status"] == "revoked")
         })
         .await;
+    let (status, feed) = poll.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{feed}");
+    let revoked: Vec<&Value> = feed["changes"].as_array().unwrap().iter().collect();
+    assert_eq!(revoked.len(), 2, "{feed}");
+    let mut ids: Vec<&str> = revoked
+        .iter()
+        .map(|c| c["passId"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<&str> = passes.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(revoked
+        .iter()
+        .all(|c| c["kind"] == "revoked" && c["epoch"] == 1));
+    assert_eq!(
+        gate.redeem_ok(code(&passes[0]), "after-refund").await["result"],
+        "revoked"
+    );
 
     // A cancellation that arrives before its order's completion: no pass.
     let late = new_id();
