@@ -14,7 +14,7 @@ pub mod time;
 pub mod webhook;
 
 pub use error::{ErrorBody, ErrorItem};
-pub use ids::{OrderId, PaymentId, TicketId, UserId};
+pub use ids::{CancellationId, OrderId, PassId, PaymentId, TicketId, UserId};
 pub use money::Cents;
 pub use status::OrderStatus;
 pub use terms::SaleTerms;

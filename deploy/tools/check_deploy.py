@@ -31,7 +31,7 @@ import sys
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SERVICES = ["auth", "tickets", "orders", "payments", "expiration", "webhooks", "web"]
+SERVICES = ["auth", "tickets", "orders", "payments", "expiration", "webhooks", "checkin", "web"]
 errors = []
 
 
@@ -47,8 +47,8 @@ def nginx_routes():
         routes[prefix] = upstream
     for upstream in re.findall(r"location / +\{\s*proxy_pass http://(\w+);", text):
         routes["/"] = upstream
-    if len(routes) != 8:
-        fail(f"routes.conf: expected 8 routes, found {routes}")
+    if len(routes) != 10:
+        fail(f"routes.conf: expected 10 routes, found {routes}")
     return routes
 
 

@@ -100,6 +100,14 @@ fn base_document() -> OpenApi {
                 .build(),
         ),
     );
+    components.add_security_scheme(
+        "device",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "Authorization",
+            "A gate device's token, shown once when its seller registered it: \
+             `Authorization: Device <token>`",
+        ))),
+    );
     doc
 }
 

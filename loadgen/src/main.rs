@@ -5,6 +5,7 @@
 //! and the exit code is 2.
 
 mod drop;
+mod gate;
 mod journeys;
 mod report;
 mod webhooks;
@@ -67,6 +68,9 @@ pub enum Scenario {
     /// Webhooks under load: sellers' endpoints at a sink in this process, purchases for
     /// a while, then every delivery checked arrived, signed; reports the lag.
     Webhooks(webhooks::WebhookArgs),
+    /// Gates under load: online redeems (10% duplicate scans) and offline batches of
+    /// paid orders' passes; reports results and latency, fails on a broken guarantee.
+    Gate(gate::GateArgs),
 }
 
 #[tokio::main]
@@ -75,6 +79,7 @@ async fn main() -> ExitCode {
     let result = match args.scenario.take() {
         Some(Scenario::Drop(drop)) => drop::run(drop).await,
         Some(Scenario::Webhooks(hooks)) => webhooks::run(hooks).await,
+        Some(Scenario::Gate(gate)) => gate::run(gate).await,
         None => run(args).await,
     };
     match result {

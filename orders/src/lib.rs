@@ -2,7 +2,8 @@
 //!
 //! Keeps a newest-wins replica of tickets, guarantees at most one active order per
 //! ticket in the database, and publishes `order:created` / `order:cancelled` through the
-//! outbox. Reacts to `expiration:complete` and `payment:created`.
+//! outbox, and `order:completed` when a payment completes an order. Reacts to
+//! `expiration:complete` and `payment:created`.
 
 mod claim;
 mod domain;

@@ -7,7 +7,7 @@ use ticketing_bus::{outbox, Envelope};
 use ticketing_contracts::api::orders::CancelReason;
 use ticketing_contracts::api::waitlist::WaitlistStatus;
 use ticketing_contracts::events::{
-    OrderCancelled, OrderCreated, OrderCreatedTicket, TicketRef, WaitlistOffered,
+    OrderCancelled, OrderCompleted, OrderCreated, OrderCreatedTicket, TicketRef, WaitlistOffered,
 };
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::{OrderId, OrderStatus, TicketId, Timestamp, UserId};
@@ -412,11 +412,13 @@ pub async fn cancel(
     Ok(Some((ticket_id, version)))
 }
 
-/// Mark an open order paid. `false` when it was not open (already complete, cancelled).
+/// Mark an open order paid, publishing `order:completed` (what passes are issued from).
+/// `false` when it was not open (already complete, cancelled): a late payment completes
+/// nothing, so it yields no pass.
 pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, ticketing_store::Error> {
     let done = query(&format!(
         "UPDATE orders SET status = '{}', version = version + 1 WHERE id = $1 AND status IN ({}) \
-         RETURNING waitlist_entry_id",
+         RETURNING waitlist_entry_id, version, user_id, ticket_id, quantity",
         OrderStatus::Complete,
         open_states()
     ))
@@ -427,6 +429,19 @@ pub async fn complete(tx: &mut Tx, id: &OrderId) -> Result<bool, ticketing_store
     if let Some(entry) = row.get::<Option<String>>("waitlist_entry_id")? {
         waitlist::offer_ended(tx, &entry, WaitlistStatus::Purchased).await?;
     }
+    outbox::enqueue(
+        tx,
+        &Envelope::new(&OrderCompleted {
+            id: id.to_owned(),
+            version: row.get("version")?,
+            user_id: row.get("user_id")?,
+            ticket: TicketRef {
+                id: row.get("ticket_id")?,
+            },
+            quantity: row.get("quantity")?,
+        }),
+    )
+    .await?;
     Ok(true)
 }
 

@@ -95,6 +95,49 @@ pub struct Snapshot {
     refunded: std::collections::HashSet<String>,
     /// Per service: (rows, oldest `produced_at`) of its outbox.
     outboxes: Vec<(&'static str, Vec<i64>)>,
+    /// The check-in service's passes and scans (`None`: it has no database here).
+    checkin: Option<CheckinSnapshot>,
+}
+
+/// What the check-in service holds, for its checks ([`checkin_findings`]).
+struct CheckinSnapshot {
+    /// Passes not revoked: (pass, order).
+    valid_passes: Vec<(String, String)>,
+    /// Passes answered `ok` to more than one scan: (pass, how many).
+    admitted_twice: Vec<(String, i64)>,
+}
+
+impl CheckinSnapshot {
+    /// `None` when the service has no database (a deployment without it).
+    async fn read(args: &ServeArgs) -> anyhow::Result<Option<(CheckinSnapshot, Vec<i64>)>> {
+        let Ok(conn) = connect(args, "checkin").await else {
+            return Ok(None);
+        };
+        let valid_passes =
+            query("SELECT id, order_id FROM passes WHERE revoked_at IS NULL ORDER BY id")
+                .fetch_all(conn.reader())
+                .await?
+                .iter()
+                .map(|r| Ok((r.get("id")?, r.get("order_id")?)))
+                .collect::<Result<_, ticketing_store::Error>>()?;
+        let admitted_twice = query(
+            "SELECT pass_id, COUNT(*) AS n FROM scans WHERE result = 'ok' \
+             GROUP BY pass_id HAVING COUNT(*) > 1 ORDER BY pass_id",
+        )
+        .fetch_all(conn.reader())
+        .await?
+        .iter()
+        .map(|r| Ok((r.get("pass_id")?, r.get("n")?)))
+        .collect::<Result<_, ticketing_store::Error>>()?;
+        let outbox = outbox(&conn).await?;
+        Ok(Some((
+            CheckinSnapshot {
+                valid_passes,
+                admitted_twice,
+            },
+            outbox,
+        )))
+    }
 }
 
 fn is_active(status: &str) -> bool {
@@ -213,6 +256,14 @@ impl Snapshot {
         let conn = connect(args, "auth").await?;
         outboxes.push(("auth", outbox(&conn).await?));
 
+        let checkin = match CheckinSnapshot::read(args).await? {
+            Some((snapshot, rows)) => {
+                outboxes.push(("checkin", rows));
+                Some(snapshot)
+            }
+            None => None,
+        };
+
         Ok(Snapshot {
             now,
             tickets,
@@ -222,6 +273,7 @@ impl Snapshot {
             payments,
             refunded,
             outboxes,
+            checkin,
         })
     }
 
@@ -410,6 +462,8 @@ impl Snapshot {
             }
         }
 
+        checkin_findings(self, &mut found);
+
         let limit = self.now - audit.outbox_age_seconds as i64 * 1000;
         for (service, produced) in &self.outboxes {
             let stale: Vec<&i64> = produced.iter().filter(|at| **at < limit).collect();
@@ -426,5 +480,30 @@ impl Snapshot {
             }
         }
         out
+    }
+}
+
+/// The check-in service against the orders: no pass of a cancelled (refunded) order
+/// still admits, and no pass was admitted twice (answered `ok` to two scans: two
+/// offline gates let it in, or a bug let two online scans win).
+fn checkin_findings(snapshot: &Snapshot, found: &mut impl FnMut(&'static str, String)) {
+    let Some(checkin) = &snapshot.checkin else {
+        return;
+    };
+    for (pass, order) in &checkin.valid_passes {
+        if let Some(o) = snapshot.orders.get(order) {
+            if o.status == OrderStatus::Cancelled.as_str() {
+                found(
+                    "pass-of-cancelled-order",
+                    format!("pass {pass} still admits, but its order {order} is cancelled"),
+                );
+            }
+        }
+    }
+    for (pass, n) in &checkin.admitted_twice {
+        found(
+            "pass-checked-in-twice",
+            format!("pass {pass} was admitted by {n} scans"),
+        );
     }
 }

@@ -82,6 +82,8 @@ pub enum Target {
     Expiration,
     /// Outbound webhooks: sellers' endpoints and the delivery workers.
     Webhooks,
+    /// QR passes and gates: passes, devices, redeems, the changes feed.
+    Checkin,
     /// The web pages alone, against the API at `--api-url`.
     Web,
 }
@@ -189,6 +191,10 @@ pub struct ServeArgs {
     /// Full database URL of the webhooks service, replacing the derived one.
     #[arg(long, env = "TICKETING_WEBHOOKS_DATABASE_URL", global = true)]
     pub webhooks_database_url: Option<String>,
+
+    /// Full database URL of the check-in service, replacing the derived one.
+    #[arg(long, env = "TICKETING_CHECKIN_DATABASE_URL", global = true)]
+    pub checkin_database_url: Option<String>,
 
     /// HS256 key of session tokens. Required in distributed mode; in embedded mode one is
     /// generated on first start and kept in the data directory.
@@ -454,6 +460,17 @@ pub struct ServeArgs {
         global = true
     )]
     pub webhooks_per_endpoint: u32,
+
+    /// The Ed25519 key pass codes are signed with: 32 bytes as 64 hex digits (or
+    /// base64url). Every check-in process must have the same. Without it the service
+    /// generates one and keeps it in its database.
+    #[arg(
+        long,
+        env = "TICKETING_CHECKIN_SIGNING_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub checkin_signing_key: Option<String>,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TICKETING_LOG_JSON", global = true)]

@@ -272,7 +272,29 @@ pub async fn start(
     if target.includes(Target::Webhooks) {
         services.push(ticketing_webhooks::mount(runtime, &webhook_settings(args)).await?);
     }
+    if target.includes(Target::Checkin) {
+        services.push(ticketing_checkin::mount(runtime, &checkin_settings(args)?).await?);
+    }
     Ok(services)
+}
+
+pub fn checkin_settings(args: &ServeArgs) -> anyhow::Result<ticketing_checkin::Settings> {
+    let signing_key = match args.checkin_signing_key.as_deref().map(str::trim) {
+        None | Some("") => {
+            if !args.is_embedded() {
+                tracing::warn!(
+                    "no --checkin-signing-key: pass codes are signed with the key kept in the \
+                     check-in database"
+                );
+            }
+            None
+        }
+        Some(text) => Some(
+            ticketing_checkin::code::Signer::parse_seed(text)
+                .context("--checkin-signing-key (TICKETING_CHECKIN_SIGNING_KEY)")?,
+        ),
+    };
+    Ok(ticketing_checkin::Settings { signing_key })
 }
 
 /// `--redis-url`, unless empty.
@@ -328,6 +350,7 @@ pub fn databases(args: &ServeArgs) -> anyhow::Result<(DatabaseConfig, HashMap<St
         ("payments", &args.payments_database_url),
         ("expiration", &args.expiration_database_url),
         ("webhooks", &args.webhooks_database_url),
+        ("checkin", &args.checkin_database_url),
     ] {
         if let Some(url) = url {
             database_overrides.insert(service.to_owned(), url.clone());

@@ -200,3 +200,62 @@ async fn the_audit_finds_each_planted_divergence() {
     has("open-order-past-expiry", &overdue);
     assert!(stdout.contains("audit: "), "{stdout}");
 }
+
+/// The check-in service's checks (issue 32): a pass of a refunded (cancelled) order that
+/// still admits, and a pass admitted by two scans, planted in the databases, are found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_finds_pass_divergences() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let running = Running::start(&["--data-dir", data], &[]).await;
+    let api = Api::new(running.base.clone());
+    let seller = api.as_user(&api.sign_up("seller@test.com").await);
+    let buyer = api.as_user(&api.sign_up("buyer@test.com").await);
+    let ticket = seller.sell("Concert", json!(10)).await;
+    let order = id_of(&buyer.order_ok(&ticket).await);
+    let res = buyer.pay(&order).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let passes = buyer
+        .wait_for(&format!("/api/passes?orderId={order}"), |list| {
+            list.as_array().is_some_and(|l| l.len() == 1)
+        })
+        .await;
+    let pass = passes[0]["id"].as_str().unwrap().to_owned();
+    let clean = audit(data, "20");
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    assert!(stdout.contains("audit: 0 divergences"), "{stdout}");
+    running.stop();
+
+    let orders_db = sqlite(dir.path(), "orders");
+    orders_db
+        .execute(
+            "UPDATE orders SET status = 'cancelled', cancel_reason = 'refunded' WHERE id = ?1",
+            [&order],
+        )
+        .unwrap();
+    let checkin_db = sqlite(dir.path(), "checkin");
+    for device in ["gate-a", "gate-b"] {
+        checkin_db
+            .execute(
+                "INSERT INTO scans (device_id, nonce, pass_id, ticket_id, scanned_at, result, admits, answer) \
+                 VALUES (?1, 'n', ?2, ?3, 0, 'ok', 1, '{}')",
+                (device, &pass, &ticket),
+            )
+            .unwrap();
+    }
+    drop((orders_db, checkin_db));
+    let found = audit(data, "0");
+    let stdout = String::from_utf8_lossy(&found.stdout).into_owned();
+    assert_eq!(found.status.code(), Some(1), "{stdout}");
+    for (kind, id) in [
+        ("pass-of-cancelled-order", &pass),
+        ("pass-checked-in-twice", &pass),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{kind}\t")) && l.contains(id.as_str())),
+            "no {kind} naming {id} in:\n{stdout}"
+        );
+    }
+}

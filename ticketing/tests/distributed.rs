@@ -51,7 +51,7 @@ fn script() -> PathBuf {
 }
 
 /// Services and their port slots, as in `scripts/cluster`.
-const SLOTS: [&str; 7] = [
+const SLOTS: [&str; 8] = [
     "auth",
     "tickets",
     "orders",
@@ -59,6 +59,7 @@ const SLOTS: [&str; 7] = [
     "expiration",
     "web",
     "webhooks",
+    "checkin",
 ];
 
 /// A block of 100 ports below the ephemeral range (where port-0 listeners of other tests
@@ -71,7 +72,7 @@ fn free_block() -> (u16, u16) {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let base = 20_000 + ((start + n) % 120) as u16 * 100;
         let gateway = base + 99;
-        let wanted = (0..7u16)
+        let wanted = (0..8u16)
             .flat_map(|slot| (0..2u16).map(move |i| base + 10 * slot + i))
             .chain([gateway]);
         if wanted

@@ -363,7 +363,7 @@ fn free_block() -> (u16, u16) {
     for n in 0..50u32 {
         let base = 10_000 + ((start + n) % 50) as u16 * 100;
         let gateway = base + 99;
-        let wanted = (0..7u16)
+        let wanted = (0..8u16)
             .flat_map(|slot| (0..2u16).map(move |i| base + 10 * slot + i))
             .chain([gateway]);
         if wanted

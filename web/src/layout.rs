@@ -91,6 +91,7 @@ fn nav_links(chrome: &Chrome) -> Markup {
                     li { a href="/tickets/new" { "Sell tickets" } }
                     li { a href="/orders" { "My orders" } }
                     li { a href="/webhooks" { "Webhooks" } }
+                    li { a href="/checkin" { "Gates" } }
                     li.nav-user { a.who href="/auth/password" title={ (user.email) ": change password, sign out everywhere" } { (user.email) } }
                     li {
                         form.inline method="post" action="/auth/signout" {

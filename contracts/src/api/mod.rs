@@ -4,6 +4,7 @@
 //! into its domain type and reports every failing field at once, in the error format;
 //! a client builds them with the constructors.
 
+pub mod checkin;
 pub mod orders;
 pub mod payments;
 pub mod queue;

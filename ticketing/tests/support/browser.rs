@@ -344,6 +344,21 @@ impl Shots {
         }
     }
 
+    /// The desktop screenshot of `step` (the last one taken of that name).
+    pub fn desktop(&self, step: &str) -> PathBuf {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.contains(&format!("-{step}-")) && n.ends_with("-desktop.png")
+                })
+            })
+            .collect();
+        found.sort();
+        found.pop().expect("a screenshot of that step")
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         let n = self
             .count

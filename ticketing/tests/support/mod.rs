@@ -66,6 +66,23 @@ impl Site {
                     .unwrap(),
             );
         }
+        Self::serve(env, services).await
+    }
+
+    /// With the check-in service too (passes, gate devices).
+    pub async fn start_with_checkin(order_ttl: Duration) -> Site {
+        let env = TestEnv::new(TestBackend::Sqlite);
+        let mut services = mount_all(&env.runtime, order_ttl).await;
+        services.push(
+            ticketing_checkin::mount(&env.runtime, &Default::default())
+                .await
+                .unwrap(),
+        );
+        Self::serve(env, services).await
+    }
+
+    /// The pages and the API of `services`, served.
+    async fn serve(env: TestEnv, mut services: Vec<Mounted>) -> Site {
         let (api, slot) = ticketing_web::ApiClient::in_process();
         let pages = ticketing_web::router(ticketing_web::WebConfig {
             api,

@@ -13,6 +13,7 @@ use http::header::{HeaderName, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use ticketing_contracts::api::checkin::{CreateDevice, DeviceBody, PassBody};
 use ticketing_contracts::api::orders::{CreateOrder, OrderBody};
 use ticketing_contracts::api::payments::{CreatePayment, PaymentBody};
 use ticketing_contracts::api::queue::QueueBody;
@@ -604,6 +605,65 @@ impl ApiClient {
             )
             .await?
             .body)
+    }
+}
+
+/// The check-in service: a buyer's passes, a seller's gate devices.
+impl ApiClient {
+    /// The caller's passes of order `order` (none until it is paid).
+    pub async fn passes(
+        &self,
+        session: Option<&str>,
+        order: &Id,
+    ) -> Result<Vec<PassBody>, ApiFailure> {
+        self.get(&format!("/api/passes?orderId={order}"), session)
+            .await
+    }
+
+    /// A new code for pass `id`; the old one is revoked.
+    pub async fn reissue_pass(
+        &self,
+        session: Option<&str>,
+        id: &Id,
+    ) -> Result<PassBody, ApiFailure> {
+        Ok(self
+            .call(
+                Method::POST,
+                &format!("/api/passes/{id}/reissue"),
+                session,
+                Some(&serde_json::json!({})),
+            )
+            .await?
+            .body)
+    }
+
+    pub async fn devices(&self, session: Option<&str>) -> Result<Vec<DeviceBody>, ApiFailure> {
+        self.get("/api/checkin/devices", session).await
+    }
+
+    /// Register a gate device: the answer holds its token, shown this once.
+    pub async fn create_device(
+        &self,
+        session: Option<&str>,
+        name: &str,
+        tickets: &[&str],
+    ) -> Result<DeviceBody, ApiFailure> {
+        let body = CreateDevice::new(name, tickets);
+        Ok(self
+            .call(Method::POST, "/api/checkin/devices", session, Some(&body))
+            .await?
+            .body)
+    }
+
+    pub async fn delete_device(&self, session: Option<&str>, id: &Id) -> Result<(), ApiFailure> {
+        self.call::<Option<serde_json::Value>>(
+            Method::DELETE,
+            &format!("/api/checkin/devices/{id}"),
+            session,
+            None::<&()>,
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The pages, one module per area of the seed's `client/pages/`.
 
 mod auth;
+mod checkin;
 mod home;
 mod orders;
 mod password;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<Settings> {
         .route("/orders/{id}", get(orders::show))
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/passes/{pass}/reissue", post(checkin::reissue))
         .route("/waitlist", post(waitlist::join))
         .route("/waitlist/{id}", get(waitlist::show))
         .route("/waitlist/{id}/leave", post(waitlist::leave))
@@ -42,6 +44,9 @@ pub fn routes() -> Router<Settings> {
         .route("/webhooks/{id}", get(webhooks::show))
         .route("/webhooks/{id}/delete", post(webhooks::delete))
         .route("/webhooks/{id}/replay", post(webhooks::replay))
+        .route("/checkin", get(checkin::index))
+        .route("/checkin/devices", post(checkin::create))
+        .route("/checkin/devices/{id}/delete", post(checkin::delete))
 }
 
 /// Post-redirect-get: `303 See Other` to `location`, with the API's cookies relayed.

@@ -20,6 +20,7 @@ use crate::format::{self, OrderState};
 use crate::layout::{self, csrf_field, Chrome, FormErrors, Input};
 use crate::session::Visitor;
 use crate::{assets, Settings};
+use ticketing_contracts::api::checkin::PassBody;
 use ticketing_contracts::api::orders::OrderBody;
 use ticketing_contracts::api::users::SessionUser;
 use ticketing_contracts::{ErrorItem, OrderStatus};
@@ -203,6 +204,11 @@ impl<'a> OrderPage<'a> {
             .api
             .order(self.visitor.session(), &self.id)
             .await?;
+        let passes = passes_of(self.settings, self.visitor, &order).await;
+        let view = OrderView {
+            passes: passes.as_deref(),
+            ..view
+        };
         Ok(render_order(
             self.settings,
             self.visitor,
@@ -322,6 +328,8 @@ struct OrderView<'a> {
     just_paid: bool,
     form: &'a PayForm,
     errors: &'a FormErrors,
+    /// A paid order's passes (`None`: not paid, or not reachable just now).
+    passes: Option<&'a [PassBody]>,
 }
 
 static NO_PAY_FORM: PayForm = PayForm {
@@ -338,6 +346,7 @@ impl Default for OrderView<'_> {
             just_paid: false,
             form: &NO_PAY_FORM,
             errors: &NO_ERRORS,
+            passes: None,
         }
     }
 }
@@ -381,6 +390,9 @@ fn render_order(
                 OrderState::Cancelled => p.alert.alert-muted role="status" { "This order was cancelled." },
                 OrderState::Complete => p.alert.alert-success role="status" { strong { "Paid." } " The ticket is yours." },
             }
+            @if matches!(state, OrderState::Complete) {
+                (super::checkin::passes_section(visitor, &order.id, view.passes))
+            }
             @if payable {
                 (payment_form(settings, visitor, order, view.form, view.errors))
             } @else {
@@ -401,6 +413,26 @@ fn render_order(
         layout::page("Order", &chrome, body)
     };
     layout::render(status, markup)
+}
+
+/// A paid order's passes; `None` for an unpaid order, or when the check-in service does
+/// not answer (the page still shows the order).
+async fn passes_of(
+    settings: &Settings,
+    visitor: &Visitor,
+    order: &OrderBody,
+) -> Option<Vec<PassBody>> {
+    if order.status != OrderStatus::Complete {
+        return None;
+    }
+    let id = Id::parse(&order.id)?;
+    match settings.api.passes(visitor.session(), &id).await {
+        Ok(passes) => Some(passes),
+        Err(failure) => {
+            tracing::warn!(order = %order.id, error = ?failure, "passes not shown");
+            None
+        }
+    }
 }
 
 /// Rendered by the server, so a page without JavaScript shows the time left at load;

@@ -1,0 +1,90 @@
+//! The replica of listings' owners (who may register devices for them), newest wins.
+
+use async_trait::async_trait;
+use ticketing_bus::{HandlerError, Listener};
+use ticketing_contracts::events::{TicketCreated, TicketUpdated};
+use ticketing_contracts::{TicketId, UserId};
+use ticketing_kit::arrival::Arrivals;
+use ticketing_store::{query, On, Tx};
+
+async fn upsert(
+    tx: &mut Tx,
+    id: &TicketId,
+    owner: &UserId,
+    version: i64,
+) -> Result<(), ticketing_store::Error> {
+    query(
+        "INSERT INTO listings (id, user_id, version) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, version = excluded.version \
+         WHERE listings.version < excluded.version",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(version)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The owner of each of `ids` the replica knows.
+pub async fn owners(
+    on: On<'_>,
+    ids: &[TicketId],
+) -> Result<Vec<(TicketId, UserId)>, ticketing_store::Error> {
+    let mut on = on;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = query("SELECT user_id FROM listings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(on.reborrow())
+            .await?;
+        if let Some(row) = row {
+            out.push((id.clone(), row.get("user_id")?));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn exists(on: On<'_>, id: &TicketId) -> Result<bool, ticketing_store::Error> {
+    Ok(query("SELECT 1 AS one FROM listings WHERE id = $1")
+        .bind(id)
+        .fetch_optional(on)
+        .await?
+        .is_some())
+}
+
+/// `ticket:created` → the listing's owner, announced to requests waiting for it.
+pub struct CreatedListener(pub Arrivals);
+
+#[async_trait]
+impl Listener for CreatedListener {
+    type Event = TicketCreated;
+
+    async fn handle(&self, tx: &mut Tx, t: TicketCreated) -> Result<(), HandlerError> {
+        upsert(tx, &t.id, &t.user_id, t.version).await?;
+        self.0.written(t.id.as_str());
+        Ok(())
+    }
+
+    fn committed(&self) {
+        self.0.committed();
+    }
+}
+
+/// `ticket:updated` → the same, at its version.
+pub struct UpdatedListener(pub Arrivals);
+
+#[async_trait]
+impl Listener for UpdatedListener {
+    type Event = TicketUpdated;
+
+    async fn handle(&self, tx: &mut Tx, t: TicketUpdated) -> Result<(), HandlerError> {
+        upsert(tx, &t.id, &t.user_id, t.version).await?;
+        self.0.written(t.id.as_str());
+        Ok(())
+    }
+
+    fn committed(&self) {
+        self.0.committed();
+    }
+}
