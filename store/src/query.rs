@@ -375,6 +375,7 @@ decode_as!(String:
     ticketing_contracts::TicketId,
     ticketing_contracts::OrderId,
     ticketing_contracts::PaymentId,
+    ticketing_contracts::ids::CancellationId,
 );
 
 // Times are integer columns (milliseconds since the epoch).

@@ -37,6 +37,9 @@ value_from!(Text:
     &ticketing_contracts::OrderId => |v: &ticketing_contracts::OrderId| v.as_str().to_owned(),
     ticketing_contracts::PaymentId => String::from,
     &ticketing_contracts::PaymentId => |v: &ticketing_contracts::PaymentId| v.as_str().to_owned(),
+    ticketing_contracts::ids::CancellationId => String::from,
+    &ticketing_contracts::ids::CancellationId =>
+        |v: &ticketing_contracts::ids::CancellationId| v.as_str().to_owned(),
 );
 value_from!(Int:
     ticketing_contracts::time::Timestamp => i64::from,

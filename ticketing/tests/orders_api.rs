@@ -513,6 +513,7 @@ fn ticket_event(id: &str, version: i64, title: &str) -> Envelope {
             user_id: "alice".into(),
             version,
             terms: Default::default(),
+            refund: Default::default(),
         })
     } else {
         Envelope::new(&TicketUpdated {
@@ -523,6 +524,7 @@ fn ticket_event(id: &str, version: i64, title: &str) -> Envelope {
             version,
             order_id: None,
             terms: Default::default(),
+            refund: Default::default(),
         })
     }
 }

@@ -5,6 +5,7 @@ mod home;
 mod orders;
 mod password;
 mod queue;
+mod refund;
 mod tickets;
 mod waitlist;
 mod webhooks;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<Settings> {
         .route("/orders/{id}", get(orders::show))
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/refund", post(refund::request))
         .route("/waitlist", post(waitlist::join))
         .route("/waitlist/{id}", get(waitlist::show))
         .route("/waitlist/{id}/leave", post(waitlist::leave))
