@@ -158,7 +158,13 @@ mod tests {
         assert_eq!(p.of(100), 13);
         assert_eq!(Percent::WHOLE.of(1234), 1234);
         assert_eq!(Percent::parse(&json!(0)).unwrap().of(1234), 0);
-        for bad in [json!(-1), json!(100.01), json!(1.234), json!(true), json!("x")] {
+        for bad in [
+            json!(-1),
+            json!(100.01),
+            json!(1.234),
+            json!(true),
+            json!("x"),
+        ] {
             assert_eq!(Percent::parse(&bad), None, "{bad}");
         }
         assert_eq!(serde_json::to_string(&p).unwrap(), "12.5");

@@ -89,15 +89,6 @@ pub fn quote(order: &Order, now: Timestamp) -> Result<(Cents, Cents), Refusal> {
     Ok((Cents::new(total - fee), Cents::new(fee)))
 }
 
-/// When cancellations of an order of this listing close, if they can be made at all.
-pub fn closes_at(order: &Order) -> Option<Timestamp> {
-    let refund = order.ticket.refund;
-    let (policy, event_at) = refund.policy.zip(refund.event_at)?;
-    Some(Timestamp::from_millis(
-        event_at.as_millis() - policy.cutoff_hours * 3_600_000,
-    ))
-}
-
 /// The cancellation of order `order_id`, if any.
 pub async fn find_for_order<'a>(
     on: impl Into<On<'a>>,

@@ -35,8 +35,7 @@ use crate::provider::PaymentProvider;
 
 pub const SERVICE: &str = "payments";
 
-pub static MIGRATIONS: Migrations =
-    ticketing_store::migrations![
+pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0001_payments.sql",
     "0002_refunds.sql",
     "0003_cancellation_refunds.sql"

@@ -572,7 +572,9 @@ mod refunds {
             for id in unknown {
                 found(
                     "cancellation-refund",
-                    format!("a refund names cancellation {id}, which the orders service does not know"),
+                    format!(
+                        "a refund names cancellation {id}, which the orders service does not know"
+                    ),
                 );
             }
         }

@@ -121,6 +121,8 @@ async fn every_route_requires_a_session(flavor: Flavor) {
         (Method::POST, "/api/orders".to_owned()),
         (Method::GET, format!("/api/orders/{id}")),
         (Method::DELETE, format!("/api/orders/{id}")),
+        (Method::GET, format!("/api/orders/{id}/cancellation")),
+        (Method::POST, format!("/api/orders/{id}/cancellation")),
     ] {
         let res = app
             .api
@@ -657,6 +659,15 @@ async fn openapi_covers_every_orders_route(flavor: Flavor) {
             "{method} /api/orders/{{orderId}}"
         );
     }
+    for method in ["get", "post"] {
+        assert!(
+            paths["/api/orders/{orderId}/cancellation"]
+                .get(method)
+                .is_some(),
+            "{method} /api/orders/{{orderId}}/cancellation"
+        );
+    }
+    assert!(doc["components"]["schemas"]["CancellationBody"].is_object());
 }
 
 flavor_tests!(

@@ -73,7 +73,8 @@ impl App {
         let mut body = body;
         body["title"] = json!("Concert");
         body["price"] = json!(20);
-        let (status, ticket) = reply(self.user("seller").post_json("/api/tickets", body).await).await;
+        let (status, ticket) =
+            reply(self.user("seller").post_json("/api/tickets", body).await).await;
         assert_eq!(status, StatusCode::CREATED, "{ticket}");
         ticket
     }
@@ -88,7 +89,10 @@ impl App {
                 "refundPolicy": {"cutoffHours": cutoff, "feePercent": 12.5},
             }))
             .await;
-        assert_eq!(ticket["refundPolicy"], json!({"cutoffHours": cutoff, "feePercent": 12.5}));
+        assert_eq!(
+            ticket["refundPolicy"],
+            json!({"cutoffHours": cutoff, "feePercent": 12.5})
+        );
         ticket["id"].as_str().unwrap().to_owned()
     }
 
@@ -108,7 +112,12 @@ impl App {
     async fn paid(&self, buyer: &str, listing: &str) -> String {
         let order = self.order(buyer, listing).await;
         let res = self.user(buyer).pay(&order).await;
-        assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
         self.user(buyer).wait_order(&order, "complete").await;
         order
     }
@@ -166,7 +175,10 @@ async fn parallel_cancels_refund_once(flavor: Flavor) {
     }
     // 12.5 % of 20.00 is 2.50.
     assert_eq!(first["orderId"], order.as_str());
-    assert_eq!((first["refund"].clone(), first["fee"].clone()), (json!(17.5), json!(2.5)));
+    assert_eq!(
+        (first["refund"].clone(), first["fee"].clone()),
+        (json!(17.5), json!(2.5))
+    );
     assert_eq!(first["status"], "requested", "{first}");
     assert!(first["requestedAt"].as_str().unwrap().ends_with('Z'));
     assert!(first.get("refundedAt").is_none());
@@ -257,7 +269,10 @@ async fn refusals_follow_the_policy(flavor: Flavor) {
 
     // No policy: the seed's listing.
     let plain = app.listing(json!({})).await;
-    assert!(plain.get("eventAt").is_none() && plain.get("refundPolicy").is_none(), "{plain}");
+    assert!(
+        plain.get("eventAt").is_none() && plain.get("refundPolicy").is_none(),
+        "{plain}"
+    );
     let plain = plain["id"].as_str().unwrap().to_owned();
     let order = app.paid("buyer", &plain).await;
     let res = app
@@ -265,11 +280,20 @@ async fn refusals_follow_the_policy(flavor: Flavor) {
         .post_json(&format!("/api/orders/{order}/cancellation"), json!(null))
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(errors(res).await[0]["message"], "This ticket cannot be cancelled");
+    assert_eq!(
+        errors(res).await[0]["message"],
+        "This ticket cannot be cancelled"
+    );
     // A paid order's DELETE: as before.
-    let res = app.user("buyer").delete(&format!("/api/orders/{order}")).await;
+    let res = app
+        .user("buyer")
+        .delete(&format!("/api/orders/{order}"))
+        .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(errors(res).await[0]["message"], "Cannot cancel a completed order");
+    assert_eq!(
+        errors(res).await[0]["message"],
+        "Cannot cancel a completed order"
+    );
 
     // Not paid: refused; its DELETE as before.
     let listing = app.refundable(48, 30 * 24).await;
@@ -280,7 +304,10 @@ async fn refusals_follow_the_policy(flavor: Flavor) {
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(errors(res).await[0]["message"], "Order is not paid");
-    let res = app.user("buyer").delete(&format!("/api/orders/{unpaid}")).await;
+    let res = app
+        .user("buyer")
+        .delete(&format!("/api/orders/{unpaid}"))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let shown = app.user("buyer").wait_order(&unpaid, "cancelled").await;
     assert_eq!(shown["cancelReason"], "cancelled by buyer");
@@ -288,7 +315,10 @@ async fn refusals_follow_the_policy(flavor: Flavor) {
     // The policy's own refusals.
     let seller = app.user("seller");
     let bad = [
-        (json!({"refundPolicy": {"cutoffHours": 48, "feePercent": 10}}), "refundPolicy"),
+        (
+            json!({"refundPolicy": {"cutoffHours": 48, "feePercent": 10}}),
+            "refundPolicy",
+        ),
         (json!({"eventAt": "2020-01-01T00:00:00Z"}), "eventAt"),
         (json!({"eventAt": "tomorrow"}), "eventAt"),
         (
@@ -323,7 +353,10 @@ async fn refusals_follow_the_policy(flavor: Flavor) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
-    assert_eq!(updated["refundPolicy"], json!({"cutoffHours": 24, "feePercent": 0}));
+    assert_eq!(
+        updated["refundPolicy"],
+        json!({"cutoffHours": 24, "feePercent": 0})
+    );
     let (_, kept) = reply(
         seller
             .put_json(&path, json!({"title": "Concert", "price": 21}))
@@ -334,7 +367,10 @@ async fn refusals_follow_the_policy(flavor: Flavor) {
     assert_eq!(kept["eventAt"], updated["eventAt"]);
     let (status, body) = reply(
         seller
-            .put_json(&path, json!({"title": "Concert", "price": 21, "eventAt": null}))
+            .put_json(
+                &path,
+                json!({"title": "Concert", "price": 21, "eventAt": null}),
+            )
             .await,
     )
     .await;

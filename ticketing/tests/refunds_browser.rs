@@ -40,7 +40,10 @@ async fn cancel_and_refund(javascript: bool) {
         .to_owned();
     let driver = Driver::start().await;
     let (shots, browser) = if javascript {
-        (Shots::new("cancel_and_refund"), driver.browser("buyer").await)
+        (
+            Shots::new("cancel_and_refund"),
+            driver.browser("buyer").await,
+        )
     } else {
         (
             Shots::new("cancel_and_refund_no_js"),
@@ -50,7 +53,10 @@ async fn cancel_and_refund(javascript: bool) {
     sign_up(&browser, &site, "refund-buyer@test.com").await;
     browser.goto(&site.url(&format!("/tickets/{ticket}"))).await;
     browser
-        .wait_for_text("#refund-policy-facts", "cancel up to 48 hours before the event, less a 10% fee")
+        .wait_for_text(
+            "#refund-policy-facts",
+            "cancel up to 48 hours before the event, less a 10% fee",
+        )
         .await;
     browser.wait_for_text("#event-at", "Event: ").await;
     browser.screenshots(&shots, "ticket").await;
@@ -102,14 +108,19 @@ async fn the_sell_and_edit_forms_take_a_refund_policy_in_chromium() {
     let browser = driver.browser_without_js("seller").await;
     sign_up(&browser, &site, "policy-seller@test.com").await;
     browser.goto(&site.url("/tickets/new")).await;
-    browser.wait_for_text("#refund-policy legend", "Event and refunds").await;
+    browser
+        .wait_for_text("#refund-policy legend", "Event and refunds")
+        .await;
     browser.fill("#f-title", "Theatre — Stalls").await;
     browser.fill("#f-price", "30").await;
     browser.fill("#f-cutoffHours", "24").await;
     browser.fill("#f-feePercent", "5").await;
     browser.click("main form button[type=submit]").await;
     browser
-        .wait_for_text("#f-refundPolicy-error", "A refund policy needs the event's time")
+        .wait_for_text(
+            "#f-refundPolicy-error",
+            "A refund policy needs the event's time",
+        )
         .await;
     browser.screenshots(&shots, "policy-without-event").await;
 
@@ -131,9 +142,13 @@ async fn the_sell_and_edit_forms_take_a_refund_policy_in_chromium() {
     let owner = driver.browser("owner").await;
     owner.goto(&site.url("/auth/signin")).await;
     owner.fill("#f-email", "policy-api@test.com").await;
-    owner.fill("#f-password", ticketing_kit::testing::PASSWORD).await;
+    owner
+        .fill("#f-password", ticketing_kit::testing::PASSWORD)
+        .await;
     owner.click("main form button[type=submit]").await;
-    owner.wait_for_text(".nav-user .who", "policy-api@test.com").await;
+    owner
+        .wait_for_text(".nav-user .who", "policy-api@test.com")
+        .await;
     owner.goto(&site.url(&format!("/tickets/{ticket}"))).await;
     owner.wait_for_text(".edit h2", "Edit your ticket").await;
     owner.wait_for("#f-cutoffHours[value='72']").await;
@@ -143,7 +158,10 @@ async fn the_sell_and_edit_forms_take_a_refund_policy_in_chromium() {
     owner.click(".edit form button[type=submit]").await;
     owner.wait_for_text("p.price", "$60.00").await;
     owner
-        .wait_for_text("#refund-policy-facts", "72 hours before the event, less a 2.5% fee")
+        .wait_for_text(
+            "#refund-policy-facts",
+            "72 hours before the event, less a 2.5% fee",
+        )
         .await;
     owner.screenshots(&shots, "edit-with-policy").await;
 }

@@ -48,7 +48,11 @@ async fn start(port: u16, data: &str, stripe: &str, pause_dir: &str) -> Running 
 async fn wait_for_file(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -78,7 +82,12 @@ async fn a_refund_killed_before_its_commit_is_made_once() {
         assert_eq!(status, StatusCode::CREATED, "{ticket}");
         let order = id_of(&buyer.order_ok(&id_of(&ticket)).await);
         let res = buyer.pay(&order).await;
-        assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
         buyer.wait_order(&order, "complete").await;
         let (status, cancellation) = reply(
             buyer
@@ -106,7 +115,10 @@ async fn a_refund_killed_before_its_commit_is_made_once() {
         // One refund per round, of 18.00, whatever the kill.
         let made = stripe.refunds_made.lock().unwrap().clone();
         assert_eq!(made.len(), round + 1, "round {round}: {made:?}");
-        assert!(made.iter().all(|(_, cents)| *cents == Some(1800)), "{made:?}");
+        assert!(
+            made.iter().all(|(_, cents)| *cents == Some(1800)),
+            "{made:?}"
+        );
     }
     // Each refund reached the provider twice (before the kill and after), under the
     // cancellation's key: the provider made it once.
@@ -116,12 +128,13 @@ async fn a_refund_killed_before_its_commit_is_made_once() {
         let sent = requests.iter().filter(|k| **k == key).count();
         assert!(sent >= 2, "{key} sent {sent} times");
     }
-    drop(running);
+    // The services agree, the refunds included, once the last events have landed.
     let audit = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .args(["audit", "--data-dir", data])
+        .args(["audit", "--data-dir", data, "--settle-seconds", "20"])
         .env_remove("TICKETING_DATABASE_URL")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&audit.stdout);
     assert!(stdout.contains("audit: 0 divergences"), "{stdout}");
+    running.stop();
 }

@@ -286,7 +286,9 @@ impl RefundInput {
         let policy = match &self.policy {
             Given::Keep => Some(current.policy),
             Given::Clear => Some(None),
-            Given::Set(raw) => fields.parse("refundPolicy", Some(raw), parse_policy).map(Some),
+            Given::Set(raw) => fields
+                .parse("refundPolicy", Some(raw), parse_policy)
+                .map(Some),
         };
         let (event_at, policy) = (event_at?, policy?);
         if policy.is_some() && event_at.is_none() {
@@ -306,7 +308,9 @@ fn parse_policy(raw: &Value) -> Result<RefundPolicy, String> {
     let cutoff_hours = object
         .get("cutoffHours")
         .and_then(|v| whole(v, 0, MAX_CUTOFF_HOURS))
-        .ok_or_else(|| format!("Cutoff hours must be a whole number from 0 to {MAX_CUTOFF_HOURS}"))?;
+        .ok_or_else(|| {
+            format!("Cutoff hours must be a whole number from 0 to {MAX_CUTOFF_HOURS}")
+        })?;
     let fee_percent = object
         .get("feePercent")
         .and_then(Percent::parse)
@@ -490,7 +494,10 @@ mod tests {
         let policy = json!({"cutoffHours": 48, "feePercent": 10});
         let input = |event_at: Given, policy: Given| RefundInput { event_at, policy };
         assert_eq!(
-            refund(input(Given::Keep, Given::Set(policy.clone())), Refund::default()),
+            refund(
+                input(Given::Keep, Given::Set(policy.clone())),
+                Refund::default()
+            ),
             Err(vec![(
                 "refundPolicy".into(),
                 "A refund policy needs the event's time (eventAt)".into()

@@ -200,7 +200,8 @@ const KEEP_OR_SET_REFUND: &str = "event_at = CASE WHEN $5 = 1 THEN $6 ELSE event
     refund_cutoff_hours = CASE WHEN $5 = 1 THEN $7 ELSE refund_cutoff_hours END, \
     refund_fee_bp = CASE WHEN $5 = 1 THEN $8 ELSE refund_fee_bp END";
 /// [`KEEP_OR_SET_REFUND`] after the terms' parameters (`$9` the flag).
-const KEEP_OR_SET_REFUND_AFTER_TERMS: &str = "event_at = CASE WHEN $9 = 1 THEN $10 ELSE event_at END, \
+const KEEP_OR_SET_REFUND_AFTER_TERMS: &str =
+    "event_at = CASE WHEN $9 = 1 THEN $10 ELSE event_at END, \
     refund_cutoff_hours = CASE WHEN $9 = 1 THEN $11 ELSE refund_cutoff_hours END, \
     refund_fee_bp = CASE WHEN $9 = 1 THEN $12 ELSE refund_fee_bp END";
 

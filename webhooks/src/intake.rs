@@ -13,8 +13,8 @@ use serde_json::Value;
 use ticketing_bus::{inbox, Envelope, Handler, HandlerError, Together};
 use ticketing_contracts::events::{
     groups, CheckinRecorded, ExpirationComplete, OrderCancelRequested, OrderCancelled,
-    OrderCompleted, OrderCreated, PassIssued, PaymentCreated, PaymentRefundFailed,
-    PaymentRefunded, Subject, TicketCreated, TicketUpdated, WaitlistOffered,
+    OrderCompleted, OrderCreated, PassIssued, PaymentCreated, PaymentRefundFailed, PaymentRefunded,
+    Subject, TicketCreated, TicketUpdated, WaitlistOffered,
 };
 use ticketing_contracts::time::{format_millis, now_millis};
 use ticketing_contracts::{OrderId, TicketId, UserId};

@@ -71,9 +71,9 @@ impl std::str::FromStr for CancelReason {
             CancelReason::CancelledByBuyer,
             CancelReason::Refunded,
         ]
-            .into_iter()
-            .find(|r| r.as_str() == text)
-            .ok_or_else(|| format!("not a cancel reason: {text:?}"))
+        .into_iter()
+        .find(|r| r.as_str() == text)
+        .ok_or_else(|| format!("not a cancel reason: {text:?}"))
     }
 }
 

@@ -84,7 +84,11 @@ pub struct TicketInput {
     /// until `cutoffHours` before `eventAt` (needed) and get the total back less
     /// `feePercent` (`null` on update: no more cancellations). On update, absent keeps the
     /// listing's.
-    #[serde(default, rename = "refundPolicy", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "refundPolicy",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<crate::terms::RefundPolicy>)]
     pub refund_policy: Option<Value>,
 }

@@ -24,7 +24,9 @@ impl Listener for PaymentRefundedListener {
             return Ok(());
         };
         let now = Timestamp::now();
-        let Some(order) = cancellations::refunded(tx, &cancellation, now).await.map_err(poison)?
+        let Some(order) = cancellations::refunded(tx, &cancellation, now)
+            .await
+            .map_err(poison)?
         else {
             return Ok(());
         };

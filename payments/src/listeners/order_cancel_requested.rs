@@ -60,7 +60,9 @@ impl OrderCancelRequestedListener {
             // Recorded by an earlier delivery: `handle` finds it so.
             return Ok(Outcome::Refunded);
         }
-        let charged = orders::find(store.reader(), &e.order_id).await?.map(|o| o.price);
+        let charged = orders::find(store.reader(), &e.order_id)
+            .await?
+            .map(|o| o.price);
         if e.refund_cents < 0 || charged.is_some_and(|c| e.refund_cents > c.get()) {
             return Ok(Outcome::Refused(format!(
                 "a refund of {} cents exceeds the charge",
@@ -115,8 +117,7 @@ impl Listener for OrderCancelRequestedListener {
         match (payment, outcome) {
             (Some(payment), _) if payment.refunded_at.is_some() => Ok(()),
             (Some(payment), Some(Outcome::Refunded)) => {
-                payments::record_cancellation_refund(tx, &payment, &e.id, e.refund_cents)
-                    .await?;
+                payments::record_cancellation_refund(tx, &payment, &e.id, e.refund_cents).await?;
                 Ok(())
             }
             (_, Some(Outcome::Refused(reason))) => {

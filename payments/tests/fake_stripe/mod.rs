@@ -203,7 +203,10 @@ async fn refunds(
     let mut keys = fake.refund_keys.lock().unwrap();
     // A key seen before: the first answer again (Stripe replays it), nothing refunded.
     if let std::collections::hash_map::Entry::Vacant(entry) = keys.entry(key) {
-        if fake.refuse_refunds.load(std::sync::atomic::Ordering::SeqCst) {
+        if fake
+            .refuse_refunds
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
             return stripe_error(
                 StatusCode::BAD_REQUEST,
                 json!({"type": "invalid_request_error", "code": "charge_disputed",

@@ -1,13 +1,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use ticketing_contracts::Timestamp;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::idempotency::IdempotencyKey;
 use ticketing_kit::json::ApiJson;
 use ticketing_kit::keyed::{self, KeyRefusals};
 use ticketing_kit::validate::Fields;
-use ticketing_contracts::Timestamp;
 use ticketing_kit::ApiResult;
 
 use super::{refund_input, terms_input, TicketBody, TicketInput};

@@ -45,10 +45,7 @@ fn refund_input(raw: &serde_json::Value, update: bool) -> RefundInput {
 impl RefundInput {
     /// Does the body say anything of the event time or the policy?
     pub fn given(&self) -> bool {
-        !matches!(
-            (&self.event_at, &self.policy),
-            (Given::Keep, Given::Keep)
-        )
+        !matches!((&self.event_at, &self.policy), (Given::Keep, Given::Keep))
     }
 }
 

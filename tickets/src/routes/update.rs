@@ -11,8 +11,8 @@ use super::{refund_input, terms_input, TicketBody, TicketInput};
 use ticketing_contracts::TicketId;
 
 use crate::domain::{parse_price, Current, Title};
-use ticketing_contracts::Timestamp;
 use crate::{tickets, AppState};
+use ticketing_contracts::Timestamp;
 
 /// Change a ticket's title and price, and its sale terms when any is given (owner
 /// only; a ticket listed the seed's way not while reserved).
@@ -80,8 +80,16 @@ pub async fn update(
     let id = id.ok_or(ApiError::NotFound)?;
 
     let mut tx = state.store.begin().await?;
-    if let Some(ticket) =
-        tickets::update(&mut tx, &id, &user.id, &title, price, terms.as_ref(), refund).await?
+    if let Some(ticket) = tickets::update(
+        &mut tx,
+        &id,
+        &user.id,
+        &title,
+        price,
+        terms.as_ref(),
+        refund,
+    )
+    .await?
     {
         tx.commit().await?;
         return Ok(Json(ticket.into()));

@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{html, Markup};
-use time::OffsetDateTime;
 
 use super::see_other;
 use crate::api::{ApiFailure, Id};
@@ -199,7 +198,12 @@ mod tests {
         .unwrap();
         let early = Timestamp::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
         match RefundPanel::offer(&order, &ticket, early) {
-            RefundPanel::Offer { refund, fee, fee_percent, closes } => {
+            RefundPanel::Offer {
+                refund,
+                fee,
+                fee_percent,
+                closes,
+            } => {
                 assert_eq!((refund.get(), fee.get()), (3500, 500));
                 assert_eq!(fee_percent, "12.5");
                 assert_eq!(closes, "22 Dec 2026, 18:00 UTC");

@@ -105,8 +105,12 @@ impl TicketForm {
                 .as_deref()
                 .map(|at| at.chars().take(16).collect())
                 .unwrap_or_default(),
-            cutoff_hours: policy.map(|p| p.cutoff_hours.to_string()).unwrap_or_default(),
-            fee_percent: policy.map(|p| p.fee_percent.to_string()).unwrap_or_default(),
+            cutoff_hours: policy
+                .map(|p| p.cutoff_hours.to_string())
+                .unwrap_or_default(),
+            fee_percent: policy
+                .map(|p| p.fee_percent.to_string())
+                .unwrap_or_default(),
             ..TicketForm::default()
         }
     }
