@@ -43,6 +43,17 @@ ticketing_kit::from_row!(|row| Cancellation {
 const COLUMNS: &str =
     "id, order_id, user_id, status, refund_cents, fee_cents, requested_at, refunded_at";
 
+impl Cancellation {
+    /// The cancellation as it was accepted (`requested`, not refunded yet).
+    pub fn as_requested(self) -> Cancellation {
+        Cancellation {
+            status: CancellationStatus::Requested,
+            refunded_at: None,
+            ..self
+        }
+    }
+}
+
 impl From<Cancellation> for CancellationBody {
     fn from(c: Cancellation) -> CancellationBody {
         CancellationBody {

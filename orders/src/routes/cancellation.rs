@@ -16,10 +16,11 @@ use crate::AppState;
 
 /// Cancel one of the caller's paid orders for a refund: the total less the policy's fee.
 ///
-/// Answered at once (202); the refund follows: `status` turns `refunded` (the order
-/// `cancelled` with `cancelReason: "refunded"`, its units free again) or `failed` (the
-/// provider refused; the order stays paid). One cancellation per order: a repeated
-/// request, also a concurrent one, answers with the same body.
+/// Answered at once (202, `status: requested`); the refund follows, and `GET` shows
+/// `status` turn `refunded` (the order `cancelled` with `cancelReason: "refunded"`, its
+/// units free again) or `failed` (the provider refused; the order stays paid). One
+/// cancellation per order: a repeated request, also a concurrent or a later one,
+/// answers with the same body.
 #[utoipa::path(post, path = "/api/orders/{orderId}/cancellation", tag = "orders",
     operation_id = "cancelForRefund",
     security(("session" = []), ("bearer" = [])),
@@ -38,8 +39,10 @@ pub async fn request(
     Path(order_id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<CancellationBody>)> {
     let order = own_order(&state, &order_id, &user.id).await?;
+    // The request as accepted, whatever has happened since: every repeat, however late,
+    // gets the same body; `GET` says where it stands.
     let accepted = |c: cancellations::Cancellation| -> (StatusCode, Json<CancellationBody>) {
-        (StatusCode::ACCEPTED, Json(c.into()))
+        (StatusCode::ACCEPTED, Json(c.as_requested().into()))
     };
     if let Some(made) = cancellations::find_for_order(state.store.reader(), &order.id).await? {
         return Ok(accepted(made));
