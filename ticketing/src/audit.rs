@@ -484,17 +484,19 @@ mod refunds {
             let payments = connect(args, "payments").await?;
             let rows = query(
                 "SELECT r.cancellation_id, r.amount_cents, o.price_cents \
-                 FROM refunds r JOIN payments p ON p.id = r.payment_id \
-                 JOIN orders o ON o.id = p.order_id WHERE r.cancellation_id IS NOT NULL",
+                 FROM refunds r LEFT JOIN payments p ON p.id = r.payment_id \
+                 LEFT JOIN orders o ON o.id = p.order_id WHERE r.cancellation_id IS NOT NULL",
             )
             .fetch_all(payments.reader())
             .await?;
             for row in &rows {
+                // A refund without its amount gave back the whole charge.
                 let amount: Option<i64> = row.get("amount_cents")?;
+                let charged: Option<i64> = row.get("price_cents")?;
                 out.refunds
                     .entry(row.get("cancellation_id")?)
                     .or_default()
-                    .push(amount.unwrap_or(row.get("price_cents")?));
+                    .push(amount.or(charged).unwrap_or(0));
             }
             let rows = query("SELECT id, price_cents FROM orders")
                 .fetch_all(payments.reader())
