@@ -140,20 +140,22 @@ impl Listener for OrderCancelRequestedListener {
 
 /// Test only (proof of exactly-once refunds): with `TICKETING_TEST_PAUSE_AFTER_REFUND`
 /// naming a directory, the first refund of each cancellation — made at the provider,
-/// not yet recorded — leaves a file named after the cancellation there and hangs, so
-/// that a test can kill the process at exactly that point. Unset in every deployment.
+/// not yet recorded — leaves a file named after the cancellation there (holding the
+/// process id) and hangs, so that a test can kill the process at exactly that point.
+/// Unset in every deployment.
 async fn pause_if_testing(id: &CancellationId) {
     static DIR: LazyLock<Option<std::path::PathBuf>> = LazyLock::new(|| {
         std::env::var_os("TICKETING_TEST_PAUSE_AFTER_REFUND").map(std::path::PathBuf::from)
     });
     let Some(dir) = DIR.as_ref() else { return };
     let marker = dir.join(id.as_str());
-    if std::fs::OpenOptions::new()
+    if let Ok(mut file) = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&marker)
-        .is_ok()
     {
+        // Which process to kill, when several handle the subject.
+        let _ = std::io::Write::write_all(&mut file, std::process::id().to_string().as_bytes());
         tracing::warn!(cancellation = %id, "test pause after the refund: waiting to be killed");
         std::future::pending::<()>().await;
     }
