@@ -45,7 +45,7 @@ const COLUMNS: &str =
 
 impl Cancellation {
     /// The cancellation as it was accepted (`requested`, not refunded yet).
-    pub fn as_requested(self) -> Cancellation {
+    pub fn into_requested(self) -> Cancellation {
         Cancellation {
             status: CancellationStatus::Requested,
             refunded_at: None,

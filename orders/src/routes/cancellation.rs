@@ -42,7 +42,7 @@ pub async fn request(
     // The request as accepted, whatever has happened since: every repeat, however late,
     // gets the same body; `GET` says where it stands.
     let accepted = |c: cancellations::Cancellation| -> (StatusCode, Json<CancellationBody>) {
-        (StatusCode::ACCEPTED, Json(c.as_requested().into()))
+        (StatusCode::ACCEPTED, Json(c.into_requested().into()))
     };
     if let Some(made) = cancellations::find_for_order(state.store.reader(), &order.id).await? {
         return Ok(accepted(made));
