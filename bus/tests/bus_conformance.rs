@@ -45,6 +45,7 @@ fn ticket(n: i64) -> Envelope {
         user_id: "user-1".into(),
         version: 0,
         terms: Default::default(),
+        refund: Default::default(),
     })
 }
 

@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         user_id: "seller".into(),
         version: 0,
         terms: SaleTerms::default(),
+        refund: Default::default(),
     }))
     .await?;
     // Passes in orders of 1,000 units.

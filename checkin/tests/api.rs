@@ -66,6 +66,7 @@ async fn listing(app: &TestApp) -> String {
             user_id: SELLER.into(),
             version: 0,
             terms: SaleTerms::default(),
+            refund: Default::default(),
         },
     )
     .await;

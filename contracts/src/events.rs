@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CancellationId, OrderId, PassId, PaymentId, TicketId, UserId};
 use crate::money::Cents;
 use crate::status::OrderStatus;
-use crate::terms::{one_unit, SaleTerms};
+use crate::terms::{one_unit, RefundTerms, SaleTerms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Subject {
@@ -132,6 +132,9 @@ pub struct TicketCreated {
     /// Ours: a listing's units and caps (all absent for one unit, as the seed).
     #[serde(flatten)]
     pub terms: SaleTerms,
+    /// Ours: the event's time and refund policy (both absent without them).
+    #[serde(flatten)]
+    pub refund: RefundTerms,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +150,9 @@ pub struct TicketUpdated {
     /// Ours: a listing's units and caps (all absent for one unit, as the seed).
     #[serde(flatten)]
     pub terms: SaleTerms,
+    /// Ours: the event's time and refund policy (both absent without them).
+    #[serde(flatten)]
+    pub refund: RefundTerms,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

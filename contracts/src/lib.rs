@@ -17,5 +17,5 @@ pub use error::{ErrorBody, ErrorItem};
 pub use ids::{CancellationId, OrderId, PassId, PaymentId, TicketId, UserId};
 pub use money::Cents;
 pub use status::OrderStatus;
-pub use terms::SaleTerms;
+pub use terms::{RefundPolicy, RefundTerms, SaleTerms};
 pub use time::Timestamp;

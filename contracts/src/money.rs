@@ -63,7 +63,7 @@ impl std::fmt::Display for Cents {
 }
 
 /// Parse `123`, `123.4`, `123.45`, `1e2` (exponents refused) into cents, exactly.
-fn parse_decimal(text: &str) -> Option<i64> {
+pub(crate) fn parse_decimal(text: &str) -> Option<i64> {
     let (whole, frac) = match text.split_once('.') {
         Some((w, f)) => (w, f),
         None => (text, ""),

@@ -21,6 +21,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("User not authorized.")]
     NotAuthorized,
+    /// The caller may not do this now, whoever they are (a cancellation past its
+    /// policy's cutoff): 403 with the reason.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("Not found.")]
     NotFound,
     #[error("Request body too large.")]
@@ -72,6 +76,7 @@ impl ApiError {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotAuthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -3,8 +3,10 @@
 //! Keeps a newest-wins replica of tickets, guarantees at most one active order per
 //! ticket in the database, and publishes `order:created` / `order:cancelled` through the
 //! outbox, and `order:completed` when a payment completes an order. Reacts to
-//! `expiration:complete` and `payment:created`.
+//! `expiration:complete` and `payment:created`; cancels paid orders for a refund with
+//! `payments` (`order:cancel-requested` → `payment:refunded` or `payment:refund-failed`).
 
+mod cancellations;
 mod claim;
 mod domain;
 mod listeners;
@@ -28,7 +30,10 @@ use ticketing_kit::replica::CopyListener;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrations, Store};
 
-use crate::listeners::{ExpirationCompleteListener, PaymentCreatedListener, TicketUpdatedListener};
+use crate::listeners::{
+    ExpirationCompleteListener, PaymentCreatedListener, PaymentRefundFailedListener,
+    PaymentRefundedListener, TicketUpdatedListener,
+};
 use crate::tickets::TicketCopy;
 
 pub const SERVICE: &str = "orders";
@@ -39,7 +44,8 @@ pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0003_reserved_until.sql",
     "0004_units.sql",
     "0005_waitlist.sql",
-    "0006_queue.sql"
+    "0006_queue.sql",
+    "0007_cancellations.sql"
 ];
 
 /// What only the orders service is configured with.
@@ -126,7 +132,9 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         .listen(copies)
         .listen(TicketUpdatedListener(settings.clone()))
         .listen(ExpirationCompleteListener(settings.clone()))
-        .listen(PaymentCreatedListener);
+        .listen(PaymentCreatedListener)
+        .listen(PaymentRefundedListener(settings.clone()))
+        .listen(PaymentRefundFailedListener);
     service
         .mount(consumers, routes::router().with_state(state))
         .await

@@ -24,7 +24,8 @@ use crate::waitlist;
 const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.reserved_until, \
     o.version, o.cancel_reason, o.quantity AS units, \
     t.id AS ticket_id, t.title, t.price_cents, t.version AS ticket_version, \
-    t.quantity, t.max_per_order, t.max_per_account, t.on_sale_at \
+    t.quantity, t.max_per_order, t.max_per_account, t.on_sale_at, \
+    t.event_at, t.refund_cutoff_hours, t.refund_fee_bp \
     FROM orders o JOIN tickets t ON t.id = o.ticket_id";
 
 ticketing_kit::from_row!(|row| Order {
@@ -39,6 +40,7 @@ ticketing_kit::from_row!(|row| Order {
         price: Cents::new(row.get("price_cents")?),
         version: row.get("ticket_version")?,
         terms: tickets::terms_of(row)?,
+        refund: tickets::refund_of(row)?,
     },
     quantity: row.get("units")?,
     cancel_reason: row.parse_optional("cancel_reason")?,
@@ -254,7 +256,11 @@ async fn expire_lapsed(
         if let Some(entry) = row.get::<Option<String>>("waitlist_entry_id")? {
             waitlist::offer_ended(tx, &entry, WaitlistStatus::Lapsed).await?;
         }
-        outbox::enqueue(tx, &cancelled_event(id, row.get("version")?, ticket)).await?;
+        outbox::enqueue(
+            tx,
+            &Envelope::new(&cancelled_event(id, row.get("version")?, ticket)),
+        )
+        .await?;
     }
     if !expired.is_empty() {
         offer_freed(tx, ticket, at.offer).await?;
@@ -345,15 +351,15 @@ async fn insert(
     Ok(())
 }
 
-fn cancelled_event(order_id: OrderId, version: i64, ticket_id: &TicketId) -> Envelope {
-    Envelope::new(&OrderCancelled {
+fn cancelled_event(order_id: OrderId, version: i64, ticket_id: &TicketId) -> OrderCancelled {
+    OrderCancelled {
         id: order_id,
         version,
         ticket: TicketRef {
             id: ticket_id.to_owned(),
         },
         cancel_reason: None,
-    })
+    }
 }
 
 pub async fn find(store: &Store, id: &OrderId) -> Result<Option<Order>, ticketing_store::Error> {
@@ -402,14 +408,52 @@ pub async fn cancel(
     claim::release(tx, &ticket_id, &user, units).await?;
     let ended = match reason {
         CancelReason::Expired => WaitlistStatus::Lapsed,
-        CancelReason::CancelledByBuyer => WaitlistStatus::Left,
+        CancelReason::CancelledByBuyer | CancelReason::Refunded => WaitlistStatus::Left,
     };
     if let Some(entry) = row.get::<Option<String>>("waitlist_entry_id")? {
         waitlist::offer_ended(tx, &entry, ended).await?;
     }
-    outbox::enqueue(tx, &cancelled_event(id.to_owned(), version, &ticket_id)).await?;
+    outbox::enqueue(
+        tx,
+        &Envelope::new(&cancelled_event(id.to_owned(), version, &ticket_id)),
+    )
+    .await?;
     offer_freed(tx, &ticket_id, offer).await?;
     Ok(Some((ticket_id, version)))
+}
+
+/// Cancel a paid order whose refund went through (a buyer's cancellation), giving its
+/// units back — offered to the waiting list, `offer` the deadline of an offer made now;
+/// publishes `order:cancelled` with `cancelReason: "refunded"`. `false` when the order
+/// is not complete (a redelivery found it cancelled).
+pub async fn cancel_paid(
+    tx: &mut Tx,
+    id: &OrderId,
+    offer: Deadline,
+) -> Result<bool, ticketing_store::Error> {
+    let row = query(&format!(
+        "UPDATE orders SET status = '{}', version = version + 1, cancel_reason = '{}' \
+         WHERE id = $1 AND status = '{}' \
+         RETURNING ticket_id, user_id, quantity, version",
+        OrderStatus::Cancelled,
+        CancelReason::Refunded.as_str(),
+        OrderStatus::Complete,
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let (ticket_id, version): (TicketId, i64) = (row.get("ticket_id")?, row.get("version")?);
+    let (user, units): (UserId, i64) = (row.get("user_id")?, row.get("quantity")?);
+    claim::release(tx, &ticket_id, &user, units).await?;
+    let event = cancelled_event(id.to_owned(), version, &ticket_id);
+    let event = OrderCancelled {
+        cancel_reason: Some(CancelReason::Refunded.as_str().to_owned()),
+        ..event
+    };
+    outbox::enqueue(tx, &Envelope::new(&event)).await?;
+    offer_freed(tx, &ticket_id, offer).await?;
+    Ok(true)
 }
 
 /// Mark an open order paid, publishing `order:completed` (what passes are issued from).

@@ -5,8 +5,9 @@ use std::sync::LazyLock;
 use ticketing_bus::HandlerError;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
+use ticketing_contracts::terms::Percent;
 use ticketing_contracts::time::parse_millis;
-use ticketing_contracts::{SaleTerms, TicketId, Timestamp};
+use ticketing_contracts::{RefundPolicy, RefundTerms, SaleTerms, TicketId, Timestamp};
 use ticketing_kit::replica::{CopyOf, Replicated};
 use ticketing_store::{query, On, Query, Row};
 
@@ -17,6 +18,55 @@ pub struct TicketCopy {
     pub price: Cents,
     pub version: i64,
     pub terms: Terms,
+    pub refund: Refund,
+}
+
+/// A listing's event time and refund policy as the replica keeps them (issue 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Refund {
+    pub event_at: Option<Timestamp>,
+    pub policy: Option<RefundPolicy>,
+}
+
+impl Refund {
+    fn of(terms: &RefundTerms) -> Result<Refund, HandlerError> {
+        let event_at = terms
+            .event_at
+            .as_deref()
+            .map(|at| {
+                parse_millis(at)
+                    .map(Timestamp::from_millis)
+                    .ok_or_else(|| HandlerError::Poison(format!("eventAt {at:?}")))
+            })
+            .transpose()?;
+        Ok(Refund {
+            event_at,
+            policy: terms.refund_policy,
+        })
+    }
+
+    fn columns(self) -> [Option<i64>; 3] {
+        [
+            self.event_at.map(Timestamp::as_millis),
+            self.policy.map(|p| p.cutoff_hours),
+            self.policy.map(|p| p.fee_percent.basis_points()),
+        ]
+    }
+}
+
+/// The event time and policy a row of the replica holds.
+pub fn refund_of(row: &Row) -> Result<Refund, ticketing_store::Error> {
+    let cutoff: Option<i64> = row.get("refund_cutoff_hours")?;
+    let fee: Option<i64> = row.get("refund_fee_bp")?;
+    Ok(Refund {
+        event_at: row
+            .get::<Option<i64>>("event_at")?
+            .map(Timestamp::from_millis),
+        policy: cutoff.zip(fee).map(|(cutoff_hours, bp)| RefundPolicy {
+            cutoff_hours,
+            fee_percent: Percent::from_basis_points(bp),
+        }),
+    })
 }
 
 /// A listing's sale terms as the replica keeps them: a ticket listed the seed's way is
@@ -58,6 +108,7 @@ impl CopyOf<TicketCreated> for TicketCopy {
     fn copy_of(t: TicketCreated) -> Result<TicketCopy, HandlerError> {
         Ok(TicketCopy {
             terms: Terms::of(&t.terms)?,
+            refund: Refund::of(&t.refund)?,
             id: t.id,
             title: t.title,
             price: t.price,
@@ -70,6 +121,7 @@ impl CopyOf<TicketUpdated> for TicketCopy {
     fn copy_of(t: TicketUpdated) -> Result<TicketCopy, HandlerError> {
         Ok(TicketCopy {
             terms: Terms::of(&t.terms)?,
+            refund: Refund::of(&t.refund)?,
             id: t.id,
             title: t.title,
             price: t.price,
@@ -84,6 +136,7 @@ ticketing_kit::from_row!(|row| TicketCopy {
     price: Cents::new(row.get("price_cents")?),
     version,
     terms: terms_of(row)?,
+    refund: refund_of(row)?,
 });
 
 /// The terms a row of the replica holds (`quantity` NULL: one unit, the seed's way).
@@ -101,8 +154,8 @@ pub fn terms_of(row: &Row) -> Result<Terms, ticketing_store::Error> {
 }
 
 /// The columns [`TicketCopy`] is read from.
-pub const FIND_COLUMNS: &str =
-    "id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at";
+pub const FIND_COLUMNS: &str = "id, title, price_cents, version, quantity, max_per_order, \
+    max_per_account, on_sale_at, event_at, refund_cutoff_hours, refund_fee_bp";
 
 pub async fn find<'a>(
     on: impl Into<On<'a>>,
@@ -130,25 +183,32 @@ pub async fn exists<'a>(
 /// nothing or everything, never blocks (decision 0023). One statement, no read first.
 impl Replicated for TicketCopy {
     const UPSERT: &'static str = "INSERT INTO tickets \
-        (id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        (id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at, \
+        event_at, refund_cutoff_hours, refund_fee_bp) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
         ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
         price_cents = excluded.price_cents, version = excluded.version, \
         quantity = excluded.quantity, max_per_order = excluded.max_per_order, \
-        max_per_account = excluded.max_per_account, on_sale_at = excluded.on_sale_at \
+        max_per_account = excluded.max_per_account, on_sale_at = excluded.on_sale_at, \
+        event_at = excluded.event_at, refund_cutoff_hours = excluded.refund_cutoff_hours, \
+        refund_fee_bp = excluded.refund_fee_bp \
         WHERE tickets.version < excluded.version";
 
     const UPSERT_ALL: &'static str = "INSERT INTO tickets \
-        (id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at) \
+        (id, title, price_cents, version, quantity, max_per_order, max_per_account, on_sale_at, \
+        event_at, refund_cutoff_hours, refund_fee_bp) \
         SELECT DISTINCT ON (c->>'id') c->>'id', c->>'title', (c->>'price')::bigint, \
         (c->>'version')::bigint, (c->>'quantity')::bigint, (c->>'maxPerOrder')::bigint, \
-        (c->>'maxPerAccount')::bigint, (c->>'onSaleAt')::bigint \
+        (c->>'maxPerAccount')::bigint, (c->>'onSaleAt')::bigint, (c->>'eventAt')::bigint, \
+        (c->>'cutoffHours')::bigint, (c->>'feeBp')::bigint \
         FROM jsonb_array_elements($1::jsonb) AS batch(c) \
         ORDER BY c->>'id', (c->>'version')::bigint DESC \
         ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
         price_cents = excluded.price_cents, version = excluded.version, \
         quantity = excluded.quantity, max_per_order = excluded.max_per_order, \
-        max_per_account = excluded.max_per_account, on_sale_at = excluded.on_sale_at \
+        max_per_account = excluded.max_per_account, on_sale_at = excluded.on_sale_at, \
+        event_at = excluded.event_at, refund_cutoff_hours = excluded.refund_cutoff_hours, \
+        refund_fee_bp = excluded.refund_fee_bp \
         WHERE tickets.version < excluded.version";
 
     fn bind<'q>(&self, upsert: Query<'q>) -> Query<'q> {
@@ -161,6 +221,9 @@ impl Replicated for TicketCopy {
             .bind(self.terms.counted.then_some(self.terms.per_order))
             .bind(self.terms.counted.then_some(self.terms.per_account))
             .bind(self.terms.on_sale_at.map(Timestamp::as_millis))
+            .bind(self.refund.columns()[0])
+            .bind(self.refund.columns()[1])
+            .bind(self.refund.columns()[2])
     }
 
     fn json(&self) -> serde_json::Value {
@@ -171,6 +234,9 @@ impl Replicated for TicketCopy {
             "maxPerOrder": counted.then_some(self.terms.per_order),
             "maxPerAccount": counted.then_some(self.terms.per_account),
             "onSaleAt": self.terms.on_sale_at.map(Timestamp::as_millis),
+            "eventAt": self.refund.columns()[0],
+            "cutoffHours": self.refund.columns()[1],
+            "feeBp": self.refund.columns()[2],
         })
     }
 }

@@ -7,6 +7,8 @@
 //! Keeps a newest-wins replica of orders (`order:created` / `order:cancelled`),
 //! serialises payments per order, accepts a charge only if the order is still open at
 //! commit (refunding it otherwise), and publishes `payment:created` through the outbox.
+//! Refunds buyers' cancellations (`order:cancel-requested` → `payment:refunded` or
+//! `payment:refund-failed`).
 //! See docs/decisions/0006-payments.md.
 
 mod listeners;
@@ -27,14 +29,17 @@ use ticketing_kit::replica::CopyListener;
 use ticketing_kit::runtime::{Mounted, Runtime};
 use ticketing_store::{Migrations, Store};
 
-use crate::listeners::OrderCancelledListener;
+use crate::listeners::{OrderCancelRequestedListener, OrderCancelledListener};
 use crate::orders::OrderCopy;
 use crate::provider::PaymentProvider;
 
 pub const SERVICE: &str = "payments";
 
-pub static MIGRATIONS: Migrations =
-    ticketing_store::migrations!["0001_payments.sql", "0002_refunds.sql"];
+pub static MIGRATIONS: Migrations = ticketing_store::migrations![
+    "0001_payments.sql",
+    "0002_refunds.sql",
+    "0003_cancellation_refunds.sql"
+];
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -61,7 +66,8 @@ pub async fn mount(rt: &Runtime, provider: Arc<dyn PaymentProvider>) -> anyhow::
         });
     let consumers = Consumers::new(groups::PAYMENTS, &service.store)
         .listen(copies)
-        .listen(OrderCancelledListener(state.clone()));
+        .listen(OrderCancelledListener(state.clone()))
+        .listen(OrderCancelRequestedListener::new(state.clone()));
     service
         .mount(consumers, routes::router().with_state(state))
         .await

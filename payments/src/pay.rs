@@ -239,7 +239,7 @@ async fn refund_charge(
 ) -> Result<(), PayError> {
     match state
         .provider
-        .refund(&charge.id, &refund_idempotency_key(&charge.id))
+        .refund(&charge.id, None, &refund_idempotency_key(&charge.id))
         .await
     {
         Ok(()) => {

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use ticketing_bus::{outbox, Envelope};
-use ticketing_contracts::events::{PaymentCreated, PaymentRefunded};
+use ticketing_contracts::events::{PaymentCreated, PaymentRefundFailed, PaymentRefunded};
+use ticketing_contracts::ids::CancellationId;
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::{OrderId, PaymentId, UserId};
 use ticketing_store::{query, On, OnUnique, Store, Tx};
@@ -79,6 +80,69 @@ pub async fn record_refund(tx: &mut Tx, payment: &Payment) -> Result<bool, ticke
         stripe_id: payment.stripe_id.clone(),
         amount_cents: None,
         cancellation_id: None,
+    });
+    outbox::enqueue(tx, &event).await?;
+    Ok(true)
+}
+
+/// Record that `refund_cents` of `payment`'s charge went back for cancellation
+/// `cancellation` and enqueue `payment:refunded` (with both); `false` when the payment
+/// was already refunded. The record makes a later `order:cancelled` refund nothing more.
+pub async fn record_cancellation_refund(
+    tx: &mut Tx,
+    payment: &Payment,
+    cancellation: &CancellationId,
+    refund_cents: i64,
+) -> Result<bool, ticketing_store::Error> {
+    let inserted = query(
+        "INSERT INTO refunds (payment_id, refunded_at, amount_cents, cancellation_id) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(&payment.id)
+    .bind(now_millis())
+    .bind(refund_cents)
+    .bind(cancellation)
+    .execute(&mut *tx)
+    .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let event = Envelope::new(&PaymentRefunded {
+        id: payment.id.clone(),
+        order_id: payment.order_id.clone(),
+        stripe_id: payment.stripe_id.clone(),
+        amount_cents: Some(refund_cents),
+        cancellation_id: Some(cancellation.clone()),
+    });
+    outbox::enqueue(tx, &event).await?;
+    Ok(true)
+}
+
+/// Record that the provider refused cancellation `cancellation`'s refund for good and
+/// enqueue `payment:refund-failed`; `false` when it was recorded before.
+pub async fn record_refund_failure(
+    tx: &mut Tx,
+    cancellation: &CancellationId,
+    order_id: &OrderId,
+    reason: &str,
+) -> Result<bool, ticketing_store::Error> {
+    let inserted = query(
+        "INSERT INTO refund_failures (cancellation_id, order_id, reason, failed_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(cancellation)
+    .bind(order_id)
+    .bind(reason)
+    .bind(now_millis())
+    .execute(&mut *tx)
+    .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let event = Envelope::new(&PaymentRefundFailed {
+        cancellation_id: cancellation.clone(),
+        order_id: order_id.clone(),
+        reason: reason.to_owned(),
     });
     outbox::enqueue(tx, &event).await?;
     Ok(true)

@@ -35,8 +35,13 @@ impl PaymentProvider for Slow {
         tokio::time::sleep(self.delay).await;
         self.inner.charge(req).await
     }
-    async fn refund(&self, charge_id: &str, key: &str) -> Result<(), ChargeError> {
-        self.inner.refund(charge_id, key).await
+    async fn refund(
+        &self,
+        charge_id: &str,
+        amount: Option<Cents>,
+        key: &str,
+    ) -> Result<(), ChargeError> {
+        self.inner.refund(charge_id, amount, key).await
     }
 }
 
@@ -50,7 +55,7 @@ impl PaymentProvider for Broken {
             "unexpected answer: 418"
         )))
     }
-    async fn refund(&self, _: &str, _: &str) -> Result<(), ChargeError> {
+    async fn refund(&self, _: &str, _: Option<Cents>, _: &str) -> Result<(), ChargeError> {
         Err(ChargeError::Other(anyhow::anyhow!(
             "unexpected answer: 418"
         )))
@@ -65,7 +70,7 @@ impl PaymentProvider for Down {
     async fn charge(&self, _: &ChargeRequest) -> Result<Charge, ChargeError> {
         Err(ChargeError::Unavailable("connection refused".into()))
     }
-    async fn refund(&self, _: &str, _: &str) -> Result<(), ChargeError> {
+    async fn refund(&self, _: &str, _: Option<Cents>, _: &str) -> Result<(), ChargeError> {
         Err(ChargeError::Unavailable("connection refused".into()))
     }
 }

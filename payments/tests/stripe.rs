@@ -224,9 +224,9 @@ async fn refunds_a_charge_once() {
     let (base, fake) = spawn_fake().await;
     let p = provider(&base);
     let charge = p.charge(&request("tok_visa", "r1")).await.unwrap();
-    p.refund(&charge.id, "refund-1").await.unwrap();
+    p.refund(&charge.id, None, "refund-1").await.unwrap();
     // Retried with the same key, and refunded again under another key: no second refund.
-    p.refund(&charge.id, "refund-1").await.unwrap();
-    p.refund(&charge.id, "refund-2").await.unwrap();
+    p.refund(&charge.id, None, "refund-1").await.unwrap();
+    p.refund(&charge.id, None, "refund-2").await.unwrap();
     assert_eq!(*fake.refunds.lock().unwrap(), vec![charge.id]);
 }

@@ -376,6 +376,7 @@ decode_as!(String:
     ticketing_contracts::OrderId,
     ticketing_contracts::PaymentId,
     ticketing_contracts::PassId,
+    ticketing_contracts::ids::CancellationId,
 );
 
 // Times are integer columns (milliseconds since the epoch).

@@ -39,6 +39,9 @@ value_from!(Text:
     &ticketing_contracts::PaymentId => |v: &ticketing_contracts::PaymentId| v.as_str().to_owned(),
     ticketing_contracts::PassId => String::from,
     &ticketing_contracts::PassId => |v: &ticketing_contracts::PassId| v.as_str().to_owned(),
+    ticketing_contracts::ids::CancellationId => String::from,
+    &ticketing_contracts::ids::CancellationId =>
+        |v: &ticketing_contracts::ids::CancellationId| v.as_str().to_owned(),
 );
 value_from!(Int:
     ticketing_contracts::time::Timestamp => i64::from,

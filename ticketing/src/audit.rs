@@ -97,6 +97,8 @@ pub struct Snapshot {
     outboxes: Vec<(&'static str, Vec<i64>)>,
     /// The check-in service's passes and scans (`None`: it has no database here).
     checkin: Option<CheckinSnapshot>,
+    /// Cancellations for a refund and the refunds that settle them (issue 32).
+    refunds: refunds::Refunds,
 }
 
 /// What the check-in service holds, for its checks ([`checkin_findings`]).
@@ -263,6 +265,7 @@ impl Snapshot {
             }
             None => None,
         };
+        let refunds = refunds::Refunds::read(args).await?;
 
         Ok(Snapshot {
             now,
@@ -274,6 +277,7 @@ impl Snapshot {
             refunded,
             outboxes,
             checkin,
+            refunds,
         })
     }
 
@@ -463,6 +467,7 @@ impl Snapshot {
         }
 
         checkin_findings(self, &mut found);
+        self.refunds.findings(self, audit, &mut found);
 
         let limit = self.now - audit.outbox_age_seconds as i64 * 1000;
         for (service, produced) in &self.outboxes {
@@ -505,5 +510,166 @@ fn checkin_findings(snapshot: &Snapshot, found: &mut impl FnMut(&'static str, St
             "pass-checked-in-twice",
             format!("pass {pass} was admitted by {n} scans"),
         );
+    }
+}
+
+/// The audit of cancellations for a refund (issue 32): each refunded one settled by
+/// exactly one refund of the order's total less the fee, none left `requested`.
+mod refunds {
+    use std::collections::{BTreeMap, HashMap};
+
+    use ticketing_store::query;
+
+    use super::{connect, Snapshot};
+    use crate::config::{AuditArgs, ServeArgs};
+
+    struct Cancellation {
+        order_id: String,
+        status: String,
+        refund_cents: i64,
+        fee_cents: i64,
+        requested_at: i64,
+    }
+
+    /// The orders service's cancellations and the payments service's refunds of them.
+    #[derive(Default)]
+    pub struct Refunds {
+        cancellations: BTreeMap<String, Cancellation>,
+        /// Refunds naming a cancellation: its id → cents given back, one per refund.
+        refunds: HashMap<String, Vec<i64>>,
+        /// Each order's total as the payments service charged it (its replica).
+        totals: HashMap<String, i64>,
+    }
+
+    impl Refunds {
+        pub async fn read(args: &ServeArgs) -> anyhow::Result<Refunds> {
+            let mut out = Refunds::default();
+            let orders = connect(args, "orders").await?;
+            let rows = query(
+                "SELECT id, order_id, status, refund_cents, fee_cents, requested_at \
+                 FROM cancellations",
+            )
+            .fetch_all(orders.reader())
+            .await?;
+            for row in &rows {
+                out.cancellations.insert(
+                    row.get("id")?,
+                    Cancellation {
+                        order_id: row.get("order_id")?,
+                        status: row.get("status")?,
+                        refund_cents: row.get("refund_cents")?,
+                        fee_cents: row.get("fee_cents")?,
+                        requested_at: row.get("requested_at")?,
+                    },
+                );
+            }
+            let payments = connect(args, "payments").await?;
+            let rows = query(
+                "SELECT r.cancellation_id, r.amount_cents, o.price_cents \
+                 FROM refunds r LEFT JOIN payments p ON p.id = r.payment_id \
+                 LEFT JOIN orders o ON o.id = p.order_id WHERE r.cancellation_id IS NOT NULL",
+            )
+            .fetch_all(payments.reader())
+            .await?;
+            for row in &rows {
+                // A refund without its amount gave back the whole charge.
+                let amount: Option<i64> = row.get("amount_cents")?;
+                let charged: Option<i64> = row.get("price_cents")?;
+                out.refunds
+                    .entry(row.get("cancellation_id")?)
+                    .or_default()
+                    .push(amount.or(charged).unwrap_or(0));
+            }
+            let rows = query("SELECT id, price_cents FROM orders")
+                .fetch_all(payments.reader())
+                .await?;
+            for row in &rows {
+                out.totals.insert(row.get("id")?, row.get("price_cents")?);
+            }
+            Ok(out)
+        }
+
+        pub fn findings(
+            &self,
+            snapshot: &Snapshot,
+            audit: &AuditArgs,
+            found: &mut impl FnMut(&'static str, String),
+        ) {
+            let stuck_before = snapshot.now - audit.outbox_age_seconds as i64 * 1000;
+            for (id, c) in &self.cancellations {
+                let refunds = self.refunds.get(id).map(Vec::as_slice).unwrap_or_default();
+                let total = self.totals.get(&c.order_id).copied();
+                let due = total.map(|t| t - c.fee_cents);
+                match c.status.as_str() {
+                    "refunded" => {
+                        if refunds.len() != 1 || Some(refunds[0]) != due || due != Some(c.refund_cents) {
+                            found(
+                                "cancellation-refund",
+                                format!(
+                                    "cancellation {id} of order {} is refunded: {} refunds ({}), \
+                                     total {} less fee {} is {}",
+                                    c.order_id,
+                                    refunds.len(),
+                                    cents_list(refunds),
+                                    total.map_or("unknown".to_owned(), |t| t.to_string()),
+                                    c.fee_cents,
+                                    due.map_or("unknown".to_owned(), |d| d.to_string()),
+                                ),
+                            );
+                        }
+                        let status = snapshot.orders.get(&c.order_id).map(|o| o.status.as_str());
+                        if status != Some("cancelled") {
+                            found(
+                                "cancellation-refund",
+                                format!(
+                                    "cancellation {id} is refunded but order {} is {}",
+                                    c.order_id,
+                                    status.unwrap_or("unknown")
+                                ),
+                            );
+                        }
+                    }
+                    "requested" if c.requested_at < stuck_before => found(
+                        "cancellation-stuck",
+                        format!(
+                            "cancellation {id} of order {} is still requested {} s after it was made",
+                            c.order_id,
+                            (snapshot.now - c.requested_at) / 1000
+                        ),
+                    ),
+                    "failed" if !refunds.is_empty() => found(
+                        "cancellation-refund",
+                        format!(
+                            "cancellation {id} failed but was refunded ({})",
+                            cents_list(refunds)
+                        ),
+                    ),
+                    _ => {}
+                }
+            }
+            let mut unknown: Vec<&String> = self
+                .refunds
+                .keys()
+                .filter(|id| !self.cancellations.contains_key(*id))
+                .collect();
+            unknown.sort();
+            for id in unknown {
+                found(
+                    "cancellation-refund",
+                    format!(
+                        "a refund names cancellation {id}, which the orders service does not know"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn cents_list(refunds: &[i64]) -> String {
+        let cents: Vec<String> = refunds.iter().map(|c| format!("{c} cents")).collect();
+        if cents.is_empty() {
+            "none".to_owned()
+        } else {
+            cents.join(", ")
+        }
     }
 }

@@ -121,6 +121,8 @@ async fn every_route_requires_a_session(flavor: Flavor) {
         (Method::POST, "/api/orders".to_owned()),
         (Method::GET, format!("/api/orders/{id}")),
         (Method::DELETE, format!("/api/orders/{id}")),
+        (Method::GET, format!("/api/orders/{id}/cancellation")),
+        (Method::POST, format!("/api/orders/{id}/cancellation")),
     ] {
         let res = app
             .api
@@ -513,6 +515,7 @@ fn ticket_event(id: &str, version: i64, title: &str) -> Envelope {
             user_id: "alice".into(),
             version,
             terms: Default::default(),
+            refund: Default::default(),
         })
     } else {
         Envelope::new(&TicketUpdated {
@@ -523,6 +526,7 @@ fn ticket_event(id: &str, version: i64, title: &str) -> Envelope {
             version,
             order_id: None,
             terms: Default::default(),
+            refund: Default::default(),
         })
     }
 }
@@ -655,6 +659,15 @@ async fn openapi_covers_every_orders_route(flavor: Flavor) {
             "{method} /api/orders/{{orderId}}"
         );
     }
+    for method in ["get", "post"] {
+        assert!(
+            paths["/api/orders/{orderId}/cancellation"]
+                .get(method)
+                .is_some(),
+            "{method} /api/orders/{{orderId}}/cancellation"
+        );
+    }
+    assert!(doc["components"]["schemas"]["CancellationBody"].is_object());
 }
 
 flavor_tests!(

@@ -74,6 +74,7 @@ fn ticket_event(id: &str, version: i64) -> Envelope {
             user_id,
             version,
             terms: Default::default(),
+            refund: Default::default(),
         })
     } else {
         Envelope::new(&TicketUpdated {
@@ -84,6 +85,7 @@ fn ticket_event(id: &str, version: i64) -> Envelope {
             version,
             order_id: None,
             terms: Default::default(),
+            refund: Default::default(),
         })
     }
 }

@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 use ticketing_contracts::money::Cents;
-use ticketing_contracts::terms::{SaleTerms, DEFAULT_MAX_PER_ORDER, MAX_QUANTITY};
+use ticketing_contracts::terms::{
+    Percent, RefundPolicy, RefundTerms, SaleTerms, DEFAULT_MAX_PER_ORDER, MAX_CUTOFF_HOURS,
+    MAX_QUANTITY,
+};
 use ticketing_contracts::time::Timestamp;
 use ticketing_kit::validate::{as_str, bounded, Fields};
 
@@ -189,6 +192,135 @@ impl TermsInput {
     }
 }
 
+/// A listing's event time and refund policy, resolved: a policy only with an event time
+/// (made by [`RefundInput::resolve`], or read back from a row one was written to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Refund {
+    pub event_at: Option<Timestamp>,
+    pub policy: Option<RefundPolicy>,
+}
+
+impl Refund {
+    /// As a body or an event carries them (both absent on a listing without them).
+    pub fn to_contract(self) -> RefundTerms {
+        RefundTerms {
+            event_at: self.event_at.map(Timestamp::to_rfc3339),
+            refund_policy: self.policy,
+        }
+    }
+
+    /// The columns' values: event time (ms), cutoff hours, fee in basis points.
+    pub fn columns(self) -> [Option<i64>; 3] {
+        [
+            self.event_at.map(Timestamp::as_millis),
+            self.policy.map(|p| p.cutoff_hours),
+            self.policy.map(|p| p.fee_percent.basis_points()),
+        ]
+    }
+
+    /// As stored by [`Refund::columns`].
+    pub fn from_columns(event_at: Option<i64>, cutoff: Option<i64>, fee_bp: Option<i64>) -> Refund {
+        Refund {
+            event_at: event_at.map(Timestamp::from_millis),
+            policy: cutoff.zip(fee_bp).map(|(cutoff_hours, bp)| RefundPolicy {
+                cutoff_hours,
+                fee_percent: Percent::from_basis_points(bp),
+            }),
+        }
+    }
+}
+
+/// What a request says of one of `eventAt` and `refundPolicy`.
+#[derive(Debug, Clone, Default)]
+pub enum Given {
+    /// Absent: the listing's stays (none on a new one).
+    #[default]
+    Keep,
+    /// `null` on update: none from now on.
+    Clear,
+    Set(Value),
+}
+
+impl Given {
+    /// A field of a body: `null` clears it only where `null_clears` (an update).
+    pub fn of(raw: Option<&Value>, null_clears: bool) -> Given {
+        match raw {
+            None => Given::Keep,
+            Some(Value::Null) if null_clears => Given::Clear,
+            Some(Value::Null) => Given::Keep,
+            Some(value) => Given::Set(value.clone()),
+        }
+    }
+}
+
+/// The `eventAt` and `refundPolicy` of a create or update body, as sent.
+#[derive(Debug, Clone, Default)]
+pub struct RefundInput {
+    pub event_at: Given,
+    pub policy: Given,
+}
+
+impl RefundInput {
+    /// The listing's event time and policy after this input (`current`: the listing's
+    /// before it), `None` when a field failed (recorded in `fields`). A new event time
+    /// must be after `now` (the listing's own, sent back, stands); a policy needs an
+    /// event time, given or kept.
+    pub fn resolve(&self, fields: &mut Fields, current: Refund, now: Timestamp) -> Option<Refund> {
+        let event_at = match &self.event_at {
+            Given::Keep => Some(current.event_at),
+            Given::Clear => Some(None),
+            Given::Set(raw) => fields
+                .parse("eventAt", Some(raw), |v| {
+                    let at = v
+                        .as_str()
+                        .and_then(Timestamp::parse_rfc3339)
+                        .ok_or("Event time must be an ISO-8601 date and time")?;
+                    // The listing's own time sent back unchanged (an edit form) stands.
+                    if at <= now && Some(at) != current.event_at {
+                        return Err("Event time must be in the future".to_owned());
+                    }
+                    Ok(at)
+                })
+                .map(Some),
+        };
+        let policy = match &self.policy {
+            Given::Keep => Some(current.policy),
+            Given::Clear => Some(None),
+            Given::Set(raw) => fields
+                .parse("refundPolicy", Some(raw), parse_policy)
+                .map(Some),
+        };
+        let (event_at, policy) = (event_at?, policy?);
+        if policy.is_some() && event_at.is_none() {
+            fields.parse("refundPolicy", Some(&Value::Bool(true)), |_| {
+                Err::<(), _>("A refund policy needs the event's time (eventAt)".to_owned())
+            });
+            return None;
+        }
+        Some(Refund { event_at, policy })
+    }
+}
+
+fn parse_policy(raw: &Value) -> Result<RefundPolicy, String> {
+    let object = raw
+        .as_object()
+        .ok_or("Refund policy must be an object {cutoffHours, feePercent}")?;
+    let cutoff_hours = object
+        .get("cutoffHours")
+        .and_then(|v| whole(v, 0, MAX_CUTOFF_HOURS))
+        .ok_or_else(|| {
+            format!("Cutoff hours must be a whole number from 0 to {MAX_CUTOFF_HOURS}")
+        })?;
+    let fee_percent = object
+        .get("feePercent")
+        .and_then(Percent::parse)
+        .ok_or("Fee percent must be a number from 0 to 100 with at most 2 decimals")?;
+    Ok(RefundPolicy {
+        cutoff_hours,
+        fee_percent,
+    })
+}
+
 /// A whole JSON number within `min..=max` (not a string; `3.0` is whole, `2.5` is not).
 fn whole(value: &Value, min: i64, max: i64) -> Option<i64> {
     let n = match value.as_i64() {
@@ -342,5 +474,71 @@ mod tests {
             ..TermsInput::default()
         };
         assert_eq!(resolve(clear, current).unwrap().unwrap().on_sale_at, None);
+    }
+
+    fn refund(input: RefundInput, current: Refund) -> Result<Refund, Vec<(String, String)>> {
+        let mut fields = Fields::new();
+        let now = Timestamp::from_millis(1_000_000);
+        let refund = input.resolve(&mut fields, current, now);
+        fields.finish(refund).map_err(|e| match e {
+            ticketing_kit::ApiError::Validation(items) => items
+                .into_iter()
+                .map(|i| (i.field.unwrap_or_default(), i.message))
+                .collect(),
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_policy_needs_a_future_event_time() {
+        let policy = json!({"cutoffHours": 48, "feePercent": 10});
+        let input = |event_at: Given, policy: Given| RefundInput { event_at, policy };
+        assert_eq!(
+            refund(
+                input(Given::Keep, Given::Set(policy.clone())),
+                Refund::default()
+            ),
+            Err(vec![(
+                "refundPolicy".into(),
+                "A refund policy needs the event's time (eventAt)".into()
+            )])
+        );
+        let later = json!("1970-01-02T00:00:00.000Z");
+        let r = refund(
+            input(Given::Set(later.clone()), Given::Set(policy)),
+            Refund::default(),
+        )
+        .unwrap();
+        assert_eq!(r.event_at, Some(Timestamp::from_millis(86_400_000)));
+        assert_eq!(r.policy.unwrap().cutoff_hours, 48);
+        // Kept on update; an event time cleared under a policy is refused.
+        assert_eq!(refund(RefundInput::default(), r), Ok(r));
+        assert!(refund(input(Given::Clear, Given::Keep), r).is_err());
+        assert_eq!(
+            refund(input(Given::Clear, Given::Clear), r),
+            Ok(Refund::default())
+        );
+        let past = json!("1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            refund(input(Given::Set(past), Given::Keep), Refund::default()),
+            Err(vec![(
+                "eventAt".into(),
+                "Event time must be in the future".into()
+            )])
+        );
+        for bad in [
+            json!({"cutoffHours": 8761, "feePercent": 1}),
+            json!({"cutoffHours": 1, "feePercent": 101}),
+            json!({"cutoffHours": 1.5, "feePercent": 1}),
+            json!({"feePercent": 1}),
+            json!(48),
+        ] {
+            let errors = refund(
+                input(Given::Set(later.clone()), Given::Set(bad.clone())),
+                Refund::default(),
+            )
+            .unwrap_err();
+            assert_eq!(errors[0].0, "refundPolicy", "{bad}");
+        }
     }
 }

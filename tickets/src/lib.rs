@@ -63,7 +63,8 @@ pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0001_tickets.sql",
     "0002_cancelled_at.sql",
     "0003_last_order.sql",
-    "0004_sale_terms.sql"
+    "0004_sale_terms.sql",
+    "0005_refund_policy.sql"
 ];
 
 #[derive(Clone, FromRef)]

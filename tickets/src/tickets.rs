@@ -9,7 +9,7 @@ use ticketing_contracts::time::Timestamp;
 use ticketing_contracts::{OrderId, TicketId, UserId};
 use ticketing_store::{query, Backend, FromRow, Query, Row, Store, Tx};
 
-use crate::domain::{Terms, Title};
+use crate::domain::{Refund, Terms, Title};
 
 #[derive(Debug, Clone)]
 pub struct Ticket {
@@ -23,10 +23,13 @@ pub struct Ticket {
     pub terms: Option<Terms>,
     /// Units held or sold by orders not cancelled.
     pub held: i64,
+    /// The event's time and refund policy (none: listed without them).
+    pub refund: Refund,
 }
 
 const COLUMNS: &str = "id, title, price_cents, user_id, version, order_id, \
-                       quantity, max_per_order, max_per_account, on_sale_at, held";
+                       quantity, max_per_order, max_per_account, on_sale_at, held, \
+                       event_at, refund_cutoff_hours, refund_fee_bp";
 
 ticketing_kit::from_row!(|row| Ticket {
     id,
@@ -37,6 +40,11 @@ ticketing_kit::from_row!(|row| Ticket {
     order_id,
     terms: stored_terms(row)?,
     held,
+    refund: Refund::from_columns(
+        row.get("event_at")?,
+        row.get("refund_cutoff_hours")?,
+        row.get("refund_fee_bp")?,
+    ),
 });
 
 /// The terms columns: all set once a listing is counted (written from a [`Terms`]).
@@ -79,6 +87,7 @@ impl Ticket {
             version: self.version,
             order_id: self.order_id.clone(),
             terms: self.sale_terms(),
+            refund: self.refund.to_contract(),
         })
     }
 }
@@ -102,6 +111,7 @@ pub async fn create(
     price: Cents,
     user_id: &UserId,
     terms: Option<&Terms>,
+    refund: Refund,
 ) -> Result<Ticket, ticketing_store::Error> {
     let ticket = Ticket {
         id: TicketId::generate(),
@@ -112,12 +122,15 @@ pub async fn create(
         order_id: None,
         terms: terms.copied(),
         held: 0,
+        refund,
     };
     let [quantity, per_order, per_account, on_sale_at] = terms_values(terms);
+    let [event_at, cutoff, fee] = refund.columns();
     query(
         "INSERT INTO tickets (id, title, price_cents, user_id, version, order_id, \
-           quantity, max_per_order, max_per_account, on_sale_at, held) \
-         VALUES ($1, $2, $3, $4, 0, NULL, $5, $6, $7, $8, 0)",
+           quantity, max_per_order, max_per_account, on_sale_at, held, \
+           event_at, refund_cutoff_hours, refund_fee_bp) \
+         VALUES ($1, $2, $3, $4, 0, NULL, $5, $6, $7, $8, 0, $9, $10, $11)",
     )
     .bind(&ticket.id)
     .bind(&ticket.title)
@@ -127,6 +140,9 @@ pub async fn create(
     .bind(per_order)
     .bind(per_account)
     .bind(on_sale_at)
+    .bind(event_at)
+    .bind(cutoff)
+    .bind(fee)
     .execute(&mut *tx)
     .await?;
     let event = Envelope::new(&TicketCreated {
@@ -136,6 +152,7 @@ pub async fn create(
         user_id: ticket.user_id.clone(),
         version: 0,
         terms: ticket.sale_terms(),
+        refund: ticket.refund.to_contract(),
     });
     outbox::enqueue(tx, &event).await?;
     Ok(ticket)
@@ -178,6 +195,16 @@ async fn change(tx: &mut Tx, write: Query<'_>) -> Result<Option<Ticket>, ticketi
     Ok(Some(ticket))
 }
 
+/// The refund columns of an update: set when the flag (`$5`) is 1, kept otherwise.
+const KEEP_OR_SET_REFUND: &str = "event_at = CASE WHEN $5 = 1 THEN $6 ELSE event_at END, \
+    refund_cutoff_hours = CASE WHEN $5 = 1 THEN $7 ELSE refund_cutoff_hours END, \
+    refund_fee_bp = CASE WHEN $5 = 1 THEN $8 ELSE refund_fee_bp END";
+/// [`KEEP_OR_SET_REFUND`] after the terms' parameters (`$9` the flag).
+const KEEP_OR_SET_REFUND_AFTER_TERMS: &str =
+    "event_at = CASE WHEN $9 = 1 THEN $10 ELSE event_at END, \
+    refund_cutoff_hours = CASE WHEN $9 = 1 THEN $11 ELSE refund_cutoff_hours END, \
+    refund_fee_bp = CASE WHEN $9 = 1 THEN $12 ELSE refund_fee_bp END";
+
 /// Edit title and price, and the terms when `terms` is given: only the owner, only
 /// while not reserved (a counted listing never is), never to fewer units than its
 /// orders hold; checked by the write, which refuses with `None`.
@@ -188,25 +215,35 @@ pub async fn update(
     title: &Title,
     price: Cents,
     terms: Option<&Terms>,
+    refund: Option<Refund>,
 ) -> Result<Option<Ticket>, ticketing_store::Error> {
+    // Not given: the columns keep their values (the seed's client sends neither).
+    let [event_at, cutoff, fee] = refund.unwrap_or_default().columns();
+    let given = i64::from(refund.is_some());
     let Some(terms) = terms else {
         // The seed's edit: the listing's terms stay as they are.
         let sql = format!(
-            "UPDATE tickets SET title = $1, price_cents = $2, version = version + 1 \
+            "UPDATE tickets SET title = $1, price_cents = $2, version = version + 1, \
+               {KEEP_OR_SET_REFUND} \
              WHERE id = $3 AND user_id = $4 AND order_id IS NULL RETURNING {COLUMNS}"
         );
         let write = query(&sql)
             .bind(title.as_str())
             .bind(price.get())
             .bind(id)
-            .bind(user_id);
+            .bind(user_id)
+            .bind(given)
+            .bind(event_at)
+            .bind(cutoff)
+            .bind(fee);
         return change(tx, write).await;
     };
     // `held` is re-checked here: an order may have taken units since the input was
     // checked against the listing.
     let sql = format!(
         "UPDATE tickets SET title = $1, price_cents = $2, version = version + 1, \
-           quantity = $5, max_per_order = $6, max_per_account = $7, on_sale_at = $8 \
+           quantity = $5, max_per_order = $6, max_per_account = $7, on_sale_at = $8, \
+           {KEEP_OR_SET_REFUND_AFTER_TERMS} \
          WHERE id = $3 AND user_id = $4 AND order_id IS NULL AND held <= $5 \
          RETURNING {COLUMNS}"
     );
@@ -219,7 +256,11 @@ pub async fn update(
         .bind(quantity)
         .bind(per_order)
         .bind(per_account)
-        .bind(on_sale_at);
+        .bind(on_sale_at)
+        .bind(given)
+        .bind(event_at)
+        .bind(cutoff)
+        .bind(fee);
     change(tx, write).await
 }
 

@@ -95,6 +95,8 @@ pub enum OrderState {
     AwaitingPayment(i64),
     Expired,
     Cancelled,
+    /// Paid, then cancelled for a refund that went through.
+    Refunded,
     Complete,
 }
 
@@ -112,6 +114,7 @@ impl OrderState {
             OrderStatus::Cancelled => match order.cancel_reason {
                 Some(CancelReason::Expired) => OrderState::Expired,
                 Some(CancelReason::CancelledByBuyer) => OrderState::Cancelled,
+                Some(CancelReason::Refunded) => OrderState::Refunded,
                 // No reason given: one cancelled after its expiry time expired.
                 None if left <= 0 => OrderState::Expired,
                 None => OrderState::Cancelled,
@@ -124,6 +127,7 @@ impl OrderState {
             OrderState::AwaitingPayment(_) => "Awaiting payment",
             OrderState::Expired => "Expired",
             OrderState::Cancelled => "Cancelled",
+            OrderState::Refunded => "Refunded",
             OrderState::Complete => "Complete",
         }
     }
@@ -132,7 +136,9 @@ impl OrderState {
     pub fn class(self) -> &'static str {
         match self {
             OrderState::AwaitingPayment(_) => "badge badge-pending",
-            OrderState::Expired | OrderState::Cancelled => "badge badge-muted",
+            OrderState::Expired | OrderState::Cancelled | OrderState::Refunded => {
+                "badge badge-muted"
+            }
             OrderState::Complete => "badge badge-success",
         }
     }

@@ -156,6 +156,7 @@ async fn run(backend: TestBackend) {
                     user_id: format!("bench-seller-{}", n as usize % sellers).into(),
                     version: 0,
                     terms: SaleTerms::default(),
+                    refund: Default::default(),
                 })
             })
             .collect();

@@ -51,6 +51,7 @@ fn listing(id: &str, seller: &str, version: i64) -> TicketCreated {
         user_id: seller.into(),
         version,
         terms: SaleTerms::default(),
+        refund: Default::default(),
     }
 }
 
@@ -250,6 +251,7 @@ async fn delivers_signed_in_order(backend: TestBackend) {
                 version: 1,
                 order_id: Some("o-1".into()),
                 terms: SaleTerms::default(),
+                refund: Default::default(),
             },
         )
         .await,

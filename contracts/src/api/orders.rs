@@ -46,6 +46,10 @@ pub enum CancelReason {
     /// `DELETE /api/orders/{orderId}`.
     #[serde(rename = "cancelled by buyer")]
     CancelledByBuyer,
+    /// Paid, then cancelled by the buyer for a refund (`POST
+    /// /api/orders/{orderId}/cancellation`), once the refund went through.
+    #[serde(rename = "refunded")]
+    Refunded,
 }
 
 impl CancelReason {
@@ -53,6 +57,7 @@ impl CancelReason {
         match self {
             CancelReason::Expired => "expired",
             CancelReason::CancelledByBuyer => "cancelled by buyer",
+            CancelReason::Refunded => "refunded",
         }
     }
 }
@@ -61,10 +66,14 @@ impl std::str::FromStr for CancelReason {
     type Err = String;
 
     fn from_str(text: &str) -> Result<CancelReason, String> {
-        [CancelReason::Expired, CancelReason::CancelledByBuyer]
-            .into_iter()
-            .find(|r| r.as_str() == text)
-            .ok_or_else(|| format!("not a cancel reason: {text:?}"))
+        [
+            CancelReason::Expired,
+            CancelReason::CancelledByBuyer,
+            CancelReason::Refunded,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+        .ok_or_else(|| format!("not a cancel reason: {text:?}"))
     }
 }
 
@@ -95,4 +104,63 @@ impl CreateOrder {
             ..CreateOrder::new(ticket_id)
         }
     }
+}
+
+/// Where a cancellation for a refund stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CancellationStatus {
+    /// Accepted; the refund is on its way.
+    Requested,
+    /// The refund went through; the order is cancelled.
+    Refunded,
+    /// The payment provider refused the refund for good; the order stays paid.
+    Failed,
+}
+
+impl CancellationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancellationStatus::Requested => "requested",
+            CancellationStatus::Refunded => "refunded",
+            CancellationStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for CancellationStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<CancellationStatus, String> {
+        [
+            CancellationStatus::Requested,
+            CancellationStatus::Refunded,
+            CancellationStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| format!("not a cancellation status: {text:?}"))
+    }
+}
+
+/// A paid order's cancellation for a refund (`/api/orders/{orderId}/cancellation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancellationBody {
+    pub id: String,
+    pub order_id: String,
+    pub status: CancellationStatus,
+    /// What the buyer gets back: the order's total less `fee` (a decimal, as prices).
+    #[schema(value_type = f64, example = 18)]
+    pub refund: Cents,
+    /// What the policy keeps: `feePercent` of the total, rounded half up to the cent.
+    #[schema(value_type = f64, example = 2)]
+    pub fee: Cents,
+    /// ISO-8601 UTC with milliseconds.
+    #[schema(format = DateTime, example = "2026-11-24T10:00:00.000Z")]
+    pub requested_at: String,
+    /// When the refund went through (status `refunded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub refunded_at: Option<String>,
 }

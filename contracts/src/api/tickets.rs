@@ -5,7 +5,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::money::Cents;
-use crate::terms::SaleTerms;
+use crate::terms::{RefundTerms, SaleTerms};
 
 /// Page size of the list when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -32,6 +32,9 @@ pub struct TicketBody {
     /// Ours: a listing's units and caps (all absent for one unit, as the seed).
     #[serde(flatten)]
     pub terms: SaleTerms,
+    /// Ours: the event's time and refund policy (both absent without them).
+    #[serde(flatten)]
+    pub refund: RefundTerms,
     /// Ours, with `quantity`: units neither held by an order nor sold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<i64>,
@@ -72,6 +75,22 @@ pub struct TicketInput {
     #[serde(default, rename = "onSaleAt", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub on_sale_at: Option<Value>,
+    /// Ours: when the event takes place, ISO-8601, in the future (`null` on update:
+    /// none, which needs `refundPolicy` gone too). On update, absent keeps the listing's.
+    #[serde(default, rename = "eventAt", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub event_at: Option<Value>,
+    /// Ours: `{cutoffHours: 0–8760, feePercent: 0–100}`, buyers may cancel paid orders
+    /// until `cutoffHours` before `eventAt` (needed) and get the total back less
+    /// `feePercent` (`null` on update: no more cancellations). On update, absent keeps the
+    /// listing's.
+    #[serde(
+        default,
+        rename = "refundPolicy",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<crate::terms::RefundPolicy>)]
+    pub refund_policy: Option<Value>,
 }
 
 fn price_schema() -> utoipa::openapi::schema::Schema {

@@ -6,6 +6,7 @@ mod account;
 mod browse;
 mod buy;
 mod contention;
+mod refund;
 mod revoke;
 mod sell;
 mod steps;
@@ -22,11 +23,12 @@ use account::sign_up_and_in;
 use browse::{browse, view_ticket};
 use buy::{buy_and_abandon, buy_and_cancel, buy_and_pay};
 use contention::contend;
+use refund::refund;
 use revoke::revoke;
 use sell::sell;
 use steps::sign_up;
 
-pub const JOURNEYS: [(&str, usize); 9] = [
+pub const JOURNEYS: [(&str, usize); 10] = [
     ("browse", 6),
     ("view", 5),
     ("account", 1),
@@ -37,6 +39,9 @@ pub const JOURNEYS: [(&str, usize); 9] = [
     ("contention", 3),
     // Off unless asked for (`--weights revoke=1`): it signs up an account every time.
     ("revoke", 0),
+    // Off unless asked for (`--weights refund=1`): buy, pay, cancel for a refund, wait
+    // for it.
+    ("refund", 0),
 ];
 
 /// The weights: the defaults above, overridden by `name=weight` items.
@@ -92,6 +97,7 @@ pub fn scenarios(weights: &BTreeMap<&'static str, usize>) -> Result<Vec<Scenario
             "cancel" => transaction!(buy_and_cancel),
             "contention" => transaction!(contend),
             "revoke" => transaction!(revoke),
+            "refund" => transaction!(refund),
             _ => unreachable!("weights() knows only the journeys"),
         };
         let (min_wait, max_wait) = match *name {

@@ -1,4 +1,5 @@
 mod cancel;
+mod cancellation;
 mod create;
 mod list;
 mod queue;
@@ -22,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list::list, create::create))
         .routes(routes!(show::show, cancel::cancel))
+        .routes(routes!(cancellation::request, cancellation::show))
         .merge(waitlist::router())
         .merge(queue::router())
 }

@@ -32,7 +32,7 @@ impl Listener for OrderCancelledListener {
         }
         // Idempotent at the provider: a redelivery refunds nothing twice.
         let key = refund_idempotency_key(&payment.stripe_id);
-        match state.provider.refund(&payment.stripe_id, &key).await {
+        match state.provider.refund(&payment.stripe_id, None, &key).await {
             Ok(()) => {
                 tracing::info!(order = %order.id, payment = %payment.id, charge = %payment.stripe_id, "refunded a payment that reached a cancelled order");
                 Ok(())

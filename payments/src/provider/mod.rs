@@ -25,11 +25,23 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// request never charge twice.
     async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ChargeError>;
 
-    /// Refund charge `charge_id` in full (a charge accepted by the provider that the
-    /// payments service could not accept any more: the order was cancelled or expired
-    /// meanwhile). `idempotency_key` makes a retried refund never refund twice; refunding
-    /// an already refunded charge succeeds.
-    async fn refund(&self, charge_id: &str, idempotency_key: &str) -> Result<(), ChargeError>;
+    /// Refund `amount` cents of charge `charge_id`, or all of it when `None` (a charge
+    /// accepted by the provider that the payments service could not accept any more:
+    /// the order was cancelled or expired meanwhile). `idempotency_key` makes a retried
+    /// refund never refund twice (a cancellation's refund: the cancellation's id);
+    /// refunding an already fully refunded charge succeeds.
+    async fn refund(
+        &self,
+        charge_id: &str,
+        amount: Option<Cents>,
+        idempotency_key: &str,
+    ) -> Result<(), ChargeError>;
+}
+
+/// The idempotency key for a cancellation's refund: the cancellation's id, so that the
+/// refund is made once however often the request reaches the provider.
+pub fn cancellation_refund_key(cancellation_id: &str) -> String {
+    format!("cancellation-{cancellation_id}")
 }
 
 /// The idempotency key for refunding charge `charge_id`.

@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 
 use super::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+use ticketing_contracts::money::Cents;
 
 /// What a test token does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,8 +178,8 @@ struct Fingerprint {
 #[derive(Debug, Default)]
 pub struct SandboxProvider {
     results: Mutex<HashMap<String, Remembered>>,
-    /// Refunds made: idempotency key → charge id.
-    refunds: Mutex<HashMap<String, String>>,
+    /// Refunds made: idempotency key → charge id and cents (`None`: all of it).
+    refunds: Mutex<HashMap<String, (String, Option<i64>)>>,
 }
 
 impl SandboxProvider {
@@ -195,10 +196,19 @@ impl SandboxProvider {
     /// The charges refunded (each refund idempotency key counted once), sorted.
     pub fn refunded(&self) -> Vec<String> {
         let refunds = self.refunds.lock().expect("sandbox lock");
-        let mut ids: Vec<String> = refunds.values().cloned().collect();
+        let mut ids: Vec<String> = refunds.values().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// Every refund made (each idempotency key once): charge id and cents (`None`: the
+    /// whole charge), sorted.
+    pub fn refunds_made(&self) -> Vec<(String, Option<i64>)> {
+        let refunds = self.refunds.lock().expect("sandbox lock");
+        let mut made: Vec<_> = refunds.values().cloned().collect();
+        made.sort();
+        made
     }
 
     fn charge_exists(&self, charge_id: &str) -> bool {
@@ -268,14 +278,26 @@ impl PaymentProvider for SandboxProvider {
         result.map_err(|(message, code)| ChargeError::Declined { message, code })
     }
 
-    async fn refund(&self, charge_id: &str, idempotency_key: &str) -> Result<(), ChargeError> {
+    async fn refund(
+        &self,
+        charge_id: &str,
+        amount: Option<Cents>,
+        idempotency_key: &str,
+    ) -> Result<(), ChargeError> {
         if !self.charge_exists(charge_id) {
             return Err(ChargeError::Other(anyhow!("No such charge: '{charge_id}'")));
         }
+        if amount.is_some_and(|a| a.get() <= 0) {
+            return Err(ChargeError::Other(anyhow!(
+                "invalid refund amount (must be a positive number of cents)"
+            )));
+        }
+        // As Stripe: a repeated key is the first refund, whatever it says now.
         self.refunds
             .lock()
             .expect("sandbox lock")
-            .insert(idempotency_key.to_owned(), charge_id.to_owned());
+            .entry(idempotency_key.to_owned())
+            .or_insert_with(|| (charge_id.to_owned(), amount.map(Cents::get)));
         Ok(())
     }
 }
@@ -283,7 +305,6 @@ impl PaymentProvider for SandboxProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ticketing_contracts::money::Cents;
 
     fn req(token: &str, key: &str) -> ChargeRequest {
         ChargeRequest::usd(Cents::new(2000), token, key)
@@ -439,9 +460,17 @@ mod tests {
         let sandbox = SandboxProvider::new();
         let charge = sandbox.charge(&req("tok_visa", "r1")).await.unwrap();
         let key = super::super::refund_idempotency_key(&charge.id);
-        sandbox.refund(&charge.id, &key).await.unwrap();
-        sandbox.refund(&charge.id, &key).await.unwrap();
-        assert_eq!(sandbox.refunded(), vec![charge.id]);
-        assert!(sandbox.refund("ch_unknown", "x").await.is_err());
+        sandbox.refund(&charge.id, None, &key).await.unwrap();
+        sandbox.refund(&charge.id, None, &key).await.unwrap();
+        assert_eq!(sandbox.refunded(), vec![charge.id.clone()]);
+        assert!(sandbox.refund("ch_unknown", None, "x").await.is_err());
+        // A part of a charge, once per key.
+        let part = Some(Cents::new(1500));
+        sandbox.refund(&charge.id, part, "c1").await.unwrap();
+        sandbox.refund(&charge.id, part, "c1").await.unwrap();
+        assert_eq!(
+            sandbox.refunds_made(),
+            vec![(charge.id.clone(), None), (charge.id, Some(1500))]
+        );
     }
 }

@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::{Charge, ChargeError, ChargeRequest, PaymentProvider};
+use ticketing_contracts::money::Cents;
 
 pub const DEFAULT_STRIPE_BASE_URL: &str = "https://api.stripe.com";
 
@@ -146,8 +147,17 @@ impl StripeProvider {
         classify(status, should_retry, error)
     }
 
-    async fn refund_attempt(&self, charge_id: &str, idempotency_key: &str) -> Attempt<()> {
-        let form = [("charge", charge_id)];
+    async fn refund_attempt(
+        &self,
+        charge_id: &str,
+        amount: Option<Cents>,
+        idempotency_key: &str,
+    ) -> Attempt<()> {
+        let amount = amount.map(|a| a.get().to_string());
+        let mut form = vec![("charge", charge_id)];
+        if let Some(amount) = &amount {
+            form.push(("amount", amount.as_str()));
+        }
         let (status, should_retry, body) =
             match self.post(&self.refunds_url, idempotency_key, &form).await {
                 Ok(answer) => answer,
@@ -211,9 +221,16 @@ impl PaymentProvider for StripeProvider {
         self.retrying("charge", || self.attempt(req)).await
     }
 
-    async fn refund(&self, charge_id: &str, idempotency_key: &str) -> Result<(), ChargeError> {
-        self.retrying("refund", || self.refund_attempt(charge_id, idempotency_key))
-            .await
+    async fn refund(
+        &self,
+        charge_id: &str,
+        amount: Option<Cents>,
+        idempotency_key: &str,
+    ) -> Result<(), ChargeError> {
+        self.retrying("refund", || {
+            self.refund_attempt(charge_id, amount, idempotency_key)
+        })
+        .await
     }
 }
 

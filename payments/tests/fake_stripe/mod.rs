@@ -35,7 +35,15 @@ pub struct Fake {
     pub failures: Mutex<HashMap<String, u32>>,
     /// Refunds made: charge ids, once per idempotency key.
     pub refunds: Mutex<Vec<String>>,
+    /// Refunds made, once per idempotency key: charge id and cents (`None`: in full).
+    pub refunds_made: Mutex<Vec<(String, Option<i64>)>>,
     refund_keys: Mutex<HashMap<String, String>>,
+    /// The idempotency key of every refund request, in arrival order.
+    pub refund_requests: Mutex<Vec<String>>,
+    /// Refund requests still to answer 503 (Stripe down for a while).
+    pub refunds_unavailable: Mutex<u32>,
+    /// Answer every new refund with a permanent refusal.
+    pub refuse_refunds: std::sync::atomic::AtomicBool,
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
@@ -178,12 +186,43 @@ async fn refunds(
         )
             .into_response();
     }
+    fake.refund_requests
+        .lock()
+        .unwrap()
+        .push(header(&headers, "idempotency-key").unwrap_or_default());
+    {
+        let mut down = fake.refunds_unavailable.lock().unwrap();
+        if *down > 0 {
+            *down -= 1;
+            return (StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response();
+        }
+    }
     let key = header(&headers, "idempotency-key").unwrap_or_default();
     let charge = form.get("charge").cloned().unwrap_or_default();
+    let amount = form.get("amount").and_then(|a| a.parse::<i64>().ok());
     let mut keys = fake.refund_keys.lock().unwrap();
+    // A key seen before: the first answer again (Stripe replays it), nothing refunded.
     if let std::collections::hash_map::Entry::Vacant(entry) = keys.entry(key) {
+        if fake
+            .refuse_refunds
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                json!({"type": "invalid_request_error", "code": "charge_disputed",
+                       "message": format!("Charge {charge} has been charged back; cannot issue a refund.")}),
+            )
+            .into_response_json();
+        }
         let mut refunds = fake.refunds.lock().unwrap();
-        if refunds.contains(&charge) {
+        // A charge refunded in full takes no further refund.
+        let whole = fake
+            .refunds_made
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(c, a)| *c == charge && a.is_none());
+        if whole || (amount.is_none() && refunds.contains(&charge)) {
             return stripe_error(
                 StatusCode::BAD_REQUEST,
                 json!({"type": "invalid_request_error", "code": "charge_already_refunded",
@@ -191,12 +230,24 @@ async fn refunds(
             )
             .into_response_json();
         }
+        if amount.is_some_and(|a| a <= 0) {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                json!({"type": "invalid_request_error", "code": "parameter_invalid_integer",
+                       "message": "Invalid positive integer", "param": "amount"}),
+            )
+            .into_response_json();
+        }
         refunds.push(charge.clone());
+        fake.refunds_made
+            .lock()
+            .unwrap()
+            .push((charge.clone(), amount));
         entry.insert(charge.clone());
     }
     (
         StatusCode::OK,
-        Json(json!({"id": "re_fake", "object": "refund", "charge": charge, "status": "succeeded"})),
+        Json(json!({"id": "re_fake", "object": "refund", "charge": charge, "amount": amount, "status": "succeeded"})),
     )
         .into_response()
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use ticketing_bus::Envelope;
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
 use ticketing_contracts::money::Cents;
-use ticketing_contracts::SaleTerms;
+use ticketing_contracts::{RefundTerms, SaleTerms};
 use ticketing_kit::runtime::Runtime;
 use ticketing_store::{query, Store};
 
@@ -30,6 +30,17 @@ pub async fn orders_store(rt: &Runtime) -> Store {
 /// Announce version `version` of listing `id` at 10.00 (`ticket:created` for 0), and wait
 /// until the orders service's replica holds it.
 pub async fn publish(rt: &Runtime, id: &str, version: i64, terms: SaleTerms) {
+    publish_with(rt, id, version, terms, RefundTerms::default()).await
+}
+
+/// [`publish`] with an event time and a refund policy.
+pub async fn publish_with(
+    rt: &Runtime,
+    id: &str,
+    version: i64,
+    terms: SaleTerms,
+    refund: RefundTerms,
+) {
     let event = if version == 0 {
         Envelope::new(&TicketCreated {
             id: id.into(),
@@ -38,6 +49,7 @@ pub async fn publish(rt: &Runtime, id: &str, version: i64, terms: SaleTerms) {
             user_id: "seller".into(),
             version,
             terms,
+            refund,
         })
     } else {
         Envelope::new(&TicketUpdated {
@@ -48,6 +60,7 @@ pub async fn publish(rt: &Runtime, id: &str, version: i64, terms: SaleTerms) {
             version,
             order_id: None,
             terms,
+            refund,
         })
     };
     rt.bus.publish(&event).await.unwrap();

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 pub use ticketing_contracts::api::tickets::{TicketBody, TicketInput};
 
-use crate::domain::{OnSaleAtInput, TermsInput};
+use crate::domain::{Given, OnSaleAtInput, RefundInput, TermsInput};
 use crate::tickets::Ticket;
 use crate::AppState;
 
@@ -33,6 +33,22 @@ fn terms_input(body: &TicketInput, on_sale_at_null: bool) -> TermsInput {
     }
 }
 
+/// The `eventAt` and `refundPolicy` of a body (`raw`, as sent: `null` must be told from
+/// absent); `null` clears them on update only.
+fn refund_input(raw: &serde_json::Value, update: bool) -> RefundInput {
+    RefundInput {
+        event_at: Given::of(raw.get("eventAt"), update),
+        policy: Given::of(raw.get("refundPolicy"), update),
+    }
+}
+
+impl RefundInput {
+    /// Does the body say anything of the event time or the policy?
+    pub fn given(&self) -> bool {
+        !matches!((&self.event_at, &self.policy), (Given::Keep, Given::Keep))
+    }
+}
+
 impl From<Ticket> for TicketBody {
     fn from(t: Ticket) -> Self {
         let (terms, available) = (t.sale_terms(), t.available());
@@ -44,6 +60,7 @@ impl From<Ticket> for TicketBody {
             version: t.version,
             order_id: t.order_id.map(String::from),
             terms,
+            refund: t.refund.to_contract(),
             available,
         }
     }

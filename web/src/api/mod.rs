@@ -14,7 +14,8 @@ use http::{HeaderValue, Method, Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use ticketing_contracts::api::checkin::{CreateDevice, DeviceBody, PassBody};
-use ticketing_contracts::api::orders::{CreateOrder, OrderBody};
+
+use ticketing_contracts::api::orders::{CancellationBody, CreateOrder, OrderBody};
 use ticketing_contracts::api::payments::{CreatePayment, PaymentBody};
 use ticketing_contracts::api::queue::QueueBody;
 use ticketing_contracts::api::tickets::{TicketBody, TicketInput, NEXT_CURSOR_HEADER};
@@ -456,6 +457,39 @@ impl ApiClient {
         )
         .await?;
         Ok(())
+    }
+
+    /// The cancellation of order `id` for a refund, `None` when there is none.
+    pub async fn cancellation(
+        &self,
+        session: Option<&str>,
+        id: &Id,
+    ) -> Result<Option<CancellationBody>, ApiFailure> {
+        match self
+            .get(&format!("/api/orders/{id}/cancellation"), session)
+            .await
+        {
+            Ok(cancellation) => Ok(Some(cancellation)),
+            Err(failure) if failure.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(failure) => Err(failure),
+        }
+    }
+
+    /// Cancel paid order `id` for a refund (or see the cancellation made before).
+    pub async fn cancel_for_refund(
+        &self,
+        session: Option<&str>,
+        id: &Id,
+    ) -> Result<CancellationBody, ApiFailure> {
+        Ok(self
+            .call(
+                Method::POST,
+                &format!("/api/orders/{id}/cancellation"),
+                session,
+                None::<&()>,
+            )
+            .await?
+            .body)
     }
 
     pub async fn pay(

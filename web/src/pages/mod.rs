@@ -6,6 +6,7 @@ mod home;
 mod orders;
 mod password;
 mod queue;
+mod refund;
 mod tickets;
 mod waitlist;
 mod webhooks;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<Settings> {
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/orders/{id}/passes/{pass}/reissue", post(checkin::reissue))
+        .route("/orders/{id}/refund", post(refund::request))
         .route("/waitlist", post(waitlist::join))
         .route("/waitlist/{id}", get(waitlist::show))
         .route("/waitlist/{id}/leave", post(waitlist::leave))

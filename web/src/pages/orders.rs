@@ -10,6 +10,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::refund::RefundPanel;
 use super::see_other;
 use super::tickets::{render_show, Panel};
 use crate::api::{ApiFailure, Id};
@@ -209,12 +210,14 @@ impl<'a> OrderPage<'a> {
             passes: passes.as_deref(),
             ..view
         };
+        let refund = RefundPanel::of(self.settings, self.visitor, &order).await;
         Ok(render_order(
             self.settings,
             self.visitor,
             &self.user,
             &order,
             view,
+            &refund,
             status,
         ))
     }
@@ -357,6 +360,7 @@ fn render_order(
     user: &SessionUser,
     order: &OrderBody,
     view: OrderView,
+    refund: &RefundPanel,
     status: StatusCode,
 ) -> Response {
     let chrome = Chrome {
@@ -388,6 +392,7 @@ fn render_order(
                 OrderState::AwaitingPayment(seconds) => (countdown(seconds)),
                 OrderState::Expired => p.alert.alert-muted #order-expired role="status" { strong { "Order expired." } " The reservation has ended and the ticket is back on sale. " a href="/" { "Browse tickets" } },
                 OrderState::Cancelled => p.alert.alert-muted role="status" { "This order was cancelled." },
+                OrderState::Refunded => p.alert.alert-muted #order-refunded role="status" { "This order was cancelled and refunded. The ticket is back on sale." },
                 OrderState::Complete => p.alert.alert-success role="status" { strong { "Paid." } " The ticket is yours." },
             }
             @if matches!(state, OrderState::Complete) {
@@ -398,6 +403,7 @@ fn render_order(
             } @else {
                 (view.errors.summary(&[]))
             }
+            (refund.render(visitor, order))
         }
         p { a href="/orders" { "← My orders" } }
     };
@@ -409,6 +415,9 @@ fn render_order(
             body,
             &["https://js.stripe.com/v3/", &card_js],
         )
+    } else if refund.pending() {
+        // Without JavaScript too, the refund's status shows until it lands.
+        layout::page_refreshing("Order", &chrome, body, 2)
     } else {
         layout::page("Order", &chrome, body)
     };

@@ -21,13 +21,17 @@ use ticketing_contracts::api::users::SessionUser;
 use ticketing_contracts::api::waitlist::WaitlistEntryBody;
 
 /// The fields whose errors show beside them (named as the API names them).
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 10] = [
     "title",
     "price",
     "quantity",
     "maxPerOrder",
     "maxPerAccount",
     "onSaleAt",
+    "eventAt",
+    "refundPolicy",
+    "cutoffHours",
+    "feePercent",
 ];
 
 #[derive(Deserialize, Default)]
@@ -46,6 +50,14 @@ pub struct TicketForm {
     /// A `datetime-local` value, read as UTC.
     #[serde(default, rename = "onSaleAt")]
     on_sale_at: String,
+    /// The event's time (a `datetime-local` value, read as UTC) and the refund policy
+    /// (both optional; the policy needs the time).
+    #[serde(default, rename = "eventAt")]
+    event_at: String,
+    #[serde(default, rename = "cutoffHours")]
+    cutoff_hours: String,
+    #[serde(default, rename = "feePercent")]
+    fee_percent: String,
 }
 
 impl TicketForm {
@@ -61,7 +73,46 @@ impl TicketForm {
         let on_sale_at = self.on_sale_at.trim();
         input.on_sale_at = (!on_sale_at.is_empty())
             .then(|| Value::String(format::utc_from_datetime_local(on_sale_at)));
+        self.refund_input(&mut input);
         input
+    }
+
+    /// The event time and refund policy, when given: a policy with a field left empty
+    /// goes as it is, for the API to refuse beside the policy's fields.
+    fn refund_input(&self, input: &mut TicketInput) {
+        let event_at = self.event_at.trim();
+        input.event_at = (!event_at.is_empty())
+            .then(|| Value::String(format::utc_from_datetime_local(event_at)));
+        if !(self.cutoff_hours.trim().is_empty() && self.fee_percent.trim().is_empty()) {
+            input.refund_policy = Some(serde_json::json!({
+                "cutoffHours": whole_number(&self.cutoff_hours),
+                "feePercent": whole_number(&self.fee_percent),
+            }));
+        }
+    }
+
+    /// The edit form of `ticket`: title and price, its event time and policy (the API
+    /// keeps the terms, which the form does not send).
+    fn editing(ticket: &TicketBody) -> TicketForm {
+        let policy = ticket.refund.refund_policy;
+        TicketForm {
+            title: ticket.title.clone(),
+            price: ticket.price.to_string(),
+            // `2026-12-24T18:00:00.000Z` as a `datetime-local` value: to the minute.
+            event_at: ticket
+                .refund
+                .event_at
+                .as_deref()
+                .map(|at| at.chars().take(16).collect())
+                .unwrap_or_default(),
+            cutoff_hours: policy
+                .map(|p| p.cutoff_hours.to_string())
+                .unwrap_or_default(),
+            fee_percent: policy
+                .map(|p| p.fee_percent.to_string())
+                .unwrap_or_default(),
+            ..TicketForm::default()
+        }
     }
 }
 
@@ -136,6 +187,7 @@ fn render_new(
                 (errors.summary(&FIELDS))
                 (ticket_fields(form, errors))
                 (terms_fields(form, errors))
+                (refund_fields(form, errors))
                 button.button.button-block type="submit" { "Sell ticket" }
             }
         }
@@ -147,6 +199,26 @@ fn ticket_fields(form: &TicketForm, errors: &FormErrors) -> Markup {
     html! {
         (Input::new("Title", "title", "text", &form.title).hint("What the ticket is for, e.g. the event and the date.").render(errors))
         (Input::new("Price (USD)", "price", "text", &form.price).inputmode("decimal").hint("For example 25 or 19.99.").render(errors))
+    }
+}
+
+/// The event's time and the refund policy, all optional: left empty, paid orders
+/// cannot be cancelled.
+fn refund_fields(form: &TicketForm, errors: &FormErrors) -> Markup {
+    let policy_error = errors.field("refundPolicy");
+    html! {
+        fieldset.stack.terms #refund-policy {
+            legend { "Event and refunds (optional)" }
+            (Input::new("Event time (UTC)", "eventAt", "datetime-local", &form.event_at).hint("When the event takes place; needed for a refund policy.").optional().render(errors))
+            @if let Some(error) = policy_error {
+                p.field-error #f-refundPolicy-error role="alert" { (error) }
+            }
+            div.field-row {
+                (Input::new("Cancel until (hours before)", "cutoffHours", "number", &form.cutoff_hours).inputmode("numeric").hint("0 to 8,760.").optional().render(errors))
+                (Input::new("Fee (%)", "feePercent", "text", &form.fee_percent).inputmode("decimal").hint("Kept from each refund, 0 to 100.").optional().render(errors))
+            }
+            p.field-hint { "With both, buyers can cancel a paid order until then and get the price back less the fee." }
+        }
     }
 }
 
@@ -177,12 +249,8 @@ pub async fn show(
         settings.api.ticket(visitor.session(), &id)
     );
     let (user, ticket) = (user?, ticket?);
-    // The edit form sends title and price only: the API keeps the terms.
-    let edit = TicketForm {
-        title: ticket.title.clone(),
-        price: ticket.price.to_string(),
-        ..TicketForm::default()
-    };
+    // The edit form sends title, price and the refund policy: the API keeps the terms.
+    let edit = TicketForm::editing(&ticket);
     let waitlisted = live_entry(&settings, &visitor, user.as_ref(), &ticket).await;
     Ok(render_show(
         &visitor,
@@ -293,6 +361,7 @@ pub fn render_show(
             @if let Some(units) = &units {
                 (units.status())
             }
+            (refund_facts(ticket))
             @if is_seller {
                 p.muted { "You are selling this ticket." }
                 (seller_panel(visitor, ticket, &panel, reserved))
@@ -329,6 +398,22 @@ pub fn render_show(
     layout::render(status, layout::page(&ticket.title, &chrome, body))
 }
 
+/// The event's time and what a buyer may cancel, when the listing says.
+fn refund_facts(ticket: &TicketBody) -> Markup {
+    let event_at = ticket.refund.event_at.as_deref();
+    html! {
+        @if let Some(at) = event_at {
+            p #event-at { "Event: " (format::when(at).unwrap_or_else(|| at.to_owned())) }
+        }
+        @if let Some(policy) = ticket.refund.refund_policy {
+            p.muted #refund-policy-facts {
+                "Refundable: cancel up to " (policy.cutoff_hours) " hours before the event, less a "
+                (policy.fee_percent) "% fee."
+            }
+        }
+    }
+}
+
 fn seller_panel(visitor: &Visitor, ticket: &TicketBody, panel: &Panel, reserved: bool) -> Markup {
     let (form, errors) = match panel {
         Panel::Normal(form, errors) => (*form, *errors),
@@ -347,6 +432,7 @@ fn seller_panel(visitor: &Visitor, ticket: &TicketBody, panel: &Panel, reserved:
                     (csrf_field(&visitor.csrf))
                     (errors.summary(&FIELDS))
                     (ticket_fields(form, errors))
+                    (refund_fields(form, errors))
                     button.button type="submit" { "Save changes" }
                 }
             }
