@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use ticketing_bus::Envelope;
 use ticketing_contracts::events::{
-    OrderCreated, OrderCreatedTicket, PaymentCreated, TicketCreated, TicketUpdated,
+    CheckinRecorded, OrderCancelRequested, OrderCompleted, OrderCreated, OrderCreatedTicket,
+    PassIssued, PaymentCreated, PaymentRefundFailed, TicketCreated, TicketRef, TicketUpdated,
 };
 use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::{format_millis, now_millis};
@@ -443,7 +444,96 @@ async fn a_burst_on_one_key_waits_for_its_head(backend: TestBackend) {
     assert_eq!(arrivals, ids);
 }
 
+/// The events of refunds and check-in reach the listing's seller: an order's keyed by
+/// the order, a check-in by the listing.
+async fn refund_and_checkin_events_reach_the_seller(backend: TestBackend) {
+    let app = app(backend, true).await;
+    let receiver = Receiver::start().await;
+    let seller = app.as_user("seller-c");
+    let subjects = json!([
+        "order:completed",
+        "pass:issued",
+        "checkin:recorded",
+        "order:cancel-requested",
+        "payment:refund-failed"
+    ]);
+    let (status, hook) = create(&seller, &receiver.url(), subjects).await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    publish(&app, &listing("t-c", "seller-c", 0)).await;
+    publish(&app, &order("o-c", "t-c", "buyer")).await;
+    let mut ids = vec![
+        publish(
+            &app,
+            &OrderCompleted {
+                id: "o-c".into(),
+                version: 1,
+                user_id: "buyer".into(),
+                ticket: TicketRef { id: "t-c".into() },
+                quantity: 1,
+            },
+        )
+        .await,
+    ];
+    ids.push(
+        publish(
+            &app,
+            &PassIssued {
+                id: "pass-c".into(),
+                order_id: "o-c".into(),
+                ticket_id: "t-c".into(),
+                user_id: "buyer".into(),
+                unit: 1,
+                epoch: 1,
+            },
+        )
+        .await,
+    );
+    ids.push(
+        publish(
+            &app,
+            &CheckinRecorded {
+                pass_id: "pass-c".into(),
+                ticket_id: "t-c".into(),
+                device_id: "gate-1".into(),
+                checked_in_at: format_millis(now_millis()),
+            },
+        )
+        .await,
+    );
+    ids.push(
+        publish(
+            &app,
+            &OrderCancelRequested {
+                id: "c-c".into(),
+                order_id: "o-c".into(),
+                user_id: "buyer".into(),
+                refund_cents: 900,
+                fee_cents: 100,
+            },
+        )
+        .await,
+    );
+    ids.push(
+        publish(
+            &app,
+            &PaymentRefundFailed {
+                cancellation_id: "c-c".into(),
+                order_id: "o-c".into(),
+                reason: "card_closed".into(),
+            },
+        )
+        .await,
+    );
+    receiver.wait_for(ids.len(), Duration::from_secs(30)).await;
+    let mut got: Vec<String> = receiver.received().iter().map(|r| r.id.clone()).collect();
+    got.sort();
+    got.dedup();
+    ids.sort();
+    assert_eq!(got, ids);
+}
+
 backend_tests!(
+    refund_and_checkin_events_reach_the_seller,
     validation,
     delivers_signed_in_order,
     retries_and_gone,

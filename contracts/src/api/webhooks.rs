@@ -9,8 +9,9 @@ use crate::events::Subject;
 /// Longest endpoint URL accepted, in characters.
 pub const MAX_URL_CHARS: usize = 2048;
 /// The subjects an endpoint may ask for: the marketplace's events (a session's
-/// revocation is its account's own affair, never a seller's).
-pub const SUBJECTS: [Subject; 8] = [
+/// revocation is its account's own affair, never a seller's; a pass's revocation names
+/// no order or listing to route it by).
+pub const SUBJECTS: [Subject; 13] = [
     Subject::TicketCreated,
     Subject::TicketUpdated,
     Subject::OrderCreated,
@@ -19,6 +20,11 @@ pub const SUBJECTS: [Subject; 8] = [
     Subject::PaymentCreated,
     Subject::PaymentRefunded,
     Subject::WaitlistOffered,
+    Subject::OrderCancelRequested,
+    Subject::PaymentRefundFailed,
+    Subject::OrderCompleted,
+    Subject::PassIssued,
+    Subject::CheckinRecorded,
 ];
 
 /// Deliveries per page of `GET /api/webhooks/{id}/deliveries`.
