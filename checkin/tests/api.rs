@@ -543,17 +543,17 @@ async fn offline_batches_in_any_order(backend: TestBackend) {
 }
 
 /// Proof 7: a reissue revokes the old code, and a device's long poll shows it within a
-/// second; a removed device is refused at once.
+/// second (p99 of 100 reissues); a removed device is refused at once.
 async fn reissue_reaches_the_feed_and_removed_devices_are_refused(backend: TestBackend) {
     let app = app(backend).await;
     let ticket = listing(&app).await;
-    let (_, passes) = paid_order(&app, &ticket, 10).await;
+    let (_, passes) = paid_order(&app, &ticket, 100).await;
     let gate = device(&app, "A", &[&ticket]).await;
     let buyer = app.as_user(BUYER);
     let (status, start) = gate.changes("", 0).await;
     assert_eq!(status, StatusCode::OK, "{start}");
     let mut cursor = start["cursor"].as_str().unwrap().to_owned();
-    let mut slowest = Duration::ZERO;
+    let mut waits = Vec::new();
     for pass in &passes {
         let id = pass["id"].as_str().unwrap();
         let poll = {
@@ -571,7 +571,7 @@ async fn reissue_reaches_the_feed_and_removed_devices_are_refused(backend: TestB
         .await;
         assert_eq!(status, StatusCode::OK, "{fresh}");
         let (status, feed) = poll.await.unwrap();
-        slowest = slowest.max(reissued_at.elapsed());
+        waits.push(reissued_at.elapsed());
         assert_eq!(status, StatusCode::OK, "{feed}");
         assert_eq!(feed["changes"][0]["kind"], "revoked", "{feed}");
         assert_eq!(feed["changes"][0]["passId"], id);
@@ -584,9 +584,11 @@ async fn reissue_reaches_the_feed_and_removed_devices_are_refused(backend: TestB
             "revoked"
         );
     }
-    assert!(slowest < Duration::from_secs(1), "slowest {slowest:?}");
+    // Of 100 reissues, the 99th slowest reached the waiting long poll within a second.
+    waits.sort();
+    assert!(waits[98] < Duration::from_secs(1), "p99 {:?}", waits[98]);
     // The new code admits, and the check-in is in the feed too.
-    let fresh = passes_of(&app, passes[0]["orderId"].as_str().unwrap(), 10).await;
+    let fresh = passes_of(&app, passes[0]["orderId"].as_str().unwrap(), 100).await;
     assert_eq!(gate.redeem_ok(code(&fresh[0]), "new").await["result"], "ok");
     let (_, feed) = gate.changes(&cursor, 1).await;
     assert_eq!(feed["changes"][0]["kind"], "checked-in", "{feed}");
