@@ -3,27 +3,12 @@
 
 mod process;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::json;
 use ticketing_kit::testing::{id_of, Api, Patience};
 
-use process::Running;
-
-fn audit(data: &str, settle: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ticketing"))
-        .args(["audit", "--data-dir", data, "--settle-seconds", settle])
-        .env_remove("TICKETING_DATABASE_URL")
-        .output()
-        .expect("run the audit")
-}
-
-fn sqlite(dir: &std::path::Path, service: &str) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(dir.join(format!("{service}.db"))).unwrap();
-    conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
-    conn
-}
+use process::{audit, sqlite, Running};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_finds_each_planted_divergence() {

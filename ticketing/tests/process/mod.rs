@@ -130,3 +130,21 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+/// `ticketing audit` of an embedded system's data directory, its databases read as they
+/// are (`settle`: seconds the audit waits for events in flight).
+pub fn audit(data: &str, settle: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .args(["audit", "--data-dir", data, "--settle-seconds", settle])
+        .env_remove("TICKETING_DATABASE_URL")
+        .output()
+        .expect("run the audit")
+}
+
+/// A service's SQLite file in an embedded data directory, opened to plant divergences
+/// (foreign keys off: a planted row may name what does not exist).
+pub fn sqlite(dir: &std::path::Path, service: &str) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(dir.join(format!("{service}.db"))).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    conn
+}
