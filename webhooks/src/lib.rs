@@ -121,10 +121,14 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         );
     }
     if settings.deliver {
-        tasks.push(deliveries::spawn_promoter(
-            store.clone(),
-            rt.shutdown.clone(),
-        ));
+        // SQLite's one writer runs queueing and promotion one after the other: nothing
+        // is missed there.
+        if store.backend() == ticketing_store::Backend::Postgres {
+            tasks.push(deliveries::spawn_promoter(
+                store.clone(),
+                rt.shutdown.clone(),
+            ));
+        }
         tasks.push(worker::spawn(
             store.clone(),
             state.settings.clone(),
