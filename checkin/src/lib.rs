@@ -15,6 +15,7 @@ mod gate;
 mod listeners;
 mod listings;
 mod passes;
+pub mod retention;
 mod routes;
 
 use std::sync::Arc;
@@ -32,14 +33,27 @@ use crate::code::Signer;
 
 pub const SERVICE: &str = "checkin";
 
-pub static MIGRATIONS: Migrations = ticketing_store::migrations!["0001_checkin.sql"];
+pub static MIGRATIONS: Migrations =
+    ticketing_store::migrations!["0001_checkin.sql", "0002_listing_retention.sql"];
 
 /// What only the check-in service is configured with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// The 32-byte Ed25519 seed codes are signed with; every process of the service must
     /// have the same. Without one the service keeps a generated key in its database.
     pub signing_key: Option<[u8; 32]>,
+    /// How long after a listing's event its scans and changes feed are kept (passes and
+    /// check-ins stay). Listings without an event time keep them.
+    pub retention: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            signing_key: None,
+            retention: retention::DEFAULT,
+        }
+    }
 }
 
 #[derive(Clone, FromRef)]
@@ -55,7 +69,7 @@ pub struct AppState {
 
 /// Open the check-in database, start its relay and listeners, and return its routes.
 pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted> {
-    let service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
+    let mut service = rt.start_keyed(SERVICE, &MIGRATIONS).await?;
     let store = &service.store;
     changes::install(store).await?;
     let signer = Signer::load(store, settings.signing_key.as_ref()).await?;
@@ -71,6 +85,8 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         .listen(listings::UpdatedListener(state.arriving.clone()))
         .listen(listeners::OrderCompletedListener)
         .listen(listeners::OrderCancelledListener);
+    let pruner = retention::spawn(store.clone(), settings.retention, rt.shutdown.clone());
+    service.tasks.push(pruner);
     service
         .mount(consumers, routes::router().with_state(state))
         .await

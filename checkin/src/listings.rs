@@ -1,8 +1,11 @@
-//! The replica of listings' owners (who may register devices for them), newest wins.
+//! The replica of listings' owners (who may register devices for them) and event times
+//! (when their gate records may go), newest wins.
 
 use async_trait::async_trait;
 use ticketing_bus::{HandlerError, Listener};
 use ticketing_contracts::events::{TicketCreated, TicketUpdated};
+use ticketing_contracts::terms::RefundTerms;
+use ticketing_contracts::time::parse_millis;
 use ticketing_contracts::{TicketId, UserId};
 use ticketing_kit::arrival::Arrivals;
 use ticketing_store::{query, On, Tx};
@@ -12,15 +15,19 @@ async fn upsert(
     id: &TicketId,
     owner: &UserId,
     version: i64,
+    refund: &RefundTerms,
 ) -> Result<(), ticketing_store::Error> {
+    let event_at = refund.event_at.as_deref().and_then(parse_millis);
     query(
-        "INSERT INTO listings (id, user_id, version) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, version = excluded.version \
+        "INSERT INTO listings (id, user_id, version, event_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, version = excluded.version, \
+         event_at = excluded.event_at \
          WHERE listings.version < excluded.version",
     )
     .bind(id)
     .bind(owner)
     .bind(version)
+    .bind(event_at)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -61,7 +68,7 @@ impl Listener for CreatedListener {
     type Event = TicketCreated;
 
     async fn handle(&self, tx: &mut Tx, t: TicketCreated) -> Result<(), HandlerError> {
-        upsert(tx, &t.id, &t.user_id, t.version).await?;
+        upsert(tx, &t.id, &t.user_id, t.version, &t.refund).await?;
         self.0.written(t.id.as_str());
         Ok(())
     }
@@ -79,7 +86,7 @@ impl Listener for UpdatedListener {
     type Event = TicketUpdated;
 
     async fn handle(&self, tx: &mut Tx, t: TicketUpdated) -> Result<(), HandlerError> {
-        upsert(tx, &t.id, &t.user_id, t.version).await?;
+        upsert(tx, &t.id, &t.user_id, t.version, &t.refund).await?;
         self.0.written(t.id.as_str());
         Ok(())
     }

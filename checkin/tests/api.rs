@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use ticketing_bus::Envelope;
 use ticketing_contracts::events::{OrderCancelled, OrderCompleted, TicketCreated, TicketRef};
 use ticketing_contracts::money::Cents;
-use ticketing_contracts::SaleTerms;
+use ticketing_contracts::time::{format_millis, now_millis};
+use ticketing_contracts::{RefundTerms, SaleTerms};
 use ticketing_kit::backend_tests;
 use ticketing_kit::testing::{errors, reply, TestApp, TestBackend, TestEnv};
 
@@ -28,6 +29,7 @@ backend_tests!(
     a_nonce_gets_one_answer,
     offline_batches_in_any_order,
     reissue_reaches_the_feed_and_removed_devices_are_refused,
+    gate_records_go_after_the_event,
 );
 
 const SELLER: &str = "seller";
@@ -56,6 +58,12 @@ fn new_id() -> String {
 
 /// A listing of `SELLER`'s, in the service's replica.
 async fn listing(app: &TestApp) -> String {
+    listing_at(app, None).await
+}
+
+/// A listing of `SELLER`'s with its event at `event_at` (ms since the epoch), in the
+/// service's replica.
+async fn listing_at(app: &TestApp, event_at: Option<i64>) -> String {
     let id = new_id();
     publish(
         app,
@@ -66,7 +74,10 @@ async fn listing(app: &TestApp) -> String {
             user_id: SELLER.into(),
             version: 0,
             terms: SaleTerms::default(),
-            refund: Default::default(),
+            refund: RefundTerms {
+                event_at: event_at.map(format_millis),
+                refund_policy: None,
+            },
         },
     )
     .await;
@@ -613,5 +624,68 @@ async fn reissue_reaches_the_feed_and_removed_devices_are_refused(backend: TestB
     assert_eq!(
         gate.redeem(code(&fresh[1]), "after").await.0,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Once a listing's event is older than the retention, its scans and changes go; its
+/// check-ins, passes and other listings' records stay.
+async fn gate_records_go_after_the_event(backend: TestBackend) {
+    let app = app(backend).await;
+    const DAY: i64 = 86_400_000;
+    let old = listing_at(&app, Some(now_millis() - 40 * DAY)).await;
+    let recent = listing_at(&app, Some(now_millis() - DAY)).await;
+    let undated = listing(&app).await;
+    let gate = device(&app, "A", &[&old, &recent, &undated]).await;
+    let mut admitted = Vec::new();
+    for ticket in [&old, &recent, &undated] {
+        let (_, passes) = paid_order(&app, ticket, 2).await;
+        let nonce = format!("scan-{ticket}");
+        assert_eq!(
+            gate.redeem_ok(code(&passes[0]), &nonce).await["result"],
+            "ok"
+        );
+        let reissue = format!("/api/passes/{}/reissue", passes[1]["id"].as_str().unwrap());
+        let res = app.as_user(BUYER).post_json(&reissue, json!({})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        admitted.push((passes[0].clone(), nonce));
+    }
+    let feed = |cursor: &'static str| {
+        let gate = gate.clone();
+        async move {
+            let (status, feed) = gate.changes(cursor, 0).await;
+            assert_eq!(status, StatusCode::OK, "{feed}");
+            feed["changes"].as_array().unwrap().clone()
+        }
+    };
+    assert_eq!(feed("").await.len(), 6);
+
+    let rt = &app.env.runtime;
+    let store = ticketing_store::Store::open(
+        &rt.location(ticketing_checkin::SERVICE).unwrap(),
+        &ticketing_checkin::MIGRATIONS,
+    )
+    .await
+    .unwrap();
+    let retention = Duration::from_secs(30 * 86_400);
+    let pruned = ticketing_checkin::retention::prune(&store, retention)
+        .await
+        .unwrap();
+    // The old listing's check-in and revocation, and its one scan.
+    assert_eq!(pruned, 3);
+    let left = feed("").await;
+    assert_eq!(left.len(), 4, "{left:?}");
+    let old_pass = admitted[0].0["id"].clone();
+    assert!(left.iter().all(|c| c["passId"] != old_pass), "{left:?}");
+    // Who came stays: the pass reads checked-in, and a scan of it is a second one.
+    let order = admitted[0].0["orderId"].as_str().unwrap();
+    assert_eq!(passes_of(&app, order, 2).await[0]["status"], "checked-in");
+    let again = gate.redeem_ok(code(&admitted[0].0), &admitted[0].1).await;
+    assert_eq!(again["result"], "already-checked-in");
+    // Done once: the next round finds nothing.
+    assert_eq!(
+        ticketing_checkin::retention::prune(&store, retention)
+            .await
+            .unwrap(),
+        0
     );
 }

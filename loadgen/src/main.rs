@@ -48,8 +48,10 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_SEED_TICKETS", default_value_t = 60)]
     pub seed_tickets: usize,
     /// Weights of the journeys, `name=weight,...` (a weight of 0 leaves one out).
-    /// Journeys: browse, view, account, sell, buy, abandon, cancel, contention, and
-    /// revoke (weight 0 unless given: sign up, sign out, the old token refused ≤ 1 s).
+    /// Journeys: browse, view, account, sell, buy, abandon, cancel, contention,
+    /// revoke (weight 0 unless given: sign up, sign out, the old token refused ≤ 1 s), and
+    /// refund (weight 0 unless given: buy, pay, cancel for a refund; the gate also
+    /// fails when refunds ≠ cancellations).
     #[arg(long, env = "LOADGEN_WEIGHTS", value_delimiter = ',')]
     pub weights: Vec<String>,
     /// Also write goose's HTML report here.
@@ -118,10 +120,18 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summary = report::summarise(&metrics);
     print!("{}", summary.render());
     Ok(match args.max_errors {
-        Some(max) if summary.errors > max || summary.server_errors > 0 => {
+        Some(max)
+            if summary.errors > max || summary.server_errors > 0 || !summary.refunds_balance() =>
+        {
             eprintln!(
-                "loadgen: gate failed: {} errors (at most {max} allowed), {} 5xx",
-                summary.errors, summary.server_errors
+                "loadgen: gate failed: {} errors (at most {max} allowed), {} 5xx, refunds {}",
+                summary.errors,
+                summary.server_errors,
+                if summary.refunds_balance() {
+                    "= cancellations"
+                } else {
+                    "≠ cancellations"
+                }
             );
             ExitCode::from(2)
         }

@@ -17,6 +17,8 @@ pub struct Summary {
     /// Tries of keyed POSTs that failed and were retried to success (request name,
     /// status or `None` for a transport error, count): not counted as errors.
     recovered: Vec<(String, Option<u16>, usize)>,
+    /// The refund journey's (cancellations accepted, refunds seen), when it ran.
+    pub refunds: Option<(usize, usize)>,
 }
 
 struct Line {
@@ -110,10 +112,17 @@ pub fn summarise(metrics: &GooseMetrics) -> Summary {
         requests,
         error_kinds,
         recovered,
+        refunds: crate::journeys::refund_tally(),
     }
 }
 
 impl Summary {
+    /// Every cancellation accepted was refunded (true when none ran).
+    pub fn refunds_balance(&self) -> bool {
+        self.refunds
+            .is_none_or(|(cancellations, refunds)| cancellations == refunds)
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "\n== loadgen: {} s ==", self.duration);
@@ -163,6 +172,17 @@ impl Summary {
         for (name, status, n) in &self.recovered {
             let what = status.map_or("transport error".to_owned(), |s| s.to_string());
             let _ = writeln!(out, "  {n} × {name}: {what}");
+        }
+        if let Some((cancellations, refunds)) = self.refunds {
+            let verdict = if cancellations == refunds {
+                "equal"
+            } else {
+                "NOT EQUAL"
+            };
+            let _ = writeln!(
+                out,
+                "cancellations accepted: {cancellations}, refunded: {refunds} ({verdict})"
+            );
         }
         out
     }

@@ -472,6 +472,16 @@ pub struct ServeArgs {
     )]
     pub checkin_signing_key: Option<String>,
 
+    /// How long after a listing's event its gate records (scans, the changes feed) are
+    /// kept; passes and check-ins stay. Listings without an event time keep them.
+    #[arg(
+        long,
+        env = "TICKETING_CHECKIN_RETENTION_SECONDS",
+        default_value_t = 30 * 24 * 3600,
+        global = true
+    )]
+    pub checkin_retention_seconds: u64,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TICKETING_LOG_JSON", global = true)]
     pub log_json: bool,

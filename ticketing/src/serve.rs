@@ -294,7 +294,10 @@ pub fn checkin_settings(args: &ServeArgs) -> anyhow::Result<ticketing_checkin::S
                 .context("--checkin-signing-key (TICKETING_CHECKIN_SIGNING_KEY)")?,
         ),
     };
-    Ok(ticketing_checkin::Settings { signing_key })
+    Ok(ticketing_checkin::Settings {
+        signing_key,
+        retention: Duration::from_secs(args.checkin_retention_seconds),
+    })
 }
 
 /// `--redis-url`, unless empty.

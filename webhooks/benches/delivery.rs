@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! cargo bench -p ticketing-webhooks --bench delivery              # both backends
+//! RUST_LOG=ticketing_webhooks=debug cargo bench …                  # each claim's size
 //! BENCH_WEBHOOKS_BACKEND=postgres BENCH_WEBHOOKS_RATE=2000 cargo bench -p ticketing-webhooks --bench delivery
 //! ```
 
@@ -209,6 +210,10 @@ async fn run(backend: TestBackend) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // The worker's claims and wake-ups: `RUST_LOG=ticketing_webhooks=trace`.
+    if std::env::var_os("RUST_LOG").is_some() {
+        ticketing_kit::telemetry::init_tracing(false);
+    }
     let backend = std::env::var("BENCH_WEBHOOKS_BACKEND").unwrap_or_default();
     if backend != "postgres" {
         run(TestBackend::Sqlite).await;

@@ -42,14 +42,23 @@ pub async fn queue(
     body: &str,
 ) -> Result<(), ticketing_store::Error> {
     let now = now_millis();
-    query(
+    // On PostgreSQL the pending row found is locked (shared) until the commit. Without
+    // it, a head ending at this very moment is seen still pending here, while its
+    // outcome's promotion does not see this uncommitted row: the row would wait for the
+    // sweep, a second or two. Locked, one waits for the other: either this statement
+    // sees the head gone, or the promotion runs after this commit and sees the row.
+    let lock = match tx.backend() {
+        Backend::Postgres => "FOR SHARE",
+        Backend::Sqlite => "",
+    };
+    query(&format!(
         "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, created_at, \
          queued_at, status, attempts, next_at, lease_until) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, \
             CASE WHEN EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = $1 \
-                AND e.order_key = $4 AND e.status = 'pending') THEN $8 ELSE $7 END, 0) \
-         ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-    )
+                AND e.order_key = $4 AND e.status = 'pending' {lock}) THEN $8 ELSE $7 END, 0) \
+         ON CONFLICT (endpoint_id, event_id) DO NOTHING"
+    ))
     .bind(endpoint)
     .bind(&envelope.id)
     .bind(envelope.subject.as_str())

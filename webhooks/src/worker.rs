@@ -80,8 +80,8 @@ impl Worker {
             self.claim_and_send(&outcomes, &shutdown).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = self.wake.notified() => tracing::trace!("woken"),
+                _ = tokio::time::sleep(self.settings.poll) => tracing::trace!("poll"),
             }
         }
         drop(outcomes);
@@ -104,6 +104,7 @@ impl Worker {
             if room == 0 {
                 return;
             }
+            let started = std::time::Instant::now();
             let claimed = match deliveries::claim(
                 &self.store,
                 room,
@@ -120,6 +121,7 @@ impl Worker {
                 }
             };
             let n = claimed.len();
+            tracing::debug!(claimed = n, room, busy, took = ?started.elapsed(), "claim");
             if n == 0 {
                 return;
             }

@@ -24,6 +24,7 @@ use browse::{browse, view_ticket};
 use buy::{buy_and_abandon, buy_and_cancel, buy_and_pay};
 use contention::contend;
 use refund::refund;
+pub use refund::tally as refund_tally;
 use revoke::revoke;
 use sell::sell;
 use steps::sign_up;

@@ -1,6 +1,7 @@
 //! Refund: list a ticket with a refund policy, buy and pay it, cancel the order for a
 //! refund and wait until the refund went through (issue 32).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use goose::prelude::*;
@@ -20,6 +21,17 @@ const PRICE: &str = "25.50";
 const FEE_PERCENT: i64 = 10;
 /// How long a refund may take before the journey counts it as failed.
 const REFUND_WITHIN: Duration = Duration::from_secs(10);
+
+/// Cancellations answered 202, and those then seen `refunded`: a run's refunds must
+/// equal its cancellations (issue 32).
+static CANCELLATIONS: AtomicUsize = AtomicUsize::new(0);
+static REFUNDS: AtomicUsize = AtomicUsize::new(0);
+
+/// (cancellations accepted, refunds seen) so far, `None` when no journey cancelled.
+pub fn tally() -> Option<(usize, usize)> {
+    let cancellations = CANCELLATIONS.load(Ordering::Relaxed);
+    (cancellations > 0).then(|| (cancellations, REFUNDS.load(Ordering::Relaxed)))
+}
 
 async fn refund_steps(user: &mut GooseUser) -> TransactionResult {
     let input = TicketInput {
@@ -64,6 +76,7 @@ async fn refund_steps(user: &mut GooseUser) -> TransactionResult {
         let what = format!("order {} never became cancellable", order.id);
         return Err(wrong(user, &mut requested, what));
     };
+    CANCELLATIONS.fetch_add(1, Ordering::Relaxed);
     let total = Cents::parse_price(&json!(PRICE)).map_or(0, Cents::get);
     if cancellation.refund.get() + cancellation.fee.get() != total
         || cancellation.fee.get() != total * FEE_PERCENT / 100
@@ -79,7 +92,10 @@ async fn refund_steps(user: &mut GooseUser) -> TransactionResult {
             call(user, GooseMethod::Get, (&path, name), NONE, &[]).await?;
         let status = shown.body.as_ref().map(|c| c.status);
         match status {
-            Some(CancellationStatus::Refunded) => return Ok(()),
+            Some(CancellationStatus::Refunded) => {
+                REFUNDS.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
             Some(CancellationStatus::Requested) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

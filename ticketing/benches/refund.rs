@@ -1,0 +1,242 @@
+//! Cancellation latency (issue 32): from a buyer's `POST /api/orders/{id}/cancellation`
+//! to the order reading `cancelled` with its refund recorded. Target: p99 < 1 s, in both
+//! modes.
+//!
+//! Tickets, orders and payments run in this process on one runtime, as `--target all`
+//! does, payments refunding at the sandbox provider. Every order is placed and paid
+//! first; then the cancellations are sent over a spread of time, so the saga (orders →
+//! `order:cancel-requested` → payments refunds → `payment:refunded` → orders cancels)
+//! runs for many orders at once, as on a day a show is called off. An observer consumer
+//! group records when each `order:cancelled` (reason `refunded`) reaches the bus's
+//! consumers: the moment orders committed the end of the saga, plus one bus hop (an
+//! upper bound on what a client could see).
+//!
+//! ```text
+//! cargo bench -p ticketing --bench refund                       # embedded
+//! BENCH_REFUND_MODE=distributed cargo bench -p ticketing --bench refund
+//! BENCH_REFUND_ORDERS=500 BENCH_REFUND_SPREAD_MS=4000 …
+//! ```
+//! Distributed: PostgreSQL (`TEST_DATABASE_URL`) and JetStream (`TEST_NATS_URL`) of this
+//! machine.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use serde_json::json;
+use ticketing_bus::{Envelope, Handler, HandlerError};
+use ticketing_contracts::events::{OrderCancelled, OrderCompleted, Subject};
+use ticketing_contracts::time::now_millis;
+use ticketing_contracts::Timestamp;
+use ticketing_kit::testing::{reply, Flavor, TestApp, TestBackend, TestEnv};
+
+fn var(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// When each order was seen complete, and seen cancelled by its refund (ms since epoch).
+#[derive(Default)]
+struct Seen {
+    completed: HashMap<String, i64>,
+    refunded: HashMap<String, i64>,
+}
+
+struct Observer(Arc<Mutex<Seen>>);
+
+#[async_trait]
+impl Handler for Observer {
+    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
+        let at = now_millis();
+        let mut seen = self.0.lock().expect("seen");
+        match event.subject {
+            Subject::OrderCompleted => {
+                let e: OrderCompleted = event.decode()?;
+                seen.completed.entry(e.id.into()).or_insert(at);
+            }
+            Subject::OrderCancelled => {
+                let e: OrderCancelled = event.decode()?;
+                if e.cancel_reason.as_deref() == Some("refunded") {
+                    seen.refunded.entry(e.id.into()).or_insert(at);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Wait until `done` holds of what was seen, or `limit` passes: whether it held.
+async fn wait_seen(seen: &Mutex<Seen>, limit: Duration, done: impl Fn(&Seen) -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if done(&seen.lock().expect("seen")) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let orders = var("BENCH_REFUND_ORDERS", 500) as usize;
+    let spread_ms = var("BENCH_REFUND_SPREAD_MS", 4000);
+    let distributed = std::env::var("BENCH_REFUND_MODE").as_deref() == Ok("distributed");
+    let flavor = Flavor {
+        backend: if distributed {
+            TestBackend::Postgres
+        } else {
+            TestBackend::Sqlite
+        },
+        nats: distributed,
+    };
+    println!(
+        "cancel → refunded, {}: {orders} paid orders cancelled over {spread_ms} ms",
+        if distributed {
+            "distributed (PostgreSQL + JetStream)"
+        } else {
+            "embedded (SQLite + in-process bus)"
+        }
+    );
+
+    let env = TestEnv::with_flavor(flavor).await;
+    let rt = &env.runtime;
+    let services = vec![
+        ticketing_tickets::mount(rt).await?,
+        ticketing_orders::mount(rt, &ticketing_orders::Settings::default()).await?,
+        ticketing_payments::mount(
+            rt,
+            Arc::new(ticketing_payments::provider::SandboxProvider::new()),
+        )
+        .await?,
+    ];
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    for subject in [Subject::OrderCompleted, Subject::OrderCancelled] {
+        rt.bus
+            .subscribe(
+                "bench-observer",
+                subject,
+                Arc::new(Observer(seen.clone())),
+                rt.shutdown.clone(),
+            )
+            .await?;
+    }
+    let app = TestApp::spawn(env, services).await;
+
+    // One refundable listing of `orders` units; each buyer orders one and pays.
+    let event_at = (Timestamp::now() + Duration::from_secs(30 * 24 * 3600)).to_rfc3339();
+    let (status, listing) = reply(
+        app.as_user("seller")
+            .post_json(
+                "/api/tickets",
+                json!({
+                    "title": "Called off",
+                    "price": 25,
+                    "quantity": orders,
+                    "maxPerOrder": 1,
+                    "eventAt": event_at,
+                    "refundPolicy": {"cutoffHours": 1, "feePercent": 10},
+                }),
+            )
+            .await,
+    )
+    .await;
+    anyhow::ensure!(status == StatusCode::CREATED, "listing refused: {listing}");
+    let listing = listing["id"].as_str().unwrap_or_default().to_owned();
+    let buyers: Vec<String> = (0..orders).map(|i| format!("buyer{i}")).collect();
+    let mut placed = Vec::with_capacity(orders);
+    for chunk in buyers.chunks(32) {
+        let paid = futures::future::join_all(chunk.iter().map(|buyer| {
+            let api = app.as_user(buyer);
+            let listing = &listing;
+            async move {
+                let (status, order) = reply(
+                    api.post_once_known("/api/orders", json!({ "ticketId": listing }))
+                        .await,
+                )
+                .await;
+                anyhow::ensure!(status == StatusCode::CREATED, "order refused: {order}");
+                let order = order["id"].as_str().unwrap_or_default().to_owned();
+                let (status, body) = reply(api.pay(&order).await).await;
+                anyhow::ensure!(status == StatusCode::CREATED, "payment refused: {body}");
+                anyhow::Ok((buyer.clone(), order))
+            }
+        }))
+        .await;
+        for p in paid {
+            placed.push(p?);
+        }
+    }
+    anyhow::ensure!(
+        wait_seen(&seen, Duration::from_secs(60), |s| s.completed.len()
+            >= orders)
+        .await,
+        "orders never all complete"
+    );
+
+    // The cancellations, spread out; each one's send time.
+    let start = now_millis() + 100;
+    let sent = futures::future::join_all(placed.iter().enumerate().map(|(i, (buyer, order))| {
+        let at = start + spread_ms * i as i64 / orders as i64;
+        let api = app.as_user(buyer);
+        async move {
+            tokio::time::sleep(Duration::from_millis((at - now_millis()).max(0) as u64)).await;
+            let sent = now_millis();
+            let (status, body) = reply(
+                api.post_json(&format!("/api/orders/{order}/cancellation"), json!(null))
+                    .await,
+            )
+            .await;
+            anyhow::ensure!(
+                status == StatusCode::ACCEPTED,
+                "cancellation refused: {status} {body}"
+            );
+            anyhow::Ok((order.clone(), sent, now_millis() - sent))
+        }
+    }))
+    .await
+    .into_iter()
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    wait_seen(&seen, Duration::from_secs(60), |s| {
+        s.refunded.len() >= orders
+    })
+    .await;
+
+    let seen = seen.lock().expect("seen");
+    let mut accepted: Vec<i64> = sent.iter().map(|s| s.2).collect();
+    let mut refunded: Vec<i64> = sent
+        .iter()
+        .filter_map(|(order, at, _)| Some(seen.refunded.get(order)? - at))
+        .collect();
+    report("202 answered", &mut accepted, orders, "");
+    report(
+        "order reads refunded",
+        &mut refunded,
+        orders,
+        "   (target p99 < 1000 ms)",
+    );
+    app.env.runtime.shutdown.cancel();
+    Ok(())
+}
+
+fn report(what: &str, ms: &mut [i64], expected: usize, target: &str) {
+    ms.sort_unstable();
+    if ms.is_empty() {
+        println!("{what:<22} none seen of {expected}");
+        return;
+    }
+    let pick = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "{what:<22} {}/{expected} seen   after the request: min {} ms  p50 {} ms  p99 {} ms  max {} ms{target}",
+        ms.len(),
+        ms[0],
+        pick(0.5),
+        pick(0.99),
+        ms[ms.len() - 1],
+    );
+}
