@@ -30,9 +30,13 @@ fn deliveries(seq: &str) -> String {
 /// The indexes the workers and the API read by. Pending rows are few next to the
 /// delivered ones kept for the retention period: partial indexes keep the claims'
 /// scans to them.
-const INDEXES: [&str; 4] = [
-    // The claim's candidates, longest due first.
+const INDEXES: [&str; 5] = [
+    // The claim's candidates, longest due first (SQLite), and the waiting rows the
+    // missed-promotion sweep looks for.
     "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at, seq) WHERE status = 'pending'",
+    // An endpoint's due rows, longest due first (PostgreSQL's claims).
+    "CREATE INDEX IF NOT EXISTS deliveries_due_by_endpoint ON deliveries (endpoint_id, next_at, seq) \
+     WHERE status = 'pending'",
     // Is there an earlier pending delivery of the key (then this one is not its head)?
     "CREATE INDEX IF NOT EXISTS deliveries_pending_key ON deliveries (endpoint_id, order_key, seq) \
      WHERE status = 'pending'",

@@ -243,6 +243,7 @@ async fn mark_outcomes(
             }
         }
         let mut failures = 0u32;
+        let started = std::time::Instant::now();
         loop {
             match deliveries::mark(&store, &batch).await {
                 Ok(()) => break,
@@ -258,6 +259,7 @@ async fn mark_outcomes(
                 }
             }
         }
+        tracing::debug!(marked = batch.len(), took = ?started.elapsed(), "mark");
         in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
         batch.clear();
         wake.notify_one();
