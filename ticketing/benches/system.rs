@@ -2210,6 +2210,9 @@ async fn revocation_check(
     let url = format!("{base}/api/orders");
     let (mut rates_with, mut rates_without) = (Vec::new(), Vec::new());
     let (mut lat_with, mut lat_without) = (Samples::default(), Samples::default());
+    // The server's CPU seconds and answers per variant: its cost per request, which the
+    // machine's other work moves far less than the rate.
+    let (mut cost_with, mut cost_without) = ((0.0f64, 0usize), (0.0f64, 0usize));
     // Warm both paths up, then alternate which goes first, so that drift (a backlog of
     // the phases before, the machine's other work) falls on both alike.
     for auth in [&without_sid, &with_sid] {
@@ -2217,18 +2220,25 @@ async fn revocation_check(
     }
     for round in 0..k.revocation_rounds {
         let mut runs = [
-            (&without_sid, &mut rates_without, &mut lat_without),
-            (&with_sid, &mut rates_with, &mut lat_with),
+            (
+                &without_sid,
+                &mut rates_without,
+                &mut lat_without,
+                &mut cost_without,
+            ),
+            (&with_sid, &mut rates_with, &mut lat_with, &mut cost_with),
         ];
         if round % 2 == 1 {
             runs.reverse();
         }
-        for (auth, rates, latency) in runs {
+        for (auth, rates, latency, cost) in runs {
             let cpu = CpuMeter::start(pid);
             let (ok, bad, l) =
                 get_load_as(client, &url, Some(auth), k.concurrency, k.seconds).await;
             let cpu = cpu.stop();
             rates.push(ok as f64 / cpu.wall);
+            cost.0 += cpu.server;
+            cost.1 += ok;
             latency.merge(l);
             if bad > 0 {
                 report.note(format!("revocation: {bad} GET /api/orders failed"));
@@ -2250,6 +2260,22 @@ async fn revocation_check(
         each(&rates_without)
     ));
     println!("  · GET /api/orders: with the check {with:.0} req/s, without {without:.0} req/s: ratio {ratio:.3}");
+    let per_request = |(cpu, ok): (f64, usize)| cpu * 1e6 / ok.max(1) as f64;
+    let (us_with, us_without) = (per_request(cost_with), per_request(cost_without));
+    let efficiency = if us_with > 0.0 {
+        us_without / us_with
+    } else {
+        0.0
+    };
+    println!(
+        "  · server CPU per request: with the check {us_with:.1} µs, without {us_without:.1} µs: ratio {efficiency:.3}"
+    );
+    report.check(
+        "GET /api/orders per server CPU second, with the revocation check ÷ without",
+        format!("{efficiency:.3} ({us_with:.1} µs vs {us_without:.1} µs a request)"),
+        "≥ 0.97 (within 3%)",
+        efficiency >= 0.97,
+    );
     report.row(
         "GET /api/orders, token without sid (no revocation check)",
         format!("{without:.0} req/s, {}", lat_without.summary()),
