@@ -4,7 +4,8 @@
 //! endpoint lists is `delivered` and arrived, and reports: requests and their 5xx and
 //! 404s, deliveries queued, arrived (distinct), repeated, with a bad signature, and the
 //! lag from each event's production to its arrival (p50/p99). Exit code 2 when any 5xx,
-//! any delivery missing or any signature that does not verify.
+//! any delivery missing, any signature that does not verify, or any purchase that failed
+//! (after the retries the contract asks for: 409 "not known here yet" with `Retry-After`).
 //!
 //! The services must be allowed to reach the sink (`--webhooks-allow-private` for a sink
 //! on this machine's loopback address).
@@ -103,6 +104,8 @@ struct Counts {
     requests: AtomicUsize,
     server_errors: AtomicUsize,
     not_found: AtomicUsize,
+    /// 409s with `Retry-After`: the service has not heard of the object yet (issue 31).
+    not_yet_known: AtomicUsize,
     purchases: AtomicUsize,
 }
 
@@ -171,8 +174,9 @@ async fn sign_up(
     Ok(Person { cookie })
 }
 
-/// POST, sent again while the answer is 404 (a service that has not heard of the object
-/// yet) or 503, for up to 10 s.
+/// POST, sent again while the answer is 404, a 409 with `Retry-After` (a service that has
+/// not heard of the object yet, after its own wait) or 503, for up to 10 s; a
+/// `Retry-After` is waited out.
 async fn post_known(
     http: &Client,
     host: &str,
@@ -183,7 +187,7 @@ async fn post_known(
 ) -> anyhow::Result<(StatusCode, Value)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, _, reply) = call(
+        let (status, headers, reply) = call(
             http,
             host,
             counts,
@@ -193,14 +197,23 @@ async fn post_known(
             Some(body.clone()),
         )
         .await?;
-        let retry = matches!(
-            status,
-            StatusCode::NOT_FOUND | StatusCode::SERVICE_UNAVAILABLE
-        );
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let not_yet_known = status == StatusCode::CONFLICT && retry_after.is_some();
+        if not_yet_known {
+            counts.not_yet_known.fetch_add(1, Ordering::Relaxed);
+        }
+        let retry = not_yet_known
+            || matches!(
+                status,
+                StatusCode::NOT_FOUND | StatusCode::SERVICE_UNAVAILABLE
+            );
         if !retry || Instant::now() > deadline {
             return Ok((status, reply));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(retry_after.unwrap_or(Duration::from_millis(50))).await;
     }
 }
 
@@ -420,9 +433,10 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         args.seconds
     );
     println!(
-        "  requests {}: 5xx {server_errors}, 404 {} (retried), failed purchases {}",
+        "  requests {}: 5xx {server_errors}, 404 {} and 409 not yet known {} (retried), failed purchases {}",
         counts.requests.load(Ordering::Relaxed),
         counts.not_found.load(Ordering::Relaxed),
+        counts.not_yet_known.load(Ordering::Relaxed),
         failures.len()
     );
     for f in failures.iter().take(5) {
@@ -441,8 +455,12 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         lag.last().copied().unwrap_or(0)
     );
     Ok(
-        if server_errors > 0 || missing > 0 || sink.bad_signatures > 0 {
-            eprintln!("loadgen: gate failed: {server_errors} 5xx, {missing} deliveries missing, {} bad signatures", sink.bad_signatures);
+        if server_errors > 0 || missing > 0 || sink.bad_signatures > 0 || !failures.is_empty() {
+            eprintln!(
+                "loadgen: gate failed: {server_errors} 5xx, {missing} deliveries missing, {} bad signatures, {} failed purchases",
+                sink.bad_signatures,
+                failures.len()
+            );
             ExitCode::from(2)
         } else {
             ExitCode::SUCCESS

@@ -17,11 +17,15 @@
 //! Distributed: PostgreSQL (`TEST_DATABASE_URL`), JetStream (`TEST_NATS_URL`) and Redis
 //! (`TEST_REDIS_URL`) of this machine.
 
+#[path = "tools/knobs.rs"]
+mod knobs;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use knobs::var;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{json, Value};
 use ticketing_bus::{Envelope, Handler, HandlerError};
@@ -32,13 +36,6 @@ use ticketing_store::{query, Store};
 
 const TTL: Duration = Duration::from_secs(3);
 const GRACE: Duration = Duration::from_secs(2);
-
-fn var(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// When each order was seen cancelled, and each ticket seen released (ms since epoch).
 #[derive(Default)]

@@ -19,11 +19,15 @@
 //! Distributed: PostgreSQL (`TEST_DATABASE_URL`) and JetStream (`TEST_NATS_URL`) of this
 //! machine.
 
+#[path = "tools/knobs.rs"]
+mod knobs;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use knobs::var;
 use reqwest::StatusCode;
 use serde_json::json;
 use ticketing_bus::{Envelope, Handler, HandlerError};
@@ -31,13 +35,6 @@ use ticketing_contracts::events::{OrderCancelled, OrderCompleted, Subject};
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::Timestamp;
 use ticketing_kit::testing::{reply, Flavor, TestApp, TestBackend, TestEnv};
-
-fn var(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// When each order was seen complete, and seen cancelled by its refund (ms since epoch).
 #[derive(Default)]
