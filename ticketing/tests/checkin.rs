@@ -8,20 +8,18 @@
 //! `scripts/cluster` with two check-in processes behind nginx; the two devices talk to
 //! one process each, and every refusal is checked on both.
 
+mod cluster;
 #[path = "../../checkin/tests/gate/mod.rs"]
 mod gate;
 mod process;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use ticketing_kit::testing::{
-    id_of, nats_url, postgres_base_url, redis_url, reply, unique_prefix, Api, Patience,
-};
+use ticketing_kit::testing::{id_of, reply, Api, Patience};
 
+use cluster::Cluster;
 use gate::Gate;
 use process::Running;
 
@@ -193,113 +191,10 @@ async fn embedded_passes_and_gates() {
     running.stop();
 }
 
-/// One cluster of `scripts/cluster` with two check-in processes.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    base: u16,
-    gateway: String,
-    env: Vec<(String, String)>,
-}
-
-impl Cluster {
-    async fn up() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let state = dir.path().join("cluster");
-        let name = unique_prefix();
-        let (base, gateway) = free_block();
-        let env: Vec<(String, String)> = [
-            ("TICKETING_BIN", env!("CARGO_BIN_EXE_ticketing").to_owned()),
-            ("CLUSTER_STATE_DIR", state.display().to_string()),
-            ("CLUSTER_NAME", name.clone()),
-            ("CLUSTER_BASE_PORT", base.to_string()),
-            ("CLUSTER_GATEWAY_PORT", gateway.to_string()),
-            ("CLUSTER_POSTGRES_URL", postgres_base_url()),
-            ("CLUSTER_NATS_URL", nats_url()),
-            ("CLUSTER_REDIS_URL", redis_url()),
-            ("CLUSTER_CHECKIN_REPLICAS", "2".to_owned()),
-            ("CLUSTER_READY_TIMEOUT", "180".to_owned()),
-            ("CLUSTER_WATCH_PID", std::process::id().to_string()),
-            ("JWT_KEY", format!("checkin-test-key-{name}")),
-            ("TICKETING_COOKIE_SECURE", "false".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let cluster = Cluster {
-            _dir: dir,
-            base,
-            gateway: format!("http://127.0.0.1:{gateway}"),
-            env,
-        };
-        cluster.run("up").await;
-        cluster
-    }
-
-    fn command(&self, verb: &str) -> Command {
-        let mut cmd = Command::new("bash");
-        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster"))
-            .args(verb.split_whitespace())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/".into()))
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    async fn run(&self, verb: &str) {
-        let out = tokio::process::Command::from(self.command(verb))
-            .output()
-            .await
-            .expect("run scripts/cluster");
-        assert!(
-            out.status.success(),
-            "scripts/cluster {verb} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Check-in instance `n` (from 1): slot 7.
-    fn checkin(&self, n: u16) -> String {
-        format!("http://127.0.0.1:{}", self.base + 70 + n - 1)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self
-            .command("down")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// A block of 100 free ports below the ephemeral range, away from the other cluster
-/// tests' blocks: instance N of slot S at base + 10·S + N − 1, the gateway at base + 99.
-fn free_block() -> (u16, u16) {
-    let start = std::process::id() % 50;
-    for n in 0..50u32 {
-        let base = 15_000 + ((start + n) % 50) as u16 * 100;
-        let gateway = base + 99;
-        let wanted = (0..8u16)
-            .flat_map(|slot| (0..2u16).map(move |i| base + 10 * slot + i))
-            .chain([gateway]);
-        if wanted
-            .into_iter()
-            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        {
-            return (base, gateway);
-        }
-    }
-    panic!("no free block of ports");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_passes_and_gates_on_two_processes() {
-    let cluster = Cluster::up().await;
-    let processes = [cluster.checkin(1), cluster.checkin(2)];
+    // Two check-in processes (slot 7), the other services one each.
+    let cluster = Cluster::up(15_000, &[("CLUSTER_CHECKIN_REPLICAS", "2")]).await;
+    let processes = [cluster.instance(7, 1), cluster.instance(7, 2)];
     prove(&cluster.gateway.clone(), &processes).await;
 }

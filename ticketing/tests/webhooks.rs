@@ -11,21 +11,19 @@
 //! The outage is 5 s rather than 60 (the retries' backoff is shortened by flags to match:
 //! 200 ms to 1 s instead of 1 s to 10 min); the behaviour is the same.
 
+mod cluster;
 mod process;
 #[path = "../../webhooks/tests/receiver/mod.rs"]
 mod receiver;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use ticketing_kit::testing::{
-    id_of, nats_url, postgres_base_url, redis_url, reply, unique_prefix, Api, Patience,
-};
+use ticketing_kit::testing::{id_of, reply, Api, Patience};
 
+use cluster::Cluster;
 use process::{free_port, Running};
 use receiver::Receiver;
 
@@ -261,124 +259,12 @@ async fn embedded_receiver_outage_kill_and_replay() {
     process.stop();
 }
 
-/// One cluster of `scripts/cluster` with two webhooks processes (the others one each).
-struct Cluster {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    name: String,
-    gateway: String,
-    env: Vec<(String, String)>,
-}
-
-impl Cluster {
-    async fn up() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let state = dir.path().join("cluster");
-        let name = unique_prefix();
-        let (base, gateway) = free_block();
-        let mut env: Vec<(String, String)> = [
-            ("TICKETING_BIN", env!("CARGO_BIN_EXE_ticketing").to_owned()),
-            ("CLUSTER_STATE_DIR", state.display().to_string()),
-            ("CLUSTER_NAME", name.clone()),
-            ("CLUSTER_BASE_PORT", base.to_string()),
-            ("CLUSTER_GATEWAY_PORT", gateway.to_string()),
-            ("CLUSTER_POSTGRES_URL", postgres_base_url()),
-            ("CLUSTER_NATS_URL", nats_url()),
-            ("CLUSTER_REDIS_URL", redis_url()),
-            ("CLUSTER_WEBHOOKS_REPLICAS", "2".to_owned()),
-            ("CLUSTER_READY_TIMEOUT", "180".to_owned()),
-            ("CLUSTER_WATCH_PID", std::process::id().to_string()),
-            ("JWT_KEY", format!("webhooks-test-key-{name}")),
-            ("TICKETING_COOKIE_SECURE", "false".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        env.extend(
-            WEBHOOK_ENV
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        let cluster = Cluster {
-            _dir: dir,
-            state,
-            name,
-            gateway: format!("http://127.0.0.1:{gateway}"),
-            env,
-        };
-        cluster.run("up").await;
-        cluster
-    }
-
-    fn command(&self, verb: &str) -> Command {
-        let mut cmd = Command::new("bash");
-        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster"))
-            .args(verb.split_whitespace())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/".into()))
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    async fn run(&self, verb: &str) {
-        let out = tokio::process::Command::from(self.command(verb))
-            .output()
-            .await
-            .expect("run scripts/cluster");
-        assert!(
-            out.status.success(),
-            "scripts/cluster {verb} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn kill9(&self, instance: &str) {
-        let file = self.state.join("run").join(format!("{instance}.pid"));
-        let pid = std::fs::read_to_string(&file).unwrap().trim().to_owned();
-        let status = Command::new("kill").args(["-9", &pid]).status().unwrap();
-        assert!(status.success(), "kill -9 {pid}");
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self
-            .command("down")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = &self.name;
-    }
-}
-
-/// A block of 100 free ports below the ephemeral range (as the distributed tests pick
-/// theirs, from another part of the range): instance N of slot S at base + 10·S + N − 1,
-/// the gateway at base + 99.
-fn free_block() -> (u16, u16) {
-    let start = std::process::id() % 50;
-    for n in 0..50u32 {
-        let base = 10_000 + ((start + n) % 50) as u16 * 100;
-        let gateway = base + 99;
-        let wanted = (0..8u16)
-            .flat_map(|slot| (0..2u16).map(move |i| base + 10 * slot + i))
-            .chain([gateway]);
-        if wanted
-            .into_iter()
-            .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        {
-            return (base, gateway);
-        }
-    }
-    panic!("no free block of ports");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_receiver_outage_kill_and_replay() {
-    let cluster = Cluster::up().await;
+    // Two webhooks processes, the other services one each.
+    let mut settings = vec![("CLUSTER_WEBHOOKS_REPLICAS", "2")];
+    settings.extend(WEBHOOK_ENV);
+    let cluster = Cluster::up(10_000, &settings).await;
     let base = cluster.gateway.clone();
     prove(
         &base,
