@@ -19,16 +19,17 @@
 
 #[path = "tools/knobs.rs"]
 mod knobs;
+#[path = "tools/observe.rs"]
+mod observe;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use knobs::var;
+use observe::FirstSeen;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{json, Value};
-use ticketing_bus::{Envelope, Handler, HandlerError};
+use ticketing_bus::{Envelope, HandlerError};
 use ticketing_contracts::events::{OrderCancelled, Subject, TicketUpdated};
 use ticketing_contracts::time::{now_millis, parse_millis};
 use ticketing_kit::testing::{unique_prefix, Flavor, TestBackend, TestEnv, TestServer};
@@ -37,35 +38,19 @@ use ticketing_store::{query, Store};
 const TTL: Duration = Duration::from_secs(3);
 const GRACE: Duration = Duration::from_secs(2);
 
-/// When each order was seen cancelled, and each ticket seen released (ms since epoch).
-#[derive(Default)]
-struct Seen {
-    cancelled: HashMap<String, i64>,
-    released: HashMap<String, i64>,
-}
-
-struct Observer(Arc<Mutex<Seen>>);
-
-#[async_trait]
-impl Handler for Observer {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let at = now_millis();
-        let mut seen = self.0.lock().expect("seen");
-        match event.subject {
-            Subject::OrderCancelled => {
-                let e: OrderCancelled = event.decode()?;
-                seen.cancelled.entry(e.id.into()).or_insert(at);
-            }
-            Subject::TicketUpdated => {
-                let e: TicketUpdated = event.decode()?;
-                if e.order_id.is_none() {
-                    seen.released.entry(e.id.into()).or_insert(at);
-                }
-            }
-            _ => {}
+/// Orders seen cancelled, tickets seen released.
+fn pick(event: &Envelope) -> Result<Option<(&'static str, String)>, HandlerError> {
+    Ok(match event.subject {
+        Subject::OrderCancelled => {
+            let e: OrderCancelled = event.decode()?;
+            Some(("cancelled", e.id.into()))
         }
-        Ok(())
-    }
+        Subject::TicketUpdated => {
+            let e: TicketUpdated = event.decode()?;
+            e.order_id.is_none().then(|| ("released", e.id.into()))
+        }
+        _ => None,
+    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -122,15 +107,10 @@ async fn main() -> anyhow::Result<()> {
         .await?,
     ];
     let server = TestServer::spawn(services).await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Arc::new(FirstSeen::new(pick));
     for subject in [Subject::OrderCancelled, Subject::TicketUpdated] {
         rt.bus
-            .subscribe(
-                "bench-observer",
-                subject,
-                Arc::new(Observer(seen.clone())),
-                rt.shutdown.clone(),
-            )
+            .subscribe("bench-observer", subject, seen.clone(), rt.shutdown.clone())
             .await?;
     }
     let bearer = |user: &str| {
@@ -206,26 +186,21 @@ async fn main() -> anyhow::Result<()> {
 
     // Wait out the last deadline, then for the stragglers.
     let last = placed.iter().map(|p| p.2).max().unwrap_or(0);
-    let give_up = last + 30_000;
-    loop {
-        let done = {
-            let seen = seen.lock().expect("seen");
-            seen.cancelled.len() >= orders && seen.released.len() >= orders
-        };
-        if done || now_millis() > give_up {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let until_last = Duration::from_millis((last - now_millis()).max(0) as u64);
+    seen.wait_for(
+        &["cancelled", "released"],
+        orders,
+        until_last + Duration::from_secs(30),
+    )
+    .await;
 
-    let seen = seen.lock().expect("seen");
     let mut cancelled = Vec::new();
     let mut released = Vec::new();
     for (order, ticket, reserved_until) in &placed {
-        if let Some(at) = seen.cancelled.get(order) {
+        if let Some(at) = seen.at("cancelled", order) {
             cancelled.push(at - reserved_until);
         }
-        if let Some(at) = seen.released.get(ticket) {
+        if let Some(at) = seen.at("released", ticket) {
             released.push(at - reserved_until);
         }
     }

@@ -21,62 +21,35 @@
 
 #[path = "tools/knobs.rs"]
 mod knobs;
+#[path = "tools/observe.rs"]
+mod observe;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use async_trait::async_trait;
 use knobs::var;
+use observe::FirstSeen;
 use reqwest::StatusCode;
 use serde_json::json;
-use ticketing_bus::{Envelope, Handler, HandlerError};
+use ticketing_bus::{Envelope, HandlerError};
 use ticketing_contracts::events::{OrderCancelled, OrderCompleted, Subject};
 use ticketing_contracts::time::now_millis;
 use ticketing_contracts::Timestamp;
 use ticketing_kit::testing::{reply, Flavor, TestApp, TestBackend, TestEnv};
 
-/// When each order was seen complete, and seen cancelled by its refund (ms since epoch).
-#[derive(Default)]
-struct Seen {
-    completed: HashMap<String, i64>,
-    refunded: HashMap<String, i64>,
-}
-
-struct Observer(Arc<Mutex<Seen>>);
-
-#[async_trait]
-impl Handler for Observer {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        let at = now_millis();
-        let mut seen = self.0.lock().expect("seen");
-        match event.subject {
-            Subject::OrderCompleted => {
-                let e: OrderCompleted = event.decode()?;
-                seen.completed.entry(e.id.into()).or_insert(at);
-            }
-            Subject::OrderCancelled => {
-                let e: OrderCancelled = event.decode()?;
-                if e.cancel_reason.as_deref() == Some("refunded") {
-                    seen.refunded.entry(e.id.into()).or_insert(at);
-                }
-            }
-            _ => {}
+/// Orders seen complete, and seen cancelled by their refund.
+fn pick(event: &Envelope) -> Result<Option<(&'static str, String)>, HandlerError> {
+    Ok(match event.subject {
+        Subject::OrderCompleted => {
+            let e: OrderCompleted = event.decode()?;
+            Some(("completed", e.id.into()))
         }
-        Ok(())
-    }
-}
-
-/// Wait until `done` holds of what was seen, or `limit` passes: whether it held.
-async fn wait_seen(seen: &Mutex<Seen>, limit: Duration, done: impl Fn(&Seen) -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if done(&seen.lock().expect("seen")) {
-            return true;
+        Subject::OrderCancelled => {
+            let e: OrderCancelled = event.decode()?;
+            (e.cancel_reason.as_deref() == Some("refunded")).then(|| ("refunded", e.id.into()))
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+        _ => None,
+    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -112,15 +85,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?,
     ];
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Arc::new(FirstSeen::new(pick));
     for subject in [Subject::OrderCompleted, Subject::OrderCancelled] {
         rt.bus
-            .subscribe(
-                "bench-observer",
-                subject,
-                Arc::new(Observer(seen.clone())),
-                rt.shutdown.clone(),
-            )
+            .subscribe("bench-observer", subject, seen.clone(), rt.shutdown.clone())
             .await?;
     }
     let app = TestApp::spawn(env, services).await;
@@ -170,9 +138,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(
-        wait_seen(&seen, Duration::from_secs(60), |s| s.completed.len()
-            >= orders)
-        .await,
+        seen.wait_for(&["completed"], orders, Duration::from_secs(60))
+            .await,
         "orders never all complete"
     );
 
@@ -199,16 +166,13 @@ async fn main() -> anyhow::Result<()> {
     .await
     .into_iter()
     .collect::<anyhow::Result<Vec<_>>>()?;
-    wait_seen(&seen, Duration::from_secs(60), |s| {
-        s.refunded.len() >= orders
-    })
-    .await;
+    seen.wait_for(&["refunded"], orders, Duration::from_secs(60))
+        .await;
 
-    let seen = seen.lock().expect("seen");
     let mut accepted: Vec<i64> = sent.iter().map(|s| s.2).collect();
     let mut refunded: Vec<i64> = sent
         .iter()
-        .filter_map(|(order, at, _)| Some(seen.refunded.get(order)? - at))
+        .filter_map(|(order, at, _)| Some(seen.at("refunded", order)? - at))
         .collect();
     report("202 answered", &mut accepted, orders, "");
     report(
