@@ -86,6 +86,10 @@ pub struct DropArgs {
     /// Write one line per buyer here (CSV: arrival, admission, units, outcome).
     #[arg(long)]
     pub buyers_csv: Option<String>,
+    /// Write one line per request here (CSV: seconds from the start when sent, kind,
+    /// status, microseconds): where in the run the slow answers were.
+    #[arg(long)]
+    pub requests_csv: Option<String>,
     /// A small drop for CI-like runs: 1,000 buyers, 2,000 units, the sale 10 s after the
     /// start (so some late joiners are admitted too); explicit flags still win.
     #[arg(long)]
@@ -210,6 +214,9 @@ struct Figures {
     kinds: BTreeMap<&'static str, Kind>,
     /// What went wrong, by kind and status, with the first body seen.
     errors: BTreeMap<String, (usize, String)>,
+    /// Every request (with `--requests-csv`): when sent, kind, status (0: transport
+    /// error), microseconds.
+    timeline: Option<Vec<(f64, &'static str, u16, u64)>>,
 }
 
 struct Answer {
@@ -221,6 +228,8 @@ struct Answer {
 struct Load {
     client: Client,
     base: String,
+    /// The run's start, which the timeline counts from.
+    start: Instant,
     in_flight: Semaphore,
     figures: Mutex<Figures>,
 }
@@ -267,6 +276,11 @@ impl Load {
         };
         let micros = started.elapsed().as_micros() as u64;
         let mut figures = self.figures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(timeline) = &mut figures.timeline {
+            let status = result.as_ref().map_or(0, |a| a.status.as_u16());
+            let sent = started.duration_since(self.start).as_secs_f64();
+            timeline.push((sent, kind, status, micros));
+        }
         let line = figures.kinds.entry(kind).or_default();
         line.micros.push(micros);
         match result {
@@ -804,13 +818,17 @@ pub async fn run(args: DropArgs) -> anyhow::Result<ExitCode> {
     let load = Load {
         client,
         base: args.host.trim_end_matches('/').to_owned(),
+        start: Instant::now(),
         in_flight: Semaphore::new(args.connections.max(1)),
-        figures: Mutex::new(Figures::default()),
+        figures: Mutex::new(Figures {
+            timeline: args.requests_csv.is_some().then(Vec::new),
+            ..Figures::default()
+        }),
     };
 
     // The listing, on sale `--on-sale-in` seconds from now; arrivals count from now.
     let seller = minter.token("seller");
-    let start = Instant::now();
+    let start = load.start;
     let opens = start + Duration::from_secs(args.on_sale_in);
     let on_sale_at =
         Timestamp::from_millis(Timestamp::now().as_millis() + (args.on_sale_in as i64) * 1000);
@@ -926,12 +944,25 @@ pub async fn run(args: DropArgs) -> anyhow::Result<ExitCode> {
         write_csv(path, &buyers)?;
         println!("per buyer: {path}");
     }
+    if let Some(path) = &args.requests_csv {
+        write_requests_csv(path, &drop.load)?;
+        println!("per request: {path}");
+    }
     Ok(if report.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         eprintln!("loadgen drop: gate failed: {}", report.failed.join("; "));
         ExitCode::from(2)
     })
+}
+
+fn write_requests_csv(path: &str, load: &Load) -> anyhow::Result<()> {
+    let figures = load.figures.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = String::from("sent_s,kind,status,micros\n");
+    for (sent, kind, status, micros) in figures.timeline.iter().flatten() {
+        let _ = writeln!(out, "{sent:.3},{kind},{status},{micros}");
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {path}"))
 }
 
 fn write_csv(path: &str, buyers: &[Buyer]) -> anyhow::Result<()> {

@@ -45,7 +45,8 @@ pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0004_units.sql",
     "0005_waitlist.sql",
     "0006_queue.sql",
-    "0007_cancellations.sql"
+    "0007_cancellations.sql",
+    "0008_live_admissions.sql"
 ];
 
 /// What only the orders service is configured with.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ticketing_contracts::api::queue::{QueueStatus, ADMISSION_SECONDS, OPENS_BEFORE_SECONDS};
 use ticketing_contracts::{TicketId, Timestamp, UserId};
-use ticketing_store::{query, On, Row, Store, Tx};
+use ticketing_store::{query, Backend, On, Row, Store, Tx};
 
 use crate::tickets::{self, TicketCopy};
 
@@ -203,12 +203,13 @@ pub async fn join(
     now: Timestamp,
     rate: Rate,
 ) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
-    // One already in line (and ranked, from the sale on) keeps its place: a read.
+    // One already in line keeps its place: a read. (Drawn before the sale and not yet
+    // ranked, too: the pacer ranks the draws within a step of the sale. Ranking them here
+    // instead held the crowd polling at the sale's first instant behind that one long
+    // write.)
     if let Some(place) = place_of(store, ticket, user, now, rate).await? {
         let keeps = match place.status {
-            // `opens_at` is the sale: before it a draw is all there is.
-            QueueStatus::Waiting => now < place.opens_at || place.position.is_some(),
-            QueueStatus::Admitted | QueueStatus::SoldOut => true,
+            QueueStatus::Waiting | QueueStatus::Admitted | QueueStatus::SoldOut => true,
             QueueStatus::Used | QueueStatus::Expired => false,
         };
         if keeps {
@@ -244,57 +245,97 @@ pub async fn join(
         .await?;
     } else {
         rank_early_joins(&mut tx, ticket).await?;
-        // The queue's row first (locked until commit): late joins take ranks one after
-        // the other, and an account joining twice at once gets one.
-        query("UPDATE queues SET next_rank = next_rank WHERE ticket_id = $1")
-            .bind(ticket)
-            .execute(&mut tx)
-            .await?;
-        let entry = query(
-            "SELECT rank, admitted_until, used_at FROM queue_entries \
-             WHERE ticket_id = $1 AND user_id = $2",
-        )
-        .bind(ticket)
-        .bind(user)
-        .fetch_optional(&mut tx)
-        .await?;
-        let in_line = match &entry {
-            None => false,
-            Some(row) => {
-                let used: Option<i64> = row.get("used_at")?;
-                let until: Option<i64> = row.get("admitted_until")?;
-                used.is_none() && until.is_none_or(|until| until > now.as_millis())
-            }
-        };
-        if !in_line {
-            let rank: i64 = query(
-                "UPDATE queues SET next_rank = next_rank + 1 WHERE ticket_id = $1 \
-                 RETURNING next_rank - 1 AS rank",
-            )
-            .bind(ticket)
-            .fetch_one(&mut tx)
-            .await?
-            .get("rank")?;
-            query(
-                "INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (ticket_id, user_id) DO UPDATE SET joined_at = excluded.joined_at, \
-                 rank = excluded.rank, draw = NULL, admitted_until = NULL, used_at = NULL",
-            )
-            .bind(ticket)
-            .bind(user)
-            .bind(now.as_millis())
-            .bind(rank)
-            .execute(&mut tx)
-            .await?;
+        match tx.backend() {
+            Backend::Postgres => join_late_pg(&mut tx, ticket, user, now).await?,
+            Backend::Sqlite => join_late_sqlite(&mut tx, ticket, user, now).await?,
         }
     }
-    let place = place_in(&mut tx, &listing, user, now, rate).await?;
+    // Committed first: on PostgreSQL a late join's lock of the queue's row ends there.
     tx.commit().await?;
+    let place = place_of(store, ticket, user, now, rate).await?;
     Ok(place.ok_or(JoinRefused::Unknown))
 }
 
-/// Where `user` stands in `ticket`'s queue; `None` when not in it (or no queue).
+/// Is `user` in `ticket`'s line (not admitted, or admitted and neither used nor run
+/// out)? The condition on an entry `e`; `$1` the listing, `$2` the account, `$3` now.
+const IN_LINE: &str = "EXISTS (SELECT 1 FROM queue_entries e WHERE e.ticket_id = $1 \
+    AND e.user_id = $2 AND e.used_at IS NULL \
+    AND (e.admitted_until IS NULL OR e.admitted_until > $3))";
+
+/// The next rank for one not in line (a new join, or one whose admission was used or ran
+/// out: to the back), in arrival order.
+const REJOIN: &str =
+    "ON CONFLICT (ticket_id, user_id) DO UPDATE SET joined_at = excluded.joined_at, \
+    rank = excluded.rank, draw = NULL, admitted_until = NULL, used_at = NULL";
+
+/// A late join on PostgreSQL: one statement takes the next rank and writes the entry, so
+/// the queue's row (every late join's turn) is locked for that statement and the commit,
+/// not for a round trip each of reading the entry and taking the rank (late joins queued
+/// on that lock by the hundred in a drop). Two joins of one account at once both see it
+/// out of line (the statement's snapshot), and the second takes a rank after the first:
+/// the account keeps one place, the later, and the line a gap that the pacer's cursor
+/// passes (nobody is admitted for it).
+async fn join_late_pg(
+    tx: &mut Tx,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+) -> Result<(), ticketing_store::Error> {
+    query(&format!(
+        "WITH taken AS (UPDATE queues SET next_rank = next_rank + 1 \
+            WHERE ticket_id = $1 AND NOT {IN_LINE} RETURNING next_rank - 1 AS rank) \
+         INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
+         SELECT $1, $2, $3, rank FROM taken {REJOIN}"
+    ))
+    .bind(ticket)
+    .bind(user)
+    .bind(now.as_millis())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A late join on SQLite (one writer: no lock to hold short), where an update cannot feed
+/// an insert in one statement.
+async fn join_late_sqlite(
+    tx: &mut Tx,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+) -> Result<(), ticketing_store::Error> {
+    let in_line: i64 = query(&format!("SELECT {IN_LINE} AS in_line"))
+        .bind(ticket)
+        .bind(user)
+        .bind(now.as_millis())
+        .fetch_one(&mut *tx)
+        .await?
+        .get("in_line")?;
+    if in_line != 0 {
+        return Ok(());
+    }
+    let rank: i64 = query(
+        "UPDATE queues SET next_rank = next_rank + 1 WHERE ticket_id = $1 \
+         RETURNING next_rank - 1 AS rank",
+    )
+    .bind(ticket)
+    .fetch_one(&mut *tx)
+    .await?
+    .get("rank")?;
+    query(&format!(
+        "INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
+         VALUES ($1, $2, $3, $4) {REJOIN}"
+    ))
+    .bind(ticket)
+    .bind(user)
+    .bind(now.as_millis())
+    .bind(rank)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Where `user` stands in `ticket`'s queue; `None` when not in it (or no queue). One
+/// read: every waiting buyer asks again and again.
 pub async fn place_of(
     store: &Store,
     ticket: &TicketId,
@@ -302,35 +343,34 @@ pub async fn place_of(
     now: Timestamp,
     rate: Rate,
 ) -> Result<Option<Place>, ticketing_store::Error> {
-    let Some(listing) = tickets::find(store.reader(), ticket).await? else {
-        return Ok(None);
-    };
-    place_in(store.reader(), &listing, user, now, rate).await
+    place_in(store.reader(), ticket, user, now, rate).await
 }
 
 async fn place_in<'a>(
     on: impl Into<On<'a>>,
-    listing: &TicketCopy,
+    ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
     rate: Rate,
 ) -> Result<Option<Place>, ticketing_store::Error> {
-    let Some(on_sale_at) = listing.terms.on_sale_at else {
-        return Ok(None);
-    };
     let row = query(
-        "SELECT e.rank, e.admitted_until, e.used_at, q.admitted_through, \
+        "SELECT e.rank, e.admitted_until, e.used_at, q.admitted_through, t.on_sale_at, \
          COALESCE(t.quantity, 1) - t.held AS free \
          FROM queue_entries e JOIN queues q ON q.ticket_id = e.ticket_id \
          JOIN tickets t ON t.id = e.ticket_id \
          WHERE e.ticket_id = $1 AND e.user_id = $2",
     )
-    .bind(&listing.id)
+    .bind(ticket)
     .bind(user)
     .fetch_optional(on)
     .await?;
-    row.map(|row| place_from(&row, on_sale_at, now, rate))
-        .transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let Some(on_sale_at) = row.get::<Option<i64>>("on_sale_at")? else {
+        return Ok(None);
+    };
+    place_from(&row, Timestamp::from_millis(on_sale_at), now, rate).map(Some)
 }
 
 fn place_from(
@@ -404,6 +444,40 @@ async fn rank_early_joins(tx: &mut Tx, ticket: &TicketId) -> Result<(), ticketin
     Ok(())
 }
 
+/// Early joins drawn after the draws were ranked: a join that read the clock just before
+/// the sale and wrote just after (nothing orders the two; locking the queue's row in
+/// every early join would make 1,000 joins a second queue on it). They take the next
+/// ranks, as late joins, in arrival order. An index probe when there are none.
+async fn rank_stragglers(tx: &mut Tx, ticket: &TicketId) -> Result<(), ticketing_store::Error> {
+    let stragglers: Vec<String> = query(
+        "SELECT user_id FROM queue_entries WHERE ticket_id = $1 AND rank IS NULL \
+         ORDER BY joined_at, user_id LIMIT 100",
+    )
+    .bind(ticket)
+    .scalars(&mut *tx)
+    .await?;
+    for user in stragglers {
+        let rank: i64 = query(
+            "UPDATE queues SET next_rank = next_rank + 1 WHERE ticket_id = $1 \
+             RETURNING next_rank - 1 AS rank",
+        )
+        .bind(ticket)
+        .fetch_one(&mut *tx)
+        .await?
+        .get("rank")?;
+        query(
+            "UPDATE queue_entries SET rank = $3 \
+             WHERE ticket_id = $1 AND user_id = $2 AND rank IS NULL",
+        )
+        .bind(ticket)
+        .bind(&user)
+        .bind(rank)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// One step of the pacer for every queue in force at `now`: admit the head, as many as
 /// the rate allows since the last admission (at most a second's worth), never more
 /// unused admissions than free units. Returns how many were admitted.
@@ -414,7 +488,9 @@ pub async fn pace(
 ) -> Result<i64, ticketing_store::Error> {
     let due = query(
         "SELECT q.ticket_id FROM queues q JOIN tickets t ON t.id = q.ticket_id \
-         WHERE t.on_sale_at <= $1 AND (q.ranked = 0 OR q.admitted_through < q.next_rank - 1)",
+         WHERE t.on_sale_at <= $1 AND (q.ranked = 0 OR q.admitted_through < q.next_rank - 1 \
+           OR EXISTS (SELECT 1 FROM queue_entries e WHERE e.ticket_id = q.ticket_id \
+             AND e.rank IS NULL))",
     )
     .bind(now.as_millis())
     .fetch_all(store.reader())
@@ -435,11 +511,13 @@ async fn admit(
 ) -> Result<i64, ticketing_store::Error> {
     let mut tx = store.begin().await?;
     rank_early_joins(&mut tx, ticket).await?;
+    rank_stragglers(&mut tx, ticket).await?;
     let row = query(
         "SELECT q.admitted_through, q.next_rank, q.admitted_at, \
          COALESCE(t.quantity, 1) - t.held AS free, \
          (SELECT count(*) FROM queue_entries e WHERE e.ticket_id = q.ticket_id \
-            AND e.admitted_until > $2 AND e.used_at IS NULL) AS unused \
+            AND e.admitted_until IS NOT NULL AND e.admitted_until > $2 \
+            AND e.used_at IS NULL) AS unused \
          FROM queues q JOIN tickets t ON t.id = q.ticket_id WHERE q.ticket_id = $1",
     )
     .bind(ticket)

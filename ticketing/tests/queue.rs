@@ -245,6 +245,43 @@ async fn orders_wait_for_their_admission(flavor: Flavor) {
     assert_eq!(app.place(user, &listing).await["status"], "sold-out");
 }
 
+/// An early join written just after the draws were ranked (its clock read before the
+/// sale, its write after: nothing orders the two) is not left out: the pacer ranks it at
+/// the back of the line, and it is admitted in its turn.
+async fn a_draw_written_after_the_ranking_is_ranked_too(flavor: Flavor) {
+    let app = spawn(flavor, 100).await;
+    let (listing, on_sale_at) = app.listing(10, 1, 800).await;
+    for user in ["a", "b"] {
+        assert_eq!(app.join(user, &listing).await.0, StatusCode::OK);
+    }
+    sleep_until(on_sale_at).await;
+    // The pacer has ranked the draws (and admitted both).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.place("a", &listing).await["status"], "admitted");
+    let store = listings::orders_store(&app.0.env.runtime).await;
+    let mut tx = store.begin().await.unwrap();
+    query("INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) VALUES ($1, $2, $3, 7)")
+        .bind(&listing)
+        .bind("late-draw")
+        .bind(on_sale_at - 1)
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let place = app.place("late-draw", &listing).await;
+    assert_eq!(place["status"], "admitted", "{place}");
+    let rank: i64 = query("SELECT rank FROM queue_entries WHERE ticket_id = $1 AND user_id = $2")
+        .bind(&listing)
+        .bind("late-draw")
+        .fetch_one(store.reader())
+        .await
+        .unwrap()
+        .get("rank")
+        .unwrap();
+    assert_eq!(rank, 3);
+}
+
 fn parse(value: &Value) -> i64 {
     ticketing_contracts::time::parse_millis(value.as_str().unwrap()).unwrap()
 }
@@ -252,4 +289,5 @@ fn parse(value: &Value) -> i64 {
 flavor_tests!(
     early_joins_are_drawn_and_late_ones_queue_in_order,
     orders_wait_for_their_admission,
+    a_draw_written_after_the_ranking_is_ranked_too,
 );

@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ticketing_bus::Envelope;
 use ticketing_contracts::api::webhooks::{DeliveryStatus, DELIVERIES_PAGE};
 use ticketing_contracts::time::now_millis;
 use ticketing_store::{query, retention, Backend, Store, Tx};
@@ -40,44 +39,90 @@ pub const WAITING: i64 = i64::MAX;
 const BEHIND: &str = "EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = h.endpoint_id \
     AND e.order_key = h.order_key AND e.status = 'pending' AND e.seq < h.seq)";
 
-/// Queue `envelope` for `endpoint` (nothing when it is queued already): due now when its
-/// key has nothing pending, else waiting for its turn.
-pub async fn queue(
-    tx: &mut Tx,
-    endpoint: &str,
-    envelope: &Envelope,
-    key: &str,
-    body: &str,
-) -> Result<(), ticketing_store::Error> {
+/// A delivery to queue: an event for one endpoint.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ToQueue {
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub subject: &'static str,
+    pub order_key: String,
+    pub body: String,
+    pub created_at: i64,
+    /// Whether it is the first of its endpoint's key among those queued together: the
+    /// ones after it wait behind it whatever the table holds.
+    pub first: bool,
+}
+
+/// Queue `rows` in their order (a row already queued is left as it is): each due now when
+/// its key has nothing pending, else waiting for its turn. On PostgreSQL one statement
+/// for them all (an intake batch's round trips were most of its cost).
+pub async fn queue(tx: &mut Tx, rows: &[ToQueue]) -> Result<(), ticketing_store::Error> {
     let now = now_millis();
-    // On PostgreSQL the pending row found is locked (shared) until the commit. Without
-    // it, a head ending at this very moment is seen still pending here, while its
-    // outcome's promotion does not see this uncommitted row: the row would wait for the
-    // sweep, a second or two. Locked, one waits for the other: either this statement
-    // sees the head gone, or the promotion runs after this commit and sees the row.
-    let lock = match tx.backend() {
-        Backend::Postgres => "FOR SHARE",
-        Backend::Sqlite => "",
-    };
-    query(&format!(
-        "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, created_at, \
-         queued_at, status, attempts, next_at, lease_until) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, \
-            CASE WHEN EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = $1 \
-                AND e.order_key = $4 AND e.status = 'pending' {lock}) THEN $8 ELSE $7 END, 0) \
-         ON CONFLICT (endpoint_id, event_id) DO NOTHING"
-    ))
-    .bind(endpoint)
-    .bind(&envelope.id)
-    .bind(envelope.subject.as_str())
-    .bind(key)
-    .bind(body)
-    .bind(envelope.produced_at)
-    .bind(now)
-    .bind(WAITING)
-    .execute(tx)
-    .await?;
+    match tx.backend() {
+        Backend::Sqlite => {
+            for row in rows {
+                query(&format!(
+                    "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, \
+                     created_at, queued_at, status, attempts, next_at, lease_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, \
+                        CASE WHEN {KEY_PENDING} THEN $8 ELSE $7 END, 0) \
+                     ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+                    KEY_PENDING = key_pending("$1", "$4", "")
+                ))
+                .bind(&row.endpoint_id)
+                .bind(&row.event_id)
+                .bind(row.subject)
+                .bind(&row.order_key)
+                .bind(&row.body)
+                .bind(row.created_at)
+                .bind(now)
+                .bind(WAITING)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        Backend::Postgres => {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            // The pending row found is locked (shared) until the commit. Without it, a
+            // head ending at this very moment is seen still pending here, while its
+            // outcome's promotion does not see this uncommitted row: the row would wait
+            // for the sweep, a second or two. Locked, one waits for the other: either
+            // this statement sees the head gone, or the promotion runs after this commit
+            // and sees the row. The rows of one statement do not see each other: a key's
+            // later rows in it wait (`first`), as they would have one statement each.
+            let rows = serde_json::to_string(rows).map_err(ticketing_store::Error::other)?;
+            query(&format!(
+                "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, \
+                 created_at, queued_at, status, attempts, next_at, lease_until) \
+                 SELECT r.endpoint_id, r.event_id, r.subject, r.order_key, r.body, \
+                    r.created_at, $2, 'pending', 0, \
+                    CASE WHEN NOT r.first OR {KEY_PENDING} THEN $3 ELSE $2 END, 0 \
+                 FROM ROWS FROM (json_to_recordset($1::json) AS (endpoint_id text, \
+                    event_id text, subject text, order_key text, body text, created_at bigint, \
+                    first boolean)) WITH ORDINALITY \
+                    AS r(endpoint_id, event_id, subject, order_key, body, created_at, first, n) \
+                 ORDER BY r.n \
+                 ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+                KEY_PENDING = key_pending("r.endpoint_id", "r.order_key", "FOR SHARE")
+            ))
+            .bind(rows)
+            .bind(now)
+            .bind(WAITING)
+            .execute(tx)
+            .await?;
+        }
+    }
     Ok(())
+}
+
+/// Has the endpoint's key a pending delivery?
+fn key_pending(endpoint: &str, key: &str, lock: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = {endpoint} \
+         AND e.order_key = {key} AND e.status = 'pending' {lock})"
+    )
 }
 
 /// A delivery claimed by a worker, with where it goes.

@@ -219,24 +219,18 @@ pub async fn find_own<'a>(
     .await
 }
 
-/// The endpoints of `user` that take `subject` and are enabled.
-pub async fn listening(
+/// The enabled endpoints of `user`, each with the subjects it takes.
+pub async fn enabled(
     tx: &mut Tx,
     user: &UserId,
-    subject: Subject,
-) -> Result<Vec<String>, ticketing_store::Error> {
+) -> Result<Vec<(String, Vec<Subject>)>, ticketing_store::Error> {
     let rows = query("SELECT id, events FROM endpoints WHERE user_id = $1 AND disabled_at IS NULL")
         .bind(user)
         .fetch_all(tx)
         .await?;
-    let mut ids = Vec::new();
-    for row in rows {
-        let events: String = row.get("events")?;
-        if stored_events(&events).contains(&subject) {
-            ids.push(row.get("id")?);
-        }
-    }
-    Ok(ids)
+    rows.iter()
+        .map(|row| Ok((row.get("id")?, stored_events(&row.get::<String>("events")?))))
+        .collect()
 }
 
 /// Delete the caller's endpoint and its deliveries; false when there was none.

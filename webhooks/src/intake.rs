@@ -6,6 +6,8 @@
 //! A handler of its own rather than a typed listener: a delivery carries the event's id
 //! (the `webhook-id`), which only the envelope has.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,7 +23,8 @@ use ticketing_contracts::{OrderId, TicketId, UserId};
 use ticketing_store::{query, Store, Tx};
 use tokio::sync::Notify;
 
-use crate::{deliveries, endpoints};
+use crate::deliveries::{self, ToQueue};
+use crate::endpoints;
 
 /// An event whose listing or order this service has never heard of, older than this,
 /// is not routed (it predates the service, or its predecessor was lost); younger, it
@@ -45,7 +48,9 @@ impl Handler for Intake {
         let Some(mut tx) = inbox::begin(&self.store, groups::WEBHOOKS, envelope).await? else {
             return Ok(());
         };
-        let queued = take(&mut tx, envelope).await?;
+        let mut batch = Batch::default();
+        batch.take(&mut tx, envelope).await?;
+        let queued = batch.queue(&mut tx).await?;
         tx.commit().await?;
         if queued > 0 {
             self.wake.notify_one();
@@ -65,19 +70,20 @@ impl Handler for Intake {
             Ok(fresh) => fresh,
             Err(err) => return Together::Broken(err.to_string()),
         };
-        let mut queued = 0;
+        let mut batch = Batch::default();
         for (envelope, fresh) in events.iter().zip(fresh) {
             if !fresh {
                 continue;
             }
-            match take(&mut tx, envelope).await {
-                Ok(n) => queued += n,
-                Err(_) => {
-                    let _ = tx.rollback().await;
-                    return Together::Failed;
-                }
+            if batch.take(&mut tx, envelope).await.is_err() {
+                let _ = tx.rollback().await;
+                return Together::Failed;
             }
         }
+        let queued = match batch.queue(&mut tx).await {
+            Ok(queued) => queued,
+            Err(err) => return Together::Broken(err.to_string()),
+        };
         if let Err(err) = tx.commit().await {
             return Together::Broken(err.to_string());
         }
@@ -100,28 +106,66 @@ fn decode<E: ticketing_contracts::events::Event>(envelope: &Envelope) -> Result<
         .map_err(|e| HandlerError::Poison(e.to_string()))
 }
 
-/// Keep the replicas `envelope` changes, and queue its deliveries: how many.
-async fn take(tx: &mut Tx, envelope: &Envelope) -> Result<usize, HandlerError> {
-    let Some(route) = route(tx, envelope).await? else {
-        return Ok(0);
-    };
-    let targets = endpoints::listening(tx, &route.owner, envelope.subject).await?;
-    if targets.is_empty() {
-        return Ok(0);
+/// The deliveries of the events one transaction takes, queued together at its end.
+#[derive(Default)]
+struct Batch {
+    /// Each owner's enabled endpoints (id, subjects), read once per transaction.
+    endpoints: HashMap<UserId, Vec<(String, Vec<Subject>)>>,
+    /// The (endpoint, key) pairs with a row in `rows` already.
+    keys: HashSet<(String, String)>,
+    rows: Vec<ToQueue>,
+}
+
+impl Batch {
+    /// Keep the replicas `envelope` changes, and add its deliveries.
+    async fn take(&mut self, tx: &mut Tx, envelope: &Envelope) -> Result<(), HandlerError> {
+        let Some(route) = route(tx, envelope).await? else {
+            return Ok(());
+        };
+        let endpoints = match self.endpoints.entry(route.owner) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(unknown) => {
+                let found = endpoints::enabled(tx, unknown.key()).await?;
+                unknown.insert(found)
+            }
+        };
+        let mut targets = endpoints
+            .iter()
+            .filter(|(_, subjects)| subjects.contains(&envelope.subject))
+            .map(|(id, _)| id)
+            .peekable();
+        if targets.peek().is_none() {
+            return Ok(());
+        }
+        let data: Value = serde_json::from_slice(&envelope.payload)
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+        let body = serde_json::json!({
+            "id": envelope.id,
+            "type": envelope.subject.as_str(),
+            "createdAt": format_millis(envelope.produced_at),
+            "data": data,
+        })
+        .to_string();
+        for endpoint in targets {
+            let first = self.keys.insert((endpoint.clone(), route.key.clone()));
+            self.rows.push(ToQueue {
+                endpoint_id: endpoint.clone(),
+                event_id: envelope.id.clone(),
+                subject: envelope.subject.as_str(),
+                order_key: route.key.clone(),
+                body: body.clone(),
+                created_at: envelope.produced_at,
+                first,
+            });
+        }
+        Ok(())
     }
-    let data: Value = serde_json::from_slice(&envelope.payload)
-        .map_err(|e| HandlerError::Poison(e.to_string()))?;
-    let body = serde_json::json!({
-        "id": envelope.id,
-        "type": envelope.subject.as_str(),
-        "createdAt": format_millis(envelope.produced_at),
-        "data": data,
-    })
-    .to_string();
-    for endpoint in &targets {
-        deliveries::queue(tx, endpoint, envelope, &route.key, &body).await?;
+
+    /// Queue what was taken: how many deliveries.
+    async fn queue(self, tx: &mut Tx) -> Result<usize, ticketing_store::Error> {
+        deliveries::queue(tx, &self.rows).await?;
+        Ok(self.rows.len())
     }
-    Ok(targets.len())
 }
 
 async fn route(tx: &mut Tx, envelope: &Envelope) -> Result<Option<Route>, HandlerError> {
