@@ -295,6 +295,18 @@ async fn join_late_pg(
     Ok(())
 }
 
+/// The queue's next rank, taken (the queue's row stays locked until the commit).
+async fn take_rank(tx: &mut Tx, ticket: &TicketId) -> Result<i64, ticketing_store::Error> {
+    query(
+        "UPDATE queues SET next_rank = next_rank + 1 WHERE ticket_id = $1 \
+         RETURNING next_rank - 1 AS rank",
+    )
+    .bind(ticket)
+    .fetch_one(tx)
+    .await?
+    .get("rank")
+}
+
 /// A late join on SQLite (one writer: no lock to hold short), where an update cannot feed
 /// an insert in one statement.
 async fn join_late_sqlite(
@@ -313,14 +325,7 @@ async fn join_late_sqlite(
     if in_line != 0 {
         return Ok(());
     }
-    let rank: i64 = query(
-        "UPDATE queues SET next_rank = next_rank + 1 WHERE ticket_id = $1 \
-         RETURNING next_rank - 1 AS rank",
-    )
-    .bind(ticket)
-    .fetch_one(&mut *tx)
-    .await?
-    .get("rank")?;
+    let rank = take_rank(tx, ticket).await?;
     query(&format!(
         "INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
          VALUES ($1, $2, $3, $4) {REJOIN}"
@@ -457,14 +462,7 @@ async fn rank_stragglers(tx: &mut Tx, ticket: &TicketId) -> Result<(), ticketing
     .scalars(&mut *tx)
     .await?;
     for user in stragglers {
-        let rank: i64 = query(
-            "UPDATE queues SET next_rank = next_rank + 1 WHERE ticket_id = $1 \
-             RETURNING next_rank - 1 AS rank",
-        )
-        .bind(ticket)
-        .fetch_one(&mut *tx)
-        .await?
-        .get("rank")?;
+        let rank = take_rank(tx, ticket).await?;
         query(
             "UPDATE queue_entries SET rank = $3 \
              WHERE ticket_id = $1 AND user_id = $2 AND rank IS NULL",

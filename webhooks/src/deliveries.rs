@@ -396,6 +396,7 @@ pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_s
             .map(|(e, k)| serde_json::json!({"endpoint_id": e, "order_key": k}))
             .collect();
         query(PROMOTE_PG)
+            .persistent(false)
             .bind(now)
             .bind(WAITING)
             .bind(serde_json::Value::Array(keys).to_string())
@@ -551,6 +552,58 @@ pub async fn replay(
 /// Delivered and dead deliveries older than `retention` are deleted, every hour.
 pub fn spawn_pruner(store: Store, retention: Duration, stop: CancellationToken) -> JoinHandle<()> {
     retention::spawn_table_pruner(store, "deliveries", "ended_at", "seq", retention, stop)
+}
+
+/// How often PostgreSQL's deliveries are looked at for a fresh `ANALYZE`.
+const ANALYZE_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// PostgreSQL: analyze the deliveries as soon as a tenth of them (and at least a
+/// thousand rows) changed since the last analyze, whatever the server's autovacuum does.
+///
+/// The table grows from empty to tens of thousands of rows within a minute of a busy
+/// start, and plans made from the empty table's statistics (sequential scans, hash
+/// joins) then cost more with every row: at 1,000 deliveries a second claims and
+/// outcomes slowed within 30 s until delivery fell behind. Autovacuum, where it runs at
+/// all (it is off on this project's test machines), looks once a minute. An analyze
+/// reads a bounded sample, so checked every few seconds and run on change it costs
+/// little once the table is steady. `SKIP_LOCKED`: one already running (another
+/// process's) is left to finish.
+pub fn spawn_analyzer(store: Store, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ANALYZE_CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match analyze_if_changed(&store).await {
+                Ok(false) => {}
+                Ok(true) => tracing::debug!("analyzed the deliveries"),
+                Err(ticketing_store::Error::Closed) => return,
+                Err(err) => tracing::warn!(error = %err, "analyzing the deliveries failed"),
+            }
+        }
+    })
+}
+
+async fn analyze_if_changed(store: &Store) -> Result<bool, ticketing_store::Error> {
+    let changed: Option<bool> = query(
+        "SELECT n_mod_since_analyze > 1000 + n_live_tup / 10 AS changed \
+         FROM pg_stat_user_tables WHERE relname = 'deliveries' AND schemaname = current_schema()",
+    )
+    .fetch_optional(store.reader())
+    .await?
+    .map(|row| row.get("changed"))
+    .transpose()?;
+    if changed != Some(true) {
+        return Ok(false);
+    }
+    query("ANALYZE (SKIP_LOCKED) deliveries")
+        .persistent(false)
+        .execute(store.writer())
+        .await?;
+    Ok(true)
 }
 
 /// [`promote_missed`] every second (PostgreSQL: its transactions run side by side).
