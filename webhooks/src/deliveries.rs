@@ -60,25 +60,26 @@ pub async fn queue(tx: &mut Tx, rows: &[ToQueue]) -> Result<(), ticketing_store:
     let now = now_millis();
     match tx.backend() {
         Backend::Sqlite => {
+            let insert = format!(
+                "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, \
+                 created_at, queued_at, status, attempts, next_at, lease_until) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, \
+                    CASE WHEN {KEY_PENDING} THEN $8 ELSE $7 END, 0) \
+                 ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+                KEY_PENDING = key_pending("$1", "$4", "")
+            );
             for row in rows {
-                query(&format!(
-                    "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, \
-                     created_at, queued_at, status, attempts, next_at, lease_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, \
-                        CASE WHEN {KEY_PENDING} THEN $8 ELSE $7 END, 0) \
-                     ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-                    KEY_PENDING = key_pending("$1", "$4", "")
-                ))
-                .bind(&row.endpoint_id)
-                .bind(&row.event_id)
-                .bind(row.subject)
-                .bind(&row.order_key)
-                .bind(&row.body)
-                .bind(row.created_at)
-                .bind(now)
-                .bind(WAITING)
-                .execute(&mut *tx)
-                .await?;
+                query(&insert)
+                    .bind(&row.endpoint_id)
+                    .bind(&row.event_id)
+                    .bind(row.subject)
+                    .bind(&row.order_key)
+                    .bind(&row.body)
+                    .bind(row.created_at)
+                    .bind(now)
+                    .bind(WAITING)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         Backend::Postgres => {
