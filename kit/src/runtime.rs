@@ -38,7 +38,7 @@ impl Runtime {
     }
 
     /// Open (creating and migrating) `service`'s database, with the outbox and inbox
-    /// tables every service keeps.
+    /// tables every service keeps, and start its upkeep ([`ticketing_store::upkeep`]).
     pub async fn open_store(
         &self,
         service: &str,
@@ -47,6 +47,7 @@ impl Runtime {
         let store = Store::open(&self.location(service)?, migrations).await?;
         event_tables::install(&store).await?;
         crate::telemetry::spawn_outbox_sampler(service, &store, self.shutdown.clone());
+        ticketing_store::upkeep::spawn(&store, self.shutdown.clone());
         Ok(store)
     }
 

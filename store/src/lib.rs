@@ -18,6 +18,7 @@ pub mod retention;
 mod sqlite;
 mod store;
 mod tx;
+pub mod upkeep;
 mod value;
 
 pub use config::{

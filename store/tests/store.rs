@@ -345,6 +345,44 @@ async fn concurrent_transactions_stay_atomic(backend: TestBackend) {
     store.close().await;
 }
 
+/// PostgreSQL: a queue-like table (rows inserted, then deleted) is vacuumed and analyzed
+/// by the store's own upkeep within seconds, whatever the server's autovacuum does.
+#[tokio::test]
+async fn postgres_upkeep_vacuums_a_churned_table() {
+    let env = TestEnv::new(TestBackend::Postgres);
+    let store = store(&env).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = ticketing_store::upkeep::spawn(&store, stop.clone()).expect("upkeep on PostgreSQL");
+    query("INSERT INTO things (id) SELECT 'id-' || n FROM generate_series(1, 3000) AS n")
+        .execute(store.writer())
+        .await
+        .unwrap();
+    query("DELETE FROM things")
+        .execute(store.writer())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let done: i64 = query(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'things' \
+             AND vacuum_count + autovacuum_count > 0 AND analyze_count + autoanalyze_count > 0",
+        )
+        .scalar(store.reader())
+        .await
+        .unwrap();
+        if done > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not vacuumed and analyzed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+}
+
 backend_tests!(
     concurrent_transactions_stay_atomic,
     queries_read_the_same_on_both_engines,

@@ -163,6 +163,21 @@ pub struct ServeArgs {
     )]
     pub pg_max_connections: u32,
 
+    /// Distributed mode: each service vacuums and analyzes its own tables (`on`, the
+    /// default), checked every second with autovacuum's thresholds on smaller bases:
+    /// queue-like tables (outboxes, the webhook queue) need it far sooner than
+    /// autovacuum's minute. `off` where autovacuum is tuned for them. See
+    /// docs/decisions/0034-table-upkeep.md.
+    #[arg(
+        long,
+        env = "TICKETING_PG_UPKEEP",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub pg_upkeep: bool,
+
     /// Distributed mode: a `postgres://` server URL. Each service uses its own database
     /// named `<db>_<service>` (`<db>` from the URL, default `ticketing`), created if missing.
     #[arg(long, env = "TICKETING_DATABASE_URL", global = true)]

@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
     ticketing_store::set_sqlite_synchronous(cli.serve.sqlite_synchronous);
     ticketing_store::set_sqlite_gathered_log(cli.serve.sqlite_gathered_log);
     ticketing_store::set_postgres_max_connections(cli.serve.pg_max_connections);
+    ticketing_store::upkeep::set_postgres_upkeep(cli.serve.pg_upkeep);
     let outcome = match command {
         Command::Serve => serve::run(cli.serve).await,
         Command::Events { command } => events::run(&cli.serve, command).await,

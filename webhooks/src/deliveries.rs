@@ -1,4 +1,6 @@
-//! The deliveries: one row per (endpoint, event), from queueing to delivered or dead.
+//! The deliveries: one row per (endpoint, event), from queueing to delivered or dead,
+//! and while pending one in the queue (`delivery_queue`), where workers claim, promote
+//! and release them (`tables`).
 //!
 //! A key's deliveries (an order's events, else a listing's) go out strictly in `seq`
 //! order: only a key's head — its oldest pending delivery — is ever claimed. Claims are
@@ -6,7 +8,7 @@
 //! PostgreSQL the candidates are locked `FOR UPDATE SKIP LOCKED`, so concurrent workers
 //! never claim the same head and never wait for each other.
 //!
-//! `next_at` says when a pending delivery is due, so that a claim reads only what it
+//! A queue row's `next_at` says when its delivery is due, so that a claim reads only what it
 //! takes, whatever the backlog: a delivery queued behind its key's head waits at
 //! [`WAITING`] until the head ends and promotes it; a claimed one is due again when its
 //! lease lapses. (A claim that looked for heads among all pending deliveries read the
@@ -19,8 +21,9 @@
 //! (a sequential scan, a hash join), stayed in use as the table grew to thousands within
 //! seconds: each batch of outcomes scanned the whole table, the marker fell behind, and
 //! deliveries collapsed to a few hundred a second. (Planning the queueing and claiming
-//! statements too cost more CPU than it saved in the benchmark; once autovacuum has
-//! analyzed the table, every cached plan is made again from its statistics.)
+//! statements too cost more CPU than it saved in the benchmark; once the tables are
+//! analyzed, every cached plan is made again from their statistics: the store's upkeep
+//! analyzes them as they grow, and vacuums the queue every thousand dead rows or so.)
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,10 +37,10 @@ use tokio_util::sync::CancellationToken;
 /// `next_at` of a delivery waiting behind its key's head: never due until promoted.
 pub const WAITING: i64 = i64::MAX;
 
-/// Is there an earlier pending delivery of the row's key (then it is not the head)? The
-/// row is `h`.
-const BEHIND: &str = "EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = h.endpoint_id \
-    AND e.order_key = h.order_key AND e.status = 'pending' AND e.seq < h.seq)";
+/// Is there an earlier pending delivery of the queue row's key (then it is not the head)?
+/// The row is `h`.
+const BEHIND: &str = "EXISTS (SELECT 1 FROM delivery_queue e WHERE e.endpoint_id = h.endpoint_id \
+    AND e.order_key = h.order_key AND e.seq < h.seq)";
 
 /// A delivery to queue: an event for one endpoint.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -53,23 +56,28 @@ pub struct ToQueue {
     pub first: bool,
 }
 
+const INSERT_SQLITE: &str = "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, \
+    body, created_at, queued_at, status, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0) \
+    ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING seq";
+
 /// Queue `rows` in their order (a row already queued is left as it is): each due now when
 /// its key has nothing pending, else waiting for its turn. On PostgreSQL one statement
 /// for them all (an intake batch's round trips were most of its cost).
 pub async fn queue(tx: &mut Tx, rows: &[ToQueue]) -> Result<(), ticketing_store::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let now = now_millis();
     match tx.backend() {
         Backend::Sqlite => {
-            let insert = format!(
-                "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, \
-                 created_at, queued_at, status, attempts, next_at, lease_until) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, \
-                    CASE WHEN {KEY_PENDING} THEN $8 ELSE $7 END, 0) \
-                 ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-                KEY_PENDING = key_pending("$1", "$4", "")
+            let enqueue = format!(
+                "INSERT INTO delivery_queue (seq, endpoint_id, order_key, queued_at, next_at, \
+                    lease_until) \
+                 VALUES ($1, $2, $3, $4, CASE WHEN {KEY_PENDING} THEN $5 ELSE $4 END, 0)",
+                KEY_PENDING = key_pending("$2", "$3", "")
             );
             for row in rows {
-                query(&insert)
+                let inserted = query(INSERT_SQLITE)
                     .bind(&row.endpoint_id)
                     .bind(&row.event_id)
                     .bind(row.subject)
@@ -77,36 +85,49 @@ pub async fn queue(tx: &mut Tx, rows: &[ToQueue]) -> Result<(), ticketing_store:
                     .bind(&row.body)
                     .bind(row.created_at)
                     .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(inserted) = inserted else { continue };
+                query(&enqueue)
+                    .bind(inserted.get::<i64>("seq")?)
+                    .bind(&row.endpoint_id)
+                    .bind(&row.order_key)
+                    .bind(now)
                     .bind(WAITING)
                     .execute(&mut *tx)
                     .await?;
             }
         }
         Backend::Postgres => {
-            if rows.is_empty() {
-                return Ok(());
-            }
-            // The pending row found is locked (shared) until the commit. Without it, a
-            // head ending at this very moment is seen still pending here, while its
-            // outcome's promotion does not see this uncommitted row: the row would wait
-            // for the sweep, a second or two. Locked, one waits for the other: either
-            // this statement sees the head gone, or the promotion runs after this commit
-            // and sees the row. The rows of one statement do not see each other: a key's
+            // The queue row found is locked (shared) until the commit. Without it, a head
+            // ending at this very moment is seen still pending here, while its outcome's
+            // promotion does not see this uncommitted row: the row would wait for the
+            // sweep, a second or two. Locked, one waits for the other: either this
+            // statement sees the head gone, or the promotion runs after this commit and
+            // sees the row. The rows of one statement do not see each other: a key's
             // later rows in it wait (`first`), as they would have one statement each.
             let rows = serde_json::to_string(rows).map_err(ticketing_store::Error::other)?;
             query(&format!(
-                "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, \
-                 created_at, queued_at, status, attempts, next_at, lease_until) \
-                 SELECT r.endpoint_id, r.event_id, r.subject, r.order_key, r.body, \
-                    r.created_at, $2, 'pending', 0, \
+                "WITH r AS ( \
+                    SELECT * FROM ROWS FROM (json_to_recordset($1::json) AS (endpoint_id text, \
+                        event_id text, subject text, order_key text, body text, \
+                        created_at bigint, first boolean)) WITH ORDINALITY \
+                    AS r(endpoint_id, event_id, subject, order_key, body, created_at, first, n)), \
+                 inserted AS ( \
+                    INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, \
+                        created_at, queued_at, status, attempts) \
+                    SELECT endpoint_id, event_id, subject, order_key, body, created_at, $2, \
+                        'pending', 0 \
+                    FROM r ORDER BY n \
+                    ON CONFLICT (endpoint_id, event_id) DO NOTHING \
+                    RETURNING seq, endpoint_id, event_id, order_key) \
+                 INSERT INTO delivery_queue (seq, endpoint_id, order_key, queued_at, next_at, \
+                    lease_until) \
+                 SELECT i.seq, i.endpoint_id, i.order_key, $2, \
                     CASE WHEN NOT r.first OR {KEY_PENDING} THEN $3 ELSE $2 END, 0 \
-                 FROM ROWS FROM (json_to_recordset($1::json) AS (endpoint_id text, \
-                    event_id text, subject text, order_key text, body text, created_at bigint, \
-                    first boolean)) WITH ORDINALITY \
-                    AS r(endpoint_id, event_id, subject, order_key, body, created_at, first, n) \
-                 ORDER BY r.n \
-                 ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-                KEY_PENDING = key_pending("r.endpoint_id", "r.order_key", "FOR SHARE")
+                 FROM inserted i JOIN r ON r.endpoint_id = i.endpoint_id \
+                    AND r.event_id = i.event_id",
+                KEY_PENDING = key_pending("i.endpoint_id", "i.order_key", "FOR SHARE")
             ))
             .bind(rows)
             .bind(now)
@@ -121,8 +142,8 @@ pub async fn queue(tx: &mut Tx, rows: &[ToQueue]) -> Result<(), ticketing_store:
 /// Has the endpoint's key a pending delivery?
 fn key_pending(endpoint: &str, key: &str, lock: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = {endpoint} \
-         AND e.order_key = {key} AND e.status = 'pending' {lock})"
+        "EXISTS (SELECT 1 FROM delivery_queue e WHERE e.endpoint_id = {endpoint} \
+         AND e.order_key = {key} {lock})"
     )
 }
 
@@ -151,15 +172,19 @@ pub struct Claimed {
 fn heads_sqlite() -> String {
     format!(
         "SELECT h.seq, h.endpoint_id FROM ( \
-            SELECT seq, endpoint_id, order_key, next_at FROM deliveries \
-            WHERE status = 'pending' AND next_at <= $1 \
-            AND endpoint_id NOT IN (SELECT value FROM json_each($3)) \
+            SELECT seq, endpoint_id, order_key, next_at FROM delivery_queue \
+            WHERE next_at <= $1 AND endpoint_id NOT IN (SELECT value FROM json_each($3)) \
             ORDER BY next_at, seq LIMIT $2) h \
          WHERE NOT {BEHIND} \
          AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = h.endpoint_id AND p.disabled_at IS NULL) \
          ORDER BY h.next_at, h.seq"
     )
 }
+
+/// The claimed rows (`taken`: their `seq` and `queued_at`) with what a worker sends.
+const CLAIMED: &str = "SELECT d.seq, d.endpoint_id, d.order_key, d.event_id, d.body, d.attempts, \
+    d.created_at, t.queued_at, p.url, p.secret \
+    FROM taken t JOIN deliveries d ON d.seq = t.seq JOIN endpoints p ON p.id = d.endpoint_id";
 
 /// PostgreSQL's claim, one statement (no round trips between reading and taking): each
 /// enabled endpoint's live leases, its first due rows up to its room, locked `FOR UPDATE
@@ -171,40 +196,36 @@ fn heads_sqlite() -> String {
 /// every due row of the full endpoints to find another's: when a few busy endpoints had
 /// a backlog of thousands, each claim took tens to hundreds of milliseconds and
 /// deliveries fell to a few hundred a second.) An endpoint with nothing due costs one
-/// probe of an empty range of a partial index. Two workers claiming at once may each see
-/// room an endpoint has once: its cap can be passed by one claim's worth, briefly.
+/// probe of an empty range. Two workers claiming at once may each see room an endpoint
+/// has once: its cap can be passed by one claim's worth, briefly.
 fn claim_pg() -> String {
     format!(
         "WITH busy AS ( \
-            SELECT endpoint_id, count(*) AS n FROM deliveries \
-            WHERE status = 'pending' AND lease_until > $1 GROUP BY endpoint_id), \
+            SELECT endpoint_id, count(*) AS n FROM delivery_queue WHERE lease_until > $1 \
+            GROUP BY endpoint_id), \
          due AS ( \
             SELECT h.seq, h.next_at FROM endpoints p \
             LEFT JOIN busy b ON b.endpoint_id = p.id \
             CROSS JOIN LATERAL ( \
-                SELECT seq, endpoint_id, order_key, next_at FROM deliveries \
-                WHERE endpoint_id = p.id AND status = 'pending' AND next_at <= $1 \
+                SELECT seq, endpoint_id, order_key, next_at FROM delivery_queue \
+                WHERE endpoint_id = p.id AND next_at <= $1 \
                 ORDER BY next_at, seq LIMIT greatest($2 - coalesce(b.n, 0), 0) \
                 FOR UPDATE SKIP LOCKED) h \
             WHERE p.disabled_at IS NULL AND NOT {BEHIND}), \
-         chosen AS (SELECT seq FROM due ORDER BY next_at, seq LIMIT $3) \
-         UPDATE deliveries d SET lease_until = $4, next_at = $4, claim = $5 \
-         FROM endpoints p \
-         WHERE d.seq IN (SELECT seq FROM chosen) AND p.id = d.endpoint_id \
-         RETURNING d.seq, d.endpoint_id, d.order_key, d.event_id, d.body, d.attempts, \
-            d.created_at, d.queued_at, p.url, p.secret"
+         chosen AS (SELECT seq FROM due ORDER BY next_at, seq LIMIT $3), \
+         taken AS ( \
+            UPDATE delivery_queue q SET lease_until = $4, next_at = $4, claim = $5 \
+            WHERE q.seq IN (SELECT seq FROM chosen) RETURNING q.seq, q.queued_at) \
+         {CLAIMED}"
     )
 }
 
-const IN_FLIGHT: &str = "SELECT endpoint_id, count(*) AS n FROM deliveries \
-    WHERE status = 'pending' AND lease_until > $1 GROUP BY endpoint_id";
+const IN_FLIGHT: &str = "SELECT endpoint_id, count(*) AS n FROM delivery_queue \
+    WHERE lease_until > $1 GROUP BY endpoint_id";
 
 // A claimed delivery is due again when its lease lapses (its worker died).
-const TAKE_SQLITE: &str = "UPDATE deliveries SET lease_until = $1, next_at = $1, claim = $2 \
-    WHERE seq IN (SELECT value FROM json_each($3)) \
-    RETURNING seq, endpoint_id, order_key, event_id, body, attempts, created_at, queued_at, \
-    (SELECT url FROM endpoints p WHERE p.id = deliveries.endpoint_id) AS url, \
-    (SELECT secret FROM endpoints p WHERE p.id = deliveries.endpoint_id) AS secret";
+const TAKE_SQLITE: &str = "UPDATE delivery_queue SET lease_until = $1, next_at = $1, claim = $2 \
+    WHERE seq IN (SELECT value FROM json_each($3))";
 
 /// Claim up to `limit` due heads for `lease`, at most `per_endpoint` in flight per
 /// endpoint (counting every worker's live leases).
@@ -299,12 +320,19 @@ async fn claim_sqlite(
         return Ok(Vec::new());
     }
     let seqs = serde_json::to_string(&chosen).map_err(ticketing_store::Error::other)?;
-    let rows = query(TAKE_SQLITE)
+    query(TAKE_SQLITE)
         .bind(until)
         .bind(token)
-        .bind(seqs)
-        .fetch_all(&mut tx)
+        .bind(&seqs)
+        .execute(&mut tx)
         .await?;
+    let rows = query(&format!(
+        "WITH taken AS (SELECT seq, queued_at FROM delivery_queue \
+            WHERE seq IN (SELECT value FROM json_each($1))) {CLAIMED}"
+    ))
+    .bind(seqs)
+    .fetch_all(&mut tx)
+    .await?;
     tx.commit().await?;
     Ok(rows)
 }
@@ -325,28 +353,41 @@ pub struct Outcome {
     pub gone: bool,
 }
 
-const MARK_PG: &str = "UPDATE deliveries AS d SET status = o.status, attempts = d.attempts + 1, \
-    next_at = o.next_at, lease_until = 0, claim = NULL, delivered_at = o.delivered_at, \
-    ended_at = o.ended_at \
-    FROM json_to_recordset($1::json) AS o(seq bigint, claim text, status text, next_at bigint, \
-        delivered_at bigint, ended_at bigint) \
-    WHERE d.seq = o.seq AND d.claim = o.claim";
+/// The outcomes (`$1`, JSON) whose claim still holds: an ended delivery leaves the queue,
+/// one to retry is due again at its `next_at`; both are counted an attempt.
+const MARK_PG: &str = "WITH o AS ( \
+        SELECT * FROM json_to_recordset($1::json) AS o(seq bigint, claim text, status text, \
+            next_at bigint, delivered_at bigint, ended_at bigint)), \
+    ended AS ( \
+        DELETE FROM delivery_queue q USING o \
+        WHERE q.seq = o.seq AND q.claim = o.claim AND o.status <> 'pending' RETURNING q.seq), \
+    retried AS ( \
+        UPDATE delivery_queue q SET next_at = o.next_at, lease_until = 0, claim = NULL FROM o \
+        WHERE q.seq = o.seq AND q.claim = o.claim AND o.status = 'pending' RETURNING q.seq) \
+    UPDATE deliveries d SET status = o.status, attempts = d.attempts + 1, \
+        delivered_at = o.delivered_at, ended_at = o.ended_at \
+    FROM o WHERE d.seq = o.seq \
+    AND d.seq IN (SELECT seq FROM ended UNION ALL SELECT seq FROM retried)";
 
-const MARK_SQLITE: &str = "UPDATE deliveries SET status = $1, attempts = attempts + 1, \
-    next_at = $2, lease_until = 0, claim = NULL, delivered_at = $3, ended_at = $4 \
-    WHERE seq = $5 AND claim = $6";
+const END_SQLITE: &str = "DELETE FROM delivery_queue WHERE seq = $1 AND claim = $2";
+
+const RETRY_SQLITE: &str = "UPDATE delivery_queue SET next_at = $1, lease_until = 0, claim = NULL \
+    WHERE seq = $2 AND claim = $3";
+
+const ATTEMPTED_SQLITE: &str = "UPDATE deliveries SET status = $1, attempts = attempts + 1, \
+    delivered_at = $2, ended_at = $3 WHERE seq = $4";
 
 /// Promote the next delivery of each key given (JSON `[{endpoint_id, order_key}]`) whose
-/// head ended: its oldest pending one, if it waits. A key whose head did not end (its
+/// head ended: its oldest queued one, if it waits. A key whose head did not end (its
 /// outcome was dropped, or it is in backoff) has that head as its oldest: nothing moves.
-const PROMOTE_PG: &str = "UPDATE deliveries SET next_at = $1 WHERE next_at = $2 AND seq IN ( \
-    SELECT (SELECT min(d.seq) FROM deliveries d WHERE d.endpoint_id = k.endpoint_id \
-        AND d.order_key = k.order_key AND d.status = 'pending') \
+const PROMOTE_PG: &str = "UPDATE delivery_queue SET next_at = $1 WHERE next_at = $2 AND seq IN ( \
+    SELECT (SELECT min(q.seq) FROM delivery_queue q WHERE q.endpoint_id = k.endpoint_id \
+        AND q.order_key = k.order_key) \
     FROM json_to_recordset($3::json) AS k(endpoint_id text, order_key text))";
 
-const PROMOTE_SQLITE: &str = "UPDATE deliveries SET next_at = $1 WHERE next_at = $2 AND seq = ( \
-    SELECT min(d.seq) FROM deliveries d WHERE d.endpoint_id = $3 AND d.order_key = $4 \
-    AND d.status = 'pending')";
+const PROMOTE_SQLITE: &str =
+    "UPDATE delivery_queue SET next_at = $1 WHERE next_at = $2 AND seq = ( \
+    SELECT min(q.seq) FROM delivery_queue q WHERE q.endpoint_id = $3 AND q.order_key = $4)";
 
 /// Write the outcomes of attempts, all in one transaction (on PostgreSQL one statement
 /// for the deliveries, one for the promotions); an outcome whose claim lapsed and was
@@ -354,6 +395,7 @@ const PROMOTE_SQLITE: &str = "UPDATE deliveries SET next_at = $1 WHERE next_at =
 pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_store::Error> {
     let now = now_millis();
     let pg = store.backend() == Backend::Postgres;
+    let ended_at = |o: &Outcome| (o.status != DeliveryStatus::Pending).then_some(now);
     let mut tx = store.begin().await?;
     if pg {
         let rows: Vec<serde_json::Value> = outcomes
@@ -362,7 +404,7 @@ pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_s
                 serde_json::json!({
                     "seq": o.seq, "claim": o.claim, "status": o.status.as_str(),
                     "next_at": o.next_at, "delivered_at": o.delivered_at,
-                    "ended_at": (o.status != DeliveryStatus::Pending).then_some(now),
+                    "ended_at": ended_at(o),
                 })
             })
             .collect();
@@ -373,13 +415,23 @@ pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_s
             .await?;
     } else {
         for o in outcomes {
-            query(MARK_SQLITE)
+            let held = if o.status == DeliveryStatus::Pending {
+                query(RETRY_SQLITE).bind(o.next_at)
+            } else {
+                query(END_SQLITE)
+            }
+            .bind(o.seq)
+            .bind(&o.claim)
+            .execute(&mut tx)
+            .await?;
+            if held == 0 {
+                continue;
+            }
+            query(ATTEMPTED_SQLITE)
                 .bind(o.status.as_str())
-                .bind(o.next_at)
                 .bind(o.delivered_at)
-                .bind((o.status != DeliveryStatus::Pending).then_some(now))
+                .bind(ended_at(o))
                 .bind(o.seq)
-                .bind(&o.claim)
                 .execute(&mut tx)
                 .await?;
         }
@@ -429,7 +481,7 @@ pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_s
             .await?;
         // Nothing more goes to it: its deliveries stop being due, so claims never read
         // them again.
-        query("UPDATE deliveries SET next_at = $1 WHERE endpoint_id = $2 AND status = 'pending'")
+        query("UPDATE delivery_queue SET next_at = $1 WHERE endpoint_id = $2")
             .bind(WAITING)
             .bind(endpoint)
             .execute(&mut tx)
@@ -444,17 +496,16 @@ pub async fn mark(store: &Store, outcomes: &[Outcome]) -> Result<(), ticketing_s
 pub async fn promote_missed(store: &Store) -> Result<u64, ticketing_store::Error> {
     let now = now_millis();
     // Most seconds nothing waits: a read says so without a write transaction.
-    let waiting =
-        query("SELECT 1 AS w FROM deliveries WHERE status = 'pending' AND next_at = $1 LIMIT 1")
-            .bind(WAITING)
-            .fetch_optional(store.reader())
-            .await?;
+    let waiting = query("SELECT 1 AS w FROM delivery_queue WHERE next_at = $1 LIMIT 1")
+        .bind(WAITING)
+        .fetch_optional(store.reader())
+        .await?;
     if waiting.is_none() {
         return Ok(0);
     }
     query(&format!(
-        "UPDATE deliveries SET next_at = $1 WHERE seq IN ( \
-            SELECT h.seq FROM deliveries h WHERE h.status = 'pending' AND h.next_at = $2 \
+        "UPDATE delivery_queue SET next_at = $1 WHERE seq IN ( \
+            SELECT h.seq FROM delivery_queue h WHERE h.next_at = $2 \
             AND h.queued_at < $3 AND NOT {BEHIND} \
             AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = h.endpoint_id \
                 AND p.disabled_at IS NULL))"
@@ -470,8 +521,8 @@ pub async fn promote_missed(store: &Store) -> Result<u64, ticketing_store::Error
 /// killed are void at start-up.
 pub async fn release_all(store: &Store) -> Result<u64, ticketing_store::Error> {
     query(
-        "UPDATE deliveries SET lease_until = 0, claim = NULL, next_at = $1 \
-         WHERE status = 'pending' AND lease_until > 0",
+        "UPDATE delivery_queue SET lease_until = 0, claim = NULL, next_at = $1 \
+         WHERE lease_until > 0",
     )
     .bind(now_millis())
     .execute(store.writer())
@@ -524,12 +575,22 @@ pub async fn replay(
 ) -> Result<u64, ticketing_store::Error> {
     let now = now_millis();
     let mut tx = store.begin().await?;
-    let replayed = query(
-        "UPDATE deliveries SET status = 'pending', next_at = $1, queued_at = $2, lease_until = 0, \
-         claim = NULL, ended_at = NULL \
+    // Into the queue first, while their status still tells them apart.
+    query(
+        "INSERT INTO delivery_queue (seq, endpoint_id, order_key, queued_at, next_at, lease_until) \
+         SELECT seq, endpoint_id, order_key, $1, $2, 0 FROM deliveries \
          WHERE endpoint_id = $3 AND seq >= $4 AND status <> 'pending'",
     )
+    .bind(now)
     .bind(WAITING)
+    .bind(endpoint)
+    .bind(from_seq)
+    .execute(&mut tx)
+    .await?;
+    let replayed = query(
+        "UPDATE deliveries SET status = 'pending', queued_at = $1, ended_at = NULL \
+         WHERE endpoint_id = $2 AND seq >= $3 AND status <> 'pending'",
+    )
     .bind(now)
     .bind(endpoint)
     .bind(from_seq)
@@ -537,8 +598,8 @@ pub async fn replay(
     .await?;
     // Each key's oldest now goes first; the rest wait for it.
     query(&format!(
-        "UPDATE deliveries SET next_at = $1 WHERE seq IN ( \
-            SELECT h.seq FROM deliveries h WHERE h.endpoint_id = $2 AND h.status = 'pending' \
+        "UPDATE delivery_queue SET next_at = $1 WHERE seq IN ( \
+            SELECT h.seq FROM delivery_queue h WHERE h.endpoint_id = $2 \
             AND h.next_at = $3 AND NOT {BEHIND})"
     ))
     .bind(now)
@@ -553,58 +614,6 @@ pub async fn replay(
 /// Delivered and dead deliveries older than `retention` are deleted, every hour.
 pub fn spawn_pruner(store: Store, retention: Duration, stop: CancellationToken) -> JoinHandle<()> {
     retention::spawn_table_pruner(store, "deliveries", "ended_at", "seq", retention, stop)
-}
-
-/// How often PostgreSQL's deliveries are looked at for a fresh `ANALYZE`.
-const ANALYZE_CHECK_EVERY: Duration = Duration::from_secs(5);
-
-/// PostgreSQL: analyze the deliveries as soon as a tenth of them (and at least a
-/// thousand rows) changed since the last analyze, whatever the server's autovacuum does.
-///
-/// The table grows from empty to tens of thousands of rows within a minute of a busy
-/// start, and plans made from the empty table's statistics (sequential scans, hash
-/// joins) then cost more with every row: at 1,000 deliveries a second claims and
-/// outcomes slowed within 30 s until delivery fell behind. Autovacuum, where it runs at
-/// all (it is off on this project's test machines), looks once a minute. An analyze
-/// reads a bounded sample, so checked every few seconds and run on change it costs
-/// little once the table is steady. `SKIP_LOCKED`: one already running (another
-/// process's) is left to finish.
-pub fn spawn_analyzer(store: Store, stop: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ANALYZE_CHECK_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match analyze_if_changed(&store).await {
-                Ok(false) => {}
-                Ok(true) => tracing::debug!("analyzed the deliveries"),
-                Err(ticketing_store::Error::Closed) => return,
-                Err(err) => tracing::warn!(error = %err, "analyzing the deliveries failed"),
-            }
-        }
-    })
-}
-
-async fn analyze_if_changed(store: &Store) -> Result<bool, ticketing_store::Error> {
-    let changed: Option<bool> = query(
-        "SELECT n_mod_since_analyze > 1000 + n_live_tup / 10 AS changed \
-         FROM pg_stat_user_tables WHERE relname = 'deliveries' AND schemaname = current_schema()",
-    )
-    .fetch_optional(store.reader())
-    .await?
-    .map(|row| row.get("changed"))
-    .transpose()?;
-    if changed != Some(true) {
-        return Ok(false);
-    }
-    query("ANALYZE (SKIP_LOCKED) deliveries")
-        .persistent(false)
-        .execute(store.writer())
-        .await?;
-    Ok(true)
 }
 
 /// [`promote_missed`] every second (PostgreSQL: its transactions run side by side).
@@ -628,11 +637,9 @@ pub fn spawn_promoter(store: Store, stop: CancellationToken) -> JoinHandle<()> {
 
 /// Pending deliveries and the oldest's age in seconds (metrics).
 pub async fn backlog(store: &Store) -> Result<(i64, f64), ticketing_store::Error> {
-    let row = query(
-        "SELECT count(*) AS n, min(queued_at) AS oldest FROM deliveries WHERE status = 'pending'",
-    )
-    .fetch_one(store.reader())
-    .await?;
+    let row = query("SELECT count(*) AS n, min(queued_at) AS oldest FROM delivery_queue")
+        .fetch_one(store.reader())
+        .await?;
     let n: i64 = row.get("n")?;
     let oldest: Option<i64> = row.get("oldest")?;
     let age = oldest.map_or(0.0, |t| (now_millis() - t).max(0) as f64 / 1000.0);

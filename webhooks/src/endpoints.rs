@@ -249,10 +249,12 @@ pub async fn delete(
         tx.rollback().await?;
         return Ok(false);
     }
-    query("DELETE FROM deliveries WHERE endpoint_id = $1")
-        .bind(id)
-        .execute(&mut tx)
-        .await?;
+    for table in ["delivery_queue", "deliveries"] {
+        query(&format!("DELETE FROM {table} WHERE endpoint_id = $1"))
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(true)
 }

@@ -128,10 +128,6 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
                 store.clone(),
                 rt.shutdown.clone(),
             ));
-            tasks.push(deliveries::spawn_analyzer(
-                store.clone(),
-                rt.shutdown.clone(),
-            ));
         }
         tasks.push(worker::spawn(
             store.clone(),

@@ -1,9 +1,18 @@
-//! The deliveries table, created at start-up: its `seq` is the engine's own counter
-//! (AUTOINCREMENT, a sequence), which the shared migration dialect cannot declare.
+//! The deliveries' tables, created at start-up: a delivery's `seq` is the engine's own
+//! counter (AUTOINCREMENT, a sequence), which the shared migration dialect cannot declare.
+//!
+//! Two tables: `deliveries`, every delivery from queueing to its end and for the
+//! retention period after (the API's list, replays), and `delivery_queue`, a row per
+//! pending delivery only, the one the workers claim from, promote in and release. A
+//! queue row is written three or four times in its short life; kept apart from the
+//! history it stays small, so a vacuum of it (the store's upkeep runs one every
+//! thousand dead rows or so, whatever the server's autovacuum does) takes milliseconds
+//! (decision 0031).
 
-use ticketing_store::{Backend, Store};
+use ticketing_store::{query, Backend, Store};
 
-/// The deliveries table; `seq` is the engine's counter, as `seq` declares it.
+/// The deliveries; `seq` is the engine's counter, as `seq` declares it. `status` is
+/// `pending` exactly while the delivery has its row in the queue.
 fn deliveries(seq: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS deliveries (
@@ -17,9 +26,6 @@ fn deliveries(seq: &str) -> String {
             queued_at BIGINT NOT NULL,
             status TEXT NOT NULL,
             attempts BIGINT NOT NULL,
-            next_at BIGINT NOT NULL,
-            lease_until BIGINT NOT NULL,
-            claim TEXT,
             delivered_at BIGINT,
             ended_at BIGINT,
             UNIQUE (endpoint_id, event_id)
@@ -27,50 +33,108 @@ fn deliveries(seq: &str) -> String {
     )
 }
 
-/// The indexes the workers and the API read by. Pending rows are few next to the
-/// delivered ones kept for the retention period: partial indexes keep the claims'
-/// scans to them.
-const INDEXES: [&str; 5] = [
-    // The claim's candidates, longest due first (SQLite), and the waiting rows the
-    // missed-promotion sweep looks for.
-    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at, seq) WHERE status = 'pending'",
-    // An endpoint's due rows, longest due first (PostgreSQL's claims).
-    "CREATE INDEX IF NOT EXISTS deliveries_due_by_endpoint ON deliveries (endpoint_id, next_at, seq) \
-     WHERE status = 'pending'",
-    // Is there an earlier pending delivery of the key (then this one is not its head)?
-    "CREATE INDEX IF NOT EXISTS deliveries_pending_key ON deliveries (endpoint_id, order_key, seq) \
-     WHERE status = 'pending'",
-    // Live leases per endpoint.
-    "CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (lease_until) WHERE status = 'pending'",
+/// The pending deliveries: `next_at` says when one is due ([`WAITING`] behind its key's
+/// head, its lease's end while claimed), `claim` whose lease it is.
+///
+/// [`WAITING`]: crate::deliveries::WAITING
+const QUEUE: &str = "CREATE TABLE IF NOT EXISTS delivery_queue (
+    seq BIGINT PRIMARY KEY,
+    endpoint_id TEXT NOT NULL,
+    order_key TEXT NOT NULL,
+    queued_at BIGINT NOT NULL,
+    next_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    claim TEXT
+)";
+
+const INDEXES: [&str; 6] = [
     // The API's list, and retention.
     "CREATE INDEX IF NOT EXISTS deliveries_by_endpoint ON deliveries (endpoint_id, seq)",
+    "CREATE INDEX IF NOT EXISTS deliveries_ended ON deliveries (ended_at) WHERE ended_at IS NOT NULL",
+    // The claim's candidates, longest due first (SQLite), and the waiting rows the
+    // missed-promotion sweep looks for.
+    "CREATE INDEX IF NOT EXISTS delivery_queue_due ON delivery_queue (next_at, seq)",
+    // An endpoint's due rows, longest due first (PostgreSQL's claims).
+    "CREATE INDEX IF NOT EXISTS delivery_queue_due_by_endpoint \
+     ON delivery_queue (endpoint_id, next_at, seq)",
+    // Is there an earlier pending delivery of the key (then this one is not its head)?
+    "CREATE INDEX IF NOT EXISTS delivery_queue_key ON delivery_queue (endpoint_id, order_key, seq)",
+    // Live leases per endpoint.
+    "CREATE INDEX IF NOT EXISTS delivery_queue_leased ON delivery_queue (lease_until)",
 ];
 
-/// Tables of the first release: claims read heads by seq (the index is gone) and every
-/// pending delivery was due; now those behind their key's head wait (decision 0031).
-const UPGRADES: [&str; 2] = [
+/// Tables of earlier releases kept the queue's columns in `deliveries` itself: the
+/// pending rows move to the queue (those behind their key's head waiting, as the first
+/// release did not do), then the columns and their indexes go.
+const UPGRADE: [&str; 9] = [
+    "INSERT INTO delivery_queue (seq, endpoint_id, order_key, queued_at, next_at, lease_until, claim) \
+     SELECT seq, endpoint_id, order_key, queued_at, next_at, lease_until, claim FROM deliveries \
+     WHERE status = 'pending' ON CONFLICT (seq) DO NOTHING",
+    "UPDATE delivery_queue SET next_at = 9223372036854775807 WHERE lease_until = 0 \
+     AND EXISTS (SELECT 1 FROM delivery_queue e WHERE e.endpoint_id = delivery_queue.endpoint_id \
+         AND e.order_key = delivery_queue.order_key AND e.seq < delivery_queue.seq)",
     "DROP INDEX IF EXISTS deliveries_pending",
-    "UPDATE deliveries SET next_at = 9223372036854775807 \
-     WHERE status = 'pending' AND lease_until = 0 AND next_at <> 9223372036854775807 \
-     AND EXISTS (SELECT 1 FROM deliveries e WHERE e.endpoint_id = deliveries.endpoint_id \
-         AND e.order_key = deliveries.order_key AND e.status = 'pending' AND e.seq < deliveries.seq)",
+    "DROP INDEX IF EXISTS deliveries_due",
+    "DROP INDEX IF EXISTS deliveries_due_by_endpoint",
+    "DROP INDEX IF EXISTS deliveries_pending_key",
+    "DROP INDEX IF EXISTS deliveries_leased",
+    "ALTER TABLE deliveries DROP COLUMN next_at",
+    "ALTER TABLE deliveries DROP COLUMN lease_until",
 ];
 
-const ENDED_INDEX: &str =
-    "CREATE INDEX IF NOT EXISTS deliveries_ended ON deliveries (ended_at) WHERE ended_at IS NOT NULL";
+/// The last column of the old tables; the upgrade's check for them.
+const UPGRADE_LAST: &str = "ALTER TABLE deliveries DROP COLUMN claim";
 
 pub async fn install(store: &Store) -> anyhow::Result<()> {
     let table = deliveries(match store.backend() {
         Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
         Backend::Postgres => "BIGSERIAL PRIMARY KEY",
     });
+    let per_backend: Vec<String> = match store.backend() {
+        // One process owns the file: what it reads now still holds when it installs.
+        Backend::Sqlite => {
+            let old =
+                query("SELECT 1 AS old FROM pragma_table_info('deliveries') WHERE name = 'claim'")
+                    .fetch_optional(store.reader())
+                    .await?
+                    .is_some();
+            if old {
+                UPGRADE
+                    .iter()
+                    .chain(std::iter::once(&UPGRADE_LAST))
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        }
+        // Processes start side by side: the check runs under the install's lock.
+        // Analyzes skip the bodies: they are never filtered by, and their sample was
+        // most of an analyze's cost.
+        Backend::Postgres => {
+            let body: String = UPGRADE
+                .iter()
+                .chain(std::iter::once(&UPGRADE_LAST))
+                .map(|s| format!("EXECUTE '{}';", s.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(" ");
+            vec![
+                format!(
+                    "DO $$ BEGIN IF EXISTS (SELECT 1 FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND table_name = 'deliveries' \
+                     AND column_name = 'claim') THEN {body} END IF; END $$"
+                ),
+                "ALTER TABLE deliveries ALTER COLUMN body SET STATISTICS 0".to_owned(),
+            ]
+        }
+    };
     store
         .install(
             7301000000000031,
-            std::iter::once(table.as_str())
-                .chain(INDEXES)
-                .chain(std::iter::once(ENDED_INDEX))
-                .chain(UPGRADES),
+            [table.as_str(), QUEUE]
+                .into_iter()
+                .chain(per_backend.iter().map(String::as_str))
+                .chain(INDEXES),
         )
         .await?;
     Ok(())

@@ -18,6 +18,7 @@ use ticketing_contracts::time::{format_millis, now_millis};
 use ticketing_contracts::{OrderStatus, SaleTerms};
 use ticketing_kit::backend_tests;
 use ticketing_kit::testing::{errors, reply, Api, TestApp, TestBackend, TestEnv};
+use ticketing_store::query;
 use ticketing_webhooks::Settings;
 
 use receiver::Receiver;
@@ -532,12 +533,94 @@ async fn refund_and_checkin_events_reach_the_seller(backend: TestBackend) {
     assert_eq!(got, ids);
 }
 
+/// The single deliveries table of earlier releases, the queue's columns in it.
+fn old_deliveries(seq: &str) -> String {
+    format!(
+        "CREATE TABLE deliveries (seq {seq}, endpoint_id TEXT NOT NULL, event_id TEXT NOT NULL, \
+         subject TEXT NOT NULL, order_key TEXT NOT NULL, body TEXT NOT NULL, \
+         created_at BIGINT NOT NULL, queued_at BIGINT NOT NULL, status TEXT NOT NULL, \
+         attempts BIGINT NOT NULL, next_at BIGINT NOT NULL, lease_until BIGINT NOT NULL, \
+         claim TEXT, delivered_at BIGINT, ended_at BIGINT, UNIQUE (endpoint_id, event_id))"
+    )
+}
+
+/// Deliveries an earlier release left pending move to the queue at start-up and are
+/// sent, a key's in order (the first release had every pending delivery due at once);
+/// the delivered ones stay listed.
+async fn pending_deliveries_of_an_earlier_release_are_sent(backend: TestBackend) {
+    let env = TestEnv::new(backend);
+    let store = env.event_store(ticketing_webhooks::SERVICE).await;
+    let seq = match backend {
+        TestBackend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        TestBackend::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    query(&old_deliveries(seq))
+        .execute(store.writer())
+        .await
+        .unwrap();
+    let now = now_millis();
+    for (event, status) in [("e-0", "delivered"), ("e-1", "pending"), ("e-2", "pending")] {
+        let body = json!({"id": event, "type": "order:created", "createdAt": format_millis(now),
+            "data": {"id": "o-old"}});
+        query(
+            "INSERT INTO deliveries (endpoint_id, event_id, subject, order_key, body, created_at, \
+             queued_at, status, attempts, next_at, lease_until) \
+             VALUES ('ep-old', $1, 'order:created', 'o-old', $2, $3, $3, $4, 0, $3, 0)",
+        )
+        .bind(event)
+        .bind(body.to_string())
+        .bind(now)
+        .bind(status)
+        .execute(store.writer())
+        .await
+        .unwrap();
+    }
+    let app = {
+        let settings = Settings {
+            allow_private: true,
+            poll: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let service = ticketing_webhooks::mount(&env.runtime, &settings)
+            .await
+            .unwrap();
+        TestApp::spawn(env, vec![service]).await
+    };
+    let receiver = Receiver::start().await;
+    query(
+        "INSERT INTO endpoints (id, user_id, url, events, secret, created_at) \
+         VALUES ('ep-old', 'seller-old', $1, '[\"order:created\"]', $2, $3)",
+    )
+    .bind(receiver.url())
+    .bind(format!("whsec_{}", "A".repeat(32)))
+    .bind(now)
+    .execute(store.writer())
+    .await
+    .unwrap();
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(receiver.by_key()["o-old"], ["e-1", "e-2"]);
+    let seller = app.as_user("seller-old");
+    let list = deliveries_until(
+        &seller,
+        "/api/webhooks/ep-old/deliveries",
+        "all ended",
+        |l| l.len() == 3 && l.iter().all(|d| d["status"] == "delivered"),
+    )
+    .await;
+    let events: Vec<&str> = list
+        .iter()
+        .map(|d| d["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["e-0", "e-1", "e-2"]);
+}
+
 backend_tests!(
     refund_and_checkin_events_reach_the_seller,
     validation,
     delivers_signed_in_order,
     retries_and_gone,
-    a_burst_on_one_key_waits_for_its_head
+    a_burst_on_one_key_waits_for_its_head,
+    pending_deliveries_of_an_earlier_release_are_sent
 );
 
 fn is_private(ip: &std::net::IpAddr) -> bool {
