@@ -216,8 +216,7 @@ pub async fn join(
             return Ok(Ok(place));
         }
     }
-    let mut tx = store.begin().await?;
-    let Some(listing) = tickets::find(&mut tx, ticket).await? else {
+    let Some(listing) = tickets::find(store.reader(), ticket).await? else {
         return Ok(Err(JoinRefused::Unknown));
     };
     let Some(on_sale_at) = listing.terms.on_sale_at else {
@@ -226,6 +225,29 @@ pub async fn join(
     if now < opens(on_sale_at) {
         return Ok(Err(JoinRefused::TooEarly));
     }
+    // A late join on PostgreSQL, once the draws are ranked: one statement, a transaction
+    // of its own (a drop's late crowd joins by the thousand a second, and every round
+    // trip of each is a statement of the machine's PostgreSQL's to run).
+    let joined = now >= on_sale_at
+        && store.backend() == Backend::Postgres
+        && join_late_pg(store, ticket, user, now).await?;
+    if !joined {
+        join_in_tx(store, ticket, user, now, on_sale_at).await?;
+    }
+    let place = place_of(store, ticket, user, now, rate).await?;
+    Ok(place.ok_or(JoinRefused::Unknown))
+}
+
+/// A join in a transaction: the queue's row created if it is the first, an early join's
+/// draw, or a late join's rank after the draws are ranked.
+async fn join_in_tx(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+    on_sale_at: Timestamp,
+) -> Result<(), ticketing_store::Error> {
+    let mut tx = store.begin().await?;
     query("INSERT INTO queues (ticket_id) VALUES ($1) ON CONFLICT (ticket_id) DO NOTHING")
         .bind(ticket)
         .execute(&mut tx)
@@ -243,17 +265,17 @@ pub async fn join(
         .bind(draw)
         .execute(&mut tx)
         .await?;
-    } else {
-        rank_early_joins(&mut tx, ticket).await?;
-        match tx.backend() {
-            Backend::Postgres => join_late_pg(&mut tx, ticket, user, now).await?,
-            Backend::Sqlite => join_late_sqlite(&mut tx, ticket, user, now).await?,
-        }
+        return tx.commit().await;
     }
-    // Committed first: on PostgreSQL a late join's lock of the queue's row ends there.
+    rank_early_joins(&mut tx, ticket).await?;
+    if tx.backend() == Backend::Sqlite {
+        join_late_sqlite(&mut tx, ticket, user, now).await?;
+        return tx.commit().await;
+    }
     tx.commit().await?;
-    let place = place_of(store, ticket, user, now, rate).await?;
-    Ok(place.ok_or(JoinRefused::Unknown))
+    // A transaction of its own, after the ranking's.
+    join_late_pg(store, ticket, user, now).await?;
+    Ok(())
 }
 
 /// Is `user` in `ticket`'s line (not admitted, or admitted and neither used nor run
@@ -268,31 +290,35 @@ const REJOIN: &str =
     "ON CONFLICT (ticket_id, user_id) DO UPDATE SET joined_at = excluded.joined_at, \
     rank = excluded.rank, draw = NULL, admitted_until = NULL, used_at = NULL";
 
-/// A late join on PostgreSQL: one statement takes the next rank and writes the entry, so
-/// the queue's row (every late join's turn) is locked for that statement and the commit,
-/// not for a round trip each of reading the entry and taking the rank (late joins queued
-/// on that lock by the hundred in a drop). Two joins of one account at once both see it
-/// out of line (the statement's snapshot), and the second takes a rank after the first:
-/// the account keeps one place, the later, and the line a gap that the pacer's cursor
-/// passes (nobody is admitted for it).
+/// A late join on PostgreSQL, once the draws are ranked (the queue's `ranked`): one
+/// statement, a transaction of its own, takes the next rank and writes the entry, so the
+/// queue's row (every late join's turn) is locked for that statement's run and its
+/// commit on the server only, never across a round trip (late joins queued on that lock
+/// by the hundred in a drop). Whether it took a rank: not, when the draws are not ranked
+/// yet (the caller ranks them in a transaction first) or the account is in line.
+///
+/// Two joins of one account at once both see it out of line (the statement's snapshot),
+/// and the second takes a rank after the first: the account keeps one place, the later,
+/// and the line a gap that the pacer's cursor passes (nobody is admitted for it).
 async fn join_late_pg(
-    tx: &mut Tx,
+    store: &Store,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
-) -> Result<(), ticketing_store::Error> {
-    query(&format!(
+) -> Result<bool, ticketing_store::Error> {
+    let joined = query(&format!(
         "WITH taken AS (UPDATE queues SET next_rank = next_rank + 1 \
-            WHERE ticket_id = $1 AND NOT {IN_LINE} RETURNING next_rank - 1 AS rank) \
+            WHERE ticket_id = $1 AND ranked = 1 AND NOT {IN_LINE} \
+            RETURNING next_rank - 1 AS rank) \
          INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
          SELECT $1, $2, $3, rank FROM taken {REJOIN}"
     ))
     .bind(ticket)
     .bind(user)
     .bind(now.as_millis())
-    .execute(tx)
+    .execute(store.writer())
     .await?;
-    Ok(())
+    Ok(joined > 0)
 }
 
 /// The queue's next rank, taken (the queue's row stays locked until the commit).

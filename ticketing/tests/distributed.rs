@@ -1090,17 +1090,25 @@ async fn reads_survive_a_dying_replica() {
         reads + failures.len()
     );
     assert!(reads > 100, "the readers ran: {reads} reads");
-    let access = std::fs::read_to_string(cluster.state.join("logs/nginx-access.log")).unwrap();
-    // nginx logs every replica a request went to: `upstream=A, B`.
-    let retried = access
-        .lines()
-        .filter(|l| {
-            l.split(" upstream=")
-                .nth(1)
-                .and_then(|rest| rest.split(" upstream_status=").next())
-                .is_some_and(|addrs| addrs.contains(','))
-        })
-        .count();
+    // nginx logs every replica a request went to: `upstream=A, B`; its log is buffered
+    // for up to a second.
+    let retried = || {
+        let access = std::fs::read_to_string(cluster.state.join("logs/nginx-access.log")).unwrap();
+        access
+            .lines()
+            .filter(|l| {
+                l.split(" upstream=")
+                    .nth(1)
+                    .and_then(|rest| rest.split(" upstream_status=").next())
+                    .is_some_and(|addrs| addrs.contains(','))
+            })
+            .count()
+    };
+    let logged = tokio::time::Instant::now() + Duration::from_secs(3);
+    while retried() == 0 && tokio::time::Instant::now() < logged {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let retried = retried();
     assert!(
         retried > 0,
         "no read met a dead replica: the test tested nothing"

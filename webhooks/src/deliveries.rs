@@ -575,11 +575,13 @@ pub async fn replay(
 ) -> Result<u64, ticketing_store::Error> {
     let now = now_millis();
     let mut tx = store.begin().await?;
-    // Into the queue first, while their status still tells them apart.
+    // Into the queue first, while their status still tells them apart. A replay at the
+    // same moment queued them already: they are left to it.
     query(
         "INSERT INTO delivery_queue (seq, endpoint_id, order_key, queued_at, next_at, lease_until) \
          SELECT seq, endpoint_id, order_key, $1, $2, 0 FROM deliveries \
-         WHERE endpoint_id = $3 AND seq >= $4 AND status <> 'pending'",
+         WHERE endpoint_id = $3 AND seq >= $4 AND status <> 'pending' \
+         ON CONFLICT (seq) DO NOTHING",
     )
     .bind(now)
     .bind(WAITING)

@@ -24,7 +24,11 @@ use ticketing_webhooks::Settings;
 use receiver::Receiver;
 
 async fn app(backend: TestBackend, allow_private: bool) -> TestApp {
-    let env = TestEnv::new(backend);
+    app_on(TestEnv::new(backend), allow_private).await
+}
+
+/// The service on `env`'s databases (a test may write to them first).
+async fn app_on(env: TestEnv, allow_private: bool) -> TestApp {
     let settings = Settings {
         allow_private,
         timeout: Duration::from_secs(2),
@@ -575,17 +579,7 @@ async fn pending_deliveries_of_an_earlier_release_are_sent(backend: TestBackend)
         .await
         .unwrap();
     }
-    let app = {
-        let settings = Settings {
-            allow_private: true,
-            poll: Duration::from_millis(50),
-            ..Default::default()
-        };
-        let service = ticketing_webhooks::mount(&env.runtime, &settings)
-            .await
-            .unwrap();
-        TestApp::spawn(env, vec![service]).await
-    };
+    let app = app_on(env, true).await;
     let receiver = Receiver::start().await;
     query(
         "INSERT INTO endpoints (id, user_id, url, events, secret, created_at) \
