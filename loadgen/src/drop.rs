@@ -434,8 +434,9 @@ impl Crowd {
             let answer = self.send_join(&queue, token).await.ok_or(())?;
             match answer.status.as_u16() {
                 200 | 201 => break parse_queue(&answer.body).ok_or(())?,
-                // Retried under the same name: the report's 404s are these.
-                404 if self.at() < 10.0 => {
+                // Retried under the same name: the report's 404s and 409s are these (the
+                // service waits up to 2 s for a listing on its way, then says 409).
+                404 | 409 if self.at() < 10.0 => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     buyer.join_sent = Some(self.at());
                 }
@@ -520,7 +521,7 @@ impl Crowd {
                 queue,
                 token,
                 Some(&json!({})),
-                &[200, 201, 404],
+                &[200, 201, 404, 409],
             )
             .await
     }

@@ -9,6 +9,7 @@
 mod cancellations;
 mod claim;
 mod domain;
+mod late_joins;
 mod listeners;
 mod orders;
 mod pacer;
@@ -100,6 +101,7 @@ impl Settings {
 pub struct AppState {
     pub store: Store,
     pub placer: placer::Placer,
+    pub late_joins: late_joins::LateJoins,
     pub queued: queue::Queued,
     pub keys: JwtKeys,
     pub settings: Settings,
@@ -120,6 +122,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
     let state = AppState {
         store: store.clone(),
         placer: placer::Placer::new(store),
+        late_joins: late_joins::LateJoins::new(store),
         queued: queue::Queued::default(),
         keys: service.keys.clone(),
         settings: settings.clone(),

@@ -119,7 +119,8 @@ async fn a_thousand_orders_paid_at_once_never_404() {
 }
 
 /// Ids that are not young UUIDv7s are 404 at once, as they always were; a young one that
-/// never arrives is 409 with `Retry-After: 1` after the 2 s wait.
+/// never arrives is 409 with `Retry-After: 1` after the 2 s wait (a payment, an order,
+/// a queue join).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_foreign_and_malformed_ids_are_404_at_once() {
     let app = spawn().await;
@@ -135,9 +136,11 @@ async fn old_foreign_and_malformed_ids_are_404_at_once() {
         uuid::Uuid::new_v7(ts).to_string()
     };
     for id in [old, &v4, &eleven_seconds_ago, "not-an-id", "x"] {
+        let queue = format!("/api/queue/{id}");
         for (path, body) in [
             ("/api/payments", payment(id)),
             ("/api/orders", json!({"ticketId": id})),
+            (queue.as_str(), json!({})),
         ] {
             let started = Instant::now();
             let (status, body) = reply(buyer.post_json(path, body).await).await;
@@ -151,9 +154,11 @@ async fn old_foreign_and_malformed_ids_are_404_at_once() {
     }
 
     let fresh = uuid::Uuid::now_v7().to_string();
+    let queue = format!("/api/queue/{fresh}");
     for (path, body, what) in [
         ("/api/payments", payment(&fresh), "Order"),
         ("/api/orders", json!({"ticketId": fresh}), "Ticket"),
+        (queue.as_str(), json!({}), "Ticket"),
     ] {
         let started = Instant::now();
         let res = buyer.post_json(path, body).await;

@@ -6,7 +6,8 @@ use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::ApiResult;
 
-use crate::{queue, AppState};
+use crate::queue::{self, JoinRefused};
+use crate::AppState;
 
 /// Join a listing's on-sale queue (again: the same place). Before the sale everyone is
 /// drawn in random order at `onSaleAt`; later joins queue behind them in arrival order.
@@ -18,6 +19,7 @@ use crate::{queue, AppState};
         (status = 400, description = "`Not on sale yet` (more than 30 minutes before the sale); the ticket has no queue", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "Unknown ticket", body = ErrorBody),
+        (status = 409, description = "A ticket listed moments ago, not known here yet: try again (`Retry-After`)", body = ErrorBody),
     ))]
 pub async fn join(
     State(state): State<AppState>,
@@ -27,6 +29,31 @@ pub async fn join(
     let ticket = super::listing(ticket_id)?;
     let rate = state.settings.queue_rate();
     state.queued.note(&ticket);
-    let place = queue::join(&state.store, &ticket, &user.id, Timestamp::now(), rate).await??;
+    let join = || {
+        let late = &state.late_joins;
+        queue::join(
+            &state.store,
+            late,
+            &ticket,
+            &user.id,
+            Timestamp::now(),
+            rate,
+        )
+    };
+    let place = match join().await? {
+        // Listed moments ago, its `ticket:created` maybe still on the way: wait for it a
+        // little, as an order does (decision 0029).
+        Err(JoinRefused::Unknown) => {
+            state
+                .arriving
+                .wait(ticket.as_str(), || {
+                    crate::tickets::exists(state.store.reader(), &ticket)
+                })
+                .await?
+                .known("Ticket")?;
+            join().await??
+        }
+        joined => joined?,
+    };
     Ok(Json(place.into()))
 }
