@@ -9,7 +9,6 @@
 mod cancellations;
 mod claim;
 mod domain;
-mod late_joins;
 mod listeners;
 mod orders;
 mod pacer;
@@ -101,7 +100,6 @@ impl Settings {
 pub struct AppState {
     pub store: Store,
     pub placer: placer::Placer,
-    pub late_joins: late_joins::LateJoins,
     pub queued: queue::Queued,
     pub keys: JwtKeys,
     pub settings: Settings,
@@ -122,7 +120,6 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
     let state = AppState {
         store: store.clone(),
         placer: placer::Placer::new(store),
-        late_joins: late_joins::LateJoins::new(store),
         queued: queue::Queued::default(),
         keys: service.keys.clone(),
         settings: settings.clone(),

@@ -120,7 +120,7 @@ impl Placer {
 
 /// A batcher of `statement`: one at once when a slot is free, the ones that queued
 /// meanwhile together.
-pub(crate) fn batcher<S: BatchStatement>(name: &str, statement: S) -> Batcher<Batched<S>> {
+fn batcher<S: BatchStatement>(name: &str, statement: S) -> Batcher<Batched<S>> {
     Batcher::builder()
         .name(name)
         .processor(Batched(statement))
@@ -135,15 +135,15 @@ pub(crate) fn batcher<S: BatchStatement>(name: &str, statement: S) -> Batcher<Ba
         .build()
 }
 
-pub(crate) type BatchResult<T> = Result<Vec<T>, Arc<ticketing_store::Error>>;
+type BatchResult<T> = Result<Vec<T>, Arc<ticketing_store::Error>>;
 
-pub(crate) fn failed(what: &str, error: ticketing_store::Error) -> Arc<ticketing_store::Error> {
+fn failed(what: &str, error: ticketing_store::Error) -> Arc<ticketing_store::Error> {
     tracing::warn!(error = %error, "{what} failed; its placements are decided one by one");
     Arc::new(error)
 }
 
 /// One statement for a whole batch: an output per input, in the inputs' order.
-pub(crate) trait BatchStatement: Clone + Send + Sync + 'static {
+trait BatchStatement: Clone + Send + Sync + 'static {
     type Input: Send;
     type Output: Send;
 
@@ -156,7 +156,7 @@ pub(crate) trait BatchStatement: Clone + Send + Sync + 'static {
 /// A [`BatchStatement`] as the batcher's processor: one key, nothing to acquire (the
 /// statement takes its connection from the pool).
 #[derive(Clone)]
-pub(crate) struct Batched<S>(S);
+struct Batched<S>(S);
 
 impl<S: BatchStatement> Processor for Batched<S> {
     type Key = ();

@@ -17,7 +17,6 @@ use ticketing_contracts::api::queue::{QueueStatus, ADMISSION_SECONDS, OPENS_BEFO
 use ticketing_contracts::{TicketId, Timestamp, UserId};
 use ticketing_store::{query, Backend, On, Row, Store, Tx};
 
-use crate::late_joins::LateJoins;
 use crate::tickets::{self, TicketCopy};
 
 /// Where an account stands in a queue.
@@ -199,7 +198,6 @@ pub async fn precheck(
 /// one whose admission was used or ran out goes to the back), and where it stands.
 pub async fn join(
     store: &Store,
-    late: &LateJoins,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
@@ -227,10 +225,12 @@ pub async fn join(
     if now < opens(on_sale_at) {
         return Ok(Err(JoinRefused::TooEarly));
     }
-    // A late join on PostgreSQL, once the draws are ranked: in a batch of the joins made
-    // meanwhile, one statement (a drop's late crowd joins by the hundred a second, all at
-    // the queue's one row).
-    let joined = now >= on_sale_at && late.join(ticket, user, now).await;
+    // A late join on PostgreSQL, once the draws are ranked: one statement, a transaction
+    // of its own (a drop's late crowd joins by the thousand a second, and every round
+    // trip of each is a statement of the machine's PostgreSQL's to run).
+    let joined = now >= on_sale_at
+        && store.backend() == Backend::Postgres
+        && join_late_pg(store, ticket, user, now).await?;
     if !joined {
         join_in_tx(store, ticket, user, now, on_sale_at).await?;
     }
@@ -278,19 +278,15 @@ async fn join_in_tx(
     Ok(())
 }
 
-/// Is the account in the listing's line (not admitted, or admitted and neither used nor
-/// run out)? The condition, for a listing, an account and now given as SQL.
-pub(crate) fn in_line(ticket: &str, user: &str, now: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM queue_entries e WHERE e.ticket_id = {ticket} \
-         AND e.user_id = {user} AND e.used_at IS NULL \
-         AND (e.admitted_until IS NULL OR e.admitted_until > {now}))"
-    )
-}
+/// Is `user` in `ticket`'s line (not admitted, or admitted and neither used nor run
+/// out)? The condition on an entry `e`; `$1` the listing, `$2` the account, `$3` now.
+const IN_LINE: &str = "EXISTS (SELECT 1 FROM queue_entries e WHERE e.ticket_id = $1 \
+    AND e.user_id = $2 AND e.used_at IS NULL \
+    AND (e.admitted_until IS NULL OR e.admitted_until > $3))";
 
 /// The next rank for one not in line (a new join, or one whose admission was used or ran
 /// out: to the back), in arrival order.
-pub(crate) const REJOIN: &str =
+const REJOIN: &str =
     "ON CONFLICT (ticket_id, user_id) DO UPDATE SET joined_at = excluded.joined_at, \
     rank = excluded.rank, draw = NULL, admitted_until = NULL, used_at = NULL";
 
@@ -315,8 +311,7 @@ async fn join_late_pg(
             WHERE ticket_id = $1 AND ranked = 1 AND NOT {IN_LINE} \
             RETURNING next_rank - 1 AS rank) \
          INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
-         SELECT $1, $2, $3, rank FROM taken {REJOIN}",
-        IN_LINE = in_line("$1", "$2", "$3")
+         SELECT $1, $2, $3, rank FROM taken {REJOIN}"
     ))
     .bind(ticket)
     .bind(user)
@@ -346,7 +341,7 @@ async fn join_late_sqlite(
     user: &UserId,
     now: Timestamp,
 ) -> Result<(), ticketing_store::Error> {
-    let in_line: i64 = query(&format!("SELECT {} AS in_line", in_line("$1", "$2", "$3")))
+    let in_line: i64 = query(&format!("SELECT {IN_LINE} AS in_line"))
         .bind(ticket)
         .bind(user)
         .bind(now.as_millis())
