@@ -220,6 +220,22 @@ impl Arrivals {
         });
     }
 
+    /// [`Arrivals::wait`] for `id`, answered: `Ok` once it is known here, else the
+    /// request's answer ([`Arrival::known`]: 409 naming `what`, or 404).
+    pub async fn wait_known<F, Fut, E>(
+        &self,
+        id: &str,
+        what: &'static str,
+        known: F,
+    ) -> Result<(), ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<bool, E>>,
+        ApiError: From<E>,
+    {
+        self.wait(id, known).await?.known(what)
+    }
+
     /// `id` is not in the replica: wait for it if it is young enough, while `known`
     /// (a look at the database) says it is still missing.
     pub async fn wait<F, Fut, E>(&self, id: &str, mut known: F) -> Result<Arrival, E>

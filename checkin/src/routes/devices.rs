@@ -61,13 +61,10 @@ pub async fn create(
     for ticket in &tickets {
         if !listings::exists(state.store.reader(), ticket).await? {
             // Listed moments ago: its event may still be on its way (decision 0029).
-            state
-                .arriving
-                .wait(ticket.as_str(), || {
-                    listings::exists(state.store.reader(), ticket)
-                })
-                .await?
-                .known("Ticket")
+            let exists = || listings::exists(state.store.reader(), ticket);
+            (state.arriving)
+                .wait_known(ticket.as_str(), "Ticket", exists)
+                .await
                 .map_err(|err| match err {
                     ApiError::NotFound => ApiError::NotAuthorized,
                     other => other,

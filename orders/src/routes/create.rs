@@ -89,13 +89,10 @@ pub async fn create(
         // Listed moments ago, its `ticket:created` maybe still on the way: wait for it a
         // little (decision 0029), then place. (A new order's only unknown is its ticket.)
         Err(ApiError::NotFound) => {
-            state
-                .arriving
-                .wait(ticket_id.as_str(), || {
-                    crate::tickets::exists(state.store.reader(), &ticket_id)
-                })
-                .await?
-                .known("Ticket")?;
+            let exists = || crate::tickets::exists(state.store.reader(), &ticket_id);
+            (state.arriving)
+                .wait_known(ticket_id.as_str(), "Ticket", exists)
+                .await?;
             place(state.settings.at(Timestamp::now())).await
         }
         other => other,

@@ -63,13 +63,10 @@ pub async fn create(
             // Placed moments ago, its `order:created` maybe still on the way: wait for
             // it a little (decision 0029), then pay.
             Err(PayError::UnknownOrder) => {
-                state
-                    .arriving
-                    .wait(order_id.as_str(), || {
-                        crate::orders::exists(state.store.reader(), &order_id)
-                    })
-                    .await?
-                    .known("Order")?;
+                let exists = || crate::orders::exists(state.store.reader(), &order_id);
+                (state.arriving)
+                    .wait_known(order_id.as_str(), "Order", exists)
+                    .await?;
                 pay().await?
             }
             other => other?,

@@ -34,13 +34,10 @@ pub async fn join(
         // Listed moments ago, its `ticket:created` maybe still on the way: wait for it a
         // little, as an order does (decision 0029).
         Err(JoinRefused::Unknown) => {
-            state
-                .arriving
-                .wait(ticket.as_str(), || {
-                    crate::tickets::exists(state.store.reader(), &ticket)
-                })
-                .await?
-                .known("Ticket")?;
+            let exists = || crate::tickets::exists(state.store.reader(), &ticket);
+            (state.arriving)
+                .wait_known(ticket.as_str(), "Ticket", exists)
+                .await?;
             join().await??
         }
         joined => joined?,
