@@ -65,8 +65,9 @@ const INDEXES: [&str; 6] = [
 
 /// Tables of earlier releases kept the queue's columns in `deliveries` itself: the
 /// pending rows move to the queue (those behind their key's head waiting, as the first
-/// release did not do), then the columns and their indexes go.
-const UPGRADE: [&str; 9] = [
+/// release did not do), then the columns and their indexes go; `claim`, the column the
+/// check for old tables looks at, last.
+const UPGRADE: [&str; 10] = [
     "INSERT INTO delivery_queue (seq, endpoint_id, order_key, queued_at, next_at, lease_until, claim) \
      SELECT seq, endpoint_id, order_key, queued_at, next_at, lease_until, claim FROM deliveries \
      WHERE status = 'pending' ON CONFLICT (seq) DO NOTHING",
@@ -80,10 +81,8 @@ const UPGRADE: [&str; 9] = [
     "DROP INDEX IF EXISTS deliveries_leased",
     "ALTER TABLE deliveries DROP COLUMN next_at",
     "ALTER TABLE deliveries DROP COLUMN lease_until",
+    "ALTER TABLE deliveries DROP COLUMN claim",
 ];
-
-/// The last column of the old tables; the upgrade's check for them.
-const UPGRADE_LAST: &str = "ALTER TABLE deliveries DROP COLUMN claim";
 
 pub async fn install(store: &Store) -> anyhow::Result<()> {
     let table = deliveries(match store.backend() {
@@ -99,11 +98,7 @@ pub async fn install(store: &Store) -> anyhow::Result<()> {
                     .await?
                     .is_some();
             if old {
-                UPGRADE
-                    .iter()
-                    .chain(std::iter::once(&UPGRADE_LAST))
-                    .map(|s| s.to_string())
-                    .collect()
+                UPGRADE.iter().map(|s| s.to_string()).collect()
             } else {
                 Vec::new()
             }
@@ -114,7 +109,6 @@ pub async fn install(store: &Store) -> anyhow::Result<()> {
         Backend::Postgres => {
             let body: String = UPGRADE
                 .iter()
-                .chain(std::iter::once(&UPGRADE_LAST))
                 .map(|s| format!("EXECUTE '{}';", s.replace('\'', "''")))
                 .collect::<Vec<_>>()
                 .join(" ");
