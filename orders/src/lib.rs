@@ -46,7 +46,8 @@ pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0005_waitlist.sql",
     "0006_queue.sql",
     "0007_cancellations.sql",
-    "0008_live_admissions.sql"
+    "0008_live_admissions.sql",
+    "0009_listing_keys.sql"
 ];
 
 /// What only the orders service is configured with.

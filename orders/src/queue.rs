@@ -10,14 +10,14 @@
 //! and a restart loses nothing. The queue stays in force until nobody waits.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use ticketing_contracts::api::queue::{QueueStatus, ADMISSION_SECONDS, OPENS_BEFORE_SECONDS};
 use ticketing_contracts::{TicketId, Timestamp, UserId};
-use ticketing_store::{query, Backend, On, Row, Store, Tx};
+use ticketing_store::{query, Backend, On, Store, Tx};
 
-use crate::tickets::{self, TicketCopy};
+use crate::tickets::TicketCopy;
 
 /// Where an account stands in a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,59 +143,153 @@ impl Queued {
     }
 }
 
+/// What [`precheck`] found holding a buyer back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// More than 30 minutes before the sale.
+    TooEarly,
+    /// The queue is in force: the caller's place when it keeps one (the answer, no
+    /// write), `None` when it must join (or join again).
+    Queued(Option<Place>),
+}
+
 /// Before any write, from a snapshot: `Some` when the queue certainly holds `user` back
 /// from ordering `ticket` at `now` (it would be [`gate`]'s answer too); `None` when the
 /// order's transaction must decide (an admission to spend, or no queue in force). A
-/// waiting buyer's every poll is then a read, not a turn at the database's writer.
+/// waiting buyer's every poll is then one read, not a turn at the database's writer.
 pub async fn precheck(
     store: &Store,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
-) -> Result<Option<Gate>, ticketing_store::Error> {
+    rate: Rate,
+) -> Result<Option<Held>, ticketing_store::Error> {
+    let Some(standing) = standing(store.reader(), ticket, user).await? else {
+        return Ok(None);
+    };
+    let Some(on_sale_at) = standing.on_sale_at else {
+        return Ok(None);
+    };
+    if now < opens(on_sale_at) {
+        return Ok(Some(Held::TooEarly));
+    }
+    let place = standing.place(now, rate);
+    if place
+        .as_ref()
+        .is_some_and(|p| p.status == QueueStatus::Admitted)
+    {
+        return Ok(None);
+    }
+    let in_force = now < on_sale_at
+        || match standing.queue {
+            None => false,
+            Some(q) => !q.ranked || q.waiting > 0,
+        };
+    Ok(in_force.then(|| Held::Queued(place.filter(keeps))))
+}
+
+/// Whether a joiner keeps this place (one in line, admitted, or told sold out) rather
+/// than going to the back (its admission used or run out).
+fn keeps(place: &Place) -> bool {
+    match place.status {
+        QueueStatus::Waiting | QueueStatus::Admitted | QueueStatus::SoldOut => true,
+        QueueStatus::Used | QueueStatus::Expired => false,
+    }
+}
+
+/// A listing's queue as one account sees it: the listing, its queue, the account's entry.
+#[derive(Debug, Clone)]
+struct Standing {
+    on_sale_at: Option<Timestamp>,
+    free: i64,
+    queue: Option<QueueRow>,
+    entry: Option<Entry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QueueRow {
+    /// The early joins' draws are ranked (the sale has begun).
+    ranked: bool,
+    admitted_through: i64,
+    /// Ranks taken and not yet admitted.
+    waiting: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    rank: Option<i64>,
+    admitted_until: Option<i64>,
+    used_at: Option<i64>,
+}
+
+/// One read: every waiting buyer asks again and again. `None`: no such listing.
+async fn standing<'a>(
+    on: impl Into<On<'a>>,
+    ticket: &TicketId,
+    user: &UserId,
+) -> Result<Option<Standing>, ticketing_store::Error> {
     let row = query(
-        "SELECT t.on_sale_at, q.ranked, q.next_rank - 1 - q.admitted_through AS waiting, \
-         e.admitted_until, e.used_at \
+        "SELECT t.on_sale_at, COALESCE(t.quantity, 1) - t.held AS free, \
+         q.ranked, q.admitted_through, q.next_rank - 1 - q.admitted_through AS waiting, \
+         e.joined_at, e.rank, e.admitted_until, e.used_at \
          FROM tickets t LEFT JOIN queues q ON q.ticket_id = t.id \
          LEFT JOIN queue_entries e ON e.ticket_id = t.id AND e.user_id = $2 \
          WHERE t.id = $1",
     )
     .bind(ticket)
     .bind(user)
-    .fetch_optional(store.reader())
+    .fetch_optional(on)
     .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let Some(on_sale_at) = row
-        .get::<Option<i64>>("on_sale_at")?
-        .map(Timestamp::from_millis)
-    else {
-        return Ok(None);
+    let queue = match row.get::<Option<i64>>("ranked")? {
+        None => None,
+        Some(ranked) => Some(QueueRow {
+            ranked: ranked != 0,
+            admitted_through: row.get("admitted_through")?,
+            waiting: row.get("waiting")?,
+        }),
     };
-    if now < opens(on_sale_at) {
-        return Ok(Some(Gate::TooEarly));
-    }
-    let admitted = row.get::<Option<i64>>("used_at")?.is_none()
-        && row
-            .get::<Option<i64>>("admitted_until")?
-            .is_some_and(|until| until > now.as_millis());
-    if admitted {
-        return Ok(None);
-    }
-    if now < on_sale_at {
-        return Ok(Some(Gate::Queued));
-    }
-    let in_force = match row.get::<Option<i64>>("ranked")? {
-        None => false,
-        Some(0) => true,
-        Some(_) => row.get::<Option<i64>>("waiting")?.unwrap_or(0) > 0,
+    let entry = match row.get::<Option<i64>>("joined_at")? {
+        None => None,
+        Some(_) => Some(Entry {
+            rank: row.get("rank")?,
+            admitted_until: row.get("admitted_until")?,
+            used_at: row.get("used_at")?,
+        }),
     };
-    Ok(in_force.then_some(Gate::Queued))
+    Ok(Some(Standing {
+        on_sale_at: row
+            .get::<Option<i64>>("on_sale_at")?
+            .map(Timestamp::from_millis),
+        free: row.get("free")?,
+        queue,
+        entry,
+    }))
+}
+
+impl Standing {
+    /// The account's place; `None` when it is not in the queue (or there is none).
+    fn place(&self, now: Timestamp, rate: Rate) -> Option<Place> {
+        let (on_sale_at, queue, entry) = (self.on_sale_at?, self.queue?, self.entry?);
+        Some(place_from(
+            entry,
+            queue.admitted_through,
+            self.free,
+            on_sale_at,
+            now,
+            rate,
+        ))
+    }
 }
 
 /// Join `ticket`'s queue (idempotent per account: one already in line keeps its place;
 /// one whose admission was used or ran out goes to the back), and where it stands.
+///
+/// On PostgreSQL a join is two statements: a read, then one write that answers with the
+/// place (a drop's crowd joins by the thousand a second, and each statement is a turn of
+/// the machine's PostgreSQL; a join was seven).
 pub async fn join(
     store: &Store,
     ticket: &TicketId,
@@ -203,79 +297,117 @@ pub async fn join(
     now: Timestamp,
     rate: Rate,
 ) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
+    let Some(standing) = standing(store.reader(), ticket, user).await? else {
+        return Ok(Err(JoinRefused::Unknown));
+    };
     // One already in line keeps its place: a read. (Drawn before the sale and not yet
     // ranked, too: the pacer ranks the draws within a step of the sale. Ranking them here
     // instead held the crowd polling at the sale's first instant behind that one long
     // write.)
-    if let Some(place) = place_of(store, ticket, user, now, rate).await? {
-        let keeps = match place.status {
-            QueueStatus::Waiting | QueueStatus::Admitted | QueueStatus::SoldOut => true,
-            QueueStatus::Used | QueueStatus::Expired => false,
-        };
-        if keeps {
-            return Ok(Ok(place));
-        }
+    if let Some(place) = standing.place(now, rate).filter(keeps) {
+        return Ok(Ok(place));
     }
-    let Some(listing) = tickets::find(store.reader(), ticket).await? else {
-        return Ok(Err(JoinRefused::Unknown));
-    };
-    let Some(on_sale_at) = listing.terms.on_sale_at else {
+    let Some(on_sale_at) = standing.on_sale_at else {
         return Ok(Err(JoinRefused::NoQueue));
     };
     if now < opens(on_sale_at) {
         return Ok(Err(JoinRefused::TooEarly));
     }
-    // A late join on PostgreSQL, once the draws are ranked: one statement, a transaction
-    // of its own (a drop's late crowd joins by the thousand a second, and every round
-    // trip of each is a statement of the machine's PostgreSQL's to run).
-    let joined = now >= on_sale_at
-        && store.backend() == Backend::Postgres
-        && join_late_pg(store, ticket, user, now).await?;
-    if !joined {
-        join_in_tx(store, ticket, user, now, on_sale_at).await?;
+    if now < on_sale_at {
+        if join_early(store, ticket, user, now).await? {
+            // Drawn, not ranked: the wait is the sale's.
+            return Ok(Ok(Place {
+                status: QueueStatus::Waiting,
+                position: None,
+                eta_seconds: Some(draw_eta(on_sale_at, now)),
+                opens_at: on_sale_at,
+                admitted_until: None,
+            }));
+        }
+    } else if store.backend() == Backend::Postgres && standing.queue.is_some_and(|q| q.ranked) {
+        // A late join once the draws are ranked: one statement (see `join_late_pg`).
+        if let Some(place) = join_late_pg(store, ticket, user, now, on_sale_at, rate).await? {
+            return Ok(Ok(place));
+        }
+    } else if let Some(place) = join_in_tx(store, ticket, user, now, on_sale_at, rate).await? {
+        return Ok(Ok(place));
     }
+    // Raced by another join of the same account (or ranked meanwhile): read the outcome.
     let place = place_of(store, ticket, user, now, rate).await?;
     Ok(place.ok_or(JoinRefused::Unknown))
 }
 
-/// A join in a transaction: the queue's row created if it is the first, an early join's
-/// draw, or a late join's rank after the draws are ranked.
-async fn join_in_tx(
+/// An early join: a draw, no rank yet (a second join changes nothing). Whether this one
+/// drew.
+async fn join_early(
     store: &Store,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
-    on_sale_at: Timestamp,
-) -> Result<(), ticketing_store::Error> {
-    let mut tx = store.begin().await?;
-    query("INSERT INTO queues (ticket_id) VALUES ($1) ON CONFLICT (ticket_id) DO NOTHING")
-        .bind(ticket)
-        .execute(&mut tx)
-        .await?;
-    if now < on_sale_at {
-        // Early: a draw, no rank yet. A second join changes nothing.
-        let draw = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
-        query(
-            "INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) \
+) -> Result<bool, ticketing_store::Error> {
+    let draw = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+    if store.backend() == Backend::Postgres {
+        // The queue's row (the first join's) and the entry in one statement.
+        let drawn = query(
+            "WITH queue AS (INSERT INTO queues (ticket_id) VALUES ($1) \
+               ON CONFLICT (ticket_id) DO NOTHING) \
+             INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id, user_id) DO NOTHING",
         )
         .bind(ticket)
         .bind(user)
         .bind(now.as_millis())
         .bind(draw)
-        .execute(&mut tx)
+        .execute(store.writer())
         .await?;
-        return tx.commit().await;
+        return Ok(drawn == 1);
     }
+    let mut tx = store.begin().await?;
+    create_queue(&mut tx, ticket).await?;
+    let drawn = query(
+        "INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id, user_id) DO NOTHING",
+    )
+    .bind(ticket)
+    .bind(user)
+    .bind(now.as_millis())
+    .bind(draw)
+    .execute(&mut tx)
+    .await?;
+    tx.commit().await?;
+    Ok(drawn == 1)
+}
+
+async fn create_queue(tx: &mut Tx, ticket: &TicketId) -> Result<(), ticketing_store::Error> {
+    query("INSERT INTO queues (ticket_id) VALUES ($1) ON CONFLICT (ticket_id) DO NOTHING")
+        .bind(ticket)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// A late join in a transaction: the queue's row created if it is the first, the draws
+/// ranked if nobody has yet, then the next rank. The place when PostgreSQL's statement
+/// answered with it; `None`: read it.
+async fn join_in_tx(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+    on_sale_at: Timestamp,
+    rate: Rate,
+) -> Result<Option<Place>, ticketing_store::Error> {
+    let mut tx = store.begin().await?;
+    create_queue(&mut tx, ticket).await?;
     rank_early_joins(&mut tx, ticket).await?;
     if tx.backend() == Backend::Sqlite {
         join_late_sqlite(&mut tx, ticket, user, now).await?;
-        return tx.commit().await;
+        tx.commit().await?;
+        return Ok(None);
     }
     tx.commit().await?;
     // A transaction of its own, after the ranking's.
-    join_late_pg(store, ticket, user, now).await?;
-    Ok(())
+    join_late_pg(store, ticket, user, now, on_sale_at, rate).await
 }
 
 /// Is `user` in `ticket`'s line (not admitted, or admitted and neither used nor run
@@ -291,11 +423,12 @@ const REJOIN: &str =
     rank = excluded.rank, draw = NULL, admitted_until = NULL, used_at = NULL";
 
 /// A late join on PostgreSQL, once the draws are ranked (the queue's `ranked`): one
-/// statement, a transaction of its own, takes the next rank and writes the entry, so the
-/// queue's row (every late join's turn) is locked for that statement's run and its
-/// commit on the server only, never across a round trip (late joins queued on that lock
-/// by the hundred in a drop). Whether it took a rank: not, when the draws are not ranked
-/// yet (the caller ranks them in a transaction first) or the account is in line.
+/// statement, a transaction of its own, takes the next rank, writes the entry and
+/// answers with the place, so the queue's row (every late join's turn) is locked for
+/// that statement's run and its commit on the server only, never across a round trip
+/// (late joins queued on that lock by the hundred in a drop). `None` when it took no
+/// rank: the draws are not ranked yet (the caller ranks them in a transaction first) or
+/// the account is in line.
 ///
 /// Two joins of one account at once both see it out of line (the statement's snapshot),
 /// and the second takes a rank after the first: the account keeps one place, the later,
@@ -305,20 +438,44 @@ async fn join_late_pg(
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
-) -> Result<bool, ticketing_store::Error> {
-    let joined = query(&format!(
-        "WITH taken AS (UPDATE queues SET next_rank = next_rank + 1 \
-            WHERE ticket_id = $1 AND ranked = 1 AND NOT {IN_LINE} \
-            RETURNING next_rank - 1 AS rank) \
-         INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
-         SELECT $1, $2, $3, rank FROM taken {REJOIN}"
-    ))
-    .bind(ticket)
-    .bind(user)
-    .bind(now.as_millis())
-    .execute(store.writer())
-    .await?;
-    Ok(joined > 0)
+    on_sale_at: Timestamp,
+    rate: Rate,
+) -> Result<Option<Place>, ticketing_store::Error> {
+    static JOIN: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH taken AS (UPDATE queues SET next_rank = next_rank + 1 \
+                WHERE ticket_id = $1 AND ranked = 1 AND NOT {IN_LINE} \
+                RETURNING next_rank - 1 AS rank, admitted_through), \
+             joined AS (INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
+                SELECT $1, $2, $3, rank FROM taken {REJOIN} RETURNING rank) \
+             SELECT joined.rank, taken.admitted_through, \
+                COALESCE(t.quantity, 1) - t.held AS free \
+             FROM joined, taken, tickets t WHERE t.id = $1"
+        )
+    });
+    let row = query(&JOIN)
+        .bind(ticket)
+        .bind(user)
+        .bind(now.as_millis())
+        .fetch_optional(store.writer())
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let entry = Entry {
+        rank: row.get("rank")?,
+        admitted_until: None,
+        used_at: None,
+    };
+    let (admitted_through, free) = (row.get("admitted_through")?, row.get("free")?);
+    Ok(Some(place_from(
+        entry,
+        admitted_through,
+        free,
+        on_sale_at,
+        now,
+        rate,
+    )))
 }
 
 /// The queue's next rank, taken (the queue's row stays locked until the commit).
@@ -374,47 +531,23 @@ pub async fn place_of(
     now: Timestamp,
     rate: Rate,
 ) -> Result<Option<Place>, ticketing_store::Error> {
-    place_in(store.reader(), ticket, user, now, rate).await
+    let standing = standing(store.reader(), ticket, user).await?;
+    Ok(standing.and_then(|s| s.place(now, rate)))
 }
 
-async fn place_in<'a>(
-    on: impl Into<On<'a>>,
-    ticket: &TicketId,
-    user: &UserId,
-    now: Timestamp,
-    rate: Rate,
-) -> Result<Option<Place>, ticketing_store::Error> {
-    let row = query(
-        "SELECT e.rank, e.admitted_until, e.used_at, q.admitted_through, t.on_sale_at, \
-         COALESCE(t.quantity, 1) - t.held AS free \
-         FROM queue_entries e JOIN queues q ON q.ticket_id = e.ticket_id \
-         JOIN tickets t ON t.id = e.ticket_id \
-         WHERE e.ticket_id = $1 AND e.user_id = $2",
-    )
-    .bind(ticket)
-    .bind(user)
-    .fetch_optional(on)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let Some(on_sale_at) = row.get::<Option<i64>>("on_sale_at")? else {
-        return Ok(None);
-    };
-    place_from(&row, Timestamp::from_millis(on_sale_at), now, rate).map(Some)
+/// Seconds until the sale: an early joiner's wait, plus a draw's.
+fn draw_eta(on_sale_at: Timestamp, now: Timestamp) -> i64 {
+    (on_sale_at.as_millis() - now.as_millis()).max(0) / 1000
 }
 
 fn place_from(
-    row: &Row,
+    entry: Entry,
+    admitted_through: i64,
+    free: i64,
     on_sale_at: Timestamp,
     now: Timestamp,
     rate: Rate,
-) -> Result<Place, ticketing_store::Error> {
-    let until: Option<i64> = row.get("admitted_until")?;
-    let used: Option<i64> = row.get("used_at")?;
-    let rank: Option<i64> = row.get("rank")?;
-    let admitted_through: i64 = row.get("admitted_through")?;
-    let free: i64 = row.get("free")?;
+) -> Place {
     let mut place = Place {
         status: QueueStatus::Waiting,
         position: None,
@@ -422,9 +555,9 @@ fn place_from(
         opens_at: on_sale_at,
         admitted_until: None,
     };
-    if used.is_some() {
+    if entry.used_at.is_some() {
         place.status = QueueStatus::Used;
-    } else if let Some(until) = until {
+    } else if let Some(until) = entry.admitted_until {
         if until > now.as_millis() {
             place.status = QueueStatus::Admitted;
             place.admitted_until = Some(Timestamp::from_millis(until));
@@ -433,15 +566,14 @@ fn place_from(
         }
     } else if free <= 0 && now >= on_sale_at {
         place.status = QueueStatus::SoldOut;
-    } else if let Some(rank) = rank {
+    } else if let Some(rank) = entry.rank {
         let position = (rank - admitted_through).max(1);
         place.position = Some(position);
         place.eta_seconds = Some(rate.eta(position));
     } else {
-        // Drawn at the sale: the wait is the sale's, plus a draw's.
-        place.eta_seconds = Some((on_sale_at.as_millis() - now.as_millis()).max(0) / 1000);
+        place.eta_seconds = Some(draw_eta(on_sale_at, now));
     }
-    Ok(place)
+    place
 }
 
 /// At the sale, once: rank the early joins by their draw, and start the late ones after

@@ -3,10 +3,22 @@
 //!
 //! They are recorded as sqlx records them (`_sqlx_migrations`, a SHA-384 of each file),
 //! so databases migrated before keep their history.
+//!
+//! A file whose first line is `-- postgres only` changes what only PostgreSQL has (a
+//! constraint SQLite cannot drop, an index option): on SQLite it is recorded and runs
+//! nothing.
 
 use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::Backend;
+
+/// The first line of a migration that SQLite skips.
+const POSTGRES_ONLY: &str = "-- postgres only";
+
+/// What SQLite runs (and records) for such a migration.
+const NOTHING_ON_SQLITE: &str = "-- postgres only: nothing to do on SQLite\nSELECT 1;\n";
 
 /// Embed a service's migrations, named in the order they apply:
 /// `ticketing_store::migrations!["0001_users.sql", "0002_sessions.sql"]`, read from the
@@ -71,9 +83,9 @@ impl Migrations {
         unlisted
     }
 
-    /// sqlx's migrator for these files (the version and description read from each
-    /// name, `<version>_<description>.sql`, as sqlx's own loader reads them).
-    pub(crate) fn migrator(&self) -> anyhow::Result<Migrator> {
+    /// sqlx's migrator for these files on `backend` (the version and description read
+    /// from each name, `<version>_<description>.sql`, as sqlx's own loader reads them).
+    pub(crate) fn migrator(&self, backend: Backend) -> anyhow::Result<Migrator> {
         if cfg!(debug_assertions) && !self.dir.is_empty() {
             let unlisted = self.unlisted();
             anyhow::ensure!(
@@ -93,11 +105,15 @@ impl Migrations {
             let version: i64 = version
                 .parse()
                 .map_err(|_| anyhow::anyhow!("migration {file:?} has no integer version"))?;
+            let sql = match backend {
+                Backend::Sqlite if sql.starts_with(POSTGRES_ONLY) => NOTHING_ON_SQLITE,
+                _ => *sql,
+            };
             migrations.push(Migration::new(
                 version,
                 Cow::Owned(description.replace('_', " ")),
                 MigrationType::Simple,
-                Cow::Borrowed(*sql),
+                Cow::Borrowed(sql),
                 sql.starts_with("-- no-transaction"),
             ));
         }
@@ -128,13 +144,29 @@ mod tests {
         for (name, sql) in files {
             std::fs::write(dir.path().join(name), sql).unwrap();
         }
-        let ours = Migrations::new("", files).migrator().unwrap();
+        let ours = Migrations::new("", files)
+            .migrator(Backend::Postgres)
+            .unwrap();
         let theirs = Migrator::new(dir.path()).await.unwrap();
         let key = |m: &Migration| (m.version, m.description.to_string(), m.checksum.to_vec());
         assert_eq!(
             ours.iter().map(key).collect::<Vec<_>>(),
             theirs.iter().map(key).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_postgres_only_migration_runs_nothing_on_sqlite() {
+        let files: &'static [(&'static str, &'static str)] = &[(
+            "0001_drop_key.sql",
+            "-- postgres only\nALTER TABLE a DROP CONSTRAINT a_b_fkey;\n",
+        )];
+        let sql = |backend| {
+            let migrator = Migrations::new("", files).migrator(backend).unwrap();
+            migrator.iter().next().unwrap().sql.to_string()
+        };
+        assert_eq!(sql(Backend::Postgres), files[0].1);
+        assert_eq!(sql(Backend::Sqlite), NOTHING_ON_SQLITE);
     }
 
     #[test]
@@ -145,6 +177,6 @@ mod tests {
         let dir_name: &'static str = Box::leak(dir.path().display().to_string().into_boxed_str());
         let listed = Migrations::new(dir_name, &[("0001_a.sql", "SELECT 1;")]);
         assert_eq!(listed.unlisted(), vec!["0002_b.sql".to_owned()]);
-        assert!(listed.migrator().is_err());
+        assert!(listed.migrator(Backend::Sqlite).is_err());
     }
 }

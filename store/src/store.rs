@@ -64,7 +64,7 @@ impl Store {
             .with_context(|| format!("opening {}", path.display()))?;
         conn.execute("PRAGMA journal_mode = WAL").await?;
         migrations
-            .migrator()?
+            .migrator(crate::Backend::Sqlite)?
             .run(&mut conn)
             .await
             .context("running database migrations")?;

@@ -18,7 +18,7 @@ use ticketing_contracts::{TicketId, Timestamp};
 use crate::claim::Refused;
 use crate::domain::{At, Units};
 use crate::orders::{self, PlaceError};
-use crate::queue::{self, Gate};
+use crate::queue::{self, Held};
 use crate::AppState;
 
 /// Reserve a ticket (`quantity` units of a listing): the order holds them until
@@ -61,11 +61,14 @@ pub async fn create(
 
     let at = state.settings.at(Timestamp::now());
     if state.queued.may_hold(&ticket_id) {
-        match queue::precheck(&state.store, &ticket_id, &user.id, at.now).await? {
-            Some(Gate::Queued) => {
+        let rate = state.settings.queue_rate();
+        match queue::precheck(&state.store, &ticket_id, &user.id, at.now, rate).await? {
+            // In line already: where it stands, from the same read.
+            Some(Held::Queued(Some(place))) => return Err(ApiError::InQueue(place.into())),
+            Some(Held::Queued(None)) => {
                 return Err(super::queue::queued(&state, &ticket_id, &user.id).await)
             }
-            Some(_) => return Err(ApiError::bad_request(NOT_ON_SALE)),
+            Some(Held::TooEarly) => return Err(ApiError::bad_request(NOT_ON_SALE)),
             None => {}
         }
     }

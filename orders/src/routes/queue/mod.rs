@@ -29,6 +29,15 @@ impl From<Place> for QueueBody {
     }
 }
 
+impl From<Place> for QueuePlace {
+    fn from(p: Place) -> Self {
+        QueuePlace {
+            position: p.position,
+            eta_seconds: p.eta_seconds,
+        }
+    }
+}
+
 impl From<JoinRefused> for ApiError {
     fn from(refused: JoinRefused) -> ApiError {
         match refused {
@@ -52,10 +61,7 @@ pub(super) async fn queued(state: &AppState, ticket: &TicketId, user: &UserId) -
     state.queued.note(ticket);
     let now = Timestamp::now();
     match queue::join(&state.store, ticket, user, now, state.settings.queue_rate()).await {
-        Ok(Ok(place)) => ApiError::InQueue(QueuePlace {
-            position: place.position,
-            eta_seconds: place.eta_seconds,
-        }),
+        Ok(Ok(place)) => ApiError::InQueue(place.into()),
         Ok(Err(refused)) => refused.into(),
         Err(e) => e.into(),
     }
