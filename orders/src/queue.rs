@@ -345,37 +345,31 @@ async fn join_early(
     user: &UserId,
     now: Timestamp,
 ) -> Result<bool, ticketing_store::Error> {
-    let draw = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
-    if store.backend() == Backend::Postgres {
-        // The queue's row (the first join's) and the entry in one statement.
-        let drawn = query(
+    const DRAW: &str = "INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) \
+        VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id, user_id) DO NOTHING";
+    // On PostgreSQL the queue's row (the first join's) and the entry in one statement.
+    static DRAW_WITH_QUEUE: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "WITH queue AS (INSERT INTO queues (ticket_id) VALUES ($1) \
-               ON CONFLICT (ticket_id) DO NOTHING) \
-             INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id, user_id) DO NOTHING",
+               ON CONFLICT (ticket_id) DO NOTHING) {DRAW}"
         )
-        .bind(ticket)
-        .bind(user)
-        .bind(now.as_millis())
-        .bind(draw)
-        .execute(store.writer())
-        .await?;
-        return Ok(drawn == 1);
+    });
+    let draw = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+    let drawn = |sql: &'static str| {
+        query(sql)
+            .bind(ticket)
+            .bind(user)
+            .bind(now.as_millis())
+            .bind(draw)
+    };
+    if store.backend() == Backend::Postgres {
+        return Ok(drawn(&DRAW_WITH_QUEUE).execute(store.writer()).await? == 1);
     }
     let mut tx = store.begin().await?;
     create_queue(&mut tx, ticket).await?;
-    let drawn = query(
-        "INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id, user_id) DO NOTHING",
-    )
-    .bind(ticket)
-    .bind(user)
-    .bind(now.as_millis())
-    .bind(draw)
-    .execute(&mut tx)
-    .await?;
+    let inserted = drawn(DRAW).execute(&mut tx).await?;
     tx.commit().await?;
-    Ok(drawn == 1)
+    Ok(inserted == 1)
 }
 
 async fn create_queue(tx: &mut Tx, ticket: &TicketId) -> Result<(), ticketing_store::Error> {

@@ -17,7 +17,8 @@ use crate::Backend;
 /// The first line of a migration that SQLite skips.
 const POSTGRES_ONLY: &str = "-- postgres only";
 
-/// What SQLite runs (and records) for such a migration.
+/// What SQLite runs (and records) for such a migration. Never change it: SQLite databases
+/// keep its checksum, and sqlx refuses a migration whose text changed.
 const NOTHING_ON_SQLITE: &str = "-- postgres only: nothing to do on SQLite\nSELECT 1;\n";
 
 /// Embed a service's migrations, named in the order they apply:
