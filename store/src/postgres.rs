@@ -22,10 +22,9 @@ pub(crate) async fn open(url: &str, migrations: &Migrations) -> anyhow::Result<A
         .max_connections(crate::config::postgres_max_connections())
         .acquire_timeout(Duration::from_secs(30))
         // sqlx pings every connection it hands out: a round trip before each statement
-        // outside a transaction and before each BEGIN. In a drop that was half of all the
-        // round trips, and a round trip on loopback TCP costs PostgreSQL more CPU than an
-        // index probe. A connection in steady use is known alive (its last statement just
-        // came back); only one that sat idle is pinged before it is handed out.
+        // outside a transaction and before each BEGIN (a queue poll's one read was two
+        // round trips). A connection in steady use is known alive (its last statement
+        // just came back); only one that sat idle is pinged before it is handed out.
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
