@@ -1,0 +1,232 @@
+//! Joining a queue: an early join's draw, a late join's rank (issue 30).
+
+use std::sync::LazyLock;
+
+use ticketing_contracts::api::queue::QueueStatus;
+use ticketing_contracts::{TicketId, Timestamp, UserId};
+use ticketing_store::{query, Backend, Store, Tx};
+
+use super::rank::{rank_early_joins, take_rank};
+use super::{
+    draw_eta, keeps, opens, place_from, place_of, standing, Entry, JoinRefused, Place, Rate,
+};
+
+/// Join `ticket`'s queue (idempotent per account: one already in line keeps its place;
+/// one whose admission was used or ran out goes to the back), and where it stands.
+///
+/// On PostgreSQL a join is two statements: a read, then one write that answers with the
+/// place (a drop's crowd joins by the thousand a second, and each statement is a turn of
+/// the machine's PostgreSQL; a join was seven).
+pub async fn join(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
+    let Some(standing) = standing(store.reader(), ticket, user).await? else {
+        return Ok(Err(JoinRefused::Unknown));
+    };
+    // One already in line keeps its place: a read. (Drawn before the sale and not yet
+    // ranked, too: the pacer ranks the draws within a step of the sale. Ranking them here
+    // instead held the crowd polling at the sale's first instant behind that one long
+    // write.)
+    if let Some(place) = standing.place(now, rate).filter(keeps) {
+        return Ok(Ok(place));
+    }
+    let Some(on_sale_at) = standing.on_sale_at else {
+        return Ok(Err(JoinRefused::NoQueue));
+    };
+    if now < opens(on_sale_at) {
+        return Ok(Err(JoinRefused::TooEarly));
+    }
+    if now < on_sale_at {
+        if join_early(store, ticket, user, now).await? {
+            // Drawn, not ranked: the wait is the sale's.
+            return Ok(Ok(Place {
+                status: QueueStatus::Waiting,
+                position: None,
+                eta_seconds: Some(draw_eta(on_sale_at, now)),
+                opens_at: on_sale_at,
+                admitted_until: None,
+            }));
+        }
+    } else if store.backend() == Backend::Postgres && standing.queue.is_some_and(|q| q.ranked) {
+        // A late join once the draws are ranked: one statement (see `join_late_pg`).
+        if let Some(place) = join_late_pg(store, ticket, user, now, on_sale_at, rate).await? {
+            return Ok(Ok(place));
+        }
+    } else if let Some(place) = join_in_tx(store, ticket, user, now, on_sale_at, rate).await? {
+        return Ok(Ok(place));
+    }
+    // Raced by another join of the same account (or ranked meanwhile): read the outcome.
+    let place = place_of(store, ticket, user, now, rate).await?;
+    Ok(place.ok_or(JoinRefused::Unknown))
+}
+
+/// An early join: a draw, no rank yet (a second join changes nothing). Whether this one
+/// drew.
+async fn join_early(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+) -> Result<bool, ticketing_store::Error> {
+    const DRAW: &str = "INSERT INTO queue_entries (ticket_id, user_id, joined_at, draw) \
+        VALUES ($1, $2, $3, $4) ON CONFLICT (ticket_id, user_id) DO NOTHING";
+    // On PostgreSQL the queue's row (the first join's) and the entry in one statement.
+    static DRAW_WITH_QUEUE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH queue AS (INSERT INTO queues (ticket_id) VALUES ($1) \
+               ON CONFLICT (ticket_id) DO NOTHING) {DRAW}"
+        )
+    });
+    let draw = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+    let drawn = |sql: &'static str| {
+        query(sql)
+            .bind(ticket)
+            .bind(user)
+            .bind(now.as_millis())
+            .bind(draw)
+    };
+    if store.backend() == Backend::Postgres {
+        return Ok(drawn(&DRAW_WITH_QUEUE).execute(store.writer()).await? == 1);
+    }
+    let mut tx = store.begin().await?;
+    create_queue(&mut tx, ticket).await?;
+    let inserted = drawn(DRAW).execute(&mut tx).await?;
+    tx.commit().await?;
+    Ok(inserted == 1)
+}
+
+async fn create_queue(tx: &mut Tx, ticket: &TicketId) -> Result<(), ticketing_store::Error> {
+    query("INSERT INTO queues (ticket_id) VALUES ($1) ON CONFLICT (ticket_id) DO NOTHING")
+        .bind(ticket)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// A late join in a transaction: the queue's row created if it is the first, the draws
+/// ranked if nobody has yet, then the next rank. The place when PostgreSQL's statement
+/// answered with it; `None`: read it.
+async fn join_in_tx(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+    on_sale_at: Timestamp,
+    rate: Rate,
+) -> Result<Option<Place>, ticketing_store::Error> {
+    let mut tx = store.begin().await?;
+    create_queue(&mut tx, ticket).await?;
+    rank_early_joins(&mut tx, ticket).await?;
+    if tx.backend() == Backend::Sqlite {
+        join_late_sqlite(&mut tx, ticket, user, now).await?;
+        tx.commit().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    // A transaction of its own, after the ranking's.
+    join_late_pg(store, ticket, user, now, on_sale_at, rate).await
+}
+
+/// Is `user` in `ticket`'s line (not admitted, or admitted and neither used nor run
+/// out)? The condition on an entry `e`; `$1` the listing, `$2` the account, `$3` now.
+const IN_LINE: &str = "EXISTS (SELECT 1 FROM queue_entries e WHERE e.ticket_id = $1 \
+    AND e.user_id = $2 AND e.used_at IS NULL \
+    AND (e.admitted_until IS NULL OR e.admitted_until > $3))";
+
+/// The next rank for one not in line (a new join, or one whose admission was used or ran
+/// out: to the back), in arrival order.
+const REJOIN: &str =
+    "ON CONFLICT (ticket_id, user_id) DO UPDATE SET joined_at = excluded.joined_at, \
+    rank = excluded.rank, draw = NULL, admitted_until = NULL, used_at = NULL";
+
+/// A late join on PostgreSQL, once the draws are ranked (the queue's `ranked`): one
+/// statement, a transaction of its own, takes the next rank, writes the entry and
+/// answers with the place, so the queue's row (every late join's turn) is locked for
+/// that statement's run and its commit on the server only, never across a round trip
+/// (late joins queued on that lock by the hundred in a drop). `None` when it took no
+/// rank: the draws are not ranked yet (the caller ranks them in a transaction first) or
+/// the account is in line.
+///
+/// Two joins of one account at once both see it out of line (the statement's snapshot),
+/// and the second takes a rank after the first: the account keeps one place, the later,
+/// and the line a gap that the pacer's cursor passes (nobody is admitted for it).
+async fn join_late_pg(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+    on_sale_at: Timestamp,
+    rate: Rate,
+) -> Result<Option<Place>, ticketing_store::Error> {
+    static JOIN: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH taken AS (UPDATE queues SET next_rank = next_rank + 1 \
+                WHERE ticket_id = $1 AND ranked = 1 AND NOT {IN_LINE} \
+                RETURNING next_rank - 1 AS rank, admitted_through), \
+             joined AS (INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
+                SELECT $1, $2, $3, rank FROM taken {REJOIN} RETURNING rank) \
+             SELECT joined.rank, taken.admitted_through, \
+                COALESCE(t.quantity, 1) - t.held AS free \
+             FROM joined, taken, tickets t WHERE t.id = $1"
+        )
+    });
+    let row = query(&JOIN)
+        .bind(ticket)
+        .bind(user)
+        .bind(now.as_millis())
+        .fetch_optional(store.writer())
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let entry = Entry {
+        rank: row.get("rank")?,
+        admitted_until: None,
+        used_at: None,
+    };
+    let (admitted_through, free) = (row.get("admitted_through")?, row.get("free")?);
+    Ok(Some(place_from(
+        entry,
+        admitted_through,
+        free,
+        on_sale_at,
+        now,
+        rate,
+    )))
+}
+
+/// A late join on SQLite (one writer: no lock to hold short), where an update cannot feed
+/// an insert in one statement.
+async fn join_late_sqlite(
+    tx: &mut Tx,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+) -> Result<(), ticketing_store::Error> {
+    let in_line: i64 = query(&format!("SELECT {IN_LINE} AS in_line"))
+        .bind(ticket)
+        .bind(user)
+        .bind(now.as_millis())
+        .fetch_one(&mut *tx)
+        .await?
+        .get("in_line")?;
+    if in_line != 0 {
+        return Ok(());
+    }
+    let rank = take_rank(tx, ticket).await?;
+    query(&format!(
+        "INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
+         VALUES ($1, $2, $3, $4) {REJOIN}"
+    ))
+    .bind(ticket)
+    .bind(user)
+    .bind(now.as_millis())
+    .bind(rank)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
