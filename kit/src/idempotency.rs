@@ -18,7 +18,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -168,21 +167,6 @@ impl Keyed {
         Ok(written == 1)
     }
 
-    /// [`record`](Keyed::record) the answer in `tx` and commit: the answer to give.
-    pub async fn commit(
-        &self,
-        mut tx: Tx,
-        status: StatusCode,
-        body: impl Serialize,
-    ) -> ApiResult<Response> {
-        if !self.record(&mut tx, status, &body).await? {
-            tx.rollback().await?;
-            return Err(ApiError::KeyInUse);
-        }
-        tx.commit().await?;
-        Ok((status, Json(body)).into_response())
-    }
-
     /// Who holds a claim taken for this request (payments): the same for every repeat.
     pub fn claimant(&self) -> String {
         format!("{} {}", self.scope, self.key)
@@ -190,8 +174,7 @@ impl Keyed {
 }
 
 /// Answer a request: without a key, `effect`'s answer; with one, its stored answer if it
-/// has one, else `effect`'s (which stores it, with [`Keyed::commit`] or
-/// [`Keyed::record`]). An effect refused — perhaps by a repeat of the same request that
+/// has one, else `effect`'s (which stores it with [`Keyed::record`]). An effect refused — perhaps by a repeat of the same request that
 /// committed first — looks for the stored answer again before refusing.
 pub async fn once<F>(store: &Store, keyed: Option<&Keyed>, effect: F) -> ApiResult<Response>
 where

@@ -10,7 +10,7 @@ use ticketing_store::{Store, Tx};
 
 use crate::error::ErrorBody;
 use crate::idempotency::{self, Keyed};
-use crate::ApiResult;
+use crate::{ApiError, ApiResult};
 
 /// The refusals of a request because of its key, for a route's
 /// `responses(..., KeyRefusals)` (the key's header: `params(IdempotencyKey)`).
@@ -26,7 +26,7 @@ pub enum KeyRefusals {
 
 /// Answer a write whose effect is made in one transaction, begun here and committed
 /// with its answer — `status` and the body `effect` returns — which a key stores in
-/// that same transaction ([`Keyed::commit`]); a repeat gets the stored answer
+/// that same transaction ([`Keyed::record`]); a repeat gets the stored answer
 /// ([`idempotency::once`]).
 pub async fn once_in_tx<T, F>(
     store: &Store,
@@ -38,16 +38,39 @@ where
     T: Serialize,
     F: AsyncFnOnce(&mut Tx) -> ApiResult<T>,
 {
+    let first = async |tx: &mut Tx| Ok((effect(tx).await?, ()));
+    once_in_tx_then(store, keyed, status, first, async |_, ()| Ok(())).await
+}
+
+/// [`once_in_tx`] for an effect in two steps, its answer known after the first: the
+/// key's answer is stored between them, so the locks `last` takes are held for its own
+/// statements and the commit only (an order's claim of a listing many buyers claim).
+/// What `last` returns is dropped after the commit (a turn the process keeps for it).
+pub async fn once_in_tx_then<T, U, V, F, L>(
+    store: &Store,
+    keyed: Option<&Keyed>,
+    status: StatusCode,
+    first: F,
+    last: L,
+) -> ApiResult<Response>
+where
+    T: Serialize,
+    F: AsyncFnOnce(&mut Tx) -> ApiResult<(T, U)>,
+    L: AsyncFnOnce(&mut Tx, U) -> ApiResult<V>,
+{
     idempotency::once(store, keyed, async || {
         let mut tx = store.begin().await?;
-        let body = effect(&mut tx).await?;
-        match keyed {
-            Some(keyed) => keyed.commit(tx, status, body).await,
-            None => {
-                tx.commit().await?;
-                Ok((status, Json(body)).into_response())
+        let (body, rest) = first(&mut tx).await?;
+        if let Some(keyed) = keyed {
+            if !keyed.record(&mut tx, status, &body).await? {
+                tx.rollback().await?;
+                return Err(ApiError::KeyInUse);
             }
         }
+        let held = last(&mut tx, rest).await?;
+        tx.commit().await?;
+        drop(held);
+        Ok((status, Json(body)).into_response())
     })
     .await
 }

@@ -8,7 +8,7 @@
 //! ([`release`]) gives its units back in the same transaction.
 
 use ticketing_contracts::{TicketId, UserId};
-use ticketing_store::{query, Tx};
+use ticketing_store::{query, Backend, Tx};
 
 use crate::domain::HOLDS_TICKET;
 use crate::tickets::Terms;
@@ -96,6 +96,54 @@ pub async fn count_for_account(
     } else {
         Err(Refused::PerAccount(taken.per_account))
     })
+}
+
+/// [`take`] then [`count_for_account`]: `None` when too few units are free (nothing
+/// taken), else whether the account had room (if not, the units are taken: roll back).
+/// One statement on PostgreSQL: the listing's row, locked from here to the commit, is
+/// the one every buyer of the listing waits for, so its lock spans one round trip fewer.
+pub async fn take_for_account(
+    tx: &mut Tx,
+    ticket: &TicketId,
+    user: &UserId,
+    units: i64,
+) -> Result<Option<Result<(), Refused>>, ticketing_store::Error> {
+    if tx.backend() == Backend::Sqlite {
+        let Some(taken) = take(tx, ticket, units).await? else {
+            return Ok(None);
+        };
+        return count_for_account(tx, ticket, user, units, taken)
+            .await
+            .map(Some);
+    }
+    // The insert reads `taken`, so it runs after the listing's row is locked.
+    let row = query(
+        "WITH taken AS (UPDATE tickets SET held = held + $3 \
+           WHERE id = $1 AND held + $3 <= COALESCE(quantity, 1) \
+           RETURNING quantity IS NOT NULL AS counted, \
+             COALESCE(max_per_account, 1) AS per_account), \
+         room AS (INSERT INTO account_units (ticket_id, user_id, units) \
+           SELECT $1, $2, $3 FROM taken WHERE taken.counted AND $3 <= taken.per_account \
+           ON CONFLICT (ticket_id, user_id) DO UPDATE \
+           SET units = account_units.units + excluded.units \
+           WHERE account_units.units + excluded.units <= (SELECT per_account FROM taken) \
+           RETURNING 1) \
+         SELECT counted, per_account, EXISTS (SELECT 1 FROM room) AS room FROM taken",
+    )
+    .bind(ticket)
+    .bind(user)
+    .bind(units)
+    .fetch_optional(&mut *tx)
+    .await?;
+    row.map(|row| {
+        let counted: bool = row.get("counted")?;
+        Ok(if !counted || row.get::<bool>("room")? {
+            Ok(())
+        } else {
+            Err(Refused::PerAccount(row.get("per_account")?))
+        })
+    })
+    .transpose()
 }
 
 /// Why [`take`] could not: what is free of the listing as this transaction sees it.

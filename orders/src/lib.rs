@@ -16,6 +16,7 @@ mod placer;
 mod queue;
 mod routes;
 mod tickets;
+mod turns;
 mod waitlist;
 
 use std::time::Duration;
@@ -102,6 +103,7 @@ pub struct AppState {
     pub store: Store,
     pub placer: placer::Placer,
     pub queued: queue::Queued,
+    pub late_joins: queue::LateJoins,
     pub keys: JwtKeys,
     pub settings: Settings,
     /// Listings on their way to the replica, which an order may wait for.
@@ -122,6 +124,7 @@ pub async fn mount(rt: &Runtime, settings: &Settings) -> anyhow::Result<Mounted>
         store: store.clone(),
         placer: placer::Placer::new(store),
         queued: queue::Queued::default(),
+        late_joins: queue::LateJoins::new(store),
         keys: service.keys.clone(),
         settings: settings.clone(),
         arriving: Arrivals::new("ticket", store, "tickets"),

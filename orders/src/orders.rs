@@ -19,6 +19,7 @@ use crate::domain::{Deadline, Order, HOLDS_TICKET, OPEN};
 use crate::placer::{Placement, Placer};
 use crate::queue::{self, Gate};
 use crate::tickets::{self, TicketCopy};
+use crate::turns::{self, Turn};
 use crate::waitlist;
 
 const SELECT: &str = "SELECT o.id, o.user_id, o.status, o.expires_at, o.reserved_until, \
@@ -138,20 +139,36 @@ pub async fn place(
         }
     }
     let mut tx = store.begin().await?;
-    let order = place_in_tx(&mut tx, ticket_id, user_id, units, at).await?;
+    let unclaimed = insert_in_tx(&mut tx, ticket_id, user_id, units, at).await?;
+    let (order, _turn) = claim_in_tx(&mut tx, unclaimed).await?;
     tx.commit().await?;
     Ok(order)
 }
 
-/// [`place`] in the caller's transaction `tx` (a request with an idempotency key, whose
-/// answer commits with the order).
-pub async fn place_in_tx(
+/// An order written in a transaction, with its event, its units not yet claimed: the
+/// claim ([`claim_in_tx`]) locks the listing's row, which every buyer of the listing
+/// claims, until the commit, so it comes last (after a request's idempotency key, too).
+pub struct Unclaimed {
+    order: Order,
+    at: At,
+}
+
+impl Unclaimed {
+    pub fn order(&self) -> &Order {
+        &self.order
+    }
+}
+
+/// An order in the caller's transaction, part one: the order, if its queue lets
+/// `user_id` order, written with its event. (A request with an idempotency key stores
+/// its answer between the parts: it commits with the order.)
+pub async fn insert_in_tx(
     tx: &mut Tx,
     ticket_id: &TicketId,
     user_id: &UserId,
     units: Units,
     at: At,
-) -> Result<Order, PlaceError> {
+) -> Result<Unclaimed, PlaceError> {
     let ticket = tickets::find(&mut *tx, ticket_id)
         .await?
         .ok_or(PlaceError::UnknownTicket)?;
@@ -159,10 +176,39 @@ pub async fn place_in_tx(
         .within(ticket.terms.per_order)
         .ok_or(PlaceError::PerOrder(ticket.terms.per_order))?;
     match queue::gate(tx, &ticket, user_id, at.now).await? {
-        Gate::Open => place_in(tx, &ticket, user_id, units, at).await,
-        Gate::TooEarly => Err(PlaceError::NotOnSale),
-        Gate::Queued => Err(PlaceError::Queued),
+        Gate::Open => {}
+        Gate::TooEarly => return Err(PlaceError::NotOnSale),
+        Gate::Queued => return Err(PlaceError::Queued),
     }
+    let (order, event) = new_order(&ticket, user_id, units, at.order, None);
+    insert(tx, &order, None).await?;
+    outbox::enqueue(tx, &event).await?;
+    Ok(Unclaimed { order, at })
+}
+
+/// Part two: claim the order's units. Unpaid orders whose reservation ran out (past the
+/// `reserved_until` on their row) no longer hold their units: when too few are free
+/// they are cancelled here, in the same transaction (lazy expiry) — their units offered
+/// to the waiting list first — and the claim is tried once more.
+///
+/// Hold the [`Turn`] until the commit: on a listing of many units this process's
+/// claims take turns at its row here, not in PostgreSQL's lock queue.
+pub async fn claim_in_tx(tx: &mut Tx, unclaimed: Unclaimed) -> Result<(Order, Turn), PlaceError> {
+    let Unclaimed { order, at } = unclaimed;
+    let (ticket, user_id, units) = (&order.ticket, &order.user_id, order.quantity);
+    let turn = turns::take(tx.backend(), &ticket.id, ticket.terms.counted).await;
+    let counted = match claim::take_for_account(tx, &ticket.id, user_id, units).await? {
+        Some(counted) => counted,
+        None => {
+            expire_lapsed(tx, &ticket.id, at).await?;
+            match claim::take_for_account(tx, &ticket.id, user_id, units).await? {
+                Some(counted) => counted,
+                None => return Err(claim::refusal(tx, &ticket.id, &ticket.terms).await?.into()),
+            }
+        }
+    };
+    counted?;
+    Ok((order, turn))
 }
 
 /// A new order for `units` of `ticket` (offered to waiting-list entry `entry`, if any)
@@ -199,41 +245,6 @@ fn new_order(
         waitlist_entry_id: entry.map(str::to_owned),
     });
     (order, event)
-}
-
-/// Place an order for `units` of `ticket` in `tx`: insert it, then claim its units
-/// (`claim`). Unpaid orders whose reservation ran out (past the `reserved_until` on
-/// their row) no longer hold their units: when too few are free they are cancelled
-/// here, in the same transaction (lazy expiry) — their units offered to the waiting
-/// list first — and the claim is tried once more.
-///
-/// The order's row and event are written before the claim, so that on PostgreSQL the
-/// listing's row is locked (by the claim) only for the rest of the transaction: a
-/// listing of many units sells as fast as one transaction can follow another.
-async fn place_in(
-    tx: &mut Tx,
-    ticket: &TicketCopy,
-    user_id: &UserId,
-    units: i64,
-    at: At,
-) -> Result<Order, PlaceError> {
-    let (order, event) = new_order(ticket, user_id, units, at.order, None);
-    insert(tx, &order, None).await?;
-    outbox::enqueue(tx, &event).await?;
-    let taken = match claim::take(tx, &ticket.id, units).await? {
-        Some(taken) => taken,
-        None => {
-            expire_lapsed(tx, &ticket.id, at).await?;
-            match claim::take(tx, &ticket.id, units).await? {
-                Some(taken) => taken,
-                None => return Err(claim::refusal(tx, &ticket.id, &ticket.terms).await?.into()),
-            }
-        }
-    };
-    if let Err(refused) = claim::count_for_account(tx, &ticket.id, user_id, units, taken).await? {
-        return Err(refused.into());
-    }
-    Ok(order)
 }
 
 /// Cancel the unpaid orders holding `ticket` whose reservation ran out by `at.now`,

@@ -162,6 +162,58 @@ async fn early_joins_are_drawn_and_late_ones_queue_in_order(flavor: Flavor) {
     assert_eq!(late_ranks, expected);
 }
 
+/// Late joins at the same moment (on PostgreSQL they share statements: decision 0036),
+/// every account twice: each account has one place, the ranks are one unbroken run, and
+/// both of an account's answers name its place.
+async fn simultaneous_late_joins_take_one_place_each(flavor: Flavor) {
+    const ACCOUNTS: usize = 300;
+    let app = Arc::new(spawn(flavor, 1).await);
+    let (listing, _) = app.listing(1_000, 1, -1_000).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(2 * ACCOUNTS));
+    let joins = (0..2 * ACCOUNTS).map(|i| {
+        let (app, listing, barrier) = (app.clone(), listing.clone(), barrier.clone());
+        tokio::spawn(async move {
+            let user = format!("late{:03}", i % ACCOUNTS);
+            barrier.wait().await;
+            let (status, body) = app.join(&user, &listing).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            (user, body)
+        })
+    });
+    let mut answers: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    for joined in futures::future::join_all(joins).await {
+        let (user, body) = joined.unwrap();
+        answers.entry(user).or_default().push(body);
+    }
+
+    let store = listings::orders_store(&app.0.env.runtime).await;
+    let rows = query("SELECT user_id, rank FROM queue_entries WHERE ticket_id = $1")
+        .bind(&listing)
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ACCOUNTS);
+    let mut ranks = Vec::new();
+    for row in &rows {
+        let (user, rank): (String, i64) = (row.get("user_id").unwrap(), row.get("rank").unwrap());
+        ranks.push(rank);
+        for answer in &answers[&user] {
+            // Waiting at the rank written, or admitted already (one a second).
+            if answer["status"] == "waiting" {
+                let position = answer["position"].as_i64().unwrap();
+                assert!(
+                    position >= 1 && position <= rank,
+                    "{user}: {answer} at rank {rank}"
+                );
+            } else {
+                assert_eq!(answer["status"], "admitted", "{user}: {answer}");
+            }
+        }
+    }
+    ranks.sort_unstable();
+    assert_eq!(ranks, (1..=ACCOUNTS as i64).collect::<Vec<_>>());
+}
+
 /// Before the queue opens: `Not on sale yet`. Before the sale: an order joins the queue
 /// and is answered 429 without a place. From the sale: admissions at the configured rate
 /// and never more unused ones than free units; an order without one is told its
@@ -290,4 +342,5 @@ flavor_tests!(
     early_joins_are_drawn_and_late_ones_queue_in_order,
     orders_wait_for_their_admission,
     a_draw_written_after_the_ranking_is_ranked_too,
+    simultaneous_late_joins_take_one_place_each,
 );

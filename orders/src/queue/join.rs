@@ -6,19 +6,20 @@ use ticketing_contracts::api::queue::QueueStatus;
 use ticketing_contracts::{TicketId, Timestamp, UserId};
 use ticketing_store::{query, Backend, Store, Tx};
 
+use super::late::{LateJoins, Ranked};
 use super::rank::{rank_early_joins, take_rank};
-use super::{
-    draw_eta, keeps, opens, place_from, place_of, standing, Entry, JoinRefused, Place, Rate,
-};
+use super::{draw_eta, keeps, opens, place_of, standing, JoinRefused, Place, Rate};
 
 /// Join `ticket`'s queue (idempotent per account: one already in line keeps its place;
 /// one whose admission was used or ran out goes to the back), and where it stands.
 ///
 /// On PostgreSQL a join is two statements: a read, then one write that answers with the
 /// place (a drop's crowd joins by the thousand a second, and each statement is a turn of
-/// the machine's PostgreSQL; a join was seven).
+/// the machine's PostgreSQL; a join was seven); late joins arriving together share
+/// their write ([`LateJoins`]).
 pub async fn join(
     store: &Store,
+    late: &LateJoins,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
@@ -52,12 +53,12 @@ pub async fn join(
             }));
         }
     } else if store.backend() == Backend::Postgres && standing.queue.is_some_and(|q| q.ranked) {
-        // A late join once the draws are ranked: one statement (see `join_late_pg`).
-        if let Some(place) = join_late_pg(store, ticket, user, now, on_sale_at, rate).await? {
-            return Ok(Ok(place));
+        // A late join once the draws are ranked: one statement, maybe shared.
+        if let Some(ranked) = late.join(store, ticket, user, now).await? {
+            return Ok(Ok(ranked.place(on_sale_at, now, rate)));
         }
-    } else if let Some(place) = join_in_tx(store, ticket, user, now, on_sale_at, rate).await? {
-        return Ok(Ok(place));
+    } else if let Some(ranked) = join_in_tx(store, late, ticket, user, now).await? {
+        return Ok(Ok(ranked.place(on_sale_at, now, rate)));
     }
     // Raced by another join of the same account (or ranked meanwhile): read the outcome.
     let place = place_of(store, ticket, user, now, rate).await?;
@@ -108,16 +109,15 @@ async fn create_queue(tx: &mut Tx, ticket: &TicketId) -> Result<(), ticketing_st
 }
 
 /// A late join in a transaction: the queue's row created if it is the first, the draws
-/// ranked if nobody has yet, then the next rank. The place when PostgreSQL's statement
-/// answered with it; `None`: read it.
+/// ranked if nobody has yet, then the next rank. The rank when PostgreSQL's statement
+/// answered with it; `None`: read the place.
 async fn join_in_tx(
     store: &Store,
+    late: &LateJoins,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
-    on_sale_at: Timestamp,
-    rate: Rate,
-) -> Result<Option<Place>, ticketing_store::Error> {
+) -> Result<Option<Ranked>, ticketing_store::Error> {
     let mut tx = store.begin().await?;
     create_queue(&mut tx, ticket).await?;
     rank_early_joins(&mut tx, ticket).await?;
@@ -127,77 +127,26 @@ async fn join_in_tx(
         return Ok(None);
     }
     tx.commit().await?;
-    // A transaction of its own, after the ranking's.
-    join_late_pg(store, ticket, user, now, on_sale_at, rate).await
+    // A statement of its own, after the ranking's transaction.
+    late.join(store, ticket, user, now).await
 }
 
-/// Is `user` in `ticket`'s line (not admitted, or admitted and neither used nor run
-/// out)? The condition on an entry `e`; `$1` the listing, `$2` the account, `$3` now.
-const IN_LINE: &str = "EXISTS (SELECT 1 FROM queue_entries e WHERE e.ticket_id = $1 \
-    AND e.user_id = $2 AND e.used_at IS NULL \
-    AND (e.admitted_until IS NULL OR e.admitted_until > $3))";
+/// Is the account `user` in `ticket`'s line (not admitted, or admitted and neither used
+/// nor run out) at `now`? The condition on an entry `e`, `$1` the listing; `user` and
+/// `now` are SQL expressions.
+pub(super) fn in_line(user: &str, now: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM queue_entries e WHERE e.ticket_id = $1 \
+         AND e.user_id = {user} AND e.used_at IS NULL \
+         AND (e.admitted_until IS NULL OR e.admitted_until > {now}))"
+    )
+}
 
 /// The next rank for one not in line (a new join, or one whose admission was used or ran
 /// out: to the back), in arrival order.
-const REJOIN: &str =
+pub(super) const REJOIN: &str =
     "ON CONFLICT (ticket_id, user_id) DO UPDATE SET joined_at = excluded.joined_at, \
     rank = excluded.rank, draw = NULL, admitted_until = NULL, used_at = NULL";
-
-/// A late join on PostgreSQL, once the draws are ranked (the queue's `ranked`): one
-/// statement, a transaction of its own, takes the next rank, writes the entry and
-/// answers with the place, so the queue's row (every late join's turn) is locked for
-/// that statement's run and its commit on the server only, never across a round trip
-/// (late joins queued on that lock by the hundred in a drop). `None` when it took no
-/// rank: the draws are not ranked yet (the caller ranks them in a transaction first) or
-/// the account is in line.
-///
-/// Two joins of one account at once both see it out of line (the statement's snapshot),
-/// and the second takes a rank after the first: the account keeps one place, the later,
-/// and the line a gap that the pacer's cursor passes (nobody is admitted for it).
-async fn join_late_pg(
-    store: &Store,
-    ticket: &TicketId,
-    user: &UserId,
-    now: Timestamp,
-    on_sale_at: Timestamp,
-    rate: Rate,
-) -> Result<Option<Place>, ticketing_store::Error> {
-    static JOIN: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH taken AS (UPDATE queues SET next_rank = next_rank + 1 \
-                WHERE ticket_id = $1 AND ranked = 1 AND NOT {IN_LINE} \
-                RETURNING next_rank - 1 AS rank, admitted_through), \
-             joined AS (INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
-                SELECT $1, $2, $3, rank FROM taken {REJOIN} RETURNING rank) \
-             SELECT joined.rank, taken.admitted_through, \
-                COALESCE(t.quantity, 1) - t.held AS free \
-             FROM joined, taken, tickets t WHERE t.id = $1"
-        )
-    });
-    let row = query(&JOIN)
-        .bind(ticket)
-        .bind(user)
-        .bind(now.as_millis())
-        .fetch_optional(store.writer())
-        .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let entry = Entry {
-        rank: row.get("rank")?,
-        admitted_until: None,
-        used_at: None,
-    };
-    let (admitted_through, free) = (row.get("admitted_through")?, row.get("free")?);
-    Ok(Some(place_from(
-        entry,
-        admitted_through,
-        free,
-        on_sale_at,
-        now,
-        rate,
-    )))
-}
 
 /// A late join on SQLite (one writer: no lock to hold short), where an update cannot feed
 /// an insert in one statement.
@@ -207,7 +156,7 @@ async fn join_late_sqlite(
     user: &UserId,
     now: Timestamp,
 ) -> Result<(), ticketing_store::Error> {
-    let in_line: i64 = query(&format!("SELECT {IN_LINE} AS in_line"))
+    let in_line: i64 = query(&format!("SELECT {} AS in_line", in_line("$2", "$3")))
         .bind(ticket)
         .bind(user)
         .bind(now.as_millis())

@@ -19,9 +19,11 @@ use ticketing_store::{query, On, Store, Tx};
 use crate::tickets::TicketCopy;
 
 mod join;
+mod late;
 mod rank;
 
 pub use join::join;
+pub use late::LateJoins;
 pub use rank::pace;
 
 /// Where an account stands in a queue.

@@ -14,6 +14,7 @@ use ticketing_kit::{ApiError, ApiResult};
 
 use super::OrderBody;
 use ticketing_contracts::{TicketId, Timestamp};
+use ticketing_store::Tx;
 
 use crate::claim::Refused;
 use crate::domain::{At, Units};
@@ -79,13 +80,19 @@ pub async fn create(
             .map(|order| (StatusCode::CREATED, Json(OrderBody::from(order))).into_response())
             .map_err(ApiError::from),
         // With a key the order and its answer commit together: a transaction, not the
-        // placer.
+        // placer; the answer is stored before the claim, which locks the listing's row.
         Some(keyed) => {
-            keyed::once_in_tx(&state.store, Some(keyed), StatusCode::CREATED, async |tx| {
-                let order = orders::place_in_tx(tx, &ticket_id, &user.id, units, at).await?;
-                Ok(OrderBody::from(order))
-            })
-            .await
+            let write = async |tx: &mut Tx| {
+                let unclaimed = orders::insert_in_tx(tx, &ticket_id, &user.id, units, at).await?;
+                Ok((OrderBody::from(unclaimed.order().clone()), unclaimed))
+            };
+            // The turn (dropped after the commit) and not the order: answered already.
+            let claim = async |tx: &mut Tx, unclaimed| {
+                let (_, turn) = orders::claim_in_tx(tx, unclaimed).await?;
+                Ok(turn)
+            };
+            keyed::once_in_tx_then(&state.store, Some(keyed), StatusCode::CREATED, write, claim)
+                .await
         }
     };
     let placed = match place(at).await {

@@ -29,7 +29,16 @@ pub async fn join(
     let ticket = super::listing(ticket_id)?;
     let rate = state.settings.queue_rate();
     state.queued.note(&ticket);
-    let join = || queue::join(&state.store, &ticket, &user.id, Timestamp::now(), rate);
+    let join = || {
+        queue::join(
+            &state.store,
+            &state.late_joins,
+            &ticket,
+            &user.id,
+            Timestamp::now(),
+            rate,
+        )
+    };
     let place = match join().await? {
         // Listed moments ago, its `ticket:created` maybe still on the way: wait for it a
         // little, as an order does (decision 0029).

@@ -60,7 +60,16 @@ fn listing(id: String) -> Result<TicketId, ApiError> {
 pub(super) async fn queued(state: &AppState, ticket: &TicketId, user: &UserId) -> ApiError {
     state.queued.note(ticket);
     let now = Timestamp::now();
-    match queue::join(&state.store, ticket, user, now, state.settings.queue_rate()).await {
+    match queue::join(
+        &state.store,
+        &state.late_joins,
+        ticket,
+        user,
+        now,
+        state.settings.queue_rate(),
+    )
+    .await
+    {
         Ok(Ok(place)) => ApiError::InQueue(place.into()),
         Ok(Err(refused)) => refused.into(),
         Err(e) => e.into(),
