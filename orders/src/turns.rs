@@ -1,12 +1,12 @@
 //! Turns at a listing's row, taken in the process before its lock is.
 //!
 //! Every claim on a listing of many units locks the listing's row until its commit. In
-//! a drop's rush a process's claims queued for that lock inside PostgreSQL, each holding
-//! a connection the polls behind it needed, and every commit woke the queue to contend
-//! again (the lock manager's contention, a context switch each). Taking turns here
-//! first leaves at most one claim per process waiting in PostgreSQL; the others wait in
-//! memory, in arrival order (tokio's mutex is fair). The row's lock still decides: a
-//! turn only orders this process's claims.
+//! a drop's rush a process's claims queued for that lock inside PostgreSQL, and every
+//! commit woke the queue to contend again (the lock manager's contention, a context
+//! switch each). Taking turns here first leaves at most one claim per process waiting
+//! in PostgreSQL; the others wait in memory, in arrival order (tokio's mutex is fair),
+//! their transactions open. The row's lock still decides: a turn only orders this
+//! process's claims.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::LazyLock;

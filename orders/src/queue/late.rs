@@ -1,14 +1,14 @@
 //! PostgreSQL: the late joins of one listing take their ranks together.
 //!
 //! Every late join takes the next rank from the queue's row, so every one waits for the
-//! row's lock. Waiting in PostgreSQL was the drop's worst cost: 8–18 of a process's 20
-//! connections parked on that lock (not serving the polls behind them), and each commit
-//! woke the waiters to fight over it again (lock-manager contention, context switches:
-//! a join cost PostgreSQL a millisecond of CPU). So a process sends one late-join
-//! statement per listing at a time (a `batch-aint-one` batcher keyed by the listing,
-//! policy `Immediate`); the joins that arrive meanwhile wait here, in arrival order, and
-//! go together in the next statement, which takes a run of ranks in one update of the
-//! row. Across processes at most one statement each waits on the row.
+//! row's lock. Waiting for it in PostgreSQL cost the drop dearly: many of a process's
+//! 20 connections parked on that lock (not serving the polls behind them), and each
+//! commit woke the waiters to contend again (lock-manager work, context switches). So a
+//! process sends one late-join statement per listing at a time (a `batch-aint-one`
+//! batcher keyed by the listing, policy `Immediate`); the joins that arrive meanwhile
+//! wait here, in arrival order, and go together in the next statement, which takes a
+//! run of ranks in one update of the row. Across processes at most one statement each
+//! waits on the row.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
