@@ -186,6 +186,19 @@ impl Browser {
         self.get("/url").await.unwrap().as_str().unwrap().to_owned()
     }
 
+    /// Wait until the page's address contains `fragment` (a form's answer loaded: the old
+    /// page's elements match nothing then); whether it did in time.
+    pub async fn wait_for_url(&self, fragment: &str) -> bool {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.current_url().await.contains(fragment) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+
     async fn find(&self, css: &str) -> Option<Element> {
         let found = self
             .post("/element", json!({"using": "css selector", "value": css}))
