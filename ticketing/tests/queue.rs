@@ -293,8 +293,12 @@ async fn orders_wait_for_their_admission(flavor: Flavor) {
             StatusCode::CREATED
         );
     }
-    // Sold out now: those still waiting are told so.
+    // Sold out now: those still waiting are told so, and an order is refused as sold out
+    // (a 429 would have them poll on).
     assert_eq!(app.place(user, &listing).await["status"], "sold-out");
+    let (status, body) = reply(app.order(user, &listing).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["message"], "Ticket is sold out");
 }
 
 /// An early join written just after the draws were ranked (its clock read before the

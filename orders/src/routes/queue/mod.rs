@@ -3,13 +3,15 @@
 mod join;
 mod show;
 
-use ticketing_contracts::api::queue::{QueueBody, QueuePlace};
+use ticketing_contracts::api::queue::{QueueBody, QueuePlace, QueueStatus};
 use ticketing_contracts::{TicketId, Timestamp, UserId};
 use ticketing_kit::validate::is_valid_id;
 use ticketing_kit::ApiError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::claim::Refused;
+use crate::orders::PlaceError;
 use crate::queue::{self, JoinRefused, Place};
 use crate::AppState;
 
@@ -70,6 +72,10 @@ pub(super) async fn queued(state: &AppState, ticket: &TicketId, user: &UserId) -
     )
     .await
     {
+        // Every unit taken: refused as an order without a queue is, not told to poll.
+        Ok(Ok(place)) if place.status == QueueStatus::SoldOut => {
+            PlaceError::Refused(Refused::SoldOut).into()
+        }
         Ok(Ok(place)) => ApiError::InQueue(place.into()),
         Ok(Err(refused)) => refused.into(),
         Err(e) => e.into(),

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Summaries of a profiled drop: requests by kind per STEP seconds (rate, p50, p99 in ms)
+from loadgen's --requests-csv, and the busy backends' waits and statements from the
+pg-activity sample (all of them, or those between FROM and TO as MM:SS).
+
+Usage: summary.py requests REQUESTS_CSV [STEP]
+       summary.py waits ACTIVITY_FILE [FROM TO]
+"""
+import collections
+import csv
+import sys
+
+
+def requests(path, step=5):
+    rows = list(csv.reader(open(path)))[1:]
+    windows = collections.defaultdict(lambda: collections.defaultdict(list))
+    for sent, kind, _status, micros in rows:
+        windows[int(float(sent) // step) * step][kind].append(int(micros) / 1000)
+    kinds = sorted({r[1] for r in rows if not r[1].startswith("setup")})
+    print("   t | " + " | ".join(f"{k[:24]:>24}" for k in kinds))
+    for t in sorted(windows):
+        cells = []
+        for kind in kinds:
+            lat = sorted(windows[t][kind])
+            if not lat:
+                cells.append(" " * 24)
+                continue
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            cells.append(f"{len(lat) / step:5.0f}/s {lat[len(lat) // 2]:6.1f} {p99:7.1f}")
+        print(f"{t:4d} | " + " | ".join(cells))
+
+
+def waits(path, start=None, end=None):
+    counts, samples = collections.Counter(), set()
+    for line in open(path):
+        parts = line.rstrip("\n").split("|")
+        if len(parts) < 6:
+            continue
+        at, db, kind, event, state, statement = parts[:6]
+        if start and not (start <= at[:5] <= end):
+            continue
+        samples.add(at)
+        counts[(db, f"{kind} {event}", state[:8], statement[:60])] += 1
+    print(f"{len(samples)} samples (busy backends: database, wait, state, statement)")
+    for key, n in counts.most_common(20):
+        print(n, *key)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "requests":
+        requests(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 5)
+    else:
+        waits(sys.argv[2], *sys.argv[3:5])
