@@ -3,7 +3,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ticketing_contracts::api::orders::CreateOrder;
-use ticketing_contracts::api::queue::{QueuePlace, QueueStatus};
+use ticketing_contracts::api::queue::QueuePlace;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
 use ticketing_kit::idempotency::IdempotencyKey;
@@ -64,12 +64,8 @@ pub async fn create(
     if state.queued.may_hold(&ticket_id) {
         let rate = state.settings.queue_rate();
         match queue::precheck(&state.store, &ticket_id, &user.id, at.now, rate).await? {
-            // In line already: where it stands, from the same read — or, every unit
-            // taken, the refusal an order without a queue gets (not a 429 to poll on).
-            Some(Held::Queued(Some(place))) if place.status == QueueStatus::SoldOut => {
-                return Err(PlaceError::Refused(Refused::SoldOut).into())
-            }
-            Some(Held::Queued(Some(place))) => return Err(ApiError::InQueue(place.into())),
+            // In line already: the answer from the same read.
+            Some(Held::Queued(Some(place))) => return Err(super::queue::held_back(place)),
             Some(Held::Queued(None)) => {
                 return Err(super::queue::queued(&state, &ticket_id, &user.id).await)
             }

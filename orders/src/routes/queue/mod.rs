@@ -72,12 +72,17 @@ pub(super) async fn queued(state: &AppState, ticket: &TicketId, user: &UserId) -
     )
     .await
     {
-        // Every unit taken: refused as an order without a queue is, not told to poll.
-        Ok(Ok(place)) if place.status == QueueStatus::SoldOut => {
-            PlaceError::Refused(Refused::SoldOut).into()
-        }
-        Ok(Ok(place)) => ApiError::InQueue(place.into()),
+        Ok(Ok(place)) => held_back(place),
         Ok(Err(refused)) => refused.into(),
         Err(e) => e.into(),
     }
+}
+
+/// The answer to an order the queue holds back at `place`: where it stands (429), or,
+/// every unit taken, the refusal an order without a queue gets (not a 429 to poll on).
+pub(super) fn held_back(place: Place) -> ApiError {
+    if place.status == QueueStatus::SoldOut {
+        return PlaceError::Refused(Refused::SoldOut).into();
+    }
+    ApiError::InQueue(place.into())
 }
