@@ -196,6 +196,8 @@ pub async fn insert_in_tx(
 pub async fn claim_in_tx(tx: &mut Tx, unclaimed: Unclaimed) -> Result<(Order, Turn), PlaceError> {
     let Unclaimed { order, at } = unclaimed;
     let (ticket, user_id, units) = (&order.ticket, &order.user_id, order.quantity);
+    // The order's event before the turn: from the claim on, only the commit follows.
+    tx.write_deferred().await?;
     let turn = turns::take(tx.backend(), &ticket.id, ticket.terms.counted).await;
     let counted = match claim::take_for_account(tx, &ticket.id, user_id, units).await? {
         Some(counted) => counted,

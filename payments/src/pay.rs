@@ -7,7 +7,7 @@ use ticketing_contracts::api::payments::PaymentBody;
 use ticketing_contracts::time::now_millis;
 use ticketing_kit::idempotency::Keyed;
 
-use crate::orders::{self, OrderCopy};
+use crate::orders::{self, OrderCopy, Payable};
 use crate::payments::{self, Payment, RecordError};
 use crate::provider::{
     idempotency_key, refund_idempotency_key, Charge, ChargeError, ChargeRequest,
@@ -113,16 +113,16 @@ pub async fn pay(
     }
 }
 
-/// The checks before charging, in the contract's order, then the order's payment claim,
-/// all in one transaction.
+/// The checks before charging, in the contract's order, then the order's payment claim.
+/// Three statements, no transaction: the claim decides who charges, and [`accept`]
+/// decides again at its commit whatever happened between.
 async fn claim_order(
     state: &AppState,
     order_id: &OrderId,
     user_id: &UserId,
     claim: &str,
 ) -> Result<OrderCopy, PayError> {
-    let mut tx = state.store.begin().await?;
-    let order = orders::find(&mut tx, order_id)
+    let Payable { order, paid_by } = orders::find_payable(state.store.reader(), order_id)
         .await?
         .ok_or(PayError::UnknownOrder)?;
     if order.user_id != *user_id {
@@ -131,17 +131,21 @@ async fn claim_order(
     if let Some(message) = closed(&order) {
         return Err(PayError::Refused(message));
     }
-    if payments::find_for_order(&mut tx, order_id).await?.is_some() {
+    if paid_by.is_some() {
         return Err(PayError::Refused(ALREADY_PAID));
     }
-    if !payments::claim(&mut tx, order_id, claim).await? {
+    if !payments::claim(state.store.writer(), order_id, claim).await? {
         return Err(PayError::Refused(IN_PROGRESS));
     }
-    // A payment committed between the look above and the claim.
-    if payments::find_for_order(&mut tx, order_id).await?.is_some() {
+    // A payment committed between the look above and the claim (a statement of its own:
+    // PostgreSQL reads each anew).
+    if payments::find_for_order(state.store.reader(), order_id)
+        .await?
+        .is_some()
+    {
+        release_quietly(state, order_id, claim).await;
         return Err(PayError::Refused(ALREADY_PAID));
     }
-    tx.commit().await?;
     Ok(order)
 }
 
@@ -175,9 +179,10 @@ async fn accept(
     keyed: Option<&Keyed>,
 ) -> Result<Accepted, ticketing_store::Error> {
     let mut tx = state.store.begin().await?;
-    let refused = match orders::find(&mut tx, order_id).await? {
+    let payable = orders::find_payable(&mut tx, order_id).await?;
+    let refused = match &payable {
         None => Some(CANCELLED),
-        Some(order) => closed(&order),
+        Some(payable) => closed(&payable.order),
     };
     if let Some(message) = refused {
         payments::release(&mut tx, order_id, claim).await?;
@@ -187,12 +192,12 @@ async fn accept(
             refund: true,
         });
     }
-    if let Some(existing) = payments::find_for_order(&mut tx, order_id).await? {
+    if let Some(paid_by) = payable.and_then(|p| p.paid_by) {
         payments::release(&mut tx, order_id, claim).await?;
         tx.commit().await?;
         return Ok(Accepted::Refused {
             message: ALREADY_PAID,
-            refund: existing.stripe_id != charge.id,
+            refund: paid_by != charge.id,
         });
     }
     match payments::record(&mut tx, order_id, &charge.id).await {

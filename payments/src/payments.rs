@@ -151,8 +151,8 @@ pub async fn record_refund_failure(
 /// Take the order's payment claim. `false` when another payment of the order is in
 /// progress (a live claim of another claimant: a repeat of a keyed request takes its
 /// own first try's over).
-pub async fn claim(
-    tx: &mut Tx,
+pub async fn claim<'a>(
+    on: impl Into<On<'a>>,
     order_id: &OrderId,
     claim: &str,
 ) -> Result<bool, ticketing_store::Error> {
@@ -166,7 +166,7 @@ pub async fn claim(
     .bind(claim)
     .bind(now)
     .bind(now - STALE_CLAIM.as_millis() as i64)
-    .execute(&mut *tx)
+    .execute(on)
     .await?;
     Ok(taken == 1)
 }

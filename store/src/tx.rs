@@ -80,8 +80,10 @@ impl Tx {
         }
     }
 
-    /// Write the deferred rows (a failure leaves the transaction to roll back).
-    async fn write_deferred(&mut self) -> Result<(), Error> {
+    /// Write the deferred rows now, not at the commit (a failure leaves the transaction
+    /// to roll back): for a transaction whose last statements hold a hot row's lock, so
+    /// that only the commit follows them.
+    pub async fn write_deferred(&mut self) -> Result<(), Error> {
         for deferred in std::mem::take(&mut self.deferred) {
             let array = format!("[{}]", deferred.rows.join(","));
             query(deferred.sql).bind(array).execute(&mut *self).await?;

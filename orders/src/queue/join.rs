@@ -8,7 +8,7 @@ use ticketing_store::{query, Backend, Store, Tx};
 
 use super::late::{LateJoins, Ranked};
 use super::rank::{rank_early_joins, take_rank};
-use super::{draw_eta, keeps, opens, place_of, standing, JoinRefused, Place, Rate};
+use super::{draw_eta, keeps, opens, read_standing, JoinRefused, Place, Queued, Rate};
 
 /// Join `ticket`'s queue (idempotent per account: one already in line keeps its place;
 /// one whose admission was used or ran out goes to the back), and where it stands.
@@ -19,13 +19,13 @@ use super::{draw_eta, keeps, opens, place_of, standing, JoinRefused, Place, Rate
 /// their write ([`LateJoins`]).
 pub async fn join(
     store: &Store,
-    late: &LateJoins,
+    (queued, late): (&Queued, &LateJoins),
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
     rate: Rate,
 ) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
-    let Some(standing) = standing(store.reader(), ticket, user).await? else {
+    let Some(standing) = queued.standing(store, ticket, user, rate).await? else {
         return Ok(Err(JoinRefused::Unknown));
     };
     // One already in line keeps its place: a read. (Drawn before the sale and not yet
@@ -55,13 +55,16 @@ pub async fn join(
     } else if store.backend() == Backend::Postgres && standing.queue.is_some_and(|q| q.ranked) {
         // A late join once the draws are ranked: one statement, maybe shared.
         if let Some(ranked) = late.join(store, ticket, user, now).await? {
+            queued.took(ticket, user, ranked, rate);
             return Ok(Ok(ranked.place(on_sale_at, now, rate)));
         }
     } else if let Some(ranked) = join_in_tx(store, late, ticket, user, now).await? {
+        queued.took(ticket, user, ranked, rate);
         return Ok(Ok(ranked.place(on_sale_at, now, rate)));
     }
     // Raced by another join of the same account (or ranked meanwhile): read the outcome.
-    let place = place_of(store, ticket, user, now, rate).await?;
+    let standing = read_standing(store.reader(), ticket, user).await?;
+    let place = standing.and_then(|s| s.place(now, rate));
     Ok(place.ok_or(JoinRefused::Unknown))
 }
 

@@ -9,22 +9,21 @@
 //! order's transaction. Everything lives in the orders database: any process answers,
 //! and a restart loses nothing. The queue stays in force until nobody waits.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use ticketing_contracts::api::queue::{QueueStatus, OPENS_BEFORE_SECONDS};
 use ticketing_contracts::{TicketId, Timestamp, UserId};
-use ticketing_store::{query, On, Store, Tx};
+use ticketing_store::{query, On, Row, Store, Tx};
 
 use crate::tickets::TicketCopy;
 
 mod join;
 mod late;
 mod rank;
+mod seen;
 
 pub use join::join;
 pub use late::LateJoins;
 pub use rank::pace;
+pub use seen::Queued;
 
 /// Where an account stands in a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,30 +125,6 @@ pub async fn gate(
     })
 }
 
-/// Listings this process has seen hold a buyer back: only orders for these pay for the
-/// read-only [`precheck`] (every other order goes straight to its transaction). A hint,
-/// never a decision: a listing missing here is decided by [`gate`] as before.
-#[derive(Debug, Clone, Default)]
-pub struct Queued(Arc<Mutex<HashSet<TicketId>>>);
-
-/// More listings than a process would see queue at once: beyond, the hint starts over.
-const QUEUED_HINTS: usize = 10_000;
-
-impl Queued {
-    pub fn note(&self, ticket: &TicketId) {
-        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if set.len() >= QUEUED_HINTS {
-            set.clear();
-        }
-        set.insert(ticket.clone());
-    }
-
-    pub fn may_hold(&self, ticket: &TicketId) -> bool {
-        let set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        set.contains(ticket)
-    }
-}
-
 /// What [`precheck`] found holding a buyer back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Held {
@@ -166,12 +141,13 @@ pub enum Held {
 /// waiting buyer's every poll is then one read, not a turn at the database's writer.
 pub async fn precheck(
     store: &Store,
+    queued: &Queued,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
     rate: Rate,
 ) -> Result<Option<Held>, ticketing_store::Error> {
-    let Some(standing) = standing(store.reader(), ticket, user).await? else {
+    let Some(standing) = queued.standing(store, ticket, user, rate).await? else {
         return Ok(None);
     };
     let Some(on_sale_at) = standing.on_sale_at else {
@@ -229,34 +205,51 @@ struct Entry {
     used_at: Option<i64>,
 }
 
+impl Entry {
+    /// One that waits at this rank: neither admitted nor used.
+    fn waiting(rank: i64) -> Entry {
+        Entry {
+            rank: Some(rank),
+            admitted_until: None,
+            used_at: None,
+        }
+    }
+
+    /// The rank, while the entry waits for an admission.
+    fn waiting_rank(self) -> Option<i64> {
+        match self {
+            Entry {
+                rank: Some(rank),
+                admitted_until: None,
+                used_at: None,
+            } => Some(rank),
+            _ => None,
+        }
+    }
+}
+
+/// The listing's columns of a [`Standing`]: its sale and its queue (`t`, `q`).
+const SALE: &str = "SELECT t.on_sale_at, COALESCE(t.quantity, 1) - t.held AS free, \
+    q.ranked, q.admitted_through, q.next_rank - 1 - q.admitted_through AS waiting";
+
 /// One read: every waiting buyer asks again and again. `None`: no such listing.
-async fn standing<'a>(
+async fn read_standing<'a>(
     on: impl Into<On<'a>>,
     ticket: &TicketId,
     user: &UserId,
 ) -> Result<Option<Standing>, ticketing_store::Error> {
-    let row = query(
-        "SELECT t.on_sale_at, COALESCE(t.quantity, 1) - t.held AS free, \
-         q.ranked, q.admitted_through, q.next_rank - 1 - q.admitted_through AS waiting, \
-         e.joined_at, e.rank, e.admitted_until, e.used_at \
+    let row = query(&format!(
+        "{SALE}, e.joined_at, e.rank, e.admitted_until, e.used_at \
          FROM tickets t LEFT JOIN queues q ON q.ticket_id = t.id \
          LEFT JOIN queue_entries e ON e.ticket_id = t.id AND e.user_id = $2 \
-         WHERE t.id = $1",
-    )
+         WHERE t.id = $1"
+    ))
     .bind(ticket)
     .bind(user)
     .fetch_optional(on)
     .await?;
     let Some(row) = row else {
         return Ok(None);
-    };
-    let queue = match row.get::<Option<i64>>("ranked")? {
-        None => None,
-        Some(ranked) => Some(QueueRow {
-            ranked: ranked != 0,
-            admitted_through: row.get("admitted_through")?,
-            waiting: row.get("waiting")?,
-        }),
     };
     let entry = match row.get::<Option<i64>>("joined_at")? {
         None => None,
@@ -267,13 +260,42 @@ async fn standing<'a>(
         }),
     };
     Ok(Some(Standing {
+        entry,
+        ..sale_of(&row)?
+    }))
+}
+
+/// The listing and its queue, no account's entry. `None`: no such listing.
+async fn read_sale<'a>(
+    on: impl Into<On<'a>>,
+    ticket: &TicketId,
+) -> Result<Option<Standing>, ticketing_store::Error> {
+    let row = query(&format!(
+        "{SALE} FROM tickets t LEFT JOIN queues q ON q.ticket_id = t.id WHERE t.id = $1"
+    ))
+    .bind(ticket)
+    .fetch_optional(on)
+    .await?;
+    row.as_ref().map(sale_of).transpose()
+}
+
+fn sale_of(row: &Row) -> Result<Standing, ticketing_store::Error> {
+    let queue = match row.get::<Option<i64>>("ranked")? {
+        None => None,
+        Some(ranked) => Some(QueueRow {
+            ranked: ranked != 0,
+            admitted_through: row.get("admitted_through")?,
+            waiting: row.get("waiting")?,
+        }),
+    };
+    Ok(Standing {
         on_sale_at: row
             .get::<Option<i64>>("on_sale_at")?
             .map(Timestamp::from_millis),
         free: row.get("free")?,
         queue,
-        entry,
-    }))
+        entry: None,
+    })
 }
 
 impl Standing {
@@ -295,12 +317,13 @@ impl Standing {
 /// read: every waiting buyer asks again and again.
 pub async fn place_of(
     store: &Store,
+    queued: &Queued,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,
     rate: Rate,
 ) -> Result<Option<Place>, ticketing_store::Error> {
-    let standing = standing(store.reader(), ticket, user).await?;
+    let standing = queued.standing(store, ticket, user, rate).await?;
     Ok(standing.and_then(|s| s.place(now, rate)))
 }
 

@@ -63,7 +63,16 @@ pub async fn create(
     let at = state.settings.at(Timestamp::now());
     if state.queued.may_hold(&ticket_id) {
         let rate = state.settings.queue_rate();
-        match queue::precheck(&state.store, &ticket_id, &user.id, at.now, rate).await? {
+        match queue::precheck(
+            &state.store,
+            &state.queued,
+            &ticket_id,
+            &user.id,
+            at.now,
+            rate,
+        )
+        .await?
+        {
             // In line already: the answer from the same read.
             Some(Held::Queued(Some(place))) => return Err(super::queue::held_back(place)),
             Some(Held::Queued(None)) => {

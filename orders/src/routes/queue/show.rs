@@ -24,8 +24,15 @@ pub async fn show(
 ) -> ApiResult<Json<QueueBody>> {
     let ticket = super::listing(ticket_id)?;
     let rate = state.settings.queue_rate();
-    queue::place_of(&state.store, &ticket, &user.id, Timestamp::now(), rate)
-        .await?
-        .map(|place| Json(place.into()))
-        .ok_or(ApiError::NotFound)
+    queue::place_of(
+        &state.store,
+        &state.queued,
+        &ticket,
+        &user.id,
+        Timestamp::now(),
+        rate,
+    )
+    .await?
+    .map(|place| Json(place.into()))
+    .ok_or(ApiError::NotFound)
 }
