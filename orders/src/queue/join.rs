@@ -25,6 +25,16 @@ pub async fn join(
     now: Timestamp,
     rate: Rate,
 ) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
+    if let Some(on_sale_at) = late_on(store, queued, ticket, now, rate).await? {
+        // Straight to the late join's statement, which passes over an account already in
+        // line (its place is read below): most late joins are new, and their read was
+        // one statement in two.
+        if let Some(ranked) = late.join(store, ticket, user, now).await? {
+            queued.took(ticket, user, ranked, rate);
+            return Ok(Ok(ranked.place(on_sale_at, now, rate)));
+        }
+        return read_place(store, ticket, user, now, rate).await;
+    }
     let Some(standing) = queued.standing(store, ticket, user, rate).await? else {
         return Ok(Err(JoinRefused::Unknown));
     };
@@ -63,6 +73,35 @@ pub async fn join(
         return Ok(Ok(ranked.place(on_sale_at, now, rate)));
     }
     // Raced by another join of the same account (or ranked meanwhile): read the outcome.
+    read_place(store, ticket, user, now, rate).await
+}
+
+/// On PostgreSQL, when the listing as this process saw it lately is on sale with its
+/// draws ranked (so a join is a late one): its sale.
+async fn late_on(
+    store: &Store,
+    queued: &Queued,
+    ticket: &TicketId,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<Option<Timestamp>, ticketing_store::Error> {
+    if store.backend() != Backend::Postgres {
+        return Ok(None);
+    }
+    let Some(sale) = queued.sale(store, ticket, rate).await? else {
+        return Ok(None);
+    };
+    let ranked = sale.queue.is_some_and(|q| q.ranked);
+    Ok(sale.on_sale_at.filter(|at| ranked && now >= *at))
+}
+
+async fn read_place(
+    store: &Store,
+    ticket: &TicketId,
+    user: &UserId,
+    now: Timestamp,
+    rate: Rate,
+) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
     let standing = read_standing(store.reader(), ticket, user).await?;
     let place = standing.and_then(|s| s.place(now, rate));
     Ok(place.ok_or(JoinRefused::Unknown))

@@ -4,14 +4,17 @@
 //!
 //! Two things are kept per listing: the listing as last read (its sale, free units, the
 //! queue's cursor), read again once older than [`FRESH`] (one read at a time, the polls
-//! arriving meanwhile wait for it); and the rank of each account seen waiting far from
-//! the head. A rank stays fixed while its account waits (a new one comes only after an
-//! admission, used or run out), and an account more than [`MARGIN_SECONDS`] of
-//! admissions behind the cursor cannot have been admitted since the listing was read
-//! (the pacer admits at most a second's worth at once, then at its rate). So its place
-//! follows from the two: waiting at rank − cursor, or sold out. Everyone nearer the
-//! head, or not seen yet, is read from the database as before: an admission is never
-//! missed, and its order never told to wait by a stale cursor.
+//! arriving meanwhile wait for it); and the ranks of the accounts waiting far from the
+//! head. With each read of a ranked queue come the ranks taken since the last (at most
+//! [`LOAD`] a read, by the rank index), so every process knows every waiter a moment
+//! after it ranks, not only those that asked it before. A rank stays fixed while its
+//! account waits (a new one comes only after an admission, used or run out), and an
+//! account more than [`MARGIN_SECONDS`] of admissions behind the cursor cannot have
+//! been admitted since the listing was read (the pacer admits at most a second's worth
+//! at once, then at its rate). So its place follows from the two: waiting at rank −
+//! cursor, or sold out. Everyone nearer the head, or not known here, is read from the
+//! database as before: an admission is never missed, and its order never told to wait
+//! by a stale cursor.
 //!
 //! The cost: a far position may lag the database by what the cursor moved in
 //! [`FRESH`] (a tenth of a second's admissions), and two processes' answers may differ
@@ -22,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ticketing_contracts::{TicketId, UserId};
-use ticketing_store::Store;
+use ticketing_store::{query, Store};
 
 use super::late::Ranked;
 use super::{read_sale, Entry, Rate, Standing};
@@ -36,6 +39,8 @@ const MARGIN_SECONDS: i64 = 2;
 const LISTINGS: usize = 10_000;
 /// More accounts than one queue holds: beyond, the listing's ranks start over.
 const RANKS: usize = 1_000_000;
+/// Most ranks taken in with one read of the listing.
+const LOAD: i64 = 50_000;
 
 /// Listings this process has seen hold a buyer back, with what it saw of them. Also a
 /// hint for orders: only orders for these pay for the read-only [`super::precheck`]
@@ -49,7 +54,14 @@ struct Seen {
     /// The listing without any account's entry, and when its read began.
     sale: Mutex<Option<(Instant, Standing)>>,
     reading: tokio::sync::Mutex<()>,
-    ranks: Mutex<HashMap<UserId, i64>>,
+    ranks: Mutex<Ranks>,
+}
+
+/// The far waiters' ranks, and through which rank they were taken in.
+#[derive(Default)]
+struct Ranks {
+    of: HashMap<UserId, i64>,
+    loaded_through: i64,
 }
 
 impl Queued {
@@ -83,16 +95,16 @@ impl Queued {
         rate: Rate,
     ) -> Result<Option<Standing>, ticketing_store::Error> {
         if let Some(seen) = self.seen(ticket) {
-            if let Some(rank) = seen.rank_of(user) {
-                if let Some(sale) = seen.sale(store, ticket).await? {
+            if let Some(sale) = seen.sale(store, ticket, rate).await? {
+                if let Some(rank) = seen.rank_of(user) {
                     if far(&sale, rank, rate) {
                         return Ok(Some(Standing {
                             entry: Some(Entry::waiting(rank)),
                             ..sale
                         }));
                     }
+                    seen.forget(user);
                 }
-                seen.forget(user);
             }
         }
         let read_at = Instant::now();
@@ -109,6 +121,16 @@ impl Queued {
         Ok(standing)
     }
 
+    /// The listing and its queue as read at most [`FRESH`] ago (read again if need be).
+    pub(super) async fn sale(
+        &self,
+        store: &Store,
+        ticket: &TicketId,
+        rate: Rate,
+    ) -> Result<Option<Standing>, ticketing_store::Error> {
+        self.seen_or_note(ticket).sale(store, ticket, rate).await
+    }
+
     /// `user` took a rank in a join this process made.
     pub(super) fn took(&self, ticket: &TicketId, user: &UserId, ranked: Ranked, rate: Rate) {
         if ranked.rank - ranked.admitted_through > margin(rate) {
@@ -118,11 +140,13 @@ impl Queued {
 }
 
 impl Seen {
-    /// The listing read at most [`FRESH`] ago, read again if need be.
+    /// The listing read at most [`FRESH`] ago, read again if need be (with the ranks
+    /// taken since).
     async fn sale(
         &self,
         store: &Store,
         ticket: &TicketId,
+        rate: Rate,
     ) -> Result<Option<Standing>, ticketing_store::Error> {
         if let Some(sale) = self.fresh() {
             return Ok(Some(sale));
@@ -134,9 +158,41 @@ impl Seen {
         let read_at = Instant::now();
         let sale = read_sale(store.reader(), ticket).await?;
         if let Some(sale) = &sale {
+            if let Some(queue) = sale.queue.filter(|q| q.ranked) {
+                self.load_ranks(store, ticket, queue.admitted_through + margin(rate))
+                    .await?;
+            }
             self.saw(read_at, sale);
         }
         Ok(sale)
+    }
+
+    /// Take in the ranks after those taken in before, beyond `near` (the ranks up to it
+    /// are read every time anyway).
+    async fn load_ranks(
+        &self,
+        store: &Store,
+        ticket: &TicketId,
+        near: i64,
+    ) -> Result<(), ticketing_store::Error> {
+        let after = lock(&self.ranks).loaded_through.max(near);
+        let rows = query(
+            "SELECT user_id, rank FROM queue_entries \
+             WHERE ticket_id = $1 AND rank > $2 ORDER BY rank LIMIT $3",
+        )
+        .bind(ticket)
+        .bind(after)
+        .bind(LOAD)
+        .fetch_all(store.reader())
+        .await?;
+        let mut ranks = lock(&self.ranks);
+        ranks.loaded_through = ranks.loaded_through.max(after);
+        for row in rows {
+            let rank: i64 = row.get("rank")?;
+            ranks.remember(row.get("user_id")?, rank);
+            ranks.loaded_through = ranks.loaded_through.max(rank);
+        }
+        Ok(())
     }
 
     fn fresh(&self) -> Option<Standing> {
@@ -161,19 +217,24 @@ impl Seen {
     }
 
     fn rank_of(&self, user: &UserId) -> Option<i64> {
-        lock(&self.ranks).get(user).copied()
+        lock(&self.ranks).of.get(user).copied()
     }
 
     fn remember(&self, user: &UserId, rank: i64) {
-        let mut ranks = lock(&self.ranks);
-        if ranks.len() >= RANKS {
-            ranks.clear();
-        }
-        ranks.insert(user.clone(), rank);
+        lock(&self.ranks).remember(user.clone(), rank);
     }
 
     fn forget(&self, user: &UserId) {
-        lock(&self.ranks).remove(user);
+        lock(&self.ranks).of.remove(user);
+    }
+}
+
+impl Ranks {
+    fn remember(&mut self, user: UserId, rank: i64) {
+        if self.of.len() >= RANKS {
+            self.of.clear();
+        }
+        self.of.insert(user, rank);
     }
 }
 
@@ -204,8 +265,9 @@ mod tests {
         query(sql).execute(store.writer()).await.unwrap();
     }
 
-    /// A far account's place comes from what the process saw (a change the database
-    /// made behind its back does not show); near the head, every look is a read.
+    /// A far account's place comes from what the process saw (a change made in the
+    /// database behind its back does not show), asked before or not; near the head,
+    /// every look is a read.
     #[tokio::test]
     async fn only_far_places_are_answered_from_what_was_seen() {
         let env = TestEnv::new(TestBackend::Sqlite);
@@ -240,8 +302,19 @@ mod tests {
         assert_eq!(rank("far").await, Some(1000));
         assert_eq!(rank("near").await, Some(1));
 
+        // A rank taken meanwhile comes with the listing's next read.
+        run(
+            &store,
+            "INSERT INTO queue_entries (ticket_id, user_id, joined_at, rank) \
+             VALUES ('t', 'later', 0, 1001)",
+        )
+        .await;
+        tokio::time::sleep(FRESH * 2).await;
+        assert_eq!(rank("near").await, Some(1));
+
         run(&store, "DELETE FROM queue_entries").await;
         assert_eq!(rank("far").await, Some(1000), "far: what was seen");
+        assert_eq!(rank("later").await, Some(1001), "never asked: taken in");
         assert_eq!(rank("near").await, None, "near the head: read");
 
         // The cursor moved within two seconds' admissions of the far account.
