@@ -48,7 +48,8 @@ pub static MIGRATIONS: Migrations = ticketing_store::migrations![
     "0006_queue.sql",
     "0007_cancellations.sql",
     "0008_live_admissions.sql",
-    "0009_listing_keys.sql"
+    "0009_listing_keys.sql",
+    "0010_lapsed_holds.sql"
 ];
 
 /// What only the orders service is configured with.
