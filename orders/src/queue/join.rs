@@ -19,7 +19,8 @@ use super::{draw_eta, keeps, opens, read_standing, JoinRefused, Place, Queued, R
 /// their write ([`LateJoins`]).
 pub async fn join(
     store: &Store,
-    (queued, late): (&Queued, &LateJoins),
+    queued: &Queued,
+    late: &LateJoins,
     ticket: &TicketId,
     user: &UserId,
     now: Timestamp,

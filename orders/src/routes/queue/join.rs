@@ -32,7 +32,8 @@ pub async fn join(
     let join = || {
         queue::join(
             &state.store,
-            (&state.queued, &state.late_joins),
+            &state.queued,
+            &state.late_joins,
             &ticket,
             &user.id,
             Timestamp::now(),

@@ -64,7 +64,8 @@ pub(super) async fn queued(state: &AppState, ticket: &TicketId, user: &UserId) -
     let now = Timestamp::now();
     match queue::join(
         &state.store,
-        (&state.queued, &state.late_joins),
+        &state.queued,
+        &state.late_joins,
         ticket,
         user,
         now,
