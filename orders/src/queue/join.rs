@@ -13,10 +13,11 @@ use super::{draw_eta, keeps, opens, read_standing, JoinRefused, Place, Queued, R
 /// Join `ticket`'s queue (idempotent per account: one already in line keeps its place;
 /// one whose admission was used or ran out goes to the back), and where it stands.
 ///
-/// On PostgreSQL a join is two statements: a read, then one write that answers with the
-/// place (a drop's crowd joins by the thousand a second, and each statement is a turn of
-/// the machine's PostgreSQL; a join was seven); late joins arriving together share
-/// their write ([`LateJoins`]).
+/// On PostgreSQL a late join is one write that answers with the place, decided on the
+/// listing as this process read it lately ([`Queued`]), and late joins arriving together
+/// share it ([`LateJoins`]); an early one is a read and a write (a drop's crowd joins by
+/// the thousand a second, and each statement is a turn of the machine's PostgreSQL; a
+/// join was seven).
 pub async fn join(
     store: &Store,
     queued: &Queued,
@@ -26,13 +27,17 @@ pub async fn join(
     now: Timestamp,
     rate: Rate,
 ) -> Result<Result<Place, JoinRefused>, ticketing_store::Error> {
+    // A rank taken here: the process keeps it for the joiner's polls.
+    let took = |ranked: Ranked, on_sale_at| {
+        queued.took(ticket, user, ranked, rate);
+        Ok(Ok(ranked.place(on_sale_at, now, rate)))
+    };
     if let Some(on_sale_at) = late_on(store, queued, ticket, now, rate).await? {
         // Straight to the late join's statement, which passes over an account already in
         // line (its place is read below): most late joins are new, and their read was
         // one statement in two.
         if let Some(ranked) = late.join(store, ticket, user, now).await? {
-            queued.took(ticket, user, ranked, rate);
-            return Ok(Ok(ranked.place(on_sale_at, now, rate)));
+            return took(ranked, on_sale_at);
         }
         return read_place(store, ticket, user, now, rate).await;
     }
@@ -64,14 +69,13 @@ pub async fn join(
             }));
         }
     } else if store.backend() == Backend::Postgres && standing.queue.is_some_and(|q| q.ranked) {
-        // A late join once the draws are ranked: one statement, maybe shared.
+        // A late join once the draws are ranked, which the listing as read lately did not
+        // show yet: one statement, maybe shared.
         if let Some(ranked) = late.join(store, ticket, user, now).await? {
-            queued.took(ticket, user, ranked, rate);
-            return Ok(Ok(ranked.place(on_sale_at, now, rate)));
+            return took(ranked, on_sale_at);
         }
     } else if let Some(ranked) = join_in_tx(store, late, ticket, user, now).await? {
-        queued.took(ticket, user, ranked, rate);
-        return Ok(Ok(ranked.place(on_sale_at, now, rate)));
+        return took(ranked, on_sale_at);
     }
     // Raced by another join of the same account (or ranked meanwhile): read the outcome.
     read_place(store, ticket, user, now, rate).await
