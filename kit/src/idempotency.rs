@@ -135,6 +135,12 @@ impl Keyed {
         ))
     }
 
+    /// The stored answer to this key, if any, read before anything else decides (a
+    /// 422 if it answered another request).
+    pub async fn answer(&self, store: &Store) -> ApiResult<Option<Response>> {
+        self.stored(store.reader()).await
+    }
+
     /// Store `status` and `body` as the answer to this key in `tx`, the effect's
     /// transaction. False when the key was answered meanwhile (a concurrent repeat
     /// committed first; on PostgreSQL this waited for it): roll the effect back, and
@@ -167,10 +173,42 @@ impl Keyed {
         Ok(written == 1)
     }
 
+    /// `status` and `body` as this key's answer, one element of a JSON array that
+    /// [`record_from_json`] reads: effects decided together store their answers in
+    /// the statement that makes them (the orders placer).
+    pub fn json_row(&self, status: StatusCode, body: &impl Serialize) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "scope": self.scope,
+            "key": self.key,
+            "request": self.request,
+            "status": status.as_u16(),
+            "response": serde_json::to_string(body).ok()?,
+            "createdAt": now_millis(),
+        }))
+    }
+
     /// Who holds a claim taken for this request (payments): the same for every repeat.
     pub fn claimant(&self) -> String {
         format!("{} {}", self.scope, self.key)
     }
+}
+
+/// PostgreSQL: `INSERT INTO idempotency_keys ... SELECT` of the answers `k`, JSON values
+/// made by [`Keyed::json_row`], from `from` (the caller's `FROM ... WHERE ...`), stored as
+/// [`Keyed::record`] stores one: a key answered within [`KEEP`] is left as it is (its row
+/// not returned: the caller adds `RETURNING`, and an effect whose key was not written
+/// must not commit).
+pub fn record_from_json(k: &str, from: &str) -> String {
+    format!(
+        "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) \
+         SELECT {k}->>'scope', {k}->>'key', {k}->>'request', ({k}->>'status')::integer, \
+         {k}->>'response', ({k}->>'createdAt')::bigint {from} \
+         ON CONFLICT (scope, key) DO UPDATE SET request = excluded.request, \
+         status = excluded.status, response = excluded.response, \
+         created_at = excluded.created_at \
+         WHERE idempotency_keys.created_at < excluded.created_at - {}",
+        KEEP.as_millis()
+    )
 }
 
 /// Answer a request: without a key, `effect`'s answer; with one, its stored answer if it

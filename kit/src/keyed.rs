@@ -59,18 +59,35 @@ where
     L: AsyncFnOnce(&mut Tx, U) -> ApiResult<V>,
 {
     idempotency::once(store, keyed, async || {
-        let mut tx = store.begin().await?;
-        let (body, rest) = first(&mut tx).await?;
-        if let Some(keyed) = keyed {
-            if !keyed.record(&mut tx, status, &body).await? {
-                tx.rollback().await?;
-                return Err(ApiError::KeyInUse);
-            }
-        }
-        let held = last(&mut tx, rest).await?;
-        tx.commit().await?;
-        drop(held);
-        Ok((status, Json(body)).into_response())
+        in_tx_then(store, keyed, status, first, last).await
     })
     .await
+}
+
+/// The effect of [`once_in_tx_then`] without the look for a stored answer, for a caller
+/// inside [`idempotency::once`] that tried another way first (the orders placer).
+pub async fn in_tx_then<T, U, V, F, L>(
+    store: &Store,
+    keyed: Option<&Keyed>,
+    status: StatusCode,
+    first: F,
+    last: L,
+) -> ApiResult<Response>
+where
+    T: Serialize,
+    F: AsyncFnOnce(&mut Tx) -> ApiResult<(T, U)>,
+    L: AsyncFnOnce(&mut Tx, U) -> ApiResult<V>,
+{
+    let mut tx = store.begin().await?;
+    let (body, rest) = first(&mut tx).await?;
+    if let Some(keyed) = keyed {
+        if !keyed.record(&mut tx, status, &body).await? {
+            tx.rollback().await?;
+            return Err(ApiError::KeyInUse);
+        }
+    }
+    let held = last(&mut tx, rest).await?;
+    tx.commit().await?;
+    drop(held);
+    Ok((status, Json(body)).into_response())
 }

@@ -102,10 +102,10 @@ pub enum PlaceError {
 /// Place an order by `user_id` for `units` of listing `ticket_id`, payable until
 /// `deadline.expires_at`; its `order:created` is in the outbox when this returns.
 ///
-/// The common case — one unit of a one-unit listing — goes through `placer` (on
-/// PostgreSQL: batched with concurrent placements, no transaction); whatever it does not
-/// place — the ticket unknown, held (possibly by an expired order), changed meanwhile,
-/// a listing of several units — is decided in a transaction.
+/// The common cases go through `placer` ([`place_batched`]; on PostgreSQL: batched with
+/// concurrent placements); whatever it does not place — the ticket unknown, held
+/// (possibly by an expired order), changed meanwhile, too few units free, no admission —
+/// is decided in a transaction.
 pub async fn place(
     store: &Store,
     placer: &Placer,
@@ -114,35 +114,52 @@ pub async fn place(
     units: Units,
     at: At,
 ) -> Result<Order, PlaceError> {
-    if let Some(ticket) = placer.ticket(ticket_id).await {
-        let terms = &ticket.terms;
-        // A listing of several units sold without a queue (with one, the admission is
-        // spent in the order's transaction).
-        let claimed = terms.counted && terms.on_sale_at.is_none();
-        if let Some(units) = units
-            .within(terms.per_order)
-            .filter(|n| claimed || (*n == 1 && !terms.counted))
-        {
-            let (order, event) = new_order(&ticket, user_id, units, at.order, None);
-            let placement = Placement {
-                order: order.clone(),
-                event,
-            };
-            let placed = if claimed {
-                placer.claim(placement).await
-            } else {
-                placer.insert(placement).await
-            };
-            if placed {
-                return Ok(order);
-            }
-        }
+    if let Some(order) = place_batched(placer, ticket_id, user_id, units, at, None).await {
+        return Ok(order);
     }
     let mut tx = store.begin().await?;
     let unclaimed = insert_in_tx(&mut tx, ticket_id, user_id, units, at).await?;
     let (order, _turn) = claim_in_tx(&mut tx, unclaimed).await?;
     tx.commit().await?;
     Ok(order)
+}
+
+/// What a request with an idempotency key stores with its order: the key's row for
+/// the order's answer (`Keyed::json_row`); `None` when it cannot be made.
+pub type Answer<'a> = &'a (dyn Fn(&Order) -> Option<serde_json::Value> + Sync);
+
+/// [`place`]'s first way, through `placer` (PostgreSQL: batched with concurrent
+/// placements): one unit of a ticket listed as one, or units of a listing of several
+/// (with a queue: the buyer's admission spent with the order). With `answer` (a request
+/// with an idempotency key), only the latter, its answer stored with the order. `None`:
+/// not placed this way (the ticket not known to the batch, changed, too few units free,
+/// no admission, ...); decide it in a transaction.
+pub async fn place_batched(
+    placer: &Placer,
+    ticket_id: &TicketId,
+    user_id: &UserId,
+    units: Units,
+    at: At,
+    answer: Option<Answer<'_>>,
+) -> Option<Order> {
+    let ticket = placer.ticket(ticket_id).await?;
+    let terms = &ticket.terms;
+    let units = units.within(terms.per_order)?;
+    if !terms.counted && (units != 1 || answer.is_some()) {
+        return None;
+    }
+    let (order, event) = new_order(&ticket, user_id, units, at.order, None);
+    let mut placement = Placement::new(order.clone(), event);
+    let placed = if terms.counted {
+        placement.admitted_at = terms.on_sale_at.map(|_| at.now);
+        if let Some(answer) = answer {
+            placement.answer = Some(answer(&order)?);
+        }
+        placer.claim(placement).await
+    } else {
+        placer.insert(placement).await
+    };
+    placed.then_some(order)
 }
 
 /// An order written in a transaction, with its event, its units not yet claimed: the
@@ -562,7 +579,7 @@ mod tests {
             let ticket = placer.ticket(&TicketId::from("t")).await.unwrap();
             let (order, event) = super::new_order(&ticket, &UserId::from(buyer), 1, deadline, None);
             assert_eq!(
-                placer.insert(Placement { order, event }).await,
+                placer.insert(Placement::new(order, event)).await,
                 placed,
                 "{buyer}"
             );

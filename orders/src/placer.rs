@@ -27,7 +27,8 @@ use std::sync::{Arc, LazyLock};
 
 use batch_aint_one::{Batcher, BatchingPolicy, Limits, Processor};
 use ticketing_bus::{outbox, Envelope};
-use ticketing_contracts::TicketId;
+use ticketing_contracts::{TicketId, Timestamp};
+use ticketing_kit::idempotency;
 use ticketing_store::{query, Backend, Store};
 
 use crate::domain::Order;
@@ -56,6 +57,23 @@ struct Batchers {
 pub struct Placement {
     pub order: Order,
     pub event: Envelope,
+    /// Its listing has an on-sale queue: the buyer's admission is spent at this time
+    /// with the order, or the order is not placed here ([`Placer::claim`] only).
+    pub admitted_at: Option<Timestamp>,
+    /// The request's idempotency key and answer (`Keyed::json_row`), stored with the
+    /// order, or the order is not placed here ([`Placer::claim`] only).
+    pub answer: Option<serde_json::Value>,
+}
+
+impl Placement {
+    pub fn new(order: Order, event: Envelope) -> Placement {
+        Placement {
+            order,
+            event,
+            admitted_at: None,
+            answer: None,
+        }
+    }
 }
 
 impl Placer {
@@ -101,10 +119,11 @@ impl Placer {
             .unwrap_or(false)
     }
 
-    /// Place the order of `placement` on a listing of several units (sold without a
-    /// queue): claimed, counted for its account, inserted with its event, if its
-    /// listing is still at the version read, has the units free and the account room
-    /// for them; whether it did.
+    /// Place the order of `placement` on a listing of several units: claimed, counted
+    /// for its account, inserted with its event (its admission spent, its request's
+    /// answer stored), if its listing is still at the version read, has the units free,
+    /// the account room for them, and the buyer an unused admission (a queued listing);
+    /// whether it did.
     pub async fn claim(&self, placement: Placement) -> bool {
         let Some(batchers) = self.batchers.as_ref() else {
             return false;
@@ -251,6 +270,7 @@ impl BatchStatement for InsertOrders {
         let mut listings = HashSet::new();
         let rows: Vec<serde_json::Value> = placements
             .iter()
+            .filter(|p| p.admitted_at.is_none() && p.answer.is_none())
             .filter(|p| p.order.quantity == 1 && listings.insert(&p.order.ticket.id))
             .filter_map(|p| {
                 let order = &p.order;
@@ -280,7 +300,9 @@ impl BatchStatement for InsertOrders {
 }
 
 /// Orders on listings of several units, claimed together: many buyers of one listing
-/// (a drop) take its row's lock once per batch instead of once each.
+/// (a drop) take its row's lock once per batch instead of once each, and hold one pool
+/// connection between them instead of one each (a claim in a transaction of its own
+/// holds its connection while it waits for its turn at the row).
 #[derive(Clone)]
 struct ClaimUnits(Store);
 
@@ -305,7 +327,7 @@ impl ClaimUnits {
             "SELECT id, version, quantity - held AS free, \
                     COALESCE(max_per_account, 1) AS per_account FROM tickets \
              WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \
-               AND quantity IS NOT NULL AND on_sale_at IS NULL \
+               AND quantity IS NOT NULL \
              ORDER BY id FOR NO KEY UPDATE",
         )
         .bind(json)
@@ -325,23 +347,68 @@ impl ClaimUnits {
             .collect()
     }
 
+    /// Store the keyed placements' answers, before the listings are locked (as a
+    /// transaction of `orders::place` does: a key, then the listing's row, never the
+    /// other way round, so neither waits for the other in a cycle); the keys written.
+    /// A key answered within its 24 hours (a repeat of the request committed first) is
+    /// not: its placement is decided in a transaction, where that answer is found.
+    async fn record_answers(
+        tx: &mut ticketing_store::Tx,
+        answers: &[&serde_json::Value],
+    ) -> Result<HashSet<(String, String)>, ticketing_store::Error> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            // In key order: two batches with copies of the same requests wait for each
+            // other in one order.
+            idempotency::record_from_json(
+                "r",
+                "FROM jsonb_array_elements($1::jsonb) AS rows(r) ORDER BY 1, 2",
+            ) + " RETURNING scope, key"
+        });
+        if answers.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let json = serde_json::to_string(answers).expect("answers serialize");
+        let rows = query(&SQL).bind(json).fetch_all(&mut *tx).await?;
+        rows.iter()
+            .map(|row| Ok((row.get("scope")?, row.get("key")?)))
+            .collect()
+    }
+
     async fn place(
         &self,
         placements: &[Placement],
     ) -> Result<HashSet<String>, ticketing_store::Error> {
-        // The account share check and the writes, in one statement. An order whose
-        // account would exceed its listing's cap is left out (decided again in a
-        // transaction, which refuses it); the listing's counter grows by the units of
-        // the orders written.
+        // The checks and the writes, in one statement, in this order: the account's
+        // share (an order whose account would exceed the listing's cap is left out);
+        // the admission, for a queued listing (an order without an unused one is left
+        // out); then the shares, the listing's counter (by the units of the orders
+        // written), the orders and their events; and the answers stored for orders
+        // left out are taken back ($2: every key stored). What is left out is decided
+        // again in a transaction, which refuses it or places it.
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "WITH batch AS MATERIALIZED ( \
                    SELECT r, n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(r, n)), \
-                 ok AS MATERIALIZED ( \
+                 roomy AS MATERIALIZED ( \
                    SELECT b.r, b.n FROM batch b LEFT JOIN account_units a \
                      ON a.ticket_id = b.r->>'ticketId' AND a.user_id = b.r->>'userId' \
                    WHERE COALESCE(a.units, 0) + (b.r->>'quantity')::bigint \
                          <= (b.r->>'perAccount')::bigint), \
+                 admitted AS ( \
+                   UPDATE queue_entries q SET used_at = (roomy.r->>'admittedAt')::bigint \
+                   FROM roomy \
+                   WHERE roomy.r ? 'admittedAt' AND q.ticket_id = roomy.r->>'ticketId' \
+                     AND q.user_id = roomy.r->>'userId' \
+                     AND q.admitted_until > (roomy.r->>'admittedAt')::bigint \
+                     AND q.used_at IS NULL \
+                   RETURNING roomy.n), \
+                 ok AS MATERIALIZED ( \
+                   SELECT r, n FROM roomy \
+                   WHERE NOT r ? 'admittedAt' OR n IN (SELECT n FROM admitted)), \
+                 unanswered AS ( \
+                   DELETE FROM idempotency_keys k USING jsonb_array_elements($2::jsonb) a \
+                   WHERE k.scope = a->>0 AND k.key = a->>1 AND NOT EXISTS ( \
+                     SELECT 1 FROM ok WHERE ok.r->>'scope' = a->>0 AND ok.r->>'key' = a->>1)), \
                  counted AS ( \
                    INSERT INTO account_units (ticket_id, user_id, units) \
                    SELECT r->>'ticketId', r->>'userId', (r->>'quantity')::bigint FROM ok \
@@ -364,8 +431,16 @@ impl ClaimUnits {
                 outbox::insert_from_json("(r->'event')")
             )
         });
+        // A key once per batch (a second copy of a request is decided in a transaction).
+        let mut keys = HashSet::new();
+        let answers: Vec<&serde_json::Value> = placements
+            .iter()
+            .filter_map(|p| p.answer.as_ref())
+            .filter(|a| keys.insert((a["scope"].as_str(), a["key"].as_str())))
+            .collect();
         let ids: BTreeSet<&TicketId> = placements.iter().map(|p| &p.order.ticket.id).collect();
         let mut tx = self.0.begin().await?;
+        let answered = Self::record_answers(&mut tx, &answers).await?;
         let mut listings = Self::lock(&mut tx, &ids).await?;
         // In arrival order, while the units last; an account once per listing and
         // batch (its share is one row, counted once per statement).
@@ -375,14 +450,19 @@ impl ClaimUnits {
             .filter_map(|p| {
                 let order = &p.order;
                 let listing = listings.get_mut(&order.ticket.id)?;
+                let key = p.answer.as_ref().map(|a| {
+                    let part = |name: &str| a[name].as_str().unwrap_or_default().to_owned();
+                    (part("scope"), part("key"))
+                });
                 if listing.version != order.ticket.version
                     || listing.free < order.quantity
+                    || key.as_ref().is_some_and(|key| !answered.contains(key))
                     || !accounts.insert((&order.ticket.id, &order.user_id))
                 {
                     return None;
                 }
                 listing.free -= order.quantity;
-                Some(serde_json::json!({
+                let mut row = serde_json::json!({
                     "id": order.id,
                     "userId": order.user_id,
                     "ticketId": order.ticket.id,
@@ -392,15 +472,24 @@ impl ClaimUnits {
                     "quantity": order.quantity,
                     "perAccount": listing.per_account,
                     "event": outbox::json_row(&p.event)?,
-                }))
+                });
+                if let Some(at) = p.admitted_at {
+                    row["admittedAt"] = at.as_millis().into();
+                }
+                if let Some((scope, key)) = key {
+                    (row["scope"], row["key"]) = (scope.into(), key.into());
+                }
+                Some(row)
             })
             .collect();
         if rows.is_empty() {
             tx.rollback().await?;
             return Ok(HashSet::new());
         }
+        let answered: Vec<[String; 2]> = answered.into_iter().map(|(s, k)| [s, k]).collect();
         let written: Vec<String> = query(&SQL)
             .bind(serde_json::Value::from(rows).to_string())
+            .bind(serde_json::to_string(&answered).expect("keys serialize"))
             .scalars(&mut tx)
             .await?;
         if !written.is_empty() {

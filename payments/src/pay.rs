@@ -14,6 +14,7 @@ use crate::provider::{
 };
 use crate::AppState;
 use ticketing_contracts::{OrderId, UserId};
+use ticketing_store::Backend;
 
 pub const CANCELLED: &str = "Cannot pay for a cancelled order";
 pub const EXPIRED: &str = "Order has expired";
@@ -128,7 +129,7 @@ async fn claim_order(
     if order.user_id != *user_id {
         return Err(PayError::NotOwner);
     }
-    if let Some(message) = closed(&order) {
+    if let Some(message) = closed(&order, now_millis()) {
         return Err(PayError::Refused(message));
     }
     if paid_by.is_some() {
@@ -149,11 +150,11 @@ async fn claim_order(
     Ok(order)
 }
 
-/// Why an order can no longer be paid, if so.
-fn closed(order: &OrderCopy) -> Option<&'static str> {
+/// Why an order can no longer be paid at `now`, if so.
+fn closed(order: &OrderCopy, now: i64) -> Option<&'static str> {
     if order.is_cancelled() {
         Some(CANCELLED)
-    } else if order.is_expired(now_millis()) {
+    } else if order.is_expired(now) {
         Some(EXPIRED)
     } else {
         None
@@ -169,8 +170,30 @@ enum Accepted {
     },
 }
 
+/// Why `charge` cannot be accepted for the order as found at `now` (`None`: not in the
+/// replica, so cancelled), if so.
+fn refusal(payable: Option<&Payable>, charge: &Charge, now: i64) -> Option<Accepted> {
+    let message = match payable {
+        None => Some(CANCELLED),
+        Some(payable) => closed(&payable.order, now),
+    };
+    if let Some(message) = message {
+        return Some(Accepted::Refused {
+            message,
+            refund: true,
+        });
+    }
+    let paid_by = payable.and_then(|p| p.paid_by.as_deref())?;
+    Some(Accepted::Refused {
+        message: ALREADY_PAID,
+        refund: paid_by != charge.id,
+    })
+}
+
 /// Accept the charge only if the order is still open and unexpired now, at commit: the
-/// payment, its event and the claim's release commit together.
+/// payment, its event and the claim's release commit together. On PostgreSQL one
+/// statement decides and writes (`payments::record_if_payable`); on SQLite a
+/// transaction (its one writer serializes them anyway).
 async fn accept(
     state: &AppState,
     order_id: &OrderId,
@@ -178,27 +201,37 @@ async fn accept(
     charge: &Charge,
     keyed: Option<&Keyed>,
 ) -> Result<Accepted, ticketing_store::Error> {
+    let now = now_millis();
+    if state.store.backend() == Backend::Postgres {
+        let payment = Payment::new(order_id, &charge.id);
+        let answer = keyed.and_then(|keyed| {
+            keyed.json_row(StatusCode::CREATED, &PaymentBody::from(payment.clone()))
+        });
+        if keyed.is_some() && answer.is_none() {
+            return Err(ticketing_store::Error::other(
+                "the answer does not serialize",
+            ));
+        }
+        return match payments::record_if_payable(&state.store, &payment, claim, now, answer).await {
+            Ok(accepting) if accepting.recorded => Ok(Accepted::Paid(payment)),
+            // Not recorded with the order payable: a repeat of this request answered
+            // first, with this very charge.
+            Ok(accepting) => Ok(refusal(accepting.payable.as_ref(), charge, now).unwrap_or(
+                Accepted::Refused {
+                    message: ALREADY_PAID,
+                    refund: false,
+                },
+            )),
+            Err(RecordError::AlreadyPaid) => already_paid(state, order_id, claim, charge).await,
+            Err(RecordError::Db(e)) => Err(e),
+        };
+    }
     let mut tx = state.store.begin().await?;
     let payable = orders::find_payable(&mut tx, order_id).await?;
-    let refused = match &payable {
-        None => Some(CANCELLED),
-        Some(payable) => closed(&payable.order),
-    };
-    if let Some(message) = refused {
+    if let Some(refused) = refusal(payable.as_ref(), charge, now) {
         payments::release(&mut tx, order_id, claim).await?;
         tx.commit().await?;
-        return Ok(Accepted::Refused {
-            message,
-            refund: true,
-        });
-    }
-    if let Some(paid_by) = payable.and_then(|p| p.paid_by) {
-        payments::release(&mut tx, order_id, claim).await?;
-        tx.commit().await?;
-        return Ok(Accepted::Refused {
-            message: ALREADY_PAID,
-            refund: paid_by != charge.id,
-        });
+        return Ok(refused);
     }
     match payments::record(&mut tx, order_id, &charge.id).await {
         Ok(payment) => {
@@ -218,20 +251,29 @@ async fn accept(
             tx.commit().await?;
             Ok(Accepted::Paid(payment))
         }
-        // The unique index, the final guarantee: reached by a repeat of a keyed request
-        // racing its first try (the same charge: nothing to give back), or a payment
-        // whose claim went stale.
         Err(RecordError::AlreadyPaid) => {
             drop(tx);
-            payments::release_now(&state.store, order_id, claim).await?;
-            let recorded = payments::find_for_order(state.store.reader(), order_id).await?;
-            Ok(Accepted::Refused {
-                message: ALREADY_PAID,
-                refund: recorded.is_none_or(|p| p.stripe_id != charge.id),
-            })
+            already_paid(state, order_id, claim, charge).await
         }
         Err(RecordError::Db(e)) => Err(e),
     }
+}
+
+/// The unique index, the final guarantee: reached by a repeat of a keyed request racing
+/// its first try (the same charge: nothing to give back), or a payment whose claim went
+/// stale. Nothing was written: release the claim.
+async fn already_paid(
+    state: &AppState,
+    order_id: &OrderId,
+    claim: &str,
+    charge: &Charge,
+) -> Result<Accepted, ticketing_store::Error> {
+    payments::release_now(&state.store, order_id, claim).await?;
+    let recorded = payments::find_for_order(state.store.reader(), order_id).await?;
+    Ok(Accepted::Refused {
+        message: ALREADY_PAID,
+        refund: recorded.is_none_or(|p| p.stripe_id != charge.id),
+    })
 }
 
 /// Give back a charge that was not accepted. If the provider cannot be reached the

@@ -338,6 +338,104 @@ async fn a_draw_written_after_the_ranking_is_ranked_too(flavor: Flavor) {
     assert_eq!(rank, 3);
 }
 
+/// Admitted buyers' orders at the same moment, the queue in force (on PostgreSQL the
+/// placer claims them together and spends their admissions in its statement): one
+/// account's eight
+/// requests — four copies of one keyed request, four others — place one order, and
+/// the copies, if theirs won, one answer; six accounts wanting two units each of ten
+/// get five orders, and the sixth is told the listing is sold out.
+async fn concurrent_admitted_orders_spend_each_admission_once(flavor: Flavor) {
+    let app = Arc::new(spawn(flavor, 50).await);
+    let (listing, on_sale_at) = app.listing(10, 2, 1200).await;
+    let buyers = ["a", "b", "c", "d", "e", "f", "g"];
+    for user in buyers {
+        assert_eq!(app.join(user, &listing).await.0, StatusCode::OK);
+    }
+    sleep_until(on_sale_at).await;
+    // Behind them, more than the units left: the queue stays in force (somebody waits),
+    // so an order without an admission is held back.
+    for user in ["f1", "f2", "f3", "f4", "f5"] {
+        assert_eq!(app.join(user, &listing).await.0, StatusCode::OK);
+    }
+    for user in buyers {
+        let admitted = async || app.place(user, &listing).await["status"] == "admitted";
+        while !admitted().await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(app.place("f5", &listing).await["status"], "waiting");
+    let order = |user: &'static str, key: Option<String>, quantity: i64| {
+        let (app, listing) = (app.clone(), listing.clone());
+        async move {
+            let mut request = app
+                .user(user)
+                .request(reqwest::Method::POST, "/api/orders")
+                .json(&json!({"ticketId": listing, "quantity": quantity}));
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            reply(request.send().await.unwrap()).await
+        }
+    };
+    let keys: Vec<String> = (0..8)
+        .map(|i| match i {
+            0..4 => "same".to_owned(),
+            _ => format!("other-{i}"),
+        })
+        .collect();
+    let tries = keys.iter().map(|key| order("a", Some(key.clone()), 1));
+    let answers = futures::future::join_all(tries).await;
+    let placed: Vec<&(StatusCode, Value)> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .collect();
+    assert!(!placed.is_empty(), "{answers:?}");
+    for (status, body) in &answers {
+        assert!(
+            *status == StatusCode::CREATED || *status == StatusCode::TOO_MANY_REQUESTS,
+            "{status} {body}"
+        );
+    }
+    // Every 201 is the one order (copies of the winning key answer it again).
+    assert!(
+        placed.iter().all(|(_, body)| body == &placed[0].1),
+        "{placed:?}"
+    );
+    // Retried later (its admission spent, the queue still in force), the winning key
+    // gets its answer again, not a place at the back of the line.
+    let won = answers.iter().position(|(s, _)| *s == StatusCode::CREATED);
+    let retried = order("a", Some(keys[won.unwrap()].clone()), 1).await;
+    assert_eq!(&retried, placed[0]);
+
+    let others = buyers[1..].iter().map(|user| order(user, None, 2));
+    let answers = futures::future::join_all(others).await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 4, "nine units were left: {answers:?}");
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s != StatusCode::CREATED)
+        .map(|(_, body)| &body["errors"][0]["message"])
+        .collect();
+    assert_eq!(refused.len(), 2, "{answers:?}");
+
+    let store = listings::orders_store(&app.0.env.runtime).await;
+    let row = query(
+        "SELECT (SELECT count(*) FROM orders WHERE user_id = 'a') AS mine, \
+                CAST((SELECT sum(quantity) FROM orders) AS BIGINT) AS units, \
+                (SELECT held FROM tickets WHERE id = $1) AS held",
+    )
+    .bind(&listing)
+    .fetch_one(store.reader())
+    .await
+    .unwrap();
+    assert_eq!(row.get::<i64>("mine").unwrap(), 1);
+    assert_eq!(row.get::<i64>("units").unwrap(), 9);
+    assert_eq!(row.get::<i64>("held").unwrap(), 9);
+}
+
 fn parse(value: &Value) -> i64 {
     ticketing_contracts::time::parse_millis(value.as_str().unwrap()).unwrap()
 }
@@ -347,4 +445,5 @@ flavor_tests!(
     orders_wait_for_their_admission,
     a_draw_written_after_the_ranking_is_ranked_too,
     simultaneous_late_joins_take_one_place_each,
+    concurrent_admitted_orders_spend_each_admission_once,
 );

@@ -69,6 +69,8 @@ fn message(body: &Value) -> (&str, &str) {
 
 /// 1,000 buyers of 1–4 units rush 100 units: the orders answered 201 hold exactly 100,
 /// each the units it asked for; every other buyer is told why, and nobody gets a 5xx.
+/// Half of them send an `Idempotency-Key` (a tenth send their request twice at once,
+/// under one key: one order, the answer to both copies).
 async fn a_rush_sells_exactly_the_listed_units(flavor: Flavor) {
     let app = Arc::new(spawn(flavor, Duration::from_secs(900)).await);
     let listing = app.listing(100, 4, 4).await;
@@ -78,8 +80,28 @@ async fn a_rush_sells_exactly_the_listed_units(flavor: Flavor) {
         tokio::spawn(async move {
             let wanted = (i % 4) as i64 + 1;
             let buyer = app.buyer(&format!("rush{i}"));
+            let body = json!({"ticketId": listing, "quantity": wanted});
+            let send = async || {
+                let request = buyer.request(reqwest::Method::POST, "/api/orders");
+                let request = match i % 2 {
+                    1 => request.header("Idempotency-Key", format!("rush-{i}")),
+                    _ => request,
+                };
+                reply(request.json(&body).send().await.unwrap()).await
+            };
             barrier.wait().await;
-            (wanted, order(&buyer, &listing, json!(wanted)).await)
+            let answer = if i % 10 == 1 {
+                let (first, copy) = tokio::join!(send(), send());
+                // A placed order is the answer to both; a refusal is not kept (each
+                // copy is told why as it found the listing).
+                if first.0 == StatusCode::CREATED || copy.0 == StatusCode::CREATED {
+                    assert_eq!(first, copy, "one key, one order");
+                }
+                first
+            } else {
+                send().await
+            };
+            (wanted, answer)
         })
     });
     let mut sold = 0;

@@ -6,7 +6,7 @@ use ticketing_contracts::api::orders::CreateOrder;
 use ticketing_contracts::api::queue::QueuePlace;
 use ticketing_kit::auth::RequireUser;
 use ticketing_kit::error::ErrorBody;
-use ticketing_kit::idempotency::IdempotencyKey;
+use ticketing_kit::idempotency::{self, IdempotencyKey};
 use ticketing_kit::json::ApiJson;
 use ticketing_kit::keyed::{self, KeyRefusals};
 use ticketing_kit::validate::{parse_id, Fields};
@@ -17,7 +17,7 @@ use ticketing_contracts::{TicketId, Timestamp};
 use ticketing_store::Tx;
 
 use crate::claim::Refused;
-use crate::domain::{At, Units};
+use crate::domain::{At, Order, Units};
 use crate::orders::{self, PlaceError};
 use crate::queue::{self, Held};
 use crate::AppState;
@@ -60,10 +60,11 @@ pub async fn create(
     let ticket_id = TicketId::from(fields.finish(ticket_id)?);
     let units = Units::parse(body.quantity.as_ref());
 
+    let keyed = key.scoped(&user.id, "POST /api/orders", &body);
     let at = state.settings.at(Timestamp::now());
     if state.queued.may_hold(&ticket_id) {
         let rate = state.settings.queue_rate();
-        match queue::precheck(
+        let held = queue::precheck(
             &state.store,
             &state.queued,
             &ticket_id,
@@ -71,8 +72,15 @@ pub async fn create(
             at.now,
             rate,
         )
-        .await?
-        {
+        .await?;
+        // Held back, perhaps after this very request placed its order (a keyed retry: its
+        // admission spent, its account maybe back in line since): its answer, not a place.
+        if let (Some(Held::Queued(_)), Some(keyed)) = (&held, &keyed) {
+            if let Some(answer) = keyed.answer(&state.store).await? {
+                return Ok(answer);
+            }
+        }
+        match held {
             // In line already: the answer from the same read.
             Some(Held::Queued(Some(place))) => return Err(super::queue::held_back(place)),
             Some(Held::Queued(None)) => {
@@ -82,26 +90,44 @@ pub async fn create(
             None => {}
         }
     }
-    let keyed = key.scoped(&user.id, "POST /api/orders", &body);
     let place = async |at: At| match &keyed {
         None => orders::place(&state.store, &state.placer, &ticket_id, &user.id, units, at)
             .await
-            .map(|order| (StatusCode::CREATED, Json(OrderBody::from(order))).into_response())
+            .map(created)
             .map_err(ApiError::from),
-        // With a key the order and its answer commit together: a transaction, not the
-        // placer; the answer is stored before the claim, which locks the listing's row.
+        // With a key the order and its answer commit together: the placer stores the
+        // answer in its statement; a transaction stores it before the claim, which
+        // locks the listing's row.
         Some(keyed) => {
-            let write = async |tx: &mut Tx| {
-                let unclaimed = orders::insert_in_tx(tx, &ticket_id, &user.id, units, at).await?;
-                Ok((OrderBody::from(unclaimed.order().clone()), unclaimed))
-            };
-            // The turn (dropped after the commit) and not the order: answered already.
-            let claim = async |tx: &mut Tx, unclaimed| {
-                let (_, turn) = orders::claim_in_tx(tx, unclaimed).await?;
-                Ok(turn)
-            };
-            keyed::once_in_tx_then(&state.store, Some(keyed), StatusCode::CREATED, write, claim)
-                .await
+            idempotency::once(&state.store, Some(keyed), async || {
+                let answer = |order: &Order| {
+                    keyed.json_row(StatusCode::CREATED, &OrderBody::from(order.clone()))
+                };
+                let batched = orders::place_batched(
+                    &state.placer,
+                    &ticket_id,
+                    &user.id,
+                    units,
+                    at,
+                    Some(&answer),
+                );
+                if let Some(order) = batched.await {
+                    return Ok(created(order));
+                }
+                let write = async |tx: &mut Tx| {
+                    let unclaimed =
+                        orders::insert_in_tx(tx, &ticket_id, &user.id, units, at).await?;
+                    Ok((OrderBody::from(unclaimed.order().clone()), unclaimed))
+                };
+                // The turn (dropped after the commit) and not the order: answered already.
+                let claim = async |tx: &mut Tx, unclaimed| {
+                    let (_, turn) = orders::claim_in_tx(tx, unclaimed).await?;
+                    Ok(turn)
+                };
+                keyed::in_tx_then(&state.store, Some(keyed), StatusCode::CREATED, write, claim)
+                    .await
+            })
+            .await
         }
     };
     let placed = match place(at).await {
@@ -122,6 +148,10 @@ pub async fn create(
         Err(ApiError::InQueue(_)) => Err(super::queue::queued(&state, &ticket_id, &user.id).await),
         other => other,
     }
+}
+
+fn created(order: Order) -> Response {
+    (StatusCode::CREATED, Json(OrderBody::from(order))).into_response()
 }
 
 /// A listing whose queue opens later (30 minutes before its sale).
