@@ -3,11 +3,13 @@
 from loadgen's --requests-csv, and the busy backends' waits and statements from the
 pg-activity sample (all of them, or those between FROM and TO as MM:SS), and what each
 database and table did between two samples of scripts/profile/pg-stats.sh (the first and
-the last, or those at least FROM and at most TO seconds after the first).
+the last, or those at least FROM and at most TO seconds after the first), and each
+process's waits for a pool connection from the metrics scripts/profile/metrics.sh kept.
 
 Usage: summary.py requests REQUESTS_CSV [STEP]
        summary.py waits ACTIVITY_FILE [FROM TO]
        summary.py tables PG_STATS_OUT [FROM TO]
+       summary.py pools METRICS_DIR
 """
 import collections
 import csv
@@ -79,8 +81,26 @@ def waits(path, start=None, end=None):
         print(n, *key)
 
 
+def pools(directory):
+    import glob
+    import os
+
+    for path in sorted(glob.glob(os.path.join(directory, "*.prom"))):
+        found = {}
+        for line in open(path):
+            if line.startswith("ticketing_store_writer_wait_seconds_"):
+                name, value = line.split("{")[0], float(line.rsplit(" ", 1)[1])
+                found[name.rsplit("_", 1)[1]] = value
+        n, total = found.get("count", 0), found.get("sum", 0.0)
+        if n:
+            name = os.path.basename(path)[: -len(".prom")]
+            print(f"  {name:>14}: {int(n)}, {1000 * total / n:.1f}, {total:.1f}")
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "tables":
+    if sys.argv[1] == "pools":
+        pools(sys.argv[2])
+    elif sys.argv[1] == "tables":
         tables(sys.argv[2], *map(int, sys.argv[3:5]))
     elif sys.argv[1] == "requests":
         requests(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 5)
