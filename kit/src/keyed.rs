@@ -39,33 +39,19 @@ where
     F: AsyncFnOnce(&mut Tx) -> ApiResult<T>,
 {
     let first = async |tx: &mut Tx| Ok((effect(tx).await?, ()));
-    once_in_tx_then(store, keyed, status, first, async |_, ()| Ok(())).await
-}
-
-/// [`once_in_tx`] for an effect in two steps, its answer known after the first: the
-/// key's answer is stored between them, so the locks `last` takes are held for its own
-/// statements and the commit only (an order's claim of a listing many buyers claim).
-/// What `last` returns is dropped after the commit (a turn the process keeps for it).
-pub async fn once_in_tx_then<T, U, V, F, L>(
-    store: &Store,
-    keyed: Option<&Keyed>,
-    status: StatusCode,
-    first: F,
-    last: L,
-) -> ApiResult<Response>
-where
-    T: Serialize,
-    F: AsyncFnOnce(&mut Tx) -> ApiResult<(T, U)>,
-    L: AsyncFnOnce(&mut Tx, U) -> ApiResult<V>,
-{
+    let last = async |_: &mut Tx, ()| Ok(());
     idempotency::once(store, keyed, async || {
         in_tx_then(store, keyed, status, first, last).await
     })
     .await
 }
 
-/// The effect of [`once_in_tx_then`] without the look for a stored answer, for a caller
-/// inside [`idempotency::once`] that tried another way first (the orders placer).
+/// An effect in two steps, its answer known after the first, made in one transaction
+/// and committed with its answer, which a key stores between the steps — so the locks
+/// `last` takes are held for its own statements and the commit only (an order's claim
+/// of a listing many buyers claim). What `last` returns is dropped after the commit (a
+/// turn the process keeps for it). Without the look for a stored answer: call it inside
+/// [`idempotency::once`] (the orders route tries the placer first).
 pub async fn in_tx_then<T, U, V, F, L>(
     store: &Store,
     keyed: Option<&Keyed>,
