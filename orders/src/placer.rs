@@ -347,11 +347,58 @@ impl ClaimUnits {
             .collect()
     }
 
-    /// Store the keyed placements' answers, before the listings are locked (as a
-    /// transaction of `orders::place` does: a key, then the listing's row, never the
-    /// other way round, so neither waits for the other in a cycle); the keys written.
-    /// A key answered within its 24 hours (a repeat of the request committed first) is
-    /// not: its placement is decided in a transaction, where that answer is found.
+    /// Spend the admissions of the placements on queued listings, before anything else
+    /// (as a transaction of `orders::place` does: the admission, then its key, then the
+    /// listing's row; a batch that took them the other way round could wait for a
+    /// transaction's admission while that transaction waited for the row). The entries
+    /// are locked in (listing, account) order: two batches wait for each other in one
+    /// order. The (listing, account) pairs spent.
+    async fn spend_admissions(
+        tx: &mut ticketing_store::Tx,
+        placements: &[Placement],
+    ) -> Result<HashSet<(String, String)>, ticketing_store::Error> {
+        // Each table by its index whatever the statistics say (`= ANY (ARRAY(...))`).
+        const SQL: &str = "WITH asked AS MATERIALIZED ( \
+               SELECT a->>0 AS ticket_id, a->>1 AS user_id, (a->>2)::bigint AS at \
+               FROM jsonb_array_elements($1::jsonb) a), \
+             locked AS MATERIALIZED ( \
+               SELECT q.ticket_id, q.user_id, asked.at FROM queue_entries q \
+               JOIN asked ON asked.ticket_id = q.ticket_id AND asked.user_id = q.user_id \
+               WHERE q.ticket_id = ANY (ARRAY(SELECT ticket_id FROM asked)) \
+                 AND q.user_id = ANY (ARRAY(SELECT user_id FROM asked)) \
+                 AND q.admitted_until > asked.at AND q.used_at IS NULL \
+               ORDER BY q.ticket_id, q.user_id FOR NO KEY UPDATE OF q) \
+             UPDATE queue_entries q SET used_at = locked.at FROM locked \
+             WHERE q.ticket_id = locked.ticket_id AND q.user_id = locked.user_id \
+             RETURNING q.ticket_id, q.user_id";
+        let asked: Vec<serde_json::Value> = placements
+            .iter()
+            .filter_map(|p| {
+                let at = p.admitted_at?;
+                Some(serde_json::json!([
+                    p.order.ticket.id,
+                    p.order.user_id,
+                    at.as_millis()
+                ]))
+            })
+            .collect();
+        if asked.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let rows = query(SQL)
+            .bind(serde_json::Value::from(asked).to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.get("ticket_id")?, row.get("user_id")?)))
+            .collect()
+    }
+
+    /// Store the keyed placements' answers, after their admissions and before the
+    /// listings are locked (the order of `orders::place`: see [`Self::spend_admissions`]);
+    /// the keys written. A key answered within its 24 hours (a repeat of the request
+    /// committed first) is not: its placement is decided in a transaction, where that
+    /// answer is found.
     async fn record_answers(
         tx: &mut ticketing_store::Tx,
         answers: &[&serde_json::Value],
@@ -378,41 +425,37 @@ impl ClaimUnits {
         &self,
         placements: &[Placement],
     ) -> Result<HashSet<String>, ticketing_store::Error> {
-        // The checks and the writes, in one statement, in this order: the account's
-        // share (an order whose account would exceed the listing's cap is left out);
-        // the admission, for a queued listing (an order without an unused one is left
-        // out); then the shares, the listing's counter (by the units of the orders
-        // written), the orders and their events; and the answers stored for orders
-        // left out are taken back ($2: every key stored). What is left out is decided
-        // again in a transaction, which refuses it or places it. Shares and keys are
-        // looked up by their index whatever the statistics say (a lookup per row,
-        // `= ANY (ARRAY(...))`): joined to the batch, both were read whole, 430 times in
-        // 15 s of a drop.
+        // The account share check and the writes, in one statement: an order whose
+        // account would exceed the listing's cap is left out; the listing's counter
+        // grows by the units of the orders written; and what was done for orders left
+        // out, here or before (the admissions spent, $2; the answers stored, $3), is
+        // undone. What is left out is decided again in a transaction, which refuses it
+        // or places it. Each table by its index whatever the statistics say (a lookup per
+        // row, `= ANY (ARRAY(...))`): joined to the batch, the shares and the keys were
+        // read whole, 430 times in 15 s of a drop.
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "WITH batch AS MATERIALIZED ( \
                    SELECT r, n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(r, n)), \
-                 roomy AS MATERIALIZED ( \
+                 ok AS MATERIALIZED ( \
                    SELECT b.r, b.n FROM batch b \
                    WHERE COALESCE((SELECT a.units FROM account_units a \
                                    WHERE a.ticket_id = b.r->>'ticketId' \
                                      AND a.user_id = b.r->>'userId'), 0) \
                          + (b.r->>'quantity')::bigint <= (b.r->>'perAccount')::bigint), \
-                 admitted AS ( \
-                   UPDATE queue_entries q SET used_at = (roomy.r->>'admittedAt')::bigint \
-                   FROM roomy \
-                   WHERE roomy.r ? 'admittedAt' AND q.ticket_id = roomy.r->>'ticketId' \
-                     AND q.user_id = roomy.r->>'userId' \
-                     AND q.admitted_until > (roomy.r->>'admittedAt')::bigint \
-                     AND q.used_at IS NULL \
-                   RETURNING roomy.n), \
-                 ok AS MATERIALIZED ( \
-                   SELECT r, n FROM roomy \
-                   WHERE NOT r ? 'admittedAt' OR n IN (SELECT n FROM admitted)), \
+                 unused AS MATERIALIZED ( \
+                   SELECT a->>0 AS ticket_id, a->>1 AS user_id FROM jsonb_array_elements($2::jsonb) a \
+                   WHERE NOT EXISTS (SELECT 1 FROM ok \
+                     WHERE ok.r->>'ticketId' = a->>0 AND ok.r->>'userId' = a->>1)), \
+                 given_back AS ( \
+                   UPDATE queue_entries SET used_at = NULL \
+                   WHERE ticket_id = ANY (ARRAY(SELECT ticket_id FROM unused)) \
+                     AND user_id = ANY (ARRAY(SELECT user_id FROM unused)) \
+                     AND (ticket_id, user_id) IN (SELECT ticket_id, user_id FROM unused)), \
                  unanswered AS MATERIALIZED ( \
-                   SELECT a->>0 AS scope, a->>1 AS key FROM jsonb_array_elements($2::jsonb) a \
-                   WHERE NOT EXISTS ( \
-                     SELECT 1 FROM ok WHERE ok.r->>'scope' = a->>0 AND ok.r->>'key' = a->>1)), \
+                   SELECT a->>0 AS scope, a->>1 AS key FROM jsonb_array_elements($3::jsonb) a \
+                   WHERE NOT EXISTS (SELECT 1 FROM ok \
+                     WHERE ok.r->>'scope' = a->>0 AND ok.r->>'key' = a->>1)), \
                  taken_back AS ( \
                    DELETE FROM idempotency_keys \
                    WHERE scope = ANY (ARRAY(SELECT scope FROM unanswered)) \
@@ -449,6 +492,7 @@ impl ClaimUnits {
             .collect();
         let ids: BTreeSet<&TicketId> = placements.iter().map(|p| &p.order.ticket.id).collect();
         let mut tx = self.0.begin().await?;
+        let admitted = Self::spend_admissions(&mut tx, placements).await?;
         let answered = Self::record_answers(&mut tx, &answers).await?;
         let mut listings = Self::lock(&mut tx, &ids).await?;
         // In arrival order, while the units last; an account once per listing and
@@ -459,12 +503,14 @@ impl ClaimUnits {
             .filter_map(|p| {
                 let order = &p.order;
                 let listing = listings.get_mut(&order.ticket.id)?;
+                let pair = (order.ticket.id.to_string(), order.user_id.to_string());
                 let key = p.answer.as_ref().map(|a| {
                     let part = |name: &str| a[name].as_str().unwrap_or_default().to_owned();
                     (part("scope"), part("key"))
                 });
                 if listing.version != order.ticket.version
                     || listing.free < order.quantity
+                    || (p.admitted_at.is_some() && !admitted.contains(&pair))
                     || key.as_ref().is_some_and(|key| !answered.contains(key))
                     || !accounts.insert((&order.ticket.id, &order.user_id))
                 {
@@ -482,9 +528,6 @@ impl ClaimUnits {
                     "perAccount": listing.per_account,
                     "event": outbox::json_row(&p.event)?,
                 });
-                if let Some(at) = p.admitted_at {
-                    row["admittedAt"] = at.as_millis().into();
-                }
                 if let Some((scope, key)) = key {
                     (row["scope"], row["key"]) = (scope.into(), key.into());
                 }
@@ -495,10 +538,14 @@ impl ClaimUnits {
             tx.rollback().await?;
             return Ok(HashSet::new());
         }
-        let answered: Vec<[String; 2]> = answered.into_iter().map(|(s, k)| [s, k]).collect();
+        let pairs = |set: HashSet<(String, String)>| {
+            let pairs: Vec<[String; 2]> = set.into_iter().map(|(a, b)| [a, b]).collect();
+            serde_json::to_string(&pairs).expect("pairs serialize")
+        };
         let written: Vec<String> = query(&SQL)
             .bind(serde_json::Value::from(rows).to_string())
-            .bind(serde_json::to_string(&answered).expect("keys serialize"))
+            .bind(pairs(admitted))
+            .bind(pairs(answered))
             .scalars(&mut tx)
             .await?;
         if !written.is_empty() {

@@ -342,8 +342,9 @@ async fn a_draw_written_after_the_ranking_is_ranked_too(flavor: Flavor) {
 /// placer claims them together and spends their admissions in its statement): one
 /// account's eight
 /// requests — four copies of one keyed request, four others — place one order, and
-/// the copies, if theirs won, one answer; six accounts wanting two units each of ten
-/// get five orders, and the sixth is told the listing is sold out.
+/// the copies, if theirs won, one answer; six accounts wanting two units each of the
+/// nine left get four orders, and the other two are told what is left and keep their
+/// admissions.
 async fn concurrent_admitted_orders_spend_each_admission_once(flavor: Flavor) {
     let app = Arc::new(spawn(flavor, 50).await);
     let (listing, on_sale_at) = app.listing(10, 2, 1200).await;
@@ -420,6 +421,17 @@ async fn concurrent_admitted_orders_spend_each_admission_once(flavor: Flavor) {
         .map(|(_, body)| &body["errors"][0]["message"])
         .collect();
     assert_eq!(refused.len(), 2, "{answers:?}");
+    // A refused order spent nothing: its buyer is still admitted (a batch that spent
+    // an admission for an order it then left out gave it back).
+    for (user, (status, _)) in buyers[1..].iter().zip(&answers) {
+        if *status != StatusCode::CREATED {
+            assert_eq!(
+                app.place(user, &listing).await["status"],
+                "admitted",
+                "{user}"
+            );
+        }
+    }
 
     let store = listings::orders_store(&app.0.env.runtime).await;
     let row = query(
