@@ -203,28 +203,7 @@ async fn accept(
 ) -> Result<Accepted, ticketing_store::Error> {
     let now = now_millis();
     if state.store.backend() == Backend::Postgres {
-        let payment = Payment::new(order_id, &charge.id);
-        let answer = keyed.and_then(|keyed| {
-            keyed.json_row(StatusCode::CREATED, &PaymentBody::from(payment.clone()))
-        });
-        if keyed.is_some() && answer.is_none() {
-            return Err(ticketing_store::Error::other(
-                "the answer does not serialize",
-            ));
-        }
-        return match payments::record_if_payable(&state.store, &payment, claim, now, answer).await {
-            Ok(accepting) if accepting.recorded => Ok(Accepted::Paid(payment)),
-            // Not recorded with the order payable: a repeat of this request answered
-            // first, with this very charge.
-            Ok(accepting) => Ok(refusal(accepting.payable.as_ref(), charge, now).unwrap_or(
-                Accepted::Refused {
-                    message: ALREADY_PAID,
-                    refund: false,
-                },
-            )),
-            Err(RecordError::AlreadyPaid) => already_paid(state, order_id, claim, charge).await,
-            Err(RecordError::Db(e)) => Err(e),
-        };
+        return accept_in_statement(state, order_id, claim, charge, keyed, now).await;
     }
     let mut tx = state.store.begin().await?;
     let payable = orders::find_payable(&mut tx, order_id).await?;
@@ -255,6 +234,40 @@ async fn accept(
             drop(tx);
             already_paid(state, order_id, claim, charge).await
         }
+        Err(RecordError::Db(e)) => Err(e),
+    }
+}
+
+/// [`accept`] on PostgreSQL: `payments::record_if_payable` decides and writes in one
+/// statement; the refusal is read off the order as that statement found it.
+async fn accept_in_statement(
+    state: &AppState,
+    order_id: &OrderId,
+    claim: &str,
+    charge: &Charge,
+    keyed: Option<&Keyed>,
+    now: i64,
+) -> Result<Accepted, ticketing_store::Error> {
+    let payment = Payment::new(order_id, &charge.id);
+    let answer = match keyed {
+        None => None,
+        Some(keyed) => Some(
+            keyed
+                .json_row(StatusCode::CREATED, &PaymentBody::from(payment.clone()))
+                .ok_or_else(|| ticketing_store::Error::other("the answer does not serialize"))?,
+        ),
+    };
+    match payments::record_if_payable(&state.store, &payment, claim, now, answer).await {
+        Ok(accepting) if accepting.recorded => Ok(Accepted::Paid(payment)),
+        // Not recorded with the order payable: a repeat of this request answered first,
+        // with this very charge.
+        Ok(accepting) => Ok(refusal(accepting.payable.as_ref(), charge, now).unwrap_or(
+            Accepted::Refused {
+                message: ALREADY_PAID,
+                refund: false,
+            },
+        )),
+        Err(RecordError::AlreadyPaid) => already_paid(state, order_id, claim, charge).await,
         Err(RecordError::Db(e)) => Err(e),
     }
 }
