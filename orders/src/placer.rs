@@ -13,13 +13,21 @@
 //! The insert keeps every guarantee of the transaction (`claim`): an order is written
 //! only when its ticket is still at the version read (so its price is the one read) and
 //! free, and its claim and its event are written by the same statement, so with it or
-//! not at all. Tickets are locked in id order, so two batches
-//! that contend for the same tickets wait for each other in one order and cannot
-//! deadlock. Anything else — the ticket unknown, held, changed, a listing of several
-//! units, the batch refused or failed — answers "not placed here", and
-//! the caller decides in a transaction (`orders::place`). SQLite has no
-//! round trips to save (and its writer already commits queued transactions together):
-//! there the placer always answers "not placed here".
+//! not at all. Tickets are locked in id order, so two batches that contend for the same
+//! tickets wait for each other in one order and cannot deadlock.
+//!
+//! Orders on listings of several units are claimed in batches of their own
+//! ([`Placer::claim`], decisions 0026 and 0038), in one transaction a batch: with a
+//! queue, the buyers' admissions are spent; with an `Idempotency-Key`, the requests'
+//! answers are stored; then the listings' rows are locked and one statement counts the
+//! units and writes — the transaction's own order (admission, key, row), so a batch and a
+//! transaction never wait for each other in a cycle.
+//!
+//! Anything else — the ticket unknown, held, changed, too few units free, no admission,
+//! the batch refused or failed — answers "not placed here", and the caller decides in a
+//! transaction (`orders::place`). SQLite has no round trips to save (and its writer
+//! already commits queued transactions together): there the placer always answers "not
+//! placed here".
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
