@@ -491,34 +491,43 @@ impl ClaimUnits {
                 outbox::insert_from_json("(r->'event')")
             )
         });
+        let mut tx = self.0.begin().await?;
+        let admitted = Self::spend_admissions(&mut tx, placements).await?;
+        let pair = |p: &Placement| (p.order.ticket.id.to_string(), p.order.user_id.to_string());
+        let eligible: Vec<&Placement> = placements
+            .iter()
+            .filter(|p| p.admitted_at.is_none() || admitted.contains(&pair(p)))
+            .collect();
+        // Nobody admitted (a queue drained: orders pass its gate without admissions,
+        // which only a transaction decides): no answer stored, no listing locked.
+        if eligible.is_empty() {
+            tx.rollback().await?;
+            return Ok(HashSet::new());
+        }
         // A key once per batch (a second copy of a request is decided in a transaction).
         let mut keys = HashSet::new();
-        let answers: Vec<&serde_json::Value> = placements
+        let answers: Vec<&serde_json::Value> = eligible
             .iter()
             .filter_map(|p| p.answer.as_ref())
             .filter(|a| keys.insert((a["scope"].as_str(), a["key"].as_str())))
             .collect();
-        let ids: BTreeSet<&TicketId> = placements.iter().map(|p| &p.order.ticket.id).collect();
-        let mut tx = self.0.begin().await?;
-        let admitted = Self::spend_admissions(&mut tx, placements).await?;
+        let ids: BTreeSet<&TicketId> = eligible.iter().map(|p| &p.order.ticket.id).collect();
         let answered = Self::record_answers(&mut tx, &answers).await?;
         let mut listings = Self::lock(&mut tx, &ids).await?;
         // In arrival order, while the units last; an account once per listing and
         // batch (its share is one row, counted once per statement).
         let mut accounts = HashSet::new();
-        let rows: Vec<serde_json::Value> = placements
+        let rows: Vec<serde_json::Value> = eligible
             .iter()
             .filter_map(|p| {
                 let order = &p.order;
                 let listing = listings.get_mut(&order.ticket.id)?;
-                let pair = (order.ticket.id.to_string(), order.user_id.to_string());
                 let key = p.answer.as_ref().map(|a| {
                     let part = |name: &str| a[name].as_str().unwrap_or_default().to_owned();
                     (part("scope"), part("key"))
                 });
                 if listing.version != order.ticket.version
                     || listing.free < order.quantity
-                    || (p.admitted_at.is_some() && !admitted.contains(&pair))
                     || key.as_ref().is_some_and(|key| !answered.contains(key))
                     || !accounts.insert((&order.ticket.id, &order.user_id))
                 {
