@@ -451,24 +451,7 @@ impl ClaimUnits {
                                    WHERE a.ticket_id = b.r->>'ticketId' \
                                      AND a.user_id = b.r->>'userId'), 0) \
                          + (b.r->>'quantity')::bigint <= (b.r->>'perAccount')::bigint), \
-                 unused AS MATERIALIZED ( \
-                   SELECT a->>0 AS ticket_id, a->>1 AS user_id FROM jsonb_array_elements($2::jsonb) a \
-                   WHERE NOT EXISTS (SELECT 1 FROM ok \
-                     WHERE ok.r->>'ticketId' = a->>0 AND ok.r->>'userId' = a->>1)), \
-                 given_back AS ( \
-                   UPDATE queue_entries SET used_at = NULL \
-                   WHERE ticket_id = ANY (ARRAY(SELECT ticket_id FROM unused)) \
-                     AND user_id = ANY (ARRAY(SELECT user_id FROM unused)) \
-                     AND (ticket_id, user_id) IN (SELECT ticket_id, user_id FROM unused)), \
-                 unanswered AS MATERIALIZED ( \
-                   SELECT a->>0 AS scope, a->>1 AS key FROM jsonb_array_elements($3::jsonb) a \
-                   WHERE NOT EXISTS (SELECT 1 FROM ok \
-                     WHERE ok.r->>'scope' = a->>0 AND ok.r->>'key' = a->>1)), \
-                 taken_back AS ( \
-                   DELETE FROM idempotency_keys \
-                   WHERE scope = ANY (ARRAY(SELECT scope FROM unanswered)) \
-                     AND key = ANY (ARRAY(SELECT key FROM unanswered)) \
-                     AND (scope, key) IN (SELECT scope, key FROM unanswered)), \
+                 {}, {}, \
                  counted AS ( \
                    INSERT INTO account_units (ticket_id, user_id, units) \
                    SELECT r->>'ticketId', r->>'userId', (r->>'quantity')::bigint FROM ok \
@@ -488,6 +471,18 @@ impl ClaimUnits {
                    FROM ok RETURNING id) \
                  {} FROM ok WHERE r->>'id' IN (SELECT id FROM written) ORDER BY n \
                  RETURNING event_id",
+                undo_left_out(
+                    "unused",
+                    "$2",
+                    [("ticket_id", "ticketId"), ("user_id", "userId")],
+                    "UPDATE queue_entries SET used_at = NULL"
+                ),
+                undo_left_out(
+                    "unanswered",
+                    "$3",
+                    [("scope", "scope"), ("key", "key")],
+                    "DELETE FROM idempotency_keys"
+                ),
                 outbox::insert_from_json("(r->'event')")
             )
         });
@@ -571,6 +566,26 @@ impl ClaimUnits {
         tx.commit().await?;
         Ok(written.into_iter().collect())
     }
+}
+
+/// SQL, two CTEs of [`ClaimUnits::place`]'s statement: `name`, the pairs in `param` (a
+/// JSON array of two-element arrays) whose order is not in `ok` (`columns`: each column
+/// and the batch row's field it matches); then `action` (`UPDATE ... SET ...` or
+/// `DELETE FROM ...`) on the rows with those pairs, found by the pair's index whatever
+/// the statistics say (each column `= ANY (ARRAY(...))`, then the pair).
+fn undo_left_out(name: &str, param: &str, columns: [(&str, &str); 2], action: &str) -> String {
+    let [(a, field_a), (b, field_b)] = columns;
+    format!(
+        "{name} AS MATERIALIZED ( \
+           SELECT j->>0 AS {a}, j->>1 AS {b} FROM jsonb_array_elements({param}::jsonb) j \
+           WHERE NOT EXISTS (SELECT 1 FROM ok \
+             WHERE ok.r->>'{field_a}' = j->>0 AND ok.r->>'{field_b}' = j->>1)), \
+         {name}_undone AS ( \
+           {action} \
+           WHERE {a} = ANY (ARRAY(SELECT {a} FROM {name})) \
+             AND {b} = ANY (ARRAY(SELECT {b} FROM {name})) \
+             AND ({a}, {b}) IN (SELECT {a}, {b} FROM {name}))"
+    )
 }
 
 impl BatchStatement for ClaimUnits {
