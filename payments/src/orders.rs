@@ -6,7 +6,7 @@ use ticketing_contracts::money::Cents;
 use ticketing_contracts::time::parse_millis;
 use ticketing_contracts::{OrderId, OrderStatus, UserId};
 use ticketing_kit::replica::{CopyOf, Replicated};
-use ticketing_store::{query, FromRow, On, Query, Tx};
+use ticketing_store::{query, On, Query, Tx};
 
 #[derive(Debug, Clone)]
 pub struct OrderCopy {
@@ -58,25 +58,25 @@ pub struct Payable {
     pub paid_by: Option<String>,
 }
 
+/// The columns of a [`Payable`], of the replica's `orders o`.
+pub const PAYABLE_COLUMNS: &str = "o.id, o.user_id, o.status, o.price_cents, o.expires_at, \
+    o.version, (SELECT p.stripe_id FROM payments p WHERE p.order_id = o.id) AS paid_by";
+
+ticketing_kit::from_row!(|row| Payable {
+    order: OrderCopy::from_row(row)?,
+    paid_by,
+});
+
 pub async fn find_payable<'a>(
     on: impl Into<On<'a>>,
     id: &OrderId,
 ) -> Result<Option<Payable>, ticketing_store::Error> {
-    let row = query(
-        "SELECT o.id, o.user_id, o.status, o.price_cents, o.expires_at, o.version, \
-         (SELECT p.stripe_id FROM payments p WHERE p.order_id = o.id) AS paid_by \
-         FROM orders o WHERE o.id = $1",
-    )
+    query(&format!(
+        "SELECT {PAYABLE_COLUMNS} FROM orders o WHERE o.id = $1"
+    ))
     .bind(id)
-    .fetch_optional(on)
-    .await?;
-    row.map(|row| {
-        Ok(Payable {
-            order: OrderCopy::from_row(&row)?,
-            paid_by: row.get("paid_by")?,
-        })
-    })
-    .transpose()
+    .fetch_optional_as(on)
+    .await
 }
 
 /// Whether the replica holds order `id` (it may wait for it: decision 0029).

@@ -11,7 +11,7 @@ use ticketing_contracts::{OrderId, PaymentId, UserId};
 use ticketing_kit::idempotency;
 use ticketing_store::{query, FromRow, On, OnUnique, Store, Tx};
 
-use crate::orders::{OrderCopy, Payable};
+use crate::orders::{Payable, PAYABLE_COLUMNS};
 
 /// A claim older than this is left over by a process that died mid-payment and may be
 /// taken over. Longer than any charge can take (Stripe: 3 attempts of at most the HTTP
@@ -249,9 +249,7 @@ pub async fn record_if_payable(
         format!(
             "WITH a AS MATERIALIZED (SELECT $1::jsonb AS r), \
              o AS MATERIALIZED ( \
-               SELECT o.id, o.user_id, o.status, o.price_cents, o.expires_at, o.version, \
-                 (SELECT p.stripe_id FROM payments p WHERE p.order_id = o.id) AS paid_by \
-               FROM orders o, a WHERE o.id = a.r->>'orderId'), \
+               SELECT {PAYABLE_COLUMNS} FROM orders o, a WHERE o.id = a.r->>'orderId'), \
              payable AS MATERIALIZED ( \
                SELECT a.r FROM a, o WHERE o.status <> '{cancelled}' \
                  AND o.expires_at > (a.r->>'now')::bigint AND o.paid_by IS NULL), \
@@ -303,10 +301,7 @@ pub async fn record_if_payable(
         store.commit_signal().notify_one();
     }
     Ok(Accepting {
-        payable: Some(Payable {
-            order: OrderCopy::from_row(&row)?,
-            paid_by: row.get("paid_by")?,
-        }),
+        payable: Some(Payable::from_row(&row)?),
         recorded,
     })
 }
