@@ -12,6 +12,7 @@
 //! already paid), finds the first's answer stored and gives that. See
 //! docs/decisions/0024-idempotency-keys.md.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -152,24 +153,22 @@ impl Keyed {
         body: &impl Serialize,
     ) -> Result<bool, ticketing_store::Error> {
         let response = serde_json::to_string(body).map_err(ticketing_store::Error::other)?;
-        // A key past its 24 hours is taken over, as if new.
-        let written = query(
-            "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (scope, key) DO UPDATE SET request = excluded.request, \
-             status = excluded.status, response = excluded.response, \
-             created_at = excluded.created_at \
-             WHERE idempotency_keys.created_at < $7",
-        )
-        .bind(&self.scope)
-        .bind(&self.key)
-        .bind(&self.request)
-        .bind(i64::from(status.as_u16()))
-        .bind(response)
-        .bind(now_millis())
-        .bind(now_millis() - KEEP.as_millis() as i64)
-        .execute(tx)
-        .await?;
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) {}",
+                taken_over()
+            )
+        });
+        let written = query(&SQL)
+            .bind(&self.scope)
+            .bind(&self.key)
+            .bind(&self.request)
+            .bind(i64::from(status.as_u16()))
+            .bind(response)
+            .bind(now_millis())
+            .execute(tx)
+            .await?;
         Ok(written == 1)
     }
 
@@ -202,8 +201,15 @@ pub fn record_from_json(k: &str, from: &str) -> String {
     format!(
         "INSERT INTO idempotency_keys (scope, key, request, status, response, created_at) \
          SELECT {k}->>'scope', {k}->>'key', {k}->>'request', ({k}->>'status')::integer, \
-         {k}->>'response', ({k}->>'createdAt')::bigint {from} \
-         ON CONFLICT (scope, key) DO UPDATE SET request = excluded.request, \
+         {k}->>'response', ({k}->>'createdAt')::bigint {from} {}",
+        taken_over()
+    )
+}
+
+/// A key stored again: taken over only once past its 24 hours, as if new.
+fn taken_over() -> String {
+    format!(
+        "ON CONFLICT (scope, key) DO UPDATE SET request = excluded.request, \
          status = excluded.status, response = excluded.response, \
          created_at = excluded.created_at \
          WHERE idempotency_keys.created_at < excluded.created_at - {}",

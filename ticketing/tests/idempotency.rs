@@ -39,23 +39,29 @@ async fn post_keyed(api: &Api, path: &str, key: &str, body: &Value) -> (StatusCo
     reply(res).await
 }
 
-/// Rows in `table` of `service`'s database.
-async fn count(app: &TestApp, service: &str, table: &str) -> i64 {
+/// `service`'s database.
+async fn store_of(app: &TestApp, service: &str) -> ticketing_store::Store {
     let migrations = match service {
         "tickets" => &ticketing_tickets::MIGRATIONS,
         "orders" => &ticketing_orders::MIGRATIONS,
         _ => &ticketing_payments::MIGRATIONS,
     };
     let location = app.env.runtime.location(service).unwrap();
-    let store = ticketing_store::Store::open(&location, migrations)
-        .await
-        .unwrap();
-    query(&format!("SELECT COUNT(*) FROM {table}"))
-        .scalar(store.reader())
+    ticketing_store::Store::open(&location, migrations)
         .await
         .unwrap()
 }
 
+/// Rows in `table` of `service`'s database.
+async fn count(app: &TestApp, service: &str, table: &str) -> i64 {
+    query(&format!("SELECT COUNT(*) FROM {table}"))
+        .scalar(store_of(app, service).await.reader())
+        .await
+        .unwrap()
+}
+
+/// A repeated sale lists one ticket; another request under the same key is a 422 until
+/// the key is 24 hours old, then it is taken over; keys are per caller.
 async fn a_repeated_sale_lists_one_ticket(flavor: Flavor) {
     let app = spawn(flavor).await;
     let seller = app.as_user("seller");
@@ -98,7 +104,22 @@ async fn a_repeated_sale_lists_one_ticket(flavor: Flavor) {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad:?}");
         assert_eq!(errors(res).await[0]["field"], "Idempotency-Key");
     }
+
     assert_eq!(count(&app, "tickets", "tickets").await, 2);
+
+    // Past its 24 hours a key is taken over by a new request, as if new.
+    let store = store_of(&app, "tickets").await;
+    query("UPDATE idempotency_keys SET created_at = created_at - $1")
+        .bind(ticketing_kit::idempotency::KEEP.as_millis() as i64 + 1)
+        .execute(store.writer())
+        .await
+        .unwrap();
+    let (status, renewed) = post_keyed(&seller, "/api/tickets", "sale-1", &other).await;
+    assert_eq!(status, StatusCode::CREATED, "{renewed}");
+    assert_eq!(renewed["price"], json!(21), "{renewed}");
+    let (status, again) = post_keyed(&seller, "/api/tickets", "sale-1", &other).await;
+    assert_eq!((status, &again), (StatusCode::CREATED, &renewed));
+    assert_eq!(count(&app, "tickets", "tickets").await, 3);
 }
 
 /// Ten copies of one order request with one key, all at once: one order, and every copy
